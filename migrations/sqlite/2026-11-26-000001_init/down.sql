@@ -1,0 +1,3 @@
+DROP TABLE deployments;
+DROP TABLE releases;
+DROP TABLE instances;

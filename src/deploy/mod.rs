@@ -1,0 +1,213 @@
+//! The deploy domain: what a deployment and a release are, the states a deployment
+//! moves through, and the `Store` it is kept in. Nothing here knows about HTTP or SQL.
+
+mod error;
+mod state;
+mod store;
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, SubsecRound, Utc};
+use serde::{Deserialize, Serialize};
+
+pub use crate::id::{DeploymentId, InstanceId, ReleaseId};
+pub use error::Error;
+pub use state::{DeployState, InvalidTransition};
+pub use store::Store;
+
+/// Environment variables handed to a release; ordered so that output is stable.
+pub type Env = BTreeMap<String, String>;
+
+/// The current time, truncated to microseconds: the precision both databases keep,
+/// so a value read back compares equal to the value written.
+pub fn now() -> DateTime<Utc> {
+    Utc::now().trunc_subsecs(6)
+}
+
+/// What someone asks for: run this image with this env on this instance.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeployRequest {
+    pub instance_id: InstanceId,
+    pub image: String,
+    #[serde(default)]
+    pub env: Env,
+    #[serde(default)]
+    pub strategy: String,
+    #[serde(default)]
+    pub notes: String,
+    #[serde(default)]
+    pub commit_sha: String,
+}
+
+/// Where a running deployment is: the phase it is in and how far along it is.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Progress {
+    pub phase: String,
+    /// 0 to 100.
+    pub percent: i32,
+    pub message: String,
+}
+
+/// One attempt to make a release run on an instance.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Deployment {
+    pub id: DeploymentId,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub tenant_id: String,
+    pub instance_id: InstanceId,
+    pub release_id: ReleaseId,
+    pub state: DeployState,
+    pub strategy: String,
+    pub image: String,
+    pub env: Env,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub provider_ref: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub error: String,
+    pub initiator: String,
+    pub progress: Progress,
+}
+
+impl Deployment {
+    /// A new pending deployment of `release`.
+    pub fn pending(release: &Release, strategy: &str, initiator: &str) -> Self {
+        let at = now();
+        Self {
+            id: DeploymentId::new(),
+            created_at: at,
+            updated_at: at,
+            tenant_id: release.tenant_id.clone(),
+            instance_id: release.instance_id,
+            release_id: release.id,
+            state: DeployState::Pending,
+            strategy: strategy.to_string(),
+            image: release.image.clone(),
+            env: release.env.clone(),
+            provider_ref: String::new(),
+            started_at: None,
+            finished_at: None,
+            error: String::new(),
+            initiator: initiator.to_string(),
+            progress: Progress::default(),
+        }
+    }
+
+    /// Moves to `next`, refusing a transition the state machine does not allow, and
+    /// stamps the start and finish times.
+    pub fn transition(&mut self, next: DeployState) -> Result<(), InvalidTransition> {
+        self.state.check_transition(next)?;
+        let at = now();
+        if next == DeployState::Running && self.started_at.is_none() {
+            self.started_at = Some(at);
+        }
+        if next.is_final() && self.finished_at.is_none() {
+            self.finished_at = Some(at);
+        }
+        self.state = next;
+        self.updated_at = at;
+        Ok(())
+    }
+}
+
+/// An immutable snapshot of what runs: image, env, commit and notes, numbered per instance.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Release {
+    pub id: ReleaseId,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub tenant_id: String,
+    pub instance_id: InstanceId,
+    /// 1, 2, 3 … per instance, allocated by the store when the release is inserted.
+    pub version: i64,
+    pub image: String,
+    pub env: Env,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub notes: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub commit_sha: String,
+    pub active: bool,
+}
+
+impl Release {
+    /// A release built from a request, not yet numbered (the store allocates the version).
+    pub fn from_request(tenant_id: &str, request: &DeployRequest) -> Self {
+        let at = now();
+        Self {
+            id: ReleaseId::new(),
+            created_at: at,
+            updated_at: at,
+            tenant_id: tenant_id.to_string(),
+            instance_id: request.instance_id,
+            version: 0,
+            image: request.image.clone(),
+            env: request.env.clone(),
+            notes: request.notes.clone(),
+            commit_sha: request.commit_sha.clone(),
+            active: false,
+        }
+    }
+}
+
+/// A configured deploy target as kept in the database, with its stable id.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Instance {
+    pub id: InstanceId,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub tenant_id: String,
+    pub name: String,
+    pub repo: String,
+    pub environment: String,
+}
+
+/// Which page of a list to read: an opaque cursor from the previous page, and a size.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListOptions {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cursor: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u32>,
+}
+
+impl ListOptions {
+    /// The page size when none is asked for.
+    pub const DEFAULT_LIMIT: u32 = 20;
+    /// The largest page anyone may ask for.
+    pub const MAX_LIMIT: u32 = 100;
+
+    /// The page size to use, or an invalid-request error naming the allowed range.
+    pub fn effective_limit(&self) -> Result<u32, Error> {
+        match self.limit {
+            None => Ok(Self::DEFAULT_LIMIT),
+            Some(n) if (1..=Self::MAX_LIMIT).contains(&n) => Ok(n),
+            Some(n) => Err(Error::InvalidRequest(format!(
+                "limit {n} is out of range: use 1 to {}",
+                Self::MAX_LIMIT
+            ))),
+        }
+    }
+}
+
+/// One page of deployments, newest first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeployListResult {
+    pub items: Vec<Deployment>,
+    /// Absent on the last page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
+    pub total: i64,
+}
+
+/// One page of releases, highest version first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReleaseListResult {
+    pub items: Vec<Release>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
+    pub total: i64,
+}

@@ -1,0 +1,8 @@
+//! deploybot: a GitHub deploy bot. Webhooks and API calls become durable deployments that
+//! a worker runs through a strategy and a provider, reported back to GitHub.
+
+pub mod config;
+pub mod deploy;
+pub mod id;
+pub mod provider;
+pub mod store;

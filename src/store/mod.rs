@@ -1,0 +1,688 @@
+//! The one `Store` implementation, written once with Diesel for SQLite and PostgreSQL.
+//! `DATABASE_URL` picks the backend: `sqlite://PATH` or `postgres://…`.
+
+mod cursor;
+mod rows;
+pub mod schema;
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use diesel::connection::{AnsiTransactionManager, SimpleConnection, TransactionManager};
+use diesel::prelude::*;
+use diesel::r2d2::{self, ManageConnection};
+use diesel::result::{DatabaseErrorKind, Error as DieselError};
+use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
+
+use crate::deploy::{
+    self, DeployListResult, Deployment, DeploymentId, Error, Instance, InstanceId, ListOptions,
+    Release, ReleaseId, ReleaseListResult,
+};
+use cursor::DeploymentKey;
+use rows::{DeploymentRow, InstanceRow, ReleaseRow, to_db};
+use schema::{deployments, instances, releases};
+
+const PG_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
+const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
+
+/// A connection to either backend; queries are written once against it.
+#[derive(diesel::MultiConnection)]
+pub enum DbConn {
+    Pg(PgConnection),
+    Sqlite(SqliteConnection),
+}
+
+/// Which database a URL points at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// A parsed `DATABASE_URL`.
+#[derive(Clone)]
+pub struct DatabaseUrl {
+    pub backend: Backend,
+    /// What the driver is given: a file path for SQLite, the URL for PostgreSQL.
+    target: String,
+}
+
+impl DatabaseUrl {
+    /// Reads `sqlite://PATH` or `postgres://…` / `postgresql://…`.
+    pub fn parse(url: &str) -> Result<Self, Error> {
+        if let Some(path) = url.strip_prefix("sqlite://") {
+            if path.is_empty() {
+                return Err(Error::InvalidRequest(
+                    "DATABASE_URL `sqlite://` names no file: write sqlite://PATH, e.g. sqlite://deploybot.db".into(),
+                ));
+            }
+            Ok(Self {
+                backend: Backend::Sqlite,
+                target: path.to_string(),
+            })
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(Self {
+                backend: Backend::Postgres,
+                target: url.to_string(),
+            })
+        } else {
+            Err(Error::InvalidRequest(
+                "DATABASE_URL must start with sqlite:// (embedded) or postgres:// (server)".into(),
+            ))
+        }
+    }
+}
+
+/// Opens connections for the pool, configuring SQLite for concurrent use.
+pub(crate) struct Manager {
+    url: DatabaseUrl,
+    busy_timeout: Duration,
+}
+
+impl ManageConnection for Manager {
+    type Connection = DbConn;
+    type Error = r2d2::Error;
+
+    fn connect(&self) -> Result<DbConn, r2d2::Error> {
+        match self.url.backend {
+            Backend::Postgres => PgConnection::establish(&self.url.target)
+                .map(DbConn::Pg)
+                .map_err(r2d2::Error::ConnectionError),
+            Backend::Sqlite => {
+                let mut conn = SqliteConnection::establish(&self.url.target)
+                    .map_err(r2d2::Error::ConnectionError)?;
+                // WAL lets readers run beside the writer; busy_timeout makes writers wait
+                // for each other instead of failing; foreign keys are off by default.
+                conn.batch_execute(&format!(
+                    "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
+                     PRAGMA busy_timeout = {}; PRAGMA foreign_keys = ON;",
+                    self.busy_timeout.as_millis()
+                ))
+                .map_err(r2d2::Error::QueryError)?;
+                Ok(DbConn::Sqlite(conn))
+            }
+        }
+    }
+
+    fn is_valid(&self, conn: &mut DbConn) -> Result<(), r2d2::Error> {
+        conn.batch_execute("SELECT 1")
+            .map_err(r2d2::Error::QueryError)
+    }
+
+    fn has_broken(&self, _conn: &mut DbConn) -> bool {
+        false
+    }
+}
+
+type Pool = r2d2::Pool<Manager>;
+type Conn = r2d2::PooledConnection<Manager>;
+
+/// The Diesel store over a connection pool.
+#[derive(Clone)]
+pub struct DieselStore {
+    pool: Pool,
+    backend: Backend,
+}
+
+impl std::fmt::Debug for DieselStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DieselStore")
+            .field("backend", &self.backend)
+            .finish()
+    }
+}
+
+/// Maps a Diesel error to the domain's: unique violations are conflicts, lost
+/// connections are "unavailable", the rest is internal.
+pub(crate) fn db_error(err: DieselError) -> Error {
+    match err {
+        DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, info) => {
+            Error::Conflict(format!("already exists: {}", info.message()))
+        }
+        DieselError::DatabaseError(DatabaseErrorKind::ClosedConnection, info) => {
+            Error::Unavailable(format!(
+                "the database connection was lost: {}",
+                info.message()
+            ))
+        }
+        DieselError::DatabaseError(_, info)
+            if info.message().contains("database is locked")
+                || info.message().contains("terminating connection") =>
+        {
+            Error::Unavailable(format!("the database is busy: {}", info.message()))
+        }
+        DieselError::NotFound => Error::Internal("a row the store expected is missing".into()),
+        other => Error::Internal(format!("database error: {other}")),
+    }
+}
+
+impl DieselStore {
+    /// Connects (creating an SQLite file on first use). Does not migrate: see `migrate`.
+    pub fn connect(url: &str) -> Result<Self, Error> {
+        Self::connect_with(url, 16)
+    }
+
+    /// Connects with a pool of at most `max_size` connections.
+    pub fn connect_with(url: &str, max_size: u32) -> Result<Self, Error> {
+        let url = DatabaseUrl::parse(url)?;
+        let backend = url.backend;
+        let manager = Manager {
+            url,
+            busy_timeout: Duration::from_secs(15),
+        };
+        let pool = r2d2::Pool::builder()
+            .max_size(max_size)
+            .min_idle(Some(1))
+            .connection_timeout(Duration::from_secs(10))
+            .build(manager)
+            .map_err(|e| {
+                Error::Unavailable(format!(
+                    "cannot connect to the {backend:?} database named by DATABASE_URL: {e}"
+                ))
+            })?;
+        Ok(Self { pool, backend })
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Applies the embedded migrations that have not run yet; returns their names.
+    pub fn migrate(&self) -> Result<Vec<String>, Error> {
+        let mut conn = self.conn()?;
+        let applied = match &mut *conn {
+            DbConn::Pg(c) => c.run_pending_migrations(PG_MIGRATIONS),
+            DbConn::Sqlite(c) => c.run_pending_migrations(SQLITE_MIGRATIONS),
+        }
+        .map_err(|e| Error::Internal(format!("migration failed: {e}")))?;
+        Ok(applied.iter().map(|v| v.to_string()).collect())
+    }
+
+    /// True when the database answers and no migration is pending (for `/readyz`).
+    pub fn is_migrated(&self) -> Result<bool, Error> {
+        let mut conn = self.conn()?;
+        let pending = match &mut *conn {
+            DbConn::Pg(c) => c.has_pending_migration(PG_MIGRATIONS),
+            DbConn::Sqlite(c) => c.has_pending_migration(SQLITE_MIGRATIONS),
+        }
+        .map_err(|e| Error::Unavailable(format!("cannot read the migration state: {e}")))?;
+        Ok(!pending)
+    }
+
+    pub(crate) fn conn(&self) -> Result<Conn, Error> {
+        self.pool
+            .get()
+            .map_err(|e| Error::Unavailable(format!("the database is unavailable: {e}")))
+    }
+
+    /// Runs `f` in a write transaction. On SQLite it is `BEGIN IMMEDIATE`, so the write
+    /// lock is taken up front and concurrent writers wait (busy_timeout) instead of
+    /// failing when a read lock cannot be upgraded.
+    pub(crate) fn write<T>(
+        &self,
+        f: impl FnOnce(&mut DbConn) -> Result<T, Error>,
+    ) -> Result<T, Error> {
+        let mut conn = self.conn()?;
+        let conn: &mut DbConn = &mut conn;
+        match conn {
+            DbConn::Sqlite(c) => {
+                AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE")
+            }
+            DbConn::Pg(c) => AnsiTransactionManager::begin_transaction(c),
+        }
+        .map_err(db_error)?;
+        match f(conn) {
+            Ok(value) => {
+                <DbConn as Connection>::TransactionManager::commit_transaction(conn)
+                    .map_err(db_error)?;
+                Ok(value)
+            }
+            Err(err) => {
+                if let Err(rollback) =
+                    <DbConn as Connection>::TransactionManager::rollback_transaction(conn)
+                {
+                    tracing::warn!(error = %rollback, "rollback failed");
+                }
+                Err(err)
+            }
+        }
+    }
+
+    /// Runs `f` on a pooled connection without a transaction (single reads).
+    pub(crate) fn read<T>(
+        &self,
+        f: impl FnOnce(&mut DbConn) -> Result<T, Error>,
+    ) -> Result<T, Error> {
+        let mut conn = self.conn()?;
+        f(&mut conn)
+    }
+}
+
+fn micros(at: DateTime<Utc>) -> i64 {
+    at.timestamp_micros()
+}
+
+fn from_micros(us: i64) -> Result<chrono::NaiveDateTime, Error> {
+    DateTime::<Utc>::from_timestamp_micros(us)
+        .map(to_db)
+        .ok_or_else(|| Error::InvalidRequest("cursor is invalid: its time is out of range".into()))
+}
+
+fn load_instance(conn: &mut DbConn, tenant: &str, id: InstanceId) -> Result<InstanceRow, Error> {
+    instances::table
+        .filter(instances::tenant_id.eq(tenant))
+        .filter(instances::id.eq(id.to_string()))
+        .select(InstanceRow::as_select())
+        .first(conn)
+        .optional()
+        .map_err(db_error)?
+        .ok_or_else(|| Error::not_found("instance", id))
+}
+
+/// Takes the next version of the instance: the counter row is updated first, so the
+/// row lock (PostgreSQL) or the write lock (SQLite) serialises concurrent allocations.
+fn allocate_version(conn: &mut DbConn, tenant: &str, instance: InstanceId) -> Result<i64, Error> {
+    let updated = diesel::update(
+        instances::table
+            .filter(instances::tenant_id.eq(tenant))
+            .filter(instances::id.eq(instance.to_string())),
+    )
+    .set(instances::last_release_version.eq(instances::last_release_version + 1))
+    .execute(conn)
+    .map_err(db_error)?;
+    if updated == 0 {
+        return Err(Error::not_found("instance", instance));
+    }
+    Ok(load_instance(conn, tenant, instance)?.last_release_version)
+}
+
+fn insert_release_in(conn: &mut DbConn, release: &Release) -> Result<Release, Error> {
+    let mut release = release.clone();
+    release.version = allocate_version(conn, &release.tenant_id, release.instance_id)?;
+    if release.active {
+        deactivate_all(conn, &release.tenant_id, release.instance_id)?;
+    }
+    diesel::insert_into(releases::table)
+        .values(ReleaseRow::from_domain(&release)?)
+        .execute(conn)
+        .map_err(db_error)?;
+    Ok(release)
+}
+
+fn deactivate_all(conn: &mut DbConn, tenant: &str, instance: InstanceId) -> Result<(), Error> {
+    diesel::update(
+        releases::table
+            .filter(releases::tenant_id.eq(tenant))
+            .filter(releases::instance_id.eq(instance.to_string()))
+            .filter(releases::active.eq(true)),
+    )
+    .set(releases::active.eq(false))
+    .execute(conn)
+    .map_err(db_error)?;
+    Ok(())
+}
+
+fn insert_deployment_in(conn: &mut DbConn, deployment: &Deployment) -> Result<(), Error> {
+    let counted = diesel::update(
+        instances::table
+            .filter(instances::tenant_id.eq(&deployment.tenant_id))
+            .filter(instances::id.eq(deployment.instance_id.to_string())),
+    )
+    .set(instances::deployment_count.eq(instances::deployment_count + 1))
+    .execute(conn)
+    .map_err(db_error)?;
+    if counted == 0 {
+        return Err(Error::not_found("instance", deployment.instance_id));
+    }
+    let release_instance: Option<String> = releases::table
+        .filter(releases::tenant_id.eq(&deployment.tenant_id))
+        .filter(releases::id.eq(deployment.release_id.to_string()))
+        .select(releases::instance_id)
+        .first(conn)
+        .optional()
+        .map_err(db_error)?;
+    match release_instance {
+        None => return Err(Error::not_found("release", deployment.release_id)),
+        Some(inst) if inst != deployment.instance_id.to_string() => {
+            return Err(Error::InvalidRequest(format!(
+                "release {} belongs to another instance than {}",
+                deployment.release_id, deployment.instance_id
+            )));
+        }
+        Some(_) => {}
+    }
+    diesel::insert_into(deployments::table)
+        .values(DeploymentRow::from_domain(deployment)?)
+        .execute(conn)
+        .map_err(db_error)?;
+    Ok(())
+}
+
+impl deploy::Store for DieselStore {
+    fn insert_deployment(&self, deployment: &Deployment) -> Result<(), Error> {
+        self.write(|conn| insert_deployment_in(conn, deployment))
+    }
+
+    fn get_deployment(&self, tenant_id: &str, id: DeploymentId) -> Result<Deployment, Error> {
+        self.read(|conn| {
+            deployments::table
+                .filter(deployments::tenant_id.eq(tenant_id))
+                .filter(deployments::id.eq(id.to_string()))
+                .select(DeploymentRow::as_select())
+                .first(conn)
+                .optional()
+                .map_err(db_error)?
+                .ok_or_else(|| Error::not_found("deployment", id))?
+                .into_domain()
+        })
+    }
+
+    fn update_deployment(&self, deployment: &Deployment) -> Result<(), Error> {
+        let row = DeploymentRow::from_domain(deployment)?;
+        self.write(|conn| {
+            let stored: Option<String> = deployments::table
+                .filter(deployments::tenant_id.eq(&row.tenant_id))
+                .filter(deployments::id.eq(&row.id))
+                .select(deployments::state)
+                .first(conn)
+                .optional()
+                .map_err(db_error)?;
+            let stored = stored.ok_or_else(|| Error::not_found("deployment", deployment.id))?;
+            let stored: deploy::DeployState = stored.parse().map_err(|e: String| {
+                Error::Internal(format!("stored deployment state is corrupt: {e}"))
+            })?;
+            if stored != deployment.state {
+                stored.check_transition(deployment.state)?;
+            }
+            diesel::update(
+                deployments::table
+                    .filter(deployments::tenant_id.eq(&row.tenant_id))
+                    .filter(deployments::id.eq(&row.id)),
+            )
+            .set((
+                deployments::state.eq(&row.state),
+                deployments::strategy.eq(&row.strategy),
+                deployments::provider_ref.eq(&row.provider_ref),
+                deployments::started_at.eq(row.started_at),
+                deployments::finished_at.eq(row.finished_at),
+                deployments::error.eq(&row.error),
+                deployments::progress_phase.eq(&row.progress_phase),
+                deployments::progress_percent.eq(row.progress_percent),
+                deployments::progress_message.eq(&row.progress_message),
+                deployments::updated_at.eq(row.updated_at),
+            ))
+            .execute(conn)
+            .map_err(db_error)?;
+            Ok(())
+        })
+    }
+
+    fn list_deployments(
+        &self,
+        tenant_id: &str,
+        instance_id: InstanceId,
+        options: &ListOptions,
+    ) -> Result<DeployListResult, Error> {
+        let limit = options.effective_limit()?;
+        let after = options
+            .cursor
+            .as_deref()
+            .map(|c| cursor::decode_deployment(c, instance_id))
+            .transpose()?;
+        self.read(|conn| {
+            let total = load_instance(conn, tenant_id, instance_id)?.deployment_count;
+            let mut query = deployments::table
+                .filter(deployments::tenant_id.eq(tenant_id))
+                .filter(deployments::instance_id.eq(instance_id.to_string()))
+                .select(DeploymentRow::as_select())
+                .order((deployments::created_at.desc(), deployments::id.desc()))
+                .limit(i64::from(limit) + 1)
+                .into_boxed();
+            if let Some(key) = &after {
+                let at = from_micros(key.created_at_micros)?;
+                query = query.filter(
+                    deployments::created_at.lt(at).or(deployments::created_at
+                        .eq(at)
+                        .and(deployments::id.lt(key.id.clone()))),
+                );
+            }
+            let mut rows: Vec<DeploymentRow> = query.load(conn).map_err(db_error)?;
+            let more = rows.len() > limit as usize;
+            rows.truncate(limit as usize);
+            let items = rows
+                .into_iter()
+                .map(DeploymentRow::into_domain)
+                .collect::<Result<Vec<_>, _>>()?;
+            let next_cursor = match items.last() {
+                Some(last) if more => Some(cursor::encode_deployment(
+                    instance_id,
+                    &DeploymentKey {
+                        created_at_micros: micros(last.created_at),
+                        id: last.id.to_string(),
+                    },
+                )),
+                _ => None,
+            };
+            Ok(DeployListResult {
+                items,
+                next_cursor,
+                total,
+            })
+        })
+    }
+
+    fn insert_release(&self, release: &Release) -> Result<Release, Error> {
+        self.write(|conn| insert_release_in(conn, release))
+    }
+
+    fn get_release(&self, tenant_id: &str, id: ReleaseId) -> Result<Release, Error> {
+        self.read(|conn| {
+            releases::table
+                .filter(releases::tenant_id.eq(tenant_id))
+                .filter(releases::id.eq(id.to_string()))
+                .select(ReleaseRow::as_select())
+                .first(conn)
+                .optional()
+                .map_err(db_error)?
+                .ok_or_else(|| Error::not_found("release", id))?
+                .into_domain()
+        })
+    }
+
+    fn list_releases(
+        &self,
+        tenant_id: &str,
+        instance_id: InstanceId,
+        options: &ListOptions,
+    ) -> Result<ReleaseListResult, Error> {
+        let limit = options.effective_limit()?;
+        let after = options
+            .cursor
+            .as_deref()
+            .map(|c| cursor::decode_release(c, instance_id))
+            .transpose()?;
+        self.read(|conn| {
+            // Versions have no gaps and releases are never deleted: the counter is the total.
+            let total = load_instance(conn, tenant_id, instance_id)?.last_release_version;
+            let mut query = releases::table
+                .filter(releases::tenant_id.eq(tenant_id))
+                .filter(releases::instance_id.eq(instance_id.to_string()))
+                .select(ReleaseRow::as_select())
+                .order(releases::version.desc())
+                .limit(i64::from(limit) + 1)
+                .into_boxed();
+            if let Some(version) = after {
+                query = query.filter(releases::version.lt(version));
+            }
+            let mut rows: Vec<ReleaseRow> = query.load(conn).map_err(db_error)?;
+            let more = rows.len() > limit as usize;
+            rows.truncate(limit as usize);
+            let items = rows
+                .into_iter()
+                .map(ReleaseRow::into_domain)
+                .collect::<Result<Vec<_>, _>>()?;
+            let next_cursor = match items.last() {
+                Some(last) if more => Some(cursor::encode_release(instance_id, last.version)),
+                _ => None,
+            };
+            Ok(ReleaseListResult {
+                items,
+                next_cursor,
+                total,
+            })
+        })
+    }
+
+    fn next_release_version(&self, tenant_id: &str, instance_id: InstanceId) -> Result<i64, Error> {
+        self.read(|conn| Ok(load_instance(conn, tenant_id, instance_id)?.last_release_version + 1))
+    }
+
+    fn insert_release_and_deployment(
+        &self,
+        release: &Release,
+        deployment: &Deployment,
+    ) -> Result<(Release, Deployment), Error> {
+        self.write(|conn| {
+            let release = insert_release_in(conn, release)?;
+            let mut deployment = deployment.clone();
+            deployment.release_id = release.id;
+            deployment.instance_id = release.instance_id;
+            deployment.tenant_id = release.tenant_id.clone();
+            insert_deployment_in(conn, &deployment)?;
+            Ok((release, deployment))
+        })
+    }
+
+    fn activate_release(&self, tenant_id: &str, release_id: ReleaseId) -> Result<(), Error> {
+        self.write(|conn| {
+            let instance: String = releases::table
+                .filter(releases::tenant_id.eq(tenant_id))
+                .filter(releases::id.eq(release_id.to_string()))
+                .select(releases::instance_id)
+                .first(conn)
+                .optional()
+                .map_err(db_error)?
+                .ok_or_else(|| Error::not_found("release", release_id))?;
+            diesel::update(
+                releases::table
+                    .filter(releases::tenant_id.eq(tenant_id))
+                    .filter(releases::instance_id.eq(&instance))
+                    .filter(releases::active.eq(true)),
+            )
+            .set(releases::active.eq(false))
+            .execute(conn)
+            .map_err(db_error)?;
+            diesel::update(
+                releases::table
+                    .filter(releases::tenant_id.eq(tenant_id))
+                    .filter(releases::id.eq(release_id.to_string())),
+            )
+            .set((
+                releases::active.eq(true),
+                releases::updated_at.eq(to_db(deploy::now())),
+            ))
+            .execute(conn)
+            .map_err(db_error)?;
+            Ok(())
+        })
+    }
+
+    fn upsert_instance(
+        &self,
+        tenant_id: &str,
+        name: &str,
+        repo: &str,
+        environment: &str,
+    ) -> Result<Instance, Error> {
+        let attempt = || {
+            self.write(|conn| {
+                let existing: Option<InstanceRow> = instances::table
+                    .filter(instances::tenant_id.eq(tenant_id))
+                    .filter(instances::name.eq(name))
+                    .select(InstanceRow::as_select())
+                    .first(conn)
+                    .optional()
+                    .map_err(db_error)?;
+                let at = to_db(deploy::now());
+                match existing {
+                    Some(row) if row.repo == repo && row.environment == environment => {
+                        row.into_domain()
+                    }
+                    Some(row) => {
+                        diesel::update(instances::table.filter(instances::id.eq(&row.id)))
+                            .set((
+                                instances::repo.eq(repo),
+                                instances::environment.eq(environment),
+                                instances::updated_at.eq(at),
+                            ))
+                            .execute(conn)
+                            .map_err(db_error)?;
+                        InstanceRow {
+                            repo: repo.to_string(),
+                            environment: environment.to_string(),
+                            updated_at: at,
+                            ..row
+                        }
+                        .into_domain()
+                    }
+                    None => {
+                        let row = InstanceRow {
+                            id: InstanceId::new().to_string(),
+                            tenant_id: tenant_id.to_string(),
+                            name: name.to_string(),
+                            repo: repo.to_string(),
+                            environment: environment.to_string(),
+                            last_release_version: 0,
+                            deployment_count: 0,
+                            created_at: at,
+                            updated_at: at,
+                        };
+                        diesel::insert_into(instances::table)
+                            .values(&row)
+                            .execute(conn)
+                            .map_err(db_error)?;
+                        row.into_domain()
+                    }
+                }
+            })
+        };
+        // Two processes starting at once may both try to create it: the unique index
+        // lets one win, and the other then finds the winner's row.
+        match attempt() {
+            Err(Error::Conflict(_)) => attempt(),
+            other => other,
+        }
+    }
+
+    fn get_instance(&self, tenant_id: &str, id: InstanceId) -> Result<Instance, Error> {
+        self.read(|conn| load_instance(conn, tenant_id, id)?.into_domain())
+    }
+
+    fn find_instance(&self, tenant_id: &str, name: &str) -> Result<Instance, Error> {
+        self.read(|conn| {
+            instances::table
+                .filter(instances::tenant_id.eq(tenant_id))
+                .filter(instances::name.eq(name))
+                .select(InstanceRow::as_select())
+                .first(conn)
+                .optional()
+                .map_err(db_error)?
+                .ok_or_else(|| Error::not_found("instance", name))?
+                .into_domain()
+        })
+    }
+
+    fn list_instances(&self, tenant_id: &str) -> Result<Vec<Instance>, Error> {
+        self.read(|conn| {
+            instances::table
+                .filter(instances::tenant_id.eq(tenant_id))
+                .order(instances::name.asc())
+                .select(InstanceRow::as_select())
+                .load(conn)
+                .map_err(db_error)?
+                .into_iter()
+                .map(InstanceRow::into_domain)
+                .collect()
+        })
+    }
+}

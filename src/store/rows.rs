@@ -1,0 +1,191 @@
+//! Rows as the database holds them, and their conversion to and from the domain types.
+//! A row that does not convert (a corrupt id or state) is an internal error, never a panic.
+
+use chrono::{DateTime, NaiveDateTime, Utc};
+use diesel::prelude::*;
+
+use super::schema::{deployments, instances, releases};
+use crate::deploy::{Deployment, Env, Error, Instance, Progress, Release};
+
+pub(crate) fn to_db(at: DateTime<Utc>) -> NaiveDateTime {
+    at.naive_utc()
+}
+
+pub(crate) fn from_db(at: NaiveDateTime) -> DateTime<Utc> {
+    at.and_utc()
+}
+
+fn corrupt(what: &str, detail: impl std::fmt::Display) -> Error {
+    Error::Internal(format!("stored {what} is corrupt: {detail}"))
+}
+
+fn env_to_db(env: &Env) -> Result<String, Error> {
+    serde_json::to_string(env).map_err(|e| Error::Internal(format!("env cannot be encoded: {e}")))
+}
+
+fn env_from_db(text: &str) -> Result<Env, Error> {
+    serde_json::from_str(text).map_err(|e| corrupt("env", e))
+}
+
+#[derive(Queryable, Selectable, Insertable)]
+#[diesel(table_name = instances)]
+pub(crate) struct InstanceRow {
+    pub id: String,
+    pub tenant_id: String,
+    pub name: String,
+    pub repo: String,
+    pub environment: String,
+    pub last_release_version: i64,
+    pub deployment_count: i64,
+    pub created_at: NaiveDateTime,
+    pub updated_at: NaiveDateTime,
+}
+
+impl InstanceRow {
+    pub fn into_domain(self) -> Result<Instance, Error> {
+        Ok(Instance {
+            id: self.id.parse().map_err(|e| corrupt("instance id", e))?,
+            created_at: from_db(self.created_at),
+            updated_at: from_db(self.updated_at),
+            tenant_id: self.tenant_id,
+            name: self.name,
+            repo: self.repo,
+            environment: self.environment,
+        })
+    }
+}
+
+#[derive(Queryable, Selectable, Insertable)]
+#[diesel(table_name = releases)]
+pub(crate) struct ReleaseRow {
+    pub id: String,
+    pub tenant_id: String,
+    pub instance_id: String,
+    pub version: i64,
+    pub image: String,
+    pub env: String,
+    pub notes: String,
+    pub commit_sha: String,
+    pub active: bool,
+    pub created_at: NaiveDateTime,
+    pub updated_at: NaiveDateTime,
+}
+
+impl ReleaseRow {
+    pub fn from_domain(r: &Release) -> Result<Self, Error> {
+        Ok(Self {
+            id: r.id.to_string(),
+            tenant_id: r.tenant_id.clone(),
+            instance_id: r.instance_id.to_string(),
+            version: r.version,
+            image: r.image.clone(),
+            env: env_to_db(&r.env)?,
+            notes: r.notes.clone(),
+            commit_sha: r.commit_sha.clone(),
+            active: r.active,
+            created_at: to_db(r.created_at),
+            updated_at: to_db(r.updated_at),
+        })
+    }
+
+    pub fn into_domain(self) -> Result<Release, Error> {
+        Ok(Release {
+            id: self.id.parse().map_err(|e| corrupt("release id", e))?,
+            created_at: from_db(self.created_at),
+            updated_at: from_db(self.updated_at),
+            tenant_id: self.tenant_id,
+            instance_id: self
+                .instance_id
+                .parse()
+                .map_err(|e| corrupt("instance id", e))?,
+            version: self.version,
+            image: self.image,
+            env: env_from_db(&self.env)?,
+            notes: self.notes,
+            commit_sha: self.commit_sha,
+            active: self.active,
+        })
+    }
+}
+
+#[derive(Queryable, Selectable, Insertable)]
+#[diesel(table_name = deployments)]
+pub(crate) struct DeploymentRow {
+    pub id: String,
+    pub tenant_id: String,
+    pub instance_id: String,
+    pub release_id: String,
+    pub state: String,
+    pub strategy: String,
+    pub image: String,
+    pub env: String,
+    pub provider_ref: String,
+    pub started_at: Option<NaiveDateTime>,
+    pub finished_at: Option<NaiveDateTime>,
+    pub error: String,
+    pub initiator: String,
+    pub progress_phase: String,
+    pub progress_percent: i32,
+    pub progress_message: String,
+    pub created_at: NaiveDateTime,
+    pub updated_at: NaiveDateTime,
+}
+
+impl DeploymentRow {
+    pub fn from_domain(d: &Deployment) -> Result<Self, Error> {
+        Ok(Self {
+            id: d.id.to_string(),
+            tenant_id: d.tenant_id.clone(),
+            instance_id: d.instance_id.to_string(),
+            release_id: d.release_id.to_string(),
+            state: d.state.as_str().to_string(),
+            strategy: d.strategy.clone(),
+            image: d.image.clone(),
+            env: env_to_db(&d.env)?,
+            provider_ref: d.provider_ref.clone(),
+            started_at: d.started_at.map(to_db),
+            finished_at: d.finished_at.map(to_db),
+            error: d.error.clone(),
+            initiator: d.initiator.clone(),
+            progress_phase: d.progress.phase.clone(),
+            progress_percent: d.progress.percent,
+            progress_message: d.progress.message.clone(),
+            created_at: to_db(d.created_at),
+            updated_at: to_db(d.updated_at),
+        })
+    }
+
+    pub fn into_domain(self) -> Result<Deployment, Error> {
+        Ok(Deployment {
+            id: self.id.parse().map_err(|e| corrupt("deployment id", e))?,
+            created_at: from_db(self.created_at),
+            updated_at: from_db(self.updated_at),
+            tenant_id: self.tenant_id,
+            instance_id: self
+                .instance_id
+                .parse()
+                .map_err(|e| corrupt("instance id", e))?,
+            release_id: self
+                .release_id
+                .parse()
+                .map_err(|e| corrupt("release id", e))?,
+            state: self
+                .state
+                .parse()
+                .map_err(|e: String| corrupt("deployment state", e))?,
+            strategy: self.strategy,
+            image: self.image,
+            env: env_from_db(&self.env)?,
+            provider_ref: self.provider_ref,
+            started_at: self.started_at.map(from_db),
+            finished_at: self.finished_at.map(from_db),
+            error: self.error,
+            initiator: self.initiator,
+            progress: Progress {
+                phase: self.progress_phase,
+                percent: self.progress_percent,
+                message: self.progress_message,
+            },
+        })
+    }
+}

@@ -1,0 +1,54 @@
+//! Diesel's view of the tables in `migrations/`; the same for both backends.
+
+diesel::table! {
+    instances (id) {
+        id -> Text,
+        tenant_id -> Text,
+        name -> Text,
+        repo -> Text,
+        environment -> Text,
+        last_release_version -> BigInt,
+        deployment_count -> BigInt,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    releases (id) {
+        id -> Text,
+        tenant_id -> Text,
+        instance_id -> Text,
+        version -> BigInt,
+        image -> Text,
+        env -> Text,
+        notes -> Text,
+        commit_sha -> Text,
+        active -> Bool,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    deployments (id) {
+        id -> Text,
+        tenant_id -> Text,
+        instance_id -> Text,
+        release_id -> Text,
+        state -> Text,
+        strategy -> Text,
+        image -> Text,
+        env -> Text,
+        provider_ref -> Text,
+        started_at -> Nullable<Timestamp>,
+        finished_at -> Nullable<Timestamp>,
+        error -> Text,
+        initiator -> Text,
+        progress_phase -> Text,
+        progress_percent -> Integer,
+        progress_message -> Text,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}

@@ -1,0 +1,94 @@
+//! Test databases: a fresh SQLite file or a fresh PostgreSQL database per test, so tests
+//! run in parallel without sharing state. PostgreSQL comes from `TEST_DATABASE_URL`
+//! (a server URL; its database part is replaced) or the local default server.
+#![allow(dead_code)]
+
+use std::sync::Arc;
+
+use deploybot::store::DieselStore;
+use diesel::{Connection, PgConnection, RunQueryDsl};
+
+pub const PG_DEFAULT: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+
+/// A migrated database that is removed when dropped.
+pub struct TestDb {
+    pub store: Arc<DieselStore>,
+    pub url: String,
+    cleanup: Cleanup,
+}
+
+enum Cleanup {
+    Sqlite(#[allow(dead_code)] tempfile::TempDir),
+    Postgres { admin_url: String, name: String },
+}
+
+fn admin_url() -> String {
+    std::env::var("TEST_DATABASE_URL").unwrap_or_else(|_| PG_DEFAULT.to_string())
+}
+
+fn with_database(url: &str, name: &str) -> String {
+    let (base, _) = url
+        .rsplit_once('/')
+        .expect("TEST_DATABASE_URL has a /database part");
+    format!("{base}/{name}")
+}
+
+impl TestDb {
+    pub fn sqlite() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let url = format!("sqlite://{}", dir.path().join("test.db").display());
+        let store = DieselStore::connect(&url).expect("open sqlite");
+        store.migrate().expect("migrate sqlite");
+        TestDb {
+            store: Arc::new(store),
+            url,
+            cleanup: Cleanup::Sqlite(dir),
+        }
+    }
+
+    pub fn postgres() -> Self {
+        let admin = admin_url();
+        let name = format!("deploybot_test_{}", uuid::Uuid::now_v7().simple());
+        let mut conn = PgConnection::establish(&admin)
+            .unwrap_or_else(|e| panic!("PostgreSQL is needed for this test ({admin}): {e}"));
+        diesel::sql_query(format!("CREATE DATABASE {name}"))
+            .execute(&mut conn)
+            .expect("create test database");
+        let url = with_database(&admin, &name);
+        let store = DieselStore::connect(&url).expect("open postgres");
+        store.migrate().expect("migrate postgres");
+        TestDb {
+            store: Arc::new(store),
+            url,
+            cleanup: Cleanup::Postgres {
+                admin_url: admin,
+                name,
+            },
+        }
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if let Cleanup::Postgres { admin_url, name } = &self.cleanup {
+            if let Ok(mut conn) = PgConnection::establish(admin_url) {
+                let _ = diesel::sql_query(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                    .execute(&mut conn);
+            }
+        }
+    }
+}
+
+/// Declares `mod sqlite { fn NAME() }` and `mod postgres { fn NAME() }` for each contract
+/// test `NAME(db: &TestDb)`, so every store test runs on both backends.
+#[macro_export]
+macro_rules! both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[test] fn $name() { super::$name(&$crate::common::TestDb::sqlite()); })*
+        }
+        mod postgres {
+            $(#[test] fn $name() { super::$name(&$crate::common::TestDb::postgres()); })*
+        }
+    };
+}

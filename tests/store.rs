@@ -1,0 +1,519 @@
+//! The store contract: every test runs on SQLite and on PostgreSQL.
+
+mod common;
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+
+use chrono::Duration;
+use common::TestDb;
+use deploybot::deploy::{
+    self, DeployRequest, DeployState, Deployment, Error, Instance, ListOptions, Release, Store,
+};
+
+fn instance(db: &TestDb, tenant: &str, name: &str) -> Instance {
+    db.store
+        .upsert_instance(tenant, name, &format!("{tenant}/web"), name)
+        .expect("upsert instance")
+}
+
+fn request(inst: &Instance, image: &str) -> DeployRequest {
+    DeployRequest {
+        instance_id: inst.id,
+        image: image.to_string(),
+        env: BTreeMap::from([("LOG_LEVEL".to_string(), "info".to_string())]),
+        strategy: "rolling".into(),
+        notes: "push to main by @octocat (abc1234)".into(),
+        commit_sha: "a10867b14bb761a232cd80139fbd4c0d33264240".into(),
+    }
+}
+
+/// A release and a pending deployment of it, created in one transaction.
+fn deploy(db: &TestDb, inst: &Instance, image: &str) -> (Release, Deployment) {
+    let release = Release::from_request(&inst.tenant_id, &request(inst, image));
+    let deployment = Deployment::pending(&release, "rolling", "octocat");
+    db.store
+        .insert_release_and_deployment(&release, &deployment)
+        .expect("deploy")
+}
+
+fn env_round_trips(db: &TestDb) {
+    let inst = instance(db, "acme", "web-production");
+    let mut req = request(&inst, "ghcr.io/acme/web:v1");
+    req.env = BTreeMap::from([
+        ("DATABASE_POOL".into(), "10".into()),
+        ("QUOTED".into(), "a \"b\" 'c' $(d) ; e\nf".into()),
+        ("UNICODE".into(), "déployé ✓".into()),
+        ("EMPTY".into(), String::new()),
+    ]);
+    let release = Release::from_request("acme", &req);
+    let deployment = Deployment::pending(&release, "canary", "octocat");
+    let (release, deployment) = db
+        .store
+        .insert_release_and_deployment(&release, &deployment)
+        .unwrap();
+
+    let stored_release = db.store.get_release("acme", release.id).unwrap();
+    assert_eq!(stored_release.env, req.env);
+    assert_eq!(stored_release, release);
+    let stored_deployment = db.store.get_deployment("acme", deployment.id).unwrap();
+    assert_eq!(stored_deployment.env, req.env);
+    assert_eq!(stored_deployment, deployment);
+    assert_eq!(stored_deployment.image, "ghcr.io/acme/web:v1");
+    assert_eq!(stored_deployment.state, DeployState::Pending);
+}
+
+fn fifty_concurrent_deploys_get_versions_one_to_fifty(db: &TestDb) {
+    let inst = instance(db, "acme", "web-production");
+    let threads: Vec<_> = (0..50)
+        .map(|i| {
+            let store = Arc::clone(&db.store);
+            let inst = inst.clone();
+            std::thread::spawn(move || {
+                let release = Release::from_request("acme", &request(&inst, &format!("img:{i}")));
+                let deployment = Deployment::pending(&release, "rolling", "ci");
+                store
+                    .insert_release_and_deployment(&release, &deployment)
+                    .map(|(r, _)| r.version)
+            })
+        })
+        .collect();
+    let mut versions: Vec<i64> = threads
+        .into_iter()
+        .map(|t| t.join().expect("thread").expect("deploy under contention"))
+        .collect();
+    versions.sort();
+    assert_eq!(versions, (1..=50).collect::<Vec<i64>>());
+    assert_eq!(db.store.next_release_version("acme", inst.id).unwrap(), 51);
+    let page = db
+        .store
+        .list_releases("acme", inst.id, &ListOptions::default())
+        .unwrap();
+    assert_eq!(page.total, 50);
+    let deployments = db
+        .store
+        .list_deployments("acme", inst.id, &ListOptions::default())
+        .unwrap();
+    assert_eq!(deployments.total, 50);
+}
+
+fn versions_are_per_instance(db: &TestDb) {
+    let a = instance(db, "acme", "web-staging");
+    let b = instance(db, "acme", "web-production");
+    assert_eq!(deploy(db, &a, "x").0.version, 1);
+    assert_eq!(deploy(db, &a, "x").0.version, 2);
+    assert_eq!(deploy(db, &b, "x").0.version, 1);
+    let other_tenant = instance(db, "globex", "web-production");
+    assert_eq!(deploy(db, &other_tenant, "x").0.version, 1);
+}
+
+fn walking_deployments_in_pages_loses_and_repeats_nothing(db: &TestDb) {
+    let inst = instance(db, "acme", "web-production");
+    let (release, seed) = deploy(db, &inst, "seed");
+    let base = deploy::now() - Duration::hours(1);
+    let mut expected = HashSet::from([seed.id]);
+    // 999 more, three per timestamp so that ties are broken by id.
+    for i in 0..999 {
+        let mut d = Deployment::pending(&release, "rolling", "ci");
+        d.created_at = base + Duration::milliseconds(i / 3);
+        db.store.insert_deployment(&d).unwrap();
+        expected.insert(d.id);
+    }
+    let first = db
+        .store
+        .list_deployments("acme", inst.id, &ListOptions::default())
+        .unwrap();
+    assert_eq!(expected.len(), 1000);
+    assert_eq!(first.total, 1000);
+    assert_eq!(first.items.len(), 20, "default limit is 20");
+
+    let mut seen = Vec::new();
+    let mut cursor = None;
+    let mut pages = 0;
+    loop {
+        let page = db
+            .store
+            .list_deployments(
+                "acme",
+                inst.id,
+                &ListOptions {
+                    cursor: cursor.clone(),
+                    limit: Some(7),
+                },
+            )
+            .unwrap();
+        pages += 1;
+        assert!(page.items.len() <= 7);
+        seen.extend(page.items.iter().map(|d| (d.created_at, d.id)));
+        // New deployments keep arriving while someone pages.
+        if pages % 10 == 0 {
+            deploy(db, &inst, "arrives-while-paging");
+        }
+        match page.next_cursor {
+            Some(next) => cursor = Some(next),
+            None => break,
+        }
+    }
+    assert_eq!(pages, 1000usize.div_ceil(7), "no extra page");
+    let ids: Vec<_> = seen.iter().map(|(_, id)| *id).collect();
+    let unique: HashSet<_> = ids.iter().copied().collect();
+    assert_eq!(unique.len(), ids.len(), "a deployment was repeated");
+    assert_eq!(unique, expected, "a deployment was lost");
+    let mut sorted = seen.clone();
+    sorted.sort_by(|a, b| b.cmp(a));
+    assert_eq!(seen, sorted, "pages are newest first");
+}
+
+fn releases_page_by_version(db: &TestDb) {
+    let inst = instance(db, "acme", "web-production");
+    for i in 0..25 {
+        deploy(db, &inst, &format!("img:{i}"));
+    }
+    let first = db
+        .store
+        .list_releases(
+            "acme",
+            inst.id,
+            &ListOptions {
+                cursor: None,
+                limit: Some(10),
+            },
+        )
+        .unwrap();
+    assert_eq!(first.total, 25);
+    assert_eq!(
+        first.items.iter().map(|r| r.version).collect::<Vec<_>>(),
+        (16..=25).rev().collect::<Vec<_>>()
+    );
+    let second = db
+        .store
+        .list_releases(
+            "acme",
+            inst.id,
+            &ListOptions {
+                cursor: first.next_cursor.clone(),
+                limit: Some(10),
+            },
+        )
+        .unwrap();
+    assert_eq!(second.items.first().map(|r| r.version), Some(15));
+    let third = db
+        .store
+        .list_releases(
+            "acme",
+            inst.id,
+            &ListOptions {
+                cursor: second.next_cursor.clone(),
+                limit: Some(10),
+            },
+        )
+        .unwrap();
+    assert_eq!(
+        third.items.iter().map(|r| r.version).collect::<Vec<_>>(),
+        (1..=5).rev().collect::<Vec<_>>()
+    );
+    assert_eq!(third.next_cursor, None, "no cursor on the last page");
+}
+
+fn last_page_has_no_cursor_even_when_full(db: &TestDb) {
+    let inst = instance(db, "acme", "web-production");
+    for _ in 0..4 {
+        deploy(db, &inst, "x");
+    }
+    let page = db
+        .store
+        .list_deployments(
+            "acme",
+            inst.id,
+            &ListOptions {
+                cursor: None,
+                limit: Some(4),
+            },
+        )
+        .unwrap();
+    assert_eq!(page.items.len(), 4);
+    assert_eq!(page.next_cursor, None);
+    let empty = instance(db, "acme", "empty");
+    let page = db
+        .store
+        .list_deployments("acme", empty.id, &ListOptions::default())
+        .unwrap();
+    assert!(page.items.is_empty());
+    assert_eq!((page.total, page.next_cursor), (0, None));
+}
+
+fn bad_cursors_and_limits_are_invalid_requests(db: &TestDb) {
+    let a = instance(db, "acme", "web-production");
+    let b = instance(db, "acme", "web-staging");
+    for _ in 0..3 {
+        deploy(db, &a, "x");
+        deploy(db, &b, "x");
+    }
+    let opts = ListOptions {
+        cursor: None,
+        limit: Some(1),
+    };
+    let a_cursor = db
+        .store
+        .list_deployments("acme", a.id, &opts)
+        .unwrap()
+        .next_cursor
+        .unwrap();
+    let a_release_cursor = db
+        .store
+        .list_releases("acme", a.id, &opts)
+        .unwrap()
+        .next_cursor
+        .unwrap();
+
+    let cases = [
+        ("garbage", Some("%%%not-a-cursor".to_string()), None),
+        ("another instance's cursor", Some(a_cursor.clone()), None),
+        ("a releases cursor", Some(a_release_cursor), None),
+        ("limit 0", None, Some(0)),
+        ("limit 101", None, Some(101)),
+    ];
+    for (what, cursor, limit) in cases {
+        let list_instance = if what == "another instance's cursor" {
+            b.id
+        } else {
+            a.id
+        };
+        let err = db
+            .store
+            .list_deployments("acme", list_instance, &ListOptions { cursor, limit })
+            .unwrap_err();
+        assert!(matches!(err, Error::InvalidRequest(_)), "{what}: {err:?}");
+    }
+    let limit_err = db
+        .store
+        .list_releases(
+            "acme",
+            a.id,
+            &ListOptions {
+                cursor: None,
+                limit: Some(500),
+            },
+        )
+        .unwrap_err();
+    assert!(limit_err.to_string().contains("1 to 100"), "{limit_err}");
+    // 100 is allowed.
+    db.store
+        .list_deployments(
+            "acme",
+            a.id,
+            &ListOptions {
+                cursor: Some(a_cursor),
+                limit: Some(100),
+            },
+        )
+        .unwrap();
+}
+
+fn tenants_never_see_each_other(db: &TestDb) {
+    let acme = instance(db, "acme", "web-production");
+    let (release, deployment) = deploy(db, &acme, "x");
+
+    let not_found = |r: Result<_, Error>| matches!(r, Err(Error::NotFound { .. }));
+    assert!(not_found(
+        db.store.get_deployment("globex", deployment.id).map(|_| ())
+    ));
+    assert!(not_found(
+        db.store.get_release("globex", release.id).map(|_| ())
+    ));
+    assert!(not_found(
+        db.store.get_instance("globex", acme.id).map(|_| ())
+    ));
+    assert!(not_found(
+        db.store
+            .find_instance("globex", "web-production")
+            .map(|_| ())
+    ));
+    assert!(not_found(
+        db.store
+            .list_deployments("globex", acme.id, &ListOptions::default())
+            .map(|_| ())
+    ));
+    assert!(not_found(
+        db.store
+            .list_releases("globex", acme.id, &ListOptions::default())
+            .map(|_| ())
+    ));
+    assert!(not_found(
+        db.store.next_release_version("globex", acme.id).map(|_| ())
+    ));
+    assert!(not_found(db.store.activate_release("globex", release.id)));
+    assert!(db.store.list_instances("globex").unwrap().is_empty());
+
+    // Writes of a foreign tenant are refused and change nothing.
+    let mut forged = deployment.clone();
+    forged.tenant_id = "globex".into();
+    forged.transition(DeployState::Running).unwrap();
+    assert!(not_found(db.store.update_deployment(&forged)));
+    let mut foreign_release = Release::from_request("globex", &request(&acme, "evil"));
+    foreign_release.tenant_id = "globex".into();
+    assert!(not_found(
+        db.store.insert_release(&foreign_release).map(|_| ())
+    ));
+    assert_eq!(
+        db.store
+            .get_deployment("acme", deployment.id)
+            .unwrap()
+            .state,
+        DeployState::Pending
+    );
+    assert_eq!(db.store.next_release_version("acme", acme.id).unwrap(), 2);
+}
+
+fn updates_follow_the_state_machine(db: &TestDb) {
+    let inst = instance(db, "acme", "web-production");
+    let (_, mut d) = deploy(db, &inst, "x");
+
+    // pending -> succeeded is not an arrow of the diagram.
+    let mut skipped = d.clone();
+    skipped.state = DeployState::Succeeded;
+    assert!(matches!(
+        db.store.update_deployment(&skipped),
+        Err(Error::InvalidState(_))
+    ));
+
+    d.transition(DeployState::Running).unwrap();
+    d.progress = deploy::Progress {
+        phase: "canary".into(),
+        percent: 50,
+        message: "healthy".into(),
+    };
+    db.store.update_deployment(&d).unwrap();
+    let stored = db.store.get_deployment("acme", d.id).unwrap();
+    assert_eq!(stored.progress, d.progress);
+    assert!(stored.started_at.is_some());
+
+    d.transition(DeployState::Succeeded).unwrap();
+    db.store.update_deployment(&d).unwrap();
+    // Someone holding an old copy cannot move it back to running.
+    let mut stale = d.clone();
+    stale.state = DeployState::Running;
+    assert!(matches!(
+        db.store.update_deployment(&stale),
+        Err(Error::InvalidState(_))
+    ));
+    let stored = db.store.get_deployment("acme", d.id).unwrap();
+    assert_eq!(stored.state, DeployState::Succeeded);
+    assert!(stored.finished_at.is_some());
+}
+
+fn exactly_one_active_release(db: &TestDb) {
+    let inst = instance(db, "acme", "web-production");
+    let (r1, _) = deploy(db, &inst, "v1");
+    let (r2, _) = deploy(db, &inst, "v2");
+    db.store.activate_release("acme", r1.id).unwrap();
+    db.store.activate_release("acme", r2.id).unwrap();
+    let active: Vec<i64> = db
+        .store
+        .list_releases("acme", inst.id, &ListOptions::default())
+        .unwrap()
+        .items
+        .iter()
+        .filter(|r| r.active)
+        .map(|r| r.version)
+        .collect();
+    assert_eq!(active, vec![2]);
+    db.store.activate_release("acme", r1.id).unwrap();
+    assert!(db.store.get_release("acme", r1.id).unwrap().active);
+    assert!(!db.store.get_release("acme", r2.id).unwrap().active);
+}
+
+fn instance_ids_are_stable(db: &TestDb) {
+    let first = db
+        .store
+        .upsert_instance("acme", "web-production", "acme/web", "production")
+        .unwrap();
+    let again = db
+        .store
+        .upsert_instance("acme", "web-production", "acme/web", "production")
+        .unwrap();
+    assert_eq!(first.id, again.id);
+    let moved = db
+        .store
+        .upsert_instance("acme", "web-production", "acme/web2", "prod")
+        .unwrap();
+    assert_eq!(moved.id, first.id);
+    assert_eq!(
+        (moved.repo.as_str(), moved.environment.as_str()),
+        ("acme/web2", "prod")
+    );
+    assert_eq!(
+        db.store.find_instance("acme", "web-production").unwrap().id,
+        first.id
+    );
+    let names: Vec<String> = db
+        .store
+        .list_instances("acme")
+        .unwrap()
+        .into_iter()
+        .map(|i| i.name)
+        .collect();
+    assert_eq!(names, vec!["web-production".to_string()]);
+}
+
+fn a_deployment_of_another_instances_release_is_refused(db: &TestDb) {
+    let a = instance(db, "acme", "web-production");
+    let b = instance(db, "acme", "web-staging");
+    let (release_of_a, _) = deploy(db, &a, "x");
+    let mut d = Deployment::pending(&release_of_a, "rolling", "ci");
+    d.instance_id = b.id;
+    assert!(matches!(
+        db.store.insert_deployment(&d),
+        Err(Error::InvalidRequest(_))
+    ));
+    assert_eq!(
+        db.store
+            .list_deployments("acme", b.id, &ListOptions::default())
+            .unwrap()
+            .total,
+        0
+    );
+}
+
+fn migrations_are_idempotent(db: &TestDb) {
+    assert!(
+        db.store.migrate().unwrap().is_empty(),
+        "second run applies nothing"
+    );
+    assert!(db.store.is_migrated().unwrap());
+}
+
+both_backends!(
+    env_round_trips,
+    fifty_concurrent_deploys_get_versions_one_to_fifty,
+    versions_are_per_instance,
+    walking_deployments_in_pages_loses_and_repeats_nothing,
+    releases_page_by_version,
+    last_page_has_no_cursor_even_when_full,
+    bad_cursors_and_limits_are_invalid_requests,
+    tenants_never_see_each_other,
+    updates_follow_the_state_machine,
+    exactly_one_active_release,
+    instance_ids_are_stable,
+    a_deployment_of_another_instances_release_is_refused,
+    migrations_are_idempotent,
+);
+
+#[test]
+fn sqlite_file_is_created_on_first_use() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("fresh.db");
+    let store =
+        deploybot::store::DieselStore::connect(&format!("sqlite://{}", path.display())).unwrap();
+    assert!(!store.is_migrated().unwrap());
+    assert!(!store.migrate().unwrap().is_empty());
+    assert!(path.exists());
+}
+
+#[test]
+fn database_urls_are_checked() {
+    for bad in ["mysql://x", "sqlite://", "deploybot.db"] {
+        let err = deploybot::store::DieselStore::connect(bad).unwrap_err();
+        assert!(err.to_string().contains("sqlite://"), "{bad}: {err}");
+    }
+}
