@@ -5,4 +5,6 @@ pub mod config;
 pub mod deploy;
 pub mod id;
 pub mod provider;
+pub mod server;
 pub mod store;
+pub mod worker;

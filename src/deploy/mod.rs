@@ -4,6 +4,9 @@
 mod error;
 mod state;
 mod store;
+pub mod service;
+pub mod strategies;
+pub mod strategy;
 
 use std::collections::BTreeMap;
 
@@ -13,7 +16,9 @@ use serde::{Deserialize, Serialize};
 pub use crate::id::{DeploymentId, InstanceId, ReleaseId};
 pub use error::Error;
 pub use state::{DeployState, InvalidTransition};
+pub use service::{Catalog, InstanceSpec, RollbackTarget, Service};
 pub use store::Store;
+pub use strategy::{CanarySteps, Outcome, Plan, ProgressSink, Strategy};
 
 /// Environment variables handed to a release; ordered so that output is stable.
 pub type Env = BTreeMap<String, String>;
@@ -48,6 +53,24 @@ pub struct Progress {
     pub message: String,
 }
 
+/// Why a deployment exists: a new release, or the return to an existing one.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeployKind {
+    #[default]
+    Deploy,
+    Rollback,
+}
+
+impl DeployKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeployKind::Deploy => "deploy",
+            DeployKind::Rollback => "rollback",
+        }
+    }
+}
+
 /// One attempt to make a release run on an instance.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Deployment {
@@ -71,6 +94,9 @@ pub struct Deployment {
     pub error: String,
     pub initiator: String,
     pub progress: Progress,
+    /// A rollback's success marks the deployment it replaced `rolled_back`.
+    #[serde(default)]
+    pub kind: DeployKind,
 }
 
 impl Deployment {
@@ -94,6 +120,7 @@ impl Deployment {
             error: String::new(),
             initiator: initiator.to_string(),
             progress: Progress::default(),
+            kind: DeployKind::Deploy,
         }
     }
 
@@ -163,6 +190,24 @@ pub struct Instance {
     pub name: String,
     pub repo: String,
     pub environment: String,
+}
+
+/// One stored line of a deployment's log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogEntry {
+    /// 1, 2, 3 … per deployment: read "after seq N" to follow a log.
+    pub seq: i64,
+    /// `stdout`, `stderr` or `deploybot`.
+    pub stream: String,
+    pub line: String,
+    pub at: DateTime<Utc>,
+}
+
+/// What a worker learns when it renews the lease of a running deployment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lease {
+    /// Someone asked for the deployment to be cancelled.
+    pub cancel_requested: bool,
 }
 
 /// Which page of a list to read: an opaque cursor from the previous page, and a size.

@@ -1,9 +1,11 @@
 //! The persistence interface of the domain. Every method is scoped by tenant: a row of
 //! another tenant is reported as not found.
 
+use std::time::Duration;
+
 use super::{
-    DeployListResult, Deployment, DeploymentId, Error, Instance, InstanceId, ListOptions, Release,
-    ReleaseId, ReleaseListResult,
+    DeployListResult, Deployment, DeploymentId, Error, Instance, InstanceId, Lease, ListOptions,
+    LogEntry, Release, ReleaseId, ReleaseListResult,
 };
 
 /// Where deployments, releases and instances are kept. Implementations are blocking
@@ -51,6 +53,60 @@ pub trait Store: Send + Sync + 'static {
         release: &Release,
         deployment: &Deployment,
     ) -> Result<(Release, Deployment), Error>;
+
+    /// Like `insert_release_and_deployment`, and in the same transaction cancels the
+    /// instance's other pending deployments with "superseded by dep_…"; returns their ids.
+    fn insert_superseding(
+        &self,
+        release: &Release,
+        deployment: &Deployment,
+    ) -> Result<(Release, Deployment, Vec<DeploymentId>), Error>;
+
+    /// The instance's active release, if any.
+    fn active_release(&self, tenant_id: &str, instance_id: InstanceId) -> Result<Option<Release>, Error>;
+
+    /// The release that was active before the active one, if any.
+    fn previous_release(&self, tenant_id: &str, instance_id: InstanceId) -> Result<Option<Release>, Error>;
+
+    /// One release of the instance by version.
+    fn release_by_version(&self, tenant_id: &str, instance_id: InstanceId, version: i64) -> Result<Release, Error>;
+
+    /// The newest succeeded deployment of the instance (its provider_ref names the live slot).
+    fn last_succeeded(&self, tenant_id: &str, instance_id: InstanceId) -> Result<Option<Deployment>, Error>;
+
+    /// pending → cancelled at once; running → cancellation requested (the worker running
+    /// it stops it and marks it cancelled); any other state → invalid-state error.
+    fn request_cancel(&self, tenant_id: &str, id: DeploymentId, by: &str) -> Result<Deployment, Error>;
+
+    // The queue. These serve workers, which run deployments of every tenant; their
+    // results never reach a user unfiltered.
+
+    /// Claims the oldest pending deployment whose instance runs nothing else: it becomes
+    /// running, leased to `owner` for `lease`. At most one running per instance, FIFO per
+    /// instance, exactly one claimer per deployment, across processes.
+    fn claim_next(&self, owner: &str, lease: Duration) -> Result<Option<Deployment>, Error>;
+
+    /// Extends `owner`'s lease on a running deployment. An invalid-state error means the
+    /// lease was lost (recovered by another worker): stop working on it.
+    fn renew_lease(&self, id: DeploymentId, owner: &str, lease: Duration) -> Result<Lease, Error>;
+
+    /// Stores progress of a running deployment that `owner` still holds.
+    fn record_progress(&self, deployment: &Deployment, owner: &str) -> Result<(), Error>;
+
+    /// The final write of a run by `owner`: state, error, progress and provider_ref. On
+    /// success the release becomes active in the same transaction, and a rollback marks
+    /// the deployment it replaced `rolled_back`.
+    fn finish_deployment(&self, deployment: &Deployment, owner: &str) -> Result<(), Error>;
+
+    /// Running deployments whose lease expired become failed ("worker lost; outcome
+    /// unknown"); returns them.
+    fn recover_expired(&self) -> Result<Vec<Deployment>, Error>;
+
+    /// Appends lines to a deployment's log, numbered from `first_seq`.
+    fn append_logs(&self, tenant_id: &str, id: DeploymentId, first_seq: i64, lines: &[(String, String)]) -> Result<(), Error>;
+
+    /// Log lines after `after_seq`, at most `limit`.
+    fn read_logs(&self, tenant_id: &str, id: DeploymentId, after_seq: i64, limit: u32) -> Result<Vec<LogEntry>, Error>;
 
     /// Makes `release` the one active release of its instance.
     fn activate_release(&self, tenant_id: &str, release_id: ReleaseId) -> Result<(), Error>;

@@ -2,8 +2,11 @@
 //! `DATABASE_URL` picks the backend: `sqlite://PATH` or `postgres://…`.
 
 mod cursor;
+mod queue;
 mod rows;
 pub mod schema;
+
+pub use queue::WORKER_LOST;
 
 use std::time::Duration;
 
@@ -15,8 +18,8 @@ use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 
 use crate::deploy::{
-    self, DeployListResult, Deployment, DeploymentId, Error, Instance, InstanceId, ListOptions,
-    Release, ReleaseId, ReleaseListResult,
+    self, DeployListResult, Deployment, DeploymentId, Error, Instance, InstanceId, Lease,
+    ListOptions, LogEntry, Release, ReleaseId, ReleaseListResult,
 };
 use cursor::DeploymentKey;
 use rows::{DeploymentRow, InstanceRow, ReleaseRow, to_db};
@@ -358,6 +361,16 @@ fn insert_deployment_in(conn: &mut DbConn, deployment: &Deployment) -> Result<()
     Ok(())
 }
 
+fn insert_both(conn: &mut DbConn, release: &Release, deployment: &Deployment) -> Result<(Release, Deployment), Error> {
+    let release = insert_release_in(conn, release)?;
+    let mut deployment = deployment.clone();
+    deployment.release_id = release.id;
+    deployment.instance_id = release.instance_id;
+    deployment.tenant_id = release.tenant_id.clone();
+    insert_deployment_in(conn, &deployment)?;
+    Ok((release, deployment))
+}
+
 impl deploy::Store for DieselStore {
     fn insert_deployment(&self, deployment: &Deployment) -> Result<(), Error> {
         self.write(|conn| insert_deployment_in(conn, deployment))
@@ -542,15 +555,7 @@ impl deploy::Store for DieselStore {
         release: &Release,
         deployment: &Deployment,
     ) -> Result<(Release, Deployment), Error> {
-        self.write(|conn| {
-            let release = insert_release_in(conn, release)?;
-            let mut deployment = deployment.clone();
-            deployment.release_id = release.id;
-            deployment.instance_id = release.instance_id;
-            deployment.tenant_id = release.tenant_id.clone();
-            insert_deployment_in(conn, &deployment)?;
-            Ok((release, deployment))
-        })
+        self.write(|conn| insert_both(conn, release, deployment))
     }
 
     fn activate_release(&self, tenant_id: &str, release_id: ReleaseId) -> Result<(), Error> {
@@ -563,28 +568,86 @@ impl deploy::Store for DieselStore {
                 .optional()
                 .map_err(db_error)?
                 .ok_or_else(|| Error::not_found("release", release_id))?;
-            diesel::update(
-                releases::table
-                    .filter(releases::tenant_id.eq(tenant_id))
-                    .filter(releases::instance_id.eq(&instance))
-                    .filter(releases::active.eq(true)),
-            )
-            .set(releases::active.eq(false))
-            .execute(conn)
-            .map_err(db_error)?;
-            diesel::update(
-                releases::table
-                    .filter(releases::tenant_id.eq(tenant_id))
-                    .filter(releases::id.eq(release_id.to_string())),
-            )
-            .set((
-                releases::active.eq(true),
-                releases::updated_at.eq(to_db(deploy::now())),
-            ))
-            .execute(conn)
-            .map_err(db_error)?;
-            Ok(())
+            queue::activate(conn, tenant_id, &instance, &release_id.to_string())
         })
+    }
+
+    fn insert_superseding(
+        &self,
+        release: &Release,
+        deployment: &Deployment,
+    ) -> Result<(Release, Deployment, Vec<DeploymentId>), Error> {
+        self.write(|conn| {
+            let (release, deployment) = insert_both(conn, release, deployment)?;
+            let superseded = queue::supersede(conn, &deployment)?;
+            Ok((release, deployment, superseded))
+        })
+    }
+
+    fn active_release(&self, tenant_id: &str, instance_id: InstanceId) -> Result<Option<Release>, Error> {
+        self.read(|conn| queue::active_release(conn, tenant_id, instance_id))
+    }
+
+    fn previous_release(&self, tenant_id: &str, instance_id: InstanceId) -> Result<Option<Release>, Error> {
+        self.read(|conn| queue::previous_release(conn, tenant_id, instance_id))
+    }
+
+    fn release_by_version(&self, tenant_id: &str, instance_id: InstanceId, version: i64) -> Result<Release, Error> {
+        self.read(|conn| {
+            releases::table
+                .filter(releases::tenant_id.eq(tenant_id))
+                .filter(releases::instance_id.eq(instance_id.to_string()))
+                .filter(releases::version.eq(version))
+                .select(ReleaseRow::as_select())
+                .first(conn)
+                .optional()
+                .map_err(db_error)?
+                .ok_or_else(|| Error::not_found("release version", version))?
+                .into_domain()
+        })
+    }
+
+    fn last_succeeded(&self, tenant_id: &str, instance_id: InstanceId) -> Result<Option<Deployment>, Error> {
+        self.read(|conn| queue::last_succeeded(conn, tenant_id, instance_id))
+    }
+
+    fn request_cancel(&self, tenant_id: &str, id: DeploymentId, by: &str) -> Result<Deployment, Error> {
+        self.write(|conn| queue::request_cancel(conn, tenant_id, id, by))
+    }
+
+    fn claim_next(&self, owner: &str, lease: Duration) -> Result<Option<Deployment>, Error> {
+        // A unique-index violation means another worker won the race for that instance.
+        match self.write(|conn| queue::claim_next(conn, owner, lease)) {
+            Err(Error::Conflict(_)) => Ok(None),
+            other => other,
+        }
+    }
+
+    fn renew_lease(&self, id: DeploymentId, owner: &str, lease: Duration) -> Result<Lease, Error> {
+        self.write(|conn| queue::renew_lease(conn, id, owner, lease))
+    }
+
+    fn record_progress(&self, deployment: &Deployment, owner: &str) -> Result<(), Error> {
+        self.write(|conn| queue::record_progress(conn, deployment, owner))
+    }
+
+    fn finish_deployment(&self, deployment: &Deployment, owner: &str) -> Result<(), Error> {
+        self.write(|conn| queue::finish(conn, deployment, owner))
+    }
+
+    fn recover_expired(&self) -> Result<Vec<Deployment>, Error> {
+        self.write(queue::recover_expired)
+    }
+
+    fn append_logs(&self, tenant_id: &str, id: DeploymentId, first_seq: i64, lines: &[(String, String)]) -> Result<(), Error> {
+        if lines.is_empty() {
+            return Ok(());
+        }
+        self.write(|conn| queue::append_logs(conn, tenant_id, id, first_seq, lines))
+    }
+
+    fn read_logs(&self, tenant_id: &str, id: DeploymentId, after_seq: i64, limit: u32) -> Result<Vec<LogEntry>, Error> {
+        self.read(|conn| queue::read_logs(conn, tenant_id, id, after_seq, limit))
     }
 
     fn upsert_instance(

@@ -5,7 +5,7 @@ use chrono::{DateTime, NaiveDateTime, Utc};
 use diesel::prelude::*;
 
 use super::schema::{deployments, instances, releases};
-use crate::deploy::{Deployment, Env, Error, Instance, Progress, Release};
+use crate::deploy::{DeployKind, Deployment, Env, Error, Instance, Progress, Release};
 
 pub(crate) fn to_db(at: DateTime<Utc>) -> NaiveDateTime {
     at.naive_utc()
@@ -69,6 +69,7 @@ pub(crate) struct ReleaseRow {
     pub active: bool,
     pub created_at: NaiveDateTime,
     pub updated_at: NaiveDateTime,
+    pub last_active_at: Option<NaiveDateTime>,
 }
 
 impl ReleaseRow {
@@ -85,6 +86,7 @@ impl ReleaseRow {
             active: r.active,
             created_at: to_db(r.created_at),
             updated_at: to_db(r.updated_at),
+            last_active_at: r.active.then(|| to_db(r.updated_at)),
         })
     }
 
@@ -129,6 +131,10 @@ pub(crate) struct DeploymentRow {
     pub progress_message: String,
     pub created_at: NaiveDateTime,
     pub updated_at: NaiveDateTime,
+    pub kind: String,
+    pub lease_owner: Option<String>,
+    pub lease_expires_at: Option<NaiveDateTime>,
+    pub cancel_requested: bool,
 }
 
 impl DeploymentRow {
@@ -152,6 +158,10 @@ impl DeploymentRow {
             progress_message: d.progress.message.clone(),
             created_at: to_db(d.created_at),
             updated_at: to_db(d.updated_at),
+            kind: d.kind.as_str().to_string(),
+            lease_owner: None,
+            lease_expires_at: None,
+            cancel_requested: false,
         })
     }
 
@@ -186,6 +196,22 @@ impl DeploymentRow {
                 percent: self.progress_percent,
                 message: self.progress_message,
             },
+            kind: match self.kind.as_str() {
+                "deploy" => DeployKind::Deploy,
+                "rollback" => DeployKind::Rollback,
+                other => return Err(corrupt("deployment kind", other)),
+            },
         })
     }
+}
+
+#[derive(Queryable, Selectable, Insertable)]
+#[diesel(table_name = super::schema::deployment_logs)]
+pub(crate) struct LogRow {
+    pub deployment_id: String,
+    pub seq: i64,
+    pub tenant_id: String,
+    pub stream: String,
+    pub line: String,
+    pub at: NaiveDateTime,
 }

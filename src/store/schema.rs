@@ -27,6 +27,7 @@ diesel::table! {
         active -> Bool,
         created_at -> Timestamp,
         updated_at -> Timestamp,
+        last_active_at -> Nullable<Timestamp>,
     }
 }
 
@@ -50,5 +51,20 @@ diesel::table! {
         progress_message -> Text,
         created_at -> Timestamp,
         updated_at -> Timestamp,
+        kind -> Text,
+        lease_owner -> Nullable<Text>,
+        lease_expires_at -> Nullable<Timestamp>,
+        cancel_requested -> Bool,
+    }
+}
+
+diesel::table! {
+    deployment_logs (deployment_id, seq) {
+        deployment_id -> Text,
+        seq -> BigInt,
+        tenant_id -> Text,
+        stream -> Text,
+        line -> Text,
+        at -> Timestamp,
     }
 }

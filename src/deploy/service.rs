@@ -1,0 +1,318 @@
+//! The `Service`: what callers (the REST API, webhooks, the CLI) ask of the domain. Every
+//! method validates first, writes in one transaction, and returns at once: deployments
+//! run later, in a worker.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use super::strategy::CanarySteps;
+use super::{
+    DeployKind, DeployListResult, DeployRequest, DeployState, Deployment, DeploymentId, Error,
+    Instance, InstanceId, ListOptions, LogEntry, Release, ReleaseId, ReleaseListResult, Store,
+    strategies,
+};
+use crate::provider::{HealthCheck, Provider};
+
+/// How one configured instance deploys.
+pub struct InstanceSpec {
+    pub name: String,
+    pub environment: String,
+    /// The strategy used when a request names none.
+    pub default_strategy: String,
+    /// A newer queued deployment cancels older queued ones.
+    pub supersede: bool,
+    pub provider: Arc<dyn Provider>,
+    pub health: Option<Arc<dyn HealthCheck>>,
+    pub canary: CanarySteps,
+}
+
+/// The configured instances, looked up by tenant and name.
+pub trait Catalog: Send + Sync {
+    fn spec(&self, tenant: &str, name: &str) -> Option<Arc<InstanceSpec>>;
+}
+
+/// Which release a rollback returns to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RollbackTarget {
+    Release(ReleaseId),
+    Version(i64),
+    /// The release that was active before the active one.
+    Previous,
+}
+
+/// Cancellation tokens of the deployments running in this process, so that a cancel
+/// stops them at once (other processes notice the request at their next heartbeat).
+#[derive(Default)]
+pub struct Running {
+    tokens: Mutex<HashMap<DeploymentId, CancellationToken>>,
+}
+
+impl Running {
+    pub fn register(&self, id: DeploymentId, token: CancellationToken) {
+        if let Ok(mut tokens) = self.tokens.lock() {
+            tokens.insert(id, token);
+        }
+    }
+
+    pub fn remove(&self, id: DeploymentId) {
+        if let Ok(mut tokens) = self.tokens.lock() {
+            tokens.remove(&id);
+        }
+    }
+
+    /// Cancels the deployment if it runs here; false when it does not.
+    pub fn cancel(&self, id: DeploymentId) -> bool {
+        match self.tokens.lock().ok().and_then(|t| t.get(&id).cloned()) {
+            Some(token) => {
+                token.cancel();
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+/// Runs a blocking store call off the async threads.
+pub async fn blocking<T, F>(f: F) -> Result<T, Error>
+where
+    T: Send + 'static,
+    F: FnOnce() -> Result<T, Error> + Send + 'static,
+{
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Error::Internal(format!("a store call did not complete: {e}")))?
+}
+
+/// The deploy service.
+#[derive(Clone)]
+pub struct Service {
+    store: Arc<dyn Store>,
+    catalog: Arc<dyn Catalog>,
+    wake: Arc<Notify>,
+    running: Arc<Running>,
+}
+
+fn is_hex(s: &str) -> bool {
+    s.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+impl Service {
+    pub fn new(store: Arc<dyn Store>, catalog: Arc<dyn Catalog>) -> Self {
+        Self {
+            store,
+            catalog,
+            wake: Arc::new(Notify::new()),
+            running: Arc::new(Running::default()),
+        }
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    pub fn catalog(&self) -> &Arc<dyn Catalog> {
+        &self.catalog
+    }
+
+    /// Notified whenever a deployment is queued, so a worker in this process claims it at once.
+    pub fn wake(&self) -> &Arc<Notify> {
+        &self.wake
+    }
+
+    pub fn running(&self) -> &Arc<Running> {
+        &self.running
+    }
+
+    /// The instance and its configured spec; an instance that left the configuration
+    /// keeps its history but cannot be deployed.
+    async fn deployable(&self, tenant: &str, instance: InstanceId) -> Result<(Instance, Arc<InstanceSpec>), Error> {
+        let store = Arc::clone(&self.store);
+        let tenant_owned = tenant.to_string();
+        let instance = blocking(move || store.get_instance(&tenant_owned, instance)).await?;
+        let spec = self.catalog.spec(tenant, &instance.name).ok_or_else(|| {
+            Error::InvalidRequest(format!(
+                "instance {} is no longer in the configuration: add it back to deploy it",
+                instance.name
+            ))
+        })?;
+        Ok((instance, spec))
+    }
+
+    fn choose_strategy(spec: &InstanceSpec, requested: &str) -> Result<String, Error> {
+        let strategy = if requested.trim().is_empty() {
+            spec.default_strategy.clone()
+        } else {
+            requested.trim().to_string()
+        };
+        if strategies::by_name(&strategy).is_none() {
+            return Err(Error::InvalidRequest(format!(
+                "unknown strategy {strategy:?}: use one of {}",
+                strategies::NAMES.join(", ")
+            )));
+        }
+        if !spec.provider.supports(&strategy) {
+            return Err(Error::InvalidRequest(format!(
+                "the {} provider of instance {} cannot run the {strategy} strategy",
+                spec.provider.kind(),
+                spec.name
+            )));
+        }
+        Ok(strategy)
+    }
+
+    fn validate(request: &DeployRequest) -> Result<(), Error> {
+        let image = request.image.trim();
+        if image.is_empty() {
+            return Err(Error::InvalidRequest("image is empty: name the image to deploy".into()));
+        }
+        if image.len() > 1024 || image.chars().any(char::is_whitespace) {
+            return Err(Error::InvalidRequest(
+                "image must be one reference of at most 1024 characters without spaces".into(),
+            ));
+        }
+        let sha = &request.commit_sha;
+        if !sha.is_empty() && (!(7..=64).contains(&sha.len()) || !is_hex(sha)) {
+            return Err(Error::InvalidRequest(format!(
+                "commit_sha {sha:?} is not a commit SHA (7 to 64 hexadecimal characters)"
+            )));
+        }
+        if request.notes.len() > 4096 {
+            return Err(Error::InvalidRequest("notes are longer than 4096 bytes".into()));
+        }
+        for key in request.env.keys() {
+            if key.is_empty() || key.contains('=') || key.contains('\0') {
+                return Err(Error::InvalidRequest(format!(
+                    "env key {key:?} is not a valid variable name"
+                )));
+            }
+        }
+        if request.env.values().any(|v| v.contains('\0')) {
+            return Err(Error::InvalidRequest("env values cannot contain NUL bytes".into()));
+        }
+        Ok(())
+    }
+
+    /// Queues a new release of the instance: one transaction creates the release and a
+    /// pending deployment. Nothing runs here.
+    pub async fn deploy(&self, tenant: &str, request: DeployRequest, initiator: &str) -> Result<Deployment, Error> {
+        Self::validate(&request)?;
+        let (_, spec) = self.deployable(tenant, request.instance_id).await?;
+        let strategy = Self::choose_strategy(&spec, &request.strategy)?;
+        let mut request = request;
+        request.image = request.image.trim().to_string();
+        let release = Release::from_request(tenant, &request);
+        let deployment = Deployment::pending(&release, &strategy, initiator);
+        let store = Arc::clone(&self.store);
+        let supersede = spec.supersede;
+        let (_, deployment) = blocking(move || {
+            if supersede {
+                let (release, deployment, superseded) = store.insert_superseding(&release, &deployment)?;
+                for id in superseded {
+                    tracing::info!(deployment = %id, by = %deployment.id, "superseded");
+                }
+                Ok((release, deployment))
+            } else {
+                store.insert_release_and_deployment(&release, &deployment)
+            }
+        })
+        .await?;
+        tracing::info!(deployment = %deployment.id, instance = %spec.name, %initiator, "deployment queued");
+        self.wake.notify_waiters();
+        Ok(deployment)
+    }
+
+    /// Queues a deployment of an existing release of the instance (no new release).
+    pub async fn rollback(
+        &self,
+        tenant: &str,
+        instance: InstanceId,
+        target: RollbackTarget,
+        initiator: &str,
+    ) -> Result<Deployment, Error> {
+        let (instance, spec) = self.deployable(tenant, instance).await?;
+        let store = Arc::clone(&self.store);
+        let tenant_owned = tenant.to_string();
+        let release = blocking(move || match target {
+            RollbackTarget::Release(id) => {
+                let release = store.get_release(&tenant_owned, id)?;
+                if release.instance_id != instance.id {
+                    return Err(Error::not_found("release", id));
+                }
+                Ok(release)
+            }
+            RollbackTarget::Version(version) => store.release_by_version(&tenant_owned, instance.id, version),
+            RollbackTarget::Previous => store.previous_release(&tenant_owned, instance.id)?.ok_or_else(|| {
+                Error::InvalidRequest(format!(
+                    "instance {} has no previous release to roll back to",
+                    instance.name
+                ))
+            }),
+        })
+        .await?;
+        let strategy = Self::choose_strategy(&spec, "")?;
+        let mut deployment = Deployment::pending(&release, &strategy, initiator);
+        deployment.kind = DeployKind::Rollback;
+        let store = Arc::clone(&self.store);
+        let queued = deployment.clone();
+        blocking(move || store.insert_deployment(&queued)).await?;
+        tracing::info!(deployment = %deployment.id, instance = %spec.name, version = release.version, %initiator, "rollback queued");
+        self.wake.notify_waiters();
+        Ok(deployment)
+    }
+
+    /// pending → cancelled at once; running → stopped by its worker, then cancelled.
+    pub async fn cancel(&self, tenant: &str, id: DeploymentId, by: &str) -> Result<Deployment, Error> {
+        let store = Arc::clone(&self.store);
+        let tenant = tenant.to_string();
+        let by = by.to_string();
+        let deployment = blocking(move || store.request_cancel(&tenant, id, &by)).await?;
+        if deployment.state == DeployState::Running {
+            self.running.cancel(id);
+        }
+        Ok(deployment)
+    }
+
+    pub async fn get_deployment(&self, tenant: &str, id: DeploymentId) -> Result<Deployment, Error> {
+        let (store, tenant) = (Arc::clone(&self.store), tenant.to_string());
+        blocking(move || store.get_deployment(&tenant, id)).await
+    }
+
+    pub async fn list_deployments(&self, tenant: &str, instance: InstanceId, options: ListOptions) -> Result<DeployListResult, Error> {
+        let (store, tenant) = (Arc::clone(&self.store), tenant.to_string());
+        blocking(move || store.list_deployments(&tenant, instance, &options)).await
+    }
+
+    pub async fn get_release(&self, tenant: &str, id: ReleaseId) -> Result<Release, Error> {
+        let (store, tenant) = (Arc::clone(&self.store), tenant.to_string());
+        blocking(move || store.get_release(&tenant, id)).await
+    }
+
+    pub async fn list_releases(&self, tenant: &str, instance: InstanceId, options: ListOptions) -> Result<ReleaseListResult, Error> {
+        let (store, tenant) = (Arc::clone(&self.store), tenant.to_string());
+        blocking(move || store.list_releases(&tenant, instance, &options)).await
+    }
+
+    pub async fn list_instances(&self, tenant: &str) -> Result<Vec<Instance>, Error> {
+        let (store, tenant) = (Arc::clone(&self.store), tenant.to_string());
+        blocking(move || store.list_instances(&tenant)).await
+    }
+
+    /// An instance by id (`inst_…`) or by name.
+    pub async fn resolve_instance(&self, tenant: &str, id_or_name: &str) -> Result<Instance, Error> {
+        let (store, tenant) = (Arc::clone(&self.store), tenant.to_string());
+        let key = id_or_name.to_string();
+        blocking(move || match InstanceId::parse(&key) {
+            Ok(id) => store.get_instance(&tenant, id),
+            Err(_) => store.find_instance(&tenant, &key),
+        })
+        .await
+    }
+
+    pub async fn read_logs(&self, tenant: &str, id: DeploymentId, after_seq: i64, limit: u32) -> Result<Vec<LogEntry>, Error> {
+        let (store, tenant) = (Arc::clone(&self.store), tenant.to_string());
+        blocking(move || store.read_logs(&tenant, id, after_seq, limit)).await
+    }
+}

@@ -1,0 +1,76 @@
+//! canary: start the new release in a canary slot, step traffic to it (e.g. 10 → 50 →
+//! 100) with a pause and a health gate at every step, then promote it into the live slot
+//! and retire the canary.
+
+use async_trait::async_trait;
+
+use crate::deploy::strategy::{Outcome, Plan, Strategy};
+
+pub struct Canary;
+
+const CANARY_SLOT: &str = "canary";
+
+#[async_trait]
+impl Strategy for Canary {
+    fn name(&self) -> &'static str {
+        "canary"
+    }
+
+    async fn execute(&self, plan: &Plan<'_>) -> Outcome {
+        let live = plan.live_slot.clone();
+        let steps = &plan.canary.steps;
+        // Phases: start, one per step, promote, retire: spread over 0–100 %.
+        let total = steps.len() as i32 + 3;
+        let at = |phase: i32| phase * 100 / total;
+        let mut shifted = false;
+        let mut promoting = false;
+        let result = async {
+            plan.progress("start", at(0), format!("starting canary v{}", plan.run.release.version))
+                .await;
+            plan.provider
+                .start(plan.run, CANARY_SLOT, &plan.run.release)
+                .await?;
+            plan.gate(at(1), "canary").await?;
+            for (i, step) in steps.iter().enumerate() {
+                let phase = i as i32 + 1;
+                plan.progress("canary", at(phase), format!("canary {step}%")).await;
+                shifted = true;
+                plan.provider.shift_traffic(plan.run, CANARY_SLOT, *step).await?;
+                plan.pause(plan.canary.pause).await?;
+                plan.gate(at(phase), &format!("canary {step}%")).await?;
+                plan.progress("canary", at(phase), format!("canary {step}% — healthy"))
+                    .await;
+            }
+            let phase = steps.len() as i32 + 1;
+            plan.progress("promote", at(phase), format!("promoting v{} into {live}", plan.run.release.version))
+                .await;
+            promoting = true;
+            plan.provider.start(plan.run, &live, &plan.run.release).await?;
+            plan.provider.shift_traffic(plan.run, &live, 100).await?;
+            plan.gate(at(phase + 1), "promoted release").await?;
+            plan.progress("retire", at(phase + 1), "retiring the canary").await;
+            plan.provider.retire(plan.run, CANARY_SLOT).await
+        }
+        .await;
+        match result {
+            Ok(()) => {
+                plan.progress("done", 100, format!("v{} promoted", plan.run.release.version))
+                    .await;
+                Outcome::Succeeded { slot: live }
+            }
+            Err(error) => {
+                plan.after_failure(error, |previous| async move {
+                    // A promotion that began has overwritten the live slot: put the old release back.
+                    if promoting {
+                        plan.provider.start(plan.run, &live, &previous).await?;
+                    }
+                    if shifted {
+                        plan.provider.shift_traffic(plan.run, &live, 100).await?;
+                    }
+                    plan.provider.retire(plan.run, CANARY_SLOT).await
+                })
+                .await
+            }
+        }
+    }
+}

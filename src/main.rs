@@ -1,0 +1,111 @@
+//! The `deploybot` command line. Everything it does lives in the library.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use deploybot::config::Config;
+use deploybot::server::{self, ServeOptions};
+
+#[derive(Parser)]
+#[command(name = "deploybot", version, about = "A GitHub deploy bot: pushes, tags and /deploy comments become deployments.")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server: webhooks, REST API, pages and the worker.
+    Serve {
+        /// Configuration file (default: $DEPLOYBOT_CONFIG, else config/deploybot.toml when present).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Accept webhooks without a valid signature. For local experiments only: anyone
+        /// who can reach the server can then deploy.
+        #[arg(long)]
+        insecure_no_signature: bool,
+    },
+    /// Apply database migrations and exit.
+    Migrate {
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Work with the configuration.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Validate the configuration and print the instances.
+    Check {
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+}
+
+fn init_logging() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("DEPLOYBOT_LOG")
+        .or_else(|_| EnvFilter::try_from_default_env())
+        .unwrap_or_else(|_| EnvFilter::new("info,actix_server=warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if std::env::var("DEPLOYBOT_LOG_FORMAT").is_ok_and(|f| f == "json") {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+fn load(path: Option<PathBuf>) -> anyhow::Result<Config> {
+    Ok(Config::load(path.as_deref())?)
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("deploybot: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Serve { config, insecure_no_signature } => {
+            let config = load(config)?;
+            let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+            runtime.block_on(server::serve(config, ServeOptions { insecure_no_signature }))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Migrate { config } => {
+            let config = load(config)?;
+            let store = deploybot::store::DieselStore::connect(&config.database_url)?;
+            let applied = store.migrate()?;
+            if applied.is_empty() {
+                println!("the database is up to date");
+            }
+            for name in applied {
+                println!("applied {name}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Config { command: ConfigCommand::Check { config } } => match Config::load(config.as_deref()) {
+            Ok(config) => {
+                print!("{}", config.describe());
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                Ok(ExitCode::FAILURE)
+            }
+        },
+    }
+}

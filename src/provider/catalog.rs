@@ -1,0 +1,82 @@
+//! The configured instances as the domain sees them: each with its provider, health
+//! check and canary steps, built once from the configuration.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use super::command::CommandProvider;
+use super::health::{CommandHealth, HttpHealth, Probe};
+use super::noop::NoopProvider;
+use super::{HealthCheck, Provider, ProviderError};
+use crate::config::{Config, InstanceConfig, ProviderKind};
+use crate::deploy::{CanarySteps, Catalog, InstanceSpec};
+
+/// Instance specs by (tenant, name).
+#[derive(Default)]
+pub struct ConfigCatalog {
+    specs: HashMap<(String, String), Arc<InstanceSpec>>,
+}
+
+impl ConfigCatalog {
+    pub fn from_config(config: &Config) -> Result<Self, ProviderError> {
+        let mut specs = HashMap::new();
+        for instance in &config.instances {
+            specs.insert(
+                (instance.tenant(), instance.name.clone()),
+                Arc::new(spec_of(instance)?),
+            );
+        }
+        Ok(Self { specs })
+    }
+
+    /// Adds or replaces one spec (tests and tools build catalogs by hand).
+    pub fn insert(&mut self, tenant: &str, spec: InstanceSpec) {
+        self.specs
+            .insert((tenant.to_string(), spec.name.clone()), Arc::new(spec));
+    }
+}
+
+impl Catalog for ConfigCatalog {
+    fn spec(&self, tenant: &str, name: &str) -> Option<Arc<InstanceSpec>> {
+        self.specs.get(&(tenant.to_string(), name.to_string())).cloned()
+    }
+}
+
+/// The spec of one configured instance.
+pub fn spec_of(instance: &InstanceConfig) -> Result<InstanceSpec, ProviderError> {
+    let provider: Arc<dyn Provider> = match instance.provider.kind {
+        ProviderKind::Noop => Arc::new(NoopProvider),
+        ProviderKind::Command => Arc::new(CommandProvider {
+            argv: instance.provider.run.clone(),
+            timeout: instance.provider.timeout,
+            kill_grace: instance.provider.kill_grace,
+        }),
+    };
+    let health: Option<Arc<dyn HealthCheck>> = match &instance.health {
+        None => None,
+        Some(h) => {
+            let probe = Probe {
+                timeout: h.timeout,
+                interval: h.interval,
+                deadline: h.deadline,
+            };
+            match (&h.url, &h.command) {
+                (Some(url), _) => Some(Arc::new(HttpHealth::new(url, probe)?)),
+                (None, Some(argv)) => Some(Arc::new(CommandHealth::new(argv.clone(), probe))),
+                (None, None) => None,
+            }
+        }
+    };
+    Ok(InstanceSpec {
+        name: instance.name.clone(),
+        environment: instance.environment.clone(),
+        default_strategy: instance.strategy.as_str().to_string(),
+        supersede: instance.supersede,
+        provider,
+        health,
+        canary: CanarySteps {
+            steps: instance.canary.steps.clone(),
+            pause: instance.canary.pause,
+        },
+    })
+}

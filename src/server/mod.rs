@@ -1,0 +1,159 @@
+//! The server: one process that answers HTTP (webhooks, REST API, pages, health) and runs
+//! the worker, sharing one store. Start-up applies migrations and records the configured
+//! instances so their ids stay stable across restarts.
+
+mod health;
+
+use std::sync::Arc;
+
+use actix_web::{App, HttpServer, web};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::deploy::{Error, Service, Store};
+use crate::provider::catalog::ConfigCatalog;
+use crate::store::DieselStore;
+use crate::worker::{Worker, WorkerSettings};
+
+/// What every handler can reach.
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub store: Arc<DieselStore>,
+    pub service: Service,
+    /// Cancelled when the worker stops (readiness turns false).
+    pub worker_alive: CancellationToken,
+}
+
+/// Why the server could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(
+        "no webhook secret is configured: set DEPLOYBOT_WEBHOOK_SECRET (the secret of your GitHub App or webhook), \
+         or for local experiments only start with --insecure-no-signature"
+    )]
+    NoWebhookSecret,
+    #[error("{0}")]
+    Store(#[from] Error),
+    #[error("cannot set up instance {instance}: {message}")]
+    Instance { instance: String, message: String },
+    #[error("cannot listen on {listen}: {source}")]
+    Listen { listen: String, source: std::io::Error },
+    #[error("the HTTP server failed: {0}")]
+    Http(std::io::Error),
+}
+
+/// Options of `deploybot serve` that are not configuration.
+#[derive(Debug, Clone, Default)]
+pub struct ServeOptions {
+    /// Accept unsigned webhooks (local experiments only; logged loudly).
+    pub insecure_no_signature: bool,
+}
+
+/// Opens the store, applies migrations and upserts the configured instances.
+pub fn prepare_store(config: &Config) -> Result<Arc<DieselStore>, ServeError> {
+    let store = DieselStore::connect(&config.database_url)?;
+    let applied = store.migrate()?;
+    for name in &applied {
+        tracing::info!(migration = %name, "migration applied");
+    }
+    for instance in &config.instances {
+        store
+            .upsert_instance(&instance.tenant(), &instance.name, &instance.repo, &instance.environment)
+            .map_err(|e| ServeError::Instance {
+                instance: instance.name.clone(),
+                message: e.to_string(),
+            })?;
+    }
+    Ok(Arc::new(store))
+}
+
+/// Runs the server until SIGTERM or SIGINT, then shuts down gracefully.
+pub async fn serve(config: Config, options: ServeOptions) -> Result<(), ServeError> {
+    if config.webhook_secrets.is_empty() && !options.insecure_no_signature {
+        return Err(ServeError::NoWebhookSecret);
+    }
+    if options.insecure_no_signature {
+        tracing::warn!("!!! --insecure-no-signature: webhook signatures are NOT verified; anyone who can reach this server can deploy. Never use this outside a laptop. !!!");
+    }
+    let config = Arc::new(config);
+    let store = {
+        let config = Arc::clone(&config);
+        tokio::task::spawn_blocking(move || prepare_store(&config))
+            .await
+            .map_err(|e| ServeError::Store(Error::Internal(e.to_string())))??
+    };
+    let catalog = ConfigCatalog::from_config(&config).map_err(|e| ServeError::Instance {
+        instance: "(health check)".into(),
+        message: e.to_string(),
+    })?;
+    let service = Service::new(Arc::clone(&store) as Arc<dyn Store>, Arc::new(catalog));
+
+    let shutdown = CancellationToken::new();
+    let worker_alive = CancellationToken::new();
+    let worker = Arc::new(Worker::new(
+        &service,
+        WorkerSettings {
+            concurrency: config.worker.concurrency,
+            lease: config.worker.lease,
+            grace: config.worker.grace,
+            ..WorkerSettings::default()
+        },
+    ));
+    let worker_task = {
+        let (shutdown, alive) = (shutdown.clone(), worker_alive.clone());
+        tokio::spawn(async move {
+            worker.run(shutdown).await;
+            alive.cancel();
+        })
+    };
+
+    let state = web::Data::new(AppState {
+        config: Arc::clone(&config),
+        store,
+        service,
+        worker_alive,
+    });
+    let server = HttpServer::new(move || App::new().app_data(state.clone()).configure(routes))
+        .disable_signals()
+        .shutdown_timeout(10)
+        .bind(config.listen.as_str())
+        .map_err(|source| ServeError::Listen {
+            listen: config.listen.clone(),
+            source,
+        })?
+        .run();
+    tracing::info!(listen = %config.listen, public_url = %config.public_url, instances = config.instances.len(), "deploybot is serving");
+    let handle = server.handle();
+    let http = tokio::spawn(server);
+
+    wait_for_signal().await;
+    tracing::info!("shutting down: no new work; running deployments get the grace period");
+    shutdown.cancel();
+    handle.stop(true).await;
+    let _ = worker_task.await;
+    match http.await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(ServeError::Http(e)),
+        Err(e) => Err(ServeError::Http(std::io::Error::other(e))),
+    }
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => tracing::info!("SIGTERM received"),
+                _ = int.recv() => tracing::info!("SIGINT received"),
+            }
+        }
+        _ => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+/// Every route of the server.
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    health::routes(cfg);
+}

@@ -1,0 +1,431 @@
+//! The durable queue, leases, cancellation and logs. The claim is the one statement that
+//! differs by backend: PostgreSQL adds `FOR UPDATE SKIP LOCKED` so that concurrent
+//! workers skip each other's candidates; SQLite has a single writer (`BEGIN IMMEDIATE`).
+
+use std::time::Duration;
+
+use diesel::prelude::*;
+use diesel::sql_types::Text;
+
+use super::rows::{DeploymentRow, LogRow, ReleaseRow, from_db, to_db};
+use super::schema::{deployment_logs, deployments, releases};
+use super::{DbConn, db_error};
+use crate::deploy::{
+    self, DeployKind, DeployState, Deployment, DeploymentId, Error, InstanceId, InvalidTransition,
+    Lease, LogEntry, Release,
+};
+
+/// The error message of a deployment whose worker stopped renewing its lease.
+pub const WORKER_LOST: &str = "worker lost; outcome unknown";
+
+const CANDIDATE: &str = "SELECT d.id FROM deployments d \
+    WHERE d.state = 'pending' \
+    AND NOT EXISTS (SELECT 1 FROM deployments r WHERE r.tenant_id = d.tenant_id \
+        AND r.instance_id = d.instance_id AND r.state = 'running') \
+    AND NOT EXISTS (SELECT 1 FROM deployments e WHERE e.tenant_id = d.tenant_id \
+        AND e.instance_id = d.instance_id AND e.state = 'pending' \
+        AND (e.created_at < d.created_at OR (e.created_at = d.created_at AND e.id < d.id))) \
+    ORDER BY d.created_at, d.id LIMIT 1";
+
+#[derive(QueryableByName)]
+struct IdRow {
+    #[diesel(sql_type = Text)]
+    id: String,
+}
+
+fn lease_lost(id: impl std::fmt::Display) -> Error {
+    Error::Conflict(format!(
+        "the lease on deployment {id} was lost: another worker recovered it"
+    ))
+}
+
+fn expiry(lease: Duration) -> chrono::NaiveDateTime {
+    to_db(deploy::now() + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::seconds(30)))
+}
+
+fn load(conn: &mut DbConn, id: &str) -> Result<Deployment, Error> {
+    deployments::table
+        .filter(deployments::id.eq(id))
+        .select(DeploymentRow::as_select())
+        .first(conn)
+        .map_err(db_error)?
+        .into_domain()
+}
+
+pub(super) fn claim_next(conn: &mut DbConn, owner: &str, lease: Duration) -> Result<Option<Deployment>, Error> {
+    let candidate: Option<IdRow> = match conn {
+        DbConn::Pg(c) => diesel::sql_query(format!("{CANDIDATE} FOR UPDATE OF d SKIP LOCKED"))
+            .get_result(c)
+            .optional(),
+        DbConn::Sqlite(c) => diesel::sql_query(CANDIDATE).get_result(c).optional(),
+    }
+    .map_err(db_error)?;
+    let Some(IdRow { id }) = candidate else {
+        return Ok(None);
+    };
+    let at = to_db(deploy::now());
+    let claimed = diesel::update(
+        deployments::table
+            .filter(deployments::id.eq(&id))
+            .filter(deployments::state.eq(DeployState::Pending.as_str())),
+    )
+    .set((
+        deployments::state.eq(DeployState::Running.as_str()),
+        deployments::started_at.eq(at),
+        deployments::updated_at.eq(at),
+        deployments::lease_owner.eq(owner),
+        deployments::lease_expires_at.eq(expiry(lease)),
+    ))
+    .execute(conn)
+    .map_err(db_error)?;
+    if claimed == 0 {
+        return Ok(None);
+    }
+    load(conn, &id).map(Some)
+}
+
+pub(super) fn renew_lease(conn: &mut DbConn, id: DeploymentId, owner: &str, lease: Duration) -> Result<Lease, Error> {
+    let renewed = diesel::update(
+        deployments::table
+            .filter(deployments::id.eq(id.to_string()))
+            .filter(deployments::state.eq(DeployState::Running.as_str()))
+            .filter(deployments::lease_owner.eq(owner)),
+    )
+    .set(deployments::lease_expires_at.eq(expiry(lease)))
+    .execute(conn)
+    .map_err(db_error)?;
+    if renewed == 0 {
+        return Err(lease_lost(id));
+    }
+    let cancel_requested = deployments::table
+        .filter(deployments::id.eq(id.to_string()))
+        .select(deployments::cancel_requested)
+        .first(conn)
+        .map_err(db_error)?;
+    Ok(Lease { cancel_requested })
+}
+
+pub(super) fn record_progress(conn: &mut DbConn, d: &Deployment, owner: &str) -> Result<(), Error> {
+    let updated = diesel::update(
+        deployments::table
+            .filter(deployments::tenant_id.eq(&d.tenant_id))
+            .filter(deployments::id.eq(d.id.to_string()))
+            .filter(deployments::state.eq(DeployState::Running.as_str()))
+            .filter(deployments::lease_owner.eq(owner)),
+    )
+    .set((
+        deployments::progress_phase.eq(&d.progress.phase),
+        deployments::progress_percent.eq(d.progress.percent),
+        deployments::progress_message.eq(&d.progress.message),
+        deployments::updated_at.eq(to_db(deploy::now())),
+    ))
+    .execute(conn)
+    .map_err(db_error)?;
+    if updated == 0 {
+        return Err(lease_lost(d.id));
+    }
+    Ok(())
+}
+
+fn active_release_id(conn: &mut DbConn, tenant: &str, instance: &str) -> Result<Option<String>, Error> {
+    releases::table
+        .filter(releases::tenant_id.eq(tenant))
+        .filter(releases::instance_id.eq(instance))
+        .filter(releases::active.eq(true))
+        .select(releases::id)
+        .first(conn)
+        .optional()
+        .map_err(db_error)
+}
+
+pub(super) fn activate(conn: &mut DbConn, tenant: &str, instance: &str, release: &str) -> Result<(), Error> {
+    let at = to_db(deploy::now());
+    diesel::update(
+        releases::table
+            .filter(releases::tenant_id.eq(tenant))
+            .filter(releases::instance_id.eq(instance))
+            .filter(releases::active.eq(true)),
+    )
+    .set(releases::active.eq(false))
+    .execute(conn)
+    .map_err(db_error)?;
+    diesel::update(
+        releases::table
+            .filter(releases::tenant_id.eq(tenant))
+            .filter(releases::id.eq(release)),
+    )
+    .set((
+        releases::active.eq(true),
+        releases::last_active_at.eq(at),
+        releases::updated_at.eq(at),
+    ))
+    .execute(conn)
+    .map_err(db_error)?;
+    Ok(())
+}
+
+pub(super) fn finish(conn: &mut DbConn, d: &Deployment, owner: &str) -> Result<(), Error> {
+    let id = d.id.to_string();
+    let stored: Option<(String, Option<String>)> = deployments::table
+        .filter(deployments::tenant_id.eq(&d.tenant_id))
+        .filter(deployments::id.eq(&id))
+        .select((deployments::state, deployments::lease_owner))
+        .first(conn)
+        .optional()
+        .map_err(db_error)?;
+    let Some((state, lease_owner)) = stored else {
+        return Err(Error::not_found("deployment", d.id));
+    };
+    if state != DeployState::Running.as_str() || lease_owner.as_deref() != Some(owner) {
+        return Err(lease_lost(d.id));
+    }
+    DeployState::Running.check_transition(d.state)?;
+    let at = to_db(deploy::now());
+    diesel::update(deployments::table.filter(deployments::id.eq(&id)))
+        .set((
+            deployments::state.eq(d.state.as_str()),
+            deployments::error.eq(&d.error),
+            deployments::provider_ref.eq(&d.provider_ref),
+            deployments::progress_phase.eq(&d.progress.phase),
+            deployments::progress_percent.eq(d.progress.percent),
+            deployments::progress_message.eq(&d.progress.message),
+            deployments::finished_at.eq(d.finished_at.map(to_db).unwrap_or(at)),
+            deployments::updated_at.eq(at),
+            deployments::lease_owner.eq(None::<String>),
+            deployments::lease_expires_at.eq(None::<chrono::NaiveDateTime>),
+        ))
+        .execute(conn)
+        .map_err(db_error)?;
+    if d.state != DeployState::Succeeded {
+        return Ok(());
+    }
+    let instance = d.instance_id.to_string();
+    let previous = active_release_id(conn, &d.tenant_id, &instance)?;
+    if d.kind == DeployKind::Rollback
+        && let Some(previous) = previous.filter(|p| *p != d.release_id.to_string())
+    {
+        // The deployment that put the replaced release in place.
+        let replaced: Option<String> = deployments::table
+            .filter(deployments::tenant_id.eq(&d.tenant_id))
+            .filter(deployments::instance_id.eq(&instance))
+            .filter(deployments::release_id.eq(&previous))
+            .filter(deployments::state.eq(DeployState::Succeeded.as_str()))
+            .filter(deployments::id.ne(&id))
+            .order((deployments::finished_at.desc(), deployments::id.desc()))
+            .select(deployments::id)
+            .first(conn)
+            .optional()
+            .map_err(db_error)?;
+        if let Some(replaced) = replaced {
+            diesel::update(deployments::table.filter(deployments::id.eq(&replaced)))
+                .set((
+                    deployments::state.eq(DeployState::RolledBack.as_str()),
+                    deployments::error.eq(format!("rolled back by {}", d.id)),
+                    deployments::updated_at.eq(at),
+                ))
+                .execute(conn)
+                .map_err(db_error)?;
+        }
+    }
+    activate(conn, &d.tenant_id, &instance, &d.release_id.to_string())
+}
+
+pub(super) fn recover_expired(conn: &mut DbConn) -> Result<Vec<Deployment>, Error> {
+    let now = to_db(deploy::now());
+    let expired: Vec<String> = deployments::table
+        .filter(deployments::state.eq(DeployState::Running.as_str()))
+        .filter(deployments::lease_expires_at.lt(now))
+        .select(deployments::id)
+        .load(conn)
+        .map_err(db_error)?;
+    let mut recovered = Vec::with_capacity(expired.len());
+    for id in expired {
+        diesel::update(
+            deployments::table
+                .filter(deployments::id.eq(&id))
+                .filter(deployments::state.eq(DeployState::Running.as_str())),
+        )
+        .set((
+            deployments::state.eq(DeployState::Failed.as_str()),
+            deployments::error.eq(WORKER_LOST),
+            deployments::finished_at.eq(now),
+            deployments::updated_at.eq(now),
+            deployments::lease_owner.eq(None::<String>),
+            deployments::lease_expires_at.eq(None::<chrono::NaiveDateTime>),
+        ))
+        .execute(conn)
+        .map_err(db_error)?;
+        recovered.push(load(conn, &id)?);
+    }
+    Ok(recovered)
+}
+
+pub(super) fn request_cancel(conn: &mut DbConn, tenant: &str, id: DeploymentId, by: &str) -> Result<Deployment, Error> {
+    let key = id.to_string();
+    let stored: Option<String> = deployments::table
+        .filter(deployments::tenant_id.eq(tenant))
+        .filter(deployments::id.eq(&key))
+        .select(deployments::state)
+        .first(conn)
+        .optional()
+        .map_err(db_error)?;
+    let state: DeployState = stored
+        .ok_or_else(|| Error::not_found("deployment", id))?
+        .parse()
+        .map_err(Error::Internal)?;
+    let at = to_db(deploy::now());
+    let target = deployments::table
+        .filter(deployments::tenant_id.eq(tenant))
+        .filter(deployments::id.eq(&key));
+    match state {
+        DeployState::Pending => {
+            diesel::update(target.filter(deployments::state.eq(DeployState::Pending.as_str())))
+                .set((
+                    deployments::state.eq(DeployState::Cancelled.as_str()),
+                    deployments::error.eq(format!("cancelled by {by}")),
+                    deployments::finished_at.eq(at),
+                    deployments::updated_at.eq(at),
+                ))
+                .execute(conn)
+                .map_err(db_error)?;
+        }
+        DeployState::Running => {
+            diesel::update(target)
+                .set((deployments::cancel_requested.eq(true), deployments::updated_at.eq(at)))
+                .execute(conn)
+                .map_err(db_error)?;
+        }
+        other => {
+            return Err(Error::InvalidState(InvalidTransition {
+                from: other,
+                to: DeployState::Cancelled,
+            }));
+        }
+    }
+    load(conn, &key)
+}
+
+pub(super) fn supersede(conn: &mut DbConn, newer: &Deployment) -> Result<Vec<DeploymentId>, Error> {
+    let instance = newer.instance_id.to_string();
+    let newer_id = newer.id.to_string();
+    let older = || {
+        deployments::table
+            .filter(deployments::tenant_id.eq(&newer.tenant_id))
+            .filter(deployments::instance_id.eq(&instance))
+            .filter(deployments::state.eq(DeployState::Pending.as_str()))
+            .filter(deployments::id.ne(&newer_id))
+    };
+    let ids: Vec<String> = older().select(deployments::id).load(conn).map_err(db_error)?;
+    let at = to_db(deploy::now());
+    diesel::update(older())
+        .set((
+            deployments::state.eq(DeployState::Cancelled.as_str()),
+            deployments::error.eq(format!("superseded by {}", newer.id)),
+            deployments::finished_at.eq(at),
+            deployments::updated_at.eq(at),
+        ))
+        .execute(conn)
+        .map_err(db_error)?;
+    ids.iter()
+        .map(|id| id.parse().map_err(|e: crate::id::IdError| Error::Internal(e.to_string())))
+        .collect()
+}
+
+pub(super) fn active_release(conn: &mut DbConn, tenant: &str, instance: InstanceId) -> Result<Option<Release>, Error> {
+    releases::table
+        .filter(releases::tenant_id.eq(tenant))
+        .filter(releases::instance_id.eq(instance.to_string()))
+        .filter(releases::active.eq(true))
+        .select(ReleaseRow::as_select())
+        .first(conn)
+        .optional()
+        .map_err(db_error)?
+        .map(ReleaseRow::into_domain)
+        .transpose()
+}
+
+pub(super) fn previous_release(conn: &mut DbConn, tenant: &str, instance: InstanceId) -> Result<Option<Release>, Error> {
+    releases::table
+        .filter(releases::tenant_id.eq(tenant))
+        .filter(releases::instance_id.eq(instance.to_string()))
+        .filter(releases::active.eq(false))
+        .filter(releases::last_active_at.is_not_null())
+        .order((releases::last_active_at.desc(), releases::version.desc()))
+        .select(ReleaseRow::as_select())
+        .first(conn)
+        .optional()
+        .map_err(db_error)?
+        .map(ReleaseRow::into_domain)
+        .transpose()
+}
+
+pub(super) fn last_succeeded(conn: &mut DbConn, tenant: &str, instance: InstanceId) -> Result<Option<Deployment>, Error> {
+    deployments::table
+        .filter(deployments::tenant_id.eq(tenant))
+        .filter(deployments::instance_id.eq(instance.to_string()))
+        .filter(deployments::state.eq(DeployState::Succeeded.as_str()))
+        .order((deployments::finished_at.desc(), deployments::id.desc()))
+        .select(DeploymentRow::as_select())
+        .first(conn)
+        .optional()
+        .map_err(db_error)?
+        .map(DeploymentRow::into_domain)
+        .transpose()
+}
+
+pub(super) fn append_logs(
+    conn: &mut DbConn,
+    tenant: &str,
+    id: DeploymentId,
+    first_seq: i64,
+    lines: &[(String, String)],
+) -> Result<(), Error> {
+    let at = to_db(deploy::now());
+    let rows: Vec<LogRow> = lines
+        .iter()
+        .enumerate()
+        .map(|(i, (stream, line))| LogRow {
+            deployment_id: id.to_string(),
+            seq: first_seq + i as i64,
+            tenant_id: tenant.to_string(),
+            stream: stream.clone(),
+            line: line.clone(),
+            at,
+        })
+        .collect();
+    // One statement per line: Diesel's multi-backend connection has no batch insert.
+    for row in &rows {
+        diesel::insert_into(deployment_logs::table)
+            .values(row)
+            .execute(conn)
+            .map_err(db_error)?;
+    }
+    Ok(())
+}
+
+pub(super) fn read_logs(
+    conn: &mut DbConn,
+    tenant: &str,
+    id: DeploymentId,
+    after_seq: i64,
+    limit: u32,
+) -> Result<Vec<LogEntry>, Error> {
+    let rows: Vec<LogRow> = deployment_logs::table
+        .filter(deployment_logs::tenant_id.eq(tenant))
+        .filter(deployment_logs::deployment_id.eq(id.to_string()))
+        .filter(deployment_logs::seq.gt(after_seq))
+        .order(deployment_logs::seq.asc())
+        .limit(i64::from(limit))
+        .select(LogRow::as_select())
+        .load(conn)
+        .map_err(db_error)?;
+    Ok(rows
+        .into_iter()
+        .map(|r| LogEntry {
+            seq: r.seq,
+            stream: r.stream,
+            line: r.line,
+            at: from_db(r.at),
+        })
+        .collect())
+}

@@ -1,0 +1,410 @@
+//! The worker: claims pending deployments from the durable queue, runs each through its
+//! strategy and provider while holding a lease, stores progress and logs as they happen,
+//! and recovers deployments whose worker died.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio::sync::{Semaphore, mpsc};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::deploy::service::{Running, blocking};
+use crate::deploy::{
+    Catalog, DeployState, Deployment, Error, Outcome, Plan, Progress, ProgressSink, Store,
+    strategies,
+};
+use crate::provider::{LogLine, LogSink, ReleaseSpec, RunContext};
+
+/// How a worker pool behaves.
+#[derive(Debug, Clone)]
+pub struct WorkerSettings {
+    /// Deployments running at once in this process, across instances.
+    pub concurrency: usize,
+    /// A running deployment whose worker stops renewing for this long is recovered.
+    pub lease: Duration,
+    /// How often to look for work when nothing wakes the worker.
+    pub poll: Duration,
+    /// On shutdown, how long running deployments may take to finish.
+    pub grace: Duration,
+}
+
+impl Default for WorkerSettings {
+    fn default() -> Self {
+        Self {
+            concurrency: 4,
+            lease: Duration::from_secs(30),
+            poll: Duration::from_millis(500),
+            grace: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Most bytes of log stored per deployment; the rest is counted, not stored.
+pub const LOG_CAP_BYTES: usize = 1024 * 1024;
+
+/// A pool of deployment runners sharing one lease owner name.
+pub struct Worker {
+    store: Arc<dyn Store>,
+    catalog: Arc<dyn Catalog>,
+    running: Arc<Running>,
+    wake: Arc<tokio::sync::Notify>,
+    settings: WorkerSettings,
+    owner: String,
+}
+
+impl Worker {
+    pub fn new(service: &crate::deploy::Service, settings: WorkerSettings) -> Self {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_string())
+            .unwrap_or_else(|_| "host".into());
+        Self {
+            store: Arc::clone(service.store()),
+            catalog: Arc::clone(service.catalog()),
+            running: Arc::clone(service.running()),
+            wake: Arc::clone(service.wake()),
+            settings,
+            owner: format!("{host}:{}:{}", std::process::id(), uuid::Uuid::now_v7().simple()),
+        }
+    }
+
+    /// The name this pool holds leases under.
+    pub fn owner(&self) -> &str {
+        &self.owner
+    }
+
+    fn heartbeat_every(&self) -> Duration {
+        (self.settings.lease / 3).min(Duration::from_secs(1))
+    }
+
+    /// Runs until `shutdown` is cancelled; then stops claiming, gives running deployments
+    /// `grace` to finish, and leaves whatever still runs to lease recovery.
+    pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
+        let slots = Arc::new(Semaphore::new(self.settings.concurrency.max(1)));
+        let mut tasks = JoinSet::new();
+        let recovery = tokio::spawn(Arc::clone(&self).recover_loop(shutdown.clone()));
+        tracing::info!(owner = %self.owner, concurrency = self.settings.concurrency, "worker started");
+        loop {
+            let permit = tokio::select! {
+                permit = Arc::clone(&slots).acquire_owned() => match permit {
+                    Ok(permit) => permit,
+                    Err(_) => break,
+                },
+                _ = shutdown.cancelled() => break,
+            };
+            let store = Arc::clone(&self.store);
+            let owner = self.owner.clone();
+            let lease = self.settings.lease;
+            // Subscribe before looking, so a deployment queued meanwhile still wakes us.
+            let wake = Arc::clone(&self.wake);
+            let notified = wake.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            match blocking(move || store.claim_next(&owner, lease)).await {
+                Ok(Some(deployment)) => {
+                    let me = Arc::clone(&self);
+                    tasks.spawn(async move {
+                        me.run_one(deployment).await;
+                        drop(permit);
+                    });
+                    continue;
+                }
+                Ok(None) => {}
+                Err(e) => tracing::warn!(error = %e, "cannot claim deployments; retrying"),
+            }
+            drop(permit);
+            // Reap finished runs so the set does not grow.
+            while tasks.try_join_next().is_some() {}
+            tokio::select! {
+                _ = &mut notified => {}
+                _ = tokio::time::sleep(self.settings.poll) => {}
+                _ = shutdown.cancelled() => break,
+            }
+        }
+        tracing::info!(running = tasks.len(), grace = ?self.settings.grace, "worker stopping: no new claims");
+        let drained = tokio::time::timeout(self.settings.grace, async {
+            while tasks.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!(
+                running = tasks.len(),
+                "grace period over; leaving the rest to lease recovery"
+            );
+            tasks.abort_all();
+        }
+        recovery.abort();
+    }
+
+    async fn recover_loop(self: Arc<Self>, shutdown: CancellationToken) {
+        let every = (self.settings.lease / 4).max(Duration::from_millis(250));
+        loop {
+            let store = Arc::clone(&self.store);
+            match blocking(move || store.recover_expired()).await {
+                Ok(recovered) => {
+                    for d in recovered {
+                        tracing::warn!(deployment = %d.id, "worker lost; deployment marked failed");
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "lease recovery failed; retrying"),
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(every) => {}
+                _ = shutdown.cancelled() => return,
+            }
+        }
+    }
+
+    /// Runs one claimed deployment to its end.
+    async fn run_one(self: Arc<Self>, mut deployment: Deployment) {
+        let id = deployment.id;
+        let span = tracing::info_span!("deployment", deployment = %id);
+        let _enter = span.enter();
+        drop(_enter);
+        let token = CancellationToken::new();
+        self.running.register(id, token.clone());
+        let (log, lines) = LogSink::channel(4096);
+        let writer = tokio::spawn(write_logs(
+            Arc::clone(&self.store),
+            deployment.tenant_id.clone(),
+            id,
+            lines,
+        ));
+        let lost = CancellationToken::new();
+        let heartbeat = tokio::spawn(Arc::clone(&self).heartbeat(deployment.clone(), token.clone(), lost.clone()));
+
+        let outcome = self.execute(&deployment, token.clone(), log.clone()).await;
+        heartbeat.abort();
+        self.running.remove(id);
+        if log.dropped() > 0 {
+            log.system(format!("{} log lines were dropped because the log writer fell behind", log.dropped()));
+        }
+        drop(log);
+        let _ = writer.await;
+
+        if lost.is_cancelled() {
+            tracing::warn!(deployment = %id, "lease lost while running; another worker recorded the outcome");
+            return;
+        }
+        let (state, error, slot) = match outcome {
+            Ok(Outcome::Succeeded { slot }) => (DeployState::Succeeded, String::new(), Some(slot)),
+            Ok(Outcome::RolledBack { reason }) => (DeployState::RolledBack, reason, None),
+            Ok(Outcome::Failed { reason }) => (DeployState::Failed, reason, None),
+            Ok(Outcome::Cancelled) => (DeployState::Cancelled, "cancelled".to_string(), None),
+            Err(e) => (DeployState::Failed, e.to_string(), None),
+        };
+        if let Err(e) = deployment.transition(state) {
+            tracing::error!(deployment = %id, error = %e, "impossible final state");
+            return;
+        }
+        deployment.error = error;
+        if let Some(slot) = slot {
+            deployment.provider_ref = slot;
+        }
+        if state != DeployState::Succeeded {
+            deployment.progress.message = deployment.error.clone();
+        }
+        // The final write must land: retry while the database is unavailable; if it never
+        // does, the lease expires and recovery marks the deployment failed.
+        for attempt in 0..10u32 {
+            let store = Arc::clone(&self.store);
+            let (d, owner) = (deployment.clone(), self.owner.clone());
+            match blocking(move || store.finish_deployment(&d, &owner)).await {
+                Ok(()) => {
+                    tracing::info!(deployment = %id, state = %state, "deployment finished");
+                    return;
+                }
+                Err(Error::Unavailable(e)) => {
+                    tracing::warn!(deployment = %id, error = %e, attempt, "cannot record the outcome yet");
+                    tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt + 1))).await;
+                }
+                Err(e) => {
+                    tracing::error!(deployment = %id, error = %e, "cannot record the outcome");
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Prepares the plan and runs the strategy.
+    async fn execute(&self, deployment: &Deployment, cancel: CancellationToken, log: LogSink) -> Result<Outcome, Error> {
+        let store = Arc::clone(&self.store);
+        let d = deployment.clone();
+        let (instance, release, active, last) = blocking(move || {
+            let instance = store.get_instance(&d.tenant_id, d.instance_id)?;
+            let release = store.get_release(&d.tenant_id, d.release_id)?;
+            let active = store.active_release(&d.tenant_id, d.instance_id)?;
+            let last = store.last_succeeded(&d.tenant_id, d.instance_id)?;
+            Ok((instance, release, active, last))
+        })
+        .await?;
+        let spec = self.catalog.spec(&deployment.tenant_id, &instance.name).ok_or_else(|| {
+            Error::InvalidRequest(format!(
+                "instance {} is no longer in the configuration",
+                instance.name
+            ))
+        })?;
+        let strategy = strategies::by_name(&deployment.strategy).ok_or_else(|| {
+            Error::InvalidRequest(format!("unknown strategy {:?}", deployment.strategy))
+        })?;
+        let spec_of = |r: &crate::deploy::Release| ReleaseSpec {
+            id: r.id,
+            version: r.version,
+            image: r.image.clone(),
+            commit_sha: r.commit_sha.clone(),
+            env: r.env.clone(),
+        };
+        let run = RunContext {
+            deployment_id: deployment.id,
+            tenant_id: deployment.tenant_id.clone(),
+            instance: instance.name.clone(),
+            environment: instance.environment.clone(),
+            strategy: deployment.strategy.clone(),
+            release: spec_of(&release),
+            cancel,
+            log,
+        };
+        let live_slot = last
+            .as_ref()
+            .filter(|d| d.provider_ref == "blue" || d.provider_ref == "green")
+            .map(|d| d.provider_ref.clone())
+            .unwrap_or_else(|| "blue".to_string());
+        let previous = active.as_ref().filter(|a| a.id != release.id).map(spec_of);
+        run.log.system(format!(
+            "{} v{} ({}) on {} with {} via the {} provider{}",
+            if deployment.kind == crate::deploy::DeployKind::Rollback { "rolling back to" } else { "deploying" },
+            release.version,
+            release.image,
+            instance.name,
+            deployment.strategy,
+            spec.provider.kind(),
+            previous
+                .as_ref()
+                .map(|p| format!("; v{} runs now", p.version))
+                .unwrap_or_default()
+        ));
+        let progress = StoredProgress {
+            store: Arc::clone(&self.store),
+            deployment: deployment.clone(),
+            owner: self.owner.clone(),
+        };
+        let plan = Plan {
+            provider: spec.provider.as_ref(),
+            health: spec.health.as_deref(),
+            run: &run,
+            previous,
+            live_slot,
+            canary: spec.canary.clone(),
+            progress: &progress,
+        };
+        Ok(strategy.execute(&plan).await)
+    }
+
+    /// Renews the lease and watches for a cancel request from any process.
+    async fn heartbeat(self: Arc<Self>, deployment: Deployment, cancel: CancellationToken, lost: CancellationToken) {
+        let every = self.heartbeat_every();
+        loop {
+            tokio::time::sleep(every).await;
+            let store = Arc::clone(&self.store);
+            let (id, owner, lease) = (deployment.id, self.owner.clone(), self.settings.lease);
+            match blocking(move || store.renew_lease(id, &owner, lease)).await {
+                Ok(lease) if lease.cancel_requested => {
+                    if !cancel.is_cancelled() {
+                        tracing::info!(deployment = %id, "cancel requested; stopping");
+                        cancel.cancel();
+                    }
+                }
+                Ok(_) => {}
+                Err(Error::Conflict(e)) => {
+                    tracing::warn!(deployment = %id, error = %e, "lease lost; stopping");
+                    lost.cancel();
+                    cancel.cancel();
+                    return;
+                }
+                Err(e) => tracing::warn!(deployment = %id, error = %e, "cannot renew the lease; retrying"),
+            }
+        }
+    }
+}
+
+/// Stores each progress report on the deployment row.
+struct StoredProgress {
+    store: Arc<dyn Store>,
+    deployment: Deployment,
+    owner: String,
+}
+
+#[async_trait]
+impl ProgressSink for StoredProgress {
+    async fn report(&self, progress: Progress) {
+        let store = Arc::clone(&self.store);
+        let mut d = self.deployment.clone();
+        d.progress = progress;
+        let owner = self.owner.clone();
+        if let Err(e) = blocking(move || store.record_progress(&d, &owner)).await {
+            tracing::warn!(deployment = %self.deployment.id, error = %e, "cannot store progress");
+        }
+    }
+}
+
+/// Writes log lines in small batches (at most 200 ms old, at most 200 lines), numbering
+/// them, until every sink is dropped.
+async fn write_logs(
+    store: Arc<dyn Store>,
+    tenant: String,
+    id: crate::deploy::DeploymentId,
+    mut lines: mpsc::Receiver<LogLine>,
+) {
+    const FLUSH_AFTER: Duration = Duration::from_millis(200);
+    let mut seq = 0i64;
+    let mut bytes = 0usize;
+    let mut truncated = 0u64;
+    let mut batch: Vec<(String, String)> = Vec::new();
+    let mut flush_at: Option<tokio::time::Instant> = None;
+    loop {
+        let next = match flush_at {
+            None => lines.recv().await.map(Some),
+            Some(at) => match tokio::time::timeout_at(at, lines.recv()).await {
+                Ok(line) => line.map(Some),
+                Err(_) => Some(None),
+            },
+        };
+        let open = next.is_some();
+        if let Some(Some(line)) = next {
+            if bytes + line.text.len() <= LOG_CAP_BYTES {
+                bytes += line.text.len();
+                batch.push((line.stream.as_str().to_string(), line.text));
+                flush_at.get_or_insert_with(|| tokio::time::Instant::now() + FLUSH_AFTER);
+            } else {
+                truncated += 1;
+            }
+            let due = flush_at.is_some_and(|at| at <= tokio::time::Instant::now());
+            if batch.len() < 200 && !due {
+                continue;
+            }
+        }
+        if !open && truncated > 0 {
+            batch.push((
+                "deploybot".into(),
+                format!(
+                    "log truncated at {} KiB: {truncated} more lines were not stored",
+                    LOG_CAP_BYTES / 1024
+                ),
+            ));
+        }
+        flush_at = None;
+        if !batch.is_empty() {
+            let first = seq + 1;
+            seq += batch.len() as i64;
+            let rows = std::mem::take(&mut batch);
+            let (store, tenant) = (Arc::clone(&store), tenant.clone());
+            if let Err(e) = blocking(move || store.append_logs(&tenant, id, first, &rows)).await {
+                tracing::warn!(deployment = %id, error = %e, "cannot store log lines");
+            }
+        }
+        if !open {
+            return;
+        }
+    }
+}
