@@ -174,7 +174,18 @@ impl Worker {
         let lost = CancellationToken::new();
         let heartbeat = tokio::spawn(Arc::clone(&self).heartbeat(deployment.clone(), token.clone(), lost.clone()));
 
-        let outcome = self.execute(&deployment, token.clone(), log.clone()).await;
+        let progress = StoredProgress {
+            store: Arc::clone(&self.store),
+            deployment: deployment.clone(),
+            owner: self.owner.clone(),
+            last: std::sync::Mutex::new(Progress::default()),
+        };
+        let outcome = self
+            .execute(&deployment, token.clone(), log.clone(), &progress)
+            .await;
+        if let Ok(last) = progress.last.lock() {
+            deployment.progress = last.clone();
+        }
         heartbeat.abort();
         self.running.remove(id);
         if log.dropped() > 0 {
@@ -228,7 +239,13 @@ impl Worker {
     }
 
     /// Prepares the plan and runs the strategy.
-    async fn execute(&self, deployment: &Deployment, cancel: CancellationToken, log: LogSink) -> Result<Outcome, Error> {
+    async fn execute(
+        &self,
+        deployment: &Deployment,
+        cancel: CancellationToken,
+        log: LogSink,
+        progress: &StoredProgress,
+    ) -> Result<Outcome, Error> {
         let store = Arc::clone(&self.store);
         let d = deployment.clone();
         let (instance, release, active, last) = blocking(move || {
@@ -284,11 +301,6 @@ impl Worker {
                 .map(|p| format!("; v{} runs now", p.version))
                 .unwrap_or_default()
         ));
-        let progress = StoredProgress {
-            store: Arc::clone(&self.store),
-            deployment: deployment.clone(),
-            owner: self.owner.clone(),
-        };
         let plan = Plan {
             provider: spec.provider.as_ref(),
             health: spec.health.as_deref(),
@@ -296,7 +308,7 @@ impl Worker {
             previous,
             live_slot,
             canary: spec.canary.clone(),
-            progress: &progress,
+            progress,
         };
         Ok(strategy.execute(&plan).await)
     }
@@ -333,11 +345,16 @@ struct StoredProgress {
     store: Arc<dyn Store>,
     deployment: Deployment,
     owner: String,
+    /// The latest report, written again with the final state.
+    last: std::sync::Mutex<Progress>,
 }
 
 #[async_trait]
 impl ProgressSink for StoredProgress {
     async fn report(&self, progress: Progress) {
+        if let Ok(mut last) = self.last.lock() {
+            *last = progress.clone();
+        }
         let store = Arc::clone(&self.store);
         let mut d = self.deployment.clone();
         d.progress = progress;

@@ -92,3 +92,22 @@ macro_rules! both_backends {
         }
     };
 }
+
+/// Like `both_backends!`, for `async fn NAME(db: TestDb)` tests, each on its own runtime.
+#[macro_export]
+macro_rules! both_backends_async {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[test] fn $name() {
+                let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+                rt.block_on(super::$name($crate::common::TestDb::sqlite()));
+            })*
+        }
+        mod postgres {
+            $(#[test] fn $name() {
+                let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+                rt.block_on(super::$name($crate::common::TestDb::postgres()));
+            })*
+        }
+    };
+}
