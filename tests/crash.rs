@@ -1,0 +1,185 @@
+//! Crash recovery with the real binary: kill -9 `deploybot serve` while a deployment runs,
+//! start it again, and the deployment ends failed ("worker lost; outcome unknown") within
+//! the lease, while a deployment that was still queued runs after the restart.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::TestDb;
+use deploybot::config::Config;
+use deploybot::deploy::{DeployRequest, DeployState, Service, Store};
+use deploybot::provider::catalog::ConfigCatalog;
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn write_config(dir: &Path, database_url: &str, port: u16) -> std::path::PathBuf {
+    let script = dir.join("ship.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/bash\n# The first deployment hangs; later ones succeed.\n\
+             if [ \"$DEPLOY_IMAGE\" = img:hang ]; then echo $$ > '{dir}/hung.pgid'; sleep 600 & wait; fi\n\
+             echo \"$DEPLOY_ID\" >> '{dir}/ran'\n",
+            dir = dir.display()
+        ),
+    )
+    .unwrap();
+    let mut perms = std::fs::metadata(&script).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
+    std::fs::set_permissions(&script, perms).unwrap();
+    let path = dir.join("deploybot.toml");
+    let mut file = std::fs::File::create(&path).unwrap();
+    write!(
+        file,
+        r#"database_url = "{database_url}"
+listen = "127.0.0.1:{port}"
+webhook_secrets = ["test-secret"]
+
+[worker]
+concurrency = 2
+lease = "2s"
+
+[[instances]]
+name = "web"
+repo = "acme/web"
+environment = "production"
+image = "ghcr.io/acme/web:{{sha}}"
+strategy = "recreate"
+
+[instances.provider]
+kind = "command"
+run = ["{script}"]
+timeout = "10m"
+"#,
+        script = script.display()
+    )
+    .unwrap();
+    path
+}
+
+struct Server(Child);
+
+impl Server {
+    fn start(config: &Path, port: u16) -> Server {
+        let child = Command::new(env!("CARGO_BIN_EXE_deploybot"))
+            .args(["serve", "--config"])
+            .arg(config)
+            .env_remove("DATABASE_URL")
+            .env_remove("DEPLOYBOT_WEBHOOK_SECRET")
+            .env("DEPLOYBOT_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let started = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(started.elapsed() < Duration::from_secs(30), "server did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Server(child)
+    }
+
+    fn kill9(mut self) {
+        // Child::kill sends SIGKILL: no chance to clean up, as in a crash.
+        self.0.kill().unwrap();
+        self.0.wait().unwrap();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn wait_until(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
+    let started = Instant::now();
+    while !done() {
+        assert!(started.elapsed() < limit, "timed out after {limit:?} waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Kills the orphaned deploy script of the crashed server. (Not with the `kill` command:
+/// procps-ng 4.0.2 sends `kill -KILL -PGID` to every process.)
+fn kill_group(pgid_file: &Path) {
+    let pgid: i32 = std::fs::read_to_string(pgid_file).unwrap().trim().parse().unwrap();
+    assert!(pgid > 1, "refusing to signal process group {pgid}");
+    // SAFETY: killpg only sends a signal; the group is the script's own.
+    unsafe { libc::killpg(pgid, libc::SIGKILL) };
+}
+
+fn crash_and_recover(db: TestDb) {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let config_path = write_config(dir.path(), &db.url, port);
+    let config = Config::load(Some(&config_path)).unwrap();
+
+    let server = Server::start(&config_path, port);
+    let service = Service::new(
+        Arc::clone(&db.store) as Arc<dyn Store>,
+        Arc::new(ConfigCatalog::from_config(&config).unwrap()),
+    );
+    let inst = db.store.find_instance("acme", "web").unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let deploy = |image: &str| {
+        let req = DeployRequest {
+            instance_id: inst.id,
+            image: image.into(),
+            env: BTreeMap::new(),
+            strategy: String::new(),
+            notes: String::new(),
+            commit_sha: String::new(),
+        };
+        rt.block_on(service.deploy("acme", req, "test")).unwrap()
+    };
+    let hung = deploy("img:hang");
+    let queued = deploy("img:next");
+    let state = |id| db.store.get_deployment("acme", id).unwrap().state;
+
+    wait_until("the first deployment to run", Duration::from_secs(30), || {
+        dir.path().join("hung.pgid").exists()
+    });
+    assert_eq!(state(hung.id), DeployState::Running);
+    assert_eq!(state(queued.id), DeployState::Pending, "one running per instance");
+    server.kill9();
+    kill_group(&dir.path().join("hung.pgid"));
+
+    let killed_at = Instant::now();
+    let _server = Server::start(&config_path, port);
+    wait_until("the lost deployment to be recovered", Duration::from_secs(15), || {
+        state(hung.id) != DeployState::Running
+    });
+    let recovered = db.store.get_deployment("acme", hung.id).unwrap();
+    assert_eq!(recovered.state, DeployState::Failed);
+    assert_eq!(recovered.error, "worker lost; outcome unknown");
+    assert!(recovered.finished_at.is_some());
+    // Lease 2 s, checked every 0.5 s: recovered well within a few seconds of the crash.
+    assert!(killed_at.elapsed() < Duration::from_secs(10), "{:?}", killed_at.elapsed());
+
+    wait_until("the queued deployment to run after the restart", Duration::from_secs(30), || {
+        state(queued.id) == DeployState::Succeeded
+    });
+    let ran = std::fs::read_to_string(dir.path().join("ran")).unwrap();
+    assert_eq!(ran.lines().filter(|l| *l == queued.id.to_string()).count(), 1, "{ran}");
+    assert!(!ran.contains(&hung.id.to_string()), "the lost deployment was not run again");
+}
+
+#[test]
+fn sqlite_crash_and_recover() {
+    crash_and_recover(TestDb::sqlite());
+}
+
+#[test]
+fn postgres_crash_and_recover() {
+    crash_and_recover(TestDb::postgres());
+}
