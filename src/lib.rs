@@ -3,6 +3,7 @@
 
 pub mod config;
 pub mod deploy;
+pub mod github;
 pub mod id;
 pub mod provider;
 pub mod server;

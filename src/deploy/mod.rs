@@ -97,6 +97,29 @@ pub struct Deployment {
     /// A rollback's success marks the deployment it replaced `rolled_back`.
     #[serde(default)]
     pub kind: DeployKind,
+    /// Where the deployment came from on GitHub (empty for API and CLI deployments).
+    #[serde(default)]
+    pub source: Source,
+    /// The id of the GitHub Deployment that mirrors this one, once created.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub github_deployment_id: Option<i64>,
+}
+
+/// Where a deployment came from: the trigger in words, and the GitHub objects to report to.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Source {
+    /// "push to main by @octocat (abc1234)", "/deploy on #42 by @octocat", "API (ci)".
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub trigger: String,
+    /// The pull request of a comment command.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pull_request: Option<u64>,
+    /// The comment that carried the command (reactions and the reply go there).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comment_id: Option<u64>,
+    /// The GitHub App installation that delivered the event.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub installation_id: Option<u64>,
 }
 
 impl Deployment {
@@ -121,6 +144,8 @@ impl Deployment {
             initiator: initiator.to_string(),
             progress: Progress::default(),
             kind: DeployKind::Deploy,
+            source: Source::default(),
+            github_deployment_id: None,
         }
     }
 
@@ -201,6 +226,75 @@ pub struct LogEntry {
     pub stream: String,
     pub line: String,
     pub at: DateTime<Utc>,
+}
+
+/// One report to GitHub (or job that needs GitHub), written in the same transaction as
+/// the change that causes it and sent in order per `ordering_key`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OutboxItem {
+    pub id: i64,
+    pub tenant_id: String,
+    pub ordering_key: String,
+    pub deployment_id: Option<DeploymentId>,
+    pub kind: String,
+    pub payload: serde_json::Value,
+    pub attempts: i32,
+    pub last_error: String,
+    pub state: String,
+    pub created_at: DateTime<Utc>,
+}
+
+/// An outbox item to write.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewOutboxItem {
+    pub tenant_id: String,
+    pub ordering_key: String,
+    pub deployment_id: Option<DeploymentId>,
+    pub kind: String,
+    pub payload: serde_json::Value,
+}
+
+/// How sending an outbox item ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OutboxResult {
+    Sent,
+    /// Try again after the delay (network error, 5xx, rate limit).
+    Retry { after: std::time::Duration, error: String },
+    /// GitHub refused it for good (a 4xx other than rate limits); recorded, never retried.
+    Failed { error: String },
+    /// Made stale by a newer item (an older in-progress status); not sent.
+    Skipped { reason: String },
+}
+
+/// A webhook delivery as recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    pub id: String,
+    pub event: String,
+    pub action: String,
+    pub tenant_id: String,
+    pub repo: String,
+}
+
+/// A deployment a webhook asks for, with the key that makes its trigger idempotent.
+#[derive(Debug, Clone)]
+pub struct TriggeredDeployment {
+    pub release: Release,
+    pub deployment: Deployment,
+    /// One deployment per (instance, key): a tag push and its `create` event share it.
+    pub trigger_key: Option<String>,
+    /// Cancel the instance's older queued deployments.
+    pub supersede: bool,
+}
+
+/// What recording a delivery did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeliveryRecord {
+    /// The delivery id was seen before: nothing was written.
+    pub duplicate: bool,
+    pub created: Vec<Deployment>,
+    /// Deployments not created because their trigger key already deployed.
+    pub already: Vec<DeploymentId>,
 }
 
 /// What a worker learns when it renews the lease of a running deployment.

@@ -11,8 +11,8 @@ use tokio_util::sync::CancellationToken;
 use super::strategy::CanarySteps;
 use super::{
     DeployKind, DeployListResult, DeployRequest, DeployState, Deployment, DeploymentId, Error,
-    Instance, InstanceId, ListOptions, LogEntry, Release, ReleaseId, ReleaseListResult, Store,
-    strategies,
+    Instance, InstanceId, ListOptions, LogEntry, Release, ReleaseId, ReleaseListResult, Source,
+    Store, TriggeredDeployment, strategies,
 };
 use crate::provider::{HealthCheck, Provider};
 
@@ -195,33 +195,59 @@ impl Service {
         Ok(())
     }
 
-    /// Queues a new release of the instance: one transaction creates the release and a
-    /// pending deployment. Nothing runs here.
-    pub async fn deploy(&self, tenant: &str, request: DeployRequest, initiator: &str) -> Result<Deployment, Error> {
+    /// Validates a request and builds its release and pending deployment, writing nothing
+    /// (webhooks write them together with the delivery, in one transaction).
+    pub async fn prepare(
+        &self,
+        tenant: &str,
+        request: DeployRequest,
+        initiator: &str,
+        source: Source,
+    ) -> Result<TriggeredDeployment, Error> {
         Self::validate(&request)?;
         let (_, spec) = self.deployable(tenant, request.instance_id).await?;
         let strategy = Self::choose_strategy(&spec, &request.strategy)?;
         let mut request = request;
         request.image = request.image.trim().to_string();
         let release = Release::from_request(tenant, &request);
-        let deployment = Deployment::pending(&release, &strategy, initiator);
-        let store = Arc::clone(&self.store);
-        let supersede = spec.supersede;
-        let (_, deployment) = blocking(move || {
-            if supersede {
-                let (release, deployment, superseded) = store.insert_superseding(&release, &deployment)?;
-                for id in superseded {
-                    tracing::info!(deployment = %id, by = %deployment.id, "superseded");
-                }
-                Ok((release, deployment))
-            } else {
-                store.insert_release_and_deployment(&release, &deployment)
-            }
+        let mut deployment = Deployment::pending(&release, &strategy, initiator);
+        deployment.source = source;
+        Ok(TriggeredDeployment {
+            release,
+            deployment,
+            trigger_key: None,
+            supersede: spec.supersede,
         })
-        .await?;
-        tracing::info!(deployment = %deployment.id, instance = %spec.name, %initiator, "deployment queued");
-        self.wake.notify_waiters();
-        Ok(deployment)
+    }
+
+    /// Queues a new release of the instance: one transaction creates the release and a
+    /// pending deployment. Nothing runs here.
+    pub async fn deploy(&self, tenant: &str, request: DeployRequest, initiator: &str) -> Result<Deployment, Error> {
+        let source = Source {
+            trigger: format!("API ({initiator})"),
+            ..Source::default()
+        };
+        let triggered = self.prepare(tenant, request, initiator, source).await?;
+        self.queue(triggered, Vec::new()).await?.ok_or_else(|| {
+            Error::Internal("a deployment without a trigger key was not created".into())
+        })
+    }
+
+    /// Writes a prepared deployment (unless its trigger key already deployed: then `None`)
+    /// together with `items`, and wakes the worker.
+    pub async fn queue(
+        &self,
+        triggered: TriggeredDeployment,
+        items: Vec<super::NewOutboxItem>,
+    ) -> Result<Option<Deployment>, Error> {
+        let store = Arc::clone(&self.store);
+        let record = blocking(move || store.insert_triggered(&triggered, &items)).await?;
+        let created = record.created.into_iter().next();
+        if let Some(d) = &created {
+            tracing::info!(deployment = %d.id, initiator = %d.initiator, "deployment queued");
+            self.wake.notify_waiters();
+        }
+        Ok(created)
     }
 
     /// Queues a deployment of an existing release of the instance (no new release).
@@ -231,6 +257,22 @@ impl Service {
         instance: InstanceId,
         target: RollbackTarget,
         initiator: &str,
+    ) -> Result<Deployment, Error> {
+        let source = Source {
+            trigger: format!("rollback by {initiator}"),
+            ..Source::default()
+        };
+        self.rollback_from(tenant, instance, target, initiator, source).await
+    }
+
+    /// A rollback with its origin (a `/rollback` comment).
+    pub async fn rollback_from(
+        &self,
+        tenant: &str,
+        instance: InstanceId,
+        target: RollbackTarget,
+        initiator: &str,
+        source: Source,
     ) -> Result<Deployment, Error> {
         let (instance, spec) = self.deployable(tenant, instance).await?;
         let store = Arc::clone(&self.store);
@@ -255,6 +297,7 @@ impl Service {
         let strategy = Self::choose_strategy(&spec, "")?;
         let mut deployment = Deployment::pending(&release, &strategy, initiator);
         deployment.kind = DeployKind::Rollback;
+        deployment.source = source;
         let store = Arc::clone(&self.store);
         let queued = deployment.clone();
         blocking(move || store.insert_deployment(&queued)).await?;

@@ -111,6 +111,48 @@ pub trait Store: Send + Sync + 'static {
     /// Makes `release` the one active release of its instance.
     fn activate_release(&self, tenant_id: &str, release_id: ReleaseId) -> Result<(), Error>;
 
+    // Webhooks and the outbox.
+
+    /// In one transaction: records the delivery (a delivery id seen before is a
+    /// duplicate and writes nothing), creates the triggered deployments whose trigger key
+    /// has not deployed yet, and enqueues `items`.
+    fn record_delivery(
+        &self,
+        delivery: &super::Delivery,
+        triggered: &[super::TriggeredDeployment],
+        items: &[super::NewOutboxItem],
+    ) -> Result<super::DeliveryRecord, Error>;
+
+    /// Creates one triggered deployment (unless its key already deployed) and enqueues
+    /// `items`, in one transaction.
+    fn insert_triggered(
+        &self,
+        triggered: &super::TriggeredDeployment,
+        items: &[super::NewOutboxItem],
+    ) -> Result<super::DeliveryRecord, Error>;
+
+    /// Adds outbox items.
+    fn enqueue(&self, items: &[super::NewOutboxItem]) -> Result<(), Error>;
+
+    /// Claims up to `limit` sendable items: for each ordering key only its oldest pending
+    /// item, and only when its retry time has come. Exactly one sender gets each.
+    fn claim_outbox(&self, owner: &str, lease: Duration, limit: u32) -> Result<Vec<super::OutboxItem>, Error>;
+
+    /// Records how sending a claimed item ended.
+    fn complete_outbox(&self, id: i64, owner: &str, result: &super::OutboxResult) -> Result<(), Error>;
+
+    /// Whether a newer status report of the same deployment waits (this one is stale).
+    fn newer_status_pending(&self, item: &super::OutboxItem) -> Result<bool, Error>;
+
+    /// The reports of one deployment, in order (for its page).
+    fn outbox_items(&self, tenant_id: &str, id: DeploymentId) -> Result<Vec<super::OutboxItem>, Error>;
+
+    /// (pending, failed) outbox items, for metrics.
+    fn outbox_counts(&self) -> Result<(i64, i64), Error>;
+
+    /// Stores the id of the GitHub Deployment mirroring a deployment.
+    fn set_github_deployment_id(&self, tenant_id: &str, id: DeploymentId, github_id: i64) -> Result<(), Error>;
+
     /// Creates the instance `(tenant, name)` or updates its repo and environment; the id
     /// stays the same across restarts.
     fn upsert_instance(

@@ -3,6 +3,8 @@
 //! instances so their ids stay stable across restarts.
 
 mod health;
+pub mod pages;
+pub mod api; pub mod auth; pub mod error;
 
 use std::sync::Arc;
 
@@ -156,4 +158,6 @@ async fn wait_for_signal() {
 /// Every route of the server.
 pub fn routes(cfg: &mut web::ServiceConfig) {
     health::routes(cfg);
+    pages::routes(cfg);
+    api::routes(cfg);
 }

@@ -2,10 +2,12 @@
 //! `DATABASE_URL` picks the backend: `sqlite://PATH` or `postgres://…`.
 
 mod cursor;
+mod outbox;
 mod queue;
 mod rows;
 pub mod schema;
 
+pub use outbox::{DEPLOYMENT_CREATED, DEPLOYMENT_REACTION, DEPLOYMENT_REPLY, DEPLOYMENT_STATUS};
 pub use queue::WORKER_LOST;
 
 use std::time::Duration;
@@ -358,7 +360,19 @@ fn insert_deployment_in(conn: &mut DbConn, deployment: &Deployment) -> Result<()
         .values(DeploymentRow::from_domain(deployment)?)
         .execute(conn)
         .map_err(db_error)?;
-    Ok(())
+    outbox::report_created(conn, deployment)
+}
+
+/// Inserts a triggered deployment (release, deployment, key, superseding) in `conn`'s transaction.
+fn insert_triggered_in(conn: &mut DbConn, t: &deploy::TriggeredDeployment) -> Result<Deployment, Error> {
+    let (_, deployment) = insert_both(conn, &t.release, &t.deployment)?;
+    if let Some(key) = &t.trigger_key {
+        outbox::set_trigger_key(conn, deployment.id, key)?;
+    }
+    if t.supersede {
+        queue::supersede(conn, &deployment)?;
+    }
+    Ok(deployment)
 }
 
 fn insert_both(conn: &mut DbConn, release: &Release, deployment: &Deployment) -> Result<(Release, Deployment), Error> {
@@ -648,6 +662,65 @@ impl deploy::Store for DieselStore {
 
     fn read_logs(&self, tenant_id: &str, id: DeploymentId, after_seq: i64, limit: u32) -> Result<Vec<LogEntry>, Error> {
         self.read(|conn| queue::read_logs(conn, tenant_id, id, after_seq, limit))
+    }
+
+    fn record_delivery(
+        &self,
+        delivery: &deploy::Delivery,
+        triggered: &[deploy::TriggeredDeployment],
+        items: &[deploy::NewOutboxItem],
+    ) -> Result<deploy::DeliveryRecord, Error> {
+        let attempt = || self.write(|conn| outbox::record_delivery(conn, Some(delivery), triggered, items, insert_triggered_in));
+        // A concurrent copy of the same delivery, or the same trigger, won the race: the
+        // second attempt sees its rows.
+        match attempt() {
+            Err(Error::Conflict(_)) => attempt(),
+            other => other,
+        }
+    }
+
+    fn insert_triggered(
+        &self,
+        triggered: &deploy::TriggeredDeployment,
+        items: &[deploy::NewOutboxItem],
+    ) -> Result<deploy::DeliveryRecord, Error> {
+        let attempt = || {
+            self.write(|conn| {
+                outbox::record_delivery(conn, None, std::slice::from_ref(triggered), items, insert_triggered_in)
+            })
+        };
+        match attempt() {
+            Err(Error::Conflict(_)) => attempt(),
+            other => other,
+        }
+    }
+
+    fn enqueue(&self, items: &[deploy::NewOutboxItem]) -> Result<(), Error> {
+        self.write(|conn| items.iter().try_for_each(|item| outbox::enqueue(conn, item)))
+    }
+
+    fn claim_outbox(&self, owner: &str, lease: Duration, limit: u32) -> Result<Vec<deploy::OutboxItem>, Error> {
+        self.write(|conn| outbox::claim(conn, owner, lease, limit))
+    }
+
+    fn complete_outbox(&self, id: i64, owner: &str, result: &deploy::OutboxResult) -> Result<(), Error> {
+        self.write(|conn| outbox::complete(conn, id, owner, result))
+    }
+
+    fn newer_status_pending(&self, item: &deploy::OutboxItem) -> Result<bool, Error> {
+        self.read(|conn| outbox::newer_status_pending(conn, item))
+    }
+
+    fn outbox_items(&self, tenant_id: &str, id: DeploymentId) -> Result<Vec<deploy::OutboxItem>, Error> {
+        self.read(|conn| outbox::items_of(conn, tenant_id, id))
+    }
+
+    fn outbox_counts(&self) -> Result<(i64, i64), Error> {
+        self.read(outbox::counts)
+    }
+
+    fn set_github_deployment_id(&self, tenant_id: &str, id: DeploymentId, github_id: i64) -> Result<(), Error> {
+        self.write(|conn| outbox::set_github_id(conn, tenant_id, id, github_id))
     }
 
     fn upsert_instance(

@@ -9,6 +9,7 @@ use diesel::sql_types::Text;
 
 use super::rows::{DeploymentRow, LogRow, ReleaseRow, from_db, to_db};
 use super::schema::{deployment_logs, deployments, releases};
+use super::outbox::{report_final, report_progress, report_state};
 use super::{DbConn, db_error};
 use crate::deploy::{
     self, DeployKind, DeployState, Deployment, DeploymentId, Error, InstanceId, InvalidTransition,
@@ -81,7 +82,9 @@ pub(super) fn claim_next(conn: &mut DbConn, owner: &str, lease: Duration) -> Res
     if claimed == 0 {
         return Ok(None);
     }
-    load(conn, &id).map(Some)
+    let deployment = load(conn, &id)?;
+    report_state(conn, &deployment, DeployState::Running, "started")?;
+    Ok(Some(deployment))
 }
 
 pub(super) fn renew_lease(conn: &mut DbConn, id: DeploymentId, owner: &str, lease: Duration) -> Result<Lease, Error> {
@@ -124,7 +127,7 @@ pub(super) fn record_progress(conn: &mut DbConn, d: &Deployment, owner: &str) ->
     if updated == 0 {
         return Err(lease_lost(d.id));
     }
-    Ok(())
+    report_progress(conn, d)
 }
 
 fn active_release_id(conn: &mut DbConn, tenant: &str, instance: &str) -> Result<Option<String>, Error> {
@@ -196,6 +199,8 @@ pub(super) fn finish(conn: &mut DbConn, d: &Deployment, owner: &str) -> Result<(
         ))
         .execute(conn)
         .map_err(db_error)?;
+    let finished = load(conn, &id)?;
+    report_final(conn, &finished)?;
     if d.state != DeployState::Succeeded {
         return Ok(());
     }
@@ -255,7 +260,9 @@ pub(super) fn recover_expired(conn: &mut DbConn) -> Result<Vec<Deployment>, Erro
         ))
         .execute(conn)
         .map_err(db_error)?;
-        recovered.push(load(conn, &id)?);
+        let deployment = load(conn, &id)?;
+        report_final(conn, &deployment)?;
+        recovered.push(deployment);
     }
     Ok(recovered)
 }
@@ -288,6 +295,8 @@ pub(super) fn request_cancel(conn: &mut DbConn, tenant: &str, id: DeploymentId, 
                 ))
                 .execute(conn)
                 .map_err(db_error)?;
+            let cancelled = load(conn, &key)?;
+            report_final(conn, &cancelled)?;
         }
         DeployState::Running => {
             diesel::update(target)
@@ -326,6 +335,10 @@ pub(super) fn supersede(conn: &mut DbConn, newer: &Deployment) -> Result<Vec<Dep
         ))
         .execute(conn)
         .map_err(db_error)?;
+    for id in &ids {
+        let superseded = load(conn, id)?;
+        report_final(conn, &superseded)?;
+    }
     ids.iter()
         .map(|id| id.parse().map_err(|e: crate::id::IdError| Error::Internal(e.to_string())))
         .collect()

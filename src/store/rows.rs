@@ -135,6 +135,9 @@ pub(crate) struct DeploymentRow {
     pub lease_owner: Option<String>,
     pub lease_expires_at: Option<NaiveDateTime>,
     pub cancel_requested: bool,
+    pub source: String,
+    pub github_deployment_id: Option<i64>,
+    pub trigger_key: Option<String>,
 }
 
 impl DeploymentRow {
@@ -162,6 +165,10 @@ impl DeploymentRow {
             lease_owner: None,
             lease_expires_at: None,
             cancel_requested: false,
+            source: serde_json::to_string(&d.source)
+                .map_err(|e| Error::Internal(format!("source cannot be encoded: {e}")))?,
+            github_deployment_id: d.github_deployment_id,
+            trigger_key: None,
         })
     }
 
@@ -201,6 +208,8 @@ impl DeploymentRow {
                 "rollback" => DeployKind::Rollback,
                 other => return Err(corrupt("deployment kind", other)),
             },
+            source: serde_json::from_str(&self.source).map_err(|e| corrupt("source", e))?,
+            github_deployment_id: self.github_deployment_id,
         })
     }
 }

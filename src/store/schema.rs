@@ -55,6 +55,9 @@ diesel::table! {
         lease_owner -> Nullable<Text>,
         lease_expires_at -> Nullable<Timestamp>,
         cancel_requested -> Bool,
+        source -> Text,
+        github_deployment_id -> Nullable<BigInt>,
+        trigger_key -> Nullable<Text>,
     }
 }
 
@@ -66,5 +69,36 @@ diesel::table! {
         stream -> Text,
         line -> Text,
         at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    deliveries (id) {
+        id -> Text,
+        event -> Text,
+        action -> Text,
+        tenant_id -> Text,
+        repo -> Text,
+        outcome -> Text,
+        received_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    outbox (id) {
+        id -> BigInt,
+        tenant_id -> Text,
+        ordering_key -> Text,
+        deployment_id -> Nullable<Text>,
+        kind -> Text,
+        payload -> Text,
+        state -> Text,
+        attempts -> Integer,
+        next_attempt_at -> Timestamp,
+        locked_by -> Nullable<Text>,
+        locked_until -> Nullable<Timestamp>,
+        last_error -> Text,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
     }
 }

@@ -1,0 +1,3 @@
+pub mod command;
+pub mod events;
+pub mod signature;

@@ -1,0 +1,136 @@
+//! Bearer-token authentication of the REST API. A presented token is hashed with SHA-256
+//! and compared in constant time with every configured `[[api.tokens]]` hash; the caller's
+//! tenant comes from the matching token, never from the URL. Tokens are never logged.
+
+use std::future::{Ready, ready};
+
+use actix_web::dev::Payload;
+use actix_web::http::header;
+use actix_web::{FromRequest, HttpRequest, web};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use super::AppState;
+use super::error::ApiError;
+use crate::config::ApiToken;
+
+/// How to authenticate, repeated in every 401 answer.
+pub const HOW_TO_AUTHENTICATE: &str =
+    "send Authorization: Bearer <token>; tokens are configured in [[api.tokens]]";
+
+/// Who is calling: the name of the token (recorded as the initiator of what it starts)
+/// and the tenant it acts for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    pub name: String,
+    pub tenant: String,
+}
+
+/// The configured token whose hash matches `presented`, if any. Every configured hash is
+/// compared, in constant time, so timing reveals neither the token nor which one matched.
+pub fn authenticate(tokens: &[ApiToken], presented: &str) -> Option<Caller> {
+    let digest = Sha256::digest(presented.as_bytes());
+    let mut found: Option<&ApiToken> = None;
+    for token in tokens {
+        let Ok(expected) = hex::decode(&token.sha256) else {
+            continue;
+        };
+        let matches: bool = digest.as_slice().ct_eq(&expected).into();
+        if matches && found.is_none() {
+            found = Some(token);
+        }
+    }
+    found.map(|token| Caller {
+        name: token.name.clone(),
+        tenant: token.tenant.clone(),
+    })
+}
+
+/// The token of an `Authorization: Bearer <token>` header value.
+fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.trim().split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty() && !token.contains(' '))
+        .then_some(token)
+}
+
+fn caller_of(req: &HttpRequest) -> Result<Caller, ApiError> {
+    let Some(state) = req.app_data::<web::Data<AppState>>() else {
+        return Err(ApiError::internal(
+            "the REST API was mounted without its AppState",
+        ));
+    };
+    let Some(value) = req.headers().get(header::AUTHORIZATION) else {
+        return Err(ApiError::unauthenticated(format!(
+            "the Authorization header is missing: {HOW_TO_AUTHENTICATE}"
+        )));
+    };
+    let token = value.to_str().ok().and_then(bearer_token).ok_or_else(|| {
+        ApiError::unauthenticated(format!(
+            "the Authorization header is not a bearer token: {HOW_TO_AUTHENTICATE}"
+        ))
+    })?;
+    let tokens = &state.config.api.tokens;
+    if tokens.is_empty() {
+        return Err(ApiError::unauthenticated(
+            "this server has no API tokens: add a [[api.tokens]] entry (name, tenant, sha256 of the token) to its configuration",
+        ));
+    }
+    authenticate(tokens, token).ok_or_else(|| {
+        tracing::info!(path = %req.path(), "API request with an unknown bearer token refused");
+        ApiError::unauthenticated(format!(
+            "the bearer token is not valid: {HOW_TO_AUTHENTICATE}"
+        ))
+    })
+}
+
+impl FromRequest for Caller {
+    type Error = ApiError;
+    type Future = Ready<Result<Caller, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready(caller_of(req))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn token(name: &str, tenant: &str, secret: &str) -> ApiToken {
+        ApiToken {
+            name: name.into(),
+            tenant: tenant.into(),
+            sha256: hex::encode(Sha256::digest(secret.as_bytes())),
+        }
+    }
+
+    #[test]
+    fn finds_the_token_by_its_hash() {
+        let tokens = [
+            token("ci", "acme", "s3cret"),
+            token("ops", "globex", "other"),
+        ];
+        assert_eq!(
+            authenticate(&tokens, "other"),
+            Some(Caller {
+                name: "ops".into(),
+                tenant: "globex".into()
+            })
+        );
+        assert_eq!(authenticate(&tokens, "s3cret").unwrap().name, "ci");
+        assert_eq!(authenticate(&tokens, "s3cre"), None);
+        assert_eq!(authenticate(&tokens, ""), None);
+        assert_eq!(authenticate(&[], "s3cret"), None);
+    }
+
+    #[test]
+    fn reads_only_bearer_headers() {
+        assert_eq!(bearer_token("Bearer abc"), Some("abc"));
+        assert_eq!(bearer_token("bearer  abc "), Some("abc"));
+        assert_eq!(bearer_token("Basic abc"), None);
+        assert_eq!(bearer_token("Bearer"), None);
+        assert_eq!(bearer_token("Bearer "), None);
+        assert_eq!(bearer_token("Bearer a b"), None);
+    }
+}

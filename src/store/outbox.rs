@@ -1,0 +1,380 @@
+//! Webhook deliveries and the outbox. Reports to GitHub are written in the same
+//! transaction as the change that causes them, and claimed by senders in order per key.
+
+use std::time::Duration;
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+use diesel::sql_types::{BigInt, Timestamp};
+
+use super::rows::{from_db, to_db};
+use super::schema::{deliveries, deployments, outbox};
+use super::{DbConn, db_error};
+use crate::deploy::{
+    self, DeliveryRecord, Delivery, DeployState, Deployment, DeploymentId, Error, NewOutboxItem,
+    OutboxItem, OutboxResult, TriggeredDeployment,
+};
+
+/// Item kinds written by the store itself.
+pub const DEPLOYMENT_CREATED: &str = "deployment.created";
+pub const DEPLOYMENT_STATUS: &str = "deployment.status";
+pub const DEPLOYMENT_REACTION: &str = "deployment.reaction";
+pub const DEPLOYMENT_REPLY: &str = "deployment.reply";
+
+/// A running deployment reports progress to GitHub at most this often.
+pub const PROGRESS_EVERY: chrono::TimeDelta = chrono::TimeDelta::seconds(3);
+
+#[derive(Insertable)]
+#[diesel(table_name = outbox)]
+struct NewRow<'a> {
+    tenant_id: &'a str,
+    ordering_key: &'a str,
+    deployment_id: Option<String>,
+    kind: &'a str,
+    payload: String,
+    state: &'a str,
+    attempts: i32,
+    next_attempt_at: NaiveDateTime,
+    last_error: &'a str,
+    created_at: NaiveDateTime,
+    updated_at: NaiveDateTime,
+}
+
+#[derive(Queryable, Selectable)]
+#[diesel(table_name = outbox)]
+struct Row {
+    id: i64,
+    tenant_id: String,
+    ordering_key: String,
+    deployment_id: Option<String>,
+    kind: String,
+    payload: String,
+    state: String,
+    attempts: i32,
+    last_error: String,
+    created_at: NaiveDateTime,
+}
+
+impl Row {
+    fn into_domain(self) -> Result<OutboxItem, Error> {
+        Ok(OutboxItem {
+            id: self.id,
+            tenant_id: self.tenant_id,
+            ordering_key: self.ordering_key,
+            deployment_id: self
+                .deployment_id
+                .map(|d| d.parse())
+                .transpose()
+                .map_err(|e| Error::Internal(format!("stored outbox item is corrupt: {e}")))?,
+            kind: self.kind,
+            payload: serde_json::from_str(&self.payload)
+                .map_err(|e| Error::Internal(format!("stored outbox payload is corrupt: {e}")))?,
+            attempts: self.attempts,
+            last_error: self.last_error,
+            state: self.state,
+            created_at: from_db(self.created_at),
+        })
+    }
+}
+
+pub(super) fn enqueue(conn: &mut DbConn, item: &NewOutboxItem) -> Result<(), Error> {
+    let at = to_db(deploy::now());
+    diesel::insert_into(outbox::table)
+        .values(NewRow {
+            tenant_id: &item.tenant_id,
+            ordering_key: &item.ordering_key,
+            deployment_id: item.deployment_id.map(|d| d.to_string()),
+            kind: &item.kind,
+            payload: item.payload.to_string(),
+            state: "pending",
+            attempts: 0,
+            next_attempt_at: at,
+            last_error: "",
+            created_at: at,
+            updated_at: at,
+        })
+        .execute(conn)
+        .map_err(db_error)?;
+    Ok(())
+}
+
+/// A report about a deployment, ordered with the deployment's other reports.
+pub(super) fn report(
+    conn: &mut DbConn,
+    d: &Deployment,
+    kind: &str,
+    payload: serde_json::Value,
+) -> Result<(), Error> {
+    enqueue(
+        conn,
+        &NewOutboxItem {
+            tenant_id: d.tenant_id.clone(),
+            ordering_key: d.id.to_string(),
+            deployment_id: Some(d.id),
+            kind: kind.to_string(),
+            payload,
+        },
+    )
+}
+
+/// The status report of a state change.
+pub(super) fn report_state(conn: &mut DbConn, d: &Deployment, state: DeployState, message: &str) -> Result<(), Error> {
+    report(
+        conn,
+        d,
+        DEPLOYMENT_STATUS,
+        serde_json::json!({"state": state.as_str(), "message": message}),
+    )
+}
+
+/// A new deployment: its GitHub Deployment, then `queued`.
+pub(super) fn report_created(conn: &mut DbConn, d: &Deployment) -> Result<(), Error> {
+    report(conn, d, DEPLOYMENT_CREATED, serde_json::json!({}))?;
+    report_state(conn, d, DeployState::Pending, "queued")
+}
+
+/// The final reports: the status, and for a comment command a reaction and one reply.
+pub(super) fn report_final(conn: &mut DbConn, d: &Deployment) -> Result<(), Error> {
+    report_state(conn, d, d.state, &d.error)?;
+    if d.source.comment_id.is_some() {
+        let content = if d.state == DeployState::Succeeded { "rocket" } else { "confused" };
+        report(conn, d, DEPLOYMENT_REACTION, serde_json::json!({"content": content}))?;
+        report(conn, d, DEPLOYMENT_REPLY, serde_json::json!({}))?;
+    }
+    Ok(())
+}
+
+/// Progress of a running deployment, at most every few seconds.
+pub(super) fn report_progress(conn: &mut DbConn, d: &Deployment) -> Result<(), Error> {
+    let last: Option<NaiveDateTime> = outbox::table
+        .filter(outbox::deployment_id.eq(d.id.to_string()))
+        .filter(outbox::kind.eq(DEPLOYMENT_STATUS))
+        .select(outbox::created_at)
+        .order(outbox::id.desc())
+        .first(conn)
+        .optional()
+        .map_err(db_error)?;
+    let now = deploy::now();
+    if last.is_some_and(|at| from_db(at) + PROGRESS_EVERY > now) {
+        return Ok(());
+    }
+    let message = if d.progress.message.is_empty() {
+        format!("{} {}%", d.progress.phase, d.progress.percent)
+    } else {
+        d.progress.message.clone()
+    };
+    report_state(conn, d, DeployState::Running, &message)
+}
+
+pub(super) fn record_delivery(
+    conn: &mut DbConn,
+    delivery: Option<&Delivery>,
+    triggered: &[TriggeredDeployment],
+    items: &[NewOutboxItem],
+    insert: impl Fn(&mut DbConn, &TriggeredDeployment) -> Result<Deployment, Error>,
+) -> Result<DeliveryRecord, Error> {
+    let seen: Option<String> = match delivery {
+        Some(delivery) => deliveries::table
+            .filter(deliveries::id.eq(&delivery.id))
+            .select(deliveries::id)
+            .first(conn)
+            .optional()
+            .map_err(db_error)?,
+        None => None,
+    };
+    if seen.is_some() {
+        return Ok(DeliveryRecord {
+            duplicate: true,
+            ..DeliveryRecord::default()
+        });
+    }
+    let mut record = DeliveryRecord::default();
+    for t in triggered {
+        if let Some(key) = &t.trigger_key {
+            let existing: Option<String> = deployments::table
+                .filter(deployments::tenant_id.eq(&t.deployment.tenant_id))
+                .filter(deployments::instance_id.eq(t.deployment.instance_id.to_string()))
+                .filter(deployments::trigger_key.eq(key))
+                .select(deployments::id)
+                .first(conn)
+                .optional()
+                .map_err(db_error)?;
+            if let Some(existing) = existing {
+                record.already.push(
+                    existing
+                        .parse()
+                        .map_err(|e: crate::id::IdError| Error::Internal(e.to_string()))?,
+                );
+                continue;
+            }
+        }
+        record.created.push(insert(conn, t)?);
+    }
+    for item in items {
+        enqueue(conn, item)?;
+    }
+    let Some(delivery) = delivery else {
+        return Ok(record);
+    };
+    diesel::insert_into(deliveries::table)
+        .values((
+            deliveries::id.eq(&delivery.id),
+            deliveries::event.eq(&delivery.event),
+            deliveries::action.eq(&delivery.action),
+            deliveries::tenant_id.eq(&delivery.tenant_id),
+            deliveries::repo.eq(&delivery.repo),
+            deliveries::outcome.eq(format!(
+                "created {} deployment(s), {} already deployed, {} job(s)",
+                record.created.len(),
+                record.already.len(),
+                items.len()
+            )),
+            deliveries::received_at.eq(to_db(deploy::now())),
+        ))
+        .execute(conn)
+        .map_err(db_error)?;
+    Ok(record)
+}
+
+pub(super) fn set_trigger_key(conn: &mut DbConn, id: DeploymentId, key: &str) -> Result<(), Error> {
+    diesel::update(deployments::table.filter(deployments::id.eq(id.to_string())))
+        .set(deployments::trigger_key.eq(key))
+        .execute(conn)
+        .map_err(db_error)?;
+    Ok(())
+}
+
+const CLAIM: &str = "SELECT o.id FROM outbox o \
+    WHERE o.state = 'pending' AND o.next_attempt_at <= {NOW} \
+    AND (o.locked_until IS NULL OR o.locked_until < {NOW}) \
+    AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.ordering_key = o.ordering_key \
+        AND p.state = 'pending' AND p.id < o.id) \
+    ORDER BY o.id LIMIT {LIMIT}";
+
+#[derive(QueryableByName)]
+struct IdRow {
+    #[diesel(sql_type = BigInt)]
+    id: i64,
+}
+
+pub(super) fn claim(conn: &mut DbConn, owner: &str, lease: Duration, limit: u32) -> Result<Vec<OutboxItem>, Error> {
+    let now = to_db(deploy::now());
+    let ids: Vec<IdRow> = match conn {
+        DbConn::Pg(c) => diesel::sql_query(
+            CLAIM.replace("{NOW}", "$1").replace("{LIMIT}", &limit.to_string())
+                + " FOR UPDATE OF o SKIP LOCKED",
+        )
+        .bind::<Timestamp, _>(now)
+        .load(c),
+        DbConn::Sqlite(c) => {
+            // SQLite has no numbered reuse of `?`: bind the time twice.
+            let sql = CLAIM
+                .replacen("{NOW}", "?", 1)
+                .replacen("{NOW}", "?", 1)
+                .replace("{LIMIT}", &limit.to_string());
+            diesel::sql_query(sql)
+                .bind::<Timestamp, _>(now)
+                .bind::<Timestamp, _>(now)
+                .load(c)
+        }
+    }
+    .map_err(db_error)?;
+    let until = to_db(deploy::now() + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::seconds(30)));
+    let mut items = Vec::with_capacity(ids.len());
+    for IdRow { id } in ids {
+        diesel::update(outbox::table.filter(outbox::id.eq(id)))
+            .set((outbox::locked_by.eq(owner), outbox::locked_until.eq(until)))
+            .execute(conn)
+            .map_err(db_error)?;
+        let row: Row = outbox::table
+            .filter(outbox::id.eq(id))
+            .select(Row::as_select())
+            .first(conn)
+            .map_err(db_error)?;
+        items.push(row.into_domain()?);
+    }
+    Ok(items)
+}
+
+pub(super) fn complete(conn: &mut DbConn, id: i64, owner: &str, result: &OutboxResult) -> Result<(), Error> {
+    let now = deploy::now();
+    let (state, error, next) = match result {
+        OutboxResult::Sent => ("sent", String::new(), now),
+        OutboxResult::Retry { after, error } => (
+            "pending",
+            error.clone(),
+            now + chrono::Duration::from_std(*after).unwrap_or(chrono::Duration::seconds(60)),
+        ),
+        OutboxResult::Failed { error } => ("failed", error.clone(), now),
+        OutboxResult::Skipped { reason } => ("skipped", reason.clone(), now),
+    };
+    diesel::update(
+        outbox::table
+            .filter(outbox::id.eq(id))
+            .filter(outbox::locked_by.eq(owner)),
+    )
+    .set((
+        outbox::state.eq(state),
+        outbox::last_error.eq(error),
+        outbox::attempts.eq(outbox::attempts + 1),
+        outbox::next_attempt_at.eq(to_db(next)),
+        outbox::locked_by.eq(None::<String>),
+        outbox::locked_until.eq(None::<NaiveDateTime>),
+        outbox::updated_at.eq(to_db(now)),
+    ))
+    .execute(conn)
+    .map_err(db_error)?;
+    Ok(())
+}
+
+pub(super) fn newer_status_pending(conn: &mut DbConn, item: &OutboxItem) -> Result<bool, Error> {
+    let newer: Option<i64> = outbox::table
+        .filter(outbox::ordering_key.eq(&item.ordering_key))
+        .filter(outbox::kind.eq(DEPLOYMENT_STATUS))
+        .filter(outbox::state.eq("pending"))
+        .filter(outbox::id.gt(item.id))
+        .select(outbox::id)
+        .first(conn)
+        .optional()
+        .map_err(db_error)?;
+    Ok(newer.is_some())
+}
+
+pub(super) fn items_of(conn: &mut DbConn, tenant: &str, id: DeploymentId) -> Result<Vec<OutboxItem>, Error> {
+    outbox::table
+        .filter(outbox::tenant_id.eq(tenant))
+        .filter(outbox::deployment_id.eq(id.to_string()))
+        .order(outbox::id.asc())
+        .select(Row::as_select())
+        .load(conn)
+        .map_err(db_error)?
+        .into_iter()
+        .map(Row::into_domain)
+        .collect()
+}
+
+pub(super) fn counts(conn: &mut DbConn) -> Result<(i64, i64), Error> {
+    let pending = outbox::table
+        .filter(outbox::state.eq("pending"))
+        .count()
+        .get_result(conn)
+        .map_err(db_error)?;
+    let failed = outbox::table
+        .filter(outbox::state.eq("failed"))
+        .count()
+        .get_result(conn)
+        .map_err(db_error)?;
+    Ok((pending, failed))
+}
+
+pub(super) fn set_github_id(conn: &mut DbConn, tenant: &str, id: DeploymentId, github_id: i64) -> Result<(), Error> {
+    diesel::update(
+        deployments::table
+            .filter(deployments::tenant_id.eq(tenant))
+            .filter(deployments::id.eq(id.to_string())),
+    )
+    .set(deployments::github_deployment_id.eq(github_id))
+    .execute(conn)
+    .map_err(db_error)?;
+    Ok(())
+}
