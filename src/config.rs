@@ -22,6 +22,8 @@ pub const DEFAULT_DATABASE_URL: &str = "sqlite://deploybot.db";
 /// Default `listen` address.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 /// Default `github.api_url`.
+pub const DEFAULT_WEBHOOK_MAX_BYTES: usize = 25 * 1024 * 1024;
+/// GitHub's API.
 pub const DEFAULT_GITHUB_API_URL: &str = "https://api.github.com";
 /// The placeholders an instance `image` may contain, without braces.
 pub const IMAGE_PLACEHOLDERS: &[&str] = &["sha", "short_sha", "ref", "branch", "tag", "pr"];
@@ -45,6 +47,8 @@ pub struct Config {
     pub public_url: String,
     /// Webhook secrets; more than one while rotating. Empty: `serve` must refuse to start.
     pub webhook_secrets: Vec<String>,
+    /// Largest webhook body accepted (GitHub caps payloads at 25 MiB); larger → 413.
+    pub webhook_max_bytes: usize,
     pub github: GithubConfig,
     pub worker: WorkerConfig,
     pub api: ApiConfig,
@@ -370,6 +374,7 @@ impl Default for Config {
             listen: DEFAULT_LISTEN.to_string(),
             public_url: format!("http://{DEFAULT_LISTEN}"),
             webhook_secrets: Vec::new(),
+            webhook_max_bytes: DEFAULT_WEBHOOK_MAX_BYTES,
             github: GithubConfig::default(),
             worker: WorkerConfig::default(),
             api: ApiConfig::default(),
@@ -690,6 +695,7 @@ struct RawConfig {
     public_url: Option<String>,
     /// `toml::Value` so that a wrongly typed secret is never echoed by serde's error.
     webhook_secrets: Option<toml::Value>,
+    webhook_max_bytes: Option<usize>,
     #[serde(default)]
     github: RawGithub,
     #[serde(default)]
@@ -1126,11 +1132,19 @@ fn build(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>, check: &mut Check
         .collect();
     check_unique_instances(&instances, check);
 
+    let webhook_max_bytes = raw.webhook_max_bytes.unwrap_or(DEFAULT_WEBHOOK_MAX_BYTES);
+    if webhook_max_bytes < 1024 {
+        check.err(
+            "webhook_max_bytes",
+            "must be at least 1024 (GitHub sends up to 25 MiB)",
+        );
+    }
     Config {
         database_url,
         listen,
         public_url,
         webhook_secrets,
+        webhook_max_bytes,
         github,
         worker,
         api,

@@ -9,7 +9,11 @@ use deploybot::config::Config;
 use deploybot::server::{self, ServeOptions};
 
 #[derive(Parser)]
-#[command(name = "deploybot", version, about = "A GitHub deploy bot: pushes, tags and /deploy comments become deployments.")]
+#[command(
+    name = "deploybot",
+    version,
+    about = "A GitHub deploy bot: pushes, tags and /deploy comments become deployments."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -53,7 +57,9 @@ fn init_logging() {
     let filter = EnvFilter::try_from_env("DEPLOYBOT_LOG")
         .or_else(|_| EnvFilter::try_from_default_env())
         .unwrap_or_else(|_| EnvFilter::new("info,actix_server=warn"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if std::env::var("DEPLOYBOT_LOG_FORMAT").is_ok_and(|f| f == "json") {
         builder.json().init();
     } else {
@@ -79,10 +85,19 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Serve { config, insecure_no_signature } => {
+        Command::Serve {
+            config,
+            insecure_no_signature,
+        } => {
             let config = load(config)?;
-            let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
-            runtime.block_on(server::serve(config, ServeOptions { insecure_no_signature }))?;
+            let runtime =
+                tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+            runtime.block_on(server::serve(
+                config,
+                ServeOptions {
+                    insecure_no_signature,
+                },
+            ))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Migrate { config } => {
@@ -97,7 +112,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Config { command: ConfigCommand::Check { config } } => match Config::load(config.as_deref()) {
+        Command::Config {
+            command: ConfigCommand::Check { config },
+        } => match Config::load(config.as_deref()) {
             Ok(config) => {
                 print!("{}", config.describe());
                 Ok(ExitCode::SUCCESS)

@@ -65,7 +65,11 @@ impl Worker {
             running: Arc::clone(service.running()),
             wake: Arc::clone(service.wake()),
             settings,
-            owner: format!("{host}:{}:{}", std::process::id(), uuid::Uuid::now_v7().simple()),
+            owner: format!(
+                "{host}:{}:{}",
+                std::process::id(),
+                uuid::Uuid::now_v7().simple()
+            ),
         }
     }
 
@@ -172,7 +176,11 @@ impl Worker {
             lines,
         ));
         let lost = CancellationToken::new();
-        let heartbeat = tokio::spawn(Arc::clone(&self).heartbeat(deployment.clone(), token.clone(), lost.clone()));
+        let heartbeat = tokio::spawn(Arc::clone(&self).heartbeat(
+            deployment.clone(),
+            token.clone(),
+            lost.clone(),
+        ));
 
         let progress = StoredProgress {
             store: Arc::clone(&self.store),
@@ -189,7 +197,10 @@ impl Worker {
         heartbeat.abort();
         self.running.remove(id);
         if log.dropped() > 0 {
-            log.system(format!("{} log lines were dropped because the log writer fell behind", log.dropped()));
+            log.system(format!(
+                "{} log lines were dropped because the log writer fell behind",
+                log.dropped()
+            ));
         }
         drop(log);
         let _ = writer.await;
@@ -256,12 +267,15 @@ impl Worker {
             Ok((instance, release, active, last))
         })
         .await?;
-        let spec = self.catalog.spec(&deployment.tenant_id, &instance.name).ok_or_else(|| {
-            Error::InvalidRequest(format!(
-                "instance {} is no longer in the configuration",
-                instance.name
-            ))
-        })?;
+        let spec = self
+            .catalog
+            .spec(&deployment.tenant_id, &instance.name)
+            .ok_or_else(|| {
+                Error::InvalidRequest(format!(
+                    "instance {} is no longer in the configuration",
+                    instance.name
+                ))
+            })?;
         let strategy = strategies::by_name(&deployment.strategy).ok_or_else(|| {
             Error::InvalidRequest(format!("unknown strategy {:?}", deployment.strategy))
         })?;
@@ -290,7 +304,11 @@ impl Worker {
         let previous = active.as_ref().filter(|a| a.id != release.id).map(spec_of);
         run.log.system(format!(
             "{} v{} ({}) on {} with {} via the {} provider{}",
-            if deployment.kind == crate::deploy::DeployKind::Rollback { "rolling back to" } else { "deploying" },
+            if deployment.kind == crate::deploy::DeployKind::Rollback {
+                "rolling back to"
+            } else {
+                "deploying"
+            },
             release.version,
             release.image,
             instance.name,
@@ -314,7 +332,12 @@ impl Worker {
     }
 
     /// Renews the lease and watches for a cancel request from any process.
-    async fn heartbeat(self: Arc<Self>, deployment: Deployment, cancel: CancellationToken, lost: CancellationToken) {
+    async fn heartbeat(
+        self: Arc<Self>,
+        deployment: Deployment,
+        cancel: CancellationToken,
+        lost: CancellationToken,
+    ) {
         let every = self.heartbeat_every();
         loop {
             tokio::time::sleep(every).await;
@@ -334,7 +357,9 @@ impl Worker {
                     cancel.cancel();
                     return;
                 }
-                Err(e) => tracing::warn!(deployment = %id, error = %e, "cannot renew the lease; retrying"),
+                Err(e) => {
+                    tracing::warn!(deployment = %id, error = %e, "cannot renew the lease; retrying")
+                }
             }
         }
     }

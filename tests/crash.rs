@@ -17,7 +17,11 @@ use deploybot::deploy::{DeployRequest, DeployState, Service, Store};
 use deploybot::provider::catalog::ConfigCatalog;
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn write_config(dir: &Path, database_url: &str, port: u16) -> std::path::PathBuf {
@@ -81,7 +85,10 @@ impl Server {
             .unwrap();
         let started = Instant::now();
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(started.elapsed() < Duration::from_secs(30), "server did not start");
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "server did not start"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
         Server(child)
@@ -104,7 +111,10 @@ impl Drop for Server {
 fn wait_until(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
     let started = Instant::now();
     while !done() {
-        assert!(started.elapsed() < limit, "timed out after {limit:?} waiting for {what}");
+        assert!(
+            started.elapsed() < limit,
+            "timed out after {limit:?} waiting for {what}"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -112,7 +122,11 @@ fn wait_until(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
 /// Kills the orphaned deploy script of the crashed server. (Not with the `kill` command:
 /// procps-ng 4.0.2 sends `kill -KILL -PGID` to every process.)
 fn kill_group(pgid_file: &Path) {
-    let pgid: i32 = std::fs::read_to_string(pgid_file).unwrap().trim().parse().unwrap();
+    let pgid: i32 = std::fs::read_to_string(pgid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
     assert!(pgid > 1, "refusing to signal process group {pgid}");
     // SAFETY: killpg only sends a signal; the group is the script's own.
     unsafe { libc::killpg(pgid, libc::SIGKILL) };
@@ -130,7 +144,10 @@ fn crash_and_recover(db: TestDb) {
         Arc::new(ConfigCatalog::from_config(&config).unwrap()),
     );
     let inst = db.store.find_instance("acme", "web").unwrap();
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let deploy = |image: &str| {
         let req = DeployRequest {
             instance_id: inst.id,
@@ -146,32 +163,53 @@ fn crash_and_recover(db: TestDb) {
     let queued = deploy("img:next");
     let state = |id| db.store.get_deployment("acme", id).unwrap().state;
 
-    wait_until("the first deployment to run", Duration::from_secs(30), || {
-        dir.path().join("hung.pgid").exists()
-    });
+    wait_until(
+        "the first deployment to run",
+        Duration::from_secs(30),
+        || dir.path().join("hung.pgid").exists(),
+    );
     assert_eq!(state(hung.id), DeployState::Running);
-    assert_eq!(state(queued.id), DeployState::Pending, "one running per instance");
+    assert_eq!(
+        state(queued.id),
+        DeployState::Pending,
+        "one running per instance"
+    );
     server.kill9();
     kill_group(&dir.path().join("hung.pgid"));
 
     let killed_at = Instant::now();
     let _server = Server::start(&config_path, port);
-    wait_until("the lost deployment to be recovered", Duration::from_secs(15), || {
-        state(hung.id) != DeployState::Running
-    });
+    wait_until(
+        "the lost deployment to be recovered",
+        Duration::from_secs(15),
+        || state(hung.id) != DeployState::Running,
+    );
     let recovered = db.store.get_deployment("acme", hung.id).unwrap();
     assert_eq!(recovered.state, DeployState::Failed);
     assert_eq!(recovered.error, "worker lost; outcome unknown");
     assert!(recovered.finished_at.is_some());
     // Lease 2 s, checked every 0.5 s: recovered well within a few seconds of the crash.
-    assert!(killed_at.elapsed() < Duration::from_secs(10), "{:?}", killed_at.elapsed());
+    assert!(
+        killed_at.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        killed_at.elapsed()
+    );
 
-    wait_until("the queued deployment to run after the restart", Duration::from_secs(30), || {
-        state(queued.id) == DeployState::Succeeded
-    });
+    wait_until(
+        "the queued deployment to run after the restart",
+        Duration::from_secs(30),
+        || state(queued.id) == DeployState::Succeeded,
+    );
     let ran = std::fs::read_to_string(dir.path().join("ran")).unwrap();
-    assert_eq!(ran.lines().filter(|l| *l == queued.id.to_string()).count(), 1, "{ran}");
-    assert!(!ran.contains(&hung.id.to_string()), "the lost deployment was not run again");
+    assert_eq!(
+        ran.lines().filter(|l| *l == queued.id.to_string()).count(),
+        1,
+        "{ran}"
+    );
+    assert!(
+        !ran.contains(&hung.id.to_string()),
+        "the lost deployment was not run again"
+    );
 }
 
 #[test]

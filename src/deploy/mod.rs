@@ -2,9 +2,9 @@
 //! moves through, and the `Store` it is kept in. Nothing here knows about HTTP or SQL.
 
 mod error;
+pub mod service;
 mod state;
 mod store;
-pub mod service;
 pub mod strategies;
 pub mod strategy;
 
@@ -15,8 +15,8 @@ use serde::{Deserialize, Serialize};
 
 pub use crate::id::{DeploymentId, InstanceId, ReleaseId};
 pub use error::Error;
-pub use state::{DeployState, InvalidTransition};
 pub use service::{Catalog, InstanceSpec, RollbackTarget, Service};
+pub use state::{DeployState, InvalidTransition};
 pub use store::Store;
 pub use strategy::{CanarySteps, Outcome, Plan, ProgressSink, Strategy};
 
@@ -259,11 +259,18 @@ pub struct NewOutboxItem {
 pub enum OutboxResult {
     Sent,
     /// Try again after the delay (network error, 5xx, rate limit).
-    Retry { after: std::time::Duration, error: String },
+    Retry {
+        after: std::time::Duration,
+        error: String,
+    },
     /// GitHub refused it for good (a 4xx other than rate limits); recorded, never retried.
-    Failed { error: String },
+    Failed {
+        error: String,
+    },
     /// Made stale by a newer item (an older in-progress status); not sent.
-    Skipped { reason: String },
+    Skipped {
+        reason: String,
+    },
 }
 
 /// A webhook delivery as recorded.
@@ -285,6 +292,8 @@ pub struct TriggeredDeployment {
     pub trigger_key: Option<String>,
     /// Cancel the instance's older queued deployments.
     pub supersede: bool,
+    /// False for a rollback: the release exists and is not inserted again.
+    pub new_release: bool,
 }
 
 /// What recording a delivery did.

@@ -128,7 +128,11 @@ impl Service {
 
     /// The instance and its configured spec; an instance that left the configuration
     /// keeps its history but cannot be deployed.
-    async fn deployable(&self, tenant: &str, instance: InstanceId) -> Result<(Instance, Arc<InstanceSpec>), Error> {
+    async fn deployable(
+        &self,
+        tenant: &str,
+        instance: InstanceId,
+    ) -> Result<(Instance, Arc<InstanceSpec>), Error> {
         let store = Arc::clone(&self.store);
         let tenant_owned = tenant.to_string();
         let instance = blocking(move || store.get_instance(&tenant_owned, instance)).await?;
@@ -166,7 +170,9 @@ impl Service {
     fn validate(request: &DeployRequest) -> Result<(), Error> {
         let image = request.image.trim();
         if image.is_empty() {
-            return Err(Error::InvalidRequest("image is empty: name the image to deploy".into()));
+            return Err(Error::InvalidRequest(
+                "image is empty: name the image to deploy".into(),
+            ));
         }
         if image.len() > 1024 || image.chars().any(char::is_whitespace) {
             return Err(Error::InvalidRequest(
@@ -180,7 +186,9 @@ impl Service {
             )));
         }
         if request.notes.len() > 4096 {
-            return Err(Error::InvalidRequest("notes are longer than 4096 bytes".into()));
+            return Err(Error::InvalidRequest(
+                "notes are longer than 4096 bytes".into(),
+            ));
         }
         for key in request.env.keys() {
             if key.is_empty() || key.contains('=') || key.contains('\0') {
@@ -190,7 +198,9 @@ impl Service {
             }
         }
         if request.env.values().any(|v| v.contains('\0')) {
-            return Err(Error::InvalidRequest("env values cannot contain NUL bytes".into()));
+            return Err(Error::InvalidRequest(
+                "env values cannot contain NUL bytes".into(),
+            ));
         }
         Ok(())
     }
@@ -217,12 +227,18 @@ impl Service {
             deployment,
             trigger_key: None,
             supersede: spec.supersede,
+            new_release: true,
         })
     }
 
     /// Queues a new release of the instance: one transaction creates the release and a
     /// pending deployment. Nothing runs here.
-    pub async fn deploy(&self, tenant: &str, request: DeployRequest, initiator: &str) -> Result<Deployment, Error> {
+    pub async fn deploy(
+        &self,
+        tenant: &str,
+        request: DeployRequest,
+        initiator: &str,
+    ) -> Result<Deployment, Error> {
         let source = Source {
             trigger: format!("API ({initiator})"),
             ..Source::default()
@@ -262,10 +278,12 @@ impl Service {
             trigger: format!("rollback by {initiator}"),
             ..Source::default()
         };
-        self.rollback_from(tenant, instance, target, initiator, source).await
+        self.rollback_from(tenant, instance, target, initiator, source, None)
+            .await
     }
 
-    /// A rollback with its origin (a `/rollback` comment).
+    /// A rollback with its origin (a `/rollback` comment) and an idempotency key: a
+    /// rollback whose key was already used is a conflict.
     pub async fn rollback_from(
         &self,
         tenant: &str,
@@ -273,6 +291,7 @@ impl Service {
         target: RollbackTarget,
         initiator: &str,
         source: Source,
+        trigger_key: Option<String>,
     ) -> Result<Deployment, Error> {
         let (instance, spec) = self.deployable(tenant, instance).await?;
         let store = Arc::clone(&self.store);
@@ -285,29 +304,43 @@ impl Service {
                 }
                 Ok(release)
             }
-            RollbackTarget::Version(version) => store.release_by_version(&tenant_owned, instance.id, version),
-            RollbackTarget::Previous => store.previous_release(&tenant_owned, instance.id)?.ok_or_else(|| {
-                Error::InvalidRequest(format!(
-                    "instance {} has no previous release to roll back to",
-                    instance.name
-                ))
-            }),
+            RollbackTarget::Version(version) => {
+                store.release_by_version(&tenant_owned, instance.id, version)
+            }
+            RollbackTarget::Previous => store
+                .previous_release(&tenant_owned, instance.id)?
+                .ok_or_else(|| {
+                    Error::InvalidRequest(format!(
+                        "instance {} has no previous release to roll back to",
+                        instance.name
+                    ))
+                }),
         })
         .await?;
         let strategy = Self::choose_strategy(&spec, "")?;
         let mut deployment = Deployment::pending(&release, &strategy, initiator);
         deployment.kind = DeployKind::Rollback;
         deployment.source = source;
-        let store = Arc::clone(&self.store);
-        let queued = deployment.clone();
-        blocking(move || store.insert_deployment(&queued)).await?;
-        tracing::info!(deployment = %deployment.id, instance = %spec.name, version = release.version, %initiator, "rollback queued");
-        self.wake.notify_waiters();
-        Ok(deployment)
+        tracing::info!(deployment = %deployment.id, instance = %spec.name, version = release.version, %initiator, "rollback requested");
+        let triggered = TriggeredDeployment {
+            release,
+            deployment,
+            trigger_key,
+            supersede: false,
+            new_release: false,
+        };
+        self.queue(triggered, Vec::new())
+            .await?
+            .ok_or_else(|| Error::Conflict("this rollback was already requested".into()))
     }
 
     /// pending → cancelled at once; running → stopped by its worker, then cancelled.
-    pub async fn cancel(&self, tenant: &str, id: DeploymentId, by: &str) -> Result<Deployment, Error> {
+    pub async fn cancel(
+        &self,
+        tenant: &str,
+        id: DeploymentId,
+        by: &str,
+    ) -> Result<Deployment, Error> {
         let store = Arc::clone(&self.store);
         let tenant = tenant.to_string();
         let by = by.to_string();
@@ -318,12 +351,21 @@ impl Service {
         Ok(deployment)
     }
 
-    pub async fn get_deployment(&self, tenant: &str, id: DeploymentId) -> Result<Deployment, Error> {
+    pub async fn get_deployment(
+        &self,
+        tenant: &str,
+        id: DeploymentId,
+    ) -> Result<Deployment, Error> {
         let (store, tenant) = (Arc::clone(&self.store), tenant.to_string());
         blocking(move || store.get_deployment(&tenant, id)).await
     }
 
-    pub async fn list_deployments(&self, tenant: &str, instance: InstanceId, options: ListOptions) -> Result<DeployListResult, Error> {
+    pub async fn list_deployments(
+        &self,
+        tenant: &str,
+        instance: InstanceId,
+        options: ListOptions,
+    ) -> Result<DeployListResult, Error> {
         let (store, tenant) = (Arc::clone(&self.store), tenant.to_string());
         blocking(move || store.list_deployments(&tenant, instance, &options)).await
     }
@@ -333,7 +375,12 @@ impl Service {
         blocking(move || store.get_release(&tenant, id)).await
     }
 
-    pub async fn list_releases(&self, tenant: &str, instance: InstanceId, options: ListOptions) -> Result<ReleaseListResult, Error> {
+    pub async fn list_releases(
+        &self,
+        tenant: &str,
+        instance: InstanceId,
+        options: ListOptions,
+    ) -> Result<ReleaseListResult, Error> {
         let (store, tenant) = (Arc::clone(&self.store), tenant.to_string());
         blocking(move || store.list_releases(&tenant, instance, &options)).await
     }
@@ -344,7 +391,11 @@ impl Service {
     }
 
     /// An instance by id (`inst_…`) or by name.
-    pub async fn resolve_instance(&self, tenant: &str, id_or_name: &str) -> Result<Instance, Error> {
+    pub async fn resolve_instance(
+        &self,
+        tenant: &str,
+        id_or_name: &str,
+    ) -> Result<Instance, Error> {
         let (store, tenant) = (Arc::clone(&self.store), tenant.to_string());
         let key = id_or_name.to_string();
         blocking(move || match InstanceId::parse(&key) {
@@ -354,7 +405,13 @@ impl Service {
         .await
     }
 
-    pub async fn read_logs(&self, tenant: &str, id: DeploymentId, after_seq: i64, limit: u32) -> Result<Vec<LogEntry>, Error> {
+    pub async fn read_logs(
+        &self,
+        tenant: &str,
+        id: DeploymentId,
+        after_seq: i64,
+        limit: u32,
+    ) -> Result<Vec<LogEntry>, Error> {
         let (store, tenant) = (Arc::clone(&self.store), tenant.to_string());
         blocking(move || store.read_logs(&tenant, id, after_seq, limit)).await
     }

@@ -63,20 +63,42 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<(Release, Deployment, Vec<DeploymentId>), Error>;
 
     /// The instance's active release, if any.
-    fn active_release(&self, tenant_id: &str, instance_id: InstanceId) -> Result<Option<Release>, Error>;
+    fn active_release(
+        &self,
+        tenant_id: &str,
+        instance_id: InstanceId,
+    ) -> Result<Option<Release>, Error>;
 
     /// The release that was active before the active one, if any.
-    fn previous_release(&self, tenant_id: &str, instance_id: InstanceId) -> Result<Option<Release>, Error>;
+    fn previous_release(
+        &self,
+        tenant_id: &str,
+        instance_id: InstanceId,
+    ) -> Result<Option<Release>, Error>;
 
     /// One release of the instance by version.
-    fn release_by_version(&self, tenant_id: &str, instance_id: InstanceId, version: i64) -> Result<Release, Error>;
+    fn release_by_version(
+        &self,
+        tenant_id: &str,
+        instance_id: InstanceId,
+        version: i64,
+    ) -> Result<Release, Error>;
 
     /// The newest succeeded deployment of the instance (its provider_ref names the live slot).
-    fn last_succeeded(&self, tenant_id: &str, instance_id: InstanceId) -> Result<Option<Deployment>, Error>;
+    fn last_succeeded(
+        &self,
+        tenant_id: &str,
+        instance_id: InstanceId,
+    ) -> Result<Option<Deployment>, Error>;
 
     /// pending → cancelled at once; running → cancellation requested (the worker running
     /// it stops it and marks it cancelled); any other state → invalid-state error.
-    fn request_cancel(&self, tenant_id: &str, id: DeploymentId, by: &str) -> Result<Deployment, Error>;
+    fn request_cancel(
+        &self,
+        tenant_id: &str,
+        id: DeploymentId,
+        by: &str,
+    ) -> Result<Deployment, Error>;
 
     // The queue. These serve workers, which run deployments of every tenant; their
     // results never reach a user unfiltered.
@@ -103,10 +125,22 @@ pub trait Store: Send + Sync + 'static {
     fn recover_expired(&self) -> Result<Vec<Deployment>, Error>;
 
     /// Appends lines to a deployment's log, numbered from `first_seq`.
-    fn append_logs(&self, tenant_id: &str, id: DeploymentId, first_seq: i64, lines: &[(String, String)]) -> Result<(), Error>;
+    fn append_logs(
+        &self,
+        tenant_id: &str,
+        id: DeploymentId,
+        first_seq: i64,
+        lines: &[(String, String)],
+    ) -> Result<(), Error>;
 
     /// Log lines after `after_seq`, at most `limit`.
-    fn read_logs(&self, tenant_id: &str, id: DeploymentId, after_seq: i64, limit: u32) -> Result<Vec<LogEntry>, Error>;
+    fn read_logs(
+        &self,
+        tenant_id: &str,
+        id: DeploymentId,
+        after_seq: i64,
+        limit: u32,
+    ) -> Result<Vec<LogEntry>, Error>;
 
     /// Makes `release` the one active release of its instance.
     fn activate_release(&self, tenant_id: &str, release_id: ReleaseId) -> Result<(), Error>;
@@ -136,22 +170,41 @@ pub trait Store: Send + Sync + 'static {
 
     /// Claims up to `limit` sendable items: for each ordering key only its oldest pending
     /// item, and only when its retry time has come. Exactly one sender gets each.
-    fn claim_outbox(&self, owner: &str, lease: Duration, limit: u32) -> Result<Vec<super::OutboxItem>, Error>;
+    fn claim_outbox(
+        &self,
+        owner: &str,
+        lease: Duration,
+        limit: u32,
+    ) -> Result<Vec<super::OutboxItem>, Error>;
 
     /// Records how sending a claimed item ended.
-    fn complete_outbox(&self, id: i64, owner: &str, result: &super::OutboxResult) -> Result<(), Error>;
+    fn complete_outbox(
+        &self,
+        id: i64,
+        owner: &str,
+        result: &super::OutboxResult,
+    ) -> Result<(), Error>;
 
     /// Whether a newer status report of the same deployment waits (this one is stale).
     fn newer_status_pending(&self, item: &super::OutboxItem) -> Result<bool, Error>;
 
     /// The reports of one deployment, in order (for its page).
-    fn outbox_items(&self, tenant_id: &str, id: DeploymentId) -> Result<Vec<super::OutboxItem>, Error>;
+    fn outbox_items(
+        &self,
+        tenant_id: &str,
+        id: DeploymentId,
+    ) -> Result<Vec<super::OutboxItem>, Error>;
 
     /// (pending, failed) outbox items, for metrics.
     fn outbox_counts(&self) -> Result<(i64, i64), Error>;
 
     /// Stores the id of the GitHub Deployment mirroring a deployment.
-    fn set_github_deployment_id(&self, tenant_id: &str, id: DeploymentId, github_id: i64) -> Result<(), Error>;
+    fn set_github_deployment_id(
+        &self,
+        tenant_id: &str,
+        id: DeploymentId,
+        github_id: i64,
+    ) -> Result<(), Error>;
 
     /// Creates the instance `(tenant, name)` or updates its repo and environment; the id
     /// stays the same across restarts.

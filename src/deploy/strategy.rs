@@ -71,12 +71,18 @@ pub trait Strategy: Send + Sync {
 impl Plan<'_> {
     /// The slot that is not live.
     pub fn idle_slot(&self) -> &'static str {
-        if self.live_slot == "blue" { "green" } else { "blue" }
+        if self.live_slot == "blue" {
+            "green"
+        } else {
+            "blue"
+        }
     }
 
     pub(crate) async fn progress(&self, phase: &str, percent: i32, message: impl Into<String>) {
         let message = message.into();
-        self.run.log.system(format!("[{percent:>3}%] {phase}: {message}"));
+        self.run
+            .log
+            .system(format!("[{percent:>3}%] {phase}: {message}"));
         self.progress
             .report(Progress {
                 phase: phase.to_string(),
@@ -90,15 +96,24 @@ impl Plan<'_> {
     pub(crate) async fn gate(&self, percent: i32, context: &str) -> Result<(), ProviderError> {
         match self.health {
             None => {
-                self.progress("health", percent, format!("{context}: no health check configured"))
-                    .await;
+                self.progress(
+                    "health",
+                    percent,
+                    format!("{context}: no health check configured"),
+                )
+                .await;
                 Ok(())
             }
             Some(check) => {
-                self.progress("health", percent, format!("{context}: checking {}", check.describe()))
-                    .await;
+                self.progress(
+                    "health",
+                    percent,
+                    format!("{context}: checking {}", check.describe()),
+                )
+                .await;
                 check.wait_healthy(self.run).await?;
-                self.progress("health", percent, format!("{context}: healthy")).await;
+                self.progress("health", percent, format!("{context}: healthy"))
+                    .await;
                 Ok(())
             }
         }
@@ -124,14 +139,22 @@ impl Plan<'_> {
         }
         let reason = error.to_string();
         let Some(previous) = &self.previous else {
-            self.run.log.system(format!("failed: {reason}; no previous release to restore"));
+            self.run
+                .log
+                .system(format!("failed: {reason}; no previous release to restore"));
             return Outcome::Failed { reason };
         };
-        self.progress("rollback", 100, format!("{reason}; restoring v{}", previous.version))
-            .await;
+        self.progress(
+            "rollback",
+            100,
+            format!("{reason}; restoring v{}", previous.version),
+        )
+        .await;
         match restore(previous.clone()).await {
             Ok(()) => {
-                self.run.log.system(format!("restored v{}", previous.version));
+                self.run
+                    .log
+                    .system(format!("restored v{}", previous.version));
                 Outcome::RolledBack {
                     reason: format!("{reason}; restored v{}", previous.version),
                 }

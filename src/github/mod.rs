@@ -1,3 +1,7 @@
+pub mod client;
 pub mod command;
 pub mod events;
+pub mod jobs;
+pub mod outbox;
+pub mod rules;
 pub mod signature;

@@ -38,7 +38,9 @@ impl ConfigCatalog {
 
 impl Catalog for ConfigCatalog {
     fn spec(&self, tenant: &str, name: &str) -> Option<Arc<InstanceSpec>> {
-        self.specs.get(&(tenant.to_string(), name.to_string())).cloned()
+        self.specs
+            .get(&(tenant.to_string(), name.to_string()))
+            .cloned()
     }
 }
 

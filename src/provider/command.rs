@@ -27,8 +27,11 @@ impl CommandProvider {
         release: &ReleaseSpec,
         percent: Option<u8>,
     ) -> Vec<(String, String)> {
-        let mut env: Vec<(String, String)> =
-            release.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        let mut env: Vec<(String, String)> = release
+            .env
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
         let deploy = [
             ("DEPLOY_ID", run.deployment_id.to_string()),
             ("DEPLOY_TENANT", run.tenant_id.clone()),
@@ -112,12 +115,23 @@ impl Provider for CommandProvider {
         true
     }
 
-    async fn start(&self, run: &RunContext, slot: &str, release: &ReleaseSpec) -> Result<(), ProviderError> {
+    async fn start(
+        &self,
+        run: &RunContext,
+        slot: &str,
+        release: &ReleaseSpec,
+    ) -> Result<(), ProviderError> {
         self.phase(run, "start", slot, release, None).await
     }
 
-    async fn shift_traffic(&self, run: &RunContext, slot: &str, percent: u8) -> Result<(), ProviderError> {
-        self.phase(run, "traffic", slot, &run.release, Some(percent)).await
+    async fn shift_traffic(
+        &self,
+        run: &RunContext,
+        slot: &str,
+        percent: u8,
+    ) -> Result<(), ProviderError> {
+        self.phase(run, "traffic", slot, &run.release, Some(percent))
+            .await
     }
 
     async fn retire(&self, run: &RunContext, slot: &str) -> Result<(), ProviderError> {

@@ -18,7 +18,12 @@ pub struct Probe {
 }
 
 /// Probes `once` until it passes, the deadline passes, or the deployment is cancelled.
-async fn until_healthy<F, Fut>(run: &RunContext, probe: Probe, what: &str, mut once: F) -> Result<(), ProviderError>
+async fn until_healthy<F, Fut>(
+    run: &RunContext,
+    probe: Probe,
+    what: &str,
+    mut once: F,
+) -> Result<(), ProviderError>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<(), String>>,
@@ -33,11 +38,14 @@ where
         };
         match result {
             Ok(()) => {
-                run.log.system(format!("health: {what} healthy (attempt {attempt})"));
+                run.log
+                    .system(format!("health: {what} healthy (attempt {attempt})"));
                 return Ok(());
             }
             Err(reason) => {
-                run.log.system(format!("health: {what} unhealthy (attempt {attempt}): {reason}"));
+                run.log.system(format!(
+                    "health: {what} unhealthy (attempt {attempt}): {reason}"
+                ));
                 if Instant::now() + probe.interval > deadline {
                     return Err(ProviderError::Failed(format!(
                         "health check failed: {what}: {reason} (still failing after {attempt} attempts in {})",
@@ -64,9 +72,15 @@ impl HttpHealth {
     pub fn new(url: &str, probe: Probe) -> Result<Self, ProviderError> {
         let client = reqwest::Client::builder()
             .timeout(probe.timeout)
-            .user_agent(concat!("deploybot/", env!("CARGO_PKG_VERSION"), " health-check"))
+            .user_agent(concat!(
+                "deploybot/",
+                env!("CARGO_PKG_VERSION"),
+                " health-check"
+            ))
             .build()
-            .map_err(|e| ProviderError::Unavailable(format!("cannot build the health-check client: {e}")))?;
+            .map_err(|e| {
+                ProviderError::Unavailable(format!("cannot build the health-check client: {e}"))
+            })?;
         Ok(Self {
             url: url.to_string(),
             probe,

@@ -145,12 +145,20 @@ pub trait Provider: Send + Sync {
     fn supports(&self, strategy: &str) -> bool;
 
     /// Starts `release` in `slot` (replacing whatever ran there).
-    async fn start(&self, run: &RunContext, slot: &str, release: &ReleaseSpec)
-    -> Result<(), ProviderError>;
+    async fn start(
+        &self,
+        run: &RunContext,
+        slot: &str,
+        release: &ReleaseSpec,
+    ) -> Result<(), ProviderError>;
 
     /// Sends `percent` of the traffic to `slot` and the rest to the other live slot.
-    async fn shift_traffic(&self, run: &RunContext, slot: &str, percent: u8)
-    -> Result<(), ProviderError>;
+    async fn shift_traffic(
+        &self,
+        run: &RunContext,
+        slot: &str,
+        percent: u8,
+    ) -> Result<(), ProviderError>;
 
     /// Stops what runs in `slot`.
     async fn retire(&self, run: &RunContext, slot: &str) -> Result<(), ProviderError>;

@@ -18,7 +18,12 @@ impl Provider for NoopProvider {
         true
     }
 
-    async fn start(&self, run: &RunContext, slot: &str, release: &ReleaseSpec) -> Result<(), ProviderError> {
+    async fn start(
+        &self,
+        run: &RunContext,
+        slot: &str,
+        release: &ReleaseSpec,
+    ) -> Result<(), ProviderError> {
         if run.cancel.is_cancelled() {
             return Err(ProviderError::Cancelled);
         }
@@ -29,11 +34,18 @@ impl Provider for NoopProvider {
         Ok(())
     }
 
-    async fn shift_traffic(&self, run: &RunContext, slot: &str, percent: u8) -> Result<(), ProviderError> {
+    async fn shift_traffic(
+        &self,
+        run: &RunContext,
+        slot: &str,
+        percent: u8,
+    ) -> Result<(), ProviderError> {
         if run.cancel.is_cancelled() {
             return Err(ProviderError::Cancelled);
         }
-        run.log.system(format!("noop: would send {percent}% of traffic to slot {slot}"));
+        run.log.system(format!(
+            "noop: would send {percent}% of traffic to slot {slot}"
+        ));
         Ok(())
     }
 

@@ -28,7 +28,7 @@ use crate::deploy::service::blocking;
 use crate::deploy::{
     DeployKind, DeployListResult, DeployRequest, DeployState, Deployment, DeploymentId, Error,
     Instance, ListOptions, LogEntry, Progress, Release, ReleaseId, ReleaseListResult,
-    RollbackTarget, Store,
+    RollbackTarget, Source, Store,
 };
 use crate::id::IdError;
 
@@ -143,6 +143,40 @@ pub struct DeploymentJson {
     pub initiator: String,
     pub progress: ProgressJson,
     pub kind: DeployKindJson,
+    /// Where the deployment came from (the trigger in words, and GitHub objects).
+    pub source: SourceJson,
+    /// The id of the GitHub Deployment that mirrors this one, once created.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub github_deployment_id: Option<i64>,
+}
+
+/// Where a deployment came from.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[schema(as = Source)]
+pub struct SourceJson {
+    /// "push to main by @octocat (abc1234)", "/deploy on #42 by @octocat", "API (ci)".
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub trigger: String,
+    /// The pull request of a comment command.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pull_request: Option<u64>,
+    /// The comment that carried the command.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comment_id: Option<u64>,
+    /// The GitHub App installation that delivered the event.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub installation_id: Option<u64>,
+}
+
+impl From<Source> for SourceJson {
+    fn from(s: Source) -> Self {
+        Self {
+            trigger: s.trigger,
+            pull_request: s.pull_request,
+            comment_id: s.comment_id,
+            installation_id: s.installation_id,
+        }
+    }
 }
 
 impl From<Deployment> for DeploymentJson {
@@ -165,6 +199,8 @@ impl From<Deployment> for DeploymentJson {
             initiator: d.initiator,
             progress: d.progress.into(),
             kind: d.kind.into(),
+            source: d.source.into(),
+            github_deployment_id: d.github_deployment_id,
         }
     }
 }
@@ -388,7 +424,7 @@ impl RollbackBody {
             ));
         }
         if let Some(text) = self.release_id {
-            return parse_id::<ReleaseId>("release_id", &text).map(RollbackTarget::Release);
+            return parse_id::<ReleaseId>("field `release_id`", &text).map(RollbackTarget::Release);
         }
         if let Some(version) = self.version {
             if version < 1 {
@@ -422,13 +458,11 @@ pub struct ListQuery {
 impl ListQuery {
     fn options(self) -> Result<ListOptions, ApiError> {
         let max = i64::from(ListOptions::MAX_LIMIT);
-        let limit =
-            match self.limit {
-                None => None,
-                Some(text) => Some(u32::try_from(integer("limit", &text, 1, max)?).map_err(
-                    |_| ApiError::invalid_request(format!("limit {text:?} is out of range")),
-                )?),
-            };
+        let limit = self
+            .limit
+            .map(|text| integer("limit", &text, 1, max))
+            .transpose()?
+            .map(|n| u32::try_from(n).unwrap_or(ListOptions::MAX_LIMIT));
         Ok(ListOptions {
             cursor: self.cursor,
             limit,
@@ -464,10 +498,10 @@ fn integer(name: &str, text: &str, min: i64, max: i64) -> Result<i64, ApiError> 
     Ok(value)
 }
 
-/// A TypeID of the path, or a 400 naming the parameter.
-fn parse_id<T: FromStr<Err = IdError>>(name: &str, text: &str) -> Result<T, ApiError> {
+/// A TypeID, or a 400 naming where it came from (`path parameter `id``).
+fn parse_id<T: FromStr<Err = IdError>>(what: &str, text: &str) -> Result<T, ApiError> {
     text.parse()
-        .map_err(|e: IdError| ApiError::invalid_request(format!("`{name}`: {e}")))
+        .map_err(|e: IdError| ApiError::invalid_request(format!("{what}: {e}")))
 }
 
 /// A JSON request body read with the field path in every error (`env.PORT: invalid type…`),
@@ -527,7 +561,8 @@ impl<T: DeserializeOwned + 'static> FromRequest for ApiJson<T> {
 // Routes
 // ---------------------------------------------------------------------------------------------
 
-async fn instance_id(state: &AppState, caller: &Caller, key: &str) -> Result<Instance, ApiError> {
+/// The caller's instance named by `key` (an `inst_…` id or a name), or a 404.
+async fn resolve(state: &AppState, caller: &Caller, key: &str) -> Result<Instance, ApiError> {
     Ok(state.service.resolve_instance(&caller.tenant, key).await?)
 }
 
@@ -599,7 +634,7 @@ async fn deploy(
     instance: web::Path<String>,
     body: ApiJson<DeployBody>,
 ) -> Result<HttpResponse, ApiError> {
-    let instance = instance_id(&state, &caller, &instance).await?;
+    let instance = resolve(&state, &caller, &instance).await?;
     let ApiJson(body) = body;
     let request = DeployRequest {
         instance_id: instance.id,
@@ -640,7 +675,7 @@ async fn rollback(
     body: ApiJson<RollbackBody>,
 ) -> Result<HttpResponse, ApiError> {
     let target = body.0.target()?;
-    let instance = instance_id(&state, &caller, &instance).await?;
+    let instance = resolve(&state, &caller, &instance).await?;
     let deployment = state
         .service
         .rollback(&caller.tenant, instance.id, target, &caller.name)
@@ -668,7 +703,7 @@ async fn list_deployments(
     query: web::Query<ListQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let options = query.into_inner().options()?;
-    let instance = instance_id(&state, &caller, &instance).await?;
+    let instance = resolve(&state, &caller, &instance).await?;
     let page = state
         .service
         .list_deployments(&caller.tenant, instance.id, options)
@@ -696,7 +731,7 @@ async fn list_releases(
     query: web::Query<ListQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let options = query.into_inner().options()?;
-    let instance = instance_id(&state, &caller, &instance).await?;
+    let instance = resolve(&state, &caller, &instance).await?;
     let page = state
         .service
         .list_releases(&caller.tenant, instance.id, options)
@@ -722,7 +757,7 @@ async fn get_deployment(
     state: web::Data<AppState>,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let id: DeploymentId = parse_id("id", &id)?;
+    let id: DeploymentId = parse_id("path parameter `id`", &id)?;
     let deployment = state.service.get_deployment(&caller.tenant, id).await?;
     Ok(HttpResponse::Ok().json(DeploymentJson::from(deployment)))
 }
@@ -746,7 +781,7 @@ async fn cancel(
     state: web::Data<AppState>,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let id: DeploymentId = parse_id("id", &id)?;
+    let id: DeploymentId = parse_id("path parameter `id`", &id)?;
     state
         .service
         .cancel(&caller.tenant, id, &caller.name)
@@ -773,7 +808,7 @@ async fn logs(
     id: web::Path<String>,
     query: web::Query<LogQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let id: DeploymentId = parse_id("id", &id)?;
+    let id: DeploymentId = parse_id("path parameter `id`", &id)?;
     let LogQuery { after, limit } = query.into_inner();
     let after = match after {
         None => 0,
@@ -817,7 +852,7 @@ async fn get_release(
     state: web::Data<AppState>,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let id: ReleaseId = parse_id("id", &id)?;
+    let id: ReleaseId = parse_id("path parameter `id`", &id)?;
     let release = state.service.get_release(&caller.tenant, id).await?;
     Ok(HttpResponse::Ok().json(ReleaseJson::from(release)))
 }

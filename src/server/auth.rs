@@ -22,7 +22,9 @@ pub const HOW_TO_AUTHENTICATE: &str =
 /// and the tenant it acts for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Caller {
+    /// The token's `name` in `[[api.tokens]]`.
     pub name: String,
+    /// The token's tenant: everything the caller reads or starts is scoped to it.
     pub tenant: String,
 }
 

@@ -2,9 +2,12 @@
 //! the worker, sharing one store. Start-up applies migrations and records the configured
 //! instances so their ids stay stable across restarts.
 
+pub mod api;
+pub mod auth;
+pub mod error;
 mod health;
 pub mod pages;
-pub mod api; pub mod auth; pub mod error;
+pub mod webhook;
 
 use std::sync::Arc;
 
@@ -38,8 +41,13 @@ pub enum ServeError {
     Store(#[from] Error),
     #[error("cannot set up instance {instance}: {message}")]
     Instance { instance: String, message: String },
+    #[error("GitHub credentials: {0}")]
+    Github(String),
     #[error("cannot listen on {listen}: {source}")]
-    Listen { listen: String, source: std::io::Error },
+    Listen {
+        listen: String,
+        source: std::io::Error,
+    },
     #[error("the HTTP server failed: {0}")]
     Http(std::io::Error),
 }
@@ -60,7 +68,12 @@ pub fn prepare_store(config: &Config) -> Result<Arc<DieselStore>, ServeError> {
     }
     for instance in &config.instances {
         store
-            .upsert_instance(&instance.tenant(), &instance.name, &instance.repo, &instance.environment)
+            .upsert_instance(
+                &instance.tenant(),
+                &instance.name,
+                &instance.repo,
+                &instance.environment,
+            )
             .map_err(|e| ServeError::Instance {
                 instance: instance.name.clone(),
                 message: e.to_string(),
@@ -75,7 +88,9 @@ pub async fn serve(config: Config, options: ServeOptions) -> Result<(), ServeErr
         return Err(ServeError::NoWebhookSecret);
     }
     if options.insecure_no_signature {
-        tracing::warn!("!!! --insecure-no-signature: webhook signatures are NOT verified; anyone who can reach this server can deploy. Never use this outside a laptop. !!!");
+        tracing::warn!(
+            "!!! --insecure-no-signature: webhook signatures are NOT verified; anyone who can reach this server can deploy. Never use this outside a laptop. !!!"
+        );
     }
     let config = Arc::new(config);
     let store = {
@@ -101,6 +116,20 @@ pub async fn serve(config: Config, options: ServeOptions) -> Result<(), ServeErr
             ..WorkerSettings::default()
         },
     ));
+    let client = crate::github::client::GithubClient::from_config(&config.github)
+        .map_err(ServeError::Github)?
+        .map(Arc::new);
+    let public_url = config.public_url.clone();
+    let log_url: crate::github::outbox::LogUrl =
+        Arc::new(move |d: &crate::deploy::Deployment| format!("{public_url}/deployments/{}", d.id));
+    let sender = Arc::new(crate::github::outbox::Sender::new(
+        Arc::clone(&store) as Arc<dyn Store>,
+        service.clone(),
+        Arc::clone(&config),
+        client,
+        log_url,
+    ));
+    let sender_task = tokio::spawn(sender.run(shutdown.clone()));
     let worker_task = {
         let (shutdown, alive) = (shutdown.clone(), worker_alive.clone());
         tokio::spawn(async move {
@@ -115,15 +144,23 @@ pub async fn serve(config: Config, options: ServeOptions) -> Result<(), ServeErr
         service,
         worker_alive,
     });
-    let server = HttpServer::new(move || App::new().app_data(state.clone()).configure(routes))
-        .disable_signals()
-        .shutdown_timeout(10)
-        .bind(config.listen.as_str())
-        .map_err(|source| ServeError::Listen {
-            listen: config.listen.clone(),
-            source,
-        })?
-        .run();
+    let webhook_settings = web::Data::new(webhook::WebhookSettings {
+        insecure_no_signature: options.insecure_no_signature,
+    });
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(state.clone())
+            .app_data(webhook_settings.clone())
+            .configure(routes)
+    })
+    .disable_signals()
+    .shutdown_timeout(10)
+    .bind(config.listen.as_str())
+    .map_err(|source| ServeError::Listen {
+        listen: config.listen.clone(),
+        source,
+    })?
+    .run();
     tracing::info!(listen = %config.listen, public_url = %config.public_url, instances = config.instances.len(), "deploybot is serving");
     let handle = server.handle();
     let http = tokio::spawn(server);
@@ -133,6 +170,7 @@ pub async fn serve(config: Config, options: ServeOptions) -> Result<(), ServeErr
     shutdown.cancel();
     handle.stop(true).await;
     let _ = worker_task.await;
+    let _ = sender_task.await;
     match http.await {
         Ok(Ok(())) => Ok(()),
         Ok(Err(e)) => Err(ServeError::Http(e)),
@@ -142,7 +180,10 @@ pub async fn serve(config: Config, options: ServeOptions) -> Result<(), ServeErr
 
 async fn wait_for_signal() {
     use tokio::signal::unix::{SignalKind, signal};
-    match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
         (Ok(mut term), Ok(mut int)) => {
             tokio::select! {
                 _ = term.recv() => tracing::info!("SIGTERM received"),
@@ -158,6 +199,7 @@ async fn wait_for_signal() {
 /// Every route of the server.
 pub fn routes(cfg: &mut web::ServiceConfig) {
     health::routes(cfg);
+    webhook::routes(cfg);
     pages::routes(cfg);
     api::routes(cfg);
 }

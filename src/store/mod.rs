@@ -364,8 +364,16 @@ fn insert_deployment_in(conn: &mut DbConn, deployment: &Deployment) -> Result<()
 }
 
 /// Inserts a triggered deployment (release, deployment, key, superseding) in `conn`'s transaction.
-fn insert_triggered_in(conn: &mut DbConn, t: &deploy::TriggeredDeployment) -> Result<Deployment, Error> {
-    let (_, deployment) = insert_both(conn, &t.release, &t.deployment)?;
+fn insert_triggered_in(
+    conn: &mut DbConn,
+    t: &deploy::TriggeredDeployment,
+) -> Result<Deployment, Error> {
+    let deployment = if t.new_release {
+        insert_both(conn, &t.release, &t.deployment)?.1
+    } else {
+        insert_deployment_in(conn, &t.deployment)?;
+        t.deployment.clone()
+    };
     if let Some(key) = &t.trigger_key {
         outbox::set_trigger_key(conn, deployment.id, key)?;
     }
@@ -375,7 +383,11 @@ fn insert_triggered_in(conn: &mut DbConn, t: &deploy::TriggeredDeployment) -> Re
     Ok(deployment)
 }
 
-fn insert_both(conn: &mut DbConn, release: &Release, deployment: &Deployment) -> Result<(Release, Deployment), Error> {
+fn insert_both(
+    conn: &mut DbConn,
+    release: &Release,
+    deployment: &Deployment,
+) -> Result<(Release, Deployment), Error> {
     let release = insert_release_in(conn, release)?;
     let mut deployment = deployment.clone();
     deployment.release_id = release.id;
@@ -598,15 +610,28 @@ impl deploy::Store for DieselStore {
         })
     }
 
-    fn active_release(&self, tenant_id: &str, instance_id: InstanceId) -> Result<Option<Release>, Error> {
+    fn active_release(
+        &self,
+        tenant_id: &str,
+        instance_id: InstanceId,
+    ) -> Result<Option<Release>, Error> {
         self.read(|conn| queue::active_release(conn, tenant_id, instance_id))
     }
 
-    fn previous_release(&self, tenant_id: &str, instance_id: InstanceId) -> Result<Option<Release>, Error> {
+    fn previous_release(
+        &self,
+        tenant_id: &str,
+        instance_id: InstanceId,
+    ) -> Result<Option<Release>, Error> {
         self.read(|conn| queue::previous_release(conn, tenant_id, instance_id))
     }
 
-    fn release_by_version(&self, tenant_id: &str, instance_id: InstanceId, version: i64) -> Result<Release, Error> {
+    fn release_by_version(
+        &self,
+        tenant_id: &str,
+        instance_id: InstanceId,
+        version: i64,
+    ) -> Result<Release, Error> {
         self.read(|conn| {
             releases::table
                 .filter(releases::tenant_id.eq(tenant_id))
@@ -621,11 +646,20 @@ impl deploy::Store for DieselStore {
         })
     }
 
-    fn last_succeeded(&self, tenant_id: &str, instance_id: InstanceId) -> Result<Option<Deployment>, Error> {
+    fn last_succeeded(
+        &self,
+        tenant_id: &str,
+        instance_id: InstanceId,
+    ) -> Result<Option<Deployment>, Error> {
         self.read(|conn| queue::last_succeeded(conn, tenant_id, instance_id))
     }
 
-    fn request_cancel(&self, tenant_id: &str, id: DeploymentId, by: &str) -> Result<Deployment, Error> {
+    fn request_cancel(
+        &self,
+        tenant_id: &str,
+        id: DeploymentId,
+        by: &str,
+    ) -> Result<Deployment, Error> {
         self.write(|conn| queue::request_cancel(conn, tenant_id, id, by))
     }
 
@@ -653,14 +687,26 @@ impl deploy::Store for DieselStore {
         self.write(queue::recover_expired)
     }
 
-    fn append_logs(&self, tenant_id: &str, id: DeploymentId, first_seq: i64, lines: &[(String, String)]) -> Result<(), Error> {
+    fn append_logs(
+        &self,
+        tenant_id: &str,
+        id: DeploymentId,
+        first_seq: i64,
+        lines: &[(String, String)],
+    ) -> Result<(), Error> {
         if lines.is_empty() {
             return Ok(());
         }
         self.write(|conn| queue::append_logs(conn, tenant_id, id, first_seq, lines))
     }
 
-    fn read_logs(&self, tenant_id: &str, id: DeploymentId, after_seq: i64, limit: u32) -> Result<Vec<LogEntry>, Error> {
+    fn read_logs(
+        &self,
+        tenant_id: &str,
+        id: DeploymentId,
+        after_seq: i64,
+        limit: u32,
+    ) -> Result<Vec<LogEntry>, Error> {
         self.read(|conn| queue::read_logs(conn, tenant_id, id, after_seq, limit))
     }
 
@@ -670,7 +716,11 @@ impl deploy::Store for DieselStore {
         triggered: &[deploy::TriggeredDeployment],
         items: &[deploy::NewOutboxItem],
     ) -> Result<deploy::DeliveryRecord, Error> {
-        let attempt = || self.write(|conn| outbox::record_delivery(conn, Some(delivery), triggered, items, insert_triggered_in));
+        let attempt = || {
+            self.write(|conn| {
+                outbox::record_delivery(conn, Some(delivery), triggered, items, insert_triggered_in)
+            })
+        };
         // A concurrent copy of the same delivery, or the same trigger, won the race: the
         // second attempt sees its rows.
         match attempt() {
@@ -686,7 +736,13 @@ impl deploy::Store for DieselStore {
     ) -> Result<deploy::DeliveryRecord, Error> {
         let attempt = || {
             self.write(|conn| {
-                outbox::record_delivery(conn, None, std::slice::from_ref(triggered), items, insert_triggered_in)
+                outbox::record_delivery(
+                    conn,
+                    None,
+                    std::slice::from_ref(triggered),
+                    items,
+                    insert_triggered_in,
+                )
             })
         };
         match attempt() {
@@ -696,14 +752,28 @@ impl deploy::Store for DieselStore {
     }
 
     fn enqueue(&self, items: &[deploy::NewOutboxItem]) -> Result<(), Error> {
-        self.write(|conn| items.iter().try_for_each(|item| outbox::enqueue(conn, item)))
+        self.write(|conn| {
+            items
+                .iter()
+                .try_for_each(|item| outbox::enqueue(conn, item))
+        })
     }
 
-    fn claim_outbox(&self, owner: &str, lease: Duration, limit: u32) -> Result<Vec<deploy::OutboxItem>, Error> {
+    fn claim_outbox(
+        &self,
+        owner: &str,
+        lease: Duration,
+        limit: u32,
+    ) -> Result<Vec<deploy::OutboxItem>, Error> {
         self.write(|conn| outbox::claim(conn, owner, lease, limit))
     }
 
-    fn complete_outbox(&self, id: i64, owner: &str, result: &deploy::OutboxResult) -> Result<(), Error> {
+    fn complete_outbox(
+        &self,
+        id: i64,
+        owner: &str,
+        result: &deploy::OutboxResult,
+    ) -> Result<(), Error> {
         self.write(|conn| outbox::complete(conn, id, owner, result))
     }
 
@@ -711,7 +781,11 @@ impl deploy::Store for DieselStore {
         self.read(|conn| outbox::newer_status_pending(conn, item))
     }
 
-    fn outbox_items(&self, tenant_id: &str, id: DeploymentId) -> Result<Vec<deploy::OutboxItem>, Error> {
+    fn outbox_items(
+        &self,
+        tenant_id: &str,
+        id: DeploymentId,
+    ) -> Result<Vec<deploy::OutboxItem>, Error> {
         self.read(|conn| outbox::items_of(conn, tenant_id, id))
     }
 
@@ -719,7 +793,12 @@ impl deploy::Store for DieselStore {
         self.read(outbox::counts)
     }
 
-    fn set_github_deployment_id(&self, tenant_id: &str, id: DeploymentId, github_id: i64) -> Result<(), Error> {
+    fn set_github_deployment_id(
+        &self,
+        tenant_id: &str,
+        id: DeploymentId,
+        github_id: i64,
+    ) -> Result<(), Error> {
         self.write(|conn| outbox::set_github_id(conn, tenant_id, id, github_id))
     }
 

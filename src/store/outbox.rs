@@ -11,7 +11,7 @@ use super::rows::{from_db, to_db};
 use super::schema::{deliveries, deployments, outbox};
 use super::{DbConn, db_error};
 use crate::deploy::{
-    self, DeliveryRecord, Delivery, DeployState, Deployment, DeploymentId, Error, NewOutboxItem,
+    self, Delivery, DeliveryRecord, DeployState, Deployment, DeploymentId, Error, NewOutboxItem,
     OutboxItem, OutboxResult, TriggeredDeployment,
 };
 
@@ -118,7 +118,12 @@ pub(super) fn report(
 }
 
 /// The status report of a state change.
-pub(super) fn report_state(conn: &mut DbConn, d: &Deployment, state: DeployState, message: &str) -> Result<(), Error> {
+pub(super) fn report_state(
+    conn: &mut DbConn,
+    d: &Deployment,
+    state: DeployState,
+    message: &str,
+) -> Result<(), Error> {
     report(
         conn,
         d,
@@ -137,8 +142,17 @@ pub(super) fn report_created(conn: &mut DbConn, d: &Deployment) -> Result<(), Er
 pub(super) fn report_final(conn: &mut DbConn, d: &Deployment) -> Result<(), Error> {
     report_state(conn, d, d.state, &d.error)?;
     if d.source.comment_id.is_some() {
-        let content = if d.state == DeployState::Succeeded { "rocket" } else { "confused" };
-        report(conn, d, DEPLOYMENT_REACTION, serde_json::json!({"content": content}))?;
+        let content = if d.state == DeployState::Succeeded {
+            "rocket"
+        } else {
+            "confused"
+        };
+        report(
+            conn,
+            d,
+            DEPLOYMENT_REACTION,
+            serde_json::json!({"content": content}),
+        )?;
         report(conn, d, DEPLOYMENT_REPLY, serde_json::json!({}))?;
     }
     Ok(())
@@ -257,11 +271,18 @@ struct IdRow {
     id: i64,
 }
 
-pub(super) fn claim(conn: &mut DbConn, owner: &str, lease: Duration, limit: u32) -> Result<Vec<OutboxItem>, Error> {
+pub(super) fn claim(
+    conn: &mut DbConn,
+    owner: &str,
+    lease: Duration,
+    limit: u32,
+) -> Result<Vec<OutboxItem>, Error> {
     let now = to_db(deploy::now());
     let ids: Vec<IdRow> = match conn {
         DbConn::Pg(c) => diesel::sql_query(
-            CLAIM.replace("{NOW}", "$1").replace("{LIMIT}", &limit.to_string())
+            CLAIM
+                .replace("{NOW}", "$1")
+                .replace("{LIMIT}", &limit.to_string())
                 + " FOR UPDATE OF o SKIP LOCKED",
         )
         .bind::<Timestamp, _>(now)
@@ -279,7 +300,9 @@ pub(super) fn claim(conn: &mut DbConn, owner: &str, lease: Duration, limit: u32)
         }
     }
     .map_err(db_error)?;
-    let until = to_db(deploy::now() + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::seconds(30)));
+    let until = to_db(
+        deploy::now() + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::seconds(30)),
+    );
     let mut items = Vec::with_capacity(ids.len());
     for IdRow { id } in ids {
         diesel::update(outbox::table.filter(outbox::id.eq(id)))
@@ -296,7 +319,12 @@ pub(super) fn claim(conn: &mut DbConn, owner: &str, lease: Duration, limit: u32)
     Ok(items)
 }
 
-pub(super) fn complete(conn: &mut DbConn, id: i64, owner: &str, result: &OutboxResult) -> Result<(), Error> {
+pub(super) fn complete(
+    conn: &mut DbConn,
+    id: i64,
+    owner: &str,
+    result: &OutboxResult,
+) -> Result<(), Error> {
     let now = deploy::now();
     let (state, error, next) = match result {
         OutboxResult::Sent => ("sent", String::new(), now),
@@ -340,7 +368,11 @@ pub(super) fn newer_status_pending(conn: &mut DbConn, item: &OutboxItem) -> Resu
     Ok(newer.is_some())
 }
 
-pub(super) fn items_of(conn: &mut DbConn, tenant: &str, id: DeploymentId) -> Result<Vec<OutboxItem>, Error> {
+pub(super) fn items_of(
+    conn: &mut DbConn,
+    tenant: &str,
+    id: DeploymentId,
+) -> Result<Vec<OutboxItem>, Error> {
     outbox::table
         .filter(outbox::tenant_id.eq(tenant))
         .filter(outbox::deployment_id.eq(id.to_string()))
@@ -367,7 +399,12 @@ pub(super) fn counts(conn: &mut DbConn) -> Result<(i64, i64), Error> {
     Ok((pending, failed))
 }
 
-pub(super) fn set_github_id(conn: &mut DbConn, tenant: &str, id: DeploymentId, github_id: i64) -> Result<(), Error> {
+pub(super) fn set_github_id(
+    conn: &mut DbConn,
+    tenant: &str,
+    id: DeploymentId,
+    github_id: i64,
+) -> Result<(), Error> {
     diesel::update(
         deployments::table
             .filter(deployments::tenant_id.eq(tenant))

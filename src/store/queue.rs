@@ -7,9 +7,9 @@ use std::time::Duration;
 use diesel::prelude::*;
 use diesel::sql_types::Text;
 
+use super::outbox::{report_final, report_progress, report_state};
 use super::rows::{DeploymentRow, LogRow, ReleaseRow, from_db, to_db};
 use super::schema::{deployment_logs, deployments, releases};
-use super::outbox::{report_final, report_progress, report_state};
 use super::{DbConn, db_error};
 use crate::deploy::{
     self, DeployKind, DeployState, Deployment, DeploymentId, Error, InstanceId, InvalidTransition,
@@ -41,7 +41,9 @@ fn lease_lost(id: impl std::fmt::Display) -> Error {
 }
 
 fn expiry(lease: Duration) -> chrono::NaiveDateTime {
-    to_db(deploy::now() + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::seconds(30)))
+    to_db(
+        deploy::now() + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::seconds(30)),
+    )
 }
 
 fn load(conn: &mut DbConn, id: &str) -> Result<Deployment, Error> {
@@ -53,7 +55,11 @@ fn load(conn: &mut DbConn, id: &str) -> Result<Deployment, Error> {
         .into_domain()
 }
 
-pub(super) fn claim_next(conn: &mut DbConn, owner: &str, lease: Duration) -> Result<Option<Deployment>, Error> {
+pub(super) fn claim_next(
+    conn: &mut DbConn,
+    owner: &str,
+    lease: Duration,
+) -> Result<Option<Deployment>, Error> {
     let candidate: Option<IdRow> = match conn {
         DbConn::Pg(c) => diesel::sql_query(format!("{CANDIDATE} FOR UPDATE OF d SKIP LOCKED"))
             .get_result(c)
@@ -87,7 +93,12 @@ pub(super) fn claim_next(conn: &mut DbConn, owner: &str, lease: Duration) -> Res
     Ok(Some(deployment))
 }
 
-pub(super) fn renew_lease(conn: &mut DbConn, id: DeploymentId, owner: &str, lease: Duration) -> Result<Lease, Error> {
+pub(super) fn renew_lease(
+    conn: &mut DbConn,
+    id: DeploymentId,
+    owner: &str,
+    lease: Duration,
+) -> Result<Lease, Error> {
     let renewed = diesel::update(
         deployments::table
             .filter(deployments::id.eq(id.to_string()))
@@ -130,7 +141,11 @@ pub(super) fn record_progress(conn: &mut DbConn, d: &Deployment, owner: &str) ->
     report_progress(conn, d)
 }
 
-fn active_release_id(conn: &mut DbConn, tenant: &str, instance: &str) -> Result<Option<String>, Error> {
+fn active_release_id(
+    conn: &mut DbConn,
+    tenant: &str,
+    instance: &str,
+) -> Result<Option<String>, Error> {
     releases::table
         .filter(releases::tenant_id.eq(tenant))
         .filter(releases::instance_id.eq(instance))
@@ -141,7 +156,12 @@ fn active_release_id(conn: &mut DbConn, tenant: &str, instance: &str) -> Result<
         .map_err(db_error)
 }
 
-pub(super) fn activate(conn: &mut DbConn, tenant: &str, instance: &str, release: &str) -> Result<(), Error> {
+pub(super) fn activate(
+    conn: &mut DbConn,
+    tenant: &str,
+    instance: &str,
+    release: &str,
+) -> Result<(), Error> {
     let at = to_db(deploy::now());
     diesel::update(
         releases::table
@@ -267,7 +287,12 @@ pub(super) fn recover_expired(conn: &mut DbConn) -> Result<Vec<Deployment>, Erro
     Ok(recovered)
 }
 
-pub(super) fn request_cancel(conn: &mut DbConn, tenant: &str, id: DeploymentId, by: &str) -> Result<Deployment, Error> {
+pub(super) fn request_cancel(
+    conn: &mut DbConn,
+    tenant: &str,
+    id: DeploymentId,
+    by: &str,
+) -> Result<Deployment, Error> {
     let key = id.to_string();
     let stored: Option<String> = deployments::table
         .filter(deployments::tenant_id.eq(tenant))
@@ -300,7 +325,10 @@ pub(super) fn request_cancel(conn: &mut DbConn, tenant: &str, id: DeploymentId, 
         }
         DeployState::Running => {
             diesel::update(target)
-                .set((deployments::cancel_requested.eq(true), deployments::updated_at.eq(at)))
+                .set((
+                    deployments::cancel_requested.eq(true),
+                    deployments::updated_at.eq(at),
+                ))
                 .execute(conn)
                 .map_err(db_error)?;
         }
@@ -324,7 +352,10 @@ pub(super) fn supersede(conn: &mut DbConn, newer: &Deployment) -> Result<Vec<Dep
             .filter(deployments::state.eq(DeployState::Pending.as_str()))
             .filter(deployments::id.ne(&newer_id))
     };
-    let ids: Vec<String> = older().select(deployments::id).load(conn).map_err(db_error)?;
+    let ids: Vec<String> = older()
+        .select(deployments::id)
+        .load(conn)
+        .map_err(db_error)?;
     let at = to_db(deploy::now());
     diesel::update(older())
         .set((
@@ -340,11 +371,18 @@ pub(super) fn supersede(conn: &mut DbConn, newer: &Deployment) -> Result<Vec<Dep
         report_final(conn, &superseded)?;
     }
     ids.iter()
-        .map(|id| id.parse().map_err(|e: crate::id::IdError| Error::Internal(e.to_string())))
+        .map(|id| {
+            id.parse()
+                .map_err(|e: crate::id::IdError| Error::Internal(e.to_string()))
+        })
         .collect()
 }
 
-pub(super) fn active_release(conn: &mut DbConn, tenant: &str, instance: InstanceId) -> Result<Option<Release>, Error> {
+pub(super) fn active_release(
+    conn: &mut DbConn,
+    tenant: &str,
+    instance: InstanceId,
+) -> Result<Option<Release>, Error> {
     releases::table
         .filter(releases::tenant_id.eq(tenant))
         .filter(releases::instance_id.eq(instance.to_string()))
@@ -357,7 +395,11 @@ pub(super) fn active_release(conn: &mut DbConn, tenant: &str, instance: Instance
         .transpose()
 }
 
-pub(super) fn previous_release(conn: &mut DbConn, tenant: &str, instance: InstanceId) -> Result<Option<Release>, Error> {
+pub(super) fn previous_release(
+    conn: &mut DbConn,
+    tenant: &str,
+    instance: InstanceId,
+) -> Result<Option<Release>, Error> {
     releases::table
         .filter(releases::tenant_id.eq(tenant))
         .filter(releases::instance_id.eq(instance.to_string()))
@@ -372,7 +414,11 @@ pub(super) fn previous_release(conn: &mut DbConn, tenant: &str, instance: Instan
         .transpose()
 }
 
-pub(super) fn last_succeeded(conn: &mut DbConn, tenant: &str, instance: InstanceId) -> Result<Option<Deployment>, Error> {
+pub(super) fn last_succeeded(
+    conn: &mut DbConn,
+    tenant: &str,
+    instance: InstanceId,
+) -> Result<Option<Deployment>, Error> {
     deployments::table
         .filter(deployments::tenant_id.eq(tenant))
         .filter(deployments::instance_id.eq(instance.to_string()))

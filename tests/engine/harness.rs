@@ -300,7 +300,8 @@ fi"#,
                     .split(|b| *b == 0)
                     .filter_map(|kv| {
                         let kv = String::from_utf8_lossy(kv);
-                        kv.split_once('=').map(|(k, v)| (k.to_string(), v.to_string()))
+                        kv.split_once('=')
+                            .map(|(k, v)| (k.to_string(), v.to_string()))
                     })
                     .collect()
             })
@@ -324,7 +325,10 @@ fi"#,
                     return pgid;
                 }
             }
-            assert!(started.elapsed() < Duration::from_secs(30), "the script never started");
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "the script never started"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
@@ -438,14 +442,22 @@ impl HealthServer {
                 let healthy = b
                     .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
                     .is_ok();
-                let status = if healthy { "200 OK" } else { "503 Service Unavailable" };
+                let status = if healthy {
+                    "200 OK"
+                } else {
+                    "503 Service Unavailable"
+                };
                 let _ = write!(
                     stream,
                     "HTTP/1.1 {status}\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok"
                 );
             }
         });
-        HealthServer { url, requests, budget }
+        HealthServer {
+            url,
+            requests,
+            budget,
+        }
     }
 
     /// Healthy for the next `n` requests, unhealthy after.

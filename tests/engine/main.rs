@@ -29,7 +29,8 @@ async fn command_provider_passes_the_deployment_in_the_environment(db: TestDb) {
     let script = Script::recording();
     let engine = Engine::start(db, vec![command_spec("web", "recreate", &script)]).await;
     let mut req = request(&engine, "web", "ghcr.io/acme/web:v1");
-    req.env.insert("TRICKY".into(), "main;rm -rf ~ $(reboot) `id`".into());
+    req.env
+        .insert("TRICKY".into(), "main;rm -rf ~ $(reboot) `id`".into());
     let d = engine.service.deploy("acme", req, "octocat").await.unwrap();
     let done = engine.wait_final(d.id).await;
     assert_eq!(done.state, DeployState::Succeeded, "{}", done.error);
@@ -44,7 +45,10 @@ async fn command_provider_passes_the_deployment_in_the_environment(db: TestDb) {
     assert_eq!(env["DEPLOY_RELEASE_ID"], d.release_id.to_string());
     assert_eq!(env["DEPLOY_RELEASE_VERSION"], "1");
     assert_eq!(env["DEPLOY_IMAGE"], "ghcr.io/acme/web:v1");
-    assert_eq!(env["DEPLOY_COMMIT_SHA"], "a10867b14bb761a232cd80139fbd4c0d33264240");
+    assert_eq!(
+        env["DEPLOY_COMMIT_SHA"],
+        "a10867b14bb761a232cd80139fbd4c0d33264240"
+    );
     assert_eq!(env["DEPLOY_STRATEGY"], "recreate");
     assert_eq!(env["DEPLOY_PHASE"], "start");
     assert_eq!(env["DEPLOY_SLOT"], "primary");
@@ -53,7 +57,10 @@ async fn command_provider_passes_the_deployment_in_the_environment(db: TestDb) {
 
     // The script's output is the deployment's log.
     let log = engine.log(d.id).await;
-    assert!(log.iter().any(|l| l.contains("phase=start slot=primary")), "{log:?}");
+    assert!(
+        log.iter().any(|l| l.contains("phase=start slot=primary")),
+        "{log:?}"
+    );
     let active = engine.active_version("web").await;
     assert_eq!(active, Some(1));
 }
@@ -62,17 +69,35 @@ async fn command_provider_passes_the_deployment_in_the_environment(db: TestDb) {
 async fn canary_steps_traffic_in_order(db: TestDb) {
     let script = Script::recording();
     let engine = Engine::start(db, vec![command_spec("web", "canary", &script)]).await;
-    let first = engine.service.deploy("acme", request(&engine, "web", "img:1"), "ci").await.unwrap();
-    assert_eq!(engine.wait_final(first.id).await.state, DeployState::Succeeded);
+    let first = engine
+        .service
+        .deploy("acme", request(&engine, "web", "img:1"), "ci")
+        .await
+        .unwrap();
+    assert_eq!(
+        engine.wait_final(first.id).await.state,
+        DeployState::Succeeded
+    );
     script.clear();
 
-    let second = engine.service.deploy("acme", request(&engine, "web", "img:2"), "ci").await.unwrap();
+    let second = engine
+        .service
+        .deploy("acme", request(&engine, "web", "img:2"), "ci")
+        .await
+        .unwrap();
     let done = engine.wait_final(second.id).await;
     assert_eq!(done.state, DeployState::Succeeded, "{}", done.error);
     let steps: Vec<String> = script
         .phases()
         .iter()
-        .map(|env| format!("{} {} {}", env["DEPLOY_PHASE"], env["DEPLOY_SLOT"], env["DEPLOY_TRAFFIC_PERCENT"]).trim().to_string())
+        .map(|env| {
+            format!(
+                "{} {} {}",
+                env["DEPLOY_PHASE"], env["DEPLOY_SLOT"], env["DEPLOY_TRAFFIC_PERCENT"]
+            )
+            .trim()
+            .to_string()
+        })
         .collect();
     assert_eq!(
         steps,
@@ -90,7 +115,10 @@ async fn canary_steps_traffic_in_order(db: TestDb) {
     assert_eq!(done.progress.phase, "done");
     let log = engine.log(second.id).await.join("\n");
     for step in ["canary 10%", "canary 50%", "canary 100%"] {
-        assert!(log.contains(&format!("{step} — healthy")), "{step} missing from\n{log}");
+        assert!(
+            log.contains(&format!("{step} — healthy")),
+            "{step} missing from\n{log}"
+        );
     }
     assert_eq!(engine.active_version("web").await, Some(2));
 }
@@ -104,27 +132,53 @@ async fn unhealthy_canary_rolls_back_to_the_previous_release(db: TestDb) {
     spec.health = Some(health.check());
     let engine = Engine::start(db, vec![spec]).await;
 
-    let v1 = engine.service.deploy("acme", request(&engine, "web", "img:1"), "ci").await.unwrap();
+    let v1 = engine
+        .service
+        .deploy("acme", request(&engine, "web", "img:1"), "ci")
+        .await
+        .unwrap();
     assert_eq!(engine.wait_final(v1.id).await.state, DeployState::Succeeded);
     script.clear();
 
     // Healthy for the canary start and its 10% step, unhealthy from then on.
     health.healthy_for(2);
-    let v2 = engine.service.deploy("acme", request(&engine, "web", "img:2"), "ci").await.unwrap();
+    let v2 = engine
+        .service
+        .deploy("acme", request(&engine, "web", "img:2"), "ci")
+        .await
+        .unwrap();
     let done = engine.wait_final(v2.id).await;
     assert_eq!(done.state, DeployState::RolledBack, "{done:?}");
     assert!(done.error.contains("health check failed"), "{}", done.error);
     assert!(done.error.contains("503"), "{}", done.error);
     assert!(done.error.contains("restored v1"), "{}", done.error);
-    assert_eq!(engine.active_version("web").await, Some(1), "v1 is active again");
+    assert_eq!(
+        engine.active_version("web").await,
+        Some(1),
+        "v1 is active again"
+    );
     let steps: Vec<String> = script
         .phases()
         .iter()
-        .map(|env| format!("{} {} {}", env["DEPLOY_PHASE"], env["DEPLOY_SLOT"], env["DEPLOY_TRAFFIC_PERCENT"]).trim().to_string())
+        .map(|env| {
+            format!(
+                "{} {} {}",
+                env["DEPLOY_PHASE"], env["DEPLOY_SLOT"], env["DEPLOY_TRAFFIC_PERCENT"]
+            )
+            .trim()
+            .to_string()
+        })
         .collect();
     assert_eq!(steps.first().map(String::as_str), Some("start canary"));
-    assert!(!steps.iter().any(|s| s.starts_with("traffic canary 100")), "{steps:?}");
-    assert_eq!(&steps[steps.len() - 2..], ["traffic blue 100", "retire canary"], "traffic back to v1, canary retired");
+    assert!(
+        !steps.iter().any(|s| s.starts_with("traffic canary 100")),
+        "{steps:?}"
+    );
+    assert_eq!(
+        &steps[steps.len() - 2..],
+        ["traffic blue 100", "retire canary"],
+        "traffic back to v1, canary retired"
+    );
     assert!(health.requests.load(Ordering::SeqCst) >= 3);
 }
 
@@ -132,78 +186,211 @@ async fn unhealthy_canary_rolls_back_to_the_previous_release(db: TestDb) {
 async fn cancel_stops_the_running_process_group(db: TestDb) {
     let script = Script::sleeping();
     let engine = Engine::start(db, vec![command_spec("web", "recreate", &script)]).await;
-    let d = engine.service.deploy("acme", request(&engine, "web", "img:1"), "ci").await.unwrap();
+    let d = engine
+        .service
+        .deploy("acme", request(&engine, "web", "img:1"), "ci")
+        .await
+        .unwrap();
     let pgid = script.wait_for_pgid().await;
-    assert_eq!(engine.service.get_deployment("acme", d.id).await.unwrap().state, DeployState::Running);
+    assert_eq!(
+        engine
+            .service
+            .get_deployment("acme", d.id)
+            .await
+            .unwrap()
+            .state,
+        DeployState::Running
+    );
 
     let asked = Instant::now();
-    let after = engine.service.cancel("acme", d.id, "octocat").await.unwrap();
-    assert!(asked.elapsed() < Duration::from_secs(1), "cancel returned in {:?}", asked.elapsed());
-    assert_eq!(after.state, DeployState::Running, "cancel of a running deployment is a request");
+    let after = engine
+        .service
+        .cancel("acme", d.id, "octocat")
+        .await
+        .unwrap();
+    assert!(
+        asked.elapsed() < Duration::from_secs(1),
+        "cancel returned in {:?}",
+        asked.elapsed()
+    );
+    assert_eq!(
+        after.state,
+        DeployState::Running,
+        "cancel of a running deployment is a request"
+    );
     let done = engine.wait_final(d.id).await;
     assert_eq!(done.state, DeployState::Cancelled);
-    assert!(asked.elapsed() < Duration::from_secs(8), "stopped in {:?}", asked.elapsed());
-    assert!(harness::group_is_gone(pgid), "process group {pgid} still has members");
+    assert!(
+        asked.elapsed() < Duration::from_secs(8),
+        "stopped in {:?}",
+        asked.elapsed()
+    );
+    assert!(
+        harness::group_is_gone(pgid),
+        "process group {pgid} still has members"
+    );
     // A finished deployment cannot be cancelled again.
-    assert!(matches!(engine.service.cancel("acme", d.id, "octocat").await, Err(Error::InvalidState(_))));
+    assert!(matches!(
+        engine.service.cancel("acme", d.id, "octocat").await,
+        Err(Error::InvalidState(_))
+    ));
 }
 
 /// Pending deployments are cancelled at once, without running.
 async fn cancel_of_a_pending_deployment_is_immediate(db: TestDb) {
     let script = Script::sleeping();
     let engine = Engine::start(db, vec![command_spec("web", "recreate", &script)]).await;
-    let running = engine.service.deploy("acme", request(&engine, "web", "img:1"), "ci").await.unwrap();
+    let running = engine
+        .service
+        .deploy("acme", request(&engine, "web", "img:1"), "ci")
+        .await
+        .unwrap();
     script.wait_for_pgid().await;
-    let queued = engine.service.deploy("acme", request(&engine, "web", "img:2"), "ci").await.unwrap();
-    let after = engine.service.cancel("acme", queued.id, "octocat").await.unwrap();
+    let queued = engine
+        .service
+        .deploy("acme", request(&engine, "web", "img:2"), "ci")
+        .await
+        .unwrap();
+    let after = engine
+        .service
+        .cancel("acme", queued.id, "octocat")
+        .await
+        .unwrap();
     assert_eq!(after.state, DeployState::Cancelled);
     assert_eq!(after.error, "cancelled by octocat");
-    engine.service.cancel("acme", running.id, "octocat").await.unwrap();
-    assert_eq!(engine.wait_final(running.id).await.state, DeployState::Cancelled);
+    engine
+        .service
+        .cancel("acme", running.id, "octocat")
+        .await
+        .unwrap();
+    assert_eq!(
+        engine.wait_final(running.id).await.state,
+        DeployState::Cancelled
+    );
 }
 
 /// Rollback deploys an existing release; on success the deployment it replaced is rolled_back.
 async fn rollback_restores_an_earlier_release(db: TestDb) {
-    let engine = Engine::start(db, vec![noop_spec("web", "rolling"), noop_spec("api", "rolling")]).await;
-    let v1 = engine.service.deploy("acme", request(&engine, "web", "img:1"), "ci").await.unwrap();
+    let engine = Engine::start(
+        db,
+        vec![noop_spec("web", "rolling"), noop_spec("api", "rolling")],
+    )
+    .await;
+    let v1 = engine
+        .service
+        .deploy("acme", request(&engine, "web", "img:1"), "ci")
+        .await
+        .unwrap();
     engine.wait_final(v1.id).await;
-    let v2 = engine.service.deploy("acme", request(&engine, "web", "img:2"), "ci").await.unwrap();
+    let v2 = engine
+        .service
+        .deploy("acme", request(&engine, "web", "img:2"), "ci")
+        .await
+        .unwrap();
     engine.wait_final(v2.id).await;
     let inst = engine.instance("web").id;
 
-    let back = engine.service.rollback("acme", inst, RollbackTarget::Previous, "octocat").await.unwrap();
-    assert_eq!(back.release_id, v1.release_id, "no new release for a rollback");
+    let back = engine
+        .service
+        .rollback("acme", inst, RollbackTarget::Previous, "octocat")
+        .await
+        .unwrap();
+    assert_eq!(
+        back.release_id, v1.release_id,
+        "no new release for a rollback"
+    );
     let done = engine.wait_final(back.id).await;
     assert_eq!(done.state, DeployState::Succeeded);
     assert_eq!(engine.active_version("web").await, Some(1));
     let replaced = engine.service.get_deployment("acme", v2.id).await.unwrap();
     assert_eq!(replaced.state, DeployState::RolledBack);
-    assert_eq!(engine.service.list_releases("acme", inst, Default::default()).await.unwrap().total, 2);
+    assert_eq!(
+        engine
+            .service
+            .list_releases("acme", inst, Default::default())
+            .await
+            .unwrap()
+            .total,
+        2
+    );
 
     // By version, forward again.
-    let again = engine.service.rollback("acme", inst, RollbackTarget::Version(2), "octocat").await.unwrap();
+    let again = engine
+        .service
+        .rollback("acme", inst, RollbackTarget::Version(2), "octocat")
+        .await
+        .unwrap();
     engine.wait_final(again.id).await;
     assert_eq!(engine.active_version("web").await, Some(2));
 
     // A release of another instance, or of nothing, is not found.
     let other = engine.instance("api").id;
-    let foreign = engine.service.rollback("acme", other, RollbackTarget::Release(v1.release_id), "x").await;
-    assert!(matches!(foreign, Err(Error::NotFound { .. })), "{foreign:?}");
-    let missing = engine.service.rollback("acme", inst, RollbackTarget::Version(99), "x").await;
-    assert!(matches!(missing, Err(Error::NotFound { .. })), "{missing:?}");
-    let other_tenant = engine.service.rollback("globex", inst, RollbackTarget::Previous, "x").await;
-    assert!(matches!(other_tenant, Err(Error::NotFound { .. })), "{other_tenant:?}");
+    let foreign = engine
+        .service
+        .rollback("acme", other, RollbackTarget::Release(v1.release_id), "x")
+        .await;
+    assert!(
+        matches!(foreign, Err(Error::NotFound { .. })),
+        "{foreign:?}"
+    );
+    let missing = engine
+        .service
+        .rollback("acme", inst, RollbackTarget::Version(99), "x")
+        .await;
+    assert!(
+        matches!(missing, Err(Error::NotFound { .. })),
+        "{missing:?}"
+    );
+    let other_tenant = engine
+        .service
+        .rollback("globex", inst, RollbackTarget::Previous, "x")
+        .await;
+    assert!(
+        matches!(other_tenant, Err(Error::NotFound { .. })),
+        "{other_tenant:?}"
+    );
 }
 
 /// Bad requests are refused before anything is written.
 async fn bad_requests_write_nothing(db: TestDb) {
-    let engine = Engine::start(db, vec![noop_spec("web", "rolling"), harness::recreate_only_spec("legacy")]).await;
+    let engine = Engine::start(
+        db,
+        vec![
+            noop_spec("web", "rolling"),
+            harness::recreate_only_spec("legacy"),
+        ],
+    )
+    .await;
     let inst = engine.instance("web").id;
     let cases = [
-        ("empty image", DeployRequest { image: "  ".into(), ..request(&engine, "web", "x") }),
-        ("unknown strategy", DeployRequest { strategy: "yolo".into(), ..request(&engine, "web", "x") }),
-        ("bad sha", DeployRequest { commit_sha: "not-a-sha".into(), ..request(&engine, "web", "x") }),
-        ("unsupported strategy", DeployRequest { strategy: "canary".into(), ..request(&engine, "legacy", "x") }),
+        (
+            "empty image",
+            DeployRequest {
+                image: "  ".into(),
+                ..request(&engine, "web", "x")
+            },
+        ),
+        (
+            "unknown strategy",
+            DeployRequest {
+                strategy: "yolo".into(),
+                ..request(&engine, "web", "x")
+            },
+        ),
+        (
+            "bad sha",
+            DeployRequest {
+                commit_sha: "not-a-sha".into(),
+                ..request(&engine, "web", "x")
+            },
+        ),
+        (
+            "unsupported strategy",
+            DeployRequest {
+                strategy: "canary".into(),
+                ..request(&engine, "legacy", "x")
+            },
+        ),
     ];
     for (what, req) in cases {
         let err = engine.service.deploy("acme", req, "ci").await.unwrap_err();
@@ -211,14 +398,44 @@ async fn bad_requests_write_nothing(db: TestDb) {
     }
     let err = engine
         .service
-        .deploy("acme", DeployRequest { strategy: "canary".into(), ..request(&engine, "legacy", "x") }, "ci")
+        .deploy(
+            "acme",
+            DeployRequest {
+                strategy: "canary".into(),
+                ..request(&engine, "legacy", "x")
+            },
+            "ci",
+        )
         .await
         .unwrap_err();
-    assert!(err.to_string().contains("cannot run the canary strategy"), "{err}");
-    let err = engine.service.deploy("globex", request(&engine, "web", "x"), "ci").await.unwrap_err();
+    assert!(
+        err.to_string().contains("cannot run the canary strategy"),
+        "{err}"
+    );
+    let err = engine
+        .service
+        .deploy("globex", request(&engine, "web", "x"), "ci")
+        .await
+        .unwrap_err();
     assert!(matches!(err, Error::NotFound { .. }), "{err:?}");
-    assert_eq!(engine.service.list_releases("acme", inst, Default::default()).await.unwrap().total, 0);
-    assert_eq!(engine.service.list_deployments("acme", inst, Default::default()).await.unwrap().total, 0);
+    assert_eq!(
+        engine
+            .service
+            .list_releases("acme", inst, Default::default())
+            .await
+            .unwrap()
+            .total,
+        0
+    );
+    assert_eq!(
+        engine
+            .service
+            .list_deployments("acme", inst, Default::default())
+            .await
+            .unwrap()
+            .total,
+        0
+    );
 }
 
 /// With `supersede`, a newer queued deployment cancels older queued ones.
@@ -227,28 +444,73 @@ async fn newer_queued_deployments_supersede_older_ones(db: TestDb) {
     let mut spec = command_spec("staging", "recreate", &script);
     spec.supersede = true;
     let engine = Engine::start(db, vec![spec]).await;
-    let running = engine.service.deploy("acme", request(&engine, "staging", "img:1"), "ci").await.unwrap();
+    let running = engine
+        .service
+        .deploy("acme", request(&engine, "staging", "img:1"), "ci")
+        .await
+        .unwrap();
     script.wait_for_pgid().await;
-    let a = engine.service.deploy("acme", request(&engine, "staging", "img:2"), "ci").await.unwrap();
-    let b = engine.service.deploy("acme", request(&engine, "staging", "img:3"), "ci").await.unwrap();
+    let a = engine
+        .service
+        .deploy("acme", request(&engine, "staging", "img:2"), "ci")
+        .await
+        .unwrap();
+    let b = engine
+        .service
+        .deploy("acme", request(&engine, "staging", "img:3"), "ci")
+        .await
+        .unwrap();
     let a = engine.service.get_deployment("acme", a.id).await.unwrap();
     assert_eq!(a.state, DeployState::Cancelled);
     assert_eq!(a.error, format!("superseded by {}", b.id));
-    assert_eq!(engine.service.get_deployment("acme", b.id).await.unwrap().state, DeployState::Pending);
-    let still = engine.service.get_deployment("acme", running.id).await.unwrap();
-    assert_eq!(still.state, DeployState::Running, "running deployments are not superseded");
-    engine.service.cancel("acme", running.id, "test").await.unwrap();
+    assert_eq!(
+        engine
+            .service
+            .get_deployment("acme", b.id)
+            .await
+            .unwrap()
+            .state,
+        DeployState::Pending
+    );
+    let still = engine
+        .service
+        .get_deployment("acme", running.id)
+        .await
+        .unwrap();
+    assert_eq!(
+        still.state,
+        DeployState::Running,
+        "running deployments are not superseded"
+    );
+    engine
+        .service
+        .cancel("acme", running.id, "test")
+        .await
+        .unwrap();
     engine.wait_final(running.id).await;
 }
 
 /// One running deployment per instance, FIFO; different instances run in parallel.
 async fn one_running_per_instance_fifo(db: TestDb) {
     let script = Script::interval_recording();
-    let engine = Engine::start(db, vec![command_spec("a", "recreate", &script), command_spec("b", "recreate", &script)]).await;
+    let engine = Engine::start(
+        db,
+        vec![
+            command_spec("a", "recreate", &script),
+            command_spec("b", "recreate", &script),
+        ],
+    )
+    .await;
     let mut ids = Vec::new();
     for i in 0..4 {
         for inst in ["a", "b"] {
-            ids.push(engine.service.deploy("acme", request(&engine, inst, &format!("img:{i}")), "ci").await.unwrap());
+            ids.push(
+                engine
+                    .service
+                    .deploy("acme", request(&engine, inst, &format!("img:{i}")), "ci")
+                    .await
+                    .unwrap(),
+            );
         }
     }
     for d in &ids {
@@ -257,10 +519,21 @@ async fn one_running_per_instance_fifo(db: TestDb) {
     let intervals = script.intervals();
     harness::assert_no_overlap(&intervals);
     for inst in ["a", "b"] {
-        let order: Vec<String> = intervals.iter().filter(|i| i.instance == inst).map(|i| i.image.clone()).collect();
-        assert_eq!(order, ["img:0", "img:1", "img:2", "img:3"], "FIFO for {inst}");
+        let order: Vec<String> = intervals
+            .iter()
+            .filter(|i| i.instance == inst)
+            .map(|i| i.image.clone())
+            .collect();
+        assert_eq!(
+            order,
+            ["img:0", "img:1", "img:2", "img:3"],
+            "FIFO for {inst}"
+        );
     }
-    assert!(harness::instances_overlapped(&intervals, "a", "b"), "a and b should run in parallel");
+    assert!(
+        harness::instances_overlapped(&intervals, "a", "b"),
+        "a and b should run in parallel"
+    );
 }
 
 both_backends_async!(
@@ -279,11 +552,17 @@ both_backends_async!(
 /// instance ever runs two at a time.
 #[test]
 fn two_worker_pools_share_one_postgres_queue() {
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(async {
         let db = TestDb::postgres();
         let script = Script::interval_recording();
-        let specs: Vec<_> = (0..5).map(|i| command_spec(&format!("svc{i}"), "recreate", &script)).collect();
+        let specs: Vec<_> = (0..5)
+            .map(|i| command_spec(&format!("svc{i}"), "recreate", &script))
+            .collect();
         let engine = Engine::start(db, specs).await;
         let second_pool = engine.second_pool();
         let mut ids = Vec::new();
@@ -302,7 +581,10 @@ fn two_worker_pools_share_one_postgres_queue() {
             *per_deployment.entry(i.deployment.clone()).or_default() += 1;
         }
         assert_eq!(per_deployment.len(), 100, "every deployment ran");
-        assert!(per_deployment.values().all(|n| *n == 1), "a deployment ran twice");
+        assert!(
+            per_deployment.values().all(|n| *n == 1),
+            "a deployment ran twice"
+        );
         harness::assert_no_overlap(&intervals);
         let owners = engine.lease_owners_seen(&intervals);
         assert_eq!(owners, 2, "both pools took work");

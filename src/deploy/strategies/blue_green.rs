@@ -18,17 +18,28 @@ impl Strategy for BlueGreen {
         let live = plan.live_slot.clone();
         let mut switched = false;
         let result = async {
-            plan.progress("start", 10, format!("starting v{} in idle slot {idle}", plan.run.release.version))
-                .await;
-            plan.provider.start(plan.run, idle, &plan.run.release).await?;
+            plan.progress(
+                "start",
+                10,
+                format!("starting v{} in idle slot {idle}", plan.run.release.version),
+            )
+            .await;
+            plan.provider
+                .start(plan.run, idle, &plan.run.release)
+                .await?;
             plan.gate(40, &format!("{idle} slot")).await?;
-            plan.progress("switch", 60, format!("switching all traffic from {live} to {idle}"))
-                .await;
+            plan.progress(
+                "switch",
+                60,
+                format!("switching all traffic from {live} to {idle}"),
+            )
+            .await;
             switched = true;
             plan.provider.shift_traffic(plan.run, idle, 100).await?;
             plan.gate(75, "after the switch").await?;
             if plan.previous.is_some() {
-                plan.progress("retire", 90, format!("retiring {live}")).await;
+                plan.progress("retire", 90, format!("retiring {live}"))
+                    .await;
                 plan.provider.retire(plan.run, &live).await?;
             }
             Ok(())

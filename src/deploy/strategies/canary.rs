@@ -25,37 +25,55 @@ impl Strategy for Canary {
         let mut shifted = false;
         let mut promoting = false;
         let result = async {
-            plan.progress("start", at(0), format!("starting canary v{}", plan.run.release.version))
-                .await;
+            plan.progress(
+                "start",
+                at(0),
+                format!("starting canary v{}", plan.run.release.version),
+            )
+            .await;
             plan.provider
                 .start(plan.run, CANARY_SLOT, &plan.run.release)
                 .await?;
             plan.gate(at(1), "canary").await?;
             for (i, step) in steps.iter().enumerate() {
                 let phase = i as i32 + 1;
-                plan.progress("canary", at(phase), format!("canary {step}%")).await;
+                plan.progress("canary", at(phase), format!("canary {step}%"))
+                    .await;
                 shifted = true;
-                plan.provider.shift_traffic(plan.run, CANARY_SLOT, *step).await?;
+                plan.provider
+                    .shift_traffic(plan.run, CANARY_SLOT, *step)
+                    .await?;
                 plan.pause(plan.canary.pause).await?;
                 plan.gate(at(phase), &format!("canary {step}%")).await?;
                 plan.progress("canary", at(phase), format!("canary {step}% — healthy"))
                     .await;
             }
             let phase = steps.len() as i32 + 1;
-            plan.progress("promote", at(phase), format!("promoting v{} into {live}", plan.run.release.version))
-                .await;
+            plan.progress(
+                "promote",
+                at(phase),
+                format!("promoting v{} into {live}", plan.run.release.version),
+            )
+            .await;
             promoting = true;
-            plan.provider.start(plan.run, &live, &plan.run.release).await?;
+            plan.provider
+                .start(plan.run, &live, &plan.run.release)
+                .await?;
             plan.provider.shift_traffic(plan.run, &live, 100).await?;
             plan.gate(at(phase + 1), "promoted release").await?;
-            plan.progress("retire", at(phase + 1), "retiring the canary").await;
+            plan.progress("retire", at(phase + 1), "retiring the canary")
+                .await;
             plan.provider.retire(plan.run, CANARY_SLOT).await
         }
         .await;
         match result {
             Ok(()) => {
-                plan.progress("done", 100, format!("v{} promoted", plan.run.release.version))
-                    .await;
+                plan.progress(
+                    "done",
+                    100,
+                    format!("v{} promoted", plan.run.release.version),
+                )
+                .await;
                 Outcome::Succeeded { slot: live }
             }
             Err(error) => {

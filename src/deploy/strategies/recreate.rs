@@ -17,12 +17,19 @@ impl Strategy for Recreate {
     async fn execute(&self, plan: &Plan<'_>) -> Outcome {
         let result = async {
             if plan.previous.is_some() {
-                plan.progress("stop", 10, "stopping the running release").await;
+                plan.progress("stop", 10, "stopping the running release")
+                    .await;
                 plan.provider.retire(plan.run, SLOT).await?;
             }
-            plan.progress("start", 40, format!("starting v{}", plan.run.release.version))
-                .await;
-            plan.provider.start(plan.run, SLOT, &plan.run.release).await?;
+            plan.progress(
+                "start",
+                40,
+                format!("starting v{}", plan.run.release.version),
+            )
+            .await;
+            plan.provider
+                .start(plan.run, SLOT, &plan.run.release)
+                .await?;
             plan.gate(80, "new release").await
         }
         .await;

@@ -19,13 +19,19 @@ impl Strategy for Rolling {
             plan.progress(
                 "start",
                 10,
-                format!("starting v{} in {new_slot} alongside {old_slot}", plan.run.release.version),
+                format!(
+                    "starting v{} in {new_slot} alongside {old_slot}",
+                    plan.run.release.version
+                ),
             )
             .await;
-            plan.provider.start(plan.run, new_slot, &plan.run.release).await?;
+            plan.provider
+                .start(plan.run, new_slot, &plan.run.release)
+                .await?;
             plan.gate(50, "new release").await?;
             if plan.previous.is_some() {
-                plan.progress("retire", 80, format!("retiring {old_slot}")).await;
+                plan.progress("retire", 80, format!("retiring {old_slot}"))
+                    .await;
                 plan.provider.retire(plan.run, &old_slot).await?;
             }
             Ok(())
@@ -33,9 +39,15 @@ impl Strategy for Rolling {
         .await;
         match result {
             Ok(()) => {
-                plan.progress("done", 100, format!("v{} runs in {new_slot}", plan.run.release.version))
-                    .await;
-                Outcome::Succeeded { slot: new_slot.into() }
+                plan.progress(
+                    "done",
+                    100,
+                    format!("v{} runs in {new_slot}", plan.run.release.version),
+                )
+                .await;
+                Outcome::Succeeded {
+                    slot: new_slot.into(),
+                }
             }
             // The old release never stopped: retiring the new one is the whole restore.
             Err(error) => {

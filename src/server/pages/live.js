@@ -38,6 +38,8 @@
     log.appendChild(line);
     var step = entry.stream === "deploybot" && /^\[\s*(\d+)%\] ([^:]*)(?:: (.*))?$/.exec(entry.line);
     if (step && timeline) {
+      var none = byId("timeline-empty");
+      if (none) none.remove();
       var li = document.createElement("li");
       var pct = document.createElement("span");
       pct.className = "pct";

@@ -434,6 +434,15 @@ pub(super) fn deployment(
             .raw("</dd></dl></section>\n</div>\n");
 
         html.raw("<section><h2>Timeline</h2><ol id=\"timeline\" class=\"timeline\">");
+        if !view.log.iter().any(|entry| parse_step(entry).is_some()) {
+            html.raw("<li id=\"timeline-empty\" class=\"muted\">")
+                .raw(if d.state.is_final() {
+                    "No phases were reported."
+                } else {
+                    "No phase has started yet."
+                })
+                .raw("</li>");
+        }
         for entry in &view.log {
             if let Some((percent, phase, message)) = parse_step(entry) {
                 html.raw("<li><span class=\"pct\">")
@@ -447,7 +456,7 @@ pub(super) fn deployment(
                     .raw("</time></li>");
             }
         }
-        html.raw("</ol></section>\n<section><h2>Log <span id=\"live\" class=\"live\"");
+        html.raw("</ol></section>\n<section><h2>Log <span id=\"live\" class=\"following\"");
         if d.state.is_final() {
             html.raw(" hidden");
         }

@@ -1,0 +1,549 @@
+//! The GitHub API client, on octocrab: a GitHub App (per-installation tokens, minted and
+//! refreshed by octocrab, looked up per repository when the webhook did not name the
+//! installation) or a plain token. Every answer is classified for the outbox: sent,
+//! retry later (network, 5xx, 429, secondary rate limits — honouring `Retry-After` and
+//! `x-ratelimit-reset`), or refused for good (other 4xx, with GitHub's message).
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
+
+use http::header::{ACCEPT, HeaderName, USER_AGENT};
+use octocrab::Octocrab;
+use octocrab::models::{AppId, InstallationId};
+use serde_json::{Value, json};
+
+use crate::config::GithubConfig;
+
+/// The REST API version deploybot speaks.
+pub const API_VERSION: &str = "2022-11-28";
+
+/// How a call ended when it did not succeed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ApiError {
+    /// A passing failure: try again after `after`.
+    #[error("{message} (retrying in {after:?})")]
+    Retry { after: Duration, message: String },
+    /// GitHub refused the request; sending it again would not help.
+    #[error("GitHub answered {status}: {message}")]
+    Refused { status: u16, message: String },
+}
+
+/// What deploybot needs of a pull request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PullRequest {
+    pub head_sha: String,
+    pub head_ref: String,
+    pub from_fork: bool,
+    pub open: bool,
+}
+
+/// A GitHub API client for every repository deploybot serves.
+pub struct GithubClient {
+    root: Octocrab,
+    app: bool,
+    installations: Mutex<HashMap<u64, Octocrab>>,
+    repo_installations: Mutex<HashMap<String, u64>>,
+    rate_remaining: AtomicI64,
+}
+
+fn encode_path(segment: &str) -> String {
+    let mut out = String::with_capacity(segment.len());
+    for b in segment.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'~' | b'-' | b'/') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+fn repo_path(repo: &str) -> String {
+    encode_path(repo)
+}
+
+impl GithubClient {
+    /// Builds the client from the configuration; `None` when no credentials are set.
+    pub fn from_config(config: &GithubConfig) -> Result<Option<Self>, String> {
+        let builder = Octocrab::builder()
+            .base_uri(config.api_url.as_str())
+            .map_err(|e| format!("github.api_url {:?} is not a URL: {e}", config.api_url))?
+            .add_header(ACCEPT, "application/vnd.github+json".to_string())
+            .add_header(
+                HeaderName::from_static("x-github-api-version"),
+                API_VERSION.to_string(),
+            )
+            .add_header(
+                USER_AGENT,
+                concat!("deploybot/", env!("CARGO_PKG_VERSION")).to_string(),
+            )
+            .set_connect_timeout(Some(Duration::from_secs(10)))
+            .set_read_timeout(Some(Duration::from_secs(30)));
+        let (builder, app) = if let Some(app_id) = config.app_id {
+            let pem = match (&config.app_private_key, &config.app_private_key_path) {
+                (Some(key), _) => key.clone(),
+                (None, Some(path)) => std::fs::read_to_string(path).map_err(|e| {
+                    format!("cannot read the GitHub App private key {}: {e}", path.display())
+                })?,
+                (None, None) => return Err("GITHUB_APP_ID is set without a private key: set GITHUB_APP_PRIVATE_KEY or GITHUB_APP_PRIVATE_KEY_PATH".into()),
+            };
+            let key = jsonwebtoken::EncodingKey::from_rsa_pem(pem.as_bytes())
+                .map_err(|e| format!("the GitHub App private key is not an RSA PEM key: {e}"))?;
+            (builder.app(AppId(app_id), key), true)
+        } else if let Some(token) = &config.token {
+            (builder.personal_token(token.clone()), false)
+        } else {
+            return Ok(None);
+        };
+        let root = builder
+            .build()
+            .map_err(|e| format!("cannot build the GitHub client: {e}"))?;
+        Ok(Some(Self {
+            root,
+            app,
+            installations: Mutex::new(HashMap::new()),
+            repo_installations: Mutex::new(HashMap::new()),
+            rate_remaining: AtomicI64::new(-1),
+        }))
+    }
+
+    /// The last `x-ratelimit-remaining` GitHub sent (-1 before any call).
+    pub fn rate_limit_remaining(&self) -> i64 {
+        self.rate_remaining.load(Ordering::Relaxed)
+    }
+
+    /// The client acting for `repo`: the App's installation there, or the token.
+    async fn for_repo(&self, repo: &str, installation: Option<u64>) -> Result<Octocrab, ApiError> {
+        if !self.app {
+            return Ok(self.root.clone());
+        }
+        let cached = self
+            .repo_installations
+            .lock()
+            .ok()
+            .and_then(|m| m.get(repo).copied());
+        let id = match installation.or(cached) {
+            Some(id) => id,
+            None => {
+                let found = self
+                    .call(
+                        &self.root,
+                        http::Method::GET,
+                        &format!("/repos/{}/installation", repo_path(repo)),
+                        None,
+                    )
+                    .await?;
+                let id = found["id"].as_u64().ok_or_else(|| ApiError::Refused {
+                    status: 200,
+                    message: format!("GitHub named no installation of the App for {repo}"),
+                })?;
+                id
+            }
+        };
+        if let Ok(mut m) = self.repo_installations.lock() {
+            m.insert(repo.to_string(), id);
+        }
+        if let Some(crab) = self
+            .installations
+            .lock()
+            .ok()
+            .and_then(|m| m.get(&id).cloned())
+        {
+            return Ok(crab);
+        }
+        let crab = self
+            .root
+            .installation(InstallationId(id))
+            .map_err(|e| ApiError::Refused {
+                status: 0,
+                message: format!("cannot act as installation {id}: {e}"),
+            })?;
+        if let Ok(mut m) = self.installations.lock() {
+            m.insert(id, crab.clone());
+        }
+        Ok(crab)
+    }
+
+    /// One request, classified.
+    async fn call(
+        &self,
+        crab: &Octocrab,
+        method: http::Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<Value, ApiError> {
+        let response = match method {
+            http::Method::GET => crab._get(path).await,
+            _ => crab._post(path, body).await,
+        };
+        let response = match response {
+            Ok(r) => r,
+            Err(octocrab::Error::GitHub { source, .. }) => {
+                // Raised while minting an installation token.
+                let status = source.status_code.as_u16();
+                return Err(classify(status, None, None, &source.message));
+            }
+            Err(e) => {
+                return Err(ApiError::Retry {
+                    after: Duration::from_secs(5),
+                    message: format!("GitHub could not be reached: {e}"),
+                });
+            }
+        };
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        if let Some(remaining) = headers
+            .get("x-ratelimit-remaining")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<i64>().ok())
+        {
+            self.rate_remaining.store(remaining, Ordering::Relaxed);
+        }
+        let text = crab
+            .body_to_string(response)
+            .await
+            .map_err(|e| ApiError::Retry {
+                after: Duration::from_secs(5),
+                message: format!("GitHub's answer could not be read: {e}"),
+            })?;
+        let value: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+        if (200..300).contains(&status) {
+            return Ok(value);
+        }
+        let message = value["message"]
+            .as_str()
+            .map(str::to_string)
+            .unwrap_or_else(|| text.chars().take(300).collect());
+        let detail = match value["errors"].as_array() {
+            Some(errors) if !errors.is_empty() => {
+                format!("{message}: {}", Value::Array(errors.clone()))
+            }
+            _ => message,
+        };
+        Err(classify(
+            status,
+            Some(&headers),
+            headers
+                .get("x-ratelimit-remaining")
+                .and_then(|v| v.to_str().ok()),
+            &detail,
+        ))
+    }
+
+    async fn request(
+        &self,
+        repo: &str,
+        installation: Option<u64>,
+        method: http::Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<Value, ApiError> {
+        let crab = self.for_repo(repo, installation).await?;
+        self.call(&crab, method, path, body).await
+    }
+
+    /// Creates a GitHub Deployment; returns its id.
+    pub async fn create_deployment(
+        &self,
+        repo: &str,
+        installation: Option<u64>,
+        body: &Value,
+    ) -> Result<i64, ApiError> {
+        let created = self
+            .request(
+                repo,
+                installation,
+                http::Method::POST,
+                &format!("/repos/{}/deployments", repo_path(repo)),
+                Some(body),
+            )
+            .await?;
+        created["id"].as_i64().ok_or_else(|| ApiError::Refused {
+            status: 200,
+            message: format!("GitHub did not create the deployment: {created}"),
+        })
+    }
+
+    /// Adds a deployment status.
+    pub async fn create_status(
+        &self,
+        repo: &str,
+        installation: Option<u64>,
+        deployment: i64,
+        body: &Value,
+    ) -> Result<(), ApiError> {
+        self.request(
+            repo,
+            installation,
+            http::Method::POST,
+            &format!(
+                "/repos/{}/deployments/{deployment}/statuses",
+                repo_path(repo)
+            ),
+            Some(body),
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// Reacts to an issue or pull-request comment (`eyes`, `rocket`, `confused`, …).
+    pub async fn react(
+        &self,
+        repo: &str,
+        installation: Option<u64>,
+        comment: u64,
+        content: &str,
+    ) -> Result<(), ApiError> {
+        self.request(
+            repo,
+            installation,
+            http::Method::POST,
+            &format!(
+                "/repos/{}/issues/comments/{comment}/reactions",
+                repo_path(repo)
+            ),
+            Some(&json!({"content": content})),
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// Comments on an issue or pull request.
+    pub async fn comment(
+        &self,
+        repo: &str,
+        installation: Option<u64>,
+        issue: u64,
+        body: &str,
+    ) -> Result<(), ApiError> {
+        self.request(
+            repo,
+            installation,
+            http::Method::POST,
+            &format!("/repos/{}/issues/{issue}/comments", repo_path(repo)),
+            Some(&json!({"body": body})),
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// The user's role on the repository: admin, maintain, write, triage, read or none.
+    /// (The legacy `permission` field says write for maintain and read for triage; the
+    /// role is in `role_name`.)
+    pub async fn permission(
+        &self,
+        repo: &str,
+        installation: Option<u64>,
+        user: &str,
+    ) -> Result<String, ApiError> {
+        let answer = self
+            .request(
+                repo,
+                installation,
+                http::Method::GET,
+                &format!(
+                    "/repos/{}/collaborators/{}/permission",
+                    repo_path(repo),
+                    encode_path(user)
+                ),
+                None,
+            )
+            .await;
+        match answer {
+            Ok(v) => Ok(v["role_name"]
+                .as_str()
+                .or_else(|| v["permission"].as_str())
+                .unwrap_or("none")
+                .to_string()),
+            // Not a collaborator at all.
+            Err(ApiError::Refused { status: 404, .. }) => Ok("none".into()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// A pull request's head and state.
+    pub async fn pull(
+        &self,
+        repo: &str,
+        installation: Option<u64>,
+        number: u64,
+    ) -> Result<PullRequest, ApiError> {
+        let pr = self
+            .request(
+                repo,
+                installation,
+                http::Method::GET,
+                &format!("/repos/{}/pulls/{number}", repo_path(repo)),
+                None,
+            )
+            .await?;
+        let head_repo = pr["head"]["repo"]["full_name"].as_str().unwrap_or_default();
+        Ok(PullRequest {
+            head_sha: pr["head"]["sha"].as_str().unwrap_or_default().to_string(),
+            head_ref: pr["head"]["ref"].as_str().unwrap_or_default().to_string(),
+            from_fork: pr["head"]["repo"]["fork"].as_bool().unwrap_or(false)
+                || !head_repo.eq_ignore_ascii_case(repo),
+            open: pr["state"].as_str() == Some("open"),
+        })
+    }
+
+    /// The commit a tag points to, dereferencing annotated tags.
+    pub async fn tag_commit(
+        &self,
+        repo: &str,
+        installation: Option<u64>,
+        tag: &str,
+    ) -> Result<String, ApiError> {
+        let git_ref = self
+            .request(
+                repo,
+                installation,
+                http::Method::GET,
+                &format!(
+                    "/repos/{}/git/ref/tags/{}",
+                    repo_path(repo),
+                    encode_path(tag)
+                ),
+                None,
+            )
+            .await?;
+        let mut object = git_ref["object"].clone();
+        // An annotated tag points to a tag object; follow it (tags of tags too, bounded).
+        for _ in 0..5 {
+            match object["type"].as_str() {
+                Some("commit") => {
+                    return object["sha"].as_str().map(str::to_string).ok_or_else(|| {
+                        ApiError::Refused {
+                            status: 200,
+                            message: format!("tag {tag} names no commit"),
+                        }
+                    });
+                }
+                Some("tag") => {
+                    let sha = object["sha"].as_str().unwrap_or_default();
+                    let tag_object = self
+                        .request(
+                            repo,
+                            installation,
+                            http::Method::GET,
+                            &format!("/repos/{}/git/tags/{sha}", repo_path(repo)),
+                            None,
+                        )
+                        .await?;
+                    object = tag_object["object"].clone();
+                }
+                _ => break,
+            }
+        }
+        Err(ApiError::Refused {
+            status: 200,
+            message: format!("tag {tag} does not point to a commit"),
+        })
+    }
+}
+
+/// Sorts a failed answer into retry-later or refused.
+fn classify(
+    status: u16,
+    headers: Option<&http::HeaderMap>,
+    remaining: Option<&str>,
+    message: &str,
+) -> ApiError {
+    let header = |name: &str| {
+        headers
+            .and_then(|h| h.get(name))
+            .and_then(|v| v.to_str().ok())
+    };
+    let retry_after = header("retry-after")
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(Duration::from_secs);
+    let reset = header("x-ratelimit-reset")
+        .and_then(|v| v.trim().parse::<i64>().ok())
+        .map(|at| Duration::from_secs((at - chrono::Utc::now().timestamp()).clamp(1, 3600) as u64));
+    let secondary = message
+        .to_ascii_lowercase()
+        .contains("secondary rate limit");
+    let exhausted = remaining == Some("0");
+    let rate_limited =
+        status == 429 || (status == 403 && (secondary || exhausted || retry_after.is_some()));
+    if rate_limited {
+        return ApiError::Retry {
+            after: retry_after.or(reset).unwrap_or(Duration::from_secs(60)),
+            message: format!("GitHub rate limit ({status}): {message}"),
+        };
+    }
+    if status >= 500 || status == 0 {
+        return ApiError::Retry {
+            after: retry_after.unwrap_or(Duration::from_secs(5)),
+            message: format!("GitHub answered {status}: {message}"),
+        };
+    }
+    ApiError::Refused {
+        status,
+        message: message.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rate_limits_and_server_errors_are_retried_with_githubs_delay() {
+        let mut headers = http::HeaderMap::new();
+        headers.insert("retry-after", "7".parse().unwrap());
+        assert_eq!(
+            classify(429, Some(&headers), None, "slow down"),
+            ApiError::Retry {
+                after: Duration::from_secs(7),
+                message: "GitHub rate limit (429): slow down".into()
+            }
+        );
+        let secondary = classify(403, None, None, "You have exceeded a secondary rate limit");
+        assert!(
+            matches!(secondary, ApiError::Retry { after, .. } if after == Duration::from_secs(60))
+        );
+        let mut reset = http::HeaderMap::new();
+        reset.insert(
+            "x-ratelimit-reset",
+            (chrono::Utc::now().timestamp() + 30)
+                .to_string()
+                .parse()
+                .unwrap(),
+        );
+        match classify(403, Some(&reset), Some("0"), "API rate limit exceeded") {
+            ApiError::Retry { after, .. } => {
+                assert!((29..=31).contains(&after.as_secs()), "{after:?}")
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            classify(502, None, None, "bad gateway"),
+            ApiError::Retry { .. }
+        ));
+        assert_eq!(
+            classify(422, None, Some("4999"), "Validation Failed"),
+            ApiError::Refused {
+                status: 422,
+                message: "Validation Failed".into()
+            }
+        );
+        assert!(matches!(
+            classify(
+                403,
+                None,
+                Some("4999"),
+                "Resource not accessible by integration"
+            ),
+            ApiError::Refused { .. }
+        ));
+    }
+
+    #[test]
+    fn path_segments_are_encoded() {
+        assert_eq!(encode_path("release/v1.2#x?y"), "release/v1.2%23x%3Fy");
+        assert_eq!(repo_path("acme/web"), "acme/web");
+    }
+}

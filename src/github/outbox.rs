@@ -1,0 +1,477 @@
+//! The outbox sender: delivers reports to GitHub in order per key (a deployment, a
+//! comment), with retries and backoff, and runs the jobs that need GitHub. Several
+//! processes can send from one database: each item is claimed by exactly one.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use super::client::{ApiError, GithubClient};
+use super::{jobs, rules};
+use crate::config::{Config, InstanceConfig};
+use crate::deploy::service::blocking;
+use crate::deploy::{
+    DeployKind, DeployState, Deployment, DeploymentId, Error, Instance, OutboxItem, OutboxResult,
+    Release, Service, Store,
+};
+use crate::store::{
+    DEPLOYMENT_CREATED, DEPLOYMENT_REACTION, DEPLOYMENT_REPLY, DEPLOYMENT_STATUS, WORKER_LOST,
+};
+
+/// An item that keeps failing is given up after this many attempts.
+pub const MAX_ATTEMPTS: i32 = 25;
+
+/// Builds the `log_url` of a deployment: its page, with a read token when pages are private.
+pub type LogUrl = Arc<dyn Fn(&Deployment) -> String + Send + Sync>;
+
+/// Everything a handler needs.
+pub struct Sender {
+    pub store: Arc<dyn Store>,
+    pub service: Service,
+    pub config: Arc<Config>,
+    pub client: Option<Arc<GithubClient>>,
+    pub log_url: LogUrl,
+    owner: String,
+    wake: Arc<Notify>,
+}
+
+/// GitHub caps descriptions at 140 characters.
+pub fn clip(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        return text.to_string();
+    }
+    let mut out: String = text.chars().take(max - 1).collect();
+    out.push('…');
+    out
+}
+
+/// The delay before the next attempt: GitHub's own when it gave one, otherwise
+/// exponential (1 s, 2 s, 4 s … up to 10 minutes).
+fn backoff(attempts: i32, suggested: Duration) -> Duration {
+    let exponential = Duration::from_secs(2u64.saturating_pow((attempts - 1).clamp(0, 20) as u32));
+    suggested.max(exponential.min(Duration::from_secs(600)))
+}
+
+impl Sender {
+    pub fn new(
+        store: Arc<dyn Store>,
+        service: Service,
+        config: Arc<Config>,
+        client: Option<Arc<GithubClient>>,
+        log_url: LogUrl,
+    ) -> Self {
+        let wake = Arc::clone(service.wake());
+        Self {
+            store,
+            service,
+            config,
+            client,
+            log_url,
+            owner: format!(
+                "sender:{}:{}",
+                std::process::id(),
+                uuid::Uuid::now_v7().simple()
+            ),
+            wake,
+        }
+    }
+
+    /// Sends until `shutdown`.
+    pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
+        if self.client.is_none() {
+            tracing::warn!(
+                "no GitHub credentials (GITHUB_TOKEN or GITHUB_APP_ID + key): reports are written to the log and the pages only"
+            );
+        }
+        loop {
+            let notified = self.wake.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let store = Arc::clone(&self.store);
+            let owner = self.owner.clone();
+            let claimed =
+                blocking(move || store.claim_outbox(&owner, Duration::from_secs(120), 16)).await;
+            match claimed {
+                Ok(items) if !items.is_empty() => {
+                    let runs = items.into_iter().map(|item| {
+                        let me = Arc::clone(&self);
+                        tokio::spawn(async move { me.process(item).await })
+                    });
+                    for run in runs.collect::<Vec<_>>() {
+                        let _ = run.await;
+                    }
+                    continue;
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "cannot read the outbox; retrying"),
+            }
+            tokio::select! {
+                _ = &mut notified => {}
+                _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+                _ = shutdown.cancelled() => return,
+            }
+        }
+    }
+
+    /// Sends one item and records the outcome.
+    pub async fn process(&self, item: OutboxItem) {
+        let mut result = self.handle(&item).await;
+        if let OutboxResult::Retry { after, error } = &result {
+            if item.attempts + 1 >= MAX_ATTEMPTS {
+                result = OutboxResult::Failed {
+                    error: format!("gave up after {MAX_ATTEMPTS} attempts: {error}"),
+                };
+            } else {
+                result = OutboxResult::Retry {
+                    after: backoff(item.attempts + 1, *after),
+                    error: error.clone(),
+                };
+            }
+        }
+        match &result {
+            OutboxResult::Sent => tracing::debug!(item = item.id, kind = %item.kind, "sent"),
+            OutboxResult::Retry { after, error } => {
+                tracing::warn!(item = item.id, kind = %item.kind, deployment = ?item.deployment_id, %error, ?after, "GitHub report delayed")
+            }
+            OutboxResult::Failed { error } => {
+                tracing::error!(item = item.id, kind = %item.kind, deployment = ?item.deployment_id, %error, "GitHub refused a report")
+            }
+            OutboxResult::Skipped { reason } => {
+                tracing::info!(item = item.id, kind = %item.kind, deployment = ?item.deployment_id, %reason, "report not sent")
+            }
+        }
+        let store = Arc::clone(&self.store);
+        let owner = self.owner.clone();
+        let id = item.id;
+        if let Err(e) = blocking(move || store.complete_outbox(id, &owner, &result)).await {
+            tracing::warn!(item = id, error = %e, "cannot record the outcome of a report; it will be retried");
+        }
+    }
+
+    async fn handle(&self, item: &OutboxItem) -> OutboxResult {
+        let outcome = match item.kind.as_str() {
+            DEPLOYMENT_CREATED | DEPLOYMENT_STATUS | DEPLOYMENT_REACTION | DEPLOYMENT_REPLY => {
+                self.deployment_report(item).await
+            }
+            rules::COMMENT_REACTION => self.comment_reaction(item).await,
+            rules::COMMENT_REPLY => self.comment_reply(item).await,
+            rules::JOB_COMMAND | rules::JOB_RESOLVE_TAG => return jobs::run(self, item).await,
+            other => {
+                return OutboxResult::Failed {
+                    error: format!("unknown outbox item kind {other:?}"),
+                };
+            }
+        };
+        match outcome {
+            Ok(result) => result,
+            Err(Failure::Api(ApiError::Retry { after, message })) => OutboxResult::Retry {
+                after,
+                error: message,
+            },
+            Err(Failure::Api(refused)) => OutboxResult::Failed {
+                error: refused.to_string(),
+            },
+            Err(Failure::Store(Error::Unavailable(e))) => OutboxResult::Retry {
+                after: Duration::from_secs(2),
+                error: e,
+            },
+            Err(Failure::Store(e)) => OutboxResult::Failed {
+                error: e.to_string(),
+            },
+        }
+    }
+
+    /// The client, or the log line of a report that cannot be sent.
+    pub fn client_or_log(&self, item: &OutboxItem) -> Option<&GithubClient> {
+        if self.client.is_none() {
+            tracing::info!(kind = %item.kind, deployment = ?item.deployment_id, payload = %item.payload, "no GitHub credentials: would report");
+        }
+        self.client.as_deref()
+    }
+
+    pub(crate) async fn load(
+        &self,
+        tenant: &str,
+        id: DeploymentId,
+    ) -> Result<(Deployment, Release, Instance), Error> {
+        let store = Arc::clone(&self.store);
+        let tenant = tenant.to_string();
+        blocking(move || {
+            let d = store.get_deployment(&tenant, id)?;
+            let r = store.get_release(&tenant, d.release_id)?;
+            let i = store.get_instance(&tenant, d.instance_id)?;
+            Ok((d, r, i))
+        })
+        .await
+    }
+
+    pub(crate) fn instance_config(&self, tenant: &str, name: &str) -> Option<&InstanceConfig> {
+        self.config.instance(tenant, name)
+    }
+
+    async fn deployment_report(&self, item: &OutboxItem) -> Result<OutboxResult, Failure> {
+        let Some(id) = item.deployment_id else {
+            return Ok(OutboxResult::Failed {
+                error: "a deployment report without a deployment".into(),
+            });
+        };
+        let (d, release, instance) = self.load(&item.tenant_id, id).await?;
+        let cfg = self.instance_config(&item.tenant_id, &instance.name);
+        let Some(client) = self.client_or_log(item) else {
+            return Ok(OutboxResult::Skipped {
+                reason: "no GitHub credentials: logged only".into(),
+            });
+        };
+        let repo = instance.repo.as_str();
+        let installation = d.source.installation_id;
+        let log_url = (self.log_url)(&d);
+        match item.kind.as_str() {
+            DEPLOYMENT_CREATED => {
+                if release.commit_sha.is_empty() {
+                    return Ok(OutboxResult::Skipped {
+                        reason: "the release has no commit SHA: not mirrored on GitHub".into(),
+                    });
+                }
+                let mut body = json!({
+                    "ref": release.commit_sha,
+                    "task": "deploy",
+                    "environment": instance.environment,
+                    "auto_merge": false,
+                    "required_contexts": cfg.map(|c| c.required_contexts.clone()).unwrap_or_default(),
+                    "transient_environment": cfg.is_some_and(|c| c.transient_environment),
+                    "description": clip(&format!("v{} · {}", release.version, if d.source.trigger.is_empty() { &d.initiator } else { &d.source.trigger }), 140),
+                    "payload": {"deploybot": {
+                        "deployment_id": d.id.to_string(),
+                        "release_id": release.id.to_string(),
+                        "version": release.version,
+                        "image": release.image,
+                    }},
+                });
+                if let Some(production) = cfg.and_then(|c| c.production_environment) {
+                    body["production_environment"] = json!(production);
+                }
+                let github_id = client.create_deployment(repo, installation, &body).await?;
+                let store = Arc::clone(&self.store);
+                let tenant = item.tenant_id.clone();
+                blocking(move || store.set_github_deployment_id(&tenant, id, github_id)).await?;
+                Ok(OutboxResult::Sent)
+            }
+            DEPLOYMENT_STATUS => {
+                let Some(github_id) = d.github_deployment_id else {
+                    return Ok(OutboxResult::Skipped {
+                        reason: "no GitHub Deployment to report to".into(),
+                    });
+                };
+                let state = item.payload["state"].as_str().unwrap_or_default();
+                if state == DeployState::Running.as_str() {
+                    let store = Arc::clone(&self.store);
+                    let stale = item.clone();
+                    if blocking(move || store.newer_status_pending(&stale)).await? {
+                        return Ok(OutboxResult::Skipped {
+                            reason: "stale: a newer status replaces it".into(),
+                        });
+                    }
+                }
+                let message = item.payload["message"].as_str().unwrap_or_default();
+                let body = status_body(&d, &release, &instance, cfg, state, message, &log_url);
+                client
+                    .create_status(repo, installation, github_id, &body)
+                    .await?;
+                Ok(OutboxResult::Sent)
+            }
+            DEPLOYMENT_REACTION => {
+                let Some(comment) = d.source.comment_id else {
+                    return Ok(OutboxResult::Skipped {
+                        reason: "not triggered by a comment".into(),
+                    });
+                };
+                let content = item.payload["content"].as_str().unwrap_or("confused");
+                client.react(repo, installation, comment, content).await?;
+                Ok(OutboxResult::Sent)
+            }
+            _ => {
+                let Some(pr) = d.source.pull_request else {
+                    return Ok(OutboxResult::Skipped {
+                        reason: "not triggered on a pull request".into(),
+                    });
+                };
+                client
+                    .comment(
+                        repo,
+                        installation,
+                        pr,
+                        &outcome_reply(&d, &release, &instance, &log_url),
+                    )
+                    .await?;
+                Ok(OutboxResult::Sent)
+            }
+        }
+    }
+
+    async fn comment_reaction(&self, item: &OutboxItem) -> Result<OutboxResult, Failure> {
+        let Some(client) = self.client_or_log(item) else {
+            return Ok(OutboxResult::Skipped {
+                reason: "no GitHub credentials: logged only".into(),
+            });
+        };
+        let p = &item.payload;
+        client
+            .react(
+                p["repo"].as_str().unwrap_or_default(),
+                p["installation_id"].as_u64(),
+                p["comment_id"].as_u64().unwrap_or_default(),
+                p["content"].as_str().unwrap_or("eyes"),
+            )
+            .await?;
+        Ok(OutboxResult::Sent)
+    }
+
+    async fn comment_reply(&self, item: &OutboxItem) -> Result<OutboxResult, Failure> {
+        let Some(client) = self.client_or_log(item) else {
+            return Ok(OutboxResult::Skipped {
+                reason: "no GitHub credentials: logged only".into(),
+            });
+        };
+        let p = &item.payload;
+        client
+            .comment(
+                p["repo"].as_str().unwrap_or_default(),
+                p["installation_id"].as_u64(),
+                p["issue"].as_u64().unwrap_or_default(),
+                p["body"].as_str().unwrap_or_default(),
+            )
+            .await?;
+        Ok(OutboxResult::Sent)
+    }
+}
+
+/// Why handling an item failed.
+pub(crate) enum Failure {
+    Api(ApiError),
+    Store(Error),
+}
+
+impl From<ApiError> for Failure {
+    fn from(e: ApiError) -> Self {
+        Failure::Api(e)
+    }
+}
+
+impl From<Error> for Failure {
+    fn from(e: Error) -> Self {
+        Failure::Store(e)
+    }
+}
+
+/// A deployment status as GitHub wants it.
+fn status_body(
+    d: &Deployment,
+    release: &Release,
+    instance: &Instance,
+    cfg: Option<&InstanceConfig>,
+    state: &str,
+    message: &str,
+    log_url: &str,
+) -> Value {
+    let (github_state, description) = match state {
+        "pending" => ("queued", format!("v{} queued", release.version)),
+        "running" if message == "started" => (
+            "in_progress",
+            format!("v{} {} started", release.version, d.strategy),
+        ),
+        "running" => ("in_progress", format!("v{} {message}", release.version)),
+        "succeeded" if d.kind == DeployKind::Rollback => {
+            ("success", format!("restored v{}", release.version))
+        }
+        "succeeded" => (
+            "success",
+            format!("v{} deployed ({})", release.version, d.strategy),
+        ),
+        "failed" if message == WORKER_LOST => ("error", format!("v{}: {message}", release.version)),
+        "failed" => ("failure", format!("v{} failed: {message}", release.version)),
+        "rolled_back" => (
+            "failure",
+            format!("v{} rolled back: {message}", release.version),
+        ),
+        _ => (
+            "error",
+            format!(
+                "v{} {}",
+                release.version,
+                if message.is_empty() {
+                    "cancelled"
+                } else {
+                    message
+                }
+            ),
+        ),
+    };
+    let mut body = json!({
+        "state": github_state,
+        "description": clip(&description, 140),
+        "log_url": log_url,
+        "environment": instance.environment,
+    });
+    if let Some(url) = cfg.and_then(|c| c.environment_url.clone()) {
+        body["environment_url"] = json!(url);
+    }
+    if github_state == "success" {
+        body["auto_inactive"] = json!(true);
+    }
+    body
+}
+
+/// The one reply to a command, when its deployment ends.
+fn outcome_reply(d: &Deployment, release: &Release, instance: &Instance, log_url: &str) -> String {
+    let what = match d.kind {
+        DeployKind::Rollback => format!(
+            "Rollback of **{}** to **v{}**",
+            instance.environment, release.version
+        ),
+        DeployKind::Deploy => format!(
+            "Deployment of **v{}** to **{}**",
+            release.version, instance.environment
+        ),
+    };
+    let short: String = release.commit_sha.chars().take(7).collect();
+    let line = match d.state {
+        DeployState::Succeeded => {
+            format!("🚀 {what} succeeded ({}, `{}`).", d.strategy, release.image)
+        }
+        DeployState::RolledBack => format!(
+            "⚠️ {what} failed and the previous release was restored: {}",
+            d.error
+        ),
+        DeployState::Cancelled => format!("🛑 {what} was cancelled: {}", d.error),
+        _ => format!("❌ {what} failed: {}", d.error),
+    };
+    format!(
+        "{line}\n\nCommit `{short}` · [deployment {}]({log_url})",
+        d.id
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn descriptions_fit_githubs_limit() {
+        let long = "x".repeat(500);
+        let clipped = clip(&long, 140);
+        assert_eq!(clipped.chars().count(), 140);
+        assert!(clipped.ends_with('…'));
+        assert_eq!(clip("short", 140), "short");
+    }
+
+    #[test]
+    fn backoff_grows_and_honours_github() {
+        assert_eq!(backoff(1, Duration::ZERO), Duration::from_secs(1));
+        assert_eq!(backoff(4, Duration::ZERO), Duration::from_secs(8));
+        assert_eq!(backoff(30, Duration::ZERO), Duration::from_secs(600));
+        assert_eq!(backoff(1, Duration::from_secs(42)), Duration::from_secs(42));
+    }
+}

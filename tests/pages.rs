@@ -1,0 +1,1257 @@
+//! The HTML pages over real HTTP, on SQLite and PostgreSQL: what `/` and a deployment page
+//! show, escaping, secrets, sign-in, log tokens and the live events endpoint — and, at the
+//! end, a real headless Chromium that follows a running deployment's log as it grows.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use actix_web::dev::ServerHandle;
+use actix_web::{App, HttpServer, web};
+use chrono::{TimeDelta, Utc};
+use common::TestDb;
+use deploybot::config::{ApiConfig, ApiToken, Config, InstanceConfig, PagesConfig};
+use deploybot::deploy::{
+    CanarySteps, DeployRequest, DeployState, Deployment, Instance, InstanceSpec, Progress, Service,
+    Store,
+};
+use deploybot::provider::Provider;
+use deploybot::provider::catalog::ConfigCatalog;
+use deploybot::provider::command::CommandProvider;
+use deploybot::provider::noop::NoopProvider;
+use deploybot::server::AppState;
+use deploybot::server::pages::{log_token, log_url};
+use deploybot::store::DieselStore;
+use deploybot::worker::{Worker, WorkerSettings};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use tokio_util::sync::CancellationToken;
+
+const SECRET: &str = "pages-test-webhook-secret";
+const ACME_TOKEN: &str = "acme-pages-token-0f3c9a";
+const GLOBEX_TOKEN: &str = "globex-pages-token-77d2e1";
+const SHA: &str = "a10867b14bb761a232cd80139fbd4c0d33264240";
+const OWNER: &str = "pages-test";
+
+/// A running server with the pages on 127.0.0.1, over a test database.
+struct Site {
+    base: String,
+    config: Arc<Config>,
+    store: Arc<DieselStore>,
+    service: Service,
+    web: Instance,
+    api: Instance,
+    handle: ServerHandle,
+    shutdown: CancellationToken,
+    http: reqwest::Client,
+    _db: TestDb,
+}
+
+fn sha256_hex(text: &str) -> String {
+    hex::encode(Sha256::digest(text.as_bytes()))
+}
+
+fn spec(
+    name: &str,
+    environment: &str,
+    strategy: &str,
+    provider: Arc<dyn Provider>,
+) -> InstanceSpec {
+    InstanceSpec {
+        name: name.into(),
+        environment: environment.into(),
+        default_strategy: strategy.into(),
+        supersede: false,
+        provider,
+        health: None,
+        canary: CanarySteps {
+            steps: vec![10, 50, 100],
+            pause: Duration::from_millis(100),
+        },
+    }
+}
+
+impl Site {
+    /// Two tenants: acme (`web-production`, canary unless `web_provider` says otherwise)
+    /// and globex (`api-staging`). With `worker`, a worker pool runs what is queued.
+    async fn start(
+        db: TestDb,
+        public: bool,
+        web_provider: Option<Arc<dyn Provider>>,
+        worker: bool,
+    ) -> Site {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let config = Config {
+            public_url: base.clone(),
+            webhook_secrets: vec![SECRET.into()],
+            pages: PagesConfig { public },
+            api: ApiConfig {
+                tokens: vec![
+                    ApiToken {
+                        name: "ci".into(),
+                        tenant: "acme".into(),
+                        sha256: sha256_hex(ACME_TOKEN),
+                    },
+                    ApiToken {
+                        name: "globex-ci".into(),
+                        tenant: "globex".into(),
+                        sha256: sha256_hex(GLOBEX_TOKEN),
+                    },
+                ],
+            },
+            instances: vec![
+                InstanceConfig::new(
+                    "web-production",
+                    "acme/web",
+                    "production",
+                    "ghcr.io/acme/web:{sha}",
+                ),
+                InstanceConfig::new(
+                    "api-staging",
+                    "globex/api",
+                    "staging",
+                    "ghcr.io/globex/api:{sha}",
+                ),
+            ],
+            ..Config::default()
+        };
+        let config = Arc::new(config);
+        let store = Arc::clone(&db.store);
+        let web = store
+            .upsert_instance("acme", "web-production", "acme/web", "production")
+            .unwrap();
+        let api = store
+            .upsert_instance("globex", "api-staging", "globex/api", "staging")
+            .unwrap();
+
+        let (web_strategy, web_provider) = match web_provider {
+            Some(p) => ("recreate", p),
+            None => ("canary", Arc::new(NoopProvider) as Arc<dyn Provider>),
+        };
+        let mut catalog = ConfigCatalog::default();
+        catalog.insert(
+            "acme",
+            spec("web-production", "production", web_strategy, web_provider),
+        );
+        catalog.insert(
+            "globex",
+            spec("api-staging", "staging", "rolling", Arc::new(NoopProvider)),
+        );
+        let service = Service::new(Arc::clone(&store) as Arc<dyn Store>, Arc::new(catalog));
+        let shutdown = CancellationToken::new();
+        if worker {
+            let settings = WorkerSettings {
+                concurrency: 2,
+                lease: Duration::from_secs(5),
+                poll: Duration::from_millis(100),
+                grace: Duration::from_secs(5),
+            };
+            tokio::spawn(Arc::new(Worker::new(&service, settings)).run(shutdown.clone()));
+        }
+
+        let state = web::Data::new(AppState {
+            config: Arc::clone(&config),
+            store: Arc::clone(&store),
+            service: service.clone(),
+            worker_alive: CancellationToken::new(),
+        });
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(state.clone())
+                .configure(deploybot::server::pages::routes)
+        })
+        .workers(1)
+        .disable_signals()
+        .listen(listener)
+        .unwrap()
+        .run();
+        let handle = server.handle();
+        tokio::spawn(server);
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        Site {
+            base,
+            config,
+            store,
+            service,
+            web,
+            api,
+            handle,
+            shutdown,
+            http,
+            _db: db,
+        }
+    }
+
+    async fn stop(self) {
+        self.shutdown.cancel();
+        self.handle.stop(false).await;
+    }
+
+    async fn get(&self, path: &str, cookie: Option<&str>) -> Answer {
+        let mut request = self.http.get(format!("{}{path}", self.base));
+        if let Some(cookie) = cookie {
+            request = request.header("cookie", cookie);
+        }
+        Answer::from(request.send().await.unwrap()).await
+    }
+
+    async fn signin(&self, token: &str) -> Answer {
+        let request = self
+            .http
+            .post(format!("{}/signin", self.base))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(format!("token={token}&next=%2F"));
+        Answer::from(request.send().await.unwrap()).await
+    }
+
+    async fn deploy(&self, tenant: &str, instance: &Instance, request: Req<'_>) -> Deployment {
+        let request = DeployRequest {
+            instance_id: instance.id,
+            image: request.image.into(),
+            env: request
+                .env
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            strategy: String::new(),
+            notes: request.notes.into(),
+            commit_sha: SHA.into(),
+        };
+        self.service
+            .deploy(tenant, request, "octocat")
+            .await
+            .unwrap()
+    }
+
+    /// Claims `d` as a worker would, stores its progress and log lines.
+    fn run(&self, d: &Deployment, progress: Progress, lines: &[(&str, &str)]) -> Deployment {
+        let mut running = self
+            .store
+            .claim_next(OWNER, Duration::from_secs(300))
+            .unwrap()
+            .expect("a pending deployment to claim");
+        assert_eq!(running.id, d.id, "the test claims deployments in order");
+        running.progress = progress;
+        self.store.record_progress(&running, OWNER).unwrap();
+        let rows: Vec<(String, String)> = lines
+            .iter()
+            .map(|(s, l)| (s.to_string(), l.to_string()))
+            .collect();
+        self.store
+            .append_logs(&d.tenant_id, d.id, 1, &rows)
+            .unwrap();
+        running
+    }
+
+    fn finish(&self, mut running: Deployment, state: DeployState, error: &str) -> Deployment {
+        running.transition(state).unwrap();
+        running.error = error.into();
+        self.store.finish_deployment(&running, OWNER).unwrap();
+        running
+    }
+}
+
+/// What a test asks to deploy.
+struct Req<'a> {
+    image: &'a str,
+    notes: &'a str,
+    env: Vec<(&'a str, &'a str)>,
+}
+
+fn req(image: &str) -> Req<'_> {
+    Req {
+        image,
+        notes: "push to main",
+        env: vec![],
+    }
+}
+
+/// An HTTP answer, read whole.
+struct Answer {
+    status: u16,
+    location: String,
+    set_cookie: String,
+    content_type: String,
+    csp: String,
+    body: String,
+}
+
+impl Answer {
+    async fn from(response: reqwest::Response) -> Answer {
+        let header = |name: &str| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_string()
+        };
+        let (status, location, set_cookie, content_type, csp) = (
+            response.status().as_u16(),
+            header("location"),
+            header("set-cookie"),
+            header("content-type"),
+            header("content-security-policy"),
+        );
+        let body = response.text().await.unwrap();
+        Answer {
+            status,
+            location,
+            set_cookie,
+            content_type,
+            csp,
+            body,
+        }
+    }
+
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
+    }
+
+    fn assert_contains(&self, needles: &[&str]) {
+        for needle in needles {
+            assert!(
+                self.body.contains(needle),
+                "{needle:?} is missing from:\n{}",
+                self.body
+            );
+        }
+    }
+}
+
+/// What `seed` created.
+struct Seed {
+    /// acme v1: succeeded, the active release.
+    v1: Deployment,
+    /// acme v2: failed with an error.
+    v2: Deployment,
+    /// acme v3: running canary at 50%, with a log; its notes, image and log hold markup,
+    /// its env holds a secret value.
+    v3: Deployment,
+    /// acme v4: pending behind v3.
+    v4: Deployment,
+    /// globex v1: succeeded.
+    globex: Deployment,
+}
+
+const NOTES_SCRIPT: &str = "fix <script>alert(\"notes\")</script> & more";
+const LOG_SCRIPT: &str = "<script>alert('log')</script>";
+const SECRET_VALUE: &str = "hunter2-never-on-a-page";
+
+async fn seed(site: &Site) -> Seed {
+    let v1 = site
+        .deploy("acme", &site.web, req("ghcr.io/acme/web:v1"))
+        .await;
+    let run = site.run(&v1, Progress::default(), &[("stdout", "v1 is up")]);
+    let v1 = site.finish(run, DeployState::Succeeded, "");
+
+    let v2 = site
+        .deploy("acme", &site.web, req("ghcr.io/acme/web:v2"))
+        .await;
+    let run = site.run(
+        &v2,
+        Progress::default(),
+        &[("stderr", "connection refused")],
+    );
+    let v2 = site.finish(
+        run,
+        DeployState::Failed,
+        "health check failed: <b>503</b> from /healthz",
+    );
+
+    let v3 = site
+        .deploy(
+            "acme",
+            &site.web,
+            Req {
+                image: "ghcr.io/acme/web:v3<svg/onload=alert(1)>",
+                notes: NOTES_SCRIPT,
+                env: vec![("DATABASE_PASSWORD", SECRET_VALUE), ("LOG_LEVEL", "debug")],
+            },
+        )
+        .await;
+    let v3 = site.run(
+        &v3,
+        Progress {
+            phase: "shift".into(),
+            percent: 50,
+            message: "sending 50% of traffic to the canary".into(),
+        },
+        &[
+            ("deploybot", "[ 10%] start: starting the canary"),
+            ("stdout", "pulling ghcr.io/acme/web:v3"),
+            ("stdout", LOG_SCRIPT),
+            ("stderr", "\u{1b}[33mwarning\u{1b}[0m: slow start"),
+            (
+                "deploybot",
+                "[ 50%] shift: sending 50% of traffic to the canary",
+            ),
+        ],
+    );
+    let v4 = site
+        .deploy("acme", &site.web, req("ghcr.io/acme/web:v4"))
+        .await;
+
+    let globex = site
+        .deploy("globex", &site.api, req("ghcr.io/globex/api:v1"))
+        .await;
+    let run = site.run(&globex, Progress::default(), &[]);
+    let globex = site.finish(run, DeployState::Succeeded, "");
+    Seed {
+        v1,
+        v2,
+        v3,
+        v4,
+        globex,
+    }
+}
+
+/// `/` lists every instance with its active release and the latest deployments, each with
+/// its state badge and a link to its page.
+async fn index_lists_instances_and_latest_deployments(db: TestDb) {
+    let site = Site::start(db, true, None, false).await;
+    let seed = seed(&site).await;
+    let page = site.get("/", None).await;
+    assert_eq!(page.status, 200);
+    assert!(
+        page.content_type.starts_with("text/html"),
+        "{}",
+        page.content_type
+    );
+    page.assert_contains(&[
+        "web-production",
+        "acme/web",
+        "production",
+        "api-staging",
+        "globex/api",
+        "staging",
+        // The active release of web-production: v1, by octocat, with its commit.
+        "<strong>v1</strong> · <code>ghcr.io/acme/web:v1</code>",
+        &format!("href=\"https://github.com/acme/web/commit/{SHA}\">a10867b</a>"),
+        " by octocat",
+        "class=\"badge s-succeeded\">succeeded<",
+        "class=\"badge s-failed\">failed<",
+        "class=\"badge s-running\">running 50%<",
+        "class=\"badge s-pending\">pending<",
+    ]);
+    for d in [&seed.v1, &seed.v2, &seed.v3, &seed.v4, &seed.globex] {
+        page.assert_contains(&[&format!("href=\"/deployments/{}\"", d.id)]);
+    }
+    // Newest first.
+    let at = |d: &Deployment| page.body.find(&format!("/deployments/{}", d.id)).unwrap();
+    assert!(
+        at(&seed.v4) < at(&seed.v3) && at(&seed.v3) < at(&seed.v2) && at(&seed.v2) < at(&seed.v1)
+    );
+    site.stop().await;
+}
+
+/// A deployment page has the headline a person arriving from a pull request needs, the
+/// release, the strategy, the progress and the log; a failed one shows its error.
+async fn deployment_page_shows_release_strategy_progress_and_error(db: TestDb) {
+    let site = Site::start(db, true, None, false).await;
+    let seed = seed(&site).await;
+    let page = site
+        .get(&format!("/deployments/{}", seed.v3.id), None)
+        .await;
+    assert_eq!(page.status, 200);
+    page.assert_contains(&[
+        "<title>web-production · v3 · canary · running 50% — deploybot</title>",
+        "web-production · v3 · canary</span> <span id=\"state\" class=\"badge s-running\">running 50%</span>",
+        "<progress id=\"progress\" max=\"100\" value=\"50\">",
+        "<strong>shift</strong> — sending 50% of traffic to the canary",
+        &format!("href=\"https://github.com/acme/web/commit/{SHA}\">{SHA}</a>"),
+        "<dt>Strategy</dt><dd>canary</dd>",
+        "<dt>Initiator</dt><dd>octocat</dd>",
+        "<dt>Version</dt><dd>v3</dd>",
+        "pulling ghcr.io/acme/web:v3",
+        // ANSI colours are stripped from log lines.
+        ">warning: slow start\n",
+        // The timeline comes from the strategy's progress lines.
+        "<span class=\"pct\">50%</span> <strong>shift</strong>",
+        "data-final=\"false\"",
+        "data-after=\"5\"",
+        "● following live",
+    ]);
+    assert!(page.csp.contains("script-src 'sha256-"), "{}", page.csp);
+
+    let failed = site
+        .get(&format!("/deployments/{}", seed.v2.id), None)
+        .await;
+    assert_eq!(failed.status, 200);
+    failed.assert_contains(&[
+        "web-production · v2 · canary · failed",
+        "class=\"badge s-failed\">failed<",
+        "health check failed: &lt;b&gt;503&lt;/b&gt; from /healthz",
+        "data-final=\"true\"",
+        "connection refused",
+    ]);
+    assert!(
+        !failed
+            .body
+            .contains("<div id=\"error\" class=\"error\" hidden>")
+    );
+    // The running one has no error box showing.
+    page.assert_contains(&["<div id=\"error\" class=\"error\" hidden>"]);
+    site.stop().await;
+}
+
+/// Markup in notes, images and log lines is shown as text, never run.
+async fn values_from_the_database_are_escaped(db: TestDb) {
+    let site = Site::start(db, true, None, false).await;
+    let seed = seed(&site).await;
+    let page = site
+        .get(&format!("/deployments/{}", seed.v3.id), None)
+        .await;
+    page.assert_contains(&[
+        "fix &lt;script&gt;alert(&quot;notes&quot;)&lt;/script&gt; &amp; more",
+        "&lt;script&gt;alert(&#39;log&#39;)&lt;/script&gt;",
+        "ghcr.io/acme/web:v3&lt;svg/onload=alert(1)&gt;",
+    ]);
+    let index = site.get("/", None).await;
+    for body in [&page.body, &index.body] {
+        // The only script element is the page's own.
+        assert_eq!(body.matches("<script").count(), 1, "{body}");
+        assert!(!body.contains("<svg"), "{body}");
+    }
+    site.stop().await;
+}
+
+/// Env values are never shown (keys are), on the pages or in the events.
+async fn env_values_never_appear(db: TestDb) {
+    let site = Site::start(db, true, None, false).await;
+    let seed = seed(&site).await;
+    let page = site
+        .get(&format!("/deployments/{}", seed.v3.id), None)
+        .await;
+    page.assert_contains(&[
+        "<code>DATABASE_PASSWORD</code>, <code>LOG_LEVEL</code>",
+        "values are not shown",
+    ]);
+    let index = site.get("/", None).await;
+    let events = site
+        .get(&format!("/deployments/{}/events", seed.v3.id), None)
+        .await;
+    assert_eq!(events.status, 200);
+    for body in [&page.body, &index.body, &events.body] {
+        assert!(!body.contains(SECRET_VALUE), "an env value leaked:\n{body}");
+        assert!(!body.contains("debug"), "an env value leaked:\n{body}");
+    }
+    site.stop().await;
+}
+
+/// Private pages send people without a session to the sign-in form.
+async fn private_pages_redirect_to_signin(db: TestDb) {
+    let site = Site::start(db, false, None, false).await;
+    let seed = seed(&site).await;
+    let index = site.get("/", None).await;
+    assert_eq!(index.status, 303);
+    assert_eq!(index.location, "/signin?next=/&reason=signin_required");
+    let page = site
+        .get(&format!("/deployments/{}", seed.v3.id), None)
+        .await;
+    assert_eq!(page.status, 303);
+    assert_eq!(
+        page.location,
+        format!(
+            "/signin?next=/deployments/{}&reason=signin_required",
+            seed.v3.id
+        )
+    );
+    assert!(!page.body.contains("web-production"));
+    let events = site
+        .get(&format!("/deployments/{}/events", seed.v3.id), None)
+        .await;
+    assert_eq!(events.status, 401);
+    assert_eq!(events.json()["error"]["code"], "unauthenticated");
+
+    let form = site.get(&page.location, None).await;
+    assert_eq!(form.status, 200);
+    form.assert_contains(&[
+        "Sign in to see deployments.",
+        "<form method=\"post\" action=\"/signin\">",
+        &format!("name=\"next\" value=\"/deployments/{}\"", seed.v3.id),
+        "type=\"password\"",
+    ]);
+    // A `next` leading off-site is replaced by `/`.
+    let offsite = site.get("/signin?next=//evil.example/x", None).await;
+    offsite.assert_contains(&["name=\"next\" value=\"/\""]);
+    site.stop().await;
+}
+
+/// Signing in with a tenant's API token shows that tenant only; signing out ends it.
+async fn signin_with_a_valid_token_shows_only_its_tenant(db: TestDb) {
+    let site = Site::start(db, false, None, false).await;
+    let seed = seed(&site).await;
+    let answer = site.signin(ACME_TOKEN).await;
+    assert_eq!(answer.status, 303, "{}", answer.body);
+    assert_eq!(answer.location, "/");
+    let cookie = &answer.set_cookie;
+    assert!(cookie.starts_with("deploybot_session="), "{cookie}");
+    for flag in ["HttpOnly", "SameSite=Lax", "Path=/"] {
+        assert!(cookie.contains(flag), "{flag} missing: {cookie}");
+    }
+    assert!(
+        !cookie.contains("Secure"),
+        "plain-http public_url, no Secure: {cookie}"
+    );
+    assert!(
+        !cookie.contains(ACME_TOKEN),
+        "the token itself is not stored: {cookie}"
+    );
+    let session = cookie.split(';').next().unwrap().to_string();
+
+    let index = site.get("/", Some(&session)).await;
+    assert_eq!(index.status, 200);
+    index.assert_contains(&["web-production", "signed in as <strong>ci</strong> (acme)"]);
+    assert!(
+        !index.body.contains("api-staging") && !index.body.contains("globex"),
+        "{}",
+        index.body
+    );
+
+    let own = site
+        .get(&format!("/deployments/{}", seed.v3.id), Some(&session))
+        .await;
+    assert_eq!(own.status, 200);
+    let other = site
+        .get(&format!("/deployments/{}", seed.globex.id), Some(&session))
+        .await;
+    assert_eq!(other.status, 404);
+    other.assert_contains(&["Deployment not found"]);
+    assert!(!other.body.contains("api-staging"));
+    let other_events = site
+        .get(
+            &format!("/deployments/{}/events", seed.globex.id),
+            Some(&session),
+        )
+        .await;
+    assert_eq!(other_events.status, 404);
+
+    // A changed session value is worthless.
+    let (name, value) = session.split_once('=').unwrap();
+    let mut chars: Vec<char> = value.chars().collect();
+    chars[5] = if chars[5] == 'A' { 'B' } else { 'A' };
+    let tampered = format!("{name}={}", chars.into_iter().collect::<String>());
+    assert_ne!(tampered, session);
+    assert_eq!(site.get("/", Some(&tampered)).await.status, 303);
+
+    let out = site
+        .http
+        .post(format!("{}/signout", site.base))
+        .header("cookie", &session)
+        .send()
+        .await
+        .unwrap();
+    let out = Answer::from(out).await;
+    assert_eq!(out.status, 303);
+    assert_eq!(out.location, "/signin?reason=signed_out");
+    assert!(out.set_cookie.contains("deploybot_session=;") && out.set_cookie.contains("Max-Age=0"));
+    site.stop().await;
+}
+
+/// A wrong token signs nobody in, and a sign-in posted from another site is refused.
+async fn an_invalid_token_is_refused(db: TestDb) {
+    let site = Site::start(db, false, None, false).await;
+    let answer = site.signin("not-a-configured-token").await;
+    assert_eq!(answer.status, 401);
+    assert!(answer.set_cookie.is_empty(), "{}", answer.set_cookie);
+    answer.assert_contains(&["does not match any configured API token"]);
+    // The hash of a token is not a token.
+    assert_eq!(site.signin(&sha256_hex(ACME_TOKEN)).await.status, 401);
+
+    let cross_site = site
+        .http
+        .post(format!("{}/signin", site.base))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("origin", "https://evil.example")
+        .body(format!("token={ACME_TOKEN}"))
+        .send()
+        .await
+        .unwrap();
+    let cross_site = Answer::from(cross_site).await;
+    assert_eq!(cross_site.status, 403);
+    assert!(cross_site.set_cookie.is_empty());
+    // The same post from this site works.
+    let same_site = site
+        .http
+        .post(format!("{}/signin", site.base))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("origin", site.base.as_str())
+        .body(format!("token={GLOBEX_TOKEN}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(Answer::from(same_site).await.status, 303);
+    site.stop().await;
+}
+
+/// The `log_url` token opens its one deployment without an account; a token for another
+/// deployment, a changed one and an expired one do not.
+async fn a_log_token_opens_exactly_its_deployment(db: TestDb) {
+    let site = Site::start(db, false, None, false).await;
+    let seed = seed(&site).await;
+    let url = log_url(&site.config, seed.v3.id);
+    let prefix = format!("{}/deployments/{}?token=", site.base, seed.v3.id);
+    assert!(url.starts_with(&prefix), "{url}");
+    let token = url[prefix.len()..].to_string();
+
+    let page = site.get(&url[site.base.len()..], None).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    page.assert_contains(&[
+        "web-production · v3 · canary",
+        &format!("data-token=\"{token}\""),
+    ]);
+    // No session: no link to the list, which it could not open.
+    assert!(!page.body.contains("All deployments"));
+    let events = site
+        .get(
+            &format!("/deployments/{}/events?after=0&token={token}", seed.v3.id),
+            None,
+        )
+        .await;
+    assert_eq!(events.status, 200);
+    assert_eq!(events.json()["lines"].as_array().unwrap().len(), 5);
+
+    // The globex deployment opens too (the token names the deployment, not a tenant).
+    let globex_token = log_token(
+        SECRET.as_bytes(),
+        seed.globex.id,
+        Utc::now() + TimeDelta::hours(1),
+    );
+    let globex = site
+        .get(
+            &format!("/deployments/{}?token={globex_token}", seed.globex.id),
+            None,
+        )
+        .await;
+    assert_eq!(globex.status, 200);
+    globex.assert_contains(&["api-staging · v1 · rolling · succeeded"]);
+
+    let denied = |answer: &Answer, reason: &str| {
+        assert_eq!(answer.status, 303, "{}", answer.body);
+        assert!(
+            answer.location.ends_with(&format!("&reason={reason}")),
+            "{}",
+            answer.location
+        );
+        assert!(!answer.body.contains("web-production"));
+    };
+    // Another deployment with this token.
+    denied(
+        &site
+            .get(&format!("/deployments/{}?token={token}", seed.v2.id), None)
+            .await,
+        "link_invalid",
+    );
+    // A changed tag, and a changed expiry.
+    let last = token.chars().last().unwrap();
+    let changed = format!(
+        "{}{}",
+        &token[..token.len() - 1],
+        if last == 'A' { 'B' } else { 'A' }
+    );
+    denied(
+        &site
+            .get(
+                &format!("/deployments/{}?token={changed}", seed.v3.id),
+                None,
+            )
+            .await,
+        "link_invalid",
+    );
+    let (expires, tag) = token.split_once('.').unwrap();
+    let later = format!("{}.{tag}", expires.parse::<i64>().unwrap() + 86_400);
+    denied(
+        &site
+            .get(&format!("/deployments/{}?token={later}", seed.v3.id), None)
+            .await,
+        "link_invalid",
+    );
+    // Signed with another secret.
+    let foreign = log_token(
+        b"another-secret",
+        seed.v3.id,
+        Utc::now() + TimeDelta::hours(1),
+    );
+    denied(
+        &site
+            .get(
+                &format!("/deployments/{}?token={foreign}", seed.v3.id),
+                None,
+            )
+            .await,
+        "link_invalid",
+    );
+    // Genuine but expired.
+    let expired = log_token(
+        SECRET.as_bytes(),
+        seed.v3.id,
+        Utc::now() - TimeDelta::minutes(1),
+    );
+    let answer = site
+        .get(
+            &format!("/deployments/{}?token={expired}", seed.v3.id),
+            None,
+        )
+        .await;
+    denied(&answer, "link_expired");
+    let form = site.get(&answer.location, None).await;
+    form.assert_contains(&["This deployment link has expired."]);
+    let events = site
+        .get(
+            &format!("/deployments/{}/events?token={expired}", seed.v3.id),
+            None,
+        )
+        .await;
+    assert_eq!(events.status, 401);
+    // The token opens no other page.
+    assert_eq!(
+        site.get(&format!("/?token={token}"), None).await.status,
+        303
+    );
+    site.stop().await;
+}
+
+/// `/deployments/{id}/events?after=SEQ` answers the lines after SEQ, the state and progress.
+async fn events_return_lines_after_seq(db: TestDb) {
+    let site = Site::start(db, true, None, false).await;
+    let seed = seed(&site).await;
+    let events = site
+        .get(&format!("/deployments/{}/events?after=2", seed.v3.id), None)
+        .await;
+    assert_eq!(events.status, 200);
+    let json = events.json();
+    let seqs: Vec<i64> = json["lines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["seq"].as_i64().unwrap())
+        .collect();
+    assert_eq!(seqs, [3, 4, 5]);
+    assert_eq!(json["lines"][0]["line"], LOG_SCRIPT);
+    assert_eq!(json["lines"][0]["stream"], "stdout");
+    assert_eq!(json["lines"][1]["line"], "warning: slow start");
+    assert_eq!(json["next_after"], 5);
+    assert_eq!(json["state"], "running");
+    assert_eq!(json["final"], false);
+    assert_eq!(json["label"], "running 50%");
+    assert_eq!(json["title"], "web-production · v3 · canary · running 50%");
+    assert_eq!(
+        json["progress"],
+        json!({"phase": "shift", "percent": 50, "message": "sending 50% of traffic to the canary"})
+    );
+
+    let none = site
+        .get(&format!("/deployments/{}/events?after=5", seed.v3.id), None)
+        .await
+        .json();
+    assert_eq!(none["lines"], json!([]));
+    assert_eq!(none["next_after"], 5);
+
+    let failed = site
+        .get(&format!("/deployments/{}/events", seed.v2.id), None)
+        .await
+        .json();
+    assert_eq!(failed["final"], true);
+    assert_eq!(
+        failed["error"],
+        "health check failed: <b>503</b> from /healthz"
+    );
+
+    let bad = site
+        .get(
+            &format!("/deployments/{}/events?after=abc", seed.v3.id),
+            None,
+        )
+        .await;
+    assert_eq!(bad.status, 400);
+    assert_eq!(bad.json()["error"]["code"], "invalid_request");
+    assert_eq!(
+        site.get("/deployments/dep_nope/events", None).await.status,
+        404
+    );
+    site.stop().await;
+}
+
+/// Unknown and malformed ids get a page that says so, with a way back.
+async fn unknown_and_malformed_ids_get_a_friendly_404(db: TestDb) {
+    let site = Site::start(db, true, None, false).await;
+    let _seed = seed(&site).await;
+    let unknown = deploybot::deploy::DeploymentId::new();
+    for path in [
+        format!("/deployments/{unknown}"),
+        "/deployments/not-an-id".to_string(),
+        "/deployments/inst_01h455vb4pex5vsknk084sn02q".to_string(),
+        "/deployments/%3Cscript%3E".to_string(),
+    ] {
+        let page = site.get(&path, None).await;
+        assert_eq!(page.status, 404, "{path}");
+        assert!(page.content_type.starts_with("text/html"));
+        page.assert_contains(&[
+            "Deployment not found",
+            "<a href=\"/\">Go to all deployments</a>",
+        ]);
+        assert_eq!(page.body.matches("<script").count(), 1, "{}", page.body);
+    }
+    site.stop().await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Real browser
+// ---------------------------------------------------------------------------------------------
+
+/// Headless Chromium driven over the DevTools protocol on a pipe (`--remote-debugging-pipe`:
+/// JSON messages separated by NUL bytes on file descriptors 3 and 4), so no WebDriver and no
+/// WebSocket client is needed.
+struct Browser {
+    child: Child,
+    to_browser: std::io::PipeWriter,
+    replies: mpsc::Receiver<Value>,
+    next_id: u64,
+    _profile: tempfile::TempDir,
+}
+
+/// The Chromium binary: `DEPLOYBOT_CHROMIUM`, else the first of the usual names on PATH.
+fn find_chromium() -> Option<PathBuf> {
+    if let Some(path) = std::env::var_os("DEPLOYBOT_CHROMIUM") {
+        return Some(PathBuf::from(path));
+    }
+    let path = std::env::var_os("PATH")?;
+    [
+        "chromium",
+        "chromium-browser",
+        "google-chrome",
+        "google-chrome-stable",
+    ]
+    .iter()
+    .flat_map(|name| std::env::split_paths(&path).map(move |dir| dir.join(name)))
+    .find(|candidate| candidate.is_file())
+}
+
+impl Browser {
+    fn launch(binary: &Path) -> Browser {
+        use std::os::fd::AsRawFd;
+        use std::os::unix::process::CommandExt;
+        let profile = tempfile::tempdir().unwrap();
+        let (browser_reads, to_browser) = std::io::pipe().unwrap();
+        let (from_browser, browser_writes) = std::io::pipe().unwrap();
+        let (fd_in, fd_out) = (browser_reads.as_raw_fd(), browser_writes.as_raw_fd());
+        let mut command = Command::new(binary);
+        command
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-dev-shm-usage",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+                "--window-size=1280,1100",
+                "--remote-debugging-pipe",
+            ])
+            .arg(format!("--user-data-dir={}", profile.path().display()))
+            .arg("about:blank")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        // SAFETY: between fork and exec only async-signal-safe calls (fcntl, dup2, close).
+        unsafe {
+            command.pre_exec(move || {
+                // Move both ends above 3 and 4 first, so placing one cannot clobber the other.
+                let a = libc::fcntl(fd_in, libc::F_DUPFD, 10);
+                let b = libc::fcntl(fd_out, libc::F_DUPFD, 10);
+                if a < 0 || b < 0 || libc::dup2(a, 3) < 0 || libc::dup2(b, 4) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                libc::close(a);
+                libc::close(b);
+                Ok(())
+            });
+        }
+        let child = command.spawn().unwrap();
+        drop((browser_reads, browser_writes));
+        let (tx, replies) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut reader = BufReader::new(from_browser);
+            let mut message = Vec::new();
+            while reader.read_until(0, &mut message).unwrap_or(0) > 0 {
+                message.pop_if(|b| *b == 0);
+                if let Ok(value) = serde_json::from_slice::<Value>(&message)
+                    && tx.send(value).is_err()
+                {
+                    return;
+                }
+                message.clear();
+            }
+        });
+        Browser {
+            child,
+            to_browser,
+            replies,
+            next_id: 1,
+            _profile: profile,
+        }
+    }
+
+    fn call(&mut self, session: Option<&str>, method: &str, params: Value) -> Value {
+        let id = self.next_id;
+        self.next_id += 1;
+        let mut message = json!({"id": id, "method": method, "params": params});
+        if let Some(session) = session {
+            message["sessionId"] = json!(session);
+        }
+        let mut bytes = serde_json::to_vec(&message).unwrap();
+        bytes.push(0);
+        self.to_browser.write_all(&bytes).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let reply = self
+                .replies
+                .recv_timeout(left)
+                .unwrap_or_else(|e| panic!("Chromium did not answer {method}: {e}"));
+            if reply["id"] == id {
+                assert!(reply.get("error").is_none(), "{method} failed: {reply}");
+                return reply["result"].clone();
+            }
+        }
+    }
+
+    /// Opens `url` in a new tab and waits until it has loaded; returns the tab's session.
+    fn open(&mut self, url: &str) -> String {
+        let target = self.call(None, "Target.createTarget", json!({"url": url}));
+        let target_id = target["targetId"].as_str().unwrap().to_string();
+        let attached = self.call(
+            None,
+            "Target.attachToTarget",
+            json!({"targetId": target_id, "flatten": true}),
+        );
+        let session = attached["sessionId"].as_str().unwrap().to_string();
+        let check = format!(
+            "location.href === {} && document.readyState === 'complete'",
+            json!(url)
+        );
+        self.wait_for(&session, &check, Duration::from_secs(30));
+        session
+    }
+
+    fn eval(&mut self, session: &str, expression: &str) -> Value {
+        let result = self.call(
+            Some(session),
+            "Runtime.evaluate",
+            json!({"expression": expression, "returnByValue": true}),
+        );
+        assert!(
+            result.get("exceptionDetails").is_none(),
+            "{expression}: {result}"
+        );
+        result["result"]["value"].clone()
+    }
+
+    /// Waits until `expression` is true in the tab.
+    fn wait_for(&mut self, session: &str, expression: &str, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while self.eval(session, expression) != json!(true) {
+            assert!(
+                Instant::now() < deadline,
+                "still not true after {timeout:?}: {expression}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn screenshot(&mut self, session: &str, path: &Path) {
+        use base64::Engine as _;
+        let shot = self.call(
+            Some(session),
+            "Page.captureScreenshot",
+            json!({"format": "png"}),
+        );
+        let png = base64::engine::general_purpose::STANDARD
+            .decode(shot["data"].as_str().unwrap())
+            .unwrap();
+        std::fs::write(path, png).unwrap();
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = self
+            .to_browser
+            .write_all(b"{\"id\":0,\"method\":\"Browser.close\"}\0");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Says loudly (past the test harness's output capture) that the browser test did not run.
+fn skip_browser(reason: &str) {
+    if std::env::var_os("DEPLOYBOT_REQUIRE_BROWSER").is_some() {
+        panic!("DEPLOYBOT_REQUIRE_BROWSER is set but {reason}");
+    }
+    let _ = writeln!(
+        std::io::stderr(),
+        "SKIPPED pages browser test: {reason}. Install Chromium (`apt-get install -y chromium`) \
+         or point DEPLOYBOT_CHROMIUM at a Chromium binary to run it."
+    );
+}
+
+/// A deploy script that prints a line every 200 ms for about six seconds.
+fn chatty_script(dir: &Path) -> PathBuf {
+    let path = dir.join("deploy.sh");
+    std::fs::write(
+        &path,
+        "#!/bin/bash\nfor i in $(seq 1 30); do echo \"building step $i of 30\"; sleep 0.2; done\n",
+    )
+    .unwrap();
+    let mut perms = std::fs::metadata(&path).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
+    std::fs::set_permissions(&path, perms).unwrap();
+    path
+}
+
+/// Real headless Chromium loads `/` and a running deployment's page, and the page's script
+/// appends the log lines the worker writes while the deployment runs, until it succeeds.
+async fn a_browser_follows_a_running_deployment(db: TestDb) {
+    let Some(chromium) = find_chromium() else {
+        skip_browser("no chromium binary was found on PATH");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let provider = Arc::new(CommandProvider {
+        argv: vec![chatty_script(dir.path()).display().to_string()],
+        timeout: Duration::from_secs(60),
+        kill_grace: Duration::from_secs(2),
+    });
+    let site = Site::start(db, true, Some(provider), true).await;
+    let d = site
+        .deploy("acme", &site.web, req("ghcr.io/acme/web:live"))
+        .await;
+    // Wait until it runs and a few lines are stored, so the page starts mid-log.
+    let started = Instant::now();
+    loop {
+        let lines = site.service.read_logs("acme", d.id, 0, 1000).await.unwrap();
+        if lines
+            .iter()
+            .filter(|l| l.line.starts_with("building step"))
+            .count()
+            >= 3
+        {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the deployment never started logging"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let base = site.base.clone();
+    let id = d.id.to_string();
+    let screenshot = std::env::var_os("DEPLOYBOT_SCREENSHOT").map(PathBuf::from);
+    let seen = tokio::task::spawn_blocking(move || {
+        let mut browser = Browser::launch(&chromium);
+
+        let index = browser.open(&format!("{base}/"));
+        if let Some(path) = &screenshot {
+            browser.screenshot(&index, &path.with_extension("index.png"));
+        }
+        let text = browser.eval(&index, "document.querySelector('main').innerText");
+        let text = text.as_str().unwrap();
+        assert!(text.contains("web-production") && text.contains("acme/web"), "{text}");
+        assert!(text.contains("running"), "{text}");
+
+        let tab = browser.open(&format!("{base}/deployments/{id}"));
+        let headline = browser.eval(&tab, "document.querySelector('h1').innerText");
+        assert!(
+            headline.as_str().unwrap().starts_with("web-production · v1 · recreate"),
+            "{headline}"
+        );
+        let count = "document.querySelectorAll('#log .line').length";
+        let rendered = browser.eval(&tab, count).as_u64().unwrap();
+        assert!(rendered >= 3, "the server rendered {rendered} lines");
+        // The script appends what the worker writes from now on.
+        browser.wait_for(
+            &tab,
+            &format!("{count} > {rendered} && document.querySelectorAll('#log .line.live').length > 0"),
+            Duration::from_secs(15),
+        );
+        let midway = browser.eval(&tab, count).as_u64().unwrap();
+        if let Some(path) = &screenshot {
+            browser.screenshot(&tab, path);
+        }
+        // … until the deployment succeeds and the log is complete.
+        browser.wait_for(
+            &tab,
+            "document.getElementById('state').textContent === 'succeeded' && document.getElementById('live').hidden",
+            Duration::from_secs(60),
+        );
+        let seqs = browser.eval(&tab, "[...document.querySelectorAll('#log .line')].map(e => Number(e.dataset.seq))");
+        let steps = browser.eval(
+            &tab,
+            "[...document.querySelectorAll('#log .line')].filter(e => e.textContent.includes('building step')).length",
+        );
+        let title = browser.eval(&tab, "document.title");
+        (rendered, midway, seqs, steps, title)
+    })
+    .await
+    .unwrap();
+    let (rendered, midway, seqs, steps, title) = seen;
+    assert!(
+        midway > rendered,
+        "{midway} lines midway, {rendered} at load"
+    );
+    assert_eq!(steps, json!(30), "every line of the script, once");
+    let stored = site
+        .service
+        .read_logs("acme", d.id, 0, 10_000)
+        .await
+        .unwrap();
+    let expected: Vec<i64> = stored.iter().map(|l| l.seq).collect();
+    assert_eq!(
+        seqs,
+        json!(expected),
+        "the page shows the stored log, in order, without gaps or repeats"
+    );
+    assert_eq!(
+        title,
+        "web-production · v1 · recreate · succeeded — deploybot"
+    );
+    let _ = writeln!(
+        std::io::stderr(),
+        "pages browser test: Chromium showed {rendered} lines at load, {midway} a moment later, {} at the end",
+        expected.len()
+    );
+    site.stop().await;
+}
+
+both_backends_async!(
+    index_lists_instances_and_latest_deployments,
+    deployment_page_shows_release_strategy_progress_and_error,
+    values_from_the_database_are_escaped,
+    env_values_never_appear,
+    private_pages_redirect_to_signin,
+    signin_with_a_valid_token_shows_only_its_tenant,
+    an_invalid_token_is_refused,
+    a_log_token_opens_exactly_its_deployment,
+    events_return_lines_after_seq,
+    unknown_and_malformed_ids_get_a_friendly_404,
+    a_browser_follows_a_running_deployment,
+);
