@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use deploybot::cli::{self, client, simulate};
 use deploybot::config::Config;
 use deploybot::server::{self, ServeOptions};
 
@@ -41,6 +42,25 @@ enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
+    /// Sign and send a realistic GitHub webhook to a running server (try the bot without GitHub).
+    Simulate {
+        #[command(subcommand)]
+        event: simulate::Event,
+    },
+    /// Deploy a new release of an instance.
+    Deploy(client::DeployArgs),
+    /// Return an instance to an earlier release (default: the previous one).
+    Rollback(client::RollbackArgs),
+    /// Cancel a pending or running deployment.
+    Cancel(client::CancelArgs),
+    /// List an instance's deployments, newest first.
+    Deployments(client::ListArgs),
+    /// List an instance's releases, highest version first.
+    Releases(client::ListArgs),
+    /// List the instances with their active release.
+    Instances(client::InstancesArgs),
+    /// Follow a deployment's progress and log until it ends (exit 0 succeeded, 1 not).
+    Watch(client::WatchArgs),
 }
 
 #[derive(Subcommand)]
@@ -56,7 +76,7 @@ fn init_logging() {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_env("DEPLOYBOT_LOG")
         .or_else(|_| EnvFilter::try_from_default_env())
-        .unwrap_or_else(|_| EnvFilter::new("info,actix_server=warn"));
+        .unwrap_or_else(|_| EnvFilter::new("info,actix_server=warn,octocrab=off"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -124,5 +144,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 Ok(ExitCode::FAILURE)
             }
         },
+        Command::Simulate { event } => Ok(cli::run(simulate::run(event))),
+        Command::Deploy(args) => Ok(cli::run(client::deploy(args))),
+        Command::Rollback(args) => Ok(cli::run(client::rollback(args))),
+        Command::Cancel(args) => Ok(cli::run(client::cancel(args))),
+        Command::Deployments(args) => Ok(cli::run(client::deployments(args))),
+        Command::Releases(args) => Ok(cli::run(client::releases(args))),
+        Command::Instances(args) => Ok(cli::run(client::instances(args))),
+        Command::Watch(args) => Ok(cli::run(client::watch(args))),
     }
 }

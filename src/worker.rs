@@ -9,6 +9,7 @@ use async_trait::async_trait;
 use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::deploy::service::{Running, blocking};
 use crate::deploy::{
@@ -108,10 +109,14 @@ impl Worker {
             match blocking(move || store.claim_next(&owner, lease)).await {
                 Ok(Some(deployment)) => {
                     let me = Arc::clone(&self);
-                    tasks.spawn(async move {
-                        me.run_one(deployment).await;
-                        drop(permit);
-                    });
+                    let span = tracing::info_span!("deployment", deployment = %deployment.id);
+                    tasks.spawn(
+                        async move {
+                            me.run_one(deployment).await;
+                            drop(permit);
+                        }
+                        .instrument(span),
+                    );
                     continue;
                 }
                 Ok(None) => {}
@@ -149,6 +154,7 @@ impl Worker {
                 Ok(recovered) => {
                     for d in recovered {
                         tracing::warn!(deployment = %d.id, "worker lost; deployment marked failed");
+                        crate::server::metrics::global().deployment_finished(&d);
                     }
                 }
                 Err(e) => tracing::warn!(error = %e, "lease recovery failed; retrying"),
@@ -163,9 +169,6 @@ impl Worker {
     /// Runs one claimed deployment to its end.
     async fn run_one(self: Arc<Self>, mut deployment: Deployment) {
         let id = deployment.id;
-        let span = tracing::info_span!("deployment", deployment = %id);
-        let _enter = span.enter();
-        drop(_enter);
         let token = CancellationToken::new();
         self.running.register(id, token.clone());
         let (log, lines) = LogSink::channel(4096);
@@ -235,6 +238,7 @@ impl Worker {
             match blocking(move || store.finish_deployment(&d, &owner)).await {
                 Ok(()) => {
                     tracing::info!(deployment = %id, state = %state, "deployment finished");
+                    crate::server::metrics::global().deployment_finished(&deployment);
                     return;
                 }
                 Err(Error::Unavailable(e)) => {

@@ -923,7 +923,7 @@ struct Browser {
 /// The Chromium binary: `DEPLOYBOT_CHROMIUM`, else the first of the usual names on PATH.
 fn find_chromium() -> Option<PathBuf> {
     if let Some(path) = std::env::var_os("DEPLOYBOT_CHROMIUM") {
-        return Some(PathBuf::from(path));
+        return Some(PathBuf::from(path)).filter(|p| p.is_file());
     }
     let path = std::env::var_os("PATH")?;
     [
@@ -1131,7 +1131,9 @@ fn chatty_script(dir: &Path) -> PathBuf {
 /// appends the log lines the worker writes while the deployment runs, until it succeeds.
 async fn a_browser_follows_a_running_deployment(db: TestDb) {
     let Some(chromium) = find_chromium() else {
-        skip_browser("no chromium binary was found on PATH");
+        skip_browser(
+            "no Chromium binary was found (DEPLOYBOT_CHROMIUM, or chromium, chromium-browser, google-chrome on PATH)",
+        );
         return;
     };
     let dir = tempfile::tempdir().unwrap();

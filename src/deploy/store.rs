@@ -198,6 +198,9 @@ pub trait Store: Send + Sync + 'static {
     /// (pending, failed) outbox items, for metrics.
     fn outbox_counts(&self) -> Result<(i64, i64), Error>;
 
+    /// How many deployments of all tenants are in each state (absent states: none), for metrics.
+    fn count_by_state(&self) -> Result<Vec<(super::DeployState, i64)>, Error>;
+
     /// Stores the id of the GitHub Deployment mirroring a deployment.
     fn set_github_deployment_id(
         &self,

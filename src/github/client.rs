@@ -1,6 +1,7 @@
-//! The GitHub API client, on octocrab: a GitHub App (per-installation tokens, minted and
-//! refreshed by octocrab, looked up per repository when the webhook did not name the
-//! installation) or a plain token. Every answer is classified for the outbox: sent,
+//! The GitHub API client: a GitHub App (per-installation tokens, minted, cached and
+//! refreshed by octocrab, the installation looked up per repository when the webhook did
+//! not name it) or a plain token. Requests go out through reqwest so that deploybot
+//! controls every header (octocrab would add a second `User-Agent: octocrab`). Every answer is classified for the outbox: sent,
 //! retry later (network, 5xx, 429, secondary rate limits — honouring `Retry-After` and
 //! `x-ratelimit-reset`), or refused for good (other 4xx, with GitHub's message).
 
@@ -9,9 +10,9 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
-use http::header::{ACCEPT, HeaderName, USER_AGENT};
 use octocrab::Octocrab;
 use octocrab::models::{AppId, InstallationId};
+use octocrab::secrecy::ExposeSecret;
 use serde_json::{Value, json};
 
 use crate::config::GithubConfig;
@@ -41,8 +42,11 @@ pub struct PullRequest {
 
 /// A GitHub API client for every repository deploybot serves.
 pub struct GithubClient {
-    root: Octocrab,
-    app: bool,
+    http: reqwest::Client,
+    api_url: String,
+    /// The App (JWT) client that mints installation tokens; `None` with a plain token.
+    app: Option<Octocrab>,
+    token: Option<String>,
     installations: Mutex<HashMap<u64, Octocrab>>,
     repo_installations: Mutex<HashMap<String, u64>>,
     rate_remaining: AtomicI64,
@@ -67,42 +71,55 @@ fn repo_path(repo: &str) -> String {
 impl GithubClient {
     /// Builds the client from the configuration; `None` when no credentials are set.
     pub fn from_config(config: &GithubConfig) -> Result<Option<Self>, String> {
-        let builder = Octocrab::builder()
-            .base_uri(config.api_url.as_str())
-            .map_err(|e| format!("github.api_url {:?} is not a URL: {e}", config.api_url))?
-            .add_header(ACCEPT, "application/vnd.github+json".to_string())
-            .add_header(
-                HeaderName::from_static("x-github-api-version"),
-                API_VERSION.to_string(),
-            )
-            .add_header(
-                USER_AGENT,
-                concat!("deploybot/", env!("CARGO_PKG_VERSION")).to_string(),
-            )
-            .set_connect_timeout(Some(Duration::from_secs(10)))
-            .set_read_timeout(Some(Duration::from_secs(30)));
-        let (builder, app) = if let Some(app_id) = config.app_id {
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert(
+            reqwest::header::ACCEPT,
+            reqwest::header::HeaderValue::from_static("application/vnd.github+json"),
+        );
+        headers.insert(
+            "x-github-api-version",
+            reqwest::header::HeaderValue::from_static(API_VERSION),
+        );
+        let http = reqwest::Client::builder()
+            .user_agent(concat!("deploybot/", env!("CARGO_PKG_VERSION")))
+            .default_headers(headers)
+            .connect_timeout(Duration::from_secs(10))
+            .timeout(Duration::from_secs(30))
+            .build()
+            .map_err(|e| format!("cannot build the GitHub client: {e}"))?;
+        let api_url = config.api_url.trim_end_matches('/').to_string();
+        let (app, token) = if let Some(app_id) = config.app_id {
             let pem = match (&config.app_private_key, &config.app_private_key_path) {
                 (Some(key), _) => key.clone(),
                 (None, Some(path)) => std::fs::read_to_string(path).map_err(|e| {
-                    format!("cannot read the GitHub App private key {}: {e}", path.display())
+                    format!(
+                        "cannot read the GitHub App private key {}: {e}",
+                        path.display()
+                    )
                 })?,
-                (None, None) => return Err("GITHUB_APP_ID is set without a private key: set GITHUB_APP_PRIVATE_KEY or GITHUB_APP_PRIVATE_KEY_PATH".into()),
+                (None, None) => {
+                    return Err("GITHUB_APP_ID is set without a private key: set GITHUB_APP_PRIVATE_KEY or GITHUB_APP_PRIVATE_KEY_PATH".into());
+                }
             };
             let key = jsonwebtoken::EncodingKey::from_rsa_pem(pem.as_bytes())
                 .map_err(|e| format!("the GitHub App private key is not an RSA PEM key: {e}"))?;
-            (builder.app(AppId(app_id), key), true)
+            let app = Octocrab::builder()
+                .base_uri(api_url.as_str())
+                .map_err(|e| format!("github.api_url {:?} is not a URL: {e}", config.api_url))?
+                .app(AppId(app_id), key)
+                .build()
+                .map_err(|e| format!("cannot build the GitHub App client: {e}"))?;
+            (Some(app), None)
         } else if let Some(token) = &config.token {
-            (builder.personal_token(token.clone()), false)
+            (None, Some(token.clone()))
         } else {
             return Ok(None);
         };
-        let root = builder
-            .build()
-            .map_err(|e| format!("cannot build the GitHub client: {e}"))?;
         Ok(Some(Self {
-            root,
+            http,
+            api_url,
             app,
+            token,
             installations: Mutex::new(HashMap::new()),
             repo_installations: Mutex::new(HashMap::new()),
             rate_remaining: AtomicI64::new(-1),
@@ -114,11 +131,11 @@ impl GithubClient {
         self.rate_remaining.load(Ordering::Relaxed)
     }
 
-    /// The client acting for `repo`: the App's installation there, or the token.
-    async fn for_repo(&self, repo: &str, installation: Option<u64>) -> Result<Octocrab, ApiError> {
-        if !self.app {
-            return Ok(self.root.clone());
-        }
+    /// The token acting for `repo`: the App's installation token there, or the plain token.
+    async fn token_for(&self, repo: &str, installation: Option<u64>) -> Result<String, ApiError> {
+        let Some(app) = &self.app else {
+            return Ok(self.token.clone().unwrap_or_default());
+        };
         let cached = self
             .repo_installations
             .lock()
@@ -127,71 +144,90 @@ impl GithubClient {
         let id = match installation.or(cached) {
             Some(id) => id,
             None => {
-                let found = self
-                    .call(
-                        &self.root,
-                        http::Method::GET,
-                        &format!("/repos/{}/installation", repo_path(repo)),
-                        None,
+                // Authenticated as the App itself (a JWT octocrab signs).
+                let found: Value = app
+                    .get(
+                        format!("/repos/{}/installation", repo_path(repo)),
+                        None::<&()>,
                     )
-                    .await?;
-                let id = found["id"].as_u64().ok_or_else(|| ApiError::Refused {
+                    .await
+                    .map_err(|e| match e {
+                        octocrab::Error::GitHub { source, .. } => {
+                            classify(source.status_code.as_u16(), None, None, &source.message)
+                        }
+                        other => ApiError::Retry {
+                            after: Duration::from_secs(5),
+                            message: format!(
+                                "cannot look up the App's installation for {repo}: {other}"
+                            ),
+                        },
+                    })?;
+                found["id"].as_u64().ok_or_else(|| ApiError::Refused {
                     status: 200,
                     message: format!("GitHub named no installation of the App for {repo}"),
-                })?;
-                id
+                })?
             }
         };
         if let Ok(mut m) = self.repo_installations.lock() {
             m.insert(repo.to_string(), id);
         }
-        if let Some(crab) = self
+        let crab = match self
             .installations
             .lock()
             .ok()
             .and_then(|m| m.get(&id).cloned())
         {
-            return Ok(crab);
+            Some(crab) => crab,
+            None => {
+                let crab = app
+                    .installation(InstallationId(id))
+                    .map_err(|e| ApiError::Refused {
+                        status: 0,
+                        message: format!("cannot act as installation {id}: {e}"),
+                    })?;
+                if let Ok(mut m) = self.installations.lock() {
+                    m.insert(id, crab.clone());
+                }
+                crab
+            }
+        };
+        // Cached by octocrab, and minted again shortly before it expires.
+        match crab.installation_token().await {
+            Ok(token) => Ok(token.expose_secret().to_string()),
+            Err(octocrab::Error::GitHub { source, .. }) => Err(classify(
+                source.status_code.as_u16(),
+                None,
+                None,
+                &source.message,
+            )),
+            Err(e) => Err(ApiError::Retry {
+                after: Duration::from_secs(5),
+                message: format!("cannot get an installation token: {e}"),
+            }),
         }
-        let crab = self
-            .root
-            .installation(InstallationId(id))
-            .map_err(|e| ApiError::Refused {
-                status: 0,
-                message: format!("cannot act as installation {id}: {e}"),
-            })?;
-        if let Ok(mut m) = self.installations.lock() {
-            m.insert(id, crab.clone());
-        }
-        Ok(crab)
     }
 
     /// One request, classified.
     async fn call(
         &self,
-        crab: &Octocrab,
-        method: http::Method,
+        token: &str,
+        method: reqwest::Method,
         path: &str,
         body: Option<&Value>,
     ) -> Result<Value, ApiError> {
-        let response = match method {
-            http::Method::GET => crab._get(path).await,
-            _ => crab._post(path, body).await,
-        };
-        let response = match response {
-            Ok(r) => r,
-            Err(octocrab::Error::GitHub { source, .. }) => {
-                // Raised while minting an installation token.
-                let status = source.status_code.as_u16();
-                return Err(classify(status, None, None, &source.message));
-            }
-            Err(e) => {
-                return Err(ApiError::Retry {
-                    after: Duration::from_secs(5),
-                    message: format!("GitHub could not be reached: {e}"),
-                });
-            }
-        };
+        let mut request = self
+            .http
+            .request(method, format!("{}{path}", self.api_url))
+            .bearer_auth(token);
+        if let Some(body) = body {
+            request = request
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(body.to_string());
+        }
+        let response = request.send().await.map_err(|e| ApiError::Retry {
+            after: Duration::from_secs(5),
+            message: format!("GitHub could not be reached: {e}"),
+        })?;
         let status = response.status().as_u16();
         let headers = response.headers().clone();
         if let Some(remaining) = headers
@@ -201,13 +237,10 @@ impl GithubClient {
         {
             self.rate_remaining.store(remaining, Ordering::Relaxed);
         }
-        let text = crab
-            .body_to_string(response)
-            .await
-            .map_err(|e| ApiError::Retry {
-                after: Duration::from_secs(5),
-                message: format!("GitHub's answer could not be read: {e}"),
-            })?;
+        let text = response.text().await.map_err(|e| ApiError::Retry {
+            after: Duration::from_secs(5),
+            message: format!("GitHub's answer could not be read: {e}"),
+        })?;
         let value: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
         if (200..300).contains(&status) {
             return Ok(value);
@@ -236,12 +269,12 @@ impl GithubClient {
         &self,
         repo: &str,
         installation: Option<u64>,
-        method: http::Method,
+        method: reqwest::Method,
         path: &str,
         body: Option<&Value>,
     ) -> Result<Value, ApiError> {
-        let crab = self.for_repo(repo, installation).await?;
-        self.call(&crab, method, path, body).await
+        let token = self.token_for(repo, installation).await?;
+        self.call(&token, method, path, body).await
     }
 
     /// Creates a GitHub Deployment; returns its id.
@@ -255,7 +288,7 @@ impl GithubClient {
             .request(
                 repo,
                 installation,
-                http::Method::POST,
+                reqwest::Method::POST,
                 &format!("/repos/{}/deployments", repo_path(repo)),
                 Some(body),
             )
@@ -277,7 +310,7 @@ impl GithubClient {
         self.request(
             repo,
             installation,
-            http::Method::POST,
+            reqwest::Method::POST,
             &format!(
                 "/repos/{}/deployments/{deployment}/statuses",
                 repo_path(repo)
@@ -299,7 +332,7 @@ impl GithubClient {
         self.request(
             repo,
             installation,
-            http::Method::POST,
+            reqwest::Method::POST,
             &format!(
                 "/repos/{}/issues/comments/{comment}/reactions",
                 repo_path(repo)
@@ -321,7 +354,7 @@ impl GithubClient {
         self.request(
             repo,
             installation,
-            http::Method::POST,
+            reqwest::Method::POST,
             &format!("/repos/{}/issues/{issue}/comments", repo_path(repo)),
             Some(&json!({"body": body})),
         )
@@ -342,7 +375,7 @@ impl GithubClient {
             .request(
                 repo,
                 installation,
-                http::Method::GET,
+                reqwest::Method::GET,
                 &format!(
                     "/repos/{}/collaborators/{}/permission",
                     repo_path(repo),
@@ -374,7 +407,7 @@ impl GithubClient {
             .request(
                 repo,
                 installation,
-                http::Method::GET,
+                reqwest::Method::GET,
                 &format!("/repos/{}/pulls/{number}", repo_path(repo)),
                 None,
             )
@@ -400,7 +433,7 @@ impl GithubClient {
             .request(
                 repo,
                 installation,
-                http::Method::GET,
+                reqwest::Method::GET,
                 &format!(
                     "/repos/{}/git/ref/tags/{}",
                     repo_path(repo),
@@ -427,7 +460,7 @@ impl GithubClient {
                         .request(
                             repo,
                             installation,
-                            http::Method::GET,
+                            reqwest::Method::GET,
                             &format!("/repos/{}/git/tags/{sha}", repo_path(repo)),
                             None,
                         )
@@ -447,7 +480,7 @@ impl GithubClient {
 /// Sorts a failed answer into retry-later or refused.
 fn classify(
     status: u16,
-    headers: Option<&http::HeaderMap>,
+    headers: Option<&reqwest::header::HeaderMap>,
     remaining: Option<&str>,
     message: &str,
 ) -> ApiError {
@@ -492,7 +525,7 @@ mod tests {
 
     #[test]
     fn rate_limits_and_server_errors_are_retried_with_githubs_delay() {
-        let mut headers = http::HeaderMap::new();
+        let mut headers = reqwest::header::HeaderMap::new();
         headers.insert("retry-after", "7".parse().unwrap());
         assert_eq!(
             classify(429, Some(&headers), None, "slow down"),
@@ -505,7 +538,7 @@ mod tests {
         assert!(
             matches!(secondary, ApiError::Retry { after, .. } if after == Duration::from_secs(60))
         );
-        let mut reset = http::HeaderMap::new();
+        let mut reset = reqwest::header::HeaderMap::new();
         reset.insert(
             "x-ratelimit-reset",
             (chrono::Utc::now().timestamp() + 30)

@@ -143,6 +143,7 @@ impl Sender {
                 tracing::info!(item = item.id, kind = %item.kind, deployment = ?item.deployment_id, %reason, "report not sent")
             }
         }
+        crate::server::metrics::global().outbox_result(&item.kind, &result);
         let store = Arc::clone(&self.store);
         let owner = self.owner.clone();
         let id = item.id;
@@ -266,7 +267,10 @@ impl Sender {
                     });
                 };
                 let state = item.payload["state"].as_str().unwrap_or_default();
-                if state == DeployState::Running.as_str() {
+                let message = item.payload["message"].as_str().unwrap_or_default();
+                // Progress that a newer status already replaces is not sent; the first
+                // in_progress ("started") always is, so GitHub shows the deployment ran.
+                if state == DeployState::Running.as_str() && message != "started" {
                     let store = Arc::clone(&self.store);
                     let stale = item.clone();
                     if blocking(move || store.newer_status_pending(&stale)).await? {
@@ -275,7 +279,6 @@ impl Sender {
                         });
                     }
                 }
-                let message = item.payload["message"].as_str().unwrap_or_default();
                 let body = status_body(&d, &release, &instance, cfg, state, message, &log_url);
                 client
                     .create_status(repo, installation, github_id, &body)

@@ -300,6 +300,12 @@ fn route_comment(config: &Config, event: &super::events::IssueComment) -> Routin
             json!({"repo": repo.full_name, "issue": number, "body": body, "installation_id": installation_id}),
         )
     };
+    let confused = || {
+        item(
+            COMMENT_REACTION,
+            json!({"repo": repo.full_name, "comment_id": event.comment.id, "content": "confused", "installation_id": installation_id}),
+        )
+    };
     // 👀 at once: the command was seen.
     let mut items = vec![item(
         COMMENT_REACTION,
@@ -330,6 +336,7 @@ fn route_comment(config: &Config, event: &super::events::IssueComment) -> Routin
             Ok(command) => command,
             Err(error) => {
                 items.push(reply(format!("{error}\n\n{}", command::HELP)));
+                items.push(confused());
                 continue;
             }
         };
@@ -356,6 +363,7 @@ fn route_comment(config: &Config, event: &super::events::IssueComment) -> Routin
                     "Which environment? {} has several: {choices}. For example `/deploy {}`.",
                     repo.full_name, instances[0].environment
                 )));
+                items.push(confused());
                 continue;
             }
         };
@@ -365,6 +373,7 @@ fn route_comment(config: &Config, event: &super::events::IssueComment) -> Routin
                 environment.unwrap_or_default().replace('`', ""),
                 repo.full_name
             )));
+            items.push(confused());
             continue;
         };
         let (action, strategy, target) = match &command {

@@ -6,6 +6,7 @@ pub mod api;
 pub mod auth;
 pub mod error;
 mod health;
+pub mod metrics;
 pub mod pages;
 pub mod webhook;
 
@@ -119,9 +120,16 @@ pub async fn serve(config: Config, options: ServeOptions) -> Result<(), ServeErr
     let client = crate::github::client::GithubClient::from_config(&config.github)
         .map_err(ServeError::Github)?
         .map(Arc::new);
-    let public_url = config.public_url.clone();
-    let log_url: crate::github::outbox::LogUrl =
-        Arc::new(move |d: &crate::deploy::Deployment| format!("{public_url}/deployments/{}", d.id));
+    metrics::global().track_github(client.clone());
+    let log_config = Arc::clone(&config);
+    // Private pages: the link carries a read token for that one deployment.
+    let log_url: crate::github::outbox::LogUrl = Arc::new(move |d: &crate::deploy::Deployment| {
+        if log_config.pages.public {
+            format!("{}/deployments/{}", log_config.public_url, d.id)
+        } else {
+            pages::log_url(&log_config, d.id)
+        }
+    });
     let sender = Arc::new(crate::github::outbox::Sender::new(
         Arc::clone(&store) as Arc<dyn Store>,
         service.clone(),
@@ -202,4 +210,5 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     webhook::routes(cfg);
     pages::routes(cfg);
     api::routes(cfg);
+    metrics::routes(cfg);
 }

@@ -9,8 +9,10 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, post, web};
 use futures_util::StreamExt;
 use serde_json::json;
+use tracing::Instrument;
 
 use super::AppState;
+use super::metrics::{self, WebhookOutcome};
 use crate::deploy::service::blocking;
 use crate::deploy::{Delivery, DeployRequest, Error, Store, TriggeredDeployment};
 use crate::github::rules::{self, Routing};
@@ -65,6 +67,7 @@ async fn receive(
     if let Some(length) = header(&req, "content-length").and_then(|l| l.parse::<usize>().ok())
         && length > state.config.webhook_max_bytes
     {
+        metrics::global().webhook(header(&req, "x-github-event"), WebhookOutcome::TooLarge);
         return error(
             StatusCode::PAYLOAD_TOO_LARGE,
             "payload_too_large",
@@ -76,7 +79,10 @@ async fn receive(
     }
     let body = match read_body(payload, state.config.webhook_max_bytes).await {
         Ok(body) => body,
-        Err(response) => return response,
+        Err(response) => {
+            metrics::global().webhook_refused(header(&req, "x-github-event"), response.status());
+            return response;
+        }
     };
     if !insecure
         && let Err(e) = signature::verify(
@@ -87,9 +93,11 @@ async fn receive(
         )
     {
         tracing::warn!(delivery = header(&req, "x-github-delivery").unwrap_or("-"), error = %e, "webhook refused");
+        metrics::global().webhook(header(&req, "x-github-event"), WebhookOutcome::BadSignature);
         return error(StatusCode::UNAUTHORIZED, "bad_signature", e.to_string());
     }
     let Some(event_name) = header(&req, "x-github-event").filter(|e| !e.is_empty()) else {
+        metrics::global().webhook(None, WebhookOutcome::BadRequest);
         return error(
             StatusCode::BAD_REQUEST,
             "invalid_request",
@@ -99,6 +107,7 @@ async fn receive(
     let Some(delivery_id) =
         header(&req, "x-github-delivery").filter(|d| !d.is_empty() && d.len() <= 200)
     else {
+        metrics::global().webhook(Some(event_name), WebhookOutcome::BadRequest);
         return error(
             StatusCode::BAD_REQUEST,
             "invalid_request",
@@ -111,11 +120,14 @@ async fn receive(
         Ok(event) => event,
         Err(e) => {
             tracing::warn!(error = %e, "webhook payload refused");
+            metrics::global().webhook(Some(event_name), WebhookOutcome::BadRequest);
             return error(StatusCode::BAD_REQUEST, "invalid_payload", e.to_string());
         }
     };
     drop(_guard);
-    handle(&state, delivery_id, event_name, event).await
+    handle(&state, delivery_id, event_name, event)
+        .instrument(span)
+        .await
 }
 
 /// Routes a verified event and records it.
@@ -190,6 +202,7 @@ async fn handle(
         Ok(record) => record,
         Err(Error::Unavailable(e)) => {
             tracing::error!(delivery = %delivery_id, error = %e, "delivery not stored");
+            metrics::global().webhook(Some(event_name), WebhookOutcome::Unavailable);
             return error(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "unavailable",
@@ -198,6 +211,7 @@ async fn handle(
         }
         Err(e) => {
             tracing::error!(delivery = %delivery_id, error = %e, "delivery not stored");
+            metrics::global().webhook(Some(event_name), WebhookOutcome::Unavailable);
             return error(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "unavailable",
@@ -207,12 +221,14 @@ async fn handle(
     };
     if record.duplicate {
         tracing::info!(delivery = %delivery_id, "duplicate delivery");
+        metrics::global().webhook(Some(event_name), WebhookOutcome::Duplicate);
         return HttpResponse::Ok().json(json!({"status": "duplicate"}));
     }
     if !record.created.is_empty() || jobs > 0 {
         state.service.wake().notify_waiters();
     }
     if answer["status"] == "pong" {
+        metrics::global().webhook(Some(event_name), WebhookOutcome::Pong);
         return HttpResponse::Ok().json(answer);
     }
     if answer["status"] == "accepted" {
@@ -227,6 +243,7 @@ async fn handle(
             "refused": refused,
         });
     }
+    metrics::global().webhook(Some(event_name), WebhookOutcome::of_answer(&answer));
     HttpResponse::Accepted().json(answer)
 }
 

@@ -793,6 +793,19 @@ impl deploy::Store for DieselStore {
         self.read(outbox::counts)
     }
 
+    fn count_by_state(&self) -> Result<Vec<(deploy::DeployState, i64)>, Error> {
+        self.read(|conn| {
+            let rows: Vec<(String, i64)> = deployments::table
+                .group_by(deployments::state)
+                .select((deployments::state, diesel::dsl::count_star()))
+                .load(conn)
+                .map_err(db_error)?;
+            rows.into_iter()
+                .map(|(state, n)| Ok((state.parse().map_err(Error::Internal)?, n)))
+                .collect()
+        })
+    }
+
     fn set_github_deployment_id(
         &self,
         tenant_id: &str,

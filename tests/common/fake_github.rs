@@ -684,6 +684,11 @@ impl FakeGithub {
         });
     }
 
+    /// Ends every injected fault: GitHub is healthy again.
+    pub fn clear_faults(&self) {
+        self.state().faults.clear();
+    }
+
     // --- inspection --------------------------------------------------------------------
 
     /// Every request in arrival order.

@@ -3,6 +3,8 @@
 //! (a server URL; its database part is replaced) or the local default server.
 #![allow(dead_code)]
 
+pub mod fake_github;
+
 use std::sync::Arc;
 
 use deploybot::store::DieselStore;
@@ -108,6 +110,19 @@ macro_rules! both_backends_async {
                 let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
                 rt.block_on(super::$name($crate::common::TestDb::postgres()));
             })*
+        }
+    };
+}
+
+/// Like `both_backends!`, for `fn NAME(db: TestDb)` tests that own their database.
+#[macro_export]
+macro_rules! both_backends_owned {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[test] fn $name() { super::$name($crate::common::TestDb::sqlite()); })*
+        }
+        mod postgres {
+            $(#[test] fn $name() { super::$name($crate::common::TestDb::postgres()); })*
         }
     };
 }

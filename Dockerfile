@@ -1,0 +1,62 @@
+# syntax=docker/dockerfile:1
+#
+# deploybot in a container: a build stage with the Rust toolchain and a small runtime.
+#
+#   docker build -t deploybot .
+#   docker run -p 8080:8080 -v deploybot-data:/data \
+#     -e DEPLOYBOT_WEBHOOK_SECRET=... -e DEPLOYBOT_PUBLIC_URL=https://deploybot.example.com \
+#     -v "$PWD/deploybot.toml:/app/config/deploybot.toml:ro" deploybot
+#
+# Without a mounted config it runs the laptop example (config/deploybot.toml). For
+# PostgreSQL set DATABASE_URL=postgres://...; the SQLite default lives on the /data volume.
+# Give running deployments their grace period on stop: `docker stop --time 40` (the
+# worker's default grace is 30 s; Docker's default is 10 s). Deploy commands that leave
+# background processes behind want `docker run --init`, so orphans are reaped.
+
+FROM rust:1-bookworm AS build
+# Debian's own package versions are not pinned: the archive only keeps the current one.
+# hadolint ignore=DL3008
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends libpq-dev \
+    && rm -rf /var/lib/apt/lists/*
+WORKDIR /src
+# Only what the release build reads: the manifest, the sources, the embedded migrations,
+# and the bench target the manifest declares.
+COPY Cargo.toml Cargo.lock ./
+COPY src ./src
+COPY migrations ./migrations
+COPY benches ./benches
+# The registry and target caches survive between builds; the binary is copied out of them.
+RUN --mount=type=cache,target=/usr/local/cargo/registry,sharing=locked \
+    --mount=type=cache,target=/src/target,sharing=locked \
+    cargo build --release --locked --bin deploybot \
+    && install -m 0755 target/release/deploybot /usr/local/bin/deploybot
+
+FROM debian:bookworm-slim
+# libpq5: the PostgreSQL client library (SQLite is built in); ca-certificates: TLS to
+# GitHub and to PostgreSQL with sslmode=verify-full.
+# hadolint ignore=DL3008
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends libpq5 ca-certificates \
+    && rm -rf /var/lib/apt/lists/* \
+    && groupadd --system --gid 10001 deploybot \
+    && useradd --system --uid 10001 --gid deploybot --home-dir /app --no-create-home \
+        --shell /usr/sbin/nologin deploybot \
+    && mkdir -p /data \
+    && chown deploybot:deploybot /data
+COPY --from=build /usr/local/bin/deploybot /usr/local/bin/deploybot
+WORKDIR /app
+# Read-only for the process (owned by root); mount your own deploybot.toml over it.
+COPY config/ ./config/
+ENV DATABASE_URL=sqlite:///data/deploybot.db \
+    DEPLOYBOT_LISTEN=0.0.0.0:8080
+VOLUME /data
+# The deploybot user, by number, so Kubernetes' runAsNonRoot can check it.
+USER 10001:10001
+EXPOSE 8080
+# No curl in the image: bash (always present in Debian) asks /healthz over /dev/tcp, on
+# the port of DEPLOYBOT_LISTEN (its host unless that is a wildcard address).
+HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
+    CMD ["bash", "-c", "l=${DEPLOYBOT_LISTEN:-127.0.0.1:8080}; h=${l%:*}; case $h in 0.0.0.0|'[::]'|'') h=127.0.0.1;; esac; exec 3<>\"/dev/tcp/$h/${l##*:}\" && printf 'GET /healthz HTTP/1.1\\r\\nHost: localhost\\r\\nConnection: close\\r\\n\\r\\n' >&3 && head -n 1 <&3 | grep -q ' 200 '"]
+ENTRYPOINT ["deploybot"]
+CMD ["serve"]

@@ -1,0 +1,409 @@
+//! `GET /metrics` in the Prometheus text format. Counters are updated where things happen
+//! (webhook answers, finished deployments, outbox results); what lives in the database
+//! (deployments by state, queue depth, outbox backlog) is read at scrape time, so every
+//! replica reports the same, current values.
+
+use std::sync::{Arc, OnceLock, RwLock};
+
+use actix_web::{HttpResponse, get, web};
+use prometheus_client::encoding::{EncodeLabelSet, prometheus_text};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::{Registry, Unit};
+
+use super::AppState;
+use crate::deploy::service::blocking;
+use crate::deploy::{DeployState, Deployment, OutboxResult, Store};
+use crate::github::client::GithubClient;
+
+/// Upper bounds of the deployment duration buckets, in seconds: 1 s to 1 h.
+pub const DURATION_BUCKETS: [f64; 12] = [
+    1.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 900.0, 1200.0, 1800.0, 3600.0,
+];
+
+/// How deploybot answered a webhook delivery.
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq)]
+pub enum WebhookOutcome {
+    /// Verified and stored; it may have started deployments or jobs.
+    Accepted,
+    /// Verified and stored; nothing to do.
+    Ignored,
+    /// A delivery id seen before (a redelivery).
+    Duplicate,
+    /// GitHub's ping.
+    Pong,
+    /// The signature is missing or wrong.
+    BadSignature,
+    /// Headers or payload unusable.
+    BadRequest,
+    /// Larger than `webhook_max_bytes`.
+    TooLarge,
+    /// The database could not store it; GitHub may redeliver.
+    Unavailable,
+}
+
+impl WebhookOutcome {
+    /// The `outcome` label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WebhookOutcome::Accepted => "accepted",
+            WebhookOutcome::Ignored => "ignored",
+            WebhookOutcome::Duplicate => "duplicate",
+            WebhookOutcome::Pong => "pong",
+            WebhookOutcome::BadSignature => "bad_signature",
+            WebhookOutcome::BadRequest => "bad_request",
+            WebhookOutcome::TooLarge => "too_large",
+            WebhookOutcome::Unavailable => "unavailable",
+        }
+    }
+
+    /// The outcome of a stored delivery from its JSON answer: ignored or accepted
+    /// (including "already deployed").
+    pub fn of_answer(answer: &serde_json::Value) -> Self {
+        match answer["status"].as_str() {
+            Some("ignored") => WebhookOutcome::Ignored,
+            Some("pong") => WebhookOutcome::Pong,
+            Some("duplicate") => WebhookOutcome::Duplicate,
+            _ => WebhookOutcome::Accepted,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct WebhookLabels {
+    event: String,
+    outcome: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StateLabels {
+    state: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DurationLabels {
+    strategy: String,
+    state: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutboxLabels {
+    kind: String,
+    result: &'static str,
+}
+
+fn duration_histogram() -> Histogram {
+    Histogram::new(DURATION_BUCKETS)
+}
+
+/// The registry and every metric family of the process.
+pub struct Metrics {
+    registry: Registry,
+    webhooks: Family<WebhookLabels, Counter>,
+    deployments_finished: Family<StateLabels, Counter>,
+    deployments: Family<StateLabels, Gauge>,
+    duration: Family<DurationLabels, Histogram, fn() -> Histogram>,
+    queue_depth: Gauge,
+    outbox_pending: Gauge,
+    outbox_failed: Gauge,
+    outbox_results: Family<OutboxLabels, Counter>,
+    rate_limit: Gauge,
+    database_up: Gauge,
+    github: RwLock<Option<Arc<GithubClient>>>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// The process's metrics, created on first use.
+pub fn global() -> &'static Metrics {
+    static METRICS: OnceLock<Metrics> = OnceLock::new();
+    METRICS.get_or_init(Metrics::new)
+}
+
+/// Event names kept as a label even when the request was not verified; any other
+/// unverified name becomes "other", so unsigned requests cannot grow the label set.
+const SUBSCRIBED_EVENTS: [&str; 4] = ["push", "create", "issue_comment", "ping"];
+
+/// The `event` label: GitHub's event name when it looks like one (and, for requests
+/// refused before verification, only the events deploybot subscribes to).
+fn event_label(event: Option<&str>, outcome: WebhookOutcome) -> String {
+    let verified = !matches!(
+        outcome,
+        WebhookOutcome::BadSignature | WebhookOutcome::TooLarge
+    );
+    match event {
+        None | Some("") => "unknown".into(),
+        Some(e) if SUBSCRIBED_EVENTS.contains(&e) => e.into(),
+        Some(e)
+            if verified
+                && e.len() <= 40
+                && e.bytes().all(|b| b.is_ascii_lowercase() || b == b'_') =>
+        {
+            e.into()
+        }
+        Some(_) => "other".into(),
+    }
+}
+
+impl Metrics {
+    /// A fresh registry with every family registered (the process uses `global()`).
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("deploybot");
+        let webhooks = Family::<WebhookLabels, Counter>::default();
+        registry.register(
+            "webhooks",
+            "Webhook deliveries by GitHub event and how deploybot answered",
+            webhooks.clone(),
+        );
+        let deployments_finished = Family::<StateLabels, Counter>::default();
+        // Every final state shows from the start (at 0), so rates and alerts work at once.
+        for state in DeployState::ALL.into_iter().filter(|s| s.is_final()) {
+            let state = StateLabels {
+                state: state.as_str(),
+            };
+            drop(deployments_finished.get_or_create(&state));
+        }
+        registry.register(
+            "deployments",
+            "Deployments that ended in this process, by final state (runs finished by the worker and runs recovered after a lost lease)",
+            deployments_finished.clone(),
+        );
+        let deployments = Family::<StateLabels, Gauge>::default();
+        registry.register(
+            "deployments",
+            "Deployments in the database by state, read at scrape time",
+            deployments.clone(),
+        );
+        let duration = Family::<DurationLabels, Histogram, fn() -> Histogram>::new_with_constructor(
+            duration_histogram,
+        );
+        registry.register_with_unit(
+            "deployment_duration",
+            "Time from start to end of the deployments run in this process, by strategy and final state",
+            Unit::Seconds,
+            duration.clone(),
+        );
+        let queue_depth = Gauge::default();
+        registry.register(
+            "queue_depth",
+            "Pending deployments waiting for a worker, read at scrape time",
+            queue_depth.clone(),
+        );
+        let outbox_pending = Gauge::default();
+        registry.register(
+            "outbox_pending",
+            "Reports to GitHub not sent yet (including ones waiting to retry), read at scrape time",
+            outbox_pending.clone(),
+        );
+        let outbox_failed = Gauge::default();
+        registry.register(
+            "outbox_failed",
+            "Reports to GitHub given up on, read at scrape time",
+            outbox_failed.clone(),
+        );
+        let outbox_results = Family::<OutboxLabels, Counter>::default();
+        registry.register(
+            "outbox_sent",
+            "Attempts to send an outbox item by this process, by item kind and result (sent, retry, failed, skipped)",
+            outbox_results.clone(),
+        );
+        let rate_limit = Gauge::default();
+        rate_limit.set(-1);
+        registry.register(
+            "github_rate_limit_remaining",
+            "The last x-ratelimit-remaining GitHub sent (-1: unknown, no call yet or no credentials)",
+            rate_limit.clone(),
+        );
+        let database_up = Gauge::default();
+        registry.register(
+            "database_up",
+            "1 when the scrape-time database reads succeeded; 0 when they failed and the database gauges are stale",
+            database_up.clone(),
+        );
+        Self {
+            registry,
+            webhooks,
+            deployments_finished,
+            deployments,
+            duration,
+            queue_depth,
+            outbox_pending,
+            outbox_failed,
+            outbox_results,
+            rate_limit,
+            database_up,
+            github: RwLock::new(None),
+        }
+    }
+
+    /// Counts one answered webhook delivery.
+    pub fn webhook(&self, event: Option<&str>, outcome: WebhookOutcome) {
+        let labels = WebhookLabels {
+            event: event_label(event, outcome),
+            outcome: outcome.as_str(),
+        };
+        self.webhooks.get_or_create(&labels).inc();
+    }
+
+    /// Counts a delivery refused with `status` (413 too large, 401 bad signature, 503
+    /// unavailable, any other: bad request).
+    pub fn webhook_refused(&self, event: Option<&str>, status: actix_web::http::StatusCode) {
+        let outcome = match status.as_u16() {
+            413 => WebhookOutcome::TooLarge,
+            401 => WebhookOutcome::BadSignature,
+            503 => WebhookOutcome::Unavailable,
+            _ => WebhookOutcome::BadRequest,
+        };
+        self.webhook(event, outcome);
+    }
+
+    /// Counts a deployment that reached a final state, and observes its duration.
+    pub fn deployment_finished(&self, deployment: &Deployment) {
+        let state = deployment.state.as_str();
+        self.deployments_finished
+            .get_or_create(&StateLabels { state })
+            .inc();
+        if let (Some(started), Some(finished)) = (deployment.started_at, deployment.finished_at) {
+            let seconds = (finished - started).num_milliseconds().max(0) as f64 / 1000.0;
+            let labels = DurationLabels {
+                strategy: deployment.strategy.clone(),
+                state,
+            };
+            self.duration.get_or_create(&labels).observe(seconds);
+        }
+    }
+
+    /// Counts one attempt to send an outbox item.
+    pub fn outbox_result(&self, kind: &str, result: &OutboxResult) {
+        let result = match result {
+            OutboxResult::Sent => "sent",
+            OutboxResult::Retry { .. } => "retry",
+            OutboxResult::Failed { .. } => "failed",
+            OutboxResult::Skipped { .. } => "skipped",
+        };
+        let labels = OutboxLabels {
+            kind: kind.to_string(),
+            result,
+        };
+        self.outbox_results.get_or_create(&labels).inc();
+    }
+
+    /// The GitHub client whose rate limit `/metrics` reports (`None`: no credentials).
+    pub fn track_github(&self, client: Option<Arc<GithubClient>>) {
+        if let Ok(mut github) = self.github.write() {
+            *github = client;
+        }
+    }
+
+    /// Sets the gauges read from the database: counts by state and the outbox backlog.
+    fn set_database(&self, by_state: &[(DeployState, i64)], outbox: (i64, i64)) {
+        for state in DeployState::ALL {
+            let count = by_state
+                .iter()
+                .filter(|(s, _)| *s == state)
+                .map(|(_, n)| n)
+                .sum();
+            self.deployments
+                .get_or_create(&StateLabels {
+                    state: state.as_str(),
+                })
+                .set(count);
+            if state == DeployState::Pending {
+                self.queue_depth.set(count);
+            }
+        }
+        self.outbox_pending.set(outbox.0);
+        self.outbox_failed.set(outbox.1);
+    }
+
+    /// The registry in the Prometheus text format (version 0.0.4).
+    pub fn encode(&self) -> Result<String, std::fmt::Error> {
+        let remaining = match self.github.read() {
+            Ok(github) => github.as_ref().map_or(-1, |c| c.rate_limit_remaining()),
+            Err(_) => -1,
+        };
+        self.rate_limit.set(remaining);
+        let mut text = String::new();
+        prometheus_text::encode(&mut text, &self.registry)?;
+        Ok(text)
+    }
+}
+
+#[get("/metrics")]
+async fn scrape(state: web::Data<AppState>) -> HttpResponse {
+    let metrics = global();
+    let store = Arc::clone(&state.store);
+    match blocking(move || Ok((store.count_by_state()?, store.outbox_counts()?))).await {
+        Ok((by_state, outbox)) => {
+            metrics.set_database(&by_state, outbox);
+            metrics.database_up.set(1);
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "metrics: cannot read the database; its gauges are stale");
+            metrics.database_up.set(0);
+        }
+    }
+    match metrics.encode() {
+        Ok(text) => HttpResponse::Ok()
+            .content_type(prometheus_text::CONTENT_TYPE)
+            .body(text),
+        Err(e) => {
+            tracing::error!(error = %e, "metrics: cannot encode");
+            HttpResponse::InternalServerError().finish()
+        }
+    }
+}
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(scrape);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unverified_requests_cannot_invent_event_labels() {
+        use WebhookOutcome::*;
+        assert_eq!(event_label(Some("push"), BadSignature), "push");
+        assert_eq!(event_label(Some("workflow_run"), BadSignature), "other");
+        assert_eq!(event_label(Some("workflow_run"), Ignored), "workflow_run");
+        assert_eq!(event_label(Some("Robert'); DROP"), Ignored), "other");
+        assert_eq!(event_label(None, BadRequest), "unknown");
+    }
+
+    #[test]
+    fn names_follow_prometheus_conventions() {
+        let metrics = Metrics::new();
+        metrics.webhook(Some("push"), WebhookOutcome::Accepted);
+        metrics.outbox_result("deployment_status", &OutboxResult::Sent);
+        metrics.set_database(
+            &[(DeployState::Pending, 2), (DeployState::Succeeded, 5)],
+            (3, 1),
+        );
+        let text = metrics.encode().unwrap();
+        for line in [
+            "# TYPE deploybot_webhooks_total counter",
+            r#"deploybot_webhooks_total{event="push",outcome="accepted"} 1"#,
+            r#"deploybot_outbox_sent_total{kind="deployment_status",result="sent"} 1"#,
+            r#"deploybot_deployments{state="succeeded"} 5"#,
+            r#"deploybot_deployments{state="failed"} 0"#,
+            "deploybot_queue_depth 2",
+            "deploybot_outbox_pending 3",
+            "deploybot_outbox_failed 1",
+            "deploybot_github_rate_limit_remaining -1",
+            r#"deploybot_deployments_total{state="rolled_back"} 0"#,
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "{line:?} missing in:\n{text}"
+            );
+        }
+    }
+}

@@ -1,0 +1,662 @@
+//! The command line as a person uses it: the real `deploybot` binary against a real
+//! `deploybot serve` child process (noop provider, canary strategy), on SQLite and on
+//! PostgreSQL. Webhooks come from `deploybot simulate`, everything else from the API
+//! commands; every command is checked by its exit code and what it prints.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::TestDb;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+const TOKEN: &str = "cli-test-token-4f1c2a9b7e";
+const SECRET: &str = "cli-test-webhook-secret";
+/// No command may take longer than this; a hung `watch` fails the test instead of hanging it.
+const COMMAND_LIMIT: Duration = Duration::from_secs(90);
+
+const BIN: &str = env!("CARGO_BIN_EXE_deploybot");
+
+/// Variables of the developer's shell that would change what the commands do.
+const SCRUBBED: &[&str] = &[
+    "DATABASE_URL",
+    "DEPLOYBOT_CONFIG",
+    "DEPLOYBOT_LISTEN",
+    "DEPLOYBOT_PUBLIC_URL",
+    "DEPLOYBOT_WEBHOOK_SECRET",
+    "DEPLOYBOT_URL",
+    "DEPLOYBOT_TOKEN",
+    "GITHUB_TOKEN",
+    "GITHUB_APP_ID",
+    "GITHUB_APP_PRIVATE_KEY",
+    "GITHUB_APP_PRIVATE_KEY_PATH",
+];
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn write_config(dir: &Path, port: u16) -> PathBuf {
+    let hash = hex::encode(Sha256::digest(TOKEN.as_bytes()));
+    let path = dir.join("deploybot.toml");
+    std::fs::write(
+        &path,
+        format!(
+            r#"listen = "127.0.0.1:{port}"
+webhook_secrets = ["{SECRET}"]
+
+[worker]
+concurrency = 2
+lease = "5s"
+
+[[api.tokens]]
+name = "cli-test"
+tenant = "acme"
+sha256 = "{hash}"
+
+[[instances]]
+name = "web"
+repo = "acme/web"
+environment = "production"
+image = "ghcr.io/acme/web:{{short_sha}}"
+strategy = "canary"
+on_push = ["main"]
+on_tag = ["v*"]
+
+[instances.provider]
+kind = "noop"
+
+[instances.canary]
+steps = [50, 100]
+pause = "300ms"
+
+[[instances]]
+name = "broken"
+repo = "acme/api"
+environment = "production"
+image = "ghcr.io/acme/api:{{short_sha}}"
+strategy = "recreate"
+
+[instances.provider]
+kind = "command"
+run = ["false"]
+timeout = "30s"
+"#
+        ),
+    )
+    .unwrap();
+    path
+}
+
+/// `deploybot serve` as a child process; killed when dropped.
+struct Server {
+    child: Child,
+    url: String,
+    config: PathBuf,
+    dir: tempfile::TempDir,
+}
+
+impl Server {
+    fn start(database_url: &str) -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let config = write_config(dir.path(), port);
+        let log = std::fs::File::create(dir.path().join("serve.log")).unwrap();
+        let mut command = Command::new(BIN);
+        for name in SCRUBBED {
+            command.env_remove(name);
+        }
+        let child = command
+            .args(["serve", "--config"])
+            .arg(&config)
+            .env("DATABASE_URL", database_url)
+            .env("DEPLOYBOT_LOG", "warn")
+            .current_dir(dir.path())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let mut server = Server {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+            config,
+            dir,
+        };
+        let started = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if let Some(status) = server.child.try_wait().unwrap() {
+                panic!("deploybot serve exited with {status}:\n{}", server.log());
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "deploybot serve did not listen within 60 s:\n{}",
+                server.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        server
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("serve.log")).unwrap_or_default()
+    }
+
+    /// Runs `deploybot ARGS` the way a person at a terminal in the server's directory would:
+    /// DEPLOYBOT_URL, DEPLOYBOT_TOKEN and DEPLOYBOT_CONFIG set.
+    fn run(&self, args: &[&str]) -> Run {
+        self.run_with(args, &[])
+    }
+
+    fn run_with(&self, args: &[&str], env: &[(&str, &str)]) -> Run {
+        let out = self.dir.path().join("out");
+        let err = self.dir.path().join("err");
+        let mut command = Command::new(BIN);
+        for name in SCRUBBED {
+            command.env_remove(name);
+        }
+        command
+            .args(args)
+            .env("DEPLOYBOT_URL", &self.url)
+            .env("DEPLOYBOT_TOKEN", TOKEN)
+            .env("DEPLOYBOT_CONFIG", &self.config)
+            .env("DEPLOYBOT_LOG", "warn");
+        for (name, value) in env {
+            command.env(name, value);
+        }
+        let mut child = command
+            .current_dir(self.dir.path())
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(&out).unwrap())
+            .stderr(std::fs::File::create(&err).unwrap())
+            .spawn()
+            .unwrap();
+        let started = Instant::now();
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            if started.elapsed() > COMMAND_LIMIT {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "`deploybot {}` did not end within {COMMAND_LIMIT:?}; it printed:\n{}\n{}",
+                    args.join(" "),
+                    std::fs::read_to_string(&out).unwrap_or_default(),
+                    std::fs::read_to_string(&err).unwrap_or_default()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        Run {
+            args: args.join(" "),
+            code: status.code().unwrap_or(-1),
+            stdout: std::fs::read_to_string(&out).unwrap(),
+            stderr: std::fs::read_to_string(&err).unwrap(),
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// What a command did.
+struct Run {
+    args: String,
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl Run {
+    #[track_caller]
+    fn expect(&self, code: i32) -> &Self {
+        assert_eq!(
+            self.code, code,
+            "`deploybot {}` exited {} (expected {code})\nstdout:\n{}\nstderr:\n{}",
+            self.args, self.code, self.stdout, self.stderr
+        );
+        self
+    }
+
+    #[track_caller]
+    fn stdout_has(&self, needles: &[&str]) -> &Self {
+        for needle in needles {
+            assert!(
+                self.stdout.contains(needle),
+                "`deploybot {}` did not print {needle:?}:\n{}\nstderr:\n{}",
+                self.args,
+                self.stdout,
+                self.stderr
+            );
+        }
+        self
+    }
+
+    #[track_caller]
+    fn stderr_has(&self, needles: &[&str]) -> &Self {
+        for needle in needles {
+            assert!(
+                self.stderr.contains(needle),
+                "`deploybot {}` did not print {needle:?} on stderr:\n{}\nstdout:\n{}",
+                self.args,
+                self.stderr,
+                self.stdout
+            );
+        }
+        self
+    }
+
+    #[track_caller]
+    fn json(&self) -> Value {
+        serde_json::from_str(self.stdout.trim()).unwrap_or_else(|e| {
+            panic!(
+                "`deploybot {}` did not print JSON ({e}):\n{}\nstderr:\n{}",
+                self.args, self.stdout, self.stderr
+            )
+        })
+    }
+
+    /// The table row (line) that mentions `needle`.
+    #[track_caller]
+    fn row(&self, needle: &str) -> &str {
+        self.stdout
+            .lines()
+            .find(|line| line.contains(needle))
+            .unwrap_or_else(|| panic!("no line with {needle:?} in:\n{}", self.stdout))
+    }
+}
+
+/// The deployment ids (`dep_` + 26 characters) in `text`, in order.
+fn deployment_ids(text: &str) -> Vec<String> {
+    text.match_indices("dep_")
+        .filter_map(|(at, _)| text.get(at..at + 30))
+        .filter(|id| id[4..].bytes().all(|b| b.is_ascii_alphanumeric()))
+        .map(str::to_string)
+        .collect()
+}
+
+fn the_tour(db: &TestDb) {
+    let server = Server::start(&db.url);
+
+    // A new webhook is pinged by GitHub: the zen comes back.
+    let ping = server.run(&["simulate", "ping", "--repo", "acme/web", "--json"]);
+    let answer = ping.expect(0).json();
+    assert_eq!(answer["status"], "pong", "{answer}");
+    assert!(
+        !answer["zen"].as_str().unwrap_or_default().is_empty(),
+        "{answer}"
+    );
+    server
+        .run(&["simulate", "ping", "--repo", "acme/web"])
+        .expect(0)
+        .stdout_has(&["200 OK", "\"status\": \"pong\"", "\"zen\":"]);
+
+    // A push to main deploys.
+    let push = server.run(&["simulate", "push", "--repo", "acme/web", "--branch", "main"]);
+    push.expect(0).stdout_has(&[
+        "push to main",
+        "X-GitHub-Event: push",
+        "202 Accepted",
+        "\"status\": \"accepted\"",
+        "follow it: deploybot watch dep_",
+    ]);
+    let pushed = deployment_ids(&push.stdout);
+    assert!(!pushed.is_empty(), "{}", push.stdout);
+    let pushed = pushed[0].clone();
+
+    // The same delivery twice (GitHub's redelivery): the second deploys nothing.
+    let first = server.run(&[
+        "simulate",
+        "push",
+        "--repo",
+        "acme/web",
+        "--delivery",
+        "redelivered-1",
+        "--json",
+    ]);
+    let answer = first.expect(0).json();
+    assert_eq!(answer["status"], "accepted", "{answer}");
+    let redelivered = answer["deployments"][0].as_str().unwrap().to_string();
+    server
+        .run(&[
+            "simulate",
+            "push",
+            "--repo",
+            "acme/web",
+            "--delivery",
+            "redelivered-1",
+        ])
+        .expect(0)
+        .stdout_has(&["200 OK", "\"status\": \"duplicate\"", "deploys nothing"]);
+
+    // A branch no instance deploys is acknowledged and ignored.
+    let feature = server.run(&[
+        "simulate", "push", "--repo", "acme/web", "--branch", "feature", "--json",
+    ]);
+    let answer = feature.expect(0).json();
+    assert_eq!(answer["status"], "ignored", "{answer}");
+    assert!(
+        answer["reason"].as_str().unwrap().contains("feature"),
+        "{answer}"
+    );
+
+    // A tag matching on_tag deploys the tagged commit.
+    let sha = "6113728f27ae82c7b1a177c8d03f9e96e0adf246";
+    let tag = server.run(&[
+        "simulate", "tag", "--repo", "acme/web", "--tag", "v1.0.0", "--sha", sha, "--json",
+    ]);
+    let answer = tag.expect(0).json();
+    assert_eq!(answer["status"], "accepted", "{answer}");
+    let tagged = answer["deployments"][0].as_str().unwrap().to_string();
+
+    // A /deploy comment on a pull request is accepted; it waits for GitHub (the commenter's
+    // permission and the pull request's head), which this server has no credentials for.
+    let comment = server.run(&[
+        "simulate",
+        "comment",
+        "--repo",
+        "acme/web",
+        "--pr",
+        "42",
+        "--body",
+        "/deploy production",
+    ]);
+    comment.expect(0).stdout_has(&[
+        "comment \"/deploy production\" on #42 by @octocat",
+        "X-GitHub-Event: issue_comment",
+        "202 Accepted",
+        "\"deployments\": []",
+        "queued for GitHub",
+    ]);
+
+    // A webhook signed with another secret is refused: exit 1 with the server's reason.
+    server
+        .run(&[
+            "simulate",
+            "push",
+            "--repo",
+            "acme/web",
+            "--secret",
+            "not-the-secret",
+        ])
+        .expect(1)
+        .stdout_has(&["401 Unauthorized", "bad_signature"])
+        .stderr_has(&["refused the webhook", "does not match"]);
+
+    // A deploy through the API, as JSON for scripts.
+    let deploy = server.run(&[
+        "deploy",
+        "web",
+        "--image",
+        "ghcr.io/acme/web:manual",
+        "--env",
+        "LOG_LEVEL=debug",
+        "--notes",
+        "by hand",
+        "--json",
+    ]);
+    let created = deploy.expect(0).json();
+    assert_eq!(created["state"], "pending", "{created}");
+    assert_eq!(created["image"], "ghcr.io/acme/web:manual");
+    assert_eq!(created["env"]["LOG_LEVEL"], "debug");
+    assert_eq!(created["initiator"], "cli-test");
+    let manual = created["id"].as_str().unwrap().to_string();
+
+    // watch follows it, behind the three queued before it, to the end.
+    let watch = server.run(&["watch", &manual]);
+    watch.expect(0).stdout_has(&[
+        &format!("watching {manual}"),
+        "noop: would start release v4",
+        "% running",
+        "[########################] 100% succeeded",
+        &format!("✓ {manual} succeeded in "),
+    ]);
+    let log_at = watch.stdout.find("noop: would start").unwrap();
+    let done_at = watch.stdout.find("100% succeeded").unwrap();
+    assert!(
+        log_at < done_at,
+        "log lines come as they are written:\n{}",
+        watch.stdout
+    );
+
+    // The list shows every deployment with its state, version and trigger.
+    let list = server.run(&["deployments", "web"]);
+    list.expect(0)
+        .stdout_has(&["ID", "STATE", "VERSION", "IMAGE", "PROGRESS", "INITIATOR"]);
+    for id in [&pushed, &redelivered, &tagged, &manual] {
+        assert!(
+            list.row(id).contains("succeeded"),
+            "{id} has not succeeded:\n{}",
+            list.stdout
+        );
+    }
+    assert!(list.row(&manual).contains("v4"), "{}", list.stdout);
+    assert!(
+        list.row(&manual).contains("API (cli-test)"),
+        "{}",
+        list.stdout
+    );
+    assert!(list.row(&tagged).contains("tag v1.0.0"), "{}", list.stdout);
+    assert!(
+        list.row(&tagged).contains("ghcr.io/acme/web:6113728"),
+        "{}",
+        list.stdout
+    );
+    assert_eq!(
+        deployment_ids(&list.stdout),
+        vec![
+            manual.clone(),
+            tagged.clone(),
+            redelivered.clone(),
+            pushed.clone()
+        ],
+        "newest first"
+    );
+
+    // Pages: one at a time with a cursor, or all of them.
+    let page = server.run(&["deployments", "web", "--limit", "3"]);
+    page.expect(0).stdout_has(&[
+        "showing 3 of 4",
+        "deploybot deployments web --limit 3 --cursor ",
+    ]);
+    let page = server
+        .run(&["deployments", "web", "--limit", "3", "--json"])
+        .json();
+    let cursor = page["next_cursor"].as_str().unwrap().to_string();
+    let rest = server
+        .run(&[
+            "deployments",
+            "web",
+            "--limit",
+            "3",
+            "--cursor",
+            &cursor,
+            "--json",
+        ])
+        .json();
+    assert_eq!(rest["items"][0]["id"], pushed.as_str());
+    let all = server
+        .run(&["deployments", "web", "--all", "--limit", "1", "--json"])
+        .json();
+    assert_eq!(all["items"].as_array().unwrap().len(), 4, "{all}");
+    assert_eq!(all["total"], 4);
+    assert!(all.get("next_cursor").is_none(), "{all}");
+
+    // Cancelling a finished deployment: exit 2 with the server's 409 message.
+    server.run(&["cancel", &manual]).expect(2).stderr_has(&[
+        &format!("cannot cancel {manual}"),
+        "cannot become cancelled",
+        "HTTP 409",
+    ]);
+
+    // A wrong token: exit 2 with the server's 401 message and what to check.
+    server
+        .run(&["instances", "--token", "wrong-token"])
+        .expect(2)
+        .stderr_has(&["HTTP 401", "not valid", "--token"]);
+    server
+        .run_with(&["deployments", "web"], &[("DEPLOYBOT_TOKEN", "")])
+        .expect(2)
+        .stderr_has(&["HTTP 401", "No token was given"]);
+
+    // instances shows the active release.
+    let instances = server.run(&["instances"]);
+    instances.expect(0).stdout_has(&["NAME", "ACTIVE", "IMAGE"]);
+    let web = instances.row("acme/web");
+    assert!(
+        web.contains("v4") && web.contains("ghcr.io/acme/web:manual"),
+        "{}",
+        instances.stdout
+    );
+
+    // Roll back to the previous release (the tag) and follow it in the same command.
+    server
+        .run(&["rollback", "web", "--watch"])
+        .expect(0)
+        .stdout_has(&["rollback dep_", "queued for web", "succeeded"]);
+    let instances = server.run(&["instances", "--json"]).json();
+    let web = &instances["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["name"] == "web")
+        .unwrap()["active_release"];
+    assert_eq!(web["version"], 3, "{instances}");
+    assert_eq!(web["commit_sha"], sha);
+    let releases = server.run(&["releases", "web"]);
+    releases
+        .expect(0)
+        .stdout_has(&["VERSION", "ACTIVE", "COMMIT"]);
+    assert!(
+        releases.row("v3 ").contains("active"),
+        "{}",
+        releases.stdout
+    );
+    assert!(
+        releases.row("v3 ").contains("6113728"),
+        "{}",
+        releases.stdout
+    );
+    assert!(
+        !releases.row("v4 ").contains("active"),
+        "{}",
+        releases.stdout
+    );
+
+    // A deployment that fails: watch exits 1 and says why.
+    let broken = server
+        .run(&[
+            "deploy",
+            "broken",
+            "--image",
+            "ghcr.io/acme/api:1",
+            "--json",
+        ])
+        .json();
+    let broken = broken["id"].as_str().unwrap().to_string();
+    server
+        .run(&["watch", &broken])
+        .expect(1)
+        .stdout_has(&[&format!("✗ {broken} failed")]);
+    server
+        .run(&["deploy", "nope", "--image", "x"])
+        .expect(2)
+        .stderr_has(&["cannot deploy nope", "HTTP 404"]);
+
+    // Nothing listens: exit 2, naming the URL and how to start the server.
+    let closed = format!("http://127.0.0.1:{}", free_port());
+    server
+        .run(&["instances", "--url", &closed])
+        .expect(2)
+        .stderr_has(&[&closed, "connection refused", "deploybot serve"]);
+    server
+        .run(&["simulate", "ping", "--repo", "acme/web", "--url", &closed])
+        .expect(2)
+        .stderr_has(&[&closed, "deploybot serve"]);
+}
+
+#[test]
+fn tour_on_sqlite() {
+    the_tour(&TestDb::sqlite());
+}
+
+#[test]
+fn tour_on_postgres() {
+    the_tour(&TestDb::postgres());
+}
+
+#[test]
+fn simulate_without_a_secret_says_where_to_put_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut command = Command::new(BIN);
+    for name in SCRUBBED {
+        command.env_remove(name);
+    }
+    let output = command
+        .args(["simulate", "push", "--repo", "acme/web"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("DEPLOYBOT_WEBHOOK_SECRET") && stderr.contains("--secret"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn simulate_dry_run_prints_a_signed_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut command = Command::new(BIN);
+    for name in SCRUBBED {
+        command.env_remove(name);
+    }
+    let output = command
+        .args([
+            "simulate",
+            "comment",
+            "--repo",
+            "acme/web",
+            "--pr",
+            "7",
+            "--body",
+            "/deploy production",
+            "--dry-run",
+        ])
+        .env("DEPLOYBOT_WEBHOOK_SECRET", SECRET)
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let (head, body) = stdout.split_once("\n\n").unwrap();
+    assert!(
+        head.starts_with("POST http://127.0.0.1:8080/webhooks/github"),
+        "{head}"
+    );
+    assert!(head.contains("X-GitHub-Event: issue_comment"), "{head}");
+    let signature = head
+        .lines()
+        .find_map(|l| l.strip_prefix("X-Hub-Signature-256: "))
+        .unwrap();
+    let body = body.trim_end_matches('\n');
+    assert_eq!(
+        signature,
+        deploybot::github::signature::sign(SECRET.as_bytes(), body.as_bytes())
+    );
+    let payload: Value = serde_json::from_str(body).unwrap();
+    assert_eq!(payload["comment"]["body"], "/deploy production");
+    assert_eq!(payload["issue"]["number"], 7);
+}

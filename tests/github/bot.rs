@@ -1,0 +1,305 @@
+//! A real `deploybot serve` child process, a fake GitHub, a test database, and a small
+//! blocking HTTP client that signs webhooks like GitHub does.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use deploybot::deploy::{Deployment, Instance, ListOptions, Store};
+use deploybot::github::signature;
+use serde_json::Value;
+
+use crate::common::TestDb;
+use crate::common::fake_github::FakeGithub;
+
+pub const SECRET: &str = "webhook-secret";
+pub const TOKEN: &str = "ghs_testtoken";
+pub const SHA: &str = "a10867b14bb761a232cd80139fbd4c0d33264240";
+pub const PR_SHA: &str = "2f3d6a7b9c0e1f2a3b4c5d6e7f8091a2b3c4d5e6";
+
+pub struct Bot {
+    pub db: TestDb,
+    pub fake: FakeGithub,
+    pub port: u16,
+    dir: tempfile::TempDir,
+    config: PathBuf,
+    child: Option<Child>,
+}
+
+/// The default instances: production deploys tags and takes commands, staging deploys main.
+pub fn instances(script: &str) -> String {
+    format!(
+        r#"
+[[instances]]
+name = "web-production"
+repo = "acme/web"
+environment = "production"
+image = "ghcr.io/acme/web:{{sha}}"
+strategy = "rolling"
+on_tag = ["v*"]
+environment_url = "https://web.acme.dev"
+
+[instances.provider]
+kind = "command"
+run = ["{script}"]
+timeout = "1m"
+
+[[instances]]
+name = "web-staging"
+repo = "acme/web"
+environment = "staging"
+image = "ghcr.io/acme/web:{{short_sha}}"
+strategy = "recreate"
+on_push = ["main"]
+commands = false
+
+[instances.provider]
+kind = "noop"
+"#
+    )
+}
+
+impl Bot {
+    /// Starts everything; `script_body` is the deploy command of web-production.
+    pub fn start(db: TestDb, script_body: &str, extra: &str) -> Bot {
+        let dir = tempfile::tempdir().unwrap();
+        let script = dir.path().join("ship.sh");
+        std::fs::write(&script, format!("#!/bin/bash\n{script_body}\n")).unwrap();
+        let mut perms = std::fs::metadata(&script).unwrap().permissions();
+        std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
+        std::fs::set_permissions(&script, perms).unwrap();
+
+        let fake = FakeGithub::start();
+        fake.add_repo("acme/web");
+        fake.set_token(TOKEN);
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let config = dir.path().join("deploybot.toml");
+        std::fs::write(
+            &config,
+            format!(
+                r#"database_url = "{db}"
+listen = "127.0.0.1:{port}"
+public_url = "http://bot.test"
+webhook_secrets = ["{SECRET}", "the-previous-secret"]
+webhook_max_bytes = 65536
+
+[github]
+api_url = "{api}"
+token = "{TOKEN}"
+
+[pages]
+public = true
+
+[worker]
+lease = "2s"
+{extra}
+{instances}"#,
+                db = db.url,
+                api = fake.url,
+                instances = instances(&script.display().to_string()),
+            ),
+        )
+        .unwrap();
+        let mut bot = Bot {
+            db,
+            fake,
+            port,
+            dir,
+            config,
+            child: None,
+        };
+        bot.spawn();
+        bot
+    }
+
+    fn spawn(&mut self) {
+        let child = Command::new(env!("CARGO_BIN_EXE_deploybot"))
+            .args(["serve", "--config"])
+            .arg(&self.config)
+            .env_remove("DATABASE_URL")
+            .env_remove("DEPLOYBOT_WEBHOOK_SECRET")
+            .env_remove("GITHUB_TOKEN")
+            .env_remove("DEPLOYBOT_GITHUB_API_URL")
+            .env(
+                "DEPLOYBOT_LOG",
+                std::env::var("TEST_LOG").unwrap_or_else(|_| "warn".into()),
+            )
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        wait_until("the server to listen", Duration::from_secs(30), || {
+            TcpStream::connect(("127.0.0.1", self.port)).is_ok()
+        });
+    }
+
+    /// Crashes the server (SIGKILL) and starts it again.
+    pub fn kill9_and_restart(&mut self) {
+        self.kill9();
+        self.spawn();
+    }
+
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().unwrap();
+            child.wait().unwrap();
+        }
+    }
+
+    pub fn dir(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+
+    /// Sends a webhook signed with the current secret.
+    pub fn send(&self, event: &str, body: &Value, delivery: &str) -> (u16, Value) {
+        let body = serde_json::to_vec(body).unwrap();
+        let signature = signature::sign(SECRET.as_bytes(), &body);
+        self.post(
+            "/webhooks/github",
+            &[
+                ("X-GitHub-Event", event),
+                ("X-GitHub-Delivery", delivery),
+                ("X-Hub-Signature-256", &signature),
+            ],
+            &body,
+        )
+    }
+
+    /// A raw POST with exactly these headers.
+    pub fn post(&self, path: &str, headers: &[(&str, &str)], body: &[u8]) -> (u16, Value) {
+        let mut stream = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        let mut head = format!(
+            "POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\nUser-Agent: GitHub-Hookshot/test\r\n",
+            body.len()
+        );
+        for (name, value) in headers {
+            head.push_str(&format!("{name}: {value}\r\n"));
+        }
+        head.push_str("\r\n");
+        stream.write_all(head.as_bytes()).unwrap();
+        let _ = stream.write_all(body);
+        let mut answer = Vec::new();
+        let _ = stream.read_to_end(&mut answer);
+        let text = String::from_utf8_lossy(&answer).to_string();
+        let status: u16 = text
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        let body = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
+        // Chunked bodies: take the JSON object inside.
+        let json = body
+            .find('{')
+            .and_then(|start| body.rfind('}').map(|end| &body[start..=end]))
+            .and_then(|j| serde_json::from_str(j).ok())
+            .unwrap_or(Value::Null);
+        (status, json)
+    }
+
+    pub fn instance(&self, name: &str) -> Instance {
+        self.db.store.find_instance("acme", name).unwrap()
+    }
+
+    pub fn deployments(&self, instance: &str) -> Vec<Deployment> {
+        let id = self.instance(instance).id;
+        self.db
+            .store
+            .list_deployments(
+                "acme",
+                id,
+                &ListOptions {
+                    cursor: None,
+                    limit: Some(100),
+                },
+            )
+            .unwrap()
+            .items
+    }
+
+    pub fn deployment(&self, id: &str) -> Deployment {
+        self.db
+            .store
+            .get_deployment("acme", id.parse().unwrap())
+            .unwrap()
+    }
+
+    /// Waits until the deployment reaches a final state.
+    pub fn wait_final(&self, id: &str) -> Deployment {
+        let mut last = None;
+        wait_until("the deployment to finish", Duration::from_secs(60), || {
+            let d = self.deployment(id);
+            let done = d.finished_at.is_some();
+            last = Some(d);
+            done
+        });
+        last.unwrap()
+    }
+}
+
+impl Drop for Bot {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+pub fn wait_until(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
+    let started = Instant::now();
+    while !done() {
+        assert!(
+            started.elapsed() < limit,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// GitHub's documented payload from tests/fixtures/github, retargeted at acme/web.
+pub fn fixture(name: &str) -> Value {
+    let path = format!(
+        "{}/tests/fixtures/github/{name}.json",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let mut v: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    if v.get("repository").is_some() {
+        v["repository"]["full_name"] = "acme/web".into();
+        v["repository"]["name"] = "web".into();
+        v["repository"]["owner"]["login"] = "acme".into();
+    }
+    v
+}
+
+/// A push of `git_ref` to `after`, shaped like GitHub's example.
+pub fn push(git_ref: &str, after: &str, user: &str) -> Value {
+    let mut v = fixture("push");
+    v["ref"] = git_ref.into();
+    v["after"] = after.into();
+    v["created"] = false.into();
+    v["deleted"] = false.into();
+    v["sender"]["login"] = user.into();
+    if v["head_commit"].is_object() {
+        v["head_commit"]["id"] = after.into();
+    }
+    v
+}
+
+/// A comment on pull request #`pr`.
+pub fn pr_comment(pr: u64, comment_id: u64, user: &str, body: &str) -> Value {
+    let mut v = fixture("issue_comment_created_pr");
+    v["issue"]["number"] = pr.into();
+    v["comment"]["id"] = comment_id.into();
+    v["comment"]["body"] = body.into();
+    v["comment"]["user"]["login"] = user.into();
+    v["comment"]["user"]["type"] = "User".into();
+    v["sender"]["login"] = user.into();
+    v
+}

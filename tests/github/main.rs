@@ -1,0 +1,661 @@
+//! GitHub end to end, through the real `deploybot serve` binary and a fake GitHub:
+//! verified webhooks, exactly-once deliveries, events turned into deployments, comment
+//! commands, and every deployment reported back — in order, retried, never lost.
+
+mod bot;
+#[path = "../common/mod.rs"]
+mod common;
+
+use std::time::Duration;
+
+use bot::{Bot, PR_SHA, SECRET, SHA, fixture, pr_comment, push, wait_until};
+use common::TestDb;
+use deploybot::deploy::{DeployState, Store};
+use deploybot::github::signature;
+use serde_json::Value;
+
+const OK_SCRIPT: &str = "echo \"phase=$DEPLOY_PHASE slot=$DEPLOY_SLOT image=$DEPLOY_IMAGE\"";
+
+fn tag_push(tag: &str, commit: &str) -> Value {
+    let mut v = fixture("push_tag");
+    v["ref"] = format!("refs/tags/{tag}").into();
+    v["after"] = commit.into();
+    v["head_commit"]["id"] = commit.into();
+    v
+}
+
+fn create_tag(tag: &str) -> Value {
+    let mut v = fixture("create_tag");
+    v["ref"] = tag.into();
+    v
+}
+
+/// The statuses GitHub has for the only deployment of `environment`.
+fn github_states(bot: &Bot, environment: &str) -> Vec<String> {
+    let deployments: Vec<_> = bot
+        .fake
+        .deployments("acme/web")
+        .into_iter()
+        .filter(|d| d.environment == environment)
+        .collect();
+    assert_eq!(deployments.len(), 1, "GitHub deployments: {deployments:?}");
+    deployments[0].states()
+}
+
+fn wait_for_github_state(bot: &Bot, environment: &str, state: &str) {
+    wait_until(
+        &format!("a {state} status on GitHub"),
+        Duration::from_secs(60),
+        || {
+            bot.fake.deployments("acme/web").iter().any(|d| {
+                d.environment == environment && d.states().last().map(String::as_str) == Some(state)
+            })
+        },
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// Verification and exactly-once
+// ---------------------------------------------------------------------------------------
+
+fn signatures_are_checked_before_anything_else(db: TestDb) {
+    let bot = Bot::start(db, OK_SCRIPT, "");
+    let body = serde_json::to_vec(&push("refs/heads/main", SHA, "octocat")).unwrap();
+    let good = signature::sign(SECRET.as_bytes(), &body);
+    fn headers(sig: &str) -> Vec<(&'static str, &str)> {
+        vec![
+            ("X-GitHub-Event", "push"),
+            ("X-GitHub-Delivery", "d-1"),
+            ("X-Hub-Signature-256", sig),
+        ]
+    }
+
+    let mut tampered = body.clone();
+    tampered[10] ^= 1;
+    let (status, answer) = bot.post("/webhooks/github", &headers(&good), &tampered);
+    assert_eq!(status, 401, "{answer}");
+    assert_eq!(answer["error"]["code"], "bad_signature");
+    let wrong = signature::sign(b"not the secret", &body);
+    assert_eq!(bot.post("/webhooks/github", &headers(&wrong), &body).0, 401);
+    let (status, answer) = bot.post(
+        "/webhooks/github",
+        &[("X-GitHub-Event", "push"), ("X-GitHub-Delivery", "d-1")],
+        &body,
+    );
+    assert_eq!(status, 401);
+    let message = answer["error"]["message"].as_str().unwrap();
+    assert!(message.contains("X-Hub-Signature-256"), "{message}");
+    assert!(
+        !message.contains(&good[7..]),
+        "the expected value must not leak"
+    );
+    let sha1 = [
+        ("X-GitHub-Event", "push"),
+        ("X-GitHub-Delivery", "d-1"),
+        ("X-Hub-Signature", "sha1=0000"),
+    ];
+    assert_eq!(bot.post("/webhooks/github", &sha1, &body).0, 401);
+    assert_eq!(
+        bot.post(
+            "/webhooks/github",
+            &headers(&good.to_uppercase().replace("SHA256=", "sha256=")),
+            &body
+        )
+        .0,
+        202
+    );
+    assert!(
+        bot.deployments("web-staging").len() == 1,
+        "nothing refused was stored; the uppercase one was"
+    );
+
+    // The previous secret still works during rotation.
+    let mut second = push("refs/heads/main", PR_SHA, "octocat");
+    second["after"] = PR_SHA.into();
+    let body2 = serde_json::to_vec(&second).unwrap();
+    let rotated = signature::sign(b"the-previous-secret", &body2);
+    let (status, _) = bot.post(
+        "/webhooks/github",
+        &[
+            ("X-GitHub-Event", "push"),
+            ("X-GitHub-Delivery", "d-2"),
+            ("X-Hub-Signature-256", &rotated),
+        ],
+        &body2,
+    );
+    assert_eq!(status, 202);
+
+    // Missing event or delivery headers are bad requests (after verification).
+    let (status, answer) = bot.post(
+        "/webhooks/github",
+        &[("X-GitHub-Delivery", "d-3"), ("X-Hub-Signature-256", &good)],
+        &body,
+    );
+    assert_eq!(status, 400, "{answer}");
+    assert!(
+        answer["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("X-GitHub-Event")
+    );
+    let (status, _) = bot.post(
+        "/webhooks/github",
+        &[("X-GitHub-Event", "push"), ("X-Hub-Signature-256", &good)],
+        &body,
+    );
+    assert_eq!(status, 400);
+    // A signed empty body is not a push.
+    let empty = signature::sign(SECRET.as_bytes(), b"");
+    let (status, answer) = bot.post(
+        "/webhooks/github",
+        &[
+            ("X-GitHub-Event", "push"),
+            ("X-GitHub-Delivery", "d-4"),
+            ("X-Hub-Signature-256", &empty),
+        ],
+        b"",
+    );
+    assert_eq!(status, 400, "{answer}");
+    // Past webhook_max_bytes (64 KiB here): 413 before the body is even verified.
+    let big = vec![b' '; 70_000];
+    let big_sig = signature::sign(SECRET.as_bytes(), &big);
+    let (status, answer) = bot.post("/webhooks/github", &headers(&big_sig), &big);
+    assert_eq!(status, 413, "{answer}");
+    // The server is still healthy.
+    assert_eq!(bot.send("ping", &fixture("ping"), "d-5").0, 200);
+}
+
+fn a_delivery_counts_once_even_across_restarts(db: TestDb) {
+    let mut bot = Bot::start(db, OK_SCRIPT, "");
+    let event = push("refs/heads/main", SHA, "octocat");
+    let (status, first) = bot.send("push", &event, "delivery-1");
+    assert_eq!(status, 202, "{first}");
+    assert_eq!(first["deployments"].as_array().unwrap().len(), 1);
+    let (status, again) = bot.send("push", &event, "delivery-1");
+    assert_eq!((status, again["status"].as_str()), (200, Some("duplicate")));
+    bot.kill9_and_restart();
+    let (status, after_restart) = bot.send("push", &event, "delivery-1");
+    assert_eq!(
+        (status, after_restart["status"].as_str()),
+        (200, Some("duplicate"))
+    );
+    assert_eq!(bot.deployments("web-staging").len(), 1);
+
+    // A redelivery under a new id of the same push is the same trigger: still one deployment.
+    let (status, redelivered) = bot.send("push", &event, "delivery-2");
+    assert_eq!(status, 202);
+    assert_eq!(redelivered["status"], "already deployed", "{redelivered}");
+    assert_eq!(bot.deployments("web-staging").len(), 1);
+}
+
+fn ping_and_ignored_events(db: TestDb) {
+    let bot = Bot::start(db, OK_SCRIPT, "");
+    let (status, pong) = bot.send("ping", &fixture("ping"), "p-1");
+    assert_eq!(status, 200);
+    assert_eq!(pong["status"], "pong");
+    assert!(!pong["zen"].as_str().unwrap().is_empty());
+
+    let cases = [
+        (
+            "push",
+            push("refs/heads/feature", SHA, "octocat"),
+            "no instance",
+        ),
+        ("push", fixture("push_delete"), "deleted"),
+        ("issues", fixture("ping"), "does not act on issues"),
+        (
+            "issue_comment",
+            fixture("issue_comment_edited"),
+            "only new comments",
+        ),
+        (
+            "issue_comment",
+            fixture("issue_comment_deleted"),
+            "only new comments",
+        ),
+        ("issue_comment", fixture("issue_comment_bot"), "bot"),
+    ];
+    for (i, (event, body, reason)) in cases.into_iter().enumerate() {
+        let (status, answer) = bot.send(event, &body, &format!("i-{i}"));
+        assert_eq!(status, 202, "{event}: {answer}");
+        assert_eq!(answer["status"], "ignored", "{event}: {answer}");
+        assert!(
+            answer["reason"].as_str().unwrap().contains(reason),
+            "{event}: {answer}"
+        );
+    }
+    assert!(bot.deployments("web-staging").is_empty());
+    assert!(bot.deployments("web-production").is_empty());
+}
+
+// ---------------------------------------------------------------------------------------
+// Events to deployments
+// ---------------------------------------------------------------------------------------
+
+fn push_to_main_deploys_the_pushed_commit(db: TestDb) {
+    let bot = Bot::start(db, OK_SCRIPT, "");
+    let (status, answer) = bot.send("push", &push("refs/heads/main", SHA, "octocat"), "push-1");
+    assert_eq!(status, 202, "{answer}");
+    let id = answer["deployments"][0].as_str().unwrap();
+    let d = bot.wait_final(id);
+    assert_eq!(d.state, DeployState::Succeeded, "{}", d.error);
+    assert_eq!(d.image, "ghcr.io/acme/web:a10867b");
+    assert_eq!(d.initiator, "octocat");
+    assert_eq!(d.source.trigger, "push to main by @octocat (a10867b)");
+    let release = bot.db.store.get_release("acme", d.release_id).unwrap();
+    assert_eq!(release.commit_sha, SHA);
+    assert_eq!(release.notes, "push to main by @octocat (a10867b)");
+}
+
+fn a_tag_push_and_its_create_event_deploy_once(db: TestDb) {
+    let mut bot = Bot::start(db, OK_SCRIPT, "");
+    bot.fake.add_tag("acme/web", "v1.2.0", SHA, true);
+    let (status, pushed) = bot.send("push", &tag_push("v1.2.0", SHA), "t-1");
+    assert_eq!(status, 202, "{pushed}");
+    assert_eq!(pushed["deployments"].as_array().unwrap().len(), 1);
+    bot.kill9_and_restart();
+    let (status, created) = bot.send("create", &create_tag("v1.2.0"), "t-2");
+    assert_eq!(status, 202, "{created}");
+    let id = pushed["deployments"][0].as_str().unwrap();
+    bot.wait_final(id);
+    // The create job resolves the tag (annotated: dereferenced to the commit) and finds it deployed.
+    wait_until("the tag job", Duration::from_secs(30), || {
+        bot.fake
+            .calls()
+            .iter()
+            .any(|c| c.path.starts_with("/repos/acme/web/git/tags/"))
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let deployments = bot.deployments("web-production");
+    assert_eq!(deployments.len(), 1, "{deployments:?}");
+    assert_eq!(deployments[0].image, format!("ghcr.io/acme/web:{SHA}"));
+}
+
+fn a_create_event_alone_resolves_the_tag_and_deploys(db: TestDb) {
+    let bot = Bot::start(db, OK_SCRIPT, "");
+    bot.fake.add_tag("acme/web", "v2.0.0", PR_SHA, true);
+    let (status, answer) = bot.send("create", &create_tag("v2.0.0"), "c-1");
+    assert_eq!(status, 202, "{answer}");
+    assert_eq!(answer["jobs"], 1);
+    wait_until("the tag's deployment", Duration::from_secs(30), || {
+        bot.deployments("web-production").len() == 1
+    });
+    let d = &bot.deployments("web-production")[0];
+    let release = bot.db.store.get_release("acme", d.release_id).unwrap();
+    assert_eq!(
+        release.commit_sha, PR_SHA,
+        "the commit, not the annotated tag object"
+    );
+    assert_eq!(d.source.trigger, "tag v2.0.0 by @Codertocat (2f3d6a7)");
+}
+
+// ---------------------------------------------------------------------------------------
+// Reporting
+// ---------------------------------------------------------------------------------------
+
+fn a_tag_push_is_mirrored_on_github(db: TestDb) {
+    let bot = Bot::start(db, OK_SCRIPT, "");
+    let (_, answer) = bot.send("push", &tag_push("v1.0.0", SHA), "m-1");
+    let id = answer["deployments"][0].as_str().unwrap().to_string();
+    assert_eq!(bot.wait_final(&id).state, DeployState::Succeeded);
+    wait_for_github_state(&bot, "production", "success");
+    let gh = bot
+        .fake
+        .deployments("acme/web")
+        .into_iter()
+        .find(|d| d.environment == "production")
+        .unwrap();
+    assert_eq!(gh.git_ref, SHA);
+    assert!(!gh.auto_merge);
+    assert_eq!(gh.required_contexts, Some(vec![]));
+    assert_eq!(gh.payload["deploybot"]["deployment_id"], id.as_str());
+    assert_eq!(gh.payload["deploybot"]["version"], 1);
+    assert_eq!(
+        gh.payload["deploybot"]["image"],
+        format!("ghcr.io/acme/web:{SHA}")
+    );
+    assert!(
+        gh.description
+            .as_deref()
+            .unwrap()
+            .starts_with("v1 · tag v1.0.0"),
+        "{:?}",
+        gh.description
+    );
+    let states = gh.states();
+    assert_eq!(states.first().map(String::as_str), Some("queued"));
+    assert_eq!(states.get(1).map(String::as_str), Some("in_progress"));
+    assert_eq!(states.last().map(String::as_str), Some("success"));
+    assert!(
+        states[1..states.len() - 1]
+            .iter()
+            .all(|s| s == "in_progress"),
+        "{states:?}"
+    );
+    for status in &gh.statuses {
+        assert_eq!(status.log_url, format!("http://bot.test/deployments/{id}"));
+        assert_eq!(status.environment_url, "https://web.acme.dev");
+        assert_eq!(status.environment, "production");
+    }
+    assert_eq!(gh.statuses.last().unwrap().auto_inactive, Some(true));
+    assert_eq!(bot.deployment(&id).github_deployment_id, Some(gh.id as i64));
+    // Every call carried the headers GitHub expects.
+    for call in bot.fake.calls() {
+        assert_eq!(
+            call.accept.as_deref(),
+            Some("application/vnd.github+json"),
+            "{call:?}"
+        );
+        assert_eq!(call.api_version.as_deref(), Some("2022-11-28"));
+        assert!(
+            call.user_agent
+                .as_deref()
+                .unwrap_or_default()
+                .contains("deploybot/"),
+            "{call:?}"
+        );
+    }
+}
+
+fn failures_and_cancellations_are_reported(db: TestDb) {
+    // v-fail exits 3; v-hang sleeps until cancelled.
+    let script =
+        "case \"$DEPLOY_IMAGE\" in *bbbbbbb*) echo boom >&2; exit 3;; *ccccccc*) sleep 600;; esac";
+    let bot = Bot::start(db, script, "");
+    let failing = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
+    let (_, answer) = bot.send("push", &tag_push("v1.0.1", failing), "f-1");
+    let id = answer["deployments"][0].as_str().unwrap().to_string();
+    let d = bot.wait_final(&id);
+    assert_eq!(d.state, DeployState::Failed);
+    assert!(d.error.contains("exited with status 3"), "{}", d.error);
+    wait_for_github_state(&bot, "production", "failure");
+    let gh = bot
+        .fake
+        .deployments("acme/web")
+        .into_iter()
+        .find(|g| g.sha == failing)
+        .unwrap();
+    let last = gh.statuses.last().unwrap();
+    assert!(
+        last.description.contains("exited with status 3"),
+        "{}",
+        last.description
+    );
+    assert_eq!(last.auto_inactive, None);
+
+    let hanging = "cccccccccccccccccccccccccccccccccccccccc";
+    let (_, answer) = bot.send("push", &tag_push("v1.0.2", hanging), "f-2");
+    let id = answer["deployments"][0].as_str().unwrap().to_string();
+    wait_until(
+        "the hanging deployment to run",
+        Duration::from_secs(30),
+        || bot.deployment(&id).state == DeployState::Running,
+    );
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let catalog = deploybot::provider::catalog::ConfigCatalog::default();
+        let service = deploybot::deploy::Service::new(
+            std::sync::Arc::clone(&bot.db.store) as std::sync::Arc<dyn Store>,
+            std::sync::Arc::new(catalog),
+        );
+        service
+            .cancel("acme", id.parse().unwrap(), "octocat")
+            .await
+            .unwrap();
+    });
+    assert_eq!(bot.wait_final(&id).state, DeployState::Cancelled);
+    wait_until(
+        "an error status for the cancelled deployment",
+        Duration::from_secs(30),
+        || {
+            bot.fake
+                .deployments("acme/web")
+                .iter()
+                .any(|g| g.sha == hanging && g.states().last().map(String::as_str) == Some("error"))
+        },
+    );
+}
+
+fn pr_command_end_to_end(db: TestDb) {
+    let bot = Bot::start(db, OK_SCRIPT, "");
+    bot.fake.set_permission("acme/web", "octocat", "write");
+    bot.fake.add_pull("acme/web", 42, PR_SHA, false, "open");
+    let comment = bot
+        .fake
+        .add_comment("acme/web", 42, "octocat", "/deploy production");
+    let (status, answer) = bot.send(
+        "issue_comment",
+        &pr_comment(42, comment, "octocat", "Looks good.\n\n/deploy production"),
+        "pr-1",
+    );
+    assert_eq!(status, 202, "{answer}");
+    assert_eq!(answer["jobs"], 2, "👀 and the command: {answer}");
+    wait_until("the command's deployment", Duration::from_secs(30), || {
+        bot.deployments("web-production").len() == 1
+    });
+    let d = bot.deployments("web-production").remove(0);
+    assert_eq!(d.image, format!("ghcr.io/acme/web:{PR_SHA}"));
+    assert_eq!(d.initiator, "octocat");
+    assert_eq!(d.source.pull_request, Some(42));
+    assert_eq!(
+        bot.wait_final(&d.id.to_string()).state,
+        DeployState::Succeeded
+    );
+    wait_for_github_state(&bot, "production", "success");
+    wait_until("the reply", Duration::from_secs(30), || {
+        !bot.fake
+            .comments("acme/web", 42)
+            .iter()
+            .all(|c| c.id == comment)
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(bot.fake.reactions("acme/web", comment), ["eyes", "rocket"]);
+    let replies: Vec<_> = bot
+        .fake
+        .comments("acme/web", 42)
+        .into_iter()
+        .filter(|c| c.id != comment)
+        .collect();
+    assert_eq!(replies.len(), 1, "one reply per command: {replies:?}");
+    assert!(
+        replies[0]
+            .body
+            .contains("🚀 Deployment of **v1** to **production** succeeded"),
+        "{}",
+        replies[0].body
+    );
+    assert!(
+        replies[0]
+            .body
+            .contains(&format!("http://bot.test/deployments/{}", d.id)),
+        "{}",
+        replies[0].body
+    );
+    assert_eq!(
+        github_states(&bot, "production").last().map(String::as_str),
+        Some("success")
+    );
+    // The permission was asked of GitHub, and the head SHA came from the API.
+    let calls = bot.fake.calls();
+    assert!(
+        calls
+            .iter()
+            .any(|c| c.path == "/repos/acme/web/collaborators/octocat/permission")
+    );
+    assert!(calls.iter().any(|c| c.path == "/repos/acme/web/pulls/42"));
+}
+
+fn refused_commands_explain_why(db: TestDb) {
+    let bot = Bot::start(db, OK_SCRIPT, "");
+    bot.fake.set_permission("acme/web", "reader", "read");
+    bot.fake.set_permission("acme/web", "octocat", "maintain");
+    bot.fake.add_pull("acme/web", 7, PR_SHA, true, "open");
+    bot.fake.add_pull("acme/web", 8, PR_SHA, false, "closed");
+    bot.fake.add_pull("acme/web", 9, PR_SHA, false, "open");
+    let cases = [
+        (
+            9,
+            "reader",
+            "/deploy production",
+            "needs write, maintain, admin permission",
+        ),
+        (7, "octocat", "/deploy production", "comes from a fork"),
+        (8, "octocat", "/deploy", "is closed"),
+        (9, "octocat", "/deploy moon", "`moon` is not an environment"),
+        (9, "octocat", "/deploy production --strategy", "--strategy"),
+    ];
+    for (i, (pr, user, body, expected)) in cases.iter().enumerate() {
+        let comment = bot.fake.add_comment("acme/web", *pr, user, body);
+        let (status, answer) = bot.send(
+            "issue_comment",
+            &pr_comment(*pr, comment, user, body),
+            &format!("r-{i}"),
+        );
+        assert_eq!(status, 202, "{answer}");
+        wait_until(
+            &format!("the reply to {body:?} by {user}"),
+            Duration::from_secs(30),
+            || {
+                bot.fake
+                    .comments("acme/web", *pr)
+                    .iter()
+                    .any(|c| c.body.contains(expected))
+            },
+        );
+        wait_until("😕", Duration::from_secs(30), || {
+            bot.fake
+                .reactions("acme/web", comment)
+                .contains(&"confused".to_string())
+        });
+        assert_eq!(bot.fake.reactions("acme/web", comment)[0], "eyes");
+    }
+    assert!(
+        bot.deployments("web-production").is_empty(),
+        "nothing refused was deployed"
+    );
+    // /help lists the environments that take commands.
+    let comment = bot.fake.add_comment("acme/web", 9, "octocat", "/help");
+    bot.send(
+        "issue_comment",
+        &pr_comment(9, comment, "octocat", "/help"),
+        "r-help",
+    );
+    wait_until("the help reply", Duration::from_secs(30), || {
+        bot.fake
+            .comments("acme/web", 9)
+            .iter()
+            .any(|c| c.body.contains("`production`") && c.body.contains("/rollback"))
+    });
+    // A quoted command is not a command.
+    let (_, answer) = bot.send(
+        "issue_comment",
+        &pr_comment(9, 999, "octocat", "> /deploy production"),
+        "r-quote",
+    );
+    assert_eq!(answer["status"], "ignored");
+}
+
+fn github_faults_are_retried_in_order_and_never_block(db: TestDb) {
+    let bot = Bot::start(db, OK_SCRIPT, "");
+    bot.fake
+        .fail_next("POST", "/repos/acme/web/deployments", 1, 500, &[]);
+    bot.fake.fail_next(
+        "POST",
+        "/repos/acme/web/deployments",
+        1,
+        429,
+        &[("Retry-After", "1")],
+    );
+    let (_, answer) = bot.send("push", &tag_push("v3.0.0", SHA), "x-1");
+    let id = answer["deployments"][0].as_str().unwrap().to_string();
+    assert_eq!(
+        bot.wait_final(&id).state,
+        DeployState::Succeeded,
+        "GitHub faults never block the deploy"
+    );
+    wait_for_github_state(&bot, "production", "success");
+    let creates: Vec<u16> = bot
+        .fake
+        .calls()
+        .iter()
+        .filter(|c| c.method == "POST" && c.path == "/repos/acme/web/deployments")
+        .map(|c| c.status)
+        .collect();
+    assert_eq!(creates, [500, 429, 201], "retried until created, once");
+    let states = github_states(&bot, "production");
+    assert_eq!(
+        states.first().map(String::as_str),
+        Some("queued"),
+        "{states:?}"
+    );
+    assert_eq!(
+        states.last().map(String::as_str),
+        Some("success"),
+        "{states:?}"
+    );
+
+    // A 422 on one report is recorded and the rest still go out.
+    bot.fake
+        .fail_next("POST", "/repos/acme/web/deployments/", 1, 422, &[]);
+    let (_, answer) = bot.send("push", &tag_push("v3.0.1", PR_SHA), "x-2");
+    let id = answer["deployments"][0].as_str().unwrap().to_string();
+    assert_eq!(bot.wait_final(&id).state, DeployState::Succeeded);
+    wait_until("the later statuses", Duration::from_secs(30), || {
+        bot.fake
+            .deployments("acme/web")
+            .iter()
+            .any(|g| g.sha == PR_SHA && g.states().last().map(String::as_str) == Some("success"))
+    });
+    let items = bot
+        .db
+        .store
+        .outbox_items("acme", id.parse().unwrap())
+        .unwrap();
+    let failed: Vec<_> = items.iter().filter(|i| i.state == "failed").collect();
+    assert_eq!(failed.len(), 1, "{items:?}");
+    assert!(
+        failed[0].last_error.contains("422"),
+        "{}",
+        failed[0].last_error
+    );
+}
+
+fn reports_pending_at_a_crash_are_delivered_after_restart(db: TestDb) {
+    let mut bot = Bot::start(db, OK_SCRIPT, "");
+    // GitHub is down: every report waits in the outbox.
+    bot.fake
+        .fail_next("POST", "/repos/acme/web/", 1000, 503, &[]);
+    let (_, answer) = bot.send("push", &tag_push("v4.0.0", SHA), "k-1");
+    let id = answer["deployments"][0].as_str().unwrap().to_string();
+    assert_eq!(bot.wait_final(&id).state, DeployState::Succeeded);
+    bot.kill9();
+    bot.fake.clear_faults();
+    assert!(bot.fake.deployments("acme/web").is_empty());
+    bot.kill9_and_restart();
+    wait_for_github_state(&bot, "production", "success");
+    let gh = bot.fake.deployments("acme/web");
+    assert_eq!(gh.len(), 1, "created once");
+    let states = gh[0].states();
+    assert_eq!(states.first().map(String::as_str), Some("queued"));
+    assert_eq!(states.last().map(String::as_str), Some("success"));
+    // The stale in-progress updates collapsed: nothing after success.
+    assert_eq!(states.iter().filter(|s| *s == "success").count(), 1);
+}
+
+both_backends_owned!(
+    signatures_are_checked_before_anything_else,
+    a_delivery_counts_once_even_across_restarts,
+    ping_and_ignored_events,
+    push_to_main_deploys_the_pushed_commit,
+    a_tag_push_and_its_create_event_deploy_once,
+    a_create_event_alone_resolves_the_tag_and_deploys,
+    a_tag_push_is_mirrored_on_github,
+    failures_and_cancellations_are_reported,
+    pr_command_end_to_end,
+    refused_commands_explain_why,
+    github_faults_are_retried_in_order_and_never_block,
+    reports_pending_at_a_crash_are_delivered_after_restart,
+);
