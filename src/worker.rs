@@ -239,6 +239,8 @@ impl Worker {
                 Ok(()) => {
                     tracing::info!(deployment = %id, state = %state, "deployment finished");
                     crate::server::metrics::global().deployment_finished(&deployment);
+                    // The next deployment of this instance can run now: do not wait for the poll.
+                    self.wake.notify_waiters();
                     return;
                 }
                 Err(Error::Unavailable(e)) => {

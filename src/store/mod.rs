@@ -27,6 +27,19 @@ use cursor::DeploymentKey;
 use rows::{DeploymentRow, InstanceRow, ReleaseRow, to_db};
 use schema::{deployments, instances, releases};
 
+/// For fuzzing only (`fuzz/fuzz_targets/cursor.rs`), not an API: decodes `cursor` as the list
+/// routes do, as a deployments cursor (created_at µs, id) and as a releases cursor (version).
+#[doc(hidden)]
+pub fn fuzz_decode_cursor(
+    cursor: &str,
+    instance: InstanceId,
+) -> (Result<(i64, String), Error>, Result<i64, Error>) {
+    (
+        cursor::decode_deployment(cursor, instance).map(|key| (key.created_at_micros, key.id)),
+        cursor::decode_release(cursor, instance),
+    )
+}
+
 const PG_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
 const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
 

@@ -303,3 +303,49 @@ pub fn pr_comment(pr: u64, comment_id: u64, user: &str, body: &str) -> Value {
     v["sender"]["login"] = user.into();
     v
 }
+
+/// A second `deploybot serve` with the same config file and database, on its own port
+/// (`DEPLOYBOT_LISTEN` overrides `listen`); killed when dropped.
+pub struct Replica {
+    pub port: u16,
+    child: Child,
+}
+
+impl Bot {
+    /// Starts a replica of this bot's server, sharing its database and fake GitHub.
+    pub fn start_replica(&self) -> Replica {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new(env!("CARGO_BIN_EXE_deploybot"))
+            .args(["serve", "--config"])
+            .arg(&self.config)
+            .env_remove("DATABASE_URL")
+            .env_remove("DEPLOYBOT_WEBHOOK_SECRET")
+            .env_remove("GITHUB_TOKEN")
+            .env_remove("DEPLOYBOT_GITHUB_API_URL")
+            .env("DEPLOYBOT_LISTEN", format!("127.0.0.1:{port}"))
+            .env(
+                "DEPLOYBOT_LOG",
+                std::env::var("TEST_LOG").unwrap_or_else(|_| "warn".into()),
+            )
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let replica = Replica { port, child };
+        wait_until("the replica to listen", Duration::from_secs(30), || {
+            TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+        replica
+    }
+}
+
+impl Drop for Replica {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

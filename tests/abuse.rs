@@ -1,0 +1,579 @@
+//! Hostile HTTP against the real `deploybot serve` (tests/github/bot.rs): slow bodies, huge
+//! headers, oversized and malformed bodies, values at their limits, unknown events, replays
+//! and signatures over another body. Each gets its documented answer, and afterwards the
+//! server still answers `/healthz` and still turns a signed push into a deployment.
+
+#[allow(dead_code)]
+#[path = "github/bot.rs"]
+mod bot;
+#[path = "common/mod.rs"]
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use bot::{Bot, PR_SHA, SECRET, SHA, fixture, pr_comment, push, wait_until};
+use common::TestDb;
+use deploybot::deploy::{DeployState, Store};
+use deploybot::github::signature;
+use serde_json::Value;
+
+const SCRIPT: &str = "echo \"image=$DEPLOY_IMAGE\"";
+
+/// How long a healthy server may take to answer on loopback before it counts as hung.
+/// Generous: this detects a server that stopped answering, it does not measure speed.
+const ANSWER_WITHIN: Duration = Duration::from_secs(10);
+
+/// One HTTP exchange over a fresh connection: writes `request` as is (the server may
+/// close early, which is not an error here) and reads the whole answer.
+fn exchange(port: u16, request: &[u8]) -> (u16, String) {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream.set_read_timeout(Some(ANSWER_WITHIN)).unwrap();
+    stream.set_write_timeout(Some(ANSWER_WITHIN)).unwrap();
+    let _ = stream.write_all(request);
+    read_answer(&mut stream)
+}
+
+/// Reads until the server closes (every request here says `Connection: close`), or until
+/// the read timeout, which then shows as a status of 0.
+fn read_answer(stream: &mut TcpStream) -> (u16, String) {
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 8192];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => answer.extend_from_slice(&buf[..n]),
+            // A reset after the answer was sent (the server closed with unread input).
+            Err(_) => break,
+        }
+    }
+    let text = String::from_utf8_lossy(&answer).into_owned();
+    let status = text
+        .strip_prefix("HTTP/1.1 ")
+        .and_then(|rest| rest.get(..3))
+        .and_then(|code| code.parse().ok())
+        .unwrap_or(0);
+    (status, text)
+}
+
+/// The JSON object in an answer's body (after the head; chunked framing skipped).
+fn json_of(answer: &str) -> Value {
+    let body = answer.split_once("\r\n\r\n").map_or("", |(_, body)| body);
+    body.find('{')
+        .and_then(|start| body.rfind('}').map(|end| &body[start..=end]))
+        .and_then(|json| serde_json::from_str(json).ok())
+        .unwrap_or(Value::Null)
+}
+
+/// `GET /healthz` answered 200, and not after a hang.
+fn assert_healthz(port: u16) {
+    let started = Instant::now();
+    let (status, answer) = exchange(
+        port,
+        b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(status, 200, "/healthz: {answer:?}");
+    assert!(
+        started.elapsed() < ANSWER_WITHIN,
+        "/healthz took {:?}",
+        started.elapsed()
+    );
+}
+
+/// The server is healthy and a normal signed push to main still creates a deployment.
+/// `n` makes the commit (and the delivery) new for every call.
+fn assert_still_deploys(bot: &Bot, n: u64) {
+    assert_healthz(bot.port);
+    let sha = format!("{n:040x}");
+    let before = bot.deployments("web-staging").len();
+    let (status, answer) = bot.send(
+        "push",
+        &push("refs/heads/main", &sha, "octocat"),
+        &format!("after-abuse-{n}"),
+    );
+    assert_eq!(status, 202, "{answer}");
+    let created = answer["deployments"].as_array().unwrap();
+    assert_eq!(created.len(), 1, "{answer}");
+    let deployments = bot.deployments("web-staging");
+    assert_eq!(deployments.len(), before + 1);
+    assert_eq!(deployments[0].id.to_string(), created[0].as_str().unwrap());
+    assert_eq!(bot.deployment(created[0].as_str().unwrap()).image, {
+        format!("ghcr.io/acme/web:{}", &sha[..7])
+    });
+}
+
+/// A signed webhook request with exactly this body, as raw bytes.
+fn signed_request(event: &str, delivery: &str, body: &[u8]) -> Vec<u8> {
+    let mut request = format!(
+        "POST /webhooks/github HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\nX-GitHub-Event: {event}\r\n\
+         X-GitHub-Delivery: {delivery}\r\nX-Hub-Signature-256: {}\r\n\r\n",
+        body.len(),
+        signature::sign(SECRET.as_bytes(), body)
+    )
+    .into_bytes();
+    request.extend_from_slice(body);
+    request
+}
+
+/// Sends a signed body (bytes, not necessarily JSON) and returns the status and answer.
+fn send_signed(bot: &Bot, event: &str, delivery: &str, body: &[u8]) -> (u16, Value) {
+    let (status, answer) = exchange(bot.port, &signed_request(event, delivery, body));
+    (status, json_of(&answer))
+}
+
+/// Raises the bot's `webhook_max_bytes` (64 KiB in bot.rs) and restarts it on the same
+/// port and database.
+fn raise_body_limit(bot: &mut Bot, bytes: usize) {
+    let path = bot.dir().join("deploybot.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(text.contains("webhook_max_bytes = 65536"), "{text}");
+    let text = text.replace(
+        "webhook_max_bytes = 65536",
+        &format!("webhook_max_bytes = {bytes}"),
+    );
+    std::fs::write(&path, text).unwrap();
+    bot.kill9_and_restart();
+}
+
+// ---------------------------------------------------------------------------------------
+
+/// Clients that send their body a byte every 100 ms hold their own connection only: the
+/// server keeps answering others, and a slow body that does complete is still handled.
+fn slow_bodies_do_not_hold_up_others(db: TestDb) {
+    let bot = Bot::start(db, SCRIPT, "");
+    let body = br#"{"zen": "Slow is smooth.", "hook_id": 7}"#.to_vec();
+    let request = signed_request("ping", "slow-complete", &body);
+    let (head, slow_body) = request.split_at(request.len() - body.len());
+    let port = bot.port;
+    let head = head.to_vec();
+    let slow_body = slow_body.to_vec();
+
+    // One client completes its body slowly (about 4 s); three others give up half-way.
+    let complete = {
+        let (head, slow_body) = (head.clone(), slow_body.clone());
+        std::thread::spawn(move || {
+            let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+            stream.set_read_timeout(Some(ANSWER_WITHIN)).unwrap();
+            stream.write_all(&head).unwrap();
+            for byte in slow_body {
+                stream.write_all(&[byte]).unwrap();
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            read_answer(&mut stream)
+        })
+    };
+    let quitters: Vec<_> = (0..3)
+        .map(|_| {
+            let (head, slow_body) = (head.clone(), slow_body.clone());
+            std::thread::spawn(move || {
+                let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+                stream.write_all(&head).unwrap();
+                for &byte in &slow_body[..slow_body.len() / 2] {
+                    stream.write_all(&[byte]).unwrap();
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                // Dropped mid-body.
+            })
+        })
+        .collect();
+
+    // Meanwhile the server answers others, and a push still deploys.
+    std::thread::sleep(Duration::from_millis(300));
+    let mut n = 0;
+    while !complete.is_finished() {
+        assert_healthz(port);
+        if n < 3 {
+            assert_still_deploys(&bot, 0x510 + n);
+        }
+        n += 1;
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(
+        n >= 5,
+        "only {n} checks ran while the slow body was being sent"
+    );
+    let (status, answer) = complete.join().unwrap();
+    assert_eq!(status, 200, "the slow but complete ping: {answer:?}");
+    assert_eq!(json_of(&answer)["status"], "pong", "{answer:?}");
+    for quitter in quitters {
+        quitter.join().unwrap();
+    }
+    assert_still_deploys(&bot, 0x51f);
+}
+
+/// A 64 KiB header, or a flood of headers, is refused with 431 (or 400) before any handler
+/// runs; the server does not crash.
+fn huge_headers_are_refused(db: TestDb) {
+    let bot = Bot::start(db, SCRIPT, "");
+    let body = serde_json::to_vec(&fixture("ping")).unwrap();
+    let mut big = signed_request("ping", "huge-header", &body);
+    let padding = format!("X-Padding: {}\r\n", "a".repeat(64 * 1024));
+    let at = big.windows(2).position(|w| w == b"\r\n").unwrap() + 2;
+    big.splice(at..at, padding.into_bytes());
+    let (status, answer) = exchange(bot.port, &big);
+    assert!(
+        status == 431 || status == 400,
+        "a 64 KiB header: {status} {:?}",
+        answer.get(..200)
+    );
+
+    let mut many = signed_request("ping", "many-headers", &body);
+    let flood: String = (0..2_000).map(|i| format!("X-H{i}: {i}\r\n")).collect();
+    many.splice(at..at, flood.into_bytes());
+    let (status, answer) = exchange(bot.port, &many);
+    assert!(
+        status == 431 || status == 400,
+        "2000 headers: {status} {:?}",
+        answer.get(..200)
+    );
+
+    // A huge value in the signature header itself is malformed, not a crash.
+    let sig = format!("sha256={}", "0".repeat(16 * 1024));
+    let (status, answer) = bot.post(
+        "/webhooks/github",
+        &[
+            ("X-GitHub-Event", "ping"),
+            ("X-GitHub-Delivery", "long-signature"),
+            ("X-Hub-Signature-256", &sig),
+        ],
+        &body,
+    );
+    assert_eq!(status, 401, "{answer}");
+    assert!(
+        answer["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("malformed"),
+        "{answer}"
+    );
+    // A delivery id longer than 200 characters is a bad request.
+    let (status, answer) = send_signed(&bot, "ping", &"d".repeat(201), &body);
+    assert_eq!(status, 400, "{answer}");
+    assert!(
+        answer["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("X-GitHub-Delivery"),
+        "{answer}"
+    );
+    assert_still_deploys(&bot, 0x431);
+}
+
+/// Bodies past `webhook_max_bytes` are 413, whether announced by Content-Length (even one
+/// that is never sent) or streamed chunked without a length.
+fn bodies_past_the_limit_are_413(db: TestDb) {
+    let bot = Bot::start(db, SCRIPT, "");
+    // Announced and sent.
+    let big = vec![b' '; 65_537];
+    let (status, answer) = send_signed(&bot, "push", "too-big", &big);
+    assert_eq!(status, 413, "{answer}");
+    assert_eq!(answer["error"]["code"], "payload_too_large");
+    assert!(
+        answer["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("65536"),
+        "{answer}"
+    );
+
+    // Announced as 10 GB, never sent: refused at once, not after waiting for it.
+    let head = "POST /webhooks/github HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 10000000000\r\n\
+                Connection: close\r\nX-GitHub-Event: push\r\nX-GitHub-Delivery: liar\r\n\
+                X-Hub-Signature-256: sha256=00\r\n\r\n";
+    let (status, answer) = exchange(bot.port, head.as_bytes());
+    assert_eq!(status, 413, "{answer:?}");
+
+    // Chunked, no length: refused once the chunks pass the limit.
+    let mut chunked =
+        "POST /webhooks/github HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n\
+                       Connection: close\r\nX-GitHub-Event: push\r\nX-GitHub-Delivery: chunked\r\n\
+                       X-Hub-Signature-256: sha256=00\r\n\r\n"
+            .to_string();
+    let chunk = " ".repeat(8192);
+    for _ in 0..10 {
+        chunked.push_str(&format!("{:x}\r\n{chunk}\r\n", chunk.len()));
+    }
+    chunked.push_str("0\r\n\r\n");
+    let (status, answer) = exchange(bot.port, chunked.as_bytes());
+    assert_eq!(status, 413, "{:?}", answer.get(..300));
+    assert_eq!(json_of(&answer)["error"]["code"], "payload_too_large");
+
+    // Exactly at the limit is read (and then verified): 401 for a wrong signature, not 413.
+    let at_limit = vec![b' '; 65_536];
+    let (status, answer) = bot.post(
+        "/webhooks/github",
+        &[
+            ("X-GitHub-Event", "push"),
+            ("X-GitHub-Delivery", "at-limit"),
+            ("X-Hub-Signature-256", &signature::sign(b"wrong", &at_limit)),
+        ],
+        &at_limit,
+    );
+    assert_eq!(status, 401, "{answer}");
+    assert_still_deploys(&bot, 0x413);
+}
+
+/// A signed body with bytes that are not UTF-8 is a 400 that names the event, for every
+/// event deploybot handles.
+fn invalid_utf8_in_a_signed_body_is_400_naming_the_event(db: TestDb) {
+    let bot = Bot::start(db, SCRIPT, "");
+    for (i, (event, fixture_name)) in [
+        ("ping", "ping"),
+        ("push", "push"),
+        ("create", "create_tag"),
+        ("issue_comment", "issue_comment_created_pr"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let text = serde_json::to_string(&fixture(fixture_name)).unwrap();
+        // Inside a string value: `"repository":{"…` gets a lone 0xFF after its first quote.
+        let at = text.find("\"full_name\":\"").unwrap() + "\"full_name\":\"".len();
+        let mut body = text.into_bytes();
+        body.insert(at, 0xff);
+        body.insert(at + 1, 0xfe);
+        let (status, answer) = send_signed(&bot, event, &format!("utf8-{i}"), &body);
+        assert_eq!(status, 400, "{event}: {answer}");
+        assert_eq!(answer["error"]["code"], "invalid_payload", "{answer}");
+        let message = answer["error"]["message"].as_str().unwrap();
+        assert!(
+            message.starts_with(&format!("{event} payload is invalid")),
+            "{message}"
+        );
+    }
+    assert!(bot.deployments("web-staging").is_empty());
+    assert_still_deploys(&bot, 0xf8);
+}
+
+/// JSON nested 10,000 levels deep, signed, is a 400 (serde_json's depth limit), not a stack
+/// overflow: as the whole body and inside a field deploybot ignores.
+fn json_nested_10000_levels_is_400(db: TestDb) {
+    let bot = Bot::start(db, SCRIPT, "");
+    let arrays = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
+    let objects = format!("{}null{}", r#"{"a":"#.repeat(10_000), "}".repeat(10_000));
+    let mut inside = fixture("push");
+    inside["ignored"] = Value::Null;
+    let inside = serde_json::to_string(&inside)
+        .unwrap()
+        .replace("\"ignored\":null", &format!("\"ignored\":{arrays}"));
+    let cases = [
+        ("push", arrays.clone()),
+        ("issue_comment", objects.clone()),
+        (
+            "ping",
+            format!(r#"{{"zen":"z","hook_id":1,"hook":{objects}}}"#),
+        ),
+        ("push", inside),
+    ];
+    for (i, (event, body)) in cases.into_iter().enumerate() {
+        assert!(body.len() < 65_536);
+        let (status, answer) = send_signed(&bot, event, &format!("deep-{i}"), body.as_bytes());
+        assert_eq!(status, 400, "{event}: {answer}");
+        assert_eq!(answer["error"]["code"], "invalid_payload");
+        let message = answer["error"]["message"].as_str().unwrap();
+        assert!(message.contains("recursion limit"), "{message}");
+    }
+    assert_still_deploys(&bot, 0xdee9);
+}
+
+/// Integers at u64::MAX are accepted where GitHub uses them (PR number, comment id,
+/// installation id) and one past it is a 400; megabyte strings within the body limit are
+/// stored and shown whole.
+fn numbers_and_strings_at_their_limits(db: TestDb) {
+    let mut bot = Bot::start(db, SCRIPT, "");
+    // `/deploy` on PR u64::MAX in comment u64::MAX: accepted (👀 and a command job), and
+    // the deployment it makes keeps those numbers exactly.
+    bot.fake.set_permission("acme/web", "octocat", "write");
+    bot.fake
+        .add_pull("acme/web", u64::MAX, PR_SHA, false, "open");
+    let mut comment = pr_comment(u64::MAX, u64::MAX, "octocat", "/deploy production");
+    comment["installation"]["id"] = u64::MAX.into();
+    let (status, answer) = bot.send("issue_comment", &comment, "max-1");
+    assert_eq!(status, 202, "{answer}");
+    assert_eq!(answer["status"], "accepted", "{answer}");
+    assert_eq!(answer["jobs"], 2, "{answer}");
+    wait_until("the command's deployment", Duration::from_secs(30), || {
+        bot.deployments("web-production").len() == 1
+    });
+    let deployment = bot.deployments("web-production").remove(0);
+    assert_eq!(deployment.source.pull_request, Some(u64::MAX));
+    assert_eq!(deployment.source.comment_id, Some(u64::MAX));
+    assert_eq!(deployment.source.installation_id, Some(u64::MAX));
+    assert_eq!(deployment.image, format!("ghcr.io/acme/web:{PR_SHA}"));
+    let done = bot.wait_final(&deployment.id.to_string());
+    assert_eq!(done.state, DeployState::Succeeded, "{}", done.error);
+
+    // One past u64::MAX, negative, fractional: invalid payloads.
+    let text = serde_json::to_string(&comment).unwrap();
+    let max = u64::MAX.to_string();
+    for (i, bad) in [
+        "18446744073709551616",
+        "-1",
+        "1.5",
+        "1e400",
+        "99999999999999999999999",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let body = text.replacen(&max, bad, 1);
+        let (status, answer) =
+            send_signed(&bot, "issue_comment", &format!("num-{i}"), body.as_bytes());
+        assert_eq!(status, 400, "{bad}: {answer}");
+        assert!(
+            answer["error"]["message"]
+                .as_str()
+                .unwrap()
+                .starts_with("issue_comment payload is invalid"),
+            "{answer}"
+        );
+    }
+
+    // Megabyte strings, within a 4 MiB limit.
+    raise_body_limit(&mut bot, 4 << 20);
+    let huge = "x".repeat(1 << 20);
+    let mut event = push("refs/heads/main", SHA, "octocat");
+    event["head_commit"]["message"] = huge.clone().into();
+    event["pusher"]["name"] = huge.clone().into();
+    event["repository"]["description"] = huge.clone().into();
+    let (status, answer) = bot.send("push", &event, "mega-1");
+    assert_eq!(status, 202, "{answer}");
+    let id = answer["deployments"][0].as_str().unwrap().to_string();
+    let release = bot.deployment(&id).release_id;
+    assert_eq!(
+        bot.db
+            .store
+            .get_release("acme", release)
+            .unwrap()
+            .commit_sha,
+        SHA
+    );
+
+    // A megabyte sender login becomes the initiator and the notes: stored whole.
+    let login = format!("{}{}", "L".repeat(1 << 20), "-end");
+    let other = "b10867b14bb761a232cd80139fbd4c0d33264240";
+    let (status, answer) = bot.send("push", &push("refs/heads/main", other, &login), "mega-2");
+    assert_eq!(status, 202, "{answer}");
+    let id = answer["deployments"][0].as_str().unwrap().to_string();
+    let deployment = bot.deployment(&id);
+    assert_eq!(deployment.initiator, login);
+    assert!(deployment.source.trigger.contains("-end by @"));
+
+    // A megabyte comment with the command at its end still finds the command.
+    let body = format!("{}\n\n/help", "words ".repeat((1 << 20) / 6));
+    let (status, answer) = bot.send(
+        "issue_comment",
+        &pr_comment(7, 70, "octocat", &body),
+        "mega-3",
+    );
+    assert_eq!(status, 202, "{answer}");
+    assert_eq!(answer["jobs"], 2, "{answer}");
+    assert_still_deploys(&bot, 0x2e6);
+}
+
+/// Events deploybot does not act on are 202 ignored, whatever their body or name.
+fn unknown_events_are_ignored(db: TestDb) {
+    let bot = Bot::start(db, SCRIPT, "");
+    let long_name = "e".repeat(4_000);
+    let cases: [(&str, &[u8]); 5] = [
+        ("workflow_run", br#"{"action": "completed"}"#),
+        ("pull_request", b"not json at all"),
+        ("deployment_status", b""),
+        ("Push", br#"{"ref": "refs/heads/main"}"#),
+        (&long_name, b"{}"),
+    ];
+    for (i, (event, body)) in cases.into_iter().enumerate() {
+        let (status, answer) = send_signed(&bot, event, &format!("unknown-{i}"), body);
+        assert_eq!(status, 202, "{}: {answer}", &event[..event.len().min(20)]);
+        assert_eq!(answer["status"], "ignored", "{answer}");
+        assert!(
+            answer["reason"]
+                .as_str()
+                .unwrap()
+                .contains("does not act on"),
+            "{answer}"
+        );
+    }
+    assert!(bot.deployments("web-staging").is_empty());
+    assert_still_deploys(&bot, 0xe7e);
+}
+
+/// A replayed delivery is 200 duplicate and changes nothing, even with another (validly
+/// signed) body under the same delivery id.
+fn replayed_deliveries_are_duplicates(db: TestDb) {
+    let bot = Bot::start(db, SCRIPT, "");
+    let event = push("refs/heads/main", SHA, "octocat");
+    let (status, answer) = bot.send("push", &event, "replayed");
+    assert_eq!(status, 202, "{answer}");
+    for _ in 0..3 {
+        let (status, answer) = bot.send("push", &event, "replayed");
+        assert_eq!(
+            (status, answer["status"].as_str()),
+            (200, Some("duplicate"))
+        );
+    }
+    let other = push(
+        "refs/heads/main",
+        "c10867b14bb761a232cd80139fbd4c0d33264240",
+        "mallory",
+    );
+    let (status, answer) = bot.send("push", &other, "replayed");
+    assert_eq!(
+        (status, answer["status"].as_str()),
+        (200, Some("duplicate"))
+    );
+    let deployments = bot.deployments("web-staging");
+    assert_eq!(deployments.len(), 1);
+    assert_eq!(deployments[0].initiator, "octocat");
+    assert_still_deploys(&bot, 0x4e9);
+}
+
+/// A genuine signature moved onto another body is 401 and stores nothing.
+fn a_valid_signature_over_another_body_is_401(db: TestDb) {
+    let bot = Bot::start(db, SCRIPT, "");
+    let genuine = serde_json::to_vec(&fixture("ping")).unwrap();
+    let sig = signature::sign(SECRET.as_bytes(), &genuine);
+    let forged = serde_json::to_vec(&push("refs/heads/main", SHA, "mallory")).unwrap();
+    for (i, body) in [&forged[..], &genuine[..genuine.len() - 1], b""]
+        .into_iter()
+        .enumerate()
+    {
+        let (status, answer) = bot.post(
+            "/webhooks/github",
+            &[
+                ("X-GitHub-Event", "push"),
+                ("X-GitHub-Delivery", &format!("forged-{i}")),
+                ("X-Hub-Signature-256", &sig),
+            ],
+            body,
+        );
+        assert_eq!(status, 401, "{answer}");
+        assert_eq!(answer["error"]["code"], "bad_signature");
+        assert!(
+            answer["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("does not match the body"),
+            "{answer}"
+        );
+    }
+    assert!(bot.deployments("web-staging").is_empty());
+    // The refused delivery ids were not recorded: the genuine event under one is accepted.
+    let (status, answer) = bot.send("push", &push("refs/heads/main", SHA, "octocat"), "forged-0");
+    assert_eq!(status, 202, "{answer}");
+    assert_still_deploys(&bot, 0x401);
+}
+
+both_backends_owned!(
+    slow_bodies_do_not_hold_up_others,
+    huge_headers_are_refused,
+    bodies_past_the_limit_are_413,
+    invalid_utf8_in_a_signed_body_is_400_naming_the_event,
+    json_nested_10000_levels_is_400,
+    numbers_and_strings_at_their_limits,
+    unknown_events_are_ignored,
+    replayed_deliveries_are_duplicates,
+    a_valid_signature_over_another_body_is_401,
+);
