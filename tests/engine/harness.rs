@@ -318,12 +318,12 @@ fi"#,
         let file = self.dir.path().join("pgid");
         let started = Instant::now();
         loop {
-            if let Ok(text) = std::fs::read_to_string(&file) {
-                if let Ok(pgid) = text.trim().parse() {
-                    // Let bash start its `sleep` child.
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                    return pgid;
-                }
+            if let Ok(text) = std::fs::read_to_string(&file)
+                && let Ok(pgid) = text.trim().parse()
+            {
+                // Let bash start its `sleep` child.
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                return pgid;
             }
             assert!(
                 started.elapsed() < Duration::from_secs(30),

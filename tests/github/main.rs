@@ -2,6 +2,7 @@
 //! verified webhooks, exactly-once deliveries, events turned into deployments, comment
 //! commands, and every deployment reported back — in order, retried, never lost.
 
+#[allow(dead_code)]
 mod bot;
 #[path = "../common/mod.rs"]
 mod common;
