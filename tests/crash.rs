@@ -31,6 +31,7 @@ fn write_config(dir: &Path, database_url: &str, port: u16) -> std::path::PathBuf
         format!(
             "#!/bin/bash\n# The first deployment hangs; later ones succeed.\n\
              if [ \"$DEPLOY_IMAGE\" = img:hang ]; then echo $$ > '{dir}/hung.pgid'; sleep 600 & wait; fi\n\
+             if [ \"$DEPLOY_IMAGE\" = img:slow ]; then sleep 2; fi\n\
              echo \"$DEPLOY_ID\" >> '{dir}/ran'\n",
             dir = dir.display()
         ),
@@ -220,4 +221,52 @@ fn sqlite_crash_and_recover() {
 #[test]
 fn postgres_crash_and_recover() {
     crash_and_recover(TestDb::postgres());
+}
+
+/// SIGTERM: no new claims, the running deployment finishes within the grace period, the
+/// queued one stays queued for the next start, and the process exits cleanly.
+fn graceful_shutdown(db: TestDb) {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let config_path = write_config(dir.path(), &db.url, port);
+    let config = Config::load(Some(&config_path)).unwrap();
+    let mut server = Server::start(&config_path, port);
+    let service = Service::new(
+        Arc::clone(&db.store) as Arc<dyn Store>,
+        Arc::new(ConfigCatalog::from_config(&config).unwrap()),
+    );
+    let inst = db.store.find_instance("acme", "web").unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let deploy = |image: &str| {
+        let req = DeployRequest {
+            instance_id: inst.id,
+            image: image.into(),
+            env: BTreeMap::new(),
+            strategy: String::new(),
+            notes: String::new(),
+            commit_sha: String::new(),
+        };
+        rt.block_on(service.deploy("acme", req, "test")).unwrap()
+    };
+    // img:slow takes two seconds (the script sleeps 2 for it).
+    let slow = deploy("img:slow");
+    let queued = deploy("img:next");
+    let state = |id| db.store.get_deployment("acme", id).unwrap().state;
+    wait_until("the slow deployment to run", Duration::from_secs(30), || state(slow.id) == DeployState::Running);
+    // SAFETY: kill only sends SIGTERM to our own child.
+    unsafe { libc::kill(server.0.id() as i32, libc::SIGTERM) };
+    let status = server.0.wait().unwrap();
+    assert!(status.success(), "clean exit: {status:?}");
+    assert_eq!(state(slow.id), DeployState::Succeeded, "the running deployment finished");
+    assert_eq!(state(queued.id), DeployState::Pending, "nothing new was claimed");
+}
+
+#[test]
+fn sqlite_graceful_shutdown() {
+    graceful_shutdown(TestDb::sqlite());
+}
+
+#[test]
+fn postgres_graceful_shutdown() {
+    graceful_shutdown(TestDb::postgres());
 }
