@@ -15,7 +15,7 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::process::Command;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -672,11 +672,25 @@ fn faults_under_a_steady_stream(db: TestDb, postgres: Option<LocalPostgres>) {
             for _ in 0..60 {
                 std::thread::sleep(Duration::from_secs(1));
                 #[derive(QueryableByName, Debug)]
-                struct S { #[diesel(sql_type = Text)] state: String, #[diesel(sql_type = BigInt)] n: i64 }
-                let Ok(mut c) = std::panic::catch_unwind(|| Sql::open(&url)) else { return };
-                let rows: Vec<S> = c.load("SELECT state, COUNT(*) AS n FROM deployments GROUP BY state");
+                struct S {
+                    #[diesel(sql_type = Text)]
+                    state: String,
+                    #[diesel(sql_type = BigInt)]
+                    n: i64,
+                }
+                let Ok(mut c) = std::panic::catch_unwind(|| Sql::open(&url)) else {
+                    return;
+                };
+                let rows: Vec<S> =
+                    c.load("SELECT state, COUNT(*) AS n FROM deployments GROUP BY state");
                 let o: Vec<S> = c.load("SELECT state, COUNT(*) AS n FROM outbox GROUP BY state");
-                eprintln!("DBG {:?} | {:?}", rows.iter().map(|r| (r.state.clone(), r.n)).collect::<Vec<_>>(), o.iter().map(|r| (r.state.clone(), r.n)).collect::<Vec<_>>());
+                eprintln!(
+                    "DBG {:?} | {:?}",
+                    rows.iter()
+                        .map(|r| (r.state.clone(), r.n))
+                        .collect::<Vec<_>>(),
+                    o.iter().map(|r| (r.state.clone(), r.n)).collect::<Vec<_>>()
+                );
             }
         });
     }
@@ -685,9 +699,15 @@ fn faults_under_a_steady_stream(db: TestDb, postgres: Option<LocalPostgres>) {
     let mut running_at_kill = 0;
     wait_until("a deployment to run", Duration::from_secs(10), || {
         running_at_kill = running(&bot.db.url);
-        running_at_kill > 0
+        running_at_kill > 0 && Sql::open(&bot.db.url).count(
+        "SELECT COUNT(*) AS n FROM outbox WHERE state = 'pending' AND locked_by IS NOT NULL",
+    ) > 0
     });
     let killed = Instant::now();
+    bot.kill9();
+    let claimed_reports = Sql::open(&bot.db.url).count(
+        "SELECT COUNT(*) AS n FROM outbox WHERE state = 'pending' AND locked_by IS NOT NULL",
+    );
     bot.kill9_and_restart();
     let restart = killed.elapsed();
     let mut pg_restart = None;
@@ -697,11 +717,12 @@ fn faults_under_a_steady_stream(db: TestDb, postgres: Option<LocalPostgres>) {
     }
     let sent = stream.join().unwrap();
     let streamed = began.elapsed();
-    let drain = wait_for_quiet(&bot.db.url, Duration::from_secs(60));
+    let drain = wait_for_quiet(&bot.db.url, Duration::from_secs(150));
 
     let (counts, _) = check(&bot, &sent, &["web-staging", "web-qa"]);
     println!(
-        "faults_under_a_steady_stream ({}): server killed with {running_at_kill} deployment(s) running \
+        "faults_under_a_steady_stream ({}): server killed with {running_at_kill} deployment(s) running and \
+         {claimed_reports} report(s) being sent \
          and back in {restart:?}; \
          PostgreSQL restart {pg_restart:?}; stream {streamed:?}, drained in {drain:?}\n{counts}",
         if postgres.is_some() {
@@ -857,4 +878,102 @@ echo "$DEPLOY_ID $DEPLOY_INSTANCE $DEPLOY_PHASE $PPID $start $end" >> '{}'"#,
         servers.len() >= 2,
         "both servers ran deployments: {servers:?}"
     );
+}
+
+/// What two servers do at once with leases that expired: both recovery loops find the
+/// same deployments, and the late worker finishes some of them anyway. Each deployment
+/// ends once, with one final report that matches its stored state.
+#[test]
+fn two_servers_settle_each_lost_lease_once() {
+    use deploybot::deploy::{DeployRequest, DeployState, Deployment, Release, Store};
+    use deploybot::store::DieselStore;
+
+    let _serial = SERIAL.lock().unwrap_or_else(PoisonError::into_inner);
+    let db = TestDb::postgres();
+    // The second server's own pool on the same database.
+    let other = Arc::new(DieselStore::connect(&db.url).unwrap());
+    for i in 0..40 {
+        let inst = db
+            .store
+            .upsert_instance("acme", &format!("svc-{i}"), "acme/web", &format!("env-{i}"))
+            .unwrap();
+        let request = DeployRequest {
+            instance_id: inst.id,
+            image: format!("img:{i}"),
+            env: BTreeMap::new(),
+            strategy: "recreate".into(),
+            notes: String::new(),
+            commit_sha: sha(i),
+        };
+        let release = Release::from_request("acme", &request);
+        let deployment = Deployment::pending(&release, "recreate", "ci");
+        db.store
+            .insert_release_and_deployment(&release, &deployment)
+            .unwrap();
+    }
+    // A worker claims them all with leases that expire at once, and falls silent.
+    let mut claimed = Vec::new();
+    while let Some(d) = db
+        .store
+        .claim_next("slow", Duration::from_millis(1))
+        .unwrap()
+    {
+        claimed.push(d);
+    }
+    assert_eq!(claimed.len(), 40);
+    std::thread::sleep(Duration::from_millis(20));
+
+    let start = Arc::new(std::sync::Barrier::new(3));
+    let recover = |store: Arc<DieselStore>| {
+        let start = Arc::clone(&start);
+        std::thread::spawn(move || {
+            start.wait();
+            store.recover_expired().unwrap().len()
+        })
+    };
+    let first = recover(Arc::clone(&db.store));
+    let second = recover(Arc::clone(&other));
+    let late = {
+        let (store, start) = (Arc::clone(&db.store), Arc::clone(&start));
+        std::thread::spawn(move || {
+            start.wait();
+            let mut finished = 0;
+            for mut d in claimed {
+                d.transition(DeployState::Succeeded).unwrap();
+                if store.finish_deployment(&d, "slow").is_ok() {
+                    finished += 1;
+                }
+            }
+            finished
+        })
+    };
+    let recovered = first.join().unwrap() + second.join().unwrap();
+    let finished = late.join().unwrap();
+    println!("lost leases: {recovered} recovered, {finished} finished by the late worker");
+
+    let mut sql = Sql::open(&db.url);
+    let deployments: Vec<DeploymentRow> = sql.load(DEPLOYMENTS);
+    let outbox: Vec<OutboxRow> =
+        sql.load("SELECT deployment_id, kind, payload, state FROM outbox ORDER BY id");
+    let mut settled = BTreeMap::new();
+    for d in &deployments {
+        let finals: Vec<String> = outbox
+            .iter()
+            .filter(|o| o.deployment_id.as_deref() == Some(d.id.as_str()))
+            .filter(|o| o.kind == deploybot::store::DEPLOYMENT_STATUS)
+            .map(|o| serde_json::from_str::<Value>(&o.payload).unwrap())
+            .map(|p| p["state"].as_str().unwrap_or_default().to_string())
+            .filter(|s| s != "pending" && s != "running")
+            .collect();
+        assert_eq!(
+            finals,
+            vec![d.state.clone()],
+            "{}: stored {} ({:?}), final reports {finals:?}",
+            d.id,
+            d.state,
+            d.error
+        );
+        *settled.entry(d.state.clone()).or_insert(0) += 1;
+    }
+    assert_eq!(recovered + finished, 40, "{settled:?}");
 }

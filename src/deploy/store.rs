@@ -54,14 +54,6 @@ pub trait Store: Send + Sync + 'static {
         deployment: &Deployment,
     ) -> Result<(Release, Deployment), Error>;
 
-    /// Like `insert_release_and_deployment`, and in the same transaction cancels the
-    /// instance's other pending deployments with "superseded by dep_…"; returns their ids.
-    fn insert_superseding(
-        &self,
-        release: &Release,
-        deployment: &Deployment,
-    ) -> Result<(Release, Deployment, Vec<DeploymentId>), Error>;
-
     /// The instance's active release, if any.
     fn active_release(
         &self,

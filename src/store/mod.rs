@@ -611,18 +611,6 @@ impl deploy::Store for DieselStore {
         })
     }
 
-    fn insert_superseding(
-        &self,
-        release: &Release,
-        deployment: &Deployment,
-    ) -> Result<(Release, Deployment, Vec<DeploymentId>), Error> {
-        self.write(|conn| {
-            let (release, deployment) = insert_both(conn, release, deployment)?;
-            let superseded = queue::supersede(conn, &deployment)?;
-            Ok((release, deployment, superseded))
-        })
-    }
-
     fn active_release(
         &self,
         tenant_id: &str,

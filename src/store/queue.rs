@@ -204,21 +204,31 @@ pub(super) fn finish(conn: &mut DbConn, d: &Deployment, owner: &str) -> Result<(
     }
     DeployState::Running.check_transition(d.state)?;
     let at = to_db(deploy::now());
-    diesel::update(deployments::table.filter(deployments::id.eq(&id)))
-        .set((
-            deployments::state.eq(d.state.as_str()),
-            deployments::error.eq(&d.error),
-            deployments::provider_ref.eq(&d.provider_ref),
-            deployments::progress_phase.eq(&d.progress.phase),
-            deployments::progress_percent.eq(d.progress.percent),
-            deployments::progress_message.eq(&d.progress.message),
-            deployments::finished_at.eq(d.finished_at.map(to_db).unwrap_or(at)),
-            deployments::updated_at.eq(at),
-            deployments::lease_owner.eq(None::<String>),
-            deployments::lease_expires_at.eq(None::<chrono::NaiveDateTime>),
-        ))
-        .execute(conn)
-        .map_err(db_error)?;
+    // Still ours only if still running under our lease: recovery may have settled it
+    // since the read above (PostgreSQL re-checks these conditions after the row lock).
+    let updated = diesel::update(
+        deployments::table
+            .filter(deployments::id.eq(&id))
+            .filter(deployments::state.eq(DeployState::Running.as_str()))
+            .filter(deployments::lease_owner.eq(owner)),
+    )
+    .set((
+        deployments::state.eq(d.state.as_str()),
+        deployments::error.eq(&d.error),
+        deployments::provider_ref.eq(&d.provider_ref),
+        deployments::progress_phase.eq(&d.progress.phase),
+        deployments::progress_percent.eq(d.progress.percent),
+        deployments::progress_message.eq(&d.progress.message),
+        deployments::finished_at.eq(d.finished_at.map(to_db).unwrap_or(at)),
+        deployments::updated_at.eq(at),
+        deployments::lease_owner.eq(None::<String>),
+        deployments::lease_expires_at.eq(None::<chrono::NaiveDateTime>),
+    ))
+    .execute(conn)
+    .map_err(db_error)?;
+    if updated == 0 {
+        return Err(lease_lost(d.id));
+    }
     let finished = load(conn, &id)?;
     report_final(conn, &finished)?;
     if d.state != DeployState::Succeeded {
@@ -265,7 +275,9 @@ pub(super) fn recover_expired(conn: &mut DbConn) -> Result<Vec<Deployment>, Erro
         .map_err(db_error)?;
     let mut recovered = Vec::with_capacity(expired.len());
     for id in expired {
-        diesel::update(
+        // Another process's recovery (or the late worker itself) may have settled it
+        // since the read above: report only what this call changed.
+        let updated = diesel::update(
             deployments::table
                 .filter(deployments::id.eq(&id))
                 .filter(deployments::state.eq(DeployState::Running.as_str())),
@@ -280,6 +292,9 @@ pub(super) fn recover_expired(conn: &mut DbConn) -> Result<Vec<Deployment>, Erro
         ))
         .execute(conn)
         .map_err(db_error)?;
+        if updated == 0 {
+            continue;
+        }
         let deployment = load(conn, &id)?;
         report_final(conn, &deployment)?;
         recovered.push(deployment);
