@@ -47,7 +47,8 @@ pub struct GithubClient {
     /// The App (JWT) client that mints installation tokens; `None` with a plain token.
     app: Option<Octocrab>,
     token: Option<String>,
-    installations: Mutex<HashMap<u64, Octocrab>>,
+    /// One client per installation, shared so that its token cache is shared.
+    installations: Mutex<HashMap<u64, std::sync::Arc<Octocrab>>>,
     repo_installations: Mutex<HashMap<String, u64>>,
     rate_remaining: AtomicI64,
 }
@@ -179,16 +180,18 @@ impl GithubClient {
         {
             Some(crab) => crab,
             None => {
-                let crab = app
-                    .installation(InstallationId(id))
-                    .map_err(|e| ApiError::Refused {
-                        status: 0,
-                        message: format!("cannot act as installation {id}: {e}"),
-                    })?;
-                if let Ok(mut m) = self.installations.lock() {
-                    m.insert(id, crab.clone());
+                let crab =
+                    std::sync::Arc::new(app.installation(InstallationId(id)).map_err(|e| {
+                        ApiError::Refused {
+                            status: 0,
+                            message: format!("cannot act as installation {id}: {e}"),
+                        }
+                    })?);
+                // Concurrent first calls: keep the first client, so one token is minted.
+                match self.installations.lock() {
+                    Ok(mut m) => std::sync::Arc::clone(m.entry(id).or_insert(crab)),
+                    Err(_) => crab,
                 }
-                crab
             }
         };
         // Cached by octocrab, and minted again shortly before it expires.

@@ -64,6 +64,15 @@ kind = "noop"
 impl Bot {
     /// Starts everything; `script_body` is the deploy command of web-production.
     pub fn start(db: TestDb, script_body: &str, extra: &str) -> Bot {
+        Self::start_with(db, script_body, extra, false)
+    }
+
+    /// Like `start`, authenticating as a GitHub App (id 4242, installation 77) instead of a token.
+    pub fn start_as_app(db: TestDb, script_body: &str) -> Bot {
+        Self::start_with(db, script_body, "", true)
+    }
+
+    fn start_with(db: TestDb, script_body: &str, extra: &str, app: bool) -> Bot {
         let dir = tempfile::tempdir().unwrap();
         let script = dir.path().join("ship.sh");
         std::fs::write(&script, format!("#!/bin/bash\n{script_body}\n")).unwrap();
@@ -79,6 +88,22 @@ impl Bot {
             .local_addr()
             .unwrap()
             .port();
+        let github = if app {
+            let key = dir.path().join("app.pem");
+            std::fs::write(&key, crate::common::fake_github::TEST_APP_PRIVATE_KEY).unwrap();
+            fake.set_app(
+                4242,
+                crate::common::fake_github::TEST_APP_PUBLIC_KEY,
+                77,
+                "ghs_installation",
+            );
+            format!(
+                "app_id = 4242\napp_private_key_path = \"{}\"",
+                key.display()
+            )
+        } else {
+            format!("token = \"{TOKEN}\"")
+        };
         let config = dir.path().join("deploybot.toml");
         std::fs::write(
             &config,
@@ -91,7 +116,7 @@ webhook_max_bytes = 65536
 
 [github]
 api_url = "{api}"
-token = "{TOKEN}"
+{github}
 
 [pages]
 public = true

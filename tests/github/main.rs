@@ -646,6 +646,40 @@ fn reports_pending_at_a_crash_are_delivered_after_restart(db: TestDb) {
     assert_eq!(states.iter().filter(|s| *s == "success").count(), 1);
 }
 
+fn a_github_app_acts_through_its_installation(db: TestDb) {
+    let bot = Bot::start_as_app(db, OK_SCRIPT);
+    // The tag push carries no installation: deploybot looks it up for the repository.
+    let mut event = tag_push("v5.0.0", SHA);
+    event.as_object_mut().unwrap().remove("installation");
+    let (_, answer) = bot.send("push", &event, "app-1");
+    let id = answer["deployments"][0].as_str().unwrap().to_string();
+    assert_eq!(bot.wait_final(&id).state, DeployState::Succeeded);
+    wait_for_github_state(&bot, "production", "success");
+    let calls = bot.fake.calls();
+    let lookup = calls
+        .iter()
+        .find(|c| c.path == "/repos/acme/web/installation")
+        .expect("installation lookup");
+    assert_eq!(lookup.auth, common::fake_github::CallAuth::AppJwt);
+    let mints: Vec<_> = calls
+        .iter()
+        .filter(|c| c.path == "/app/installations/77/access_tokens")
+        .collect();
+    assert_eq!(mints.len(), 1, "the installation token is cached");
+    for call in calls
+        .iter()
+        .filter(|c| c.path.starts_with("/repos/acme/web/deployments"))
+    {
+        assert_eq!(
+            call.auth,
+            common::fake_github::CallAuth::InstallationToken,
+            "{call:?}"
+        );
+    }
+    let gh = bot.fake.deployments("acme/web");
+    assert_eq!(gh[0].creator, common::fake_github::APP_BOT_LOGIN);
+}
+
 both_backends_owned!(
     signatures_are_checked_before_anything_else,
     a_delivery_counts_once_even_across_restarts,
@@ -659,4 +693,5 @@ both_backends_owned!(
     refused_commands_explain_why,
     github_faults_are_retried_in_order_and_never_block,
     reports_pending_at_a_crash_are_delivered_after_restart,
+    a_github_app_acts_through_its_installation,
 );
