@@ -280,7 +280,8 @@ pub(super) fn recover_expired(conn: &mut DbConn) -> Result<Vec<Deployment>, Erro
         let updated = diesel::update(
             deployments::table
                 .filter(deployments::id.eq(&id))
-                .filter(deployments::state.eq(DeployState::Running.as_str())),
+                .filter(deployments::state.eq(DeployState::Running.as_str()))
+                .filter(deployments::lease_expires_at.lt(now)),
         )
         .set((
             deployments::state.eq(DeployState::Failed.as_str()),
