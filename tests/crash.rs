@@ -236,7 +236,10 @@ fn graceful_shutdown(db: TestDb) {
         Arc::new(ConfigCatalog::from_config(&config).unwrap()),
     );
     let inst = db.store.find_instance("acme", "web").unwrap();
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let deploy = |image: &str| {
         let req = DeployRequest {
             instance_id: inst.id,
@@ -252,13 +255,25 @@ fn graceful_shutdown(db: TestDb) {
     let slow = deploy("img:slow");
     let queued = deploy("img:next");
     let state = |id| db.store.get_deployment("acme", id).unwrap().state;
-    wait_until("the slow deployment to run", Duration::from_secs(30), || state(slow.id) == DeployState::Running);
+    wait_until(
+        "the slow deployment to run",
+        Duration::from_secs(30),
+        || state(slow.id) == DeployState::Running,
+    );
     // SAFETY: kill only sends SIGTERM to our own child.
     unsafe { libc::kill(server.0.id() as i32, libc::SIGTERM) };
     let status = server.0.wait().unwrap();
     assert!(status.success(), "clean exit: {status:?}");
-    assert_eq!(state(slow.id), DeployState::Succeeded, "the running deployment finished");
-    assert_eq!(state(queued.id), DeployState::Pending, "nothing new was claimed");
+    assert_eq!(
+        state(slow.id),
+        DeployState::Succeeded,
+        "the running deployment finished"
+    );
+    assert_eq!(
+        state(queued.id),
+        DeployState::Pending,
+        "nothing new was claimed"
+    );
 }
 
 #[test]
