@@ -14,8 +14,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
-use std::process::Command;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -28,6 +28,11 @@ use serde_json::Value;
 
 /// The tests here restart PostgreSQL and load the machine: one at a time.
 static SERIAL: Mutex<()> = Mutex::new(());
+
+/// Taken before a test creates its database, which a restart under way would refuse.
+fn serial() -> MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(PoisonError::into_inner)
+}
 
 /// A sender gives a delivery up after this many attempts (GitHub redelivers for longer).
 const MAX_ATTEMPTS: u32 = 40;
@@ -242,6 +247,7 @@ impl LocalPostgres {
     fn ctl(&self, action: &str) -> bool {
         Command::new("pg_ctlcluster")
             .args(["--skip-systemctl-redirect", &self.version, "main", action])
+            .stdout(Stdio::null())
             .status()
             .is_ok_and(|s| s.success())
     }
@@ -287,6 +293,13 @@ impl Sql {
         match self {
             Sql::Pg(c) => diesel::sql_query(query).load(c).unwrap(),
             Sql::Sqlite(c) => diesel::sql_query(query).load(c).unwrap(),
+        }
+    }
+
+    fn execute(&mut self, query: &str) -> usize {
+        match self {
+            Sql::Pg(c) => diesel::sql_query(query).execute(c).unwrap(),
+            Sql::Sqlite(c) => diesel::sql_query(query).execute(c).unwrap(),
         }
     }
 
@@ -352,10 +365,10 @@ fn wait_for_quiet(url: &str, limit: Duration) -> Duration {
     started.elapsed()
 }
 
-/// How many deployments are running now.
-fn running(url: &str) -> i64 {
-    Sql::open(url).count("SELECT COUNT(*) AS n FROM deployments WHERE state = 'running'")
-}
+const RUNNING: &str = "SELECT COUNT(*) AS n FROM deployments WHERE state = 'running'";
+/// Reports a sender has claimed and not yet completed.
+const CLAIMED: &str =
+    "SELECT COUNT(*) AS n FROM outbox WHERE state = 'pending' AND locked_by IS NOT NULL";
 
 /// The GitHub state a stored status report becomes.
 fn github_state(state: &str, message: &str) -> &'static str {
@@ -389,6 +402,8 @@ struct Counts {
     worker_lost: usize,
     github_deployments: usize,
     github_statuses: usize,
+    /// GETs that looked for a report whose sending was interrupted, before resending it.
+    github_lookups: usize,
     skipped_reports: usize,
 }
 
@@ -411,11 +426,13 @@ impl std::fmt::Display for Counts {
         )?;
         writeln!(
             f,
-            "  deployments {} (worker lost {}); GitHub Deployments {}, statuses {}; reports skipped {}",
+            "  deployments {} (worker lost {}); GitHub Deployments {}, statuses {}; \
+             lookups before a resend {}; reports skipped {}",
             self.deployments,
             self.worker_lost,
             self.github_deployments,
             self.github_statuses,
+            self.github_lookups,
             self.skipped_reports
         )
     }
@@ -536,6 +553,12 @@ fn check(bot: &Bot, sent: &[Sent], deploying: &[&str]) -> (Counts, Vec<Deploymen
     // order: queued first, one final status last.
     let github = bot.fake.deployments("acme/web");
     counts.github_deployments = github.len();
+    counts.github_lookups = bot
+        .fake
+        .calls()
+        .iter()
+        .filter(|c| c.method == "GET" && c.path.contains("/deployments"))
+        .count();
     let mut by_id: HashMap<String, Vec<&common::fake_github::FakeDeployment>> = HashMap::new();
     for g in &github {
         let id = g.payload["deploybot"]["deployment_id"]
@@ -650,7 +673,6 @@ timeout = "1m"
 // ---------------------------------------------------------------------------------------
 
 fn faults_under_a_steady_stream(db: TestDb, postgres: Option<LocalPostgres>) {
-    let _serial = SERIAL.lock().unwrap_or_else(PoisonError::into_inner);
     let began = Instant::now();
     let scripts = tempfile::tempdir().unwrap();
     // A deploy that takes a moment, so that one is likely running at the kill.
@@ -666,48 +688,23 @@ fn faults_under_a_steady_stream(db: TestDb, postgres: Option<LocalPostgres>) {
     // 20 webhooks a second for 20 seconds.
     let planned = plan(400);
     let stream = stream(vec![port], planned, Duration::from_millis(50));
-    {
-        let url = bot.db.url.clone();
-        std::thread::spawn(move || {
-            for _ in 0..60 {
-                std::thread::sleep(Duration::from_secs(1));
-                #[derive(QueryableByName, Debug)]
-                struct S {
-                    #[diesel(sql_type = Text)]
-                    state: String,
-                    #[diesel(sql_type = BigInt)]
-                    n: i64,
-                }
-                let Ok(mut c) = std::panic::catch_unwind(|| Sql::open(&url)) else {
-                    return;
-                };
-                let rows: Vec<S> =
-                    c.load("SELECT state, COUNT(*) AS n FROM deployments GROUP BY state");
-                let o: Vec<S> = c.load("SELECT state, COUNT(*) AS n FROM outbox GROUP BY state");
-                eprintln!(
-                    "DBG {:?} | {:?}",
-                    rows.iter()
-                        .map(|r| (r.state.clone(), r.n))
-                        .collect::<Vec<_>>(),
-                    o.iter().map(|r| (r.state.clone(), r.n)).collect::<Vec<_>>()
-                );
-            }
-        });
-    }
     std::thread::sleep(Duration::from_secs(6));
-    // Crash while a deployment runs, so that its outcome is unknown.
-    let mut running_at_kill = 0;
-    wait_until("a deployment to run", Duration::from_secs(10), || {
-        running_at_kill = running(&bot.db.url);
-        running_at_kill > 0 && Sql::open(&bot.db.url).count(
-        "SELECT COUNT(*) AS n FROM outbox WHERE state = 'pending' AND locked_by IS NOT NULL",
-    ) > 0
-    });
+    // Crash while a deployment runs (its outcome becomes unknown) and, if it happens
+    // within a few seconds, while a report is on its way to GitHub.
+    let crash_at = Instant::now();
+    let (mut running_at_kill, mut claimed_at_kill);
+    let mut sql = Sql::open(&bot.db.url);
+    loop {
+        running_at_kill = sql.count(RUNNING);
+        claimed_at_kill = sql.count(CLAIMED);
+        let waited = crash_at.elapsed();
+        if running_at_kill > 0 && (claimed_at_kill > 0 || waited > Duration::from_secs(5)) {
+            break;
+        }
+        assert!(waited < Duration::from_secs(15), "no deployment runs");
+        std::thread::sleep(Duration::from_millis(10));
+    }
     let killed = Instant::now();
-    bot.kill9();
-    let claimed_reports = Sql::open(&bot.db.url).count(
-        "SELECT COUNT(*) AS n FROM outbox WHERE state = 'pending' AND locked_by IS NOT NULL",
-    );
     bot.kill9_and_restart();
     let restart = killed.elapsed();
     let mut pg_restart = None;
@@ -717,13 +714,12 @@ fn faults_under_a_steady_stream(db: TestDb, postgres: Option<LocalPostgres>) {
     }
     let sent = stream.join().unwrap();
     let streamed = began.elapsed();
-    let drain = wait_for_quiet(&bot.db.url, Duration::from_secs(150));
+    let drain = wait_for_quiet(&bot.db.url, Duration::from_secs(60));
 
     let (counts, _) = check(&bot, &sent, &["web-staging", "web-qa"]);
     println!(
-        "faults_under_a_steady_stream ({}): server killed with {running_at_kill} deployment(s) running and \
-         {claimed_reports} report(s) being sent \
-         and back in {restart:?}; \
+        "faults_under_a_steady_stream ({}): server killed with {running_at_kill} deployment(s) \
+         running and {claimed_at_kill} report(s) claimed, back in {restart:?}; \
          PostgreSQL restart {pg_restart:?}; stream {streamed:?}, drained in {drain:?}\n{counts}",
         if postgres.is_some() {
             "PostgreSQL"
@@ -736,6 +732,7 @@ fn faults_under_a_steady_stream(db: TestDb, postgres: Option<LocalPostgres>) {
 
 #[test]
 fn postgres_faults_under_a_steady_stream() {
+    let _serial = serial();
     let postgres = LocalPostgres::find();
     if postgres.is_none() {
         eprintln!("the test databases are not on the local cluster: PostgreSQL is not restarted");
@@ -745,6 +742,7 @@ fn postgres_faults_under_a_steady_stream() {
 
 #[test]
 fn sqlite_faults_under_a_steady_stream() {
+    let _serial = serial();
     faults_under_a_steady_stream(TestDb::sqlite(), None);
 }
 
@@ -783,7 +781,7 @@ fn phases(file: &Path) -> Vec<Phase> {
 
 #[test]
 fn two_servers_share_one_postgres() {
-    let _serial = SERIAL.lock().unwrap_or_else(PoisonError::into_inner);
+    let _serial = serial();
     let began = Instant::now();
     let scripts = tempfile::tempdir().unwrap();
     let record = scripts.path().join("phases");
@@ -812,6 +810,19 @@ echo "$DEPLOY_ID $DEPLOY_INSTANCE $DEPLOY_PHASE $PPID $start $end" >> '{}'"#,
     let planned = plan(150);
     let stream = stream(ports, planned, Duration::from_millis(100));
     std::thread::sleep(Duration::from_secs(7));
+    // Crash the first server while it runs a deployment, if it does within a few seconds.
+    let theirs = format!(
+        "SELECT COUNT(*) AS n FROM deployments WHERE state = 'running' \
+         AND lease_owner NOT LIKE '%:{}:%'",
+        replica.pid()
+    );
+    let crash_at = Instant::now();
+    let mut running_at_kill = 0;
+    let mut sql = Sql::open(&bot.db.url);
+    while running_at_kill == 0 && crash_at.elapsed() < Duration::from_secs(5) {
+        running_at_kill = sql.count(&theirs);
+        std::thread::sleep(Duration::from_millis(10));
+    }
     bot.kill9_and_restart();
     let sent = stream.join().unwrap();
     let streamed = began.elapsed();
@@ -867,9 +878,21 @@ echo "$DEPLOY_ID $DEPLOY_INSTANCE $DEPLOY_PHASE $PPID $start $end" >> '{}'"#,
             _ => assert!(ran <= 1, "{} ({}) ran {ran} times", d.id, d.state),
         }
     }
+    // Only the crash loses deployments: none that the live server ran.
+    let replica_pid = replica.pid().to_string();
+    for p in recorded.iter().filter(|p| p.server == replica_pid) {
+        let d = by_id[p.deployment.as_str()];
+        assert_ne!(
+            d.error,
+            deploybot::store::WORKER_LOST,
+            "{} ran on the live server and was declared lost",
+            d.id
+        );
+    }
     let servers: BTreeSet<&str> = recorded.iter().map(|p| p.server.as_str()).collect();
     println!(
-        "two_servers_share_one_postgres: stream {streamed:?}, drained in {drain:?}; \
+        "two_servers_share_one_postgres: first server killed with {running_at_kill} deployment(s) \
+         running; stream {streamed:?}, drained in {drain:?}; \
          {} deploy phases run by {} server processes\n{counts}",
         recorded.len(),
         servers.len()
@@ -888,7 +911,7 @@ fn two_servers_settle_each_lost_lease_once() {
     use deploybot::deploy::{DeployRequest, DeployState, Deployment, Release, Store};
     use deploybot::store::DieselStore;
 
-    let _serial = SERIAL.lock().unwrap_or_else(PoisonError::into_inner);
+    let _serial = serial();
     let db = TestDb::postgres();
     // The second server's own pool on the same database.
     let other = Arc::new(DieselStore::connect(&db.url).unwrap());
@@ -976,4 +999,65 @@ fn two_servers_settle_each_lost_lease_once() {
         *settled.entry(d.state.clone()).or_insert(0) += 1;
     }
     assert_eq!(recovered + finished, 40, "{settled:?}");
+}
+
+// ---------------------------------------------------------------------------------------
+// 3. A crash between GitHub's answer and the outbox commit
+// ---------------------------------------------------------------------------------------
+
+/// GitHub accepted every report of a deployment, but the sender died before recording it:
+/// the rows are still claimed by the dead sender and no GitHub id was stored. The server
+/// takes them over when the claim expires, finds them on GitHub, and sends none twice.
+fn reports_in_doubt_reach_github_once(db: TestDb) {
+    let bot = Bot::start(db, "exit 0", "");
+    let planned = plan(1).remove(0);
+    let sent = deliver(&[bot.port], 0, planned);
+    assert_eq!(sent.status, 202, "{}", sent.answer);
+    wait_for_quiet(&bot.db.url, Duration::from_secs(30));
+    let before = bot.fake.deployments("acme/web");
+    assert_eq!(before.len(), 1);
+    assert_eq!(
+        before[0].states().last().map(String::as_str),
+        Some("success")
+    );
+    let posts = |bot: &Bot| {
+        let calls = bot.fake.calls();
+        calls.iter().filter(|c| c.method == "POST").count()
+    };
+    let posted = posts(&bot);
+
+    let mut sql = Sql::open(&bot.db.url);
+    let reset = sql.execute(
+        "UPDATE outbox SET state = 'pending', locked_by = 'sender:dead', \
+         locked_until = created_at WHERE deployment_id IS NOT NULL",
+    );
+    assert_eq!(reset, 4, "deployment, queued, in_progress, success");
+    sql.execute("UPDATE deployments SET github_deployment_id = NULL");
+    wait_for_quiet(&bot.db.url, Duration::from_secs(60));
+
+    let after = bot.fake.deployments("acme/web");
+    assert_eq!(after.len(), 1, "one GitHub Deployment");
+    assert_eq!(after[0].states(), before[0].states(), "no status twice");
+    assert_eq!(posts(&bot), posted, "nothing was sent again");
+    let calls = bot.fake.calls();
+    let lookups = calls.iter().filter(|c| c.method == "GET").count();
+    assert_eq!(lookups, 4, "each report was looked up on GitHub instead");
+    let outbox: Vec<OutboxRow> =
+        sql.load("SELECT deployment_id, kind, payload, state FROM outbox ORDER BY id");
+    assert!(outbox.iter().all(|o| o.state == "sent"), "{outbox:?}");
+    let stored =
+        sql.count("SELECT COUNT(*) AS n FROM deployments WHERE github_deployment_id IS NOT NULL");
+    assert_eq!(stored, 1, "the GitHub id found again is stored");
+}
+
+#[test]
+fn sqlite_reports_in_doubt_reach_github_once() {
+    let _serial = serial();
+    reports_in_doubt_reach_github_once(TestDb::sqlite());
+}
+
+#[test]
+fn postgres_reports_in_doubt_reach_github_once() {
+    let _serial = serial();
+    reports_in_doubt_reach_github_once(TestDb::postgres());
 }

@@ -169,6 +169,10 @@ pub trait Store: Send + Sync + 'static {
         limit: u32,
     ) -> Result<Vec<super::OutboxItem>, Error>;
 
+    /// Extends the claims `owner` still holds on items it is sending, so that only the
+    /// claims of a sender that stopped expire.
+    fn renew_outbox(&self, owner: &str, lease: Duration) -> Result<(), Error>;
+
     /// Records how sending a claimed item ended.
     fn complete_outbox(
         &self,

@@ -324,6 +324,67 @@ impl GithubClient {
         .map(|_| ())
     }
 
+    /// The GitHub Deployment whose payload names `deployment_id` (deploybot's id), among
+    /// the newest of `sha` in `environment`: finds one created by an attempt whose outcome
+    /// was lost.
+    pub async fn find_deployment(
+        &self,
+        repo: &str,
+        installation: Option<u64>,
+        sha: &str,
+        environment: &str,
+        deployment_id: &str,
+    ) -> Result<Option<i64>, ApiError> {
+        let listed = self
+            .request(
+                repo,
+                installation,
+                reqwest::Method::GET,
+                &format!(
+                    "/repos/{}/deployments?sha={}&environment={}&per_page=100",
+                    repo_path(repo),
+                    encode_path(sha),
+                    encode_path(environment).replace('/', "%2F")
+                ),
+                None,
+            )
+            .await?;
+        Ok(listed
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|d| d["payload"]["deploybot"]["deployment_id"] == deployment_id)
+            .and_then(|d| d["id"].as_i64()))
+    }
+
+    /// Whether one of the newest statuses of `deployment` has the state and description
+    /// of `status`: it was sent by an attempt whose outcome was lost.
+    pub async fn has_status(
+        &self,
+        repo: &str,
+        installation: Option<u64>,
+        deployment: i64,
+        status: &Value,
+    ) -> Result<bool, ApiError> {
+        let listed = self
+            .request(
+                repo,
+                installation,
+                reqwest::Method::GET,
+                &format!(
+                    "/repos/{}/deployments/{deployment}/statuses?per_page=100",
+                    repo_path(repo)
+                ),
+                None,
+            )
+            .await?;
+        Ok(listed
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|s| s["state"] == status["state"] && s["description"] == status["description"]))
+    }
+
     /// Reacts to an issue or pull-request comment (`eyes`, `rocket`, `confused`, …).
     pub async fn react(
         &self,

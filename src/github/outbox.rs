@@ -18,11 +18,16 @@ use crate::deploy::{
     Release, Service, Store,
 };
 use crate::store::{
-    DEPLOYMENT_CREATED, DEPLOYMENT_REACTION, DEPLOYMENT_REPLY, DEPLOYMENT_STATUS, WORKER_LOST,
+    DEPLOYMENT_CREATED, DEPLOYMENT_REACTION, DEPLOYMENT_REPLY, DEPLOYMENT_STATUS, SENDER_LOST,
+    WORKER_LOST,
 };
 
 /// An item that keeps failing is given up after this many attempts.
 pub const MAX_ATTEMPTS: i32 = 25;
+
+/// How long a claim on an item lasts; renewed while sending, so that the items of a
+/// sender that died are taken over this soon.
+const CLAIM_LEASE: Duration = Duration::from_secs(15);
 
 /// Builds the `log_url` of a deployment: its page, with a read token when pages are private.
 pub type LogUrl = Arc<dyn Fn(&Deployment) -> String + Send + Sync>;
@@ -92,16 +97,25 @@ impl Sender {
             notified.as_mut().enable();
             let store = Arc::clone(&self.store);
             let owner = self.owner.clone();
-            let claimed =
-                blocking(move || store.claim_outbox(&owner, Duration::from_secs(120), 16)).await;
+            let claimed = blocking(move || store.claim_outbox(&owner, CLAIM_LEASE, 16)).await;
             match claimed {
                 Ok(items) if !items.is_empty() => {
                     let runs = items.into_iter().map(|item| {
                         let me = Arc::clone(&self);
                         tokio::spawn(async move { me.process(item).await })
                     });
-                    for run in runs.collect::<Vec<_>>() {
-                        let _ = run.await;
+                    let runs = runs.collect::<Vec<_>>();
+                    let all = async {
+                        for run in runs {
+                            let _ = run.await;
+                        }
+                    };
+                    tokio::pin!(all);
+                    loop {
+                        tokio::select! {
+                            _ = &mut all => break,
+                            _ = tokio::time::sleep(CLAIM_LEASE / 3) => self.renew_claims().await,
+                        }
                     }
                     continue;
                 }
@@ -113,6 +127,15 @@ impl Sender {
                 _ = tokio::time::sleep(Duration::from_millis(250)) => {}
                 _ = shutdown.cancelled() => return,
             }
+        }
+    }
+
+    /// Keeps the claims on the items being sent, however slow GitHub is.
+    async fn renew_claims(&self) {
+        let store = Arc::clone(&self.store);
+        let owner = self.owner.clone();
+        if let Err(e) = blocking(move || store.renew_outbox(&owner, CLAIM_LEASE)).await {
+            tracing::warn!(error = %e, "cannot renew the claims on reports being sent");
         }
     }
 
@@ -229,6 +252,9 @@ impl Sender {
         let repo = instance.repo.as_str();
         let installation = d.source.installation_id;
         let log_url = (self.log_url)(&d);
+        // Tried before, or its sender died mid-send: GitHub may have it although no outcome
+        // was recorded. Look before sending again, so that GitHub gets it once.
+        let in_doubt = item.attempts > 0 || item.last_error == SENDER_LOST;
         match item.kind.as_str() {
             DEPLOYMENT_CREATED => {
                 if release.commit_sha.is_empty() {
@@ -254,7 +280,19 @@ impl Sender {
                 if let Some(production) = cfg.and_then(|c| c.production_environment) {
                     body["production_environment"] = json!(production);
                 }
-                let github_id = client.create_deployment(repo, installation, &body).await?;
+                let found = if in_doubt {
+                    let id = d.id.to_string();
+                    let (sha, environment) = (&release.commit_sha, &instance.environment);
+                    client
+                        .find_deployment(repo, installation, sha, environment, &id)
+                        .await?
+                } else {
+                    None
+                };
+                let github_id = match found {
+                    Some(github_id) => github_id,
+                    None => client.create_deployment(repo, installation, &body).await?,
+                };
                 let store = Arc::clone(&self.store);
                 let tenant = item.tenant_id.clone();
                 blocking(move || store.set_github_deployment_id(&tenant, id, github_id)).await?;
@@ -280,6 +318,13 @@ impl Sender {
                     }
                 }
                 let body = status_body(&d, &release, &instance, cfg, state, message, &log_url);
+                if in_doubt
+                    && client
+                        .has_status(repo, installation, github_id, &body)
+                        .await?
+                {
+                    return Ok(OutboxResult::Sent);
+                }
                 client
                     .create_status(repo, installation, github_id, &body)
                     .await?;

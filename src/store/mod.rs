@@ -7,7 +7,9 @@ mod queue;
 mod rows;
 pub mod schema;
 
-pub use outbox::{DEPLOYMENT_CREATED, DEPLOYMENT_REACTION, DEPLOYMENT_REPLY, DEPLOYMENT_STATUS};
+pub use outbox::{
+    DEPLOYMENT_CREATED, DEPLOYMENT_REACTION, DEPLOYMENT_REPLY, DEPLOYMENT_STATUS, SENDER_LOST,
+};
 pub use queue::WORKER_LOST;
 
 use std::time::Duration;
@@ -767,6 +769,10 @@ impl deploy::Store for DieselStore {
         limit: u32,
     ) -> Result<Vec<deploy::OutboxItem>, Error> {
         self.write(|conn| outbox::claim(conn, owner, lease, limit))
+    }
+
+    fn renew_outbox(&self, owner: &str, lease: Duration) -> Result<(), Error> {
+        self.write(|conn| outbox::renew(conn, owner, lease))
     }
 
     fn complete_outbox(

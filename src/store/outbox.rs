@@ -21,6 +21,10 @@ pub const DEPLOYMENT_STATUS: &str = "deployment.status";
 pub const DEPLOYMENT_REACTION: &str = "deployment.reaction";
 pub const DEPLOYMENT_REPLY: &str = "deployment.reply";
 
+/// The `last_error` of an item whose previous claim was never completed (its sender died
+/// or lost the database mid-send): GitHub may already have it, so look before resending.
+pub const SENDER_LOST: &str = "sender lost; GitHub may already have this report";
+
 /// A running deployment reports progress to GitHub at most this often.
 pub const PROGRESS_EVERY: chrono::TimeDelta = chrono::TimeDelta::seconds(3);
 
@@ -305,10 +309,23 @@ pub(super) fn claim(
     );
     let mut items = Vec::with_capacity(ids.len());
     for IdRow { id } in ids {
+        // Completing an item releases its lock: a lock still held (and expired) is an
+        // attempt whose outcome is unknown.
+        let held: Option<String> = outbox::table
+            .filter(outbox::id.eq(id))
+            .select(outbox::locked_by)
+            .first(conn)
+            .map_err(db_error)?;
         diesel::update(outbox::table.filter(outbox::id.eq(id)))
             .set((outbox::locked_by.eq(owner), outbox::locked_until.eq(until)))
             .execute(conn)
             .map_err(db_error)?;
+        if held.is_some() {
+            diesel::update(outbox::table.filter(outbox::id.eq(id)))
+                .set(outbox::last_error.eq(SENDER_LOST))
+                .execute(conn)
+                .map_err(db_error)?;
+        }
         let row: Row = outbox::table
             .filter(outbox::id.eq(id))
             .select(Row::as_select())
@@ -317,6 +334,22 @@ pub(super) fn claim(
         items.push(row.into_domain()?);
     }
     Ok(items)
+}
+
+/// Extends the claims `owner` still holds, while it is sending them.
+pub(super) fn renew(conn: &mut DbConn, owner: &str, lease: Duration) -> Result<(), Error> {
+    let until = to_db(
+        deploy::now() + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::seconds(30)),
+    );
+    diesel::update(
+        outbox::table
+            .filter(outbox::locked_by.eq(owner))
+            .filter(outbox::state.eq("pending")),
+    )
+    .set(outbox::locked_until.eq(until))
+    .execute(conn)
+    .map_err(db_error)?;
+    Ok(())
 }
 
 pub(super) fn complete(

@@ -368,6 +368,12 @@ impl Bot {
     }
 }
 
+impl Replica {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
 impl Drop for Replica {
     fn drop(&mut self) {
         let _ = self.child.kill();
