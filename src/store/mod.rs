@@ -494,10 +494,17 @@ impl deploy::Store for DieselStore {
                 .into_boxed();
             if let Some(key) = &after {
                 let at = from_micros(key.created_at_micros)?;
+                // A row-value comparison, so both databases seek straight to the cursor
+                // in `deployments_instance_page` instead of scanning the newer rows (the
+                // equivalent `a < x OR (a = x AND b < y)` is only filtered).
                 query = query.filter(
-                    deployments::created_at.lt(at).or(deployments::created_at
-                        .eq(at)
-                        .and(deployments::id.lt(key.id.clone()))),
+                    diesel::dsl::sql::<diesel::sql_types::Bool>(
+                        "(deployments.created_at, deployments.id) < (",
+                    )
+                    .bind::<diesel::sql_types::Timestamp, _>(at)
+                    .sql(", ")
+                    .bind::<diesel::sql_types::Text, _>(key.id.clone())
+                    .sql(")"),
                 );
             }
             let mut rows: Vec<DeploymentRow> = query.load(conn).map_err(db_error)?;
