@@ -77,7 +77,7 @@ impl Sandbox {
     }
 
     /// Every call of the deploy command: (argv, environment).
-    fn calls(&self) -> Vec<(Vec<Vec<u8>>, BTreeMap<String, Vec<u8>>)> {
+    fn calls(&self) -> Vec<Call> {
         let mut calls = Vec::new();
         for entry in std::fs::read_dir(self.path("calls")).unwrap() {
             let path = entry.unwrap().path();
@@ -109,8 +109,17 @@ impl Sandbox {
             .filter(|(_, env)| env.get("DEPLOY_ID").map(Vec::as_slice) == Some(id.as_bytes()))
             .collect();
         assert!(!mine.is_empty(), "the deploy command never ran for {id}");
-        for (argv, _) in &mine {
+        let bin = self.path("bin").display().to_string();
+        let home = self.path("home").display().to_string();
+        for (argv, env) in &mine {
             assert!(argv.is_empty(), "arguments reached the command: {argv:?}");
+            // The safety net is in place for everything the server starts.
+            assert!(
+                env["PATH"].starts_with(bin.as_bytes()),
+                "PATH: {:?}",
+                env["PATH"]
+            );
+            assert_eq!(env["HOME"], home.as_bytes());
         }
         mine.into_iter().map(|(_, env)| env).collect()
     }
@@ -136,6 +145,9 @@ impl Sandbox {
         );
     }
 }
+
+/// One run of the deploy command: its arguments and its environment, as bytes.
+type Call = (Vec<Vec<u8>>, BTreeMap<String, Vec<u8>>);
 
 fn split_nul(bytes: &[u8]) -> Vec<Vec<u8>> {
     bytes
@@ -367,6 +379,20 @@ fn hostile_branch_names_never_reach_a_shell(db: TestDb) {
         "main-rm--rf--",
         "the documented example"
     );
+
+    // A commit SHA that is not one never becomes DEPLOY_COMMIT_SHA: the deployment is
+    // refused, with the reason in the answer.
+    let evil_sha = format!("$(touch {})", sandbox.marker("touched-1"));
+    let (status, answer) = bot.send(
+        "push",
+        &push("refs/heads/main;x", &evil_sha, "octocat"),
+        "branch-sha",
+    );
+    assert_eq!(status, 202, "{answer}");
+    assert_eq!(answer["deployments"], serde_json::json!([]), "{answer}");
+    let reason = answer["refused"][0]["reason"].as_str().unwrap();
+    assert!(reason.contains("is not a commit SHA"), "{reason}");
+    assert_eq!(bot.deployments("web-branches").len(), branches.len());
     sandbox.assert_no_shell_ran();
 }
 
@@ -472,7 +498,14 @@ fn pr_comments_and_titles_with_backticks_never_reach_a_shell(db: TestDb) {
         .into_iter()
         .find(|c| c.body.contains("does not take"))
         .unwrap();
-    assert!(reply.body.contains("`` `$(reboot)` ``"), "{}", reply.body);
+    // The inline code's text is the argument; the reply shows it as code again.
+    assert!(
+        reply
+            .body
+            .starts_with("`/deploy` does not take `$(reboot)`"),
+        "{}",
+        reply.body
+    );
     assert_eq!(bot.deployments("web-production").len(), 1);
     sandbox.assert_no_shell_ran();
 }

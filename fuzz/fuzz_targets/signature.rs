@@ -18,9 +18,12 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let verdict = signature::verify(&secrets, Some(header), false, body);
-    let genuine = [signature::sign(SECRET, body), signature::sign(PREVIOUS, body)];
-    let is_genuine = genuine.iter().any(|g| g.eq_ignore_ascii_case(header))
-        && header.starts_with("sha256=");
+    let genuine = [
+        signature::sign(SECRET, body),
+        signature::sign(PREVIOUS, body),
+    ];
+    let is_genuine =
+        genuine.iter().any(|g| g.eq_ignore_ascii_case(header)) && header.starts_with("sha256=");
     match verdict {
         Ok(()) => assert!(is_genuine, "a forged signature verified: {header:?}"),
         Err(SignatureError::Mismatch) | Err(SignatureError::Malformed) => {
