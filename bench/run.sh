@@ -14,6 +14,8 @@
 #                            target/criterion, or leave it out
 #   TEST_DATABASE_URL        the PostgreSQL server (default postgres://postgres@127.0.0.1:5432/postgres)
 #   BENCH_OUT=bench/out      where the raw results, logs and wrk outputs go
+#   BENCH_QUIET_LOAD=0.7     after building, wait (up to BENCH_QUIET_WAIT=1800 s) until the
+#                            1-minute load average is below this before measuring
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -91,6 +93,23 @@ build_benches() {
     done <<<"$listing"
 }
 build_benches --bench queue --bench ingest --bench in_progress
+if [ "$STORE" = run ]; then
+    build_benches --bench store || echo "the store bench did not build" >>"$ACTIVITY"
+fi
+
+if [ -n "${BENCH_QUIET_LOAD:-}" ]; then
+    say "waiting for the 1-minute load average to drop below $BENCH_QUIET_LOAD"
+    waited_from=$(date +%s)
+    deadline=$((waited_from + ${BENCH_QUIET_WAIT:-1800}))
+    until awk -v l="$(cut -d' ' -f1 /proc/loadavg)" -v max="$BENCH_QUIET_LOAD" 'BEGIN { exit !(l < max) }'; do
+        if [ "$(date +%s)" -ge "$deadline" ]; then
+            echo "the load stayed above $BENCH_QUIET_LOAD; measuring anyway" >>"$ACTIVITY"
+            break
+        fi
+        sleep 10
+    done
+    echo "waited $(($(date +%s) - waited_from)) s for a 1-minute load below $BENCH_QUIET_LOAD" >>"$ACTIVITY"
+fi
 
 bench() {
     local name=$1
@@ -123,7 +142,6 @@ bench in_progress
 # are read from target/criterion.
 case "$STORE" in
 run)
-    build_benches --bench store || echo "the store bench did not build" >>"$ACTIVITY"
     bench store BENCH_BACKENDS=postgres BENCH_MAX_ROWS="$MAX_ROWS"
     ;;
 reuse | skip) echo "store bench not run (BENCH_STORE=$STORE)" >>"$ACTIVITY" ;;
