@@ -133,35 +133,65 @@ fn kill_group(pgid_file: &Path) {
     unsafe { libc::killpg(pgid, libc::SIGKILL) };
 }
 
-fn crash_and_recover(db: TestDb) {
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let config_path = write_config(dir.path(), &db.url, port);
-    let config = Config::load(Some(&config_path)).unwrap();
+/// A server started on the test's config, and a way to queue deployments of `web` through
+/// the library, as the webhook or API would.
+struct Setup {
+    dir: tempfile::TempDir,
+    config_path: std::path::PathBuf,
+    port: u16,
+    server: Server,
+    service: Service,
+    instance: deploybot::deploy::InstanceId,
+    rt: tokio::runtime::Runtime,
+}
 
-    let server = Server::start(&config_path, port);
-    let service = Service::new(
-        Arc::clone(&db.store) as Arc<dyn Store>,
-        Arc::new(ConfigCatalog::from_config(&config).unwrap()),
-    );
-    let inst = db.store.find_instance("acme", "web").unwrap();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let deploy = |image: &str| {
+impl Setup {
+    fn start(db: &TestDb) -> Setup {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let config_path = write_config(dir.path(), &db.url, port);
+        let config = Config::load(Some(&config_path)).unwrap();
+        let server = Server::start(&config_path, port);
+        let service = Service::new(
+            Arc::clone(&db.store) as Arc<dyn Store>,
+            Arc::new(ConfigCatalog::from_config(&config).unwrap()),
+        );
+        let instance = db.store.find_instance("acme", "web").unwrap().id;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        Setup {
+            dir,
+            config_path,
+            port,
+            server,
+            service,
+            instance,
+            rt,
+        }
+    }
+
+    fn deploy(&self, image: &str) -> deploybot::deploy::Deployment {
         let req = DeployRequest {
-            instance_id: inst.id,
+            instance_id: self.instance,
             image: image.into(),
             env: BTreeMap::new(),
             strategy: String::new(),
             notes: String::new(),
             commit_sha: String::new(),
         };
-        rt.block_on(service.deploy("acme", req, "test")).unwrap()
-    };
-    let hung = deploy("img:hang");
-    let queued = deploy("img:next");
+        self.rt
+            .block_on(self.service.deploy("acme", req, "test"))
+            .unwrap()
+    }
+}
+
+fn crash_and_recover(db: TestDb) {
+    let setup = Setup::start(&db);
+    let (dir, config_path, port) = (&setup.dir, &setup.config_path, setup.port);
+    let hung = setup.deploy("img:hang");
+    let queued = setup.deploy("img:next");
     let state = |id| db.store.get_deployment("acme", id).unwrap().state;
 
     wait_until(
@@ -175,11 +205,11 @@ fn crash_and_recover(db: TestDb) {
         DeployState::Pending,
         "one running per instance"
     );
-    server.kill9();
+    setup.server.kill9();
     kill_group(&dir.path().join("hung.pgid"));
 
     let killed_at = Instant::now();
-    let _server = Server::start(&config_path, port);
+    let _server = Server::start(config_path, port);
     wait_until(
         "the lost deployment to be recovered",
         Duration::from_secs(15),
@@ -226,34 +256,10 @@ fn postgres_crash_and_recover() {
 /// SIGTERM: no new claims, the running deployment finishes within the grace period, the
 /// queued one stays queued for the next start, and the process exits cleanly.
 fn graceful_shutdown(db: TestDb) {
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let config_path = write_config(dir.path(), &db.url, port);
-    let config = Config::load(Some(&config_path)).unwrap();
-    let mut server = Server::start(&config_path, port);
-    let service = Service::new(
-        Arc::clone(&db.store) as Arc<dyn Store>,
-        Arc::new(ConfigCatalog::from_config(&config).unwrap()),
-    );
-    let inst = db.store.find_instance("acme", "web").unwrap();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let deploy = |image: &str| {
-        let req = DeployRequest {
-            instance_id: inst.id,
-            image: image.into(),
-            env: BTreeMap::new(),
-            strategy: String::new(),
-            notes: String::new(),
-            commit_sha: String::new(),
-        };
-        rt.block_on(service.deploy("acme", req, "test")).unwrap()
-    };
+    let mut setup = Setup::start(&db);
     // img:slow takes two seconds (the script sleeps 2 for it).
-    let slow = deploy("img:slow");
-    let queued = deploy("img:next");
+    let slow = setup.deploy("img:slow");
+    let queued = setup.deploy("img:next");
     let state = |id| db.store.get_deployment("acme", id).unwrap().state;
     wait_until(
         "the slow deployment to run",
@@ -261,8 +267,8 @@ fn graceful_shutdown(db: TestDb) {
         || state(slow.id) == DeployState::Running,
     );
     // SAFETY: kill only sends SIGTERM to our own child.
-    unsafe { libc::kill(server.0.id() as i32, libc::SIGTERM) };
-    let status = server.0.wait().unwrap();
+    unsafe { libc::kill(setup.server.0.id() as i32, libc::SIGTERM) };
+    let status = setup.server.0.wait().unwrap();
     assert!(status.success(), "clean exit: {status:?}");
     assert_eq!(
         state(slow.id),
