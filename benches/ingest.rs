@@ -395,6 +395,8 @@ struct Measured {
     peak_kib: u64,
     /// deploybot: (deliveries of the measured run stored, deployments created).
     stored: Option<(i64, i64)>,
+    /// The 1-minute load average before and right after the measured run.
+    load: (String, String),
 }
 
 fn main() {
@@ -439,10 +441,12 @@ fn main() {
                 failures.push(format!("{} {}: warm-up: {e}", subject.key(), case.key));
                 continue;
             }
+            let load_before = support::load();
             let sampler = RssSampler::start(server.pid());
             let prefix = format!("run-{tag}");
             let run = wrk(&settings, &server.url(), seconds, inputs, &prefix);
             let peak_kib = sampler.stop();
+            let load_after = support::load();
             let run = match run {
                 Ok(run) => run,
                 Err(e) => {
@@ -483,6 +487,7 @@ fn main() {
                 idle_kib,
                 peak_kib,
                 stored,
+                load: (load_before, load_after),
             });
         }
     }
@@ -520,15 +525,15 @@ fn report(
         payload_bytes,
     ));
     results.detail("");
-    results.detail("| subject | payload | requests/s | p50 / p90 / p99 / max (ms) | non-2xx | socket errors | a body sent twice | deliveries stored | deployments created | RSS idle → peak (MiB) |");
-    results.detail("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
+    results.detail("| subject | payload | requests/s | p50 / p90 / p99 / max (ms) | non-2xx | socket errors | a body sent twice | deliveries stored | deployments created | RSS idle → peak (MiB) | load before → after |");
+    results.detail("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
     for m in measured {
         let r = &m.run;
         let (stored, created) = m.stored.map_or(("—".into(), "—".into()), |(d, c)| {
             (d.to_string(), c.to_string())
         });
         results.detail(&format!(
-            "| {} | {} | {:.0} | {} / {} / {} / {} | {} | {} | {} | {stored} | {created} | {} → {} |",
+            "| {} | {} | {:.0} | {} / {} / {} / {} | {} | {} | {} | {stored} | {created} | {} → {} | {} → {} |",
             m.subject.column(),
             m.case.label,
             r.requests_per_second(),
@@ -545,6 +550,8 @@ fn report(
             },
             mib(m.idle_kib),
             mib(m.peak_kib),
+            m.load.0,
+            m.load.1,
         ));
     }
     results.detail("");

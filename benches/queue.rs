@@ -217,9 +217,9 @@ fn main() {
     ));
     results.detail("");
     results.detail(
-        "| backend | concurrency | deployments/s (end to end) | Service::deploy() calls/s while queueing |",
+        "| backend | concurrency | deployments/s (end to end) | Service::deploy() calls/s while queueing | load before → after |",
     );
-    results.detail("| --- | --- | --- | --- |");
+    results.detail("| --- | --- | --- | --- | --- |");
     let mut delays = Vec::new();
     for backend in backends.split(',').map(str::trim) {
         let (subject, fresh): (&str, fn() -> TestDb) = match backend {
@@ -228,9 +228,11 @@ fn main() {
             other => panic!("BENCH_BACKENDS: unknown backend {other:?} (sqlite, postgres)"),
         };
         for concurrency in [4, 8] {
+            let load_before = support::load();
             let (rate, queue_rate) = runtime.block_on(throughput(fresh(), total, concurrency));
             results.detail(&format!(
-                "| {backend} | {concurrency} | {rate:.0} | {queue_rate:.0} |"
+                "| {backend} | {concurrency} | {rate:.0} | {queue_rate:.0} | {load_before} → {} |",
+                support::load()
             ));
             results.row(
                 "Queue",
