@@ -304,6 +304,9 @@ pub struct DeliveryRecord {
     pub created: Vec<Deployment>,
     /// Deployments not created because their trigger key already deployed.
     pub already: Vec<DeploymentId>,
+    /// How many deliveries were committed in the same transaction as this one (group
+    /// commit; 1 when it was written alone, 0 when it was not a delivery).
+    pub batch: usize,
 }
 
 /// What a worker learns when it renews the lease of a running deployment.

@@ -105,6 +105,7 @@ pub struct Metrics {
     deployments_finished: Family<StateLabels, Counter>,
     deployments: Family<StateLabels, Gauge>,
     duration: Family<DurationLabels, Histogram, fn() -> Histogram>,
+    commit_batch: Histogram,
     queue_depth: Gauge,
     outbox_pending: Gauge,
     outbox_failed: Gauge,
@@ -189,6 +190,12 @@ impl Metrics {
             Unit::Seconds,
             duration.clone(),
         );
+        let commit_batch = Histogram::new([1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0]);
+        registry.register(
+            "webhook_commit_batch",
+            "For each stored delivery, how many deliveries were committed in the same transaction (group commit)",
+            commit_batch.clone(),
+        );
         let queue_depth = Gauge::default();
         registry.register(
             "queue_depth",
@@ -232,6 +239,7 @@ impl Metrics {
             deployments_finished,
             deployments,
             duration,
+            commit_batch,
             queue_depth,
             outbox_pending,
             outbox_failed,
@@ -249,6 +257,11 @@ impl Metrics {
             outcome: outcome.as_str(),
         };
         self.webhooks.get_or_create(&labels).inc();
+    }
+
+    /// Observes how many deliveries shared the commit of a stored one.
+    pub fn webhook_committed(&self, batch: usize) {
+        self.commit_batch.observe(batch as f64);
     }
 
     /// Counts a delivery refused with `status` (413 too large, 401 bad signature, 503

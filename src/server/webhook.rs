@@ -1,9 +1,7 @@
 //! `POST /webhooks/github`: verify the signature over the raw body before anything is
 //! parsed, decide what the event does, and record the delivery — with the deployments
-//! and jobs it causes — in one transaction before answering. GitHub is never called
-//! from here.
-
-use std::sync::Arc;
+//! and jobs it causes — in one transaction before answering (group-committed with the
+//! deliveries arriving meanwhile: `store::group`). GitHub is never called from here.
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, post, web};
@@ -13,8 +11,7 @@ use tracing::Instrument;
 
 use super::AppState;
 use super::metrics::{self, WebhookOutcome};
-use crate::deploy::service::blocking;
-use crate::deploy::{Delivery, DeployRequest, Error, Store, TriggeredDeployment};
+use crate::deploy::{Delivery, DeployRequest, Error, TriggeredDeployment};
 use crate::github::rules::{self, Routing};
 use crate::github::{events, signature};
 
@@ -192,12 +189,11 @@ async fn handle(
             }
         }
     }
-    let store: Arc<crate::store::DieselStore> = Arc::clone(&state.store);
     let jobs = items.len();
-    let recorded = {
-        let delivery = delivery.clone();
-        blocking(move || store.record_delivery(&delivery, &triggered, &items)).await
-    };
+    let recorded = state
+        .store
+        .record_delivery_grouped(delivery, triggered, items)
+        .await;
     let record = match recorded {
         Ok(record) => record,
         Err(Error::Unavailable(e)) => {
@@ -224,6 +220,7 @@ async fn handle(
         metrics::global().webhook(Some(event_name), WebhookOutcome::Duplicate);
         return HttpResponse::Ok().json(json!({"status": "duplicate"}));
     }
+    metrics::global().webhook_committed(record.batch);
     if !record.created.is_empty() || jobs > 0 {
         state.service.wake().notify_waiters();
     }

@@ -2,6 +2,7 @@
 //! `DATABASE_URL` picks the backend: `sqlite://PATH` or `postgres://…`.
 
 mod cursor;
+mod group;
 mod outbox;
 mod queue;
 mod rows;
@@ -142,6 +143,7 @@ type Conn = r2d2::PooledConnection<Manager>;
 pub struct DieselStore {
     pool: Pool,
     backend: Backend,
+    group: group::GroupCommit,
 }
 
 impl std::fmt::Debug for DieselStore {
@@ -200,7 +202,11 @@ impl DieselStore {
                     "cannot connect to the {backend:?} database named by DATABASE_URL: {e}"
                 ))
             })?;
-        Ok(Self { pool, backend })
+        Ok(Self {
+            pool,
+            backend,
+            group: group::GroupCommit::default(),
+        })
     }
 
     pub fn backend(&self) -> Backend {
@@ -726,10 +732,16 @@ impl deploy::Store for DieselStore {
         triggered: &[deploy::TriggeredDeployment],
         items: &[deploy::NewOutboxItem],
     ) -> Result<deploy::DeliveryRecord, Error> {
+        let job = outbox::DeliveryJob {
+            delivery,
+            triggered,
+            items,
+        };
         let attempt = || {
             self.write(|conn| {
-                outbox::record_delivery(conn, Some(delivery), triggered, items, insert_triggered_in)
+                outbox::record_deliveries(conn, std::slice::from_ref(&job), insert_triggered_in)
             })
+            .map(|mut records| records.pop().unwrap_or_default())
         };
         // A concurrent copy of the same delivery, or the same trigger, won the race: the
         // second attempt sees its rows.
@@ -746,9 +758,8 @@ impl deploy::Store for DieselStore {
     ) -> Result<deploy::DeliveryRecord, Error> {
         let attempt = || {
             self.write(|conn| {
-                outbox::record_delivery(
+                outbox::record_effects(
                     conn,
-                    None,
                     std::slice::from_ref(triggered),
                     items,
                     insert_triggered_in,

@@ -1,6 +1,7 @@
 //! Webhook deliveries and the outbox. Reports to GitHub are written in the same
 //! transaction as the change that causes them, and claimed by senders in order per key.
 
+use std::collections::HashSet;
 use std::time::Duration;
 
 use chrono::NaiveDateTime;
@@ -184,28 +185,128 @@ pub(super) fn report_progress(conn: &mut DbConn, d: &Deployment) -> Result<(), E
     report_state(conn, d, DeployState::Running, &message)
 }
 
-pub(super) fn record_delivery(
+/// A delivery to record, with the deployments and outbox items it causes.
+pub(super) struct DeliveryJob<'a> {
+    pub delivery: &'a Delivery,
+    pub triggered: &'a [TriggeredDeployment],
+    pub items: &'a [NewOutboxItem],
+}
+
+#[derive(Insertable)]
+#[diesel(table_name = deliveries)]
+struct NewDelivery<'a> {
+    id: &'a str,
+    event: &'a str,
+    action: &'a str,
+    tenant_id: &'a str,
+    repo: &'a str,
+    outcome: String,
+    received_at: NaiveDateTime,
+}
+
+/// The outcome stored with a delivery.
+fn outcome(record: &DeliveryRecord, jobs: usize) -> String {
+    format!(
+        "created {} deployment(s), {} already deployed, {} job(s)",
+        record.created.len(),
+        record.already.len(),
+        jobs
+    )
+}
+
+/// Records `jobs` in the caller's transaction, as if one after another: a delivery id
+/// seen before (or earlier in `jobs`) is a duplicate and writes nothing; otherwise the
+/// delivery is stored, the triggered deployments whose trigger key has not deployed yet
+/// are created and the items enqueued. One multi-row `INSERT … ON CONFLICT DO NOTHING`
+/// stores the deliveries and tells which ids were new, however many there are.
+pub(super) fn record_deliveries(
     conn: &mut DbConn,
-    delivery: Option<&Delivery>,
+    jobs: &[DeliveryJob<'_>],
+    insert: impl Fn(&mut DbConn, &TriggeredDeployment) -> Result<Deployment, Error>,
+) -> Result<Vec<DeliveryRecord>, Error> {
+    let received_at = to_db(deploy::now());
+    let nothing = outcome(&DeliveryRecord::default(), 0);
+    let mut first = HashSet::new();
+    let rows: Vec<NewDelivery<'_>> = jobs
+        .iter()
+        .filter(|job| first.insert(job.delivery.id.as_str()))
+        .map(|job| NewDelivery {
+            id: &job.delivery.id,
+            event: &job.delivery.event,
+            action: &job.delivery.action,
+            tenant_id: &job.delivery.tenant_id,
+            repo: &job.delivery.repo,
+            outcome: nothing.clone(),
+            received_at,
+        })
+        .collect();
+    // Diesel's MultiConnection has no multi-row INSERT: it is written per backend.
+    let mut new: HashSet<String> = match conn {
+        // The unique key decides what is new, also against a concurrent copy of the
+        // delivery in another server (the insert waits for its transaction).
+        DbConn::Pg(c) => diesel::insert_into(deliveries::table)
+            .values(&rows)
+            .on_conflict_do_nothing()
+            .returning(deliveries::id)
+            .get_results(c)
+            .map_err(db_error)?
+            .into_iter()
+            .collect(),
+        // The write lock is held (BEGIN IMMEDIATE): what is not there now is new.
+        DbConn::Sqlite(c) => {
+            let ids: Vec<&str> = rows.iter().map(|row| row.id).collect();
+            let seen: HashSet<String> = deliveries::table
+                .filter(deliveries::id.eq_any(&ids))
+                .select(deliveries::id)
+                .load(c)
+                .map_err(db_error)?
+                .into_iter()
+                .collect();
+            let fresh: Vec<NewDelivery<'_>> = rows
+                .into_iter()
+                .filter(|row| !seen.contains(row.id))
+                .collect();
+            if !fresh.is_empty() {
+                diesel::insert_into(deliveries::table)
+                    .values(&fresh)
+                    .execute(c)
+                    .map_err(db_error)?;
+            }
+            fresh.iter().map(|row| row.id.to_string()).collect()
+        }
+    };
+    let mut records = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        if !new.remove(&job.delivery.id) {
+            records.push(DeliveryRecord {
+                duplicate: true,
+                batch: 1,
+                ..DeliveryRecord::default()
+            });
+            continue;
+        }
+        let mut record = DeliveryRecord::default();
+        if !job.triggered.is_empty() || !job.items.is_empty() {
+            record = record_effects(conn, job.triggered, job.items, &insert)?;
+            diesel::update(deliveries::table.filter(deliveries::id.eq(&job.delivery.id)))
+                .set(deliveries::outcome.eq(outcome(&record, job.items.len())))
+                .execute(conn)
+                .map_err(db_error)?;
+        }
+        record.batch = 1;
+        records.push(record);
+    }
+    Ok(records)
+}
+
+/// Creates the triggered deployments whose trigger key has not deployed yet and
+/// enqueues `items`, in the caller's transaction.
+pub(super) fn record_effects(
+    conn: &mut DbConn,
     triggered: &[TriggeredDeployment],
     items: &[NewOutboxItem],
     insert: impl Fn(&mut DbConn, &TriggeredDeployment) -> Result<Deployment, Error>,
 ) -> Result<DeliveryRecord, Error> {
-    let seen: Option<String> = match delivery {
-        Some(delivery) => deliveries::table
-            .filter(deliveries::id.eq(&delivery.id))
-            .select(deliveries::id)
-            .first(conn)
-            .optional()
-            .map_err(db_error)?,
-        None => None,
-    };
-    if seen.is_some() {
-        return Ok(DeliveryRecord {
-            duplicate: true,
-            ..DeliveryRecord::default()
-        });
-    }
     let mut record = DeliveryRecord::default();
     for t in triggered {
         if let Some(key) = &t.trigger_key {
@@ -231,26 +332,6 @@ pub(super) fn record_delivery(
     for item in items {
         enqueue(conn, item)?;
     }
-    let Some(delivery) = delivery else {
-        return Ok(record);
-    };
-    diesel::insert_into(deliveries::table)
-        .values((
-            deliveries::id.eq(&delivery.id),
-            deliveries::event.eq(&delivery.event),
-            deliveries::action.eq(&delivery.action),
-            deliveries::tenant_id.eq(&delivery.tenant_id),
-            deliveries::repo.eq(&delivery.repo),
-            deliveries::outcome.eq(format!(
-                "created {} deployment(s), {} already deployed, {} job(s)",
-                record.created.len(),
-                record.already.len(),
-                items.len()
-            )),
-            deliveries::received_at.eq(to_db(deploy::now())),
-        ))
-        .execute(conn)
-        .map_err(db_error)?;
     Ok(record)
 }
 

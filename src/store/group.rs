@@ -1,0 +1,155 @@
+//! Group commit for webhook deliveries.
+//!
+//! Recording a delivery is a small write, and under a burst of webhooks most of its cost
+//! is the commit (an fsync on PostgreSQL) and, on SQLite, the wait for the one write
+//! lock. So deliveries are handed to one writer thread, which takes everything waiting
+//! when it is free and writes it in one transaction: each delivery is still committed
+//! before its webhook is answered, and one commit serves them all. There is no timer:
+//! a lone delivery is written at once, and batches grow only while a commit is under way.
+//!
+//! A batch is written as if its deliveries came one after another: a delivery id seen
+//! earlier in the same batch is a duplicate, a trigger key deployed earlier in it is
+//! "already deployed". If the batch's transaction fails for any reason other than the
+//! database being unreachable, each delivery is written again on its own, so one bad
+//! delivery cannot fail the others.
+
+use std::sync::mpsc;
+use std::sync::{Arc, OnceLock};
+
+use tokio::sync::oneshot;
+
+use super::{DieselStore, insert_triggered_in, outbox};
+use crate::deploy::{self, DeliveryRecord, Error, Store};
+
+/// The most deliveries written in one transaction.
+const MAX_BATCH: usize = 256;
+
+struct Job {
+    delivery: deploy::Delivery,
+    triggered: Vec<deploy::TriggeredDeployment>,
+    items: Vec<deploy::NewOutboxItem>,
+    reply: oneshot::Sender<Result<DeliveryRecord, Error>>,
+}
+
+/// The handle a store keeps: the writer thread starts on first use and stops when the
+/// last clone of the store is dropped (its channel closes).
+#[derive(Clone, Default)]
+pub(crate) struct GroupCommit {
+    sender: Arc<OnceLock<mpsc::Sender<Job>>>,
+}
+
+impl GroupCommit {
+    fn sender(&self, store: &DieselStore) -> Result<&mpsc::Sender<Job>, Error> {
+        if let Some(sender) = self.sender.get() {
+            return Ok(sender);
+        }
+        let (tx, rx) = mpsc::channel();
+        // The writer gets a store of its own (same pool) without this handle, so that
+        // it does not keep its own channel open.
+        let writer = DieselStore {
+            pool: store.pool.clone(),
+            backend: store.backend,
+            group: GroupCommit::default(),
+        };
+        if self.sender.set(tx).is_ok() {
+            std::thread::Builder::new()
+                .name("deploybot-ingest-writer".into())
+                .spawn(move || run(&writer, &rx))
+                .map_err(|e| {
+                    Error::Internal(format!("cannot start the delivery writer thread: {e}"))
+                })?;
+        }
+        self.sender
+            .get()
+            .ok_or_else(|| Error::Internal("the delivery writer is not running".into()))
+    }
+}
+
+impl DieselStore {
+    /// `Store::record_delivery`, group-committed with the deliveries arriving meanwhile:
+    /// the answer comes after the transaction that holds this delivery has committed.
+    pub async fn record_delivery_grouped(
+        &self,
+        delivery: deploy::Delivery,
+        triggered: Vec<deploy::TriggeredDeployment>,
+        items: Vec<deploy::NewOutboxItem>,
+    ) -> Result<DeliveryRecord, Error> {
+        let (reply, answer) = oneshot::channel();
+        let job = Job {
+            delivery,
+            triggered,
+            items,
+            reply,
+        };
+        self.group
+            .sender(self)?
+            .send(job)
+            .map_err(|_| Error::Unavailable("the delivery writer has stopped".into()))?;
+        answer.await.map_err(|_| {
+            Error::Unavailable("the delivery writer stopped before answering".into())
+        })?
+    }
+}
+
+fn run(store: &DieselStore, jobs: &mpsc::Receiver<Job>) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while let Ok(first) = jobs.recv() {
+        batch.push(first);
+        while batch.len() < MAX_BATCH {
+            match jobs.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        // A panic here (a bug) must not stop ingest: the jobs of the batch are dropped,
+        // so their webhooks get a 503 and GitHub's redelivery brings them back.
+        if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| write(store, &mut batch)))
+            .is_err()
+        {
+            tracing::error!("the delivery writer panicked; its batch was not stored");
+            batch.clear();
+        }
+    }
+}
+
+/// Writes `batch` (emptying it) and answers every job in it.
+fn write(store: &DieselStore, batch: &mut Vec<Job>) {
+    if batch.len() > 1 {
+        let jobs: Vec<outbox::DeliveryJob<'_>> = batch
+            .iter()
+            .map(|job| outbox::DeliveryJob {
+                delivery: &job.delivery,
+                triggered: &job.triggered,
+                items: &job.items,
+            })
+            .collect();
+        let together =
+            store.write(|conn| outbox::record_deliveries(conn, &jobs, insert_triggered_in));
+        drop(jobs);
+        match together {
+            Ok(records) => {
+                let size = batch.len();
+                for (job, mut record) in batch.drain(..).zip(records) {
+                    record.batch = size;
+                    let _ = job.reply.send(Ok(record));
+                }
+                return;
+            }
+            Err(Error::Unavailable(e)) => {
+                for job in batch.drain(..) {
+                    let _ = job.reply.send(Err(Error::Unavailable(e.clone())));
+                }
+                return;
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, deliveries = batch.len(), "a grouped write failed; writing its deliveries one by one");
+            }
+        }
+    }
+    for job in batch.drain(..) {
+        let record = store
+            .record_delivery(&job.delivery, &job.triggered, &job.items)
+            .map(|record| DeliveryRecord { batch: 1, ..record });
+        let _ = job.reply.send(record);
+    }
+}
