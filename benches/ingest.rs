@@ -20,8 +20,13 @@
 //! every 100 ms. Afterwards deploybot's database is counted: deliveries stored and
 //! deployments created.
 //!
+//! The CPU time each subject's process and the load tool used during the measured run is
+//! read too (`/proc/PID/stat`, `getrusage`), per answered request.
+//!
 //! Run: `bench/run.sh` (installs wrk and the peers), or `cargo bench --bench ingest`.
 //! Environment: `BENCH_INGEST_SUBJECTS` (`sqlite,postgres,node,python`),
+//! `BENCH_INGEST_CLIENTS` (`wrk`, the default, and/or `light`: `benches/support/client.rs`,
+//! the same requests with a third of wrk's CPU per request),
 //! `BENCH_DURATION` (seconds, 10), `BENCH_WARMUP` (seconds, 3), `BENCH_CONNECTIONS` (32),
 //! `BENCH_THREADS` (2), `BENCH_INGEST_BODIES` (signed bodies for payload (b), 200000),
 //! `TEST_DATABASE_URL`, `BENCH_OUT`.
@@ -29,6 +34,8 @@
 #[allow(dead_code)]
 #[path = "../tests/github/bot.rs"]
 mod bot;
+#[path = "support/client.rs"]
+mod client;
 #[path = "../tests/common/mod.rs"]
 mod common;
 mod support;
@@ -288,15 +295,15 @@ kind = "noop"
     }
 }
 
-/// One wrk run, as its script's `done()` reports it.
+/// One load run, with wrk's field names (its script's `done()`).
 #[derive(Default, Clone)]
-struct Wrk {
+struct Run {
     command: String,
     output: String,
     fields: BTreeMap<String, f64>,
 }
 
-impl Wrk {
+impl Run {
     fn get(&self, name: &str) -> f64 {
         self.fields.get(name).copied().unwrap_or(f64::NAN)
     }
@@ -324,7 +331,7 @@ fn wrk(
     seconds: u64,
     inputs: &Inputs,
     prefix: &str,
-) -> Result<Wrk, String> {
+) -> Result<Run, String> {
     let script = root().join("benches/ingest.lua");
     let args: Vec<String> = vec![
         format!("-t{}", settings.threads),
@@ -362,11 +369,130 @@ fn wrk(
         .filter_map(|kv| kv.split_once('='))
         .filter_map(|(k, v)| v.parse().ok().map(|v| (k.to_string(), v)))
         .collect();
-    Ok(Wrk {
+    Ok(Run {
         command,
         output: text,
         fields,
     })
+}
+
+/// The load tool of a run.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Client {
+    /// wrk with `benches/ingest.lua`.
+    Wrk,
+    /// `benches/support/client.rs`: the same requests, less CPU per request.
+    Light,
+}
+
+impl Client {
+    fn parse(name: &str) -> Client {
+        match name {
+            "wrk" => Client::Wrk,
+            "light" => Client::Light,
+            other => panic!("BENCH_INGEST_CLIENTS: unknown client {other:?} (wrk, light)"),
+        }
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            Client::Wrk => "wrk",
+            Client::Light => "light client",
+        }
+    }
+}
+
+/// Runs `client` against `server` and reads what it measured.
+fn drive(
+    client: Client,
+    settings: &Settings,
+    server: &Server,
+    seconds: u64,
+    inputs: &Inputs,
+    prefix: &str,
+) -> Result<Run, String> {
+    match client {
+        Client::Wrk => wrk(settings, &server.url(), seconds, inputs, prefix),
+        Client::Light => light(settings, server.port, seconds, inputs, prefix),
+    }
+}
+
+fn light(
+    settings: &Settings,
+    port: u16,
+    seconds: u64,
+    inputs: &Inputs,
+    prefix: &str,
+) -> Result<Run, String> {
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let command = format!(
+        "benches/support/client.rs (in the bench process): threads={} connections={} \
+         duration={seconds}s http://{addr}/webhooks/github {} {} {prefix}",
+        settings.threads,
+        settings.connections,
+        inputs.template.display(),
+        inputs.signatures.display(),
+    );
+    let out = client::run(
+        addr,
+        settings.threads as usize,
+        settings.connections as usize,
+        seconds,
+        &inputs.template,
+        &inputs.signatures,
+        prefix,
+    )?;
+    let fields = [
+        ("requests", out.requests as f64),
+        ("duration_us", out.duration.as_micros() as f64),
+        ("p50_us", out.percentile_us(50.0)),
+        ("p90_us", out.percentile_us(90.0)),
+        ("p99_us", out.percentile_us(99.0)),
+        ("max_us", out.max_us()),
+        ("status_errors", out.status_errors as f64),
+        ("connect_errors", out.connect_errors as f64),
+        ("read_errors", out.read_errors as f64),
+        ("write_errors", out.write_errors as f64),
+        ("timeouts", 0.0),
+        ("wraps", out.wraps as f64),
+        ("bodies", out.bodies as f64),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    Ok(Run {
+        command,
+        output: String::new(),
+        fields,
+    })
+}
+
+/// CPU time (user + system) a process has used, in µs: `/proc/PID/stat` for a running
+/// process, `getrusage(RUSAGE_CHILDREN)` for the children this process has reaped (wrk),
+/// `getrusage(RUSAGE_SELF)` for this process (the light client).
+fn cpu_us_of(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    Some(ticks / hz * 1e6)
+}
+
+fn rusage_us(who: libc::c_int) -> f64 {
+    // SAFETY: getrusage writes into the zeroed struct it is given.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(who, &mut usage) };
+    let us = |t: libc::timeval| t.tv_sec as f64 * 1e6 + t.tv_usec as f64;
+    us(usage.ru_utime) + us(usage.ru_stime)
+}
+
+fn client_cpu_us(client: Client) -> f64 {
+    match client {
+        Client::Wrk => rusage_us(libc::RUSAGE_CHILDREN),
+        Client::Light => rusage_us(libc::RUSAGE_SELF),
+    }
 }
 
 #[derive(QueryableByName)]
@@ -390,13 +516,16 @@ fn count(url: &str, sql: &str) -> i64 {
 struct Measured {
     subject: Subject,
     case: Case,
-    run: Wrk,
+    run: Run,
     idle_kib: u64,
     peak_kib: u64,
     /// deploybot: (deliveries of the measured run stored, deployments created).
     stored: Option<(i64, i64)>,
     /// The 1-minute load average before and right after the measured run.
     load: (String, String),
+    client: Client,
+    /// CPU time per answered request during the measured run, µs: (server, load tool).
+    cpu_us: (f64, f64),
 }
 
 fn main() {
@@ -412,6 +541,11 @@ fn main() {
         connections: env_u64("BENCH_CONNECTIONS", 32),
     };
     let bodies = env_u64("BENCH_INGEST_BODIES", 200_000);
+    let clients: Vec<Client> = std::env::var("BENCH_INGEST_CLIENTS")
+        .unwrap_or_else(|_| "wrk".into())
+        .split(',')
+        .map(|c| Client::parse(c.trim()))
+        .collect();
     let out = support::out_dir();
     let inputs_dir = out.join("ingest-inputs");
     std::fs::create_dir_all(&inputs_dir).expect("inputs dir");
@@ -423,16 +557,26 @@ fn main() {
     let mut measured = Vec::new();
     let mut failures = Vec::new();
     for &subject in &subjects {
-        for case in [NO_MATCH, DEPLOYS] {
+        for (case, &client) in [NO_MATCH, DEPLOYS]
+            .into_iter()
+            .flat_map(|case| clients.iter().map(move |c| (case, c)))
+        {
             let inputs = if case.key == "a" { &no_match } else { &deploys };
             let server = start(subject);
             std::thread::sleep(Duration::from_secs(1));
             let idle_kib = support::rss_kib(server.pid()).unwrap_or(0);
-            let tag = format!("{}-{}-{}", run_id, subject.key(), case.key);
+            let tag = format!(
+                "{}-{}-{}-{}",
+                run_id,
+                subject.key(),
+                case.key,
+                client.label().replace(' ', "-")
+            );
             if warmup > 0
-                && let Err(e) = wrk(
+                && let Err(e) = drive(
+                    client,
                     &settings,
-                    &server.url(),
+                    &server,
                     warmup,
                     &no_match,
                     &format!("warm-{tag}"),
@@ -444,7 +588,14 @@ fn main() {
             let load_before = support::load();
             let sampler = RssSampler::start(server.pid());
             let prefix = format!("run-{tag}");
-            let run = wrk(&settings, &server.url(), seconds, inputs, &prefix);
+            let (server_cpu, client_cpu) = (cpu_us_of(server.pid()), client_cpu_us(client));
+            let run = drive(client, &settings, &server, seconds, inputs, &prefix);
+            let (server_cpu, client_cpu) = (
+                cpu_us_of(server.pid())
+                    .zip(server_cpu)
+                    .map_or(f64::NAN, |(b, a)| b - a),
+                client_cpu_us(client) - client_cpu,
+            );
             let peak_kib = sampler.stop();
             let load_after = support::load();
             let run = match run {
@@ -466,16 +617,26 @@ fn main() {
                 )
             });
             let rps = run.requests_per_second();
+            let answered = run.get("requests").max(1.0);
+            let cpu_us = (server_cpu / answered, client_cpu / answered);
             println!(
-                "{} {}: {rps:.0} requests/s, p50 {} ms, p99 {} ms, non-2xx {}, stored {stored:?}",
+                "{} {} ({}): {rps:.0} requests/s, p50 {} ms, p99 {} ms, non-2xx {}, stored {stored:?}, CPU µs/request server {:.1} client {:.1}",
                 subject.key(),
                 case.key,
+                client.label(),
                 ms(run.get("p50_us") / 1000.0),
                 ms(run.get("p99_us") / 1000.0),
                 run.get("status_errors"),
+                cpu_us.0,
+                cpu_us.1,
             );
             std::fs::write(
-                out.join(format!("wrk-{}-{}.txt", subject.key(), case.key)),
+                out.join(format!(
+                    "{}-{}-{}.txt",
+                    client.label().replace(' ', "-"),
+                    subject.key(),
+                    case.key
+                )),
                 format!("$ {}\n{}", run.command, run.output),
             )
             .expect("write the wrk output");
@@ -488,6 +649,8 @@ fn main() {
                 peak_kib,
                 stored,
                 load: (load_before, load_after),
+                client,
+                cpu_us,
             });
         }
     }
@@ -517,25 +680,28 @@ fn report(
     measured: &[Measured],
 ) {
     results.detail(&format!(
-        "Webhook ingest: wrk, {} threads, {} connections, {seconds} s per run after a {warmup} s \
-         warm-up, on a fresh process (and database) per subject and payload. Payload: GitHub's \
-         documented push example ({} bytes), a new commit SHA, signature and delivery id per request.",
-        settings.threads,
-        settings.connections,
-        payload_bytes,
+        "Webhook ingest: {} threads, {} connections, {seconds} s per run after a {warmup} s \
+         warm-up, on a fresh process (and database) per subject, payload and load tool. Payload: \
+         GitHub's documented push example ({} bytes), a new commit SHA, signature and delivery id \
+         per request. Load tools: wrk with `benches/ingest.lua`, and the light client \
+         `benches/support/client.rs` (same requests, less CPU each). CPU µs/request: the \
+         process's user + system time during the measured run ÷ the answers counted.",
+        settings.threads, settings.connections, payload_bytes,
     ));
     results.detail("");
-    results.detail("| subject | payload | requests/s | p50 / p90 / p99 / max (ms) | non-2xx | socket errors | a body sent twice | deliveries stored | deployments created | RSS idle → peak (MiB) | load before → after |");
-    results.detail("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
+    results.detail("| subject | payload | load tool | requests/s | p50 / p90 / p99 / max (ms) | non-2xx | socket errors | a body sent twice | deliveries stored | deployments created | CPU µs/request: server / load tool | RSS idle → peak (MiB) | load before → after |");
+    results
+        .detail("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
     for m in measured {
         let r = &m.run;
         let (stored, created) = m.stored.map_or(("—".into(), "—".into()), |(d, c)| {
             (d.to_string(), c.to_string())
         });
         results.detail(&format!(
-            "| {} | {} | {:.0} | {} / {} / {} / {} | {} | {} | {} | {stored} | {created} | {} → {} | {} → {} |",
+            "| {} | {} | {} | {:.0} | {} / {} / {} / {} | {} | {} | {} | {stored} | {created} | {:.1} / {:.1} | {} → {} | {} → {} |",
             m.subject.column(),
             m.case.label,
+            m.client.label(),
             r.requests_per_second(),
             ms(r.get("p50_us") / 1000.0),
             ms(r.get("p90_us") / 1000.0),
@@ -548,6 +714,8 @@ fn report(
                 (_, true) => "yes",
                 (_, false) => "no",
             },
+            m.cpu_us.0,
+            m.cpu_us.1,
             mib(m.idle_kib),
             mib(m.peak_kib),
             m.load.0,
@@ -563,23 +731,30 @@ fn report(
         results.detail(&format!("    {}", m.run.command));
     }
 
-    let node: BTreeMap<&str, f64> = measured
+    let node: BTreeMap<(&str, Client), f64> = measured
         .iter()
         .filter(|m| m.subject == Subject::Node)
-        .map(|m| (m.case.key, m.run.requests_per_second()))
+        .map(|m| ((m.case.key, m.client), m.run.requests_per_second()))
         .collect();
     for m in measured {
         let r = &m.run;
         let column = m.subject.column();
+        let label = format!("{} ({})", m.case.label, m.client.label());
         results.row(
             "Webhook ingest",
-            &format!("{}: requests/s", m.case.label),
+            &format!("{label}: requests/s"),
             column,
             &format!("{:.0}", r.requests_per_second()),
         );
         results.row(
             "Webhook ingest",
-            &format!("{}: p50 / p99 latency ms", m.case.label),
+            &format!("{label}: server CPU µs per request"),
+            column,
+            &format!("{:.1}", m.cpu_us.0),
+        );
+        results.row(
+            "Webhook ingest",
+            &format!("{label}: p50 / p99 latency ms"),
             column,
             &format!(
                 "{} / {}",
@@ -587,10 +762,10 @@ fn report(
                 ms(r.get("p99_us") / 1000.0)
             ),
         );
-        if let Some(base) = node.get(m.case.key) {
+        if let Some(base) = node.get(&(m.case.key, m.client)) {
             results.row(
                 "Webhook ingest",
-                &format!("{}: requests/s ÷ Node's", m.case.label),
+                &format!("{label}: requests/s ÷ Node's"),
                 column,
                 &format!("{:.2}×", r.requests_per_second() / base),
             );
@@ -598,7 +773,7 @@ fn report(
         if let Some((deliveries, _)) = m.stored {
             results.row(
                 "Webhook ingest",
-                &format!("{}: deliveries stored / 2xx answers", m.case.label),
+                &format!("{label}: deliveries stored / 2xx answers"),
                 column,
                 &format!(
                     "{deliveries} / {:.0}",
@@ -631,9 +806,10 @@ fn report(
         if m.run.get("status_errors") > 0.0 || m.run.errors() > 0.0 {
             let _ = writeln!(
                 notes,
-                "NOTE: {} {}: {} non-2xx answers, {} socket errors",
+                "NOTE: {} {} ({}): {} non-2xx answers, {} socket errors",
                 m.subject.key(),
                 m.case.key,
+                m.client.label(),
                 m.run.get("status_errors"),
                 m.run.errors()
             );

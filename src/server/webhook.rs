@@ -170,7 +170,9 @@ async fn handle(
     match routing {
         Routing::Pong { zen } => answer = json!({"status": "pong", "zen": zen}),
         Routing::Ignored { reason } => {
-            tracing::info!(delivery = %delivery_id, %reason, "webhook ignored");
+            // Every push to every branch lands here: debug, not info. The delivery is
+            // stored and counted (deploybot_webhooks_total{outcome="ignored"}) anyway.
+            tracing::debug!(delivery = %delivery_id, %reason, "webhook ignored");
             answer = json!({"status": "ignored", "reason": reason});
         }
         Routing::Act {
