@@ -23,6 +23,8 @@ pub const DEFAULT_DATABASE_URL: &str = "sqlite://deploybot.db";
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 /// Default `github.api_url`.
 pub const DEFAULT_WEBHOOK_MAX_BYTES: usize = 25 * 1024 * 1024;
+/// How long a webhook body may take to arrive (`webhook_body_timeout`).
+pub const DEFAULT_WEBHOOK_BODY_TIMEOUT: Duration = Duration::from_secs(30);
 /// GitHub's API.
 pub const DEFAULT_GITHUB_API_URL: &str = "https://api.github.com";
 /// The placeholders an instance `image` may contain, without braces.
@@ -49,6 +51,8 @@ pub struct Config {
     pub webhook_secrets: Vec<String>,
     /// Largest webhook body accepted (GitHub caps payloads at 25 MiB); larger → 413.
     pub webhook_max_bytes: usize,
+    /// How long a webhook body may take to arrive once its head has; slower → 408.
+    pub webhook_body_timeout: Duration,
     pub github: GithubConfig,
     pub worker: WorkerConfig,
     pub api: ApiConfig,
@@ -375,6 +379,7 @@ impl Default for Config {
             public_url: format!("http://{DEFAULT_LISTEN}"),
             webhook_secrets: Vec::new(),
             webhook_max_bytes: DEFAULT_WEBHOOK_MAX_BYTES,
+            webhook_body_timeout: DEFAULT_WEBHOOK_BODY_TIMEOUT,
             github: GithubConfig::default(),
             worker: WorkerConfig::default(),
             api: ApiConfig::default(),
@@ -696,6 +701,7 @@ struct RawConfig {
     /// `toml::Value` so that a wrongly typed secret is never echoed by serde's error.
     webhook_secrets: Option<toml::Value>,
     webhook_max_bytes: Option<usize>,
+    webhook_body_timeout: Option<String>,
     #[serde(default)]
     github: RawGithub,
     #[serde(default)]
@@ -1139,12 +1145,24 @@ fn build(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>, check: &mut Check
             "must be at least 1024 (GitHub sends up to 25 MiB)",
         );
     }
+    let webhook_body_timeout = check.duration(
+        "webhook_body_timeout",
+        raw.webhook_body_timeout.as_deref(),
+        DEFAULT_WEBHOOK_BODY_TIMEOUT,
+    );
+    if webhook_body_timeout < Duration::from_secs(1) {
+        check.err(
+            "webhook_body_timeout",
+            "must be at least 1s (GitHub sends a 25 MiB body in well under a minute)",
+        );
+    }
     Config {
         database_url,
         listen,
         public_url,
         webhook_secrets,
         webhook_max_bytes,
+        webhook_body_timeout,
         github,
         worker,
         api,
@@ -2298,6 +2316,17 @@ mod tests {
                 .and_then(|h| h.command.clone()),
             Some(vec!["./check.sh".to_string()])
         );
+    }
+
+    #[test]
+    fn webhook_body_timeout() {
+        assert_eq!(parse_ok("").webhook_body_timeout, Duration::from_secs(30));
+        let config = parse_ok("webhook_body_timeout = \"2m\"\n");
+        assert_eq!(config.webhook_body_timeout, Duration::from_secs(120));
+        let err = parse_err("webhook_body_timeout = \"100ms\"\n");
+        assert_mentions(&err, &["webhook_body_timeout", "at least 1s"]);
+        let err = parse_err("webhook_body_timeout = \"soon\"\n");
+        assert_mentions(&err, &["webhook_body_timeout", "invalid duration"]);
     }
 
     #[test]

@@ -211,6 +211,51 @@ fn slow_bodies_do_not_hold_up_others(db: TestDb) {
     assert_still_deploys(&bot, 0x51f);
 }
 
+/// A body that has not arrived within `webhook_body_timeout` gets 408 naming the setting,
+/// the connection is closed, nothing is stored (the same delivery sent whole afterwards is
+/// not a duplicate), and the server keeps serving.
+fn a_body_slower_than_the_deadline_gets_408(db: TestDb) {
+    let mut bot = Bot::start(db, SCRIPT, "");
+    let path = bot.dir().join("deploybot.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, format!("webhook_body_timeout = \"1s\"\n{text}")).unwrap();
+    bot.kill9_and_restart();
+
+    let body = serde_json::to_vec(&fixture("ping")).unwrap();
+    let request = signed_request("ping", "slow-ping", &body);
+    let half = request.len() - body.len() / 2;
+    let mut stream = TcpStream::connect(("127.0.0.1", bot.port)).unwrap();
+    stream.set_read_timeout(Some(ANSWER_WITHIN)).unwrap();
+    stream.write_all(&request[..half]).unwrap();
+    // The rest never comes; the answer does, about a second later.
+    let started = std::time::Instant::now();
+    let (status, answer) = read_answer(&mut stream);
+    let waited = started.elapsed();
+    assert_eq!(status, 408, "{answer}");
+    let answer = json_of(&answer);
+    assert_eq!(answer["error"]["code"], "body_timeout", "{answer}");
+    assert!(
+        answer["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("webhook_body_timeout"),
+        "{answer}"
+    );
+    assert!(
+        waited >= Duration::from_millis(900),
+        "answered after {waited:?}, before the deadline"
+    );
+    // Closed: nothing more is read from this connection.
+    let mut rest = Vec::new();
+    let closed = std::io::Read::read_to_end(&mut stream, &mut rest);
+    assert!(closed.is_ok(), "the connection is closed after the 408: {closed:?}");
+
+    // Nothing was stored: the whole delivery is new, not a duplicate.
+    let (status, answer) = send_signed(&bot, "ping", "slow-ping", &body);
+    assert_eq!((status, answer["status"].as_str()), (200, Some("pong")), "{answer}");
+    assert_healthz(bot.port);
+}
+
 /// Huge request heads are refused with 431 before any handler runs, and the server does
 /// not crash. actix-web reads a request head of up to 128 KiB: a 64 KiB header is within
 /// that and is handled like any other request (here: a signed ping answered with pong);
@@ -625,6 +670,7 @@ fn a_valid_signature_over_another_body_is_401(db: TestDb) {
 
 both_backends_owned!(
     slow_bodies_do_not_hold_up_others,
+    a_body_slower_than_the_deadline_gets_408,
     huge_headers_are_refused,
     bodies_past_the_limit_are_413,
     invalid_utf8_in_a_signed_body_is_400_naming_the_event,

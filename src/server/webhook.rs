@@ -74,9 +74,28 @@ async fn receive(
             ),
         );
     }
-    let body = match read_body(payload, state.config.webhook_max_bytes).await {
-        Ok(body) => body,
-        Err(response) => {
+    let deadline = state.config.webhook_body_timeout;
+    let read = tokio::time::timeout(deadline, read_body(payload, state.config.webhook_max_bytes));
+    let body = match read.await {
+        Ok(Ok(body)) => body,
+        Err(_elapsed) => {
+            tracing::warn!(delivery = header(&req, "x-github-delivery").unwrap_or("-"), "webhook body too slow");
+            metrics::global().webhook(header(&req, "x-github-event"), WebhookOutcome::BadRequest);
+            let mut response = error(
+                StatusCode::REQUEST_TIMEOUT,
+                "body_timeout",
+                format!(
+                    "the body did not arrive within {} (webhook_body_timeout); nothing was stored",
+                    humantime::format_duration(deadline)
+                ),
+            );
+            // The rest of the body may still come: the connection cannot be reused.
+            response
+                .head_mut()
+                .set_connection_type(actix_web::http::ConnectionType::Close);
+            return response;
+        }
+        Ok(Err(response)) => {
             metrics::global().webhook_refused(header(&req, "x-github-event"), response.status());
             return response;
         }
