@@ -248,11 +248,18 @@ fn a_body_slower_than_the_deadline_gets_408(db: TestDb) {
     // Closed: nothing more is read from this connection.
     let mut rest = Vec::new();
     let closed = std::io::Read::read_to_end(&mut stream, &mut rest);
-    assert!(closed.is_ok(), "the connection is closed after the 408: {closed:?}");
+    assert!(
+        closed.is_ok(),
+        "the connection is closed after the 408: {closed:?}"
+    );
 
     // Nothing was stored: the whole delivery is new, not a duplicate.
     let (status, answer) = send_signed(&bot, "ping", "slow-ping", &body);
-    assert_eq!((status, answer["status"].as_str()), (200, Some("pong")), "{answer}");
+    assert_eq!(
+        (status, answer["status"].as_str()),
+        (200, Some("pong")),
+        "{answer}"
+    );
     assert_healthz(bot.port);
 }
 

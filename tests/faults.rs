@@ -1061,3 +1061,62 @@ fn postgres_reports_in_doubt_reach_github_once() {
     let _serial = serial();
     reports_in_doubt_reach_github_once(TestDb::postgres());
 }
+
+/// When the database is gone, a webhook is refused with 503 `unavailable` (nothing was
+/// stored: GitHub's redelivery brings it back) instead of being lost behind a 2xx or
+/// stored as a refusal, the answer comes before GitHub's 10 s timeout, `/readyz` says not
+/// ready, and `/healthz` still answers.
+#[test]
+fn a_webhook_is_503_when_postgres_is_gone() {
+    let db = TestDb::postgres();
+    let (base, name) = db.url.rsplit_once('/').expect("a database URL");
+    let admin = format!("{base}/postgres");
+    let name = name.to_string();
+    let bot = Bot::start(db, "#!/bin/sh\nexit 0\n", "");
+    let (status, pong) = bot.send("ping", &fixture("ping"), "gone-0");
+    assert_eq!((status, pong["status"].as_str()), (200, Some("pong")));
+
+    let mut conn = PgConnection::establish(&admin).expect("admin connection");
+    diesel::sql_query(format!("DROP DATABASE {name} WITH (FORCE)"))
+        .execute(&mut conn)
+        .expect("drop the bot's database under it");
+
+    let started = Instant::now();
+    let event = push("refs/heads/main", &sha(1), "octocat");
+    let (status, answer) = bot.send("push", &event, "gone-1");
+    let waited = started.elapsed();
+    assert_eq!(status, 503, "{answer}");
+    assert_eq!(answer["error"]["code"], "unavailable", "{answer}");
+    assert!(
+        answer["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("redeliver"),
+        "{answer}"
+    );
+    assert!(
+        waited < Duration::from_secs(10),
+        "answered after {waited:?}: GitHub gives up after 10 s"
+    );
+
+    let get = |path: &str| {
+        let mut stream = TcpStream::connect(("127.0.0.1", bot.port)).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        write!(
+            stream,
+            "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut answer = String::new();
+        let _ = stream.read_to_string(&mut answer);
+        answer.split(' ').nth(1).and_then(|s| s.parse::<u16>().ok())
+    };
+    assert_eq!(get("/healthz"), Some(200), "the process is alive");
+    assert_eq!(
+        get("/readyz"),
+        Some(503),
+        "but not ready without its database"
+    );
+}

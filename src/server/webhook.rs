@@ -79,7 +79,10 @@ async fn receive(
     let body = match read.await {
         Ok(Ok(body)) => body,
         Err(_elapsed) => {
-            tracing::warn!(delivery = header(&req, "x-github-delivery").unwrap_or("-"), "webhook body too slow");
+            tracing::warn!(
+                delivery = header(&req, "x-github-delivery").unwrap_or("-"),
+                "webhook body too slow"
+            );
             metrics::global().webhook(header(&req, "x-github-event"), WebhookOutcome::BadRequest);
             let mut response = error(
                 StatusCode::REQUEST_TIMEOUT,
@@ -203,6 +206,13 @@ async fn handle(
             for planned in deploys {
                 match prepare(state, &tenant, planned).await {
                     Ok(t) => triggered.push(t),
+                    // The database failing is not a refusal: storing the delivery would
+                    // make GitHub's redelivery a duplicate and lose the deployment.
+                    Err((_, e @ (Error::Unavailable(_) | Error::Internal(_)))) => {
+                        tracing::error!(delivery = %delivery_id, error = %e, "delivery not stored");
+                        metrics::global().webhook(Some(event_name), WebhookOutcome::Unavailable);
+                        return unavailable();
+                    }
                     Err((instance, e)) => {
                         refused.push(json!({"instance": instance, "reason": e.to_string()}))
                     }
@@ -217,23 +227,10 @@ async fn handle(
         .await;
     let record = match recorded {
         Ok(record) => record,
-        Err(Error::Unavailable(e)) => {
-            tracing::error!(delivery = %delivery_id, error = %e, "delivery not stored");
-            metrics::global().webhook(Some(event_name), WebhookOutcome::Unavailable);
-            return error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "unavailable",
-                "the database is unavailable; the delivery was not stored: redeliver it later",
-            );
-        }
         Err(e) => {
             tracing::error!(delivery = %delivery_id, error = %e, "delivery not stored");
             metrics::global().webhook(Some(event_name), WebhookOutcome::Unavailable);
-            return error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "unavailable",
-                "the delivery could not be stored: redeliver it later",
-            );
+            return unavailable();
         }
     };
     if record.duplicate {
@@ -263,6 +260,15 @@ async fn handle(
     }
     metrics::global().webhook(Some(event_name), WebhookOutcome::of_answer(&answer));
     HttpResponse::Accepted().json(answer)
+}
+
+/// 503: nothing was stored, so GitHub's redelivery (or the next push) is not a duplicate.
+fn unavailable() -> HttpResponse {
+    error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "unavailable",
+        "the database is unavailable; the delivery was not stored: redeliver it later",
+    )
 }
 
 /// Validates a planned deployment through the Service (instance, image, strategy).

@@ -195,7 +195,8 @@ impl DieselStore {
         let pool = r2d2::Pool::builder()
             .max_size(max_size)
             .min_idle(Some(1))
-            .connection_timeout(Duration::from_secs(10))
+            // GitHub waits 10 s for a webhook's answer: a 503 must come before that.
+            .connection_timeout(Duration::from_secs(5))
             .build(manager)
             .map_err(|e| {
                 Error::Unavailable(format!(
