@@ -426,6 +426,43 @@ impl GithubClient {
         .map(|_| ())
     }
 
+    /// Whether a comment on issue or pull request `issue` contains `marker`: a reply that
+    /// an attempt whose outcome was lost may already have posted. Reads every page of the
+    /// issue's comments (100 a page, at most 3,000 comments).
+    pub async fn has_comment(
+        &self,
+        repo: &str,
+        installation: Option<u64>,
+        issue: u64,
+        marker: &str,
+    ) -> Result<bool, ApiError> {
+        for page in 1..=30 {
+            let listed = self
+                .request(
+                    repo,
+                    installation,
+                    reqwest::Method::GET,
+                    &format!(
+                        "/repos/{}/issues/{issue}/comments?per_page=100&page={page}",
+                        repo_path(repo)
+                    ),
+                    None,
+                )
+                .await?;
+            let comments = listed.as_array().map(Vec::as_slice).unwrap_or_default();
+            if comments
+                .iter()
+                .any(|c| c["body"].as_str().is_some_and(|b| b.contains(marker)))
+            {
+                return Ok(true);
+            }
+            if comments.len() < 100 {
+                break;
+            }
+        }
+        Ok(false)
+    }
+
     /// The user's role on the repository: admin, maintain, write, triage, read or none.
     /// (The legacy `permission` field says write for maintain and read for triage; the
     /// role is in `role_name`.)

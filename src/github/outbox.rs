@@ -346,14 +346,15 @@ impl Sender {
                         reason: "not triggered on a pull request".into(),
                     });
                 };
-                client
-                    .comment(
-                        repo,
-                        installation,
-                        pr,
-                        &outcome_reply(&d, &release, &instance, &log_url),
-                    )
-                    .await?;
+                let marker = reply_marker(&d.id.to_string());
+                if in_doubt && client.has_comment(repo, installation, pr, &marker).await? {
+                    return Ok(OutboxResult::Sent);
+                }
+                let body = format!(
+                    "{}\n\n{marker}",
+                    outcome_reply(&d, &release, &instance, &log_url)
+                );
+                client.comment(repo, installation, pr, &body).await?;
                 Ok(OutboxResult::Sent)
             }
         }
@@ -384,14 +385,22 @@ impl Sender {
             });
         };
         let p = &item.payload;
-        client
-            .comment(
-                p["repo"].as_str().unwrap_or_default(),
-                p["installation_id"].as_u64(),
-                p["issue"].as_u64().unwrap_or_default(),
-                p["body"].as_str().unwrap_or_default(),
-            )
-            .await?;
+        let (repo, installation) = (
+            p["repo"].as_str().unwrap_or_default(),
+            p["installation_id"].as_u64(),
+        );
+        let issue = p["issue"].as_u64().unwrap_or_default();
+        let marker = reply_marker(&format!("outbox-{}", item.id));
+        let in_doubt = item.attempts > 0 || item.last_error == SENDER_LOST;
+        if in_doubt
+            && client
+                .has_comment(repo, installation, issue, &marker)
+                .await?
+        {
+            return Ok(OutboxResult::Sent);
+        }
+        let body = format!("{}\n\n{marker}", p["body"].as_str().unwrap_or_default());
+        client.comment(repo, installation, issue, &body).await?;
         Ok(OutboxResult::Sent)
     }
 }
@@ -470,6 +479,12 @@ fn status_body(
         body["auto_inactive"] = json!(true);
     }
     body
+}
+
+/// An HTML comment (invisible on GitHub) that names a reply, so that a reply whose
+/// outcome was lost is found on GitHub instead of being posted twice.
+fn reply_marker(key: &str) -> String {
+    format!("<!-- deploybot:reply:{key} -->")
 }
 
 /// The one reply to a command, when its deployment ends.

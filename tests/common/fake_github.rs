@@ -400,6 +400,9 @@ struct Fault {
     remaining: usize,
     status: u16,
     headers: Vec<(String, String)>,
+    /// The request is carried out, then its answer replaced: GitHub did the work but the
+    /// client never heard (a 502 from GitHub's edge after the write, a dropped connection).
+    after_applying: bool,
 }
 
 /// Everything the fake knows, behind one lock.
@@ -681,6 +684,26 @@ impl FakeGithub {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
+            after_applying: false,
+        });
+    }
+
+    /// Like `fail_next`, but each matching request is carried out first (its state change
+    /// is kept) and only its answer is replaced by `status`.
+    pub fn fail_after_applying_next(
+        &self,
+        method: &str,
+        path_prefix: &str,
+        times: usize,
+        status: u16,
+    ) {
+        self.state().faults.push(Fault {
+            method: method.to_string(),
+            path_prefix: path_prefix.to_string(),
+            remaining: times,
+            status,
+            headers: Vec::new(),
+            after_applying: true,
         });
     }
 
@@ -899,9 +922,12 @@ impl State {
                 ..Reply::json(403, Value::Null)
             };
         }
-        if let Some(reply) = self.take_fault(req) {
-            return reply;
-        }
+        let fault = self.take_fault(req);
+        let fault = match fault {
+            Some((reply, false)) => return reply,
+            Some((reply, true)) => Some(reply),
+            None => None,
+        };
         let segments: Vec<&str> = req.path.trim_matches('/').split('/').collect();
         let app_route = matches!(
             segments.as_slice(),
@@ -920,7 +946,8 @@ impl State {
                 return reply;
             }
         };
-        self.route(req, &segments, &actor)
+        let reply = self.route(req, &segments, &actor);
+        fault.unwrap_or(reply)
     }
 
     fn route(&mut self, req: &Incoming, segments: &[&str], actor: &str) -> Reply {
@@ -1000,7 +1027,9 @@ impl State {
         }
     }
 
-    fn take_fault(&mut self, req: &Incoming) -> Option<Reply> {
+    /// The answer of the first matching fault, and whether the request is carried out
+    /// before it is given.
+    fn take_fault(&mut self, req: &Incoming) -> Option<(Reply, bool)> {
         let index = self.faults.iter().position(|f| {
             f.remaining > 0
                 && (f.method == "*" || f.method.eq_ignore_ascii_case(&req.method))
@@ -1008,7 +1037,8 @@ impl State {
         })?;
         let fault = &mut self.faults[index];
         fault.remaining -= 1;
-        let (status, headers) = (fault.status, fault.headers.clone());
+        let (status, headers, after_applying) =
+            (fault.status, fault.headers.clone(), fault.after_applying);
         if fault.remaining == 0 {
             self.faults.remove(index);
         }
@@ -1045,7 +1075,7 @@ impl State {
         };
         let mut reply = Reply::error(status, &message, docs);
         reply.headers = headers;
-        Some(reply)
+        Some((reply, after_applying))
     }
 
     /// App routes take a JWT signed by the App; every other route takes the token from

@@ -489,6 +489,83 @@ fn pr_command_end_to_end(db: TestDb) {
     assert!(calls.iter().any(|c| c.path == "/repos/acme/web/pulls/42"));
 }
 
+/// GitHub posts a reply but its answer is lost (a 502 after the write): the retry finds
+/// the reply on the pull request and does not post it again — for the reply to a
+/// command's deployment and for the reply refusing a command.
+fn a_reply_whose_answer_was_lost_is_posted_once(db: TestDb) {
+    let bot = Bot::start(db, OK_SCRIPT, "");
+    bot.fake.set_permission("acme/web", "octocat", "write");
+    bot.fake.set_permission("acme/web", "reader", "read");
+    bot.fake.add_pull("acme/web", 42, PR_SHA, false, "open");
+    let replies = || {
+        let calls = bot.fake.calls();
+        let posted = calls
+            .iter()
+            .filter(|c| c.method == "POST" && c.path == "/repos/acme/web/issues/42/comments")
+            .count();
+        let looked = calls
+            .iter()
+            .filter(|c| {
+                c.method == "GET" && c.path.starts_with("/repos/acme/web/issues/42/comments")
+            })
+            .count();
+        (posted, looked)
+    };
+    let human = |body: &str| {
+        bot.fake
+            .comments("acme/web", 42)
+            .into_iter()
+            .filter(|c| c.user != "octocat" && c.user != "reader")
+            .filter(|c| c.body.contains(body))
+            .count()
+    };
+
+    // A refusal: the reply is written, the answer lost, the retry looks and stops.
+    bot.fake
+        .fail_after_applying_next("POST", "/repos/acme/web/issues/42/comments", 1, 502);
+    let comment = bot
+        .fake
+        .add_comment("acme/web", 42, "reader", "/deploy production");
+    let (status, answer) = bot.send(
+        "issue_comment",
+        &pr_comment(42, comment, "reader", "/deploy production"),
+        "lost-1",
+    );
+    assert_eq!(status, 202, "{answer}");
+    wait_until(
+        "the refusal's retry looks on GitHub",
+        Duration::from_secs(30),
+        || replies() == (1, 1),
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(replies(), (1, 1), "(replies posted, lookups)");
+    assert_eq!(human("needs write, maintain, admin permission"), 1);
+
+    // A deployment's outcome: the same.
+    bot.fake
+        .fail_after_applying_next("POST", "/repos/acme/web/issues/42/comments", 1, 502);
+    let comment = bot
+        .fake
+        .add_comment("acme/web", 42, "octocat", "/deploy production");
+    let (status, answer) = bot.send(
+        "issue_comment",
+        &pr_comment(42, comment, "octocat", "/deploy production"),
+        "lost-2",
+    );
+    assert_eq!(status, 202, "{answer}");
+    wait_until(
+        "the outcome's retry looks on GitHub",
+        Duration::from_secs(30),
+        || replies() == (2, 2),
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(replies(), (2, 2), "(replies posted, lookups)");
+    assert_eq!(
+        human("🚀 Deployment of **v1** to **production** succeeded"),
+        1
+    );
+}
+
 fn refused_commands_explain_why(db: TestDb) {
     let bot = Bot::start(db, OK_SCRIPT, "");
     bot.fake.set_permission("acme/web", "reader", "read");
@@ -682,6 +759,7 @@ fn a_github_app_acts_through_its_installation(db: TestDb) {
 
 both_backends_owned!(
     signatures_are_checked_before_anything_else,
+    a_reply_whose_answer_was_lost_is_posted_once,
     a_delivery_counts_once_even_across_restarts,
     ping_and_ignored_events,
     push_to_main_deploys_the_pushed_commit,
