@@ -18,6 +18,9 @@ use crate::deploy::{
 };
 use crate::provider::{LogLine, LogSink, ReleaseSpec, RunContext};
 
+/// How long a deploy command left by a lost worker gets between SIGTERM and SIGKILL.
+const LEFTOVER_GRACE: Duration = Duration::from_secs(5);
+
 /// How a worker pool behaves.
 #[derive(Debug, Clone)]
 pub struct WorkerSettings {
@@ -155,6 +158,12 @@ impl Worker {
                     for d in recovered {
                         tracing::warn!(deployment = %d.id, "worker lost; deployment marked failed");
                         crate::server::metrics::global().deployment_finished(&d);
+                        // Its command may still be running on this machine (the server
+                        // was killed, the command's process group was not): stop it.
+                        let id = d.id.to_string();
+                        tokio::spawn(async move {
+                            crate::provider::process::stop_leftovers(&id, LEFTOVER_GRACE).await
+                        });
                     }
                 }
                 Err(e) => tracing::warn!(error = %e, "lease recovery failed; retrying"),

@@ -120,6 +120,34 @@ fn wait_until(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
     }
 }
 
+/// Whether a process of the group named in `pgid_file` is alive (zombies do not count).
+fn group_alive(pgid_file: &Path) -> bool {
+    let pgid = std::fs::read_to_string(pgid_file)
+        .unwrap()
+        .trim()
+        .to_string();
+    std::fs::read_dir("/proc").unwrap().flatten().any(|entry| {
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            return false;
+        };
+        let Some((_, rest)) = stat.rsplit_once(')') else {
+            return false;
+        };
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        fields.len() > 2 && fields[2] == pgid && fields[0] != "Z" && fields[0] != "X"
+    })
+}
+
+struct KillGroupOnDrop(std::path::PathBuf);
+
+impl Drop for KillGroupOnDrop {
+    fn drop(&mut self) {
+        if group_alive(&self.0) {
+            kill_group(&self.0);
+        }
+    }
+}
+
 /// Kills the orphaned deploy script of the crashed server. (Not with the `kill` command:
 /// procps-ng 4.0.2 sends `kill -KILL -PGID` to every process.)
 fn kill_group(pgid_file: &Path) {
@@ -206,7 +234,13 @@ fn crash_and_recover(db: TestDb) {
         "one running per instance"
     );
     setup.server.kill9();
-    kill_group(&dir.path().join("hung.pgid"));
+    let pgid_file = dir.path().join("hung.pgid");
+    // Whatever happens below, the test leaves no `sleep 600` behind.
+    let _cleanup = KillGroupOnDrop(pgid_file.clone());
+    assert!(
+        group_alive(&pgid_file),
+        "the deploy command outlives the killed server"
+    );
 
     let killed_at = Instant::now();
     let _server = Server::start(config_path, port);
@@ -226,6 +260,12 @@ fn crash_and_recover(db: TestDb) {
         killed_at.elapsed()
     );
 
+    // The restarted server stopped the command the killed one left running.
+    wait_until(
+        "the lost deployment's command to be stopped",
+        Duration::from_secs(20),
+        || !group_alive(&pgid_file),
+    );
     wait_until(
         "the queued deployment to run after the restart",
         Duration::from_secs(30),

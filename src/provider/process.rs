@@ -381,6 +381,76 @@ fn group_has_live_members(_pgid: libc::pid_t) -> bool {
     false
 }
 
+/// Stops what is left on this machine of a deployment whose worker died (a server killed
+/// with SIGKILL leaves its deploy command running in the command's own process group):
+/// every live process group one of whose members carries `DEPLOY_ID=<deployment_id>` in
+/// its environment gets SIGTERM, then SIGKILL after `grace`. The environment is the
+/// proof: a process group id alone could have been reused. Returns the groups found.
+/// Processes of other users, and this process's own group, are left alone.
+pub async fn stop_leftovers(deployment_id: &str, grace: Duration) -> usize {
+    let needle = format!("DEPLOY_ID={deployment_id}");
+    let groups = tokio::task::spawn_blocking(move || groups_with_env(&needle))
+        .await
+        .unwrap_or_default();
+    for &pgid in &groups {
+        tracing::warn!(
+            pgid,
+            deployment = deployment_id,
+            "stopping the deploy command its lost worker left running"
+        );
+        signal_group(pgid, libc::SIGTERM);
+    }
+    if !groups.is_empty() {
+        sleep(grace).await;
+        for &pgid in &groups {
+            signal_group(pgid, libc::SIGKILL);
+            wait_group_gone(pgid).await;
+        }
+    }
+    groups.len()
+}
+
+/// The process groups (other than ours) with a live member whose environment holds the
+/// entry `needle` exactly.
+#[cfg(target_os = "linux")]
+fn groups_with_env(needle: &str) -> Vec<libc::pid_t> {
+    // SAFETY: getpgrp has no preconditions.
+    let own = unsafe { libc::getpgrp() };
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let mut groups: Vec<libc::pid_t> = entries
+        .flatten()
+        .filter(|entry| {
+            entry
+                .file_name()
+                .to_str()
+                .is_some_and(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+        })
+        .filter_map(|entry| {
+            let environ = std::fs::read(entry.path().join("environ")).ok()?;
+            if !environ.split(|b| *b == 0).any(|e| e == needle.as_bytes()) {
+                return None;
+            }
+            let stat = std::fs::read_to_string(entry.path().join("stat")).ok()?;
+            match parse_stat(&stat)? {
+                (state, pgrp) if state != 'Z' && state != 'X' && pgrp > 1 && pgrp != own => {
+                    Some(pgrp)
+                }
+                _ => None,
+            }
+        })
+        .collect();
+    groups.sort_unstable();
+    groups.dedup();
+    groups
+}
+
+#[cfg(not(target_os = "linux"))]
+fn groups_with_env(_needle: &str) -> Vec<libc::pid_t> {
+    Vec::new()
+}
+
 /// Returns the state letter and the process group of a `/proc/PID/stat` line.
 #[cfg(any(target_os = "linux", test))]
 fn parse_stat(stat: &str) -> Option<(char, libc::pid_t)> {
