@@ -111,6 +111,9 @@ impl Worker {
             notified.as_mut().enable();
             match blocking(move || store.claim_next(&owner, lease)).await {
                 Ok(Some(deployment)) => {
+                    // The claim wrote the `in_progress` report to the outbox: wake its
+                    // sender (it shares this signal) instead of leaving it to its poll.
+                    self.wake.notify_waiters();
                     let me = Arc::clone(&self);
                     let span = tracing::info_span!("deployment", deployment = %deployment.id);
                     tasks.spawn(
