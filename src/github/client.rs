@@ -280,6 +280,17 @@ impl GithubClient {
         self.call(&token, method, path, body).await
     }
 
+    /// A GET on the repository's behalf.
+    async fn get(
+        &self,
+        repo: &str,
+        installation: Option<u64>,
+        path: &str,
+    ) -> Result<Value, ApiError> {
+        self.request(repo, installation, reqwest::Method::GET, path, None)
+            .await
+    }
+
     /// Creates a GitHub Deployment; returns its id.
     pub async fn create_deployment(
         &self,
@@ -335,20 +346,13 @@ impl GithubClient {
         environment: &str,
         deployment_id: &str,
     ) -> Result<Option<i64>, ApiError> {
-        let listed = self
-            .request(
-                repo,
-                installation,
-                reqwest::Method::GET,
-                &format!(
-                    "/repos/{}/deployments?sha={}&environment={}&per_page=100",
-                    repo_path(repo),
-                    encode_path(sha),
-                    encode_path(environment).replace('/', "%2F")
-                ),
-                None,
-            )
-            .await?;
+        let path = format!(
+            "/repos/{}/deployments?sha={}&environment={}&per_page=100",
+            repo_path(repo),
+            encode_path(sha),
+            encode_path(environment).replace('/', "%2F")
+        );
+        let listed = self.get(repo, installation, &path).await?;
         Ok(listed
             .as_array()
             .into_iter()
@@ -366,18 +370,11 @@ impl GithubClient {
         deployment: i64,
         status: &Value,
     ) -> Result<bool, ApiError> {
-        let listed = self
-            .request(
-                repo,
-                installation,
-                reqwest::Method::GET,
-                &format!(
-                    "/repos/{}/deployments/{deployment}/statuses?per_page=100",
-                    repo_path(repo)
-                ),
-                None,
-            )
-            .await?;
+        let path = format!(
+            "/repos/{}/deployments/{deployment}/statuses?per_page=100",
+            repo_path(repo)
+        );
+        let listed = self.get(repo, installation, &path).await?;
         Ok(listed
             .as_array()
             .into_iter()
@@ -437,18 +434,11 @@ impl GithubClient {
         marker: &str,
     ) -> Result<bool, ApiError> {
         for page in 1..=30 {
-            let listed = self
-                .request(
-                    repo,
-                    installation,
-                    reqwest::Method::GET,
-                    &format!(
-                        "/repos/{}/issues/{issue}/comments?per_page=100&page={page}",
-                        repo_path(repo)
-                    ),
-                    None,
-                )
-                .await?;
+            let path = format!(
+                "/repos/{}/issues/{issue}/comments?per_page=100&page={page}",
+                repo_path(repo)
+            );
+            let listed = self.get(repo, installation, &path).await?;
             let comments = listed.as_array().map(Vec::as_slice).unwrap_or_default();
             if comments
                 .iter()
@@ -472,19 +462,12 @@ impl GithubClient {
         installation: Option<u64>,
         user: &str,
     ) -> Result<String, ApiError> {
-        let answer = self
-            .request(
-                repo,
-                installation,
-                reqwest::Method::GET,
-                &format!(
-                    "/repos/{}/collaborators/{}/permission",
-                    repo_path(repo),
-                    encode_path(user)
-                ),
-                None,
-            )
-            .await;
+        let path = format!(
+            "/repos/{}/collaborators/{}/permission",
+            repo_path(repo),
+            encode_path(user)
+        );
+        let answer = self.get(repo, installation, &path).await;
         match answer {
             Ok(v) => Ok(v["role_name"]
                 .as_str()
@@ -504,15 +487,8 @@ impl GithubClient {
         installation: Option<u64>,
         number: u64,
     ) -> Result<PullRequest, ApiError> {
-        let pr = self
-            .request(
-                repo,
-                installation,
-                reqwest::Method::GET,
-                &format!("/repos/{}/pulls/{number}", repo_path(repo)),
-                None,
-            )
-            .await?;
+        let path = format!("/repos/{}/pulls/{number}", repo_path(repo));
+        let pr = self.get(repo, installation, &path).await?;
         let head_repo = pr["head"]["repo"]["full_name"].as_str().unwrap_or_default();
         Ok(PullRequest {
             head_sha: pr["head"]["sha"].as_str().unwrap_or_default().to_string(),
@@ -530,19 +506,12 @@ impl GithubClient {
         installation: Option<u64>,
         tag: &str,
     ) -> Result<String, ApiError> {
-        let git_ref = self
-            .request(
-                repo,
-                installation,
-                reqwest::Method::GET,
-                &format!(
-                    "/repos/{}/git/ref/tags/{}",
-                    repo_path(repo),
-                    encode_path(tag)
-                ),
-                None,
-            )
-            .await?;
+        let path = format!(
+            "/repos/{}/git/ref/tags/{}",
+            repo_path(repo),
+            encode_path(tag)
+        );
+        let git_ref = self.get(repo, installation, &path).await?;
         let mut object = git_ref["object"].clone();
         // An annotated tag points to a tag object; follow it (tags of tags too, bounded).
         for _ in 0..5 {
@@ -557,15 +526,8 @@ impl GithubClient {
                 }
                 Some("tag") => {
                     let sha = object["sha"].as_str().unwrap_or_default();
-                    let tag_object = self
-                        .request(
-                            repo,
-                            installation,
-                            reqwest::Method::GET,
-                            &format!("/repos/{}/git/tags/{sha}", repo_path(repo)),
-                            None,
-                        )
-                        .await?;
+                    let path = format!("/repos/{}/git/tags/{sha}", repo_path(repo));
+                    let tag_object = self.get(repo, installation, &path).await?;
                     object = tag_object["object"].clone();
                 }
                 _ => break,

@@ -520,50 +520,37 @@ fn a_reply_whose_answer_was_lost_is_posted_once(db: TestDb) {
             .count()
     };
 
-    // A refusal: the reply is written, the answer lost, the retry looks and stops.
-    bot.fake
-        .fail_after_applying_next("POST", "/repos/acme/web/issues/42/comments", 1, 502);
-    let comment = bot
-        .fake
-        .add_comment("acme/web", 42, "reader", "/deploy production");
-    let (status, answer) = bot.send(
-        "issue_comment",
-        &pr_comment(42, comment, "reader", "/deploy production"),
-        "lost-1",
-    );
-    assert_eq!(status, 202, "{answer}");
-    wait_until(
-        "the refusal's retry looks on GitHub",
-        Duration::from_secs(30),
-        || replies() == (1, 1),
-    );
-    std::thread::sleep(Duration::from_millis(1500));
-    assert_eq!(replies(), (1, 1), "(replies posted, lookups)");
-    assert_eq!(human("needs write, maintain, admin permission"), 1);
-
-    // A deployment's outcome: the same.
-    bot.fake
-        .fail_after_applying_next("POST", "/repos/acme/web/issues/42/comments", 1, 502);
-    let comment = bot
-        .fake
-        .add_comment("acme/web", 42, "octocat", "/deploy production");
-    let (status, answer) = bot.send(
-        "issue_comment",
-        &pr_comment(42, comment, "octocat", "/deploy production"),
-        "lost-2",
-    );
-    assert_eq!(status, 202, "{answer}");
-    wait_until(
-        "the outcome's retry looks on GitHub",
-        Duration::from_secs(30),
-        || replies() == (2, 2),
-    );
-    std::thread::sleep(Duration::from_millis(1500));
-    assert_eq!(replies(), (2, 2), "(replies posted, lookups)");
-    assert_eq!(
-        human("🚀 Deployment of **v1** to **production** succeeded"),
-        1
-    );
+    // First a refusal, then a deployment's outcome: each reply is written by GitHub, its
+    // answer lost, and the retry looks, finds it and stops.
+    let cases = [
+        ("reader", "needs write, maintain, admin permission"),
+        (
+            "octocat",
+            "🚀 Deployment of **v1** to **production** succeeded",
+        ),
+    ];
+    for (n, (user, reply)) in cases.into_iter().enumerate() {
+        bot.fake
+            .fail_after_applying_next("POST", "/repos/acme/web/issues/42/comments", 1, 502);
+        let comment = bot
+            .fake
+            .add_comment("acme/web", 42, user, "/deploy production");
+        let (status, answer) = bot.send(
+            "issue_comment",
+            &pr_comment(42, comment, user, "/deploy production"),
+            &format!("lost-{n}"),
+        );
+        assert_eq!(status, 202, "{answer}");
+        let expected = (n + 1, n + 1);
+        wait_until(
+            &format!("the retry of the reply to {user} to look on GitHub"),
+            Duration::from_secs(30),
+            || replies() == expected,
+        );
+        std::thread::sleep(Duration::from_millis(1500));
+        assert_eq!(replies(), expected, "(replies posted, lookups)");
+        assert_eq!(human(reply), 1, "{reply}");
+    }
 }
 
 fn refused_commands_explain_why(db: TestDb) {
