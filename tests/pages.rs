@@ -415,6 +415,52 @@ async fn seed(site: &Site) -> Seed {
     }
 }
 
+/// A deployment started by a comment shows what started it and links to its pull
+/// request; one started through the API says so and links nowhere.
+async fn a_deployment_shows_its_trigger_and_pull_request(db: TestDb) {
+    let site = Site::start(db, true, None, false).await;
+    let request = DeployRequest {
+        instance_id: site.web.id,
+        image: "ghcr.io/acme/web:pr".into(),
+        env: Default::default(),
+        strategy: String::new(),
+        notes: String::new(),
+        commit_sha: SHA.into(),
+    };
+    let source = deploybot::deploy::Source {
+        trigger: "/deploy on #42 by @octocat".into(),
+        pull_request: Some(42),
+        comment_id: Some(7),
+        ..Default::default()
+    };
+    let prepared = site
+        .service
+        .prepare("acme", request, "octocat", source)
+        .await
+        .unwrap();
+    let from_pr = site
+        .service
+        .queue(prepared, Vec::new())
+        .await
+        .unwrap()
+        .expect("queued");
+    let page = site
+        .get(&format!("/deployments/{}", from_pr.id), None)
+        .await;
+    assert_eq!(page.status, 200);
+    page.assert_contains(&["<dt>Trigger</dt><dd>/deploy on #42 by @octocat · \
+         <a href=\"https://github.com/acme/web/pull/42\">pull request #42</a></dd>"]);
+
+    let from_api = site
+        .deploy("acme", &site.web, req("ghcr.io/acme/web:api"))
+        .await;
+    let page = site
+        .get(&format!("/deployments/{}", from_api.id), None)
+        .await;
+    page.assert_contains(&["<dt>Trigger</dt><dd>API (octocat)</dd>"]);
+    assert!(!page.body.contains("/pull/"), "no pull request to link");
+}
+
 /// `/` lists every instance with its active release and the latest deployments, each with
 /// its state badge and a link to its page.
 async fn index_lists_instances_and_latest_deployments(db: TestDb) {
@@ -1246,6 +1292,7 @@ async fn a_browser_follows_a_running_deployment(db: TestDb) {
 
 both_backends_async!(
     index_lists_instances_and_latest_deployments,
+    a_deployment_shows_its_trigger_and_pull_request,
     deployment_page_shows_release_strategy_progress_and_error,
     values_from_the_database_are_escaped,
     env_values_never_appear,

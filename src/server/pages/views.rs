@@ -109,6 +109,28 @@ fn commit_link(html: &mut Html, github: &str, repo: &str, sha: &str, short: bool
     }
 }
 
+/// What started the deployment, with a link to its pull request when a comment did.
+fn trigger(html: &mut Html, github: &str, repo: &str, d: &Deployment) {
+    if d.source.trigger.is_empty() {
+        html.raw("<span class=\"muted\">—</span>");
+    } else {
+        html.text(&d.source.trigger);
+    }
+    if let Some(pr) = d.source.pull_request
+        && !repo.is_empty()
+    {
+        html.raw(" · <a href=\"")
+            .text(github)
+            .raw("/")
+            .text(repo)
+            .raw("/pull/")
+            .text(pr)
+            .raw("\">pull request #")
+            .text(pr)
+            .raw("</a>");
+    }
+}
+
 fn badge(html: &mut Html, d: &Deployment, id: Option<&'static str>) {
     html.raw("<span");
     if let Some(id) = id {
@@ -415,7 +437,9 @@ pub(super) fn deployment(
             .text(&d.strategy)
             .raw("</dd><dt>Initiator</dt><dd>")
             .text(&d.initiator)
-            .raw("</dd><dt>Queued</dt><dd>")
+            .raw("</dd><dt>Trigger</dt><dd>");
+        trigger(html, &view.github, repo, d);
+        html.raw("</dd><dt>Queued</dt><dd>")
             .text(timestamp(d.created_at))
             .raw("</dd><dt>Started</dt><dd id=\"started\">")
             .text(
