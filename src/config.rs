@@ -33,6 +33,7 @@ pub const IMAGE_PLACEHOLDERS: &[&str] = &["sha", "short_sha", "ref", "branch", "
 pub const PERMISSIONS: &[&str] = &["admin", "maintain", "write", "triage", "read"];
 
 const SECRET_ENV: &str = "DEPLOYBOT_WEBHOOK_SECRET";
+const METRICS_TOKEN_ENV: &str = "DEPLOYBOT_METRICS_TOKEN";
 
 // ---------------------------------------------------------------------------------------------
 // Public types
@@ -53,6 +54,8 @@ pub struct Config {
     pub webhook_max_bytes: usize,
     /// How long a webhook body may take to arrive once its head has; slower → 408.
     pub webhook_body_timeout: Duration,
+    /// `DEPLOYBOT_METRICS_TOKEN`: when set, `GET /metrics` needs it as a bearer token.
+    pub metrics_token: Option<String>,
     pub github: GithubConfig,
     pub worker: WorkerConfig,
     pub api: ApiConfig,
@@ -380,6 +383,7 @@ impl Default for Config {
             webhook_secrets: Vec::new(),
             webhook_max_bytes: DEFAULT_WEBHOOK_MAX_BYTES,
             webhook_body_timeout: DEFAULT_WEBHOOK_BODY_TIMEOUT,
+            metrics_token: None,
             github: GithubConfig::default(),
             worker: WorkerConfig::default(),
             api: ApiConfig::default(),
@@ -427,6 +431,10 @@ impl fmt::Debug for Config {
             .field("listen", &self.listen)
             .field("public_url", &self.public_url)
             .field("webhook_secrets", &RedactedList(self.webhook_secrets.len()))
+            .field(
+                "metrics_token",
+                &self.metrics_token.as_ref().map(|_| Redacted),
+            )
             .field("github", &self.github)
             .field("worker", &self.worker)
             .field("api", &self.api)
@@ -1163,6 +1171,7 @@ fn build(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>, check: &mut Check
         webhook_secrets,
         webhook_max_bytes,
         webhook_body_timeout,
+        metrics_token: non_empty(env(METRICS_TOKEN_ENV)).map(|t| t.trim().to_string()),
         github,
         worker,
         api,

@@ -608,3 +608,42 @@ fn json_logs_carry_the_delivery_and_the_deployment() {
         );
     }
 }
+
+/// With `DEPLOYBOT_METRICS_TOKEN` set, `/metrics` answers 401 (naming what to send) without
+/// that bearer token or with another one, and the metrics with it.
+#[test]
+fn metrics_can_require_a_token() {
+    let bot = Bot::start(
+        TestDb::sqlite(),
+        &[("DEPLOYBOT_METRICS_TOKEN", "scrape-me")],
+    );
+    let get = |authorization: &str| {
+        bot.request(
+            &format!(
+                "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n{authorization}Connection: close\r\n\r\n"
+            ),
+            b"",
+        )
+    };
+    for refused in [
+        "",
+        "Authorization: Bearer scrape-you\r\n",
+        "Authorization: Basic c2NyYXBlLW1l\r\n",
+    ] {
+        let (status, head, body) = get(refused);
+        assert_eq!(status, 401, "{refused:?}: {body}");
+        assert!(
+            head.to_ascii_lowercase()
+                .contains("www-authenticate: bearer"),
+            "{head}"
+        );
+        assert!(body.contains("DEPLOYBOT_METRICS_TOKEN"), "{body}");
+        assert!(!body.contains("deploybot_deployments_total"), "{body}");
+    }
+    let (status, _, body) = get("Authorization: Bearer scrape-me\r\n");
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body.contains("# TYPE deploybot_deployments_total counter"),
+        "{body}"
+    );
+}

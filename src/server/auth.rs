@@ -49,7 +49,7 @@ pub fn authenticate(tokens: &[ApiToken], presented: &str) -> Option<Caller> {
 }
 
 /// The token of an `Authorization: Bearer <token>` header value.
-fn bearer_token(value: &str) -> Option<&str> {
+pub(crate) fn bearer_token(value: &str) -> Option<&str> {
     let (scheme, token) = value.trim().split_once(' ')?;
     let token = token.trim();
     (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty() && !token.contains(' '))

@@ -348,8 +348,32 @@ impl Metrics {
     }
 }
 
+/// Whether the request may read `/metrics`: always when no `DEPLOYBOT_METRICS_TOKEN` is
+/// set; otherwise only with that token as a bearer token (compared in constant time).
+fn may_scrape(req: &actix_web::HttpRequest, token: Option<&str>) -> bool {
+    use subtle::ConstantTimeEq;
+    let Some(expected) = token else {
+        return true;
+    };
+    let presented = req
+        .headers()
+        .get(actix_web::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(super::auth::bearer_token)
+        .unwrap_or_default();
+    bool::from(presented.as_bytes().ct_eq(expected.as_bytes()))
+}
+
 #[get("/metrics")]
-async fn scrape(state: web::Data<AppState>) -> HttpResponse {
+async fn scrape(req: actix_web::HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    if !may_scrape(&req, state.config.metrics_token.as_deref()) {
+        return HttpResponse::Unauthorized()
+            .insert_header(("www-authenticate", "Bearer"))
+            .json(serde_json::json!({"error": {
+                "code": "unauthenticated",
+                "message": "GET /metrics needs Authorization: Bearer <the DEPLOYBOT_METRICS_TOKEN of this server>",
+            }}));
+    }
     let metrics = global();
     let store = Arc::clone(&state.store);
     match blocking(move || Ok((store.count_by_state()?, store.outbox_counts()?))).await {
