@@ -253,26 +253,21 @@ pub(super) fn record_deliveries(
             .into_iter()
             .collect(),
         // The write lock is held (BEGIN IMMEDIATE): what is not there now is new.
+        // One cached single-row statement per delivery: the unique key skips a delivery
+        // seen before, and the row count says which it was.
         DbConn::Sqlite(c) => {
-            let ids: Vec<&str> = rows.iter().map(|row| row.id).collect();
-            let seen: HashSet<String> = deliveries::table
-                .filter(deliveries::id.eq_any(&ids))
-                .select(deliveries::id)
-                .load(c)
-                .map_err(db_error)?
-                .into_iter()
-                .collect();
-            let fresh: Vec<NewDelivery<'_>> = rows
-                .into_iter()
-                .filter(|row| !seen.contains(row.id))
-                .collect();
-            if !fresh.is_empty() {
-                diesel::insert_into(deliveries::table)
-                    .values(&fresh)
+            let mut new = HashSet::with_capacity(rows.len());
+            for row in &rows {
+                let inserted = diesel::insert_into(deliveries::table)
+                    .values(row)
+                    .on_conflict_do_nothing()
                     .execute(c)
                     .map_err(db_error)?;
+                if inserted == 1 {
+                    new.insert(row.id.to_string());
+                }
             }
-            fresh.iter().map(|row| row.id.to_string()).collect()
+            new
         }
     };
     let mut records = Vec::with_capacity(jobs.len());
