@@ -104,10 +104,7 @@ fn cell(s: &Stats) -> String {
 
 fn main() {
     let backends = std::env::var("BENCH_BACKENDS").unwrap_or_else(|_| "sqlite,postgres".into());
-    let samples: usize = std::env::var("BENCH_INPROGRESS_SAMPLES")
-        .ok()
-        .map(|v| v.parse().expect("BENCH_INPROGRESS_SAMPLES is a number"))
-        .unwrap_or(200);
+    let samples: usize = support::env_number("BENCH_INPROGRESS_SAMPLES", 200);
     let mut results = Results::create("in_progress");
     results.detail(&format!(
         "Webhook → in_progress: {samples} signed pushes to main, one at a time ({WARM_UP} more \

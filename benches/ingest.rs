@@ -56,13 +56,6 @@ use support::{Results, RssSampler, mib, ms};
 const SECRET: &str = "bench-webhook-secret";
 const PLACEHOLDER: &str = "@@AFTER@@";
 
-fn env_u64(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .map(|v| v.parse().unwrap_or_else(|_| panic!("{name} is a number")))
-        .unwrap_or(default)
-}
-
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
@@ -534,13 +527,13 @@ fn main() {
         .split(',')
         .map(|s| Subject::parse(s.trim()))
         .collect();
-    let seconds = env_u64("BENCH_DURATION", 10);
-    let warmup = env_u64("BENCH_WARMUP", 3);
+    let seconds = support::env_number("BENCH_DURATION", 10);
+    let warmup = support::env_number("BENCH_WARMUP", 3);
     let settings = Settings {
-        threads: env_u64("BENCH_THREADS", 2),
-        connections: env_u64("BENCH_CONNECTIONS", 32),
+        threads: support::env_number("BENCH_THREADS", 2),
+        connections: support::env_number("BENCH_CONNECTIONS", 32),
     };
-    let bodies = env_u64("BENCH_INGEST_BODIES", 200_000);
+    let bodies = support::env_number("BENCH_INGEST_BODIES", 200_000);
     let clients: Vec<Client> = std::env::var("BENCH_INGEST_CLIENTS")
         .unwrap_or_else(|_| "wrk".into())
         .split(',')

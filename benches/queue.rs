@@ -38,13 +38,6 @@ const INSTANCES: usize = 10;
 /// The configuration's default strategy: start the new slot, health gate, retire the old.
 const STRATEGY: &str = "rolling";
 
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .map(|v| v.parse().unwrap_or_else(|_| panic!("{name} is a number")))
-        .unwrap_or(default)
-}
-
 /// A Service over a fresh database with `INSTANCES` noop instances.
 fn engine(db: &TestDb) -> (Service, Vec<Instance>) {
     let mut catalog = ConfigCatalog::default();
@@ -201,8 +194,8 @@ async fn claim_delays(db: TestDb, samples: usize) -> (Vec<f64>, Vec<f64>) {
 
 fn main() {
     let backends = std::env::var("BENCH_BACKENDS").unwrap_or_else(|_| "sqlite,postgres".into());
-    let total = env_usize("BENCH_QUEUE_DEPLOYMENTS", 500);
-    let samples = env_usize("BENCH_QUEUE_SAMPLES", 200);
+    let total = support::env_number("BENCH_QUEUE_DEPLOYMENTS", 500);
+    let samples = support::env_number("BENCH_QUEUE_SAMPLES", 200);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -1099,24 +1099,10 @@ fn a_webhook_is_503_when_postgres_is_gone() {
         "answered after {waited:?}: GitHub gives up after 10 s"
     );
 
-    let get = |path: &str| {
-        let mut stream = TcpStream::connect(("127.0.0.1", bot.port)).unwrap();
-        stream
-            .set_read_timeout(Some(Duration::from_secs(30)))
-            .unwrap();
-        write!(
-            stream,
-            "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
-        )
-        .unwrap();
-        let mut answer = String::new();
-        let _ = stream.read_to_string(&mut answer);
-        answer.split(' ').nth(1).and_then(|s| s.parse::<u16>().ok())
-    };
-    assert_eq!(get("/healthz"), Some(200), "the process is alive");
+    assert_eq!(bot.get("/healthz").0, 200, "the process is alive");
     assert_eq!(
-        get("/readyz"),
-        Some(503),
+        bot.get("/readyz").0,
+        503,
         "but not ready without its database"
     );
 }

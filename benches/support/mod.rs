@@ -18,6 +18,14 @@ pub const NODE: &str = "Node @octokit/webhooks";
 pub const PYTHON: &str = "Python gidgethub+aiohttp";
 
 /// Where results go: `$BENCH_OUT`, or `target/bench-results` of this crate.
+/// A number from the environment, or `default` when unset.
+pub fn env_number<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .map(|v| v.parse().unwrap_or_else(|_| panic!("{name} is a number")))
+        .unwrap_or(default)
+}
+
 pub fn out_dir() -> PathBuf {
     let dir = std::env::var_os("BENCH_OUT").map_or_else(
         || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/bench-results"),

@@ -252,9 +252,7 @@ impl Sender {
         let repo = instance.repo.as_str();
         let installation = d.source.installation_id;
         let log_url = (self.log_url)(&d);
-        // Tried before, or its sender died mid-send: GitHub may have it although no outcome
-        // was recorded. Look before sending again, so that GitHub gets it once.
-        let in_doubt = item.attempts > 0 || item.last_error == SENDER_LOST;
+        let in_doubt = in_doubt(item);
         match item.kind.as_str() {
             DEPLOYMENT_CREATED => {
                 if release.commit_sha.is_empty() {
@@ -346,16 +344,9 @@ impl Sender {
                         reason: "not triggered on a pull request".into(),
                     });
                 };
-                let marker = reply_marker(&d.id.to_string());
-                if in_doubt && client.has_comment(repo, installation, pr, &marker).await? {
-                    return Ok(OutboxResult::Sent);
-                }
-                let body = format!(
-                    "{}\n\n{marker}",
-                    outcome_reply(&d, &release, &instance, &log_url)
-                );
-                client.comment(repo, installation, pr, &body).await?;
-                Ok(OutboxResult::Sent)
+                let text = outcome_reply(&d, &release, &instance, &log_url);
+                let key = d.id.to_string();
+                reply_once(client, (repo, installation, pr), &key, &text, in_doubt).await
             }
         }
     }
@@ -390,18 +381,16 @@ impl Sender {
             p["installation_id"].as_u64(),
         );
         let issue = p["issue"].as_u64().unwrap_or_default();
-        let marker = reply_marker(&format!("outbox-{}", item.id));
-        let in_doubt = item.attempts > 0 || item.last_error == SENDER_LOST;
-        if in_doubt
-            && client
-                .has_comment(repo, installation, issue, &marker)
-                .await?
-        {
-            return Ok(OutboxResult::Sent);
-        }
-        let body = format!("{}\n\n{marker}", p["body"].as_str().unwrap_or_default());
-        client.comment(repo, installation, issue, &body).await?;
-        Ok(OutboxResult::Sent)
+        let text = p["body"].as_str().unwrap_or_default();
+        let key = format!("outbox-{}", item.id);
+        reply_once(
+            client,
+            (repo, installation, issue),
+            &key,
+            text,
+            in_doubt(item),
+        )
+        .await
     }
 }
 
@@ -481,10 +470,34 @@ fn status_body(
     body
 }
 
-/// An HTML comment (invisible on GitHub) that names a reply, so that a reply whose
-/// outcome was lost is found on GitHub instead of being posted twice.
-fn reply_marker(key: &str) -> String {
-    format!("<!-- deploybot:reply:{key} -->")
+/// Whether an earlier attempt may have reached GitHub although no outcome was recorded
+/// (it was tried before, or its sender died mid-send): then look before sending again.
+fn in_doubt(item: &OutboxItem) -> bool {
+    item.attempts > 0 || item.last_error == SENDER_LOST
+}
+
+/// Posts `text` on the issue or pull request once: the comment carries an HTML comment
+/// (invisible on GitHub) naming `key`, and when an earlier attempt is in doubt, a comment
+/// with that marker already there counts as sent.
+async fn reply_once(
+    client: &GithubClient,
+    (repo, installation, issue): (&str, Option<u64>, u64),
+    key: &str,
+    text: &str,
+    in_doubt: bool,
+) -> Result<OutboxResult, Failure> {
+    let marker = format!("<!-- deploybot:reply:{key} -->");
+    if in_doubt
+        && client
+            .has_comment(repo, installation, issue, &marker)
+            .await?
+    {
+        return Ok(OutboxResult::Sent);
+    }
+    client
+        .comment(repo, installation, issue, &format!("{text}\n\n{marker}"))
+        .await?;
+    Ok(OutboxResult::Sent)
 }
 
 /// The one reply to a command, when its deployment ends.

@@ -353,26 +353,34 @@ async fn wait_group_gone(pgid: libc::pid_t) {
 /// wait for their parent (here the unreaped leader, or init) to collect them.
 #[cfg(target_os = "linux")]
 fn group_has_live_members(pgid: libc::pid_t) -> bool {
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return false;
-    };
-    entries.flatten().any(|entry| {
-        let name = entry.file_name();
-        let is_pid = name
-            .to_str()
-            .is_some_and(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()));
-        if !is_pid {
-            return false;
-        }
-        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
-            // The process vanished between the listing and the read.
-            return false;
-        };
-        match parse_stat(&stat) {
-            Some((state, pgrp)) => pgrp == pgid && state != 'Z' && state != 'X',
-            None => false,
-        }
-    })
+    processes().any(|dir| live_group(&dir) == Some(pgid))
+}
+
+/// The `/proc/PID` directories of the processes running now.
+#[cfg(target_os = "linux")]
+fn processes() -> impl Iterator<Item = std::path::PathBuf> {
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|entry| {
+            entry
+                .file_name()
+                .to_str()
+                .is_some_and(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+        })
+        .map(|entry| entry.path())
+}
+
+/// The process group of the process at `/proc/PID`, unless it is a zombie or gone (it
+/// may vanish between the listing and the read).
+#[cfg(target_os = "linux")]
+fn live_group(dir: &std::path::Path) -> Option<libc::pid_t> {
+    let stat = std::fs::read_to_string(dir.join("stat")).ok()?;
+    match parse_stat(&stat)? {
+        (state, pgrp) if state != 'Z' && state != 'X' => Some(pgrp),
+        _ => None,
+    }
 }
 
 /// Without /proc, a zombie leader cannot be told from a live member, so rely on SIGKILL.
@@ -416,29 +424,13 @@ pub async fn stop_leftovers(deployment_id: &str, grace: Duration) -> usize {
 fn groups_with_env(needle: &str) -> Vec<libc::pid_t> {
     // SAFETY: getpgrp has no preconditions.
     let own = unsafe { libc::getpgrp() };
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    let mut groups: Vec<libc::pid_t> = entries
-        .flatten()
-        .filter(|entry| {
-            entry
-                .file_name()
-                .to_str()
-                .is_some_and(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
-        })
-        .filter_map(|entry| {
-            let environ = std::fs::read(entry.path().join("environ")).ok()?;
+    let mut groups: Vec<libc::pid_t> = processes()
+        .filter_map(|dir| {
+            let environ = std::fs::read(dir.join("environ")).ok()?;
             if !environ.split(|b| *b == 0).any(|e| e == needle.as_bytes()) {
                 return None;
             }
-            let stat = std::fs::read_to_string(entry.path().join("stat")).ok()?;
-            match parse_stat(&stat)? {
-                (state, pgrp) if state != 'Z' && state != 'X' && pgrp > 1 && pgrp != own => {
-                    Some(pgrp)
-                }
-                _ => None,
-            }
+            live_group(&dir).filter(|&pgrp| pgrp > 1 && pgrp != own)
         })
         .collect();
     groups.sort_unstable();

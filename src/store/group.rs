@@ -147,9 +147,7 @@ fn write(store: &DieselStore, batch: &mut Vec<Job>) {
         }
     }
     for job in batch.drain(..) {
-        let record = store
-            .record_delivery(&job.delivery, &job.triggered, &job.items)
-            .map(|record| DeliveryRecord { batch: 1, ..record });
+        let record = store.record_delivery(&job.delivery, &job.triggered, &job.items);
         let _ = job.reply.send(record);
     }
 }

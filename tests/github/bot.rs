@@ -199,12 +199,27 @@ lease = "2s"
 
     /// A raw POST with exactly these headers.
     pub fn post(&self, path: &str, headers: &[(&str, &str)], body: &[u8]) -> (u16, Value) {
+        self.request("POST", path, headers, body)
+    }
+
+    /// A GET; the status and the JSON answer (`Null` when it is not JSON).
+    pub fn get(&self, path: &str) -> (u16, Value) {
+        self.request("GET", path, &[], b"")
+    }
+
+    fn request(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> (u16, Value) {
         let mut stream = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
         stream
             .set_read_timeout(Some(Duration::from_secs(30)))
             .unwrap();
         let mut head = format!(
-            "POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\nUser-Agent: GitHub-Hookshot/test\r\n",
+            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\nUser-Agent: GitHub-Hookshot/test\r\n",
             body.len()
         );
         for (name, value) in headers {
