@@ -3,6 +3,7 @@
 
 mod cursor;
 mod group;
+pub use group::DeliveryTicket;
 mod outbox;
 mod queue;
 mod rows;
