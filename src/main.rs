@@ -9,11 +9,6 @@ use deploybot::cli::{self, client, simulate};
 use deploybot::config::Config;
 use deploybot::server::{self, ServeOptions};
 
-// mimalloc: the webhook path allocates and frees many small objects per request (parsed
-// fields, headers, answers); glibc's malloc was ~7 % of the server's CPU under load.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[derive(Parser)]
 #[command(
     name = "deploybot",

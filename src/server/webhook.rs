@@ -14,7 +14,6 @@ use super::metrics::{self, WebhookOutcome};
 use crate::deploy::{Delivery, DeployRequest, Error, TriggeredDeployment};
 use crate::github::rules::{self, Routing};
 use crate::github::{events, signature};
-use crate::store::DeliveryTicket;
 
 /// Webhook settings that are not configuration.
 #[derive(Debug, Clone, Default)]
@@ -31,14 +30,9 @@ fn header<'a>(req: &'a HttpRequest, name: &str) -> Option<&'a str> {
     req.headers().get(name).and_then(|v| v.to_str().ok())
 }
 
-/// Reads the body, refusing it as soon as it passes the limit. `expected` (the
-/// Content-Length, already checked against the limit) sizes the buffer once.
-async fn read_body(
-    mut payload: web::Payload,
-    limit: usize,
-    expected: Option<usize>,
-) -> Result<web::BytesMut, HttpResponse> {
-    let mut body = web::BytesMut::with_capacity(expected.unwrap_or(0).min(limit));
+/// Reads the body, refusing it as soon as it passes the limit.
+async fn read_body(mut payload: web::Payload, limit: usize) -> Result<web::BytesMut, HttpResponse> {
+    let mut body = web::BytesMut::new();
     while let Some(chunk) = payload.next().await {
         let chunk = chunk.map_err(|e| {
             error(
@@ -67,8 +61,7 @@ async fn receive(
     settings: Option<web::Data<WebhookSettings>>,
 ) -> HttpResponse {
     let insecure = settings.is_some_and(|s| s.insecure_no_signature);
-    let length = header(&req, "content-length").and_then(|l| l.parse::<usize>().ok());
-    if let Some(length) = length
+    if let Some(length) = header(&req, "content-length").and_then(|l| l.parse::<usize>().ok())
         && length > state.config.webhook_max_bytes
     {
         metrics::global().webhook(header(&req, "x-github-event"), WebhookOutcome::TooLarge);
@@ -82,10 +75,7 @@ async fn receive(
         );
     }
     let deadline = state.config.webhook_body_timeout;
-    let read = tokio::time::timeout(
-        deadline,
-        read_body(payload, state.config.webhook_max_bytes, length),
-    );
+    let read = tokio::time::timeout(deadline, read_body(payload, state.config.webhook_max_bytes));
     let body = match read.await {
         Ok(Ok(body)) => body,
         Err(_elapsed) => {
@@ -125,9 +115,6 @@ async fn receive(
         metrics::global().webhook(header(&req, "x-github-event"), WebhookOutcome::BadSignature);
         return error(StatusCode::UNAUTHORIZED, "bad_signature", e.to_string());
     }
-    // From here on the delivery is only routed before it is recorded: announce it, so
-    // that a commit under way waits for it instead of leaving it to a commit of its own.
-    let ticket = state.store.announce_delivery();
     let Some(event_name) = header(&req, "x-github-event").filter(|e| !e.is_empty()) else {
         metrics::global().webhook(None, WebhookOutcome::BadRequest);
         return error(
@@ -157,7 +144,7 @@ async fn receive(
         }
     };
     drop(_guard);
-    handle(&state, ticket, delivery_id, event_name, event)
+    handle(&state, delivery_id, event_name, event)
         .instrument(span)
         .await
 }
@@ -165,7 +152,6 @@ async fn receive(
 /// Routes a verified event and records it.
 async fn handle(
     state: &web::Data<AppState>,
-    ticket: DeliveryTicket,
     delivery_id: &str,
     event_name: &str,
     event: events::Event,
@@ -235,7 +221,10 @@ async fn handle(
         }
     }
     let jobs = items.len();
-    let recorded = ticket.record(delivery, triggered, items).await;
+    let recorded = state
+        .store
+        .record_delivery_grouped(delivery, triggered, items)
+        .await;
     let record = match recorded {
         Ok(record) => record,
         Err(e) => {

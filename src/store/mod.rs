@@ -3,7 +3,6 @@
 
 mod cursor;
 mod group;
-pub use group::DeliveryTicket;
 mod outbox;
 mod queue;
 mod rows;
