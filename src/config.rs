@@ -1171,7 +1171,7 @@ fn build(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>, check: &mut Check
         webhook_secrets,
         webhook_max_bytes,
         webhook_body_timeout,
-        metrics_token: non_empty(env(METRICS_TOKEN_ENV)).map(|t| t.trim().to_string()),
+        metrics_token: non_empty(env(METRICS_TOKEN_ENV)),
         github,
         worker,
         api,

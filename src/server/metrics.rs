@@ -5,7 +5,7 @@
 
 use std::sync::{Arc, OnceLock, RwLock};
 
-use actix_web::{HttpResponse, get, web};
+use actix_web::{HttpResponse, ResponseError, get, web};
 use prometheus_client::encoding::{EncodeLabelSet, prometheus_text};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -14,6 +14,7 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
 
 use super::AppState;
+use super::error::ApiError;
 use crate::deploy::service::blocking;
 use crate::deploy::{DeployState, Deployment, OutboxResult, Store};
 use crate::github::client::GithubClient;
@@ -367,12 +368,10 @@ fn may_scrape(req: &actix_web::HttpRequest, token: Option<&str>) -> bool {
 #[get("/metrics")]
 async fn scrape(req: actix_web::HttpRequest, state: web::Data<AppState>) -> HttpResponse {
     if !may_scrape(&req, state.config.metrics_token.as_deref()) {
-        return HttpResponse::Unauthorized()
-            .insert_header(("www-authenticate", "Bearer"))
-            .json(serde_json::json!({"error": {
-                "code": "unauthenticated",
-                "message": "GET /metrics needs Authorization: Bearer <the DEPLOYBOT_METRICS_TOKEN of this server>",
-            }}));
+        return ApiError::unauthenticated(
+            "GET /metrics needs Authorization: Bearer <the DEPLOYBOT_METRICS_TOKEN of this server>",
+        )
+        .error_response();
     }
     let metrics = global();
     let store = Arc::clone(&state.store);

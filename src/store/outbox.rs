@@ -252,9 +252,9 @@ pub(super) fn record_deliveries(
             .map_err(db_error)?
             .into_iter()
             .collect(),
-        // The write lock is held (BEGIN IMMEDIATE): what is not there now is new.
-        // One cached single-row statement per delivery: the unique key skips a delivery
-        // seen before, and the row count says which it was.
+        // One cached single-row statement per delivery (under the write lock, BEGIN
+        // IMMEDIATE): the unique key skips a delivery seen before, and the row count says
+        // which it was.
         DbConn::Sqlite(c) => {
             let mut new = HashSet::with_capacity(rows.len());
             for row in &rows {
