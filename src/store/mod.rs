@@ -13,7 +13,7 @@ pub use outbox::{
 };
 pub use queue::WORKER_LOST;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use diesel::connection::{AnsiTransactionManager, SimpleConnection, TransactionManager};
@@ -94,6 +94,40 @@ impl DatabaseUrl {
     }
 }
 
+/// A connection held by the pool, with when it last answered.
+pub(crate) struct PooledConn {
+    conn: DbConn,
+    /// When an operation on it last ended with the database answering (None after the
+    /// connection was lost, and before its first use).
+    answered_at: Option<Instant>,
+}
+
+impl std::ops::Deref for PooledConn {
+    type Target = DbConn;
+    fn deref(&self) -> &DbConn {
+        &self.conn
+    }
+}
+
+impl std::ops::DerefMut for PooledConn {
+    fn deref_mut(&mut self) -> &mut DbConn {
+        &mut self.conn
+    }
+}
+
+impl PooledConn {
+    /// Records how an operation on the connection ended: after any error the connection
+    /// is pinged before its next use (and replaced if it does not answer).
+    fn ended<T>(&mut self, result: &Result<T, Error>) {
+        self.answered_at = result.is_ok().then(Instant::now);
+    }
+}
+
+/// How long after a connection last answered it is handed out without a ping. Under
+/// load a connection is reused within milliseconds, and the ping (a round trip on
+/// PostgreSQL, SQL to parse on SQLite) was a fifth of the statements a deployment made.
+const PING_AFTER_IDLE: Duration = Duration::from_secs(1);
+
 /// Opens connections for the pool, configuring SQLite for concurrent use.
 pub(crate) struct Manager {
     url: DatabaseUrl,
@@ -101,14 +135,14 @@ pub(crate) struct Manager {
 }
 
 impl ManageConnection for Manager {
-    type Connection = DbConn;
+    type Connection = PooledConn;
     type Error = r2d2::Error;
 
-    fn connect(&self) -> Result<DbConn, r2d2::Error> {
-        match self.url.backend {
+    fn connect(&self) -> Result<PooledConn, r2d2::Error> {
+        let conn = match self.url.backend {
             Backend::Postgres => PgConnection::establish(&self.url.target)
                 .map(DbConn::Pg)
-                .map_err(r2d2::Error::ConnectionError),
+                .map_err(r2d2::Error::ConnectionError)?,
             Backend::Sqlite => {
                 let mut conn = SqliteConnection::establish(&self.url.target)
                     .map_err(r2d2::Error::ConnectionError)?;
@@ -120,18 +154,36 @@ impl ManageConnection for Manager {
                     self.busy_timeout.as_millis()
                 ))
                 .map_err(r2d2::Error::QueryError)?;
-                Ok(DbConn::Sqlite(conn))
+                DbConn::Sqlite(conn)
             }
+        };
+        Ok(PooledConn {
+            conn,
+            answered_at: Some(Instant::now()),
+        })
+    }
+
+    /// Pings a connection before handing it out, unless it answered a moment ago.
+    fn is_valid(&self, conn: &mut PooledConn) -> Result<(), r2d2::Error> {
+        if conn
+            .answered_at
+            .is_some_and(|at| at.elapsed() < PING_AFTER_IDLE)
+        {
+            return Ok(());
         }
+        conn.conn
+            .batch_execute("SELECT 1")
+            .map_err(r2d2::Error::QueryError)?;
+        conn.answered_at = Some(Instant::now());
+        Ok(())
     }
 
-    fn is_valid(&self, conn: &mut DbConn) -> Result<(), r2d2::Error> {
-        conn.batch_execute("SELECT 1")
-            .map_err(r2d2::Error::QueryError)
-    }
-
-    fn has_broken(&self, _conn: &mut DbConn) -> bool {
-        false
+    /// A connection left in a failed transaction is not given back to the pool.
+    fn has_broken(&self, conn: &mut PooledConn) -> bool {
+        match &mut conn.conn {
+            DbConn::Pg(c) => r2d2::R2D2Connection::is_broken(c),
+            DbConn::Sqlite(c) => r2d2::R2D2Connection::is_broken(c),
+        }
     }
 }
 
@@ -217,7 +269,7 @@ impl DieselStore {
     /// Applies the embedded migrations that have not run yet; returns their names.
     pub fn migrate(&self) -> Result<Vec<String>, Error> {
         let mut conn = self.conn()?;
-        let applied = match &mut *conn {
+        let applied = match &mut **conn {
             DbConn::Pg(c) => c.run_pending_migrations(PG_MIGRATIONS),
             DbConn::Sqlite(c) => c.run_pending_migrations(SQLITE_MIGRATIONS),
         }
@@ -228,7 +280,7 @@ impl DieselStore {
     /// True when the database answers and no migration is pending (for `/readyz`).
     pub fn is_migrated(&self) -> Result<bool, Error> {
         let mut conn = self.conn()?;
-        let pending = match &mut *conn {
+        let pending = match &mut **conn {
             DbConn::Pg(c) => c.has_pending_migration(PG_MIGRATIONS),
             DbConn::Sqlite(c) => c.has_pending_migration(SQLITE_MIGRATIONS),
         }
@@ -249,8 +301,16 @@ impl DieselStore {
         &self,
         f: impl FnOnce(&mut DbConn) -> Result<T, Error>,
     ) -> Result<T, Error> {
-        let mut conn = self.conn()?;
-        let conn: &mut DbConn = &mut conn;
+        let mut pooled = self.conn()?;
+        let result = Self::in_transaction(&mut pooled, f);
+        pooled.ended(&result);
+        result
+    }
+
+    fn in_transaction<T>(
+        conn: &mut DbConn,
+        f: impl FnOnce(&mut DbConn) -> Result<T, Error>,
+    ) -> Result<T, Error> {
         match conn {
             DbConn::Sqlite(c) => {
                 AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE")
@@ -280,8 +340,10 @@ impl DieselStore {
         &self,
         f: impl FnOnce(&mut DbConn) -> Result<T, Error>,
     ) -> Result<T, Error> {
-        let mut conn = self.conn()?;
-        f(&mut conn)
+        let mut pooled = self.conn()?;
+        let result = f(&mut pooled);
+        pooled.ended(&result);
+        result
     }
 }
 

@@ -24,7 +24,7 @@ enum Cleanup {
     Postgres { admin_url: String, name: String },
 }
 
-fn admin_url() -> String {
+pub fn admin_database_url() -> String {
     std::env::var("TEST_DATABASE_URL").unwrap_or_else(|_| PG_DEFAULT.to_string())
 }
 
@@ -49,7 +49,7 @@ impl TestDb {
     }
 
     pub fn postgres() -> Self {
-        let admin = admin_url();
+        let admin = admin_database_url();
         let name = format!("deploybot_test_{}", uuid::Uuid::now_v7().simple());
         let mut conn = PgConnection::establish(&admin)
             .unwrap_or_else(|e| panic!("PostgreSQL is needed for this test ({admin}): {e}"));
