@@ -9,6 +9,11 @@
 -- every Nth line, so no body is sent twice until a thread has used all of its lines
 -- ("wraps" counts how often that happened); the last argument is wrk's thread count.
 -- Every request gets its own X-GitHub-Delivery: PREFIX-THREAD-N.
+--
+-- request() builds each request in one concatenation (the request line and fixed headers
+-- are prepared once in init()): on a 2-core machine wrk shares the cores with the server
+-- it measures, and building the body first and then copying it again in wrk.format cost
+-- wrk a third more CPU per request. The bytes sent are the same for every subject.
 
 local threads = {}
 local next_id = 0
@@ -21,7 +26,7 @@ end
 
 local before, middle, after
 local shas, sigs = {}, {}
-local prefix
+local prefix, head
 local i, count = 0, 0
 -- Globals, so that done() can read them through thread:get().
 wraps, lines = 0, 0
@@ -42,15 +47,19 @@ function init(args)
   for line in io.lines(signatures_path) do
     if line_no % thread_count == tid then
       local sha, sig = line:match("^(%x+) (%S+)$")
+      -- Content-Length is computed once, for 40-character SHAs.
+      assert(#sha == 40, "a commit SHA is 40 hex digits: " .. line)
       table.insert(shas, sha)
       table.insert(sigs, sig)
     end
     line_no = line_no + 1
   end
   lines = #shas
-  wrk.headers["Content-Type"] = "application/json"
-  wrk.headers["User-Agent"] = "GitHub-Hookshot/bench"
-  wrk.headers["X-GitHub-Event"] = "push"
+  local length = #before + 40 + #middle + 40 + #after
+  head = "POST " .. wrk.path .. " HTTP/1.1\r\nHost: " .. wrk.host .. ":" .. wrk.port
+    .. "\r\nContent-Type: application/json\r\nUser-Agent: GitHub-Hookshot/bench"
+    .. "\r\nX-GitHub-Event: push\r\nContent-Length: " .. length
+    .. "\r\nX-GitHub-Delivery: " .. prefix .. "-"
 end
 
 function request()
@@ -61,10 +70,10 @@ function request()
   end
   count = count + 1
   local sha = shas[i]
-  local headers = wrk.headers
-  headers["X-GitHub-Delivery"] = prefix .. "-" .. tid .. "-" .. count
-  headers["X-Hub-Signature-256"] = sigs[i]
-  return wrk.format("POST", nil, headers, before .. sha .. middle .. sha .. after)
+  -- One concatenation builds the whole request: what wrk.format would send, without
+  -- building the body first and copying it again.
+  return head .. tid .. "-" .. count .. "\r\nX-Hub-Signature-256: " .. sigs[i]
+    .. "\r\n\r\n" .. before .. sha .. middle .. sha .. after
 end
 
 function done(summary, latency, requests)
