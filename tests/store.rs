@@ -476,6 +476,24 @@ fn a_deployment_of_another_instances_release_is_refused(db: &TestDb) {
     );
 }
 
+fn a_deployment_is_read_with_its_release_and_instance(db: &TestDb) {
+    let web = instance(db, "acme", "web-production");
+    let api = instance(db, "acme", "api-production");
+    let (release, deployment) = deploy(db, &web, "ghcr.io/acme/web:abc1234");
+    deploy(db, &api, "ghcr.io/acme/api:abc1234");
+    let (d, r, i) = db
+        .store
+        .get_deployment_context("acme", deployment.id)
+        .expect("context");
+    assert_eq!(d, db.store.get_deployment("acme", deployment.id).unwrap());
+    assert_eq!(r, release);
+    assert_eq!((i.id, i.name.as_str()), (web.id, "web-production"));
+    assert!(matches!(
+        db.store.get_deployment_context("other", deployment.id),
+        Err(Error::NotFound { .. })
+    ));
+}
+
 fn migrations_are_idempotent(db: &TestDb) {
     assert!(
         db.store.migrate().unwrap().is_empty(),
@@ -497,6 +515,7 @@ both_backends!(
     exactly_one_active_release,
     instance_ids_are_stable,
     a_deployment_of_another_instances_release_is_refused,
+    a_deployment_is_read_with_its_release_and_instance,
     migrations_are_idempotent,
 );
 

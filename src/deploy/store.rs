@@ -17,6 +17,14 @@ pub trait Store: Send + Sync + 'static {
     /// One deployment of the tenant.
     fn get_deployment(&self, tenant_id: &str, id: DeploymentId) -> Result<Deployment, Error>;
 
+    /// One deployment of the tenant with its release and its instance, read together
+    /// (one query: every report to GitHub needs all three).
+    fn get_deployment_context(
+        &self,
+        tenant_id: &str,
+        id: DeploymentId,
+    ) -> Result<(Deployment, Release, Instance), Error>;
+
     /// Writes a changed deployment. A state change the state machine refuses is an
     /// invalid-state error, checked against the stored state inside the same transaction.
     fn update_deployment(&self, deployment: &Deployment) -> Result<(), Error>;

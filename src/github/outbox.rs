@@ -223,13 +223,7 @@ impl Sender {
     ) -> Result<(Deployment, Release, Instance), Error> {
         let store = Arc::clone(&self.store);
         let tenant = tenant.to_string();
-        blocking(move || {
-            let d = store.get_deployment(&tenant, id)?;
-            let r = store.get_release(&tenant, d.release_id)?;
-            let i = store.get_instance(&tenant, d.instance_id)?;
-            Ok((d, r, i))
-        })
-        .await
+        blocking(move || store.get_deployment_context(&tenant, id)).await
     }
 
     pub(crate) fn instance_config(&self, tenant: &str, name: &str) -> Option<&InstanceConfig> {
@@ -242,13 +236,13 @@ impl Sender {
                 error: "a deployment report without a deployment".into(),
             });
         };
-        let (d, release, instance) = self.load(&item.tenant_id, id).await?;
-        let cfg = self.instance_config(&item.tenant_id, &instance.name);
         let Some(client) = self.client_or_log(item) else {
             return Ok(OutboxResult::Skipped {
                 reason: "no GitHub credentials: logged only".into(),
             });
         };
+        let (d, release, instance) = self.load(&item.tenant_id, id).await?;
+        let cfg = self.instance_config(&item.tenant_id, &instance.name);
         let repo = instance.repo.as_str();
         let installation = d.source.installation_id;
         let log_url = (self.log_url)(&d);

@@ -500,6 +500,38 @@ impl deploy::Store for DieselStore {
         })
     }
 
+    fn get_deployment_context(
+        &self,
+        tenant_id: &str,
+        id: DeploymentId,
+    ) -> Result<(Deployment, Release, Instance), Error> {
+        self.read(|conn| {
+            let (d, r, i) = deployments::table
+                .inner_join(
+                    releases::table.on(releases::id
+                        .eq(deployments::release_id)
+                        .and(releases::tenant_id.eq(deployments::tenant_id))),
+                )
+                .inner_join(
+                    instances::table.on(instances::id
+                        .eq(deployments::instance_id)
+                        .and(instances::tenant_id.eq(deployments::tenant_id))),
+                )
+                .filter(deployments::tenant_id.eq(tenant_id))
+                .filter(deployments::id.eq(id.to_string()))
+                .select((
+                    DeploymentRow::as_select(),
+                    ReleaseRow::as_select(),
+                    InstanceRow::as_select(),
+                ))
+                .first::<(DeploymentRow, ReleaseRow, InstanceRow)>(conn)
+                .optional()
+                .map_err(db_error)?
+                .ok_or_else(|| Error::not_found("deployment", id))?;
+            Ok((d.into_domain()?, r.into_domain()?, i.into_domain()?))
+        })
+    }
+
     fn update_deployment(&self, deployment: &Deployment) -> Result<(), Error> {
         let row = DeploymentRow::from_domain(deployment)?;
         self.write(|conn| {
