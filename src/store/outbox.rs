@@ -383,33 +383,29 @@ pub(super) fn claim(
     let until = to_db(
         deploy::now() + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::seconds(30)),
     );
-    let mut items = Vec::with_capacity(ids.len());
-    for IdRow { id } in ids {
-        // Completing an item releases its lock: a lock still held (and expired) is an
-        // attempt whose outcome is unknown.
-        let held: Option<String> = outbox::table
-            .filter(outbox::id.eq(id))
-            .select(outbox::locked_by)
-            .first(conn)
-            .map_err(db_error)?;
-        diesel::update(outbox::table.filter(outbox::id.eq(id)))
-            .set((outbox::locked_by.eq(owner), outbox::locked_until.eq(until)))
-            .execute(conn)
-            .map_err(db_error)?;
-        if held.is_some() {
-            diesel::update(outbox::table.filter(outbox::id.eq(id)))
-                .set(outbox::last_error.eq(SENDER_LOST))
-                .execute(conn)
-                .map_err(db_error)?;
-        }
-        let row: Row = outbox::table
-            .filter(outbox::id.eq(id))
-            .select(Row::as_select())
-            .first(conn)
-            .map_err(db_error)?;
-        items.push(row.into_domain()?);
+    let ids: Vec<i64> = ids.into_iter().map(|IdRow { id }| id).collect();
+    if ids.is_empty() {
+        return Ok(Vec::new());
     }
-    Ok(items)
+    // One statement claims them all. Completing an item releases its lock, so a lock still
+    // held (and expired) marks an attempt whose outcome is unknown: SET sees the row as it
+    // was before the update.
+    let claimed = diesel::update(outbox::table.filter(outbox::id.eq_any(&ids))).set((
+        outbox::locked_by.eq(owner),
+        outbox::locked_until.eq(until),
+        outbox::last_error.eq(diesel::dsl::case_when(
+            outbox::locked_by.is_null(),
+            outbox::last_error,
+        )
+        .otherwise(SENDER_LOST)),
+    ));
+    let mut rows: Vec<Row> = match conn {
+        DbConn::Pg(c) => claimed.returning(Row::as_select()).get_results(c),
+        DbConn::Sqlite(c) => claimed.returning(Row::as_select()).get_results(c),
+    }
+    .map_err(db_error)?;
+    rows.sort_by_key(|row| row.id);
+    rows.into_iter().map(Row::into_domain).collect()
 }
 
 /// Extends the claims `owner` still holds, while it is sending them.
