@@ -1005,9 +1005,10 @@ fn two_servers_settle_each_lost_lease_once() {
 // 3. A crash between GitHub's answer and the outbox commit
 // ---------------------------------------------------------------------------------------
 
-/// GitHub accepted every report of a deployment, but the sender died before recording it:
-/// the rows are still claimed by the dead sender and no GitHub id was stored. The server
-/// takes them over when the claim expires, finds them on GitHub, and sends none twice.
+/// GitHub accepted every report of a deployment, but the sender died during its first
+/// attempt, before recording it: the rows are still claimed by the dead sender, count no
+/// attempt, and no GitHub id was stored. The server takes them over when the claim
+/// expires, finds them on GitHub, and sends none twice.
 fn reports_in_doubt_reach_github_once(db: TestDb) {
     let bot = Bot::start(db, "exit 0", "");
     let planned = plan(1).remove(0);
@@ -1028,7 +1029,7 @@ fn reports_in_doubt_reach_github_once(db: TestDb) {
 
     let mut sql = Sql::open(&bot.db.url);
     let reset = sql.execute(
-        "UPDATE outbox SET state = 'pending', locked_by = 'sender:dead', \
+        "UPDATE outbox SET state = 'pending', attempts = 0, locked_by = 'sender:dead', \
          locked_until = created_at WHERE deployment_id IS NOT NULL",
     );
     assert_eq!(reset, 4, "deployment, queued, in_progress, success");
