@@ -70,8 +70,6 @@ function request()
   end
   count = count + 1
   local sha = shas[i]
-  -- One concatenation builds the whole request: what wrk.format would send, without
-  -- building the body first and copying it again.
   return head .. tid .. "-" .. count .. "\r\nX-Hub-Signature-256: " .. sigs[i]
     .. "\r\n\r\n" .. before .. sha .. middle .. sha .. after
 end
