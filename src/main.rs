@@ -9,9 +9,8 @@ use deploybot::cli::{self, client, simulate};
 use deploybot::config::Config;
 use deploybot::server::{self, ServeOptions};
 
-/// mimalloc instead of glibc's malloc: in interleaved runs of the ingest bench it took
-/// deploybot from 19,000–23,600 to 24,900–25,500 webhooks/s on SQLite (BENCHMARKS.md,
-/// fifth session of issue 7), and its rate moved less from run to run.
+/// mimalloc instead of glibc's malloc: more webhooks per second, and a steadier rate
+/// (measured in BENCHMARKS.md, fifth session of issue 7).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -1057,9 +1057,9 @@ mod tests {
         let url = format!("sqlite://{}", dir.path().join("d.db").display());
         let store = DieselStore::connect_with(&url, 2).unwrap();
         // Two connections held at once: the pool opened both.
-        let mut held = [store.conn().unwrap(), store.conn().unwrap()];
-        for conn in &mut held {
-            let DbConn::Sqlite(c) = &mut ***conn else {
+        let held = [store.conn().unwrap(), store.conn().unwrap()];
+        for mut conn in held {
+            let DbConn::Sqlite(c) = &mut **conn else {
                 unreachable!("an SQLite URL opens SQLite connections")
             };
             let mode: Synchronous = diesel::sql_query("PRAGMA synchronous")
