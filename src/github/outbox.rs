@@ -84,14 +84,16 @@ impl Sender {
         }
     }
 
-    /// Sends until `shutdown`.
-    pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
+    /// Sends until `stop`: the batch being sent is finished, and what is still queued
+    /// stays in the outbox for the next start (or another server). It does not drain a
+    /// backlog first, which could take minutes against a slow or rate-limiting GitHub.
+    pub async fn run(self: Arc<Self>, stop: CancellationToken) {
         if self.client.is_none() {
             tracing::warn!(
                 "no GitHub credentials (GITHUB_TOKEN or GITHUB_APP_ID + key): reports are written to the log and the pages only"
             );
         }
-        loop {
+        while !stop.is_cancelled() {
             let notified = self.wake.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
@@ -125,9 +127,10 @@ impl Sender {
             tokio::select! {
                 _ = &mut notified => {}
                 _ = tokio::time::sleep(Duration::from_millis(250)) => {}
-                _ = shutdown.cancelled() => return,
+                _ = stop.cancelled() => {}
             }
         }
+        tracing::info!("outbox sender stopped; reports not sent yet stay queued");
     }
 
     /// Keeps the claims on the items being sent, however slow GitHub is.

@@ -137,7 +137,10 @@ pub async fn serve(config: Config, options: ServeOptions) -> Result<(), ServeErr
         client,
         log_url,
     ));
-    let sender_task = tokio::spawn(sender.run(shutdown.clone()));
+    // The sender outlives the worker's grace period, so that the reports of the
+    // deployments finishing in it are sent, and stops after it.
+    let stop_sending = CancellationToken::new();
+    let sender_task = tokio::spawn(sender.run(stop_sending.clone()));
     let worker_task = {
         let (shutdown, alive) = (shutdown.clone(), worker_alive.clone());
         tokio::spawn(async move {
@@ -178,6 +181,7 @@ pub async fn serve(config: Config, options: ServeOptions) -> Result<(), ServeErr
     shutdown.cancel();
     handle.stop(true).await;
     let _ = worker_task.await;
+    stop_sending.cancel();
     let _ = sender_task.await;
     match http.await {
         Ok(Ok(())) => Ok(()),

@@ -296,6 +296,56 @@ impl DieselStore {
             .map_err(|e| Error::Unavailable(format!("the database is unavailable: {e}")))
     }
 
+    /// The database's plans for the two claim queries (the outbox sender's, then the
+    /// worker's), as `EXPLAIN` prints them: for tests that check they read only pending
+    /// rows. PostgreSQL plans as for large tables (sequential scans off): on the small
+    /// tables of a test it rightly prefers to read them whole.
+    #[doc(hidden)]
+    pub fn explain_claims(&self) -> Result<[String; 2], Error> {
+        #[derive(QueryableByName)]
+        struct SqlitePlan {
+            #[diesel(sql_type = diesel::sql_types::Text)]
+            detail: String,
+        }
+        #[derive(QueryableByName)]
+        struct PgPlan {
+            #[diesel(sql_type = diesel::sql_types::Text, column_name = "QUERY PLAN")]
+            line: String,
+        }
+        let mut conn = self.conn()?;
+        if let DbConn::Pg(c) = &mut **conn {
+            c.batch_execute("SET enable_seqscan = off")
+                .map_err(db_error)?;
+        }
+        let mut plan = |sql: String| -> Result<String, Error> {
+            let lines: Vec<String> = match &mut **conn {
+                DbConn::Sqlite(c) => diesel::sql_query(format!("EXPLAIN QUERY PLAN {sql}"))
+                    .load::<SqlitePlan>(c)
+                    .map_err(db_error)?
+                    .into_iter()
+                    .map(|p| p.detail)
+                    .collect(),
+                DbConn::Pg(c) => diesel::sql_query(format!("EXPLAIN {sql}"))
+                    .load::<PgPlan>(c)
+                    .map_err(db_error)?
+                    .into_iter()
+                    .map(|p| p.line)
+                    .collect(),
+            };
+            Ok(lines.join("\n"))
+        };
+        let now = "'2026-01-01 00:00:00'";
+        let plans = [
+            plan(outbox::CLAIM.replace("{NOW}", now).replace("{LIMIT}", "16")),
+            plan(queue::CANDIDATE.to_string()),
+        ];
+        if let DbConn::Pg(c) = &mut **conn {
+            c.batch_execute("RESET enable_seqscan").map_err(db_error)?;
+        }
+        let [outbox, deployments] = plans;
+        Ok([outbox?, deployments?])
+    }
+
     /// Runs `f` in a write transaction. On SQLite it is `BEGIN IMMEDIATE`, so the write
     /// lock is taken up front and concurrent writers wait (busy_timeout) instead of
     /// failing when a read lock cannot be upgraded.

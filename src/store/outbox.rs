@@ -338,7 +338,7 @@ pub(super) fn set_trigger_key(conn: &mut DbConn, id: DeploymentId, key: &str) ->
     Ok(())
 }
 
-const CLAIM: &str = "SELECT o.id FROM outbox o \
+pub(super) const CLAIM: &str = "SELECT o.id FROM outbox o \
     WHERE o.state = 'pending' AND o.next_attempt_at <= {NOW} \
     AND (o.locked_until IS NULL OR o.locked_until < {NOW}) \
     AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.ordering_key = o.ordering_key \

@@ -19,13 +19,17 @@ use crate::deploy::{
 /// The error message of a deployment whose worker stopped renewing its lease.
 pub const WORKER_LOST: &str = "worker lost; outcome unknown";
 
-const CANDIDATE: &str = "SELECT d.id FROM deployments d \
-    WHERE d.state = 'pending' \
-    AND NOT EXISTS (SELECT 1 FROM deployments r WHERE r.tenant_id = d.tenant_id \
-        AND r.instance_id = d.instance_id AND r.state = 'running') \
-    AND NOT EXISTS (SELECT 1 FROM deployments e WHERE e.tenant_id = d.tenant_id \
-        AND e.instance_id = d.instance_id AND e.state = 'pending' \
-        AND (e.created_at < d.created_at OR (e.created_at = d.created_at AND e.id < d.id))) \
+/// The next deployment to run: the oldest among the instances' queue heads (each
+/// instance's oldest pending deployment), of instances with nothing running. It walks the
+/// instances, not the queue, and finds each head through `deployments_instance_pending`:
+/// its cost grows neither with a long queue behind a running deployment nor with the
+/// instance's history.
+pub(super) const CANDIDATE: &str = "SELECT d.id FROM instances i \
+    JOIN deployments d ON d.id = (SELECT h.id FROM deployments h \
+        WHERE h.tenant_id = i.tenant_id AND h.instance_id = i.id AND h.state = 'pending' \
+        ORDER BY h.created_at, h.id LIMIT 1) \
+    WHERE NOT EXISTS (SELECT 1 FROM deployments r WHERE r.tenant_id = i.tenant_id \
+        AND r.instance_id = i.id AND r.state = 'running') \
     ORDER BY d.created_at, d.id LIMIT 1";
 
 #[derive(QueryableByName)]

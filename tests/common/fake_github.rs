@@ -414,6 +414,8 @@ struct State {
     /// Installation tokens minted and not expired.
     installation_tokens: Vec<String>,
     faults: Vec<Fault>,
+    /// How long every answer waits (a slow GitHub).
+    delay: std::time::Duration,
     calls: Vec<Call>,
     rate_remaining: u64,
     rate_reset: u64,
@@ -429,6 +431,7 @@ impl State {
             app: None,
             installation_tokens: Vec::new(),
             faults: Vec::new(),
+            delay: std::time::Duration::ZERO,
             calls: Vec::new(),
             rate_remaining: RATE_LIMIT,
             rate_reset: unix_now() + 3600,
@@ -709,7 +712,14 @@ impl FakeGithub {
 
     /// Ends every injected fault: GitHub is healthy again.
     pub fn clear_faults(&self) {
-        self.state().faults.clear();
+        let mut state = self.state();
+        state.faults.clear();
+        state.delay = std::time::Duration::ZERO;
+    }
+
+    /// Every request waits this long before it is handled: GitHub is slow.
+    pub fn set_delay(&self, delay: std::time::Duration) {
+        self.state().delay = delay;
     }
 
     // --- inspection --------------------------------------------------------------------
@@ -845,6 +855,10 @@ struct Incoming {
 }
 
 async fn serve(req: HttpRequest, body: web::Bytes, state: web::Data<Mutex<State>>) -> HttpResponse {
+    let delay = lock(&state).delay;
+    if !delay.is_zero() {
+        actix_web::rt::time::sleep(delay).await;
+    }
     let header = |name: &str| {
         let value = req.headers().get(name)?;
         Some(String::from_utf8_lossy(value.as_bytes()).into_owned())

@@ -171,6 +171,20 @@ lease = "2s"
         self.spawn();
     }
 
+    /// Stops the server as a supervisor would (SIGTERM) and waits for it to exit.
+    pub fn sigterm(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("the server runs");
+        // SAFETY: kill only sends SIGTERM to our own child.
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        child.wait().unwrap()
+    }
+
+    /// Starts the server again after `sigterm` or `kill9`.
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "the server still runs");
+        self.spawn();
+    }
+
     pub fn kill9(&mut self) {
         if let Some(mut child) = self.child.take() {
             child.kill().unwrap();

@@ -710,6 +710,74 @@ fn reports_pending_at_a_crash_are_delivered_after_restart(db: TestDb) {
     assert_eq!(states.iter().filter(|s| *s == "success").count(), 1);
 }
 
+/// SIGTERM while GitHub is slow and reports are queued: deploybot finishes the reports it
+/// is sending and exits, without first draining the queue (which could take minutes);
+/// the rest is sent after the restart, each report once.
+fn sigterm_leaves_queued_reports_for_the_next_start(db: TestDb) {
+    let mut bot = Bot::start(db, OK_SCRIPT, "");
+    // Each answer takes a second: the four reports of each deployment (created, queued,
+    // in progress, success) take at least four seconds, one after another.
+    bot.fake.set_delay(Duration::from_secs(1));
+    let mut ids = Vec::new();
+    for n in 0..6 {
+        let sha = format!("{:040x}", 0xabc0 + n);
+        let (status, answer) = bot.send(
+            "push",
+            &push("refs/heads/main", &sha, "octocat"),
+            &format!("s-{n}"),
+        );
+        assert_eq!(status, 202, "{answer}");
+        ids.push(answer["deployments"][0].as_str().unwrap().to_string());
+    }
+    wait_until(
+        "the first report to reach GitHub",
+        Duration::from_secs(30),
+        || !bot.fake.deployments("acme/web").is_empty(),
+    );
+    let status = bot.sigterm();
+    assert!(status.success(), "clean exit: {status:?}");
+    let (queued, failed) = bot.db.store.outbox_counts().unwrap();
+    assert!(
+        queued > 0,
+        "deploybot drained the whole queue before exiting"
+    );
+    assert_eq!(failed, 0);
+
+    bot.fake.clear_faults();
+    bot.restart();
+    wait_until("every report to be sent", Duration::from_secs(60), || {
+        bot.db.store.outbox_counts().unwrap() == (0, 0)
+    });
+    let gh = bot.fake.deployments("acme/web");
+    let mut shas: Vec<_> = gh.iter().map(|d| d.sha.clone()).collect();
+    shas.sort();
+    shas.dedup();
+    assert_eq!(
+        shas.len(),
+        gh.len(),
+        "a deployment was created twice: {shas:?}"
+    );
+    assert_eq!(gh.len(), ids.len(), "one GitHub deployment per deployment");
+    for id in &ids {
+        let d = bot.deployment(id);
+        assert!(d.state.is_final(), "{id} is {:?}", d.state);
+    }
+    for d in &gh {
+        // Each ends with one final status, sent once.
+        let states = d.states();
+        let last = states.last().cloned().unwrap_or_default();
+        assert!(
+            ["success", "failure", "error", "inactive"].contains(&last.as_str()),
+            "{states:?}"
+        );
+        assert_eq!(
+            states.iter().filter(|s| **s == last).count(),
+            1,
+            "{states:?}"
+        );
+    }
+}
+
 fn a_github_app_acts_through_its_installation(db: TestDb) {
     let bot = Bot::start_as_app(db, OK_SCRIPT);
     // The tag push carries no installation: deploybot looks it up for the repository.
@@ -758,5 +826,6 @@ both_backends_owned!(
     refused_commands_explain_why,
     github_faults_are_retried_in_order_and_never_block,
     reports_pending_at_a_crash_are_delivered_after_restart,
+    sigterm_leaves_queued_reports_for_the_next_start,
     a_github_app_acts_through_its_installation,
 );
