@@ -20,10 +20,10 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use bot::{Bot, SECRET, fixture, push, wait_until};
-use common::TestDb;
+use common::{Sql, TestDb};
 use deploybot::github::signature;
-use diesel::sql_types::{BigInt, Nullable, Text};
-use diesel::{Connection, PgConnection, QueryableByName, RunQueryDsl, SqliteConnection};
+use diesel::sql_types::{Nullable, Text};
+use diesel::{Connection, PgConnection, QueryableByName, RunQueryDsl};
 use serde_json::Value;
 
 /// The tests here restart PostgreSQL and load the machine: one at a time.
@@ -271,47 +271,6 @@ impl Drop for LocalPostgres {
 // ---------------------------------------------------------------------------------------
 // What the database holds
 // ---------------------------------------------------------------------------------------
-
-/// A direct connection, to read the tables as they are.
-enum Sql {
-    Pg(PgConnection),
-    Sqlite(SqliteConnection),
-}
-
-impl Sql {
-    fn open(url: &str) -> Sql {
-        match url.strip_prefix("sqlite://") {
-            Some(path) => Sql::Sqlite(SqliteConnection::establish(path).unwrap()),
-            None => Sql::Pg(PgConnection::establish(url).unwrap()),
-        }
-    }
-
-    fn load<T>(&mut self, query: &str) -> Vec<T>
-    where
-        T: QueryableByName<diesel::pg::Pg> + QueryableByName<diesel::sqlite::Sqlite> + 'static,
-    {
-        match self {
-            Sql::Pg(c) => diesel::sql_query(query).load(c).unwrap(),
-            Sql::Sqlite(c) => diesel::sql_query(query).load(c).unwrap(),
-        }
-    }
-
-    fn execute(&mut self, query: &str) -> usize {
-        match self {
-            Sql::Pg(c) => diesel::sql_query(query).execute(c).unwrap(),
-            Sql::Sqlite(c) => diesel::sql_query(query).execute(c).unwrap(),
-        }
-    }
-
-    fn count(&mut self, query: &str) -> i64 {
-        #[derive(QueryableByName)]
-        struct Count {
-            #[diesel(sql_type = BigInt)]
-            n: i64,
-        }
-        self.load::<Count>(query)[0].n
-    }
-}
 
 #[derive(QueryableByName, Debug, Clone)]
 struct DeploymentRow {

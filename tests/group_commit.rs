@@ -7,14 +7,13 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use common::TestDb;
+use common::{Sql, TestDb};
 use deploybot::deploy::{
     Delivery, DeliveryRecord, DeployRequest, Deployment, Error, InstanceId, Release,
     TriggeredDeployment,
 };
 use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
-use diesel::sql_types::BigInt;
 
 /// Holds the database's write lock for deliveries from another connection until dropped
 /// (SQLite: the database write lock; PostgreSQL: a lock on `deliveries` that lets reads
@@ -47,22 +46,10 @@ impl Lock {
     }
 }
 
-#[derive(QueryableByName)]
-struct Count {
-    #[diesel(sql_type = BigInt)]
-    n: i64,
-}
-
 fn stored(db: &TestDb, id_prefix: &str) -> i64 {
-    let sql = format!("SELECT COUNT(*) AS n FROM deliveries WHERE id LIKE '{id_prefix}%'");
-    let count: Count = if let Some(path) = db.url.strip_prefix("sqlite://") {
-        let mut c = SqliteConnection::establish(path).expect("open sqlite");
-        diesel::sql_query(sql).get_result(&mut c).expect("count")
-    } else {
-        let mut c = PgConnection::establish(&db.url).expect("open postgres");
-        diesel::sql_query(sql).get_result(&mut c).expect("count")
-    };
-    count.n
+    Sql::open(&db.url).count(&format!(
+        "SELECT COUNT(*) AS n FROM deliveries WHERE id LIKE '{id_prefix}%'"
+    ))
 }
 
 fn delivery(id: &str) -> Delivery {

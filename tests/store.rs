@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
 use chrono::Duration;
-use common::TestDb;
+use common::{Sql, TestDb};
 use deploybot::deploy::{
     self, DeployRequest, DeployState, Deployment, Error, Instance, ListOptions, Release, Store,
 };
@@ -506,22 +506,12 @@ fn migrations_are_idempotent(db: &TestDb) {
 /// not read the history (sent reports, finished deployments), so they do not slow down
 /// as it grows. Checked on the database's own plan, with 5,000 sent reports stored.
 fn claims_read_only_pending_rows(db: &TestDb) {
-    use diesel::{Connection, RunQueryDsl};
     let history = "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 5000) \
         INSERT INTO outbox (tenant_id, ordering_key, kind, payload, state, next_attempt_at, created_at, updated_at) \
         SELECT 'acme', 'key-' || i, 'deployment.status', '{}', 'sent', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP, CURRENT_TIMESTAMP FROM n";
-    match db.url.strip_prefix("sqlite://") {
-        Some(path) => {
-            let mut c = diesel::SqliteConnection::establish(path).unwrap();
-            diesel::sql_query(history).execute(&mut c).unwrap();
-            diesel::sql_query("ANALYZE").execute(&mut c).unwrap();
-        }
-        None => {
-            let mut c = diesel::PgConnection::establish(&db.url).unwrap();
-            diesel::sql_query(history).execute(&mut c).unwrap();
-            diesel::sql_query("ANALYZE").execute(&mut c).unwrap();
-        }
-    }
+    let mut sql = Sql::open(&db.url);
+    sql.execute(history);
+    sql.execute("ANALYZE");
     let [outbox, deployments] = db.store.explain_claims().unwrap();
     assert!(outbox.contains("outbox_claim"), "{outbox}");
     assert!(

@@ -321,17 +321,12 @@ impl DieselStore {
             let lines: Vec<String> = match &mut **conn {
                 DbConn::Sqlite(c) => diesel::sql_query(format!("EXPLAIN QUERY PLAN {sql}"))
                     .load::<SqlitePlan>(c)
-                    .map_err(db_error)?
-                    .into_iter()
-                    .map(|p| p.detail)
-                    .collect(),
+                    .map(|rows| rows.into_iter().map(|p| p.detail).collect()),
                 DbConn::Pg(c) => diesel::sql_query(format!("EXPLAIN {sql}"))
                     .load::<PgPlan>(c)
-                    .map_err(db_error)?
-                    .into_iter()
-                    .map(|p| p.line)
-                    .collect(),
-            };
+                    .map(|rows| rows.into_iter().map(|p| p.line).collect()),
+            }
+            .map_err(db_error)?;
             Ok(lines.join("\n"))
         };
         let now = "'2026-01-01 00:00:00'";

@@ -8,7 +8,8 @@ pub mod fake_github;
 use std::sync::Arc;
 
 use deploybot::store::DieselStore;
-use diesel::{Connection, PgConnection, RunQueryDsl};
+use diesel::sql_types::BigInt;
+use diesel::{Connection, PgConnection, QueryableByName, RunQueryDsl, SqliteConnection};
 
 pub const PG_DEFAULT: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 
@@ -125,4 +126,45 @@ macro_rules! both_backends_owned {
             $(#[test] fn $name() { super::$name($crate::common::TestDb::postgres()); })*
         }
     };
+}
+
+/// A direct connection, to read the tables as they are.
+pub enum Sql {
+    Pg(PgConnection),
+    Sqlite(SqliteConnection),
+}
+
+impl Sql {
+    pub fn open(url: &str) -> Sql {
+        match url.strip_prefix("sqlite://") {
+            Some(path) => Sql::Sqlite(SqliteConnection::establish(path).unwrap()),
+            None => Sql::Pg(PgConnection::establish(url).unwrap()),
+        }
+    }
+
+    pub fn load<T>(&mut self, query: &str) -> Vec<T>
+    where
+        T: QueryableByName<diesel::pg::Pg> + QueryableByName<diesel::sqlite::Sqlite> + 'static,
+    {
+        match self {
+            Sql::Pg(c) => diesel::sql_query(query).load(c).unwrap(),
+            Sql::Sqlite(c) => diesel::sql_query(query).load(c).unwrap(),
+        }
+    }
+
+    pub fn execute(&mut self, query: &str) -> usize {
+        match self {
+            Sql::Pg(c) => diesel::sql_query(query).execute(c).unwrap(),
+            Sql::Sqlite(c) => diesel::sql_query(query).execute(c).unwrap(),
+        }
+    }
+
+    pub fn count(&mut self, query: &str) -> i64 {
+        #[derive(QueryableByName)]
+        struct Count {
+            #[diesel(sql_type = BigInt)]
+            n: i64,
+        }
+        self.load::<Count>(query)[0].n
+    }
 }
