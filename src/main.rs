@@ -10,7 +10,9 @@ use deploybot::config::Config;
 use deploybot::server::{self, ServeOptions};
 
 /// mimalloc instead of glibc's malloc: more webhooks per second, and a steadier rate
-/// (measured in BENCHMARKS.md, fifth session of issue 7).
+/// (measured in BENCHMARKS.md, fifth session of issue 7). Built without transparent huge
+/// pages (`no_thp`): with them, its arenas doubled the resident size for no measured gain
+/// (seventh session).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
