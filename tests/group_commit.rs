@@ -62,6 +62,34 @@ fn delivery(id: &str) -> Delivery {
     }
 }
 
+/// A delivery whose every column is its own, so that a column stored in the wrong place
+/// or taken from another delivery of the batch shows.
+fn distinct_delivery(i: usize) -> Delivery {
+    Delivery {
+        id: format!("burst-{i}"),
+        event: ["push", "issue_comment", "create"][i % 3].into(),
+        action: format!("action-{i}"),
+        tenant_id: format!("tenant-{i}"),
+        repo: format!("tenant-{i}/repo-{i}"),
+    }
+}
+
+#[derive(QueryableByName, Debug, PartialEq)]
+struct StoredDelivery {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    id: String,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    event: String,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    action: String,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    tenant_id: String,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    repo: String,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    outcome: String,
+}
+
 /// Sends every delivery at once while the write lock is held, releases it after the
 /// sends are queued, and returns each delivery's answer.
 async fn burst(
@@ -94,9 +122,9 @@ async fn burst(
 async fn a_burst_shares_commits_and_is_stored_once(db: TestDb) {
     // 50 deliveries, and 10 of them sent a second time within the same burst.
     let mut jobs: Vec<_> = (0..50)
-        .map(|i| (delivery(&format!("burst-{i}")), Vec::new()))
+        .map(|i| (distinct_delivery(i), Vec::new()))
         .collect();
-    jobs.extend((0..10).map(|i| (delivery(&format!("burst-{i}")), Vec::new())));
+    jobs.extend((0..10).map(|i| (distinct_delivery(i), Vec::new())));
     let answers = burst(&db, jobs).await;
 
     let mut duplicates = BTreeMap::<String, usize>::new();
@@ -117,6 +145,28 @@ async fn a_burst_shares_commits_and_is_stored_once(db: TestDb) {
         "each resent delivery is answered as a duplicate exactly once"
     );
     assert_eq!(stored(&db, "burst-"), 50, "every delivery is stored once");
+    let mut rows = Sql::open(&db.url).load::<StoredDelivery>(
+        "SELECT id, event, action, tenant_id, repo, outcome FROM deliveries \
+         WHERE id LIKE 'burst-%'",
+    );
+    rows.sort_by_key(|r| r.id[6..].parse::<usize>().expect("numbered id"));
+    let expected: Vec<StoredDelivery> = (0..50)
+        .map(|i| {
+            let d = distinct_delivery(i);
+            StoredDelivery {
+                id: d.id,
+                event: d.event,
+                action: d.action,
+                tenant_id: d.tenant_id,
+                repo: d.repo,
+                outcome: "created 0 deployment(s), 0 already deployed, 0 job(s)".into(),
+            }
+        })
+        .collect();
+    assert_eq!(
+        rows, expected,
+        "each delivery is stored with its own columns"
+    );
     assert!(
         largest >= 30,
         "deliveries that waited for the database were committed together (largest commit: {largest})"

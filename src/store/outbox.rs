@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
-use diesel::sql_types::{BigInt, Timestamp};
+use diesel::sql_types::{Array, BigInt, Text, Timestamp};
 
 use super::rows::{from_db, to_db};
 use super::schema::{deliveries, deployments, outbox};
@@ -204,6 +204,72 @@ struct NewDelivery<'a> {
     received_at: NaiveDateTime,
 }
 
+/// PostgreSQL: stores a batch of deliveries, given as one array per column, and returns
+/// the ids that were new. The statement's text is the same whatever the batch size, so
+/// PostgreSQL parses and plans it once per connection (diesel caches it, as its query id
+/// is static; a multi-row `VALUES` list, or `sql_query`, was parsed again for every batch).
+struct InsertDeliveriesPg<'a> {
+    id: Vec<&'a str>,
+    event: Vec<&'a str>,
+    action: Vec<&'a str>,
+    tenant_id: Vec<&'a str>,
+    repo: Vec<&'a str>,
+    outcome: &'a str,
+    received_at: NaiveDateTime,
+}
+
+impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for InsertDeliveriesPg<'_> {
+    fn walk_ast<'b>(
+        &'b self,
+        mut out: diesel::query_builder::AstPass<'_, 'b, diesel::pg::Pg>,
+    ) -> QueryResult<()> {
+        out.push_sql(
+            "INSERT INTO deliveries (id, event, action, tenant_id, repo, outcome, received_at) \
+             SELECT d.id, d.event, d.action, d.tenant_id, d.repo, ",
+        );
+        out.push_bind_param::<Text, _>(&self.outcome)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Timestamp, _>(&self.received_at)?;
+        out.push_sql(" FROM unnest(");
+        for (i, column) in [
+            &self.id,
+            &self.event,
+            &self.action,
+            &self.tenant_id,
+            &self.repo,
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            if i > 0 {
+                out.push_sql(", ");
+            }
+            out.push_bind_param::<Array<Text>, _>(column)?;
+        }
+        out.push_sql(
+            ") AS d(id, event, action, tenant_id, repo) ON CONFLICT DO NOTHING RETURNING id",
+        );
+        Ok(())
+    }
+}
+
+impl diesel::query_builder::QueryId for InsertDeliveriesPg<'_> {
+    type QueryId = InsertDeliveriesPg<'static>;
+    const HAS_STATIC_QUERY_ID: bool = true;
+}
+
+impl diesel::query_builder::Query for InsertDeliveriesPg<'_> {
+    type SqlType = diesel::sql_types::Untyped;
+}
+
+impl RunQueryDsl<diesel::PgConnection> for InsertDeliveriesPg<'_> {}
+
+#[derive(QueryableByName)]
+struct InsertedId {
+    #[diesel(sql_type = Text)]
+    id: String,
+}
+
 /// The outcome stored with a delivery.
 fn outcome(record: &DeliveryRecord, jobs: usize) -> String {
     format!(
@@ -219,9 +285,9 @@ fn outcome(record: &DeliveryRecord, jobs: usize) -> String {
 /// delivery is stored, the triggered deployments whose trigger key has not deployed yet
 /// are created and the items enqueued. One multi-row `INSERT … ON CONFLICT DO NOTHING`
 /// stores the deliveries and tells which ids were new, however many there are.
-pub(super) fn record_deliveries(
+pub(super) fn record_deliveries<'a>(
     conn: &mut DbConn,
-    jobs: &[DeliveryJob<'_>],
+    jobs: &[DeliveryJob<'a>],
     insert: impl Fn(&mut DbConn, &TriggeredDeployment) -> Result<Deployment, Error>,
 ) -> Result<Vec<DeliveryRecord>, Error> {
     let received_at = to_db(deploy::now());
@@ -244,14 +310,28 @@ pub(super) fn record_deliveries(
     let mut new: HashSet<String> = match conn {
         // The unique key decides what is new, also against a concurrent copy of the
         // delivery in another server (the insert waits for its transaction).
-        DbConn::Pg(c) => diesel::insert_into(deliveries::table)
-            .values(&rows)
-            .on_conflict_do_nothing()
-            .returning(deliveries::id)
-            .get_results(c)
+        // The rows travel as one array per column, so the statement's text is the same
+        // whatever the batch size: PostgreSQL parses and plans it once per connection
+        // (a multi-row VALUES list was parsed and planned again for every batch).
+        DbConn::Pg(c) => {
+            let column = |f: fn(&NewDelivery<'a>) -> &'a str| -> Vec<&'a str> {
+                rows.iter().map(f).collect()
+            };
+            InsertDeliveriesPg {
+                id: column(|r| r.id),
+                event: column(|r| r.event),
+                action: column(|r| r.action),
+                tenant_id: column(|r| r.tenant_id),
+                repo: column(|r| r.repo),
+                outcome: &nothing,
+                received_at,
+            }
+            .load::<InsertedId>(c)
             .map_err(db_error)?
             .into_iter()
-            .collect(),
+            .map(|row| row.id)
+            .collect()
+        }
         // One cached single-row statement per delivery (under the write lock, BEGIN
         // IMMEDIATE): the unique key skips a delivery seen before, and the row count says
         // which it was.
