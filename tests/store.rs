@@ -520,8 +520,59 @@ fn claims_read_only_pending_rows(db: &TestDb) {
     );
 }
 
+/// The outbox sender claims, oldest first, only the oldest pending report of each ordering
+/// key, at most `limit` at a time, and no report is claimed by two senders at once.
+fn the_outbox_is_claimed_in_order_per_key_and_once(db: &TestDb) {
+    let item = |key: usize, n: usize| deploy::NewOutboxItem {
+        tenant_id: "acme".into(),
+        ordering_key: format!("key-{key}"),
+        deployment_id: None,
+        kind: "deployment.status".into(),
+        payload: serde_json::json!({"n": n}),
+    };
+    let mut items: Vec<_> = (0..20).map(|key| item(key, 0)).collect();
+    items.push(item(0, 1));
+    db.store.enqueue(&items).unwrap();
+    let lease = std::time::Duration::from_secs(60);
+    let keys = |claimed: &[deploy::OutboxItem]| -> Vec<String> {
+        claimed.iter().map(|i| i.ordering_key.clone()).collect()
+    };
+    let numbered = |range: std::ops::Range<usize>| -> Vec<String> {
+        range.map(|key| format!("key-{key}")).collect()
+    };
+
+    let first = db.store.claim_outbox("sender-a", lease, 16).unwrap();
+    assert_eq!(
+        keys(&first),
+        numbered(0..16),
+        "the 16 oldest heads, oldest first"
+    );
+    assert!(first.iter().all(|i| i.payload["n"] == 0));
+    let second = db.store.claim_outbox("sender-b", lease, 16).unwrap();
+    assert_eq!(
+        keys(&second),
+        numbered(16..20),
+        "the other sender gets the rest"
+    );
+    assert!(
+        db.store
+            .claim_outbox("sender-b", lease, 16)
+            .unwrap()
+            .is_empty(),
+        "key-0's second report waits behind its first, which sender-a holds"
+    );
+
+    db.store
+        .complete_outbox(first[0].id, "sender-a", &deploy::OutboxResult::Sent)
+        .unwrap();
+    let next = db.store.claim_outbox("sender-b", lease, 16).unwrap();
+    assert_eq!(keys(&next), numbered(0..1));
+    assert_eq!(next[0].payload["n"], 1, "then key-0's second report");
+}
+
 both_backends!(
     claims_read_only_pending_rows,
+    the_outbox_is_claimed_in_order_per_key_and_once,
     env_round_trips,
     fifty_concurrent_deploys_get_versions_one_to_fifty,
     versions_are_per_instance,
