@@ -283,8 +283,10 @@ fn outcome(record: &DeliveryRecord, jobs: usize) -> String {
 /// Records `jobs` in the caller's transaction, as if one after another: a delivery id
 /// seen before (or earlier in `jobs`) is a duplicate and writes nothing; otherwise the
 /// delivery is stored, the triggered deployments whose trigger key has not deployed yet
-/// are created and the items enqueued. One multi-row `INSERT … ON CONFLICT DO NOTHING`
-/// stores the deliveries and tells which ids were new, however many there are.
+/// are created and the items enqueued. `INSERT … ON CONFLICT DO NOTHING` stores the
+/// deliveries and tells which ids were new: on PostgreSQL one statement for them all
+/// (when no job causes anything, that is the only statement, and the caller may run it
+/// without a transaction), on SQLite one per delivery.
 pub(super) fn record_deliveries<'a>(
     conn: &mut DbConn,
     jobs: &[DeliveryJob<'a>],
