@@ -200,7 +200,7 @@ struct NewDelivery<'a> {
     action: &'a str,
     tenant_id: &'a str,
     repo: &'a str,
-    outcome: String,
+    outcome: &'a str,
     received_at: NaiveDateTime,
 }
 
@@ -287,9 +287,9 @@ fn outcome(record: &DeliveryRecord, jobs: usize) -> String {
 /// deliveries and tells which ids were new: on PostgreSQL one statement for them all
 /// (when no job causes anything, that is the only statement, and the caller may run it
 /// without a transaction), on SQLite one per delivery.
-pub(super) fn record_deliveries<'a>(
+pub(super) fn record_deliveries(
     conn: &mut DbConn,
-    jobs: &[DeliveryJob<'a>],
+    jobs: &[DeliveryJob<'_>],
     insert: impl Fn(&mut DbConn, &TriggeredDeployment) -> Result<Deployment, Error>,
 ) -> Result<Vec<DeliveryRecord>, Error> {
     let received_at = to_db(deploy::now());
@@ -304,7 +304,7 @@ pub(super) fn record_deliveries<'a>(
             action: &job.delivery.action,
             tenant_id: &job.delivery.tenant_id,
             repo: &job.delivery.repo,
-            outcome: nothing.clone(),
+            outcome: &nothing,
             received_at,
         })
         .collect();
@@ -316,7 +316,7 @@ pub(super) fn record_deliveries<'a>(
         // whatever the batch size: PostgreSQL parses and plans it once per connection
         // (a multi-row VALUES list was parsed and planned again for every batch).
         DbConn::Pg(c) => {
-            let column = |f: fn(&NewDelivery<'a>) -> &'a str| -> Vec<&'a str> {
+            let column = |f: for<'r> fn(&'r NewDelivery<'_>) -> &'r str| -> Vec<&str> {
                 rows.iter().map(f).collect()
             };
             InsertDeliveriesPg {
