@@ -415,26 +415,42 @@ fn load_instance(conn: &mut DbConn, tenant: &str, id: InstanceId) -> Result<Inst
         .ok_or_else(|| Error::not_found("instance", id))
 }
 
-/// Takes the next version of the instance: the counter row is updated first, so the
-/// row lock (PostgreSQL) or the write lock (SQLite) serialises concurrent allocations.
-fn allocate_version(conn: &mut DbConn, tenant: &str, instance: InstanceId) -> Result<i64, Error> {
-    let updated = diesel::update(
+/// Takes the next version of the instance, and counts a deployment created with the
+/// release in the same statement: the counter row is updated first, so the row lock
+/// (PostgreSQL) or the write lock (SQLite) serialises concurrent allocations.
+fn allocate_version(
+    conn: &mut DbConn,
+    tenant: &str,
+    instance: InstanceId,
+    deployments: i64,
+) -> Result<i64, Error> {
+    let update = diesel::update(
         instances::table
             .filter(instances::tenant_id.eq(tenant))
             .filter(instances::id.eq(instance.to_string())),
     )
-    .set(instances::last_release_version.eq(instances::last_release_version + 1))
-    .execute(conn)
-    .map_err(db_error)?;
-    if updated == 0 {
-        return Err(Error::not_found("instance", instance));
+    .set((
+        instances::last_release_version.eq(instances::last_release_version + 1),
+        instances::deployment_count.eq(instances::deployment_count + deployments),
+    ))
+    .returning(instances::last_release_version);
+    let version: Option<i64> = match conn {
+        DbConn::Pg(c) => update.get_result(c).optional(),
+        DbConn::Sqlite(c) => update.get_result(c).optional(),
     }
-    Ok(load_instance(conn, tenant, instance)?.last_release_version)
+    .map_err(db_error)?;
+    version.ok_or_else(|| Error::not_found("instance", instance))
 }
 
-fn insert_release_in(conn: &mut DbConn, release: &Release) -> Result<Release, Error> {
+/// Inserts a release; `deployments` is 1 when a deployment of it is inserted next (by
+/// `insert_deployment_row`), which is then counted on the instance here.
+fn insert_release_in(
+    conn: &mut DbConn,
+    release: &Release,
+    deployments: i64,
+) -> Result<Release, Error> {
     let mut release = release.clone();
-    release.version = allocate_version(conn, &release.tenant_id, release.instance_id)?;
+    release.version = allocate_version(conn, &release.tenant_id, release.instance_id, deployments)?;
     if release.active {
         deactivate_all(conn, &release.tenant_id, release.instance_id)?;
     }
@@ -458,7 +474,13 @@ fn deactivate_all(conn: &mut DbConn, tenant: &str, instance: InstanceId) -> Resu
     Ok(())
 }
 
-fn insert_deployment_in(conn: &mut DbConn, deployment: &Deployment) -> Result<(), Error> {
+/// Inserts a deployment of an existing release: counted on its instance, its release
+/// checked to belong to that instance.
+fn insert_deployment_in(
+    conn: &mut DbConn,
+    deployment: &Deployment,
+    trigger_key: Option<&str>,
+) -> Result<(), Error> {
     let counted = diesel::update(
         instances::table
             .filter(instances::tenant_id.eq(&deployment.tenant_id))
@@ -487,8 +509,20 @@ fn insert_deployment_in(conn: &mut DbConn, deployment: &Deployment) -> Result<()
         }
         Some(_) => {}
     }
+    insert_deployment_row(conn, deployment, trigger_key)
+}
+
+/// Inserts the deployment row, with the trigger key that deploys it once, and its first
+/// reports. The caller has counted it on its instance and knows its release.
+fn insert_deployment_row(
+    conn: &mut DbConn,
+    deployment: &Deployment,
+    trigger_key: Option<&str>,
+) -> Result<(), Error> {
+    let mut row = DeploymentRow::from_domain(deployment)?;
+    row.trigger_key = trigger_key.map(str::to_owned);
     diesel::insert_into(deployments::table)
-        .values(DeploymentRow::from_domain(deployment)?)
+        .values(row)
         .execute(conn)
         .map_err(db_error)?;
     outbox::report_created(conn, deployment)
@@ -499,38 +533,39 @@ fn insert_triggered_in(
     conn: &mut DbConn,
     t: &deploy::TriggeredDeployment,
 ) -> Result<Deployment, Error> {
+    let key = t.trigger_key.as_deref();
     let deployment = if t.new_release {
-        insert_both(conn, &t.release, &t.deployment)?.1
+        insert_both(conn, &t.release, &t.deployment, key)?.1
     } else {
-        insert_deployment_in(conn, &t.deployment)?;
+        insert_deployment_in(conn, &t.deployment, key)?;
         t.deployment.clone()
     };
-    if let Some(key) = &t.trigger_key {
-        outbox::set_trigger_key(conn, deployment.id, key)?;
-    }
     if t.supersede {
         queue::supersede(conn, &deployment)?;
     }
     Ok(deployment)
 }
 
+/// Inserts a release and a deployment of it: one statement allocates the version and
+/// counts the deployment, and the release needs no check (it was just made for it).
 fn insert_both(
     conn: &mut DbConn,
     release: &Release,
     deployment: &Deployment,
+    trigger_key: Option<&str>,
 ) -> Result<(Release, Deployment), Error> {
-    let release = insert_release_in(conn, release)?;
+    let release = insert_release_in(conn, release, 1)?;
     let mut deployment = deployment.clone();
     deployment.release_id = release.id;
     deployment.instance_id = release.instance_id;
     deployment.tenant_id = release.tenant_id.clone();
-    insert_deployment_in(conn, &deployment)?;
+    insert_deployment_row(conn, &deployment, trigger_key)?;
     Ok((release, deployment))
 }
 
 impl deploy::Store for DieselStore {
     fn insert_deployment(&self, deployment: &Deployment) -> Result<(), Error> {
-        self.write(|conn| insert_deployment_in(conn, deployment))
+        self.write(|conn| insert_deployment_in(conn, deployment, None))
     }
 
     fn get_deployment(&self, tenant_id: &str, id: DeploymentId) -> Result<Deployment, Error> {
@@ -681,7 +716,7 @@ impl deploy::Store for DieselStore {
     }
 
     fn insert_release(&self, release: &Release) -> Result<Release, Error> {
-        self.write(|conn| insert_release_in(conn, release))
+        self.write(|conn| insert_release_in(conn, release, 0))
     }
 
     fn get_release(&self, tenant_id: &str, id: ReleaseId) -> Result<Release, Error> {
@@ -751,7 +786,7 @@ impl deploy::Store for DieselStore {
         release: &Release,
         deployment: &Deployment,
     ) -> Result<(Release, Deployment), Error> {
-        self.write(|conn| insert_both(conn, release, deployment))
+        self.write(|conn| insert_both(conn, release, deployment, None))
     }
 
     fn activate_release(&self, tenant_id: &str, release_id: ReleaseId) -> Result<(), Error> {

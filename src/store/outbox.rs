@@ -412,14 +412,6 @@ pub(super) fn record_effects(
     Ok(record)
 }
 
-pub(super) fn set_trigger_key(conn: &mut DbConn, id: DeploymentId, key: &str) -> Result<(), Error> {
-    diesel::update(deployments::table.filter(deployments::id.eq(id.to_string())))
-        .set(deployments::trigger_key.eq(key))
-        .execute(conn)
-        .map_err(db_error)?;
-    Ok(())
-}
-
 pub(super) const CLAIM: &str = "SELECT o.id FROM outbox o \
     WHERE o.state = 'pending' AND o.next_attempt_at <= {NOW} \
     AND (o.locked_until IS NULL OR o.locked_until < {NOW}) \

@@ -372,30 +372,28 @@ pub(super) fn supersede(conn: &mut DbConn, newer: &Deployment) -> Result<Vec<Dep
             .filter(deployments::state.eq(DeployState::Pending.as_str()))
             .filter(deployments::id.ne(&newer_id))
     };
-    let ids: Vec<String> = older()
-        .select(deployments::id)
-        .load(conn)
-        .map_err(db_error)?;
     let at = to_db(deploy::now());
-    diesel::update(older())
-        .set((
-            deployments::state.eq(DeployState::Cancelled.as_str()),
-            deployments::error.eq(format!("superseded by {}", newer.id)),
-            deployments::finished_at.eq(at),
-            deployments::updated_at.eq(at),
-        ))
-        .execute(conn)
-        .map_err(db_error)?;
-    for id in &ids {
-        let superseded = load(conn, id)?;
-        report_final(conn, &superseded)?;
+    let update = diesel::update(older()).set((
+        deployments::state.eq(DeployState::Cancelled.as_str()),
+        deployments::error.eq(format!("superseded by {}", newer.id)),
+        deployments::finished_at.eq(at),
+        deployments::updated_at.eq(at),
+    ));
+    let rows = match conn {
+        DbConn::Pg(c) => update.returning(DeploymentRow::as_select()).get_results(c),
+        DbConn::Sqlite(c) => update.returning(DeploymentRow::as_select()).get_results(c),
     }
-    ids.iter()
-        .map(|id| {
-            id.parse()
-                .map_err(|e: crate::id::IdError| Error::Internal(e.to_string()))
-        })
-        .collect()
+    .map_err(db_error)?;
+    let mut superseded = rows
+        .into_iter()
+        .map(DeploymentRow::into_domain)
+        .collect::<Result<Vec<_>, _>>()?;
+    // Oldest first, as they were queued.
+    superseded.sort_by(|a, b| (a.created_at, a.id).cmp(&(b.created_at, b.id)));
+    for d in &superseded {
+        report_final(conn, d)?;
+    }
+    Ok(superseded.iter().map(|d| d.id).collect())
 }
 
 pub(super) fn active_release(

@@ -420,6 +420,72 @@ fn failures_and_cancellations_are_reported(db: TestDb) {
     );
 }
 
+/// With `supersede = true`, a tag pushed while an older one waits behind a running
+/// deployment cancels the waiting one, and GitHub shows why; the newest still deploys.
+fn a_superseded_deployment_is_reported_on_github(db: TestDb) {
+    let extra = r#"
+[[instances]]
+name = "web-canary"
+repo = "acme/web"
+environment = "canary"
+image = "ghcr.io/acme/web:{sha}"
+strategy = "recreate"
+on_tag = ["c*"]
+supersede = true
+
+[instances.provider]
+kind = "command"
+run = ["sleep", "2"]
+"#;
+    let bot = Bot::start(db, OK_SCRIPT, extra);
+    let shas = ["c1".repeat(20), "c2".repeat(20), "c3".repeat(20)];
+    let mut ids = Vec::new();
+    for (n, sha) in shas.iter().enumerate() {
+        let (status, answer) =
+            bot.send("push", &tag_push(&format!("c{n}"), sha), &format!("s-{n}"));
+        assert_eq!(status, 202, "{answer}");
+        ids.push(answer["deployments"][0].as_str().unwrap().to_string());
+        if n == 0 {
+            wait_until(
+                "the first deployment to run",
+                Duration::from_secs(30),
+                || bot.deployment(&ids[0]).state == DeployState::Running,
+            );
+        }
+    }
+    let superseded = bot.wait_final(&ids[1]);
+    assert_eq!(superseded.state, DeployState::Cancelled);
+    assert_eq!(superseded.error, format!("superseded by {}", ids[2]));
+    assert_eq!(bot.wait_final(&ids[2]).state, DeployState::Succeeded);
+    wait_for_github_state(&bot, "canary", "success");
+    wait_until(
+        "the superseded deployment's error status on GitHub",
+        Duration::from_secs(30),
+        || {
+            bot.fake
+                .deployments("acme/web")
+                .iter()
+                .any(|g| g.sha == shas[1] && g.states().last().map(String::as_str) == Some("error"))
+        },
+    );
+    let gh = bot.fake.deployments("acme/web");
+    let on_github = |sha: &str| gh.iter().find(|g| g.sha == sha).unwrap();
+    let last = on_github(&shas[1]).statuses.last().unwrap().clone();
+    assert!(
+        last.description.contains("superseded"),
+        "{}",
+        last.description
+    );
+    // The first succeeded, then GitHub made it inactive when the newest succeeded.
+    let first = on_github(&shas[0]).states();
+    assert_eq!(
+        &first[first.len() - 2..],
+        ["success", "inactive"],
+        "{first:?}"
+    );
+    assert_eq!(on_github(&shas[2]).states().last().unwrap(), "success");
+}
+
 fn pr_command_end_to_end(db: TestDb) {
     let bot = Bot::start(db, OK_SCRIPT, "");
     bot.fake.set_permission("acme/web", "octocat", "write");
@@ -822,6 +888,7 @@ both_backends_owned!(
     a_create_event_alone_resolves_the_tag_and_deploys,
     a_tag_push_is_mirrored_on_github,
     failures_and_cancellations_are_reported,
+    a_superseded_deployment_is_reported_on_github,
     pr_command_end_to_end,
     refused_commands_explain_why,
     github_faults_are_retried_in_order_and_never_block,
