@@ -389,7 +389,7 @@ pub(super) fn supersede(conn: &mut DbConn, newer: &Deployment) -> Result<Vec<Dep
         .map(DeploymentRow::into_domain)
         .collect::<Result<Vec<_>, _>>()?;
     // Oldest first, as they were queued.
-    superseded.sort_by(|a, b| (a.created_at, a.id).cmp(&(b.created_at, b.id)));
+    superseded.sort_by_key(|d| (d.created_at, d.id));
     for d in &superseded {
         report_final(conn, d)?;
     }
