@@ -136,13 +136,18 @@ impl Service {
         let store = Arc::clone(&self.store);
         let tenant_owned = tenant.to_string();
         let instance = blocking(move || store.get_instance(&tenant_owned, instance)).await?;
-        let spec = self.catalog.spec(tenant, &instance.name).ok_or_else(|| {
+        let spec = self.spec(tenant, &instance)?;
+        Ok((instance, spec))
+    }
+
+    /// The configured spec of a loaded instance (see `deployable`).
+    fn spec(&self, tenant: &str, instance: &Instance) -> Result<Arc<InstanceSpec>, Error> {
+        self.catalog.spec(tenant, &instance.name).ok_or_else(|| {
             Error::InvalidRequest(format!(
                 "instance {} is no longer in the configuration: add it back to deploy it",
                 instance.name
             ))
-        })?;
-        Ok((instance, spec))
+        })
     }
 
     fn choose_strategy(spec: &InstanceSpec, requested: &str) -> Result<String, Error> {
@@ -216,7 +221,33 @@ impl Service {
     ) -> Result<TriggeredDeployment, Error> {
         Self::validate(&request)?;
         let (_, spec) = self.deployable(tenant, request.instance_id).await?;
-        let strategy = Self::choose_strategy(&spec, &request.strategy)?;
+        Self::triggered(tenant, &spec, request, initiator, source)
+    }
+
+    /// `prepare` for an instance the caller has just loaded (a webhook resolves it by
+    /// name): no second read of it.
+    pub fn prepare_for(
+        &self,
+        tenant: &str,
+        instance: &Instance,
+        mut request: DeployRequest,
+        initiator: &str,
+        source: Source,
+    ) -> Result<TriggeredDeployment, Error> {
+        request.instance_id = instance.id;
+        Self::validate(&request)?;
+        let spec = self.spec(tenant, instance)?;
+        Self::triggered(tenant, &spec, request, initiator, source)
+    }
+
+    fn triggered(
+        tenant: &str,
+        spec: &InstanceSpec,
+        request: DeployRequest,
+        initiator: &str,
+        source: Source,
+    ) -> Result<TriggeredDeployment, Error> {
+        let strategy = Self::choose_strategy(spec, &request.strategy)?;
         let mut request = request;
         request.image = request.image.trim().to_string();
         let release = Release::from_request(tenant, &request);

@@ -292,8 +292,13 @@ async fn prepare(
     };
     let mut triggered = state
         .service
-        .prepare(tenant, request, &planned.initiator, planned.source)
-        .await
+        .prepare_for(
+            tenant,
+            &instance,
+            request,
+            &planned.initiator,
+            planned.source,
+        )
         .map_err(|e| (planned.instance.clone(), e))?;
     triggered.trigger_key = Some(planned.trigger_key);
     Ok(triggered)
