@@ -75,7 +75,7 @@ pub(super) fn claim_next(
         return Ok(None);
     };
     let at = to_db(deploy::now());
-    let claimed = diesel::update(
+    let claim = diesel::update(
         deployments::table
             .filter(deployments::id.eq(&id))
             .filter(deployments::state.eq(DeployState::Pending.as_str())),
@@ -86,13 +86,17 @@ pub(super) fn claim_next(
         deployments::updated_at.eq(at),
         deployments::lease_owner.eq(owner),
         deployments::lease_expires_at.eq(expiry(lease)),
-    ))
-    .execute(conn)
-    .map_err(db_error)?;
-    if claimed == 0 {
-        return Ok(None);
+    ));
+    let claimed = match conn {
+        DbConn::Pg(c) => claim.returning(DeploymentRow::as_select()).get_result(c),
+        DbConn::Sqlite(c) => claim.returning(DeploymentRow::as_select()).get_result(c),
     }
-    let deployment = load(conn, &id)?;
+    .optional()
+    .map_err(db_error)?;
+    let Some(claimed) = claimed else {
+        return Ok(None);
+    };
+    let deployment = claimed.into_domain()?;
     report_state(conn, &deployment, DeployState::Running, "started")?;
     Ok(Some(deployment))
 }
@@ -193,25 +197,13 @@ pub(super) fn activate(
 
 pub(super) fn finish(conn: &mut DbConn, d: &Deployment, owner: &str) -> Result<(), Error> {
     let id = d.id.to_string();
-    let stored: Option<(String, Option<String>)> = deployments::table
-        .filter(deployments::tenant_id.eq(&d.tenant_id))
-        .filter(deployments::id.eq(&id))
-        .select((deployments::state, deployments::lease_owner))
-        .first(conn)
-        .optional()
-        .map_err(db_error)?;
-    let Some((state, lease_owner)) = stored else {
-        return Err(Error::not_found("deployment", d.id));
-    };
-    if state != DeployState::Running.as_str() || lease_owner.as_deref() != Some(owner) {
-        return Err(lease_lost(d.id));
-    }
-    DeployState::Running.check_transition(d.state)?;
+    let transition = DeployState::Running.check_transition(d.state);
     let at = to_db(deploy::now());
-    // Still ours only if still running under our lease: recovery may have settled it
-    // since the read above (PostgreSQL re-checks these conditions after the row lock).
-    let updated = diesel::update(
+    // Ours only while still running under our lease: recovery may have settled it (on
+    // PostgreSQL the UPDATE re-checks these conditions after taking the row lock).
+    let settle = diesel::update(
         deployments::table
+            .filter(deployments::tenant_id.eq(&d.tenant_id))
             .filter(deployments::id.eq(&id))
             .filter(deployments::state.eq(DeployState::Running.as_str()))
             .filter(deployments::lease_owner.eq(owner)),
@@ -227,13 +219,39 @@ pub(super) fn finish(conn: &mut DbConn, d: &Deployment, owner: &str) -> Result<(
         deployments::updated_at.eq(at),
         deployments::lease_owner.eq(None::<String>),
         deployments::lease_expires_at.eq(None::<chrono::NaiveDateTime>),
-    ))
-    .execute(conn)
-    .map_err(db_error)?;
-    if updated == 0 {
+    ));
+    let settled = match (&transition, &mut *conn) {
+        (Err(_), _) => None,
+        (Ok(()), DbConn::Pg(c)) => settle
+            .returning(DeploymentRow::as_select())
+            .get_result(c)
+            .optional()
+            .map_err(db_error)?,
+        (Ok(()), DbConn::Sqlite(c)) => settle
+            .returning(DeploymentRow::as_select())
+            .get_result(c)
+            .optional()
+            .map_err(db_error)?,
+    };
+    let Some(finished) = settled else {
+        // Not settled: say why (gone, no longer ours, or not a final state).
+        let stored: Option<(String, Option<String>)> = deployments::table
+            .filter(deployments::tenant_id.eq(&d.tenant_id))
+            .filter(deployments::id.eq(&id))
+            .select((deployments::state, deployments::lease_owner))
+            .first(conn)
+            .optional()
+            .map_err(db_error)?;
+        let Some((state, lease_owner)) = stored else {
+            return Err(Error::not_found("deployment", d.id));
+        };
+        if state != DeployState::Running.as_str() || lease_owner.as_deref() != Some(owner) {
+            return Err(lease_lost(d.id));
+        }
+        transition?;
         return Err(lease_lost(d.id));
-    }
-    let finished = load(conn, &id)?;
+    };
+    let finished = finished.into_domain()?;
     report_final(conn, &finished)?;
     if d.state != DeployState::Succeeded {
         return Ok(());
