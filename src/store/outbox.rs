@@ -29,8 +29,10 @@ pub const SENDER_LOST: &str = "sender lost; GitHub may already have this report"
 /// A running deployment reports progress to GitHub at most this often.
 pub const PROGRESS_EVERY: chrono::TimeDelta = chrono::TimeDelta::seconds(3);
 
+// `None` is inserted as NULL (no nullable column has another default): without
+// `DEFAULT` in it the INSERT's text is fixed, so diesel prepares it once per connection.
 #[derive(Insertable)]
-#[diesel(table_name = outbox)]
+#[diesel(table_name = outbox, treat_none_as_default_value = false)]
 struct NewRow<'a> {
     tenant_id: &'a str,
     ordering_key: &'a str,

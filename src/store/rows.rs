@@ -55,8 +55,10 @@ impl InstanceRow {
     }
 }
 
+// `None` is inserted as NULL (no nullable column has another default): without `DEFAULT`
+// in them the INSERTs' text is fixed, so diesel prepares them once per connection.
 #[derive(Queryable, Selectable, Insertable)]
-#[diesel(table_name = releases)]
+#[diesel(table_name = releases, treat_none_as_default_value = false)]
 pub(crate) struct ReleaseRow {
     pub id: String,
     pub tenant_id: String,
@@ -111,7 +113,7 @@ impl ReleaseRow {
 }
 
 #[derive(Queryable, Selectable, Insertable)]
-#[diesel(table_name = deployments)]
+#[diesel(table_name = deployments, treat_none_as_default_value = false)]
 pub(crate) struct DeploymentRow {
     pub id: String,
     pub tenant_id: String,
