@@ -457,16 +457,21 @@ run = ["sleep", "2"]
     assert_eq!(superseded.state, DeployState::Cancelled);
     assert_eq!(superseded.error, format!("superseded by {}", ids[2]));
     assert_eq!(bot.wait_final(&ids[2]).state, DeployState::Succeeded);
-    wait_for_github_state(&bot, "canary", "success");
+    let last_state_is = |sha: &str, state: &str| {
+        bot.fake
+            .deployments("acme/web")
+            .iter()
+            .any(|g| g.sha == sha && g.states().last().map(String::as_str) == Some(state))
+    };
+    wait_until(
+        "the newest deployment's success status on GitHub",
+        Duration::from_secs(30),
+        || last_state_is(&shas[2], "success"),
+    );
     wait_until(
         "the superseded deployment's error status on GitHub",
         Duration::from_secs(30),
-        || {
-            bot.fake
-                .deployments("acme/web")
-                .iter()
-                .any(|g| g.sha == shas[1] && g.states().last().map(String::as_str) == Some("error"))
-        },
+        || last_state_is(&shas[1], "error"),
     );
     let gh = bot.fake.deployments("acme/web");
     let on_github = |sha: &str| gh.iter().find(|g| g.sha == sha).unwrap();
