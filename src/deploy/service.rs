@@ -243,12 +243,11 @@ impl Service {
     fn triggered(
         tenant: &str,
         spec: &InstanceSpec,
-        request: DeployRequest,
+        mut request: DeployRequest,
         initiator: &str,
         source: Source,
     ) -> Result<TriggeredDeployment, Error> {
         let strategy = Self::choose_strategy(spec, &request.strategy)?;
-        let mut request = request;
         request.image = request.image.trim().to_string();
         let release = Release::from_request(tenant, &request);
         let mut deployment = Deployment::pending(&release, &strategy, initiator);

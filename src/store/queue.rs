@@ -197,7 +197,7 @@ pub(super) fn activate(
 
 pub(super) fn finish(conn: &mut DbConn, d: &Deployment, owner: &str) -> Result<(), Error> {
     let id = d.id.to_string();
-    let transition = DeployState::Running.check_transition(d.state);
+    DeployState::Running.check_transition(d.state)?;
     let at = to_db(deploy::now());
     // Ours only while still running under our lease: recovery may have settled it (on
     // PostgreSQL the UPDATE re-checks these conditions after taking the row lock).
@@ -220,36 +220,25 @@ pub(super) fn finish(conn: &mut DbConn, d: &Deployment, owner: &str) -> Result<(
         deployments::lease_owner.eq(None::<String>),
         deployments::lease_expires_at.eq(None::<chrono::NaiveDateTime>),
     ));
-    let settled = match (&transition, &mut *conn) {
-        (Err(_), _) => None,
-        (Ok(()), DbConn::Pg(c)) => settle
-            .returning(DeploymentRow::as_select())
-            .get_result(c)
-            .optional()
-            .map_err(db_error)?,
-        (Ok(()), DbConn::Sqlite(c)) => settle
-            .returning(DeploymentRow::as_select())
-            .get_result(c)
-            .optional()
-            .map_err(db_error)?,
-    };
+    let settled = match &mut *conn {
+        DbConn::Pg(c) => settle.returning(DeploymentRow::as_select()).get_result(c),
+        DbConn::Sqlite(c) => settle.returning(DeploymentRow::as_select()).get_result(c),
+    }
+    .optional()
+    .map_err(db_error)?;
     let Some(finished) = settled else {
-        // Not settled: say why (gone, no longer ours, or not a final state).
-        let stored: Option<(String, Option<String>)> = deployments::table
+        // Not settled: gone, or no longer running under our lease.
+        let exists = deployments::table
             .filter(deployments::tenant_id.eq(&d.tenant_id))
             .filter(deployments::id.eq(&id))
-            .select((deployments::state, deployments::lease_owner))
-            .first(conn)
+            .select(deployments::id)
+            .first::<String>(conn)
             .optional()
             .map_err(db_error)?;
-        let Some((state, lease_owner)) = stored else {
-            return Err(Error::not_found("deployment", d.id));
-        };
-        if state != DeployState::Running.as_str() || lease_owner.as_deref() != Some(owner) {
-            return Err(lease_lost(d.id));
-        }
-        transition?;
-        return Err(lease_lost(d.id));
+        return Err(match exists {
+            None => Error::not_found("deployment", d.id),
+            Some(_) => lease_lost(d.id),
+        });
     };
     let finished = finished.into_domain()?;
     report_final(conn, &finished)?;
@@ -383,15 +372,13 @@ pub(super) fn request_cancel(
 pub(super) fn supersede(conn: &mut DbConn, newer: &Deployment) -> Result<Vec<DeploymentId>, Error> {
     let instance = newer.instance_id.to_string();
     let newer_id = newer.id.to_string();
-    let older = || {
-        deployments::table
-            .filter(deployments::tenant_id.eq(&newer.tenant_id))
-            .filter(deployments::instance_id.eq(&instance))
-            .filter(deployments::state.eq(DeployState::Pending.as_str()))
-            .filter(deployments::id.ne(&newer_id))
-    };
+    let older = deployments::table
+        .filter(deployments::tenant_id.eq(&newer.tenant_id))
+        .filter(deployments::instance_id.eq(&instance))
+        .filter(deployments::state.eq(DeployState::Pending.as_str()))
+        .filter(deployments::id.ne(&newer_id));
     let at = to_db(deploy::now());
-    let update = diesel::update(older()).set((
+    let update = diesel::update(older).set((
         deployments::state.eq(DeployState::Cancelled.as_str()),
         deployments::error.eq(format!("superseded by {}", newer.id)),
         deployments::finished_at.eq(at),
