@@ -17,6 +17,7 @@ use crate::deploy::{
     strategies,
 };
 use crate::provider::{LogLine, LogSink, ReleaseSpec, RunContext};
+use crate::store::owner_host;
 
 /// How long a deploy command left by a lost worker gets between SIGTERM and SIGKILL.
 const LEFTOVER_GRACE: Duration = Duration::from_secs(5);
@@ -55,6 +56,8 @@ pub struct Worker {
     running: Arc<Running>,
     wake: Arc<tokio::sync::Notify>,
     settings: WorkerSettings,
+    /// This machine's name, the first part of `owner`.
+    host: String,
     owner: String,
 }
 
@@ -62,7 +65,9 @@ impl Worker {
     pub fn new(service: &crate::deploy::Service, settings: WorkerSettings) -> Self {
         let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
             .map(|h| h.trim().to_string())
-            .unwrap_or_else(|_| "host".into());
+            .ok()
+            .filter(|h| !h.is_empty() && !h.contains(':'))
+            .unwrap_or_else(|| "host".into());
         Self {
             store: Arc::clone(service.store()),
             catalog: Arc::clone(service.catalog()),
@@ -74,6 +79,7 @@ impl Worker {
                 std::process::id(),
                 uuid::Uuid::now_v7().simple()
             ),
+            host,
         }
     }
 
@@ -156,17 +162,35 @@ impl Worker {
         let every = (self.settings.lease / 4).max(Duration::from_millis(250));
         loop {
             let store = Arc::clone(&self.store);
-            match blocking(move || store.recover_expired()).await {
+            match blocking(move || store.expired_leases()).await {
+                // A worker of this machine that lost its lease (its server was killed; the
+                // command's process group was not) may have left its command running:
+                // stop it before the deployment is settled, so that the instance's next
+                // deployment cannot start beside it.
+                Ok(expired) => {
+                    let stops = expired
+                        .iter()
+                        .filter(|(_, owner)| owner_host(owner) == Some(self.host.as_str()))
+                        .map(|(id, _)| {
+                            let id = id.to_string();
+                            async move {
+                                crate::provider::process::stop_leftovers(&id, LEFTOVER_GRACE).await
+                            }
+                        });
+                    futures_util::future::join_all(stops).await;
+                }
+                Err(e) => tracing::warn!(error = %e, "cannot read expired leases; retrying"),
+            }
+            let store = Arc::clone(&self.store);
+            let host = self.host.clone();
+            // Another machine's leftovers are out of reach: its deployment is settled once
+            // its own host has had the time to stop them (should its server come back).
+            let others_after = self.settings.lease + 2 * LEFTOVER_GRACE;
+            match blocking(move || store.recover_expired(&host, others_after)).await {
                 Ok(recovered) => {
                     for d in recovered {
                         tracing::warn!(deployment = %d.id, "worker lost; deployment marked failed");
                         crate::server::metrics::global().deployment_finished(&d);
-                        // Its command may still be running on this machine (the server
-                        // was killed, the command's process group was not): stop it.
-                        let id = d.id.to_string();
-                        tokio::spawn(async move {
-                            crate::provider::process::stop_leftovers(&id, LEFTOVER_GRACE).await
-                        });
                     }
                 }
                 Err(e) => tracing::warn!(error = %e, "lease recovery failed; retrying"),

@@ -29,8 +29,9 @@ fn write_config(dir: &Path, database_url: &str, port: u16) -> std::path::PathBuf
     std::fs::write(
         &script,
         format!(
-            "#!/bin/bash\n# The first deployment hangs; later ones succeed.\n\
-             if [ \"$DEPLOY_IMAGE\" = img:hang ]; then echo $$ > '{dir}/hung.pgid'; sleep 600 & wait; fi\n\
+            "#!/bin/bash\n# The first deployment hangs, deaf to SIGTERM; later ones succeed.\n\
+             if [ \"$DEPLOY_IMAGE\" = img:hang ]; then trap '' TERM; echo $$ > '{dir}/hung.pgid'; sleep 600 & wait; fi\n\
+             echo \"$DEPLOY_ID\" >> '{dir}/started'\n\
              if [ \"$DEPLOY_IMAGE\" = img:slow ]; then sleep 2; fi\n\
              echo \"$DEPLOY_ID\" >> '{dir}/ran'\n",
             dir = dir.display()
@@ -244,6 +245,30 @@ fn crash_and_recover(db: TestDb) {
 
     let killed_at = Instant::now();
     let _server = Server::start(config_path, port);
+    // The restarted server stops the command the killed one left running (SIGTERM, which
+    // it ignores, then SIGKILL 5 s later) before it settles the deployment: the queued
+    // deployment of the same instance never starts beside it.
+    let started = dir.path().join("started");
+    wait_until(
+        "the lost deployment's command to be stopped",
+        Duration::from_secs(30),
+        || {
+            // Read before the group: what was seen here happened before it was alive.
+            let queued_started = std::fs::read_to_string(&started)
+                .is_ok_and(|ids| ids.contains(&queued.id.to_string()));
+            let settled = state(hung.id) != DeployState::Running;
+            let alive = group_alive(&pgid_file);
+            assert!(
+                !(queued_started && alive),
+                "the queued deployment started while the lost one's command still ran"
+            );
+            assert!(
+                !(settled && alive),
+                "the lost deployment was settled while its command still ran"
+            );
+            !alive
+        },
+    );
     wait_until(
         "the lost deployment to be recovered",
         Duration::from_secs(15),
@@ -253,18 +278,12 @@ fn crash_and_recover(db: TestDb) {
     assert_eq!(recovered.state, DeployState::Failed);
     assert_eq!(recovered.error, "worker lost; outcome unknown");
     assert!(recovered.finished_at.is_some());
-    // Lease 2 s, checked every 0.5 s: recovered well within a few seconds of the crash.
+    // Lease 2 s, checked every 0.5 s, then the 5 s between SIGTERM and SIGKILL: settled
+    // within seconds of the crash.
     assert!(
-        killed_at.elapsed() < Duration::from_secs(10),
+        killed_at.elapsed() < Duration::from_secs(15),
         "{:?}",
         killed_at.elapsed()
-    );
-
-    // The restarted server stopped the command the killed one left running.
-    wait_until(
-        "the lost deployment's command to be stopped",
-        Duration::from_secs(20),
-        || !group_alive(&pgid_file),
     );
     wait_until(
         "the queued deployment to run after the restart",

@@ -570,6 +570,65 @@ fn the_outbox_is_claimed_in_order_per_key_and_once(db: &TestDb) {
     assert_eq!(next[0].payload["n"], 1, "then key-0's second report");
 }
 
+/// A lease lost by a worker of this machine is settled at once (the caller has stopped
+/// what that worker left running); another machine's only once it has been expired for
+/// `others_after`, which gives that machine's own server the time to stop its command.
+fn other_hosts_expired_leases_are_settled_later(db: &TestDb) {
+    let here_owner = "build-1:4242:0190a1b2c3d4";
+    let there_owner = "build-2:4242:0190a1b2c3d5";
+    deploy(db, &instance(db, "acme", "web-a"), "img:a");
+    deploy(db, &instance(db, "acme", "web-b"), "img:b");
+    let lease = std::time::Duration::from_millis(1);
+    let here = db.store.claim_next(here_owner, lease).unwrap().unwrap();
+    let there = db.store.claim_next(there_owner, lease).unwrap().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(20));
+
+    let mut expired = db.store.expired_leases().unwrap();
+    expired.sort_by_key(|(_, owner)| owner.clone());
+    assert_eq!(
+        expired,
+        vec![
+            (here.id, here_owner.to_string()),
+            (there.id, there_owner.to_string())
+        ]
+    );
+
+    let minute = std::time::Duration::from_secs(60);
+    let recovered = db.store.recover_expired("build-1", minute).unwrap();
+    assert_eq!(
+        recovered.iter().map(|d| d.id).collect::<Vec<_>>(),
+        vec![here.id]
+    );
+    assert_eq!(recovered[0].state, DeployState::Failed);
+    assert_eq!(recovered[0].error, deploybot::store::WORKER_LOST);
+    let state = |id| db.store.get_deployment("acme", id).unwrap().state;
+    assert_eq!(
+        state(there.id),
+        DeployState::Running,
+        "build-2 may still stop its command"
+    );
+    // A host whose name only starts like this one's is another host.
+    assert!(
+        db.store
+            .recover_expired("build-", minute)
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(db.store.expired_leases().unwrap().len(), 1);
+
+    // Once expired for longer than `others_after`, any host settles it.
+    let recovered = db
+        .store
+        .recover_expired("build-1", std::time::Duration::from_millis(5))
+        .unwrap();
+    assert_eq!(
+        recovered.iter().map(|d| d.id).collect::<Vec<_>>(),
+        vec![there.id]
+    );
+    assert_eq!(state(there.id), DeployState::Failed);
+    assert!(db.store.expired_leases().unwrap().is_empty());
+}
+
 both_backends!(
     claims_read_only_pending_rows,
     the_outbox_is_claimed_in_order_per_key_and_once,
@@ -587,6 +646,7 @@ both_backends!(
     a_deployment_of_another_instances_release_is_refused,
     a_deployment_is_read_with_its_release_and_instance,
     migrations_are_idempotent,
+    other_hosts_expired_leases_are_settled_later,
 );
 
 #[test]

@@ -120,9 +120,16 @@ pub trait Store: Send + Sync + 'static {
     /// the deployment it replaced `rolled_back`.
     fn finish_deployment(&self, deployment: &Deployment, owner: &str) -> Result<(), Error>;
 
+    /// Running deployments whose lease expired, with the lease's owner (`host:pid:run`).
+    fn expired_leases(&self) -> Result<Vec<(DeploymentId, String)>, Error>;
+
     /// Running deployments whose lease expired become failed ("worker lost; outcome
-    /// unknown"); returns them.
-    fn recover_expired(&self) -> Result<Vec<Deployment>, Error>;
+    /// unknown"); returns them. A lease whose owner ran on `host` is recovered at once
+    /// (the caller, on that host, has stopped what its worker left running); another
+    /// host's only after it has been expired for `others_after`, so that its own host can
+    /// stop its command first.
+    fn recover_expired(&self, host: &str, others_after: Duration)
+    -> Result<Vec<Deployment>, Error>;
 
     /// Appends lines to a deployment's log, numbered from `first_seq`.
     fn append_logs(

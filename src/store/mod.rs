@@ -11,7 +11,7 @@ pub mod schema;
 pub use outbox::{
     DEPLOYMENT_CREATED, DEPLOYMENT_REACTION, DEPLOYMENT_REPLY, DEPLOYMENT_STATUS, SENDER_LOST,
 };
-pub use queue::WORKER_LOST;
+pub use queue::{WORKER_LOST, owner_host};
 
 use std::time::{Duration, Instant};
 
@@ -876,8 +876,16 @@ impl deploy::Store for DieselStore {
         self.write(|conn| queue::finish(conn, deployment, owner))
     }
 
-    fn recover_expired(&self) -> Result<Vec<Deployment>, Error> {
-        self.write(queue::recover_expired)
+    fn expired_leases(&self) -> Result<Vec<(DeploymentId, String)>, Error> {
+        self.read(queue::expired_leases)
+    }
+
+    fn recover_expired(
+        &self,
+        host: &str,
+        others_after: Duration,
+    ) -> Result<Vec<Deployment>, Error> {
+        self.write(|conn| queue::recover_expired(conn, host, others_after))
     }
 
     fn append_logs(
