@@ -13,14 +13,20 @@ use tracing::Instrument;
 
 use crate::deploy::service::{Running, blocking};
 use crate::deploy::{
-    Catalog, DeployState, Deployment, Error, Outcome, Plan, Progress, ProgressSink, Store,
-    strategies,
+    Catalog, DeployState, Deployment, DeploymentId, Error, Outcome, Plan, Progress, ProgressSink,
+    Store, strategies,
 };
 use crate::provider::{LogLine, LogSink, ReleaseSpec, RunContext};
-use crate::store::owner_host;
 
 /// How long a deploy command left by a lost worker gets between SIGTERM and SIGKILL.
 const LEFTOVER_GRACE: Duration = Duration::from_secs(5);
+
+/// The machine of a lease's holder: a worker's `owner` is `host:pid:run` (`Worker::new`).
+fn owner_host(owner: &str) -> Option<&str> {
+    let mut parts = owner.rsplitn(3, ':');
+    let (_run, _pid) = (parts.next()?, parts.next()?);
+    parts.next().filter(|host| !host.is_empty())
+}
 
 /// How a worker pool behaves.
 #[derive(Debug, Clone)]
@@ -162,31 +168,36 @@ impl Worker {
         let every = (self.settings.lease / 4).max(Duration::from_millis(250));
         loop {
             let store = Arc::clone(&self.store);
-            match blocking(move || store.expired_leases()).await {
-                // A worker of this machine that lost its lease (its server was killed; the
-                // command's process group was not) may have left its command running:
-                // stop it before the deployment is settled, so that the instance's next
-                // deployment cannot start beside it.
+            // A worker of this machine that lost its lease (its server was killed; the
+            // command's process group was not) may have left its command running: stop
+            // it before the deployment is settled, so that the instance's next deployment
+            // cannot start beside it. Only what was stopped here is settled at once.
+            let stopped: Vec<DeploymentId> = match blocking(move || store.expired_leases()).await {
                 Ok(expired) => {
-                    let stops = expired
-                        .iter()
+                    let ours: Vec<DeploymentId> = expired
+                        .into_iter()
                         .filter(|(_, owner)| owner_host(owner) == Some(self.host.as_str()))
-                        .map(|(id, _)| {
-                            let id = id.to_string();
-                            async move {
-                                crate::provider::process::stop_leftovers(&id, LEFTOVER_GRACE).await
-                            }
-                        });
-                    futures_util::future::join_all(stops).await;
+                        .map(|(id, _)| id)
+                        .collect();
+                    futures_util::future::join_all(ours.iter().map(|id| {
+                        let id = id.to_string();
+                        async move {
+                            crate::provider::process::stop_leftovers(&id, LEFTOVER_GRACE).await
+                        }
+                    }))
+                    .await;
+                    ours
                 }
-                Err(e) => tracing::warn!(error = %e, "cannot read expired leases; retrying"),
-            }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot read expired leases; retrying");
+                    Vec::new()
+                }
+            };
             let store = Arc::clone(&self.store);
-            let host = self.host.clone();
             // Another machine's leftovers are out of reach: its deployment is settled once
-            // its own host has had the time to stop them (should its server come back).
+            // that machine has had the time to stop them (should its server come back).
             let others_after = self.settings.lease + 2 * LEFTOVER_GRACE;
-            match blocking(move || store.recover_expired(&host, others_after)).await {
+            match blocking(move || store.recover_expired(&stopped, others_after)).await {
                 Ok(recovered) => {
                     for d in recovered {
                         tracing::warn!(deployment = %d.id, "worker lost; deployment marked failed");
@@ -490,5 +501,23 @@ async fn write_logs(
         if !open {
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::owner_host;
+
+    #[test]
+    fn the_host_is_what_precedes_the_pid_and_the_run() {
+        assert_eq!(owner_host("build-1:4242:0190a1b2"), Some("build-1"));
+        assert_eq!(
+            owner_host("build-1.example.com:1:x"),
+            Some("build-1.example.com")
+        );
+        // Not a worker's owner name: no host.
+        assert_eq!(owner_host("slow"), None);
+        assert_eq!(owner_host("a:b"), None);
+        assert_eq!(owner_host(":1:x"), None);
     }
 }

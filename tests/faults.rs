@@ -910,7 +910,7 @@ fn two_servers_settle_each_lost_lease_once() {
         let start = Arc::clone(&start);
         std::thread::spawn(move || {
             start.wait();
-            store.recover_expired("", Duration::ZERO).unwrap().len()
+            store.recover_expired(&[], Duration::ZERO).unwrap().len()
         })
     };
     let first = recover(Arc::clone(&db.store));

@@ -570,10 +570,10 @@ fn the_outbox_is_claimed_in_order_per_key_and_once(db: &TestDb) {
     assert_eq!(next[0].payload["n"], 1, "then key-0's second report");
 }
 
-/// A lease lost by a worker of this machine is settled at once (the caller has stopped
-/// what that worker left running); another machine's only once it has been expired for
-/// `others_after`, which gives that machine's own server the time to stop its command.
-fn other_hosts_expired_leases_are_settled_later(db: &TestDb) {
+/// Expired leases are listed with their owners; the ones the caller stopped the leftovers
+/// of are settled at once, the others only once expired for `others_after` (which gives
+/// the machine they ran on the time to stop their command first).
+fn expired_leases_are_settled_once_stopped_or_late(db: &TestDb) {
     let here_owner = "build-1:4242:0190a1b2c3d4";
     let there_owner = "build-2:4242:0190a1b2c3d5";
     deploy(db, &instance(db, "acme", "web-a"), "img:a");
@@ -594,7 +594,7 @@ fn other_hosts_expired_leases_are_settled_later(db: &TestDb) {
     );
 
     let minute = std::time::Duration::from_secs(60);
-    let recovered = db.store.recover_expired("build-1", minute).unwrap();
+    let recovered = db.store.recover_expired(&[here.id], minute).unwrap();
     assert_eq!(
         recovered.iter().map(|d| d.id).collect::<Vec<_>>(),
         vec![here.id]
@@ -605,21 +605,15 @@ fn other_hosts_expired_leases_are_settled_later(db: &TestDb) {
     assert_eq!(
         state(there.id),
         DeployState::Running,
-        "build-2 may still stop its command"
+        "its machine may still stop its command"
     );
-    // A host whose name only starts like this one's is another host.
-    assert!(
-        db.store
-            .recover_expired("build-", minute)
-            .unwrap()
-            .is_empty()
-    );
+    assert!(db.store.recover_expired(&[], minute).unwrap().is_empty());
     assert_eq!(db.store.expired_leases().unwrap().len(), 1);
 
-    // Once expired for longer than `others_after`, any host settles it.
+    // Once expired for longer than `others_after`, it is settled without being stopped.
     let recovered = db
         .store
-        .recover_expired("build-1", std::time::Duration::from_millis(5))
+        .recover_expired(&[], std::time::Duration::from_millis(5))
         .unwrap();
     assert_eq!(
         recovered.iter().map(|d| d.id).collect::<Vec<_>>(),
@@ -646,7 +640,7 @@ both_backends!(
     a_deployment_of_another_instances_release_is_refused,
     a_deployment_is_read_with_its_release_and_instance,
     migrations_are_idempotent,
-    other_hosts_expired_leases_are_settled_later,
+    expired_leases_are_settled_once_stopped_or_late,
 );
 
 #[test]

@@ -124,12 +124,15 @@ pub trait Store: Send + Sync + 'static {
     fn expired_leases(&self) -> Result<Vec<(DeploymentId, String)>, Error>;
 
     /// Running deployments whose lease expired become failed ("worker lost; outcome
-    /// unknown"); returns them. A lease whose owner ran on `host` is recovered at once
-    /// (the caller, on that host, has stopped what its worker left running); another
-    /// host's only after it has been expired for `others_after`, so that its own host can
-    /// stop its command first.
-    fn recover_expired(&self, host: &str, others_after: Duration)
-    -> Result<Vec<Deployment>, Error>;
+    /// unknown"); returns them. Those in `stopped` (the caller has stopped what their
+    /// worker left running on its machine) at once, the others only once their lease has
+    /// been expired for `others_after`, so that the machine they ran on can stop their
+    /// command first.
+    fn recover_expired(
+        &self,
+        stopped: &[DeploymentId],
+        others_after: Duration,
+    ) -> Result<Vec<Deployment>, Error>;
 
     /// Appends lines to a deployment's log, numbered from `first_seq`.
     fn append_logs(

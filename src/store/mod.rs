@@ -11,7 +11,7 @@ pub mod schema;
 pub use outbox::{
     DEPLOYMENT_CREATED, DEPLOYMENT_REACTION, DEPLOYMENT_REPLY, DEPLOYMENT_STATUS, SENDER_LOST,
 };
-pub use queue::{WORKER_LOST, owner_host};
+pub use queue::WORKER_LOST;
 
 use std::time::{Duration, Instant};
 
@@ -882,10 +882,10 @@ impl deploy::Store for DieselStore {
 
     fn recover_expired(
         &self,
-        host: &str,
+        stopped: &[DeploymentId],
         others_after: Duration,
     ) -> Result<Vec<Deployment>, Error> {
-        self.write(|conn| queue::recover_expired(conn, host, others_after))
+        self.write(|conn| queue::recover_expired(conn, stopped, others_after))
     }
 
     fn append_logs(

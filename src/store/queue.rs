@@ -276,13 +276,6 @@ pub(super) fn finish(conn: &mut DbConn, d: &Deployment, owner: &str) -> Result<(
     activate(conn, &d.tenant_id, &instance, &d.release_id.to_string())
 }
 
-/// The lease holders' host: `owner` is `host:pid:run` for a worker (see `Worker::new`).
-pub fn owner_host(owner: &str) -> Option<&str> {
-    let mut parts = owner.rsplitn(3, ':');
-    let (_run, _pid) = (parts.next()?, parts.next()?);
-    parts.next().filter(|host| !host.is_empty())
-}
-
 /// Running deployments whose lease has expired, with the owner of that lease.
 pub(super) fn expired_leases(conn: &mut DbConn) -> Result<Vec<(DeploymentId, String)>, Error> {
     let now = to_db(deploy::now());
@@ -302,13 +295,13 @@ pub(super) fn expired_leases(conn: &mut DbConn) -> Result<Vec<(DeploymentId, Str
         .collect()
 }
 
-/// Marks failed the running deployments whose lease expired: at once when their worker
-/// was on `host` (whose caller has stopped what that worker left running), otherwise
-/// once the lease has been expired for `others_after`, which gives the worker's own
-/// host the time to stop its command first.
+/// Marks failed the running deployments whose lease expired: those in `stopped` at once
+/// (the caller has stopped what their worker left running on its machine), the others
+/// once their lease has been expired for `others_after`, which gives the machine they ran
+/// on the time to stop their command first.
 pub(super) fn recover_expired(
     conn: &mut DbConn,
-    host: &str,
+    stopped: &[DeploymentId],
     others_after: Duration,
 ) -> Result<Vec<Deployment>, Error> {
     let now = to_db(deploy::now());
@@ -316,26 +309,22 @@ pub(super) fn recover_expired(
         .ok()
         .and_then(|wait| deploy::now().checked_sub_signed(wait))
         .map(to_db);
-    let candidates: Vec<(String, Option<String>, Option<chrono::NaiveDateTime>)> =
-        deployments::table
-            .filter(deployments::state.eq(DeployState::Running.as_str()))
-            .filter(deployments::lease_expires_at.lt(now))
-            .select((
-                deployments::id,
-                deployments::lease_owner,
-                deployments::lease_expires_at,
-            ))
-            .load(conn)
-            .map_err(db_error)?;
+    let candidates: Vec<(String, Option<chrono::NaiveDateTime>)> = deployments::table
+        .filter(deployments::state.eq(DeployState::Running.as_str()))
+        .filter(deployments::lease_expires_at.lt(now))
+        .select((deployments::id, deployments::lease_expires_at))
+        .load(conn)
+        .map_err(db_error)?;
+    let stopped: Vec<String> = stopped.iter().map(ToString::to_string).collect();
     let expired: Vec<String> = candidates
         .into_iter()
-        .filter(|(_, owner, expires_at)| {
-            let here = owner.as_deref().and_then(owner_host) == Some(host);
-            here || expires_at
-                .zip(others_before)
-                .is_some_and(|(at, before)| at < before)
+        .filter(|(id, expires_at)| {
+            stopped.contains(id)
+                || expires_at
+                    .zip(others_before)
+                    .is_some_and(|(at, before)| at < before)
         })
-        .map(|(id, _, _)| id)
+        .map(|(id, _)| id)
         .collect();
     let mut recovered = Vec::with_capacity(expired.len());
     for id in expired {
@@ -577,22 +566,4 @@ pub(super) fn read_logs(
             at: from_db(r.at),
         })
         .collect())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::owner_host;
-
-    #[test]
-    fn the_host_is_what_precedes_the_pid_and_the_run() {
-        assert_eq!(owner_host("build-1:4242:0190a1b2"), Some("build-1"));
-        assert_eq!(
-            owner_host("build-1.example.com:1:x"),
-            Some("build-1.example.com")
-        );
-        // Not a worker's owner name: no host.
-        assert_eq!(owner_host("slow"), None);
-        assert_eq!(owner_host("a:b"), None);
-        assert_eq!(owner_host(":1:x"), None);
-    }
 }
