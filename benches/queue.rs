@@ -62,6 +62,7 @@ fn engine(db: &TestDb) -> (Service, Vec<Instance>) {
                     steps: vec![10, 50, 100],
                     pause: Duration::ZERO,
                 },
+                wait_for_github: false,
             },
         );
     }

@@ -13,10 +13,14 @@ use tracing::Instrument;
 
 use crate::deploy::service::{Running, blocking};
 use crate::deploy::{
-    Catalog, DeployState, Deployment, DeploymentId, Error, Outcome, Plan, Progress, ProgressSink,
-    Store, strategies,
+    Catalog, DeployState, Deployment, DeploymentId, Error, GithubAcceptance, Outcome, Plan,
+    Progress, ProgressSink, Store, strategies,
 };
 use crate::provider::{LogLine, LogSink, ReleaseSpec, RunContext};
+
+/// How long a deployment of an instance with `required_contexts` waits for GitHub to
+/// accept it (the report is retried with backoff meanwhile) before it fails unrun.
+const GITHUB_GATE_TIMEOUT: Duration = Duration::from_secs(15 * 60);
 
 /// How long a deploy command left by a lost worker gets between SIGTERM and SIGKILL.
 const LEFTOVER_GRACE: Duration = Duration::from_secs(5);
@@ -213,6 +217,69 @@ impl Worker {
         }
     }
 
+    /// An instance with `required_contexts` deploys a commit only once GitHub has accepted
+    /// the Deployment that mirrors it (GitHub checks the commit statuses first): waits for
+    /// GitHub's answer to the `deployment.created` report. `None` to go on; otherwise how
+    /// the deployment ends without running.
+    async fn github_gate(
+        &self,
+        deployment: &Deployment,
+        cancel: &CancellationToken,
+        log: &LogSink,
+        progress: &StoredProgress,
+    ) -> Option<Outcome> {
+        let started = tokio::time::Instant::now();
+        let mut waiting = false;
+        loop {
+            let store = Arc::clone(&self.store);
+            let (tenant, id) = (deployment.tenant_id.clone(), deployment.id);
+            match blocking(move || store.github_acceptance(&tenant, id)).await {
+                Ok(GithubAcceptance::NotAsked | GithubAcceptance::Accepted) => {
+                    if waiting {
+                        log.system("GitHub accepted the deployment");
+                    }
+                    return None;
+                }
+                Ok(GithubAcceptance::Refused(why)) => {
+                    return Some(Outcome::Failed {
+                        reason: format!(
+                            "GitHub refused the deployment (required_contexts), so it did not run: {why}"
+                        ),
+                    });
+                }
+                Ok(GithubAcceptance::Waiting) => {}
+                // The database is back in a moment, or the lease expires meanwhile.
+                Err(e) => {
+                    tracing::warn!(deployment = %deployment.id, error = %e, "cannot read GitHub's answer yet")
+                }
+            }
+            if !waiting {
+                waiting = true;
+                let message = "waiting for GitHub to accept the deployment (required_contexts)";
+                log.system(message);
+                progress
+                    .report(Progress {
+                        phase: "github".into(),
+                        percent: 0,
+                        message: message.into(),
+                    })
+                    .await;
+            }
+            if started.elapsed() >= GITHUB_GATE_TIMEOUT {
+                return Some(Outcome::Failed {
+                    reason: format!(
+                        "GitHub did not accept the deployment within {} (required_contexts), so it did not run",
+                        humantime::format_duration(GITHUB_GATE_TIMEOUT)
+                    ),
+                });
+            }
+            tokio::select! {
+                _ = cancel.cancelled() => return Some(Outcome::Cancelled),
+                _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+            }
+        }
+    }
+
     /// Runs one claimed deployment to its end.
     async fn run_one(self: Arc<Self>, mut deployment: Deployment) {
         let id = deployment.id;
@@ -329,6 +396,11 @@ impl Worker {
                     instance.name
                 ))
             })?;
+        if spec.wait_for_github
+            && let Some(refused) = self.github_gate(deployment, &cancel, &log, progress).await
+        {
+            return Ok(refused);
+        }
         let strategy = strategies::by_name(&deployment.strategy).ok_or_else(|| {
             Error::InvalidRequest(format!("unknown strategy {:?}", deployment.strategy))
         })?;

@@ -51,6 +51,7 @@ fn spec(name: &str) -> InstanceSpec {
             steps: vec![10, 50, 100],
             pause: Duration::from_millis(10),
         },
+        wait_for_github: false,
     }
 }
 

@@ -381,10 +381,29 @@ fn create_deployment_refuses_what_github_refuses() {
         "No ref found for: no-such-branch"
     );
 
-    let contexts = client.post(path, json!({"ref": SHA, "required_contexts": ["ci/build"]}));
+    // Required contexts: the newest status of each on the commit must be success.
+    let contexts = || {
+        client.post(
+            path,
+            json!({"ref": SHA, "required_contexts": ["ci/build", "ci/test"]}),
+        )
+    };
+    let refused = contexts();
+    assert_eq!(refused.status, 409, "{}", refused.body);
     assert_eq!(
-        contexts.status, 409,
-        "no commit status can satisfy a required context"
+        refused.json()["errors"][0]["contexts"],
+        json!([{"context": "ci/build", "state": "missing"}, {"context": "ci/test", "state": "missing"}])
+    );
+    github.set_commit_status("acme/web", SHA, "ci/build", "success");
+    github.set_commit_status("acme/web", SHA, "ci/test", "success");
+    github.set_commit_status("acme/web", SHA, "ci/test", "failure");
+    github.set_commit_status("acme/web", OTHER_SHA, "ci/build", "failure");
+    let refused = contexts();
+    assert_eq!(refused.status, 409, "{}", refused.body);
+    assert_eq!(
+        refused.json()["errors"][0]["contexts"],
+        json!([{"context": "ci/test", "state": "failure"}]),
+        "the newest status of a context counts, on this commit only"
     );
 
     let bad_json = client.post_raw(path, "{\"ref\": ");
@@ -397,6 +416,10 @@ fn create_deployment_refuses_what_github_refuses() {
         github.deployments("acme/web").is_empty(),
         "nothing refused is stored"
     );
+
+    github.set_commit_status("acme/web", SHA, "ci/test", "success");
+    let accepted = contexts();
+    assert_eq!(accepted.status, 201, "{}", accepted.body);
 
     let tag = client.post(path, json!({"ref": "v1.0.0"})).json();
     assert_eq!(tag["sha"], OTHER_SHA, "a tag ref resolves to its commit");

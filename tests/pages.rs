@@ -73,6 +73,7 @@ fn spec(
             steps: vec![10, 50, 100],
             pause: Duration::from_millis(100),
         },
+        wait_for_github: false,
     }
 }
 

@@ -254,6 +254,21 @@ pub struct NewOutboxItem {
     pub payload: serde_json::Value,
 }
 
+/// Whether GitHub accepted the Deployment that mirrors a deployment (its
+/// `deployment.created` report).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GithubAcceptance {
+    /// Nothing was asked of GitHub: the deployment is not mirrored (no commit SHA), or
+    /// there are no GitHub credentials (the report was logged only).
+    NotAsked,
+    /// GitHub has not answered yet.
+    Waiting,
+    /// GitHub created the Deployment.
+    Accepted,
+    /// GitHub refused it (for example, a required commit status is not green): why.
+    Refused(String),
+}
+
 /// How sending an outbox item ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum OutboxResult {

@@ -27,6 +27,10 @@ pub struct InstanceSpec {
     pub provider: Arc<dyn Provider>,
     pub health: Option<Arc<dyn HealthCheck>>,
     pub canary: CanarySteps,
+    /// The instance has `required_contexts`: a deployment mirrored on GitHub runs only
+    /// once GitHub has accepted its Deployment (the contexts passed), and fails with
+    /// GitHub's reason when GitHub refuses it.
+    pub wait_for_github: bool,
 }
 
 /// The configured instances, looked up by tenant and name.

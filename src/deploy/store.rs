@@ -199,6 +199,13 @@ pub trait Store: Send + Sync + 'static {
         result: &super::OutboxResult,
     ) -> Result<(), Error>;
 
+    /// Whether GitHub accepted the Deployment that mirrors deployment `id`.
+    fn github_acceptance(
+        &self,
+        tenant_id: &str,
+        id: DeploymentId,
+    ) -> Result<super::GithubAcceptance, Error>;
+
     /// Whether a newer status report of the same deployment waits (this one is stale).
     fn newer_status_pending(&self, item: &super::OutboxItem) -> Result<bool, Error>;
 

@@ -80,5 +80,6 @@ pub fn spec_of(instance: &InstanceConfig) -> Result<InstanceSpec, ProviderError>
             steps: instance.canary.steps.clone(),
             pause: instance.canary.pause,
         },
+        wait_for_github: !instance.required_contexts.is_empty(),
     })
 }

@@ -987,6 +987,14 @@ impl deploy::Store for DieselStore {
         self.write(|conn| outbox::complete(conn, id, owner, result))
     }
 
+    fn github_acceptance(
+        &self,
+        tenant_id: &str,
+        id: DeploymentId,
+    ) -> Result<deploy::GithubAcceptance, Error> {
+        self.read(|conn| outbox::github_acceptance(conn, tenant_id, id))
+    }
+
     fn newer_status_pending(&self, item: &deploy::OutboxItem) -> Result<bool, Error> {
         self.read(|conn| outbox::newer_status_pending(conn, item))
     }

@@ -536,6 +536,30 @@ pub(super) fn complete(
     Ok(())
 }
 
+pub(super) fn github_acceptance(
+    conn: &mut DbConn,
+    tenant_id: &str,
+    id: DeploymentId,
+) -> Result<deploy::GithubAcceptance, Error> {
+    let created: Option<(String, String)> = outbox::table
+        .filter(outbox::tenant_id.eq(tenant_id))
+        .filter(outbox::deployment_id.eq(id.to_string()))
+        .filter(outbox::kind.eq(DEPLOYMENT_CREATED))
+        .select((outbox::state, outbox::last_error))
+        .first(conn)
+        .optional()
+        .map_err(db_error)?;
+    Ok(match created {
+        None => deploy::GithubAcceptance::NotAsked,
+        Some((state, error)) => match state.as_str() {
+            "sent" => deploy::GithubAcceptance::Accepted,
+            "skipped" => deploy::GithubAcceptance::NotAsked,
+            "failed" => deploy::GithubAcceptance::Refused(error),
+            _ => deploy::GithubAcceptance::Waiting,
+        },
+    })
+}
+
 pub(super) fn newer_status_pending(conn: &mut DbConn, item: &OutboxItem) -> Result<bool, Error> {
     let newer: Option<i64> = outbox::table
         .filter(outbox::ordering_key.eq(&item.ordering_key))

@@ -371,6 +371,8 @@ struct Repo {
     deployments: Vec<FakeDeployment>,
     comments: Vec<FakeComment>,
     reactions: Vec<Reaction>,
+    /// Commit statuses, oldest first: (sha, context, state).
+    commit_statuses: Vec<(String, String, String)>,
 }
 
 impl Repo {
@@ -540,8 +542,24 @@ impl FakeGithub {
                 deployments: Vec::new(),
                 comments: Vec::new(),
                 reactions: Vec::new(),
+                commit_statuses: Vec::new(),
             },
         );
+    }
+
+    /// Records a commit status (as CI would): `state` is error, failure, pending or
+    /// success. A Deployment with `required_contexts` is created only when the newest
+    /// status of each of those contexts on its commit is success.
+    pub fn set_commit_status(&self, repo: &str, sha: &str, context: &str, state: &str) {
+        assert!(
+            ["error", "failure", "pending", "success"].contains(&state),
+            "fake GitHub: commit status state {state:?} is not error, failure, pending or success"
+        );
+        self.state().repo_mut(repo).commit_statuses.push((
+            sha.to_lowercase(),
+            context.to_string(),
+            state.to_string(),
+        ));
     }
 
     /// Gives `user` a role on `repo`: admin, maintain, write, triage, read or none.
@@ -1564,12 +1582,23 @@ impl State {
         let Some(sha) = resolve_ref(repo, &git_ref) else {
             return Reply::error(422, &format!("No ref found for: {git_ref}"), &docs);
         };
-        // The fake holds no commit statuses, so any required context is missing.
-        if let Some(contexts) = required_contexts.as_ref().filter(|c| !c.is_empty()) {
-            let missing: Vec<Value> = contexts
-                .iter()
-                .map(|c| json!({"context": c, "state": "missing"}))
-                .collect();
+        // GitHub checks the newest status of each required context on the commit; a
+        // context without one is "missing".
+        let failing: Vec<Value> = required_contexts
+            .iter()
+            .flatten()
+            .filter_map(|context| {
+                let state = repo
+                    .commit_statuses
+                    .iter()
+                    .rev()
+                    .find(|(s, c, _)| *s == sha && c == context)
+                    .map_or("missing", |(_, _, state)| state.as_str());
+                (state != "success").then(|| json!({"context": context, "state": state}))
+            })
+            .collect();
+        if !failing.is_empty() {
+            let missing = failing;
             return Reply::json(
                 409,
                 json!({

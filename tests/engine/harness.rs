@@ -108,6 +108,7 @@ fn build(def: &SpecDef, pool: &str) -> InstanceSpec {
             steps: vec![10, 50, 100],
             pause: Duration::from_millis(100),
         },
+        wait_for_github: false,
     }
 }
 

@@ -23,13 +23,18 @@ pub struct Bot {
     pub db: TestDb,
     pub fake: FakeGithub,
     pub port: u16,
-    dir: tempfile::TempDir,
+    pub dir: tempfile::TempDir,
     config: PathBuf,
     child: Option<Child>,
 }
 
 /// The default instances: production deploys tags and takes commands, staging deploys main.
 pub fn instances(script: &str) -> String {
+    instances_with(script, "")
+}
+
+/// `instances`, with `production` (TOML lines) added to web-production's settings.
+pub fn instances_with(script: &str, production: &str) -> String {
     format!(
         r#"
 [[instances]]
@@ -40,6 +45,7 @@ image = "ghcr.io/acme/web:{{sha}}"
 strategy = "rolling"
 on_tag = ["v*"]
 environment_url = "https://web.acme.dev"
+{production}
 
 [instances.provider]
 kind = "command"
@@ -64,15 +70,20 @@ kind = "noop"
 impl Bot {
     /// Starts everything; `script_body` is the deploy command of web-production.
     pub fn start(db: TestDb, script_body: &str, extra: &str) -> Bot {
-        Self::start_with(db, script_body, extra, false)
+        Self::start_with(db, script_body, extra, false, "")
+    }
+
+    /// Like `start`, with `production` (TOML lines) added to web-production's settings.
+    pub fn start_configured(db: TestDb, script_body: &str, production: &str) -> Bot {
+        Self::start_with(db, script_body, "", false, production)
     }
 
     /// Like `start`, authenticating as a GitHub App (id 4242, installation 77) instead of a token.
     pub fn start_as_app(db: TestDb, script_body: &str) -> Bot {
-        Self::start_with(db, script_body, "", true)
+        Self::start_with(db, script_body, "", true, "")
     }
 
-    fn start_with(db: TestDb, script_body: &str, extra: &str, app: bool) -> Bot {
+    fn start_with(db: TestDb, script_body: &str, extra: &str, app: bool, production: &str) -> Bot {
         let dir = tempfile::tempdir().unwrap();
         let script = dir.path().join("ship.sh");
         std::fs::write(&script, format!("#!/bin/bash\n{script_body}\n")).unwrap();
@@ -127,7 +138,7 @@ lease = "2s"
 {instances}"#,
                 db = db.url,
                 api = fake.url,
-                instances = instances(&script.display().to_string()),
+                instances = instances_with(&script.display().to_string(), production),
             ),
         )
         .unwrap();

@@ -294,6 +294,60 @@ fn a_create_event_alone_resolves_the_tag_and_deploys(db: TestDb) {
 // Reporting
 // ---------------------------------------------------------------------------------------
 
+/// With `required_contexts`, a commit deploys only once GitHub accepts its Deployment: a
+/// red (or missing) check fails the deployment before its command runs; green checks
+/// deploy.
+fn required_contexts_gate_the_deployment(db: TestDb) {
+    let bot = Bot::start_configured(
+        db,
+        "echo \"$DEPLOY_ID\" >> \"$(dirname \"$0\")/ran\"",
+        r#"required_contexts = ["ci/test"]"#,
+    );
+    let ran = || std::fs::read_to_string(bot.dir.path().join("ran")).unwrap_or_default();
+    bot.fake
+        .set_commit_status("acme/web", SHA, "ci/test", "pending");
+    bot.fake
+        .set_commit_status("acme/web", SHA, "ci/test", "failure");
+    let (_, answer) = bot.send("push", &tag_push("v1.0.0", SHA), "rc-1");
+    let red = answer["deployments"][0].as_str().unwrap().to_string();
+    let failed = bot.wait_final(&red);
+    assert_eq!(failed.state, DeployState::Failed);
+    assert!(
+        failed
+            .error
+            .contains("GitHub refused the deployment (required_contexts)")
+            && failed.error.contains("ci/test")
+            && failed.error.contains("failure"),
+        "{}",
+        failed.error
+    );
+    assert!(!ran().contains(&red), "the command ran: {}", ran());
+    assert!(
+        bot.fake
+            .deployments("acme/web")
+            .iter()
+            .all(|d| d.environment != "production"),
+        "GitHub created no Deployment"
+    );
+
+    // CI turns green on the next commit: that one deploys.
+    bot.fake
+        .set_commit_status("acme/web", PR_SHA, "ci/test", "success");
+    let (_, answer) = bot.send("push", &tag_push("v1.0.1", PR_SHA), "rc-2");
+    let green = answer["deployments"][0].as_str().unwrap().to_string();
+    assert_eq!(bot.wait_final(&green).state, DeployState::Succeeded);
+    assert_eq!(ran().lines().collect::<Vec<_>>(), vec![green.as_str()]);
+    wait_for_github_state(&bot, "production", "success");
+    let gh = bot
+        .fake
+        .deployments("acme/web")
+        .into_iter()
+        .find(|d| d.environment == "production")
+        .unwrap();
+    assert_eq!(gh.git_ref, PR_SHA);
+    assert_eq!(gh.required_contexts, Some(vec!["ci/test".to_string()]));
+}
+
 fn a_tag_push_is_mirrored_on_github(db: TestDb) {
     let bot = Bot::start(db, OK_SCRIPT, "");
     let (_, answer) = bot.send("push", &tag_push("v1.0.0", SHA), "m-1");
@@ -892,6 +946,7 @@ both_backends_owned!(
     a_tag_push_and_its_create_event_deploy_once,
     a_create_event_alone_resolves_the_tag_and_deploys,
     a_tag_push_is_mirrored_on_github,
+    required_contexts_gate_the_deployment,
     failures_and_cancellations_are_reported,
     a_superseded_deployment_is_reported_on_github,
     pr_command_end_to_end,
