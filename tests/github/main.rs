@@ -346,6 +346,39 @@ fn required_contexts_gate_the_deployment(db: TestDb) {
         .unwrap();
     assert_eq!(gh.git_ref, PR_SHA);
     assert_eq!(gh.required_contexts, Some(vec!["ci/test".to_string()]));
+
+    // A rollback cannot bring back the commit whose check failed.
+    bot.fake.set_permission("acme/web", "octocat", "write");
+    bot.fake.add_pull("acme/web", 42, PR_SHA, false, "open");
+    let command = "/rollback production 1";
+    let comment = bot.fake.add_comment("acme/web", 42, "octocat", command);
+    let (status, answer) = bot.send(
+        "issue_comment",
+        &pr_comment(42, comment, "octocat", command),
+        "rc-3",
+    );
+    assert_eq!(status, 202, "{answer}");
+    wait_until("the rollback", Duration::from_secs(30), || {
+        bot.deployments("web-production").len() == 3
+    });
+    let rollback = bot
+        .deployments("web-production")
+        .into_iter()
+        .find(|d| d.kind == deploybot::deploy::DeployKind::Rollback)
+        .expect("a rollback deployment");
+    assert_eq!(
+        rollback.image,
+        format!("ghcr.io/acme/web:{SHA}"),
+        "v1, the red commit"
+    );
+    let rollback = bot.wait_final(&rollback.id.to_string());
+    assert_eq!(rollback.state, DeployState::Failed);
+    assert!(
+        rollback.error.contains("GitHub refused the deployment"),
+        "{}",
+        rollback.error
+    );
+    assert_eq!(ran().lines().count(), 1, "only the green commit ran");
 }
 
 fn a_tag_push_is_mirrored_on_github(db: TestDb) {
