@@ -254,7 +254,25 @@ impl GithubClient {
             .unwrap_or_else(|| text.chars().take(300).collect());
         let detail = match value["errors"].as_array() {
             Some(errors) if !errors.is_empty() => {
-                format!("{message}: {}", Value::Array(errors.clone()))
+                // A Deployment refused for its required_contexts lists each failing
+                // context with its state: say them in words.
+                let contexts: Vec<String> = errors
+                    .iter()
+                    .filter_map(|e| e["contexts"].as_array())
+                    .flatten()
+                    .filter_map(|c| {
+                        Some(format!(
+                            "{} is {}",
+                            c["context"].as_str()?,
+                            c["state"].as_str()?
+                        ))
+                    })
+                    .collect();
+                if contexts.is_empty() {
+                    format!("{message}: {}", Value::Array(errors.clone()))
+                } else {
+                    format!("{message} ({})", contexts.join(", "))
+                }
             }
             _ => message,
         };

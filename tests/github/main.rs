@@ -316,8 +316,8 @@ fn required_contexts_gate_the_deployment(db: TestDb) {
         failed
             .error
             .contains("GitHub refused the deployment (required_contexts)")
-            && failed.error.contains("ci/test")
-            && failed.error.contains("failure"),
+            && failed.error.contains("Commit status checks failed")
+            && failed.error.ends_with("(ci/test is failure)"),
         "{}",
         failed.error
     );
