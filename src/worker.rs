@@ -13,8 +13,8 @@ use tracing::Instrument;
 
 use crate::deploy::service::{Running, blocking};
 use crate::deploy::{
-    Catalog, DeployState, Deployment, DeploymentId, Error, GithubAcceptance, Outcome, Plan,
-    Progress, ProgressSink, Store, strategies,
+    self as deploy, Catalog, DeployState, Deployment, DeploymentId, Error, ExpiredLease,
+    GithubAcceptance, Outcome, Plan, Progress, ProgressSink, Store, strategies,
 };
 use crate::provider::{LogLine, LogSink, ReleaseSpec, RunContext};
 
@@ -30,6 +30,31 @@ fn owner_host(owner: &str) -> Option<&str> {
     let mut parts = owner.rsplitn(3, ':');
     let (_run, _pid) = (parts.next()?, parts.next()?);
     parts.next().filter(|host| !host.is_empty())
+}
+
+/// Of the expired leases, the ones held on `host` (their leftovers are stopped here
+/// first) and all those to settle now: this machine's, and another machine's once expired
+/// for `others_after`.
+fn to_settle(
+    expired: &[ExpiredLease],
+    host: &str,
+    now: chrono::DateTime<chrono::Utc>,
+    others_after: Duration,
+) -> (Vec<DeploymentId>, Vec<DeploymentId>) {
+    let (ours, others): (Vec<&ExpiredLease>, Vec<&ExpiredLease>) = expired
+        .iter()
+        .partition(|lease| owner_host(&lease.owner) == Some(host));
+    let ours: Vec<DeploymentId> = ours.iter().map(|lease| lease.id).collect();
+    let late = others
+        .iter()
+        .filter(|lease| {
+            (now - lease.expired_at)
+                .to_std()
+                .is_ok_and(|d| d >= others_after)
+        })
+        .map(|lease| lease.id);
+    let settle = ours.iter().copied().chain(late).collect();
+    (ours, settle)
 }
 
 /// How a worker pool behaves.
@@ -172,36 +197,28 @@ impl Worker {
         let every = (self.settings.lease / 4).max(Duration::from_millis(250));
         loop {
             let store = Arc::clone(&self.store);
-            // A worker of this machine that lost its lease (its server was killed; the
-            // command's process group was not) may have left its command running: stop
-            // it before the deployment is settled, so that the instance's next deployment
-            // cannot start beside it. Only what was stopped here is settled at once.
-            let stopped: Vec<DeploymentId> = match blocking(move || store.expired_leases()).await {
-                Ok(expired) => {
-                    let ours: Vec<DeploymentId> = expired
-                        .into_iter()
-                        .filter(|(_, owner)| owner_host(owner) == Some(self.host.as_str()))
-                        .map(|(id, _)| id)
-                        .collect();
-                    futures_util::future::join_all(ours.iter().map(|id| {
-                        let id = id.to_string();
-                        async move {
-                            crate::provider::process::stop_leftovers(&id, LEFTOVER_GRACE).await
-                        }
-                    }))
-                    .await;
-                    ours
-                }
+            let expired = match blocking(move || store.expired_leases()).await {
+                Ok(expired) => expired,
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot read expired leases; retrying");
                     Vec::new()
                 }
             };
-            let store = Arc::clone(&self.store);
-            // Another machine's leftovers are out of reach: its deployment is settled once
-            // that machine has had the time to stop them (should its server come back).
+            // A worker of this machine that lost its lease (its server was killed; the
+            // command's process group was not) may have left its command running: stop
+            // it before the deployment is settled, so that the instance's next deployment
+            // cannot start beside it. Another machine's leftovers are out of reach: its
+            // deployment is settled once that machine has had the time to stop them
+            // (should its server come back).
             let others_after = self.settings.lease + 2 * LEFTOVER_GRACE;
-            match blocking(move || store.recover_expired(&stopped, others_after)).await {
+            let (ours, settle) = to_settle(&expired, &self.host, deploy::now(), others_after);
+            futures_util::future::join_all(ours.iter().map(|id| {
+                let id = id.to_string();
+                async move { crate::provider::process::stop_leftovers(&id, LEFTOVER_GRACE).await }
+            }))
+            .await;
+            let store = Arc::clone(&self.store);
+            match blocking(move || store.recover_expired(&settle)).await {
                 Ok(recovered) => {
                     for d in recovered {
                         tracing::warn!(deployment = %d.id, "worker lost; deployment marked failed");
@@ -578,7 +595,39 @@ async fn write_logs(
 
 #[cfg(test)]
 mod tests {
-    use super::owner_host;
+    use super::*;
+
+    /// This machine's expired leases are stopped and settled at once; another machine's
+    /// only once expired for `others_after`.
+    #[test]
+    fn another_machines_leases_are_settled_late() {
+        let now = deploy::now();
+        let lease = |owner: &str, ago: i64| ExpiredLease {
+            id: DeploymentId::new(),
+            owner: owner.into(),
+            expired_at: now - chrono::TimeDelta::seconds(ago),
+        };
+        let here = lease("build-1:4242:0190a1b2c3d4", 1);
+        let there = lease("build-2:4242:0190a1b2c3d5", 1);
+        let there_long_ago = lease("build-2:4242:0190a1b2c3d6", 60);
+        let not_a_worker = lease("slow", 1);
+        let expired = [
+            here.clone(),
+            there.clone(),
+            there_long_ago.clone(),
+            not_a_worker.clone(),
+        ];
+        let minute = Duration::from_secs(59);
+        let (ours, settle) = to_settle(&expired, "build-1", now, minute);
+        assert_eq!(ours, vec![here.id]);
+        assert_eq!(settle, vec![here.id, there_long_ago.id]);
+        // A host whose name only starts like this one's is another machine.
+        let (ours, settle) = to_settle(&expired, "build-", now, minute);
+        assert!(ours.is_empty());
+        assert_eq!(settle, vec![there_long_ago.id]);
+        let (_, settle) = to_settle(&expired, "build-1", now, Duration::ZERO);
+        assert_eq!(settle.len(), 4);
+    }
 
     #[test]
     fn the_host_is_what_precedes_the_pid_and_the_run() {

@@ -570,34 +570,46 @@ fn the_outbox_is_claimed_in_order_per_key_and_once(db: &TestDb) {
     assert_eq!(next[0].payload["n"], 1, "then key-0's second report");
 }
 
-/// Expired leases are listed with their owners; the ones the caller stopped the leftovers
-/// of are settled at once, the others only once expired for `others_after` (which gives
-/// the machine they ran on the time to stop their command first).
-fn expired_leases_are_settled_once_stopped_or_late(db: &TestDb) {
+/// Expired leases are listed with their owners and when they expired; recovery settles
+/// the ones it is given that are still running with an expired lease, and only those
+/// (which ones, and when, is the worker's choice: `worker::to_settle`).
+fn expired_leases_are_listed_and_settled_when_named(db: &TestDb) {
     let here_owner = "build-1:4242:0190a1b2c3d4";
     let there_owner = "build-2:4242:0190a1b2c3d5";
     deploy(db, &instance(db, "acme", "web-a"), "img:a");
     deploy(db, &instance(db, "acme", "web-b"), "img:b");
+    deploy(db, &instance(db, "acme", "web-c"), "img:c");
     let lease = std::time::Duration::from_millis(1);
+    let before = deploy::now();
     let here = db.store.claim_next(here_owner, lease).unwrap().unwrap();
     let there = db.store.claim_next(there_owner, lease).unwrap().unwrap();
+    let alive = db
+        .store
+        .claim_next("build-1:1:live", std::time::Duration::from_secs(60))
+        .unwrap()
+        .unwrap();
     std::thread::sleep(std::time::Duration::from_millis(20));
 
     let mut expired = db.store.expired_leases().unwrap();
-    expired.sort_by_key(|(_, owner)| owner.clone());
+    expired.sort_by_key(|lease| lease.owner.clone());
     assert_eq!(
-        expired,
-        vec![
-            (here.id, here_owner.to_string()),
-            (there.id, there_owner.to_string())
-        ]
+        expired
+            .iter()
+            .map(|lease| (lease.id, lease.owner.as_str()))
+            .collect::<Vec<_>>(),
+        vec![(here.id, here_owner), (there.id, there_owner)]
+    );
+    assert!(
+        expired
+            .iter()
+            .all(|lease| lease.expired_at >= before && lease.expired_at <= deploy::now())
     );
 
-    let minute = std::time::Duration::from_secs(60);
-    let recovered = db.store.recover_expired(&[here.id], minute).unwrap();
+    let recovered = db.store.recover_expired(&[here.id, alive.id]).unwrap();
     assert_eq!(
         recovered.iter().map(|d| d.id).collect::<Vec<_>>(),
-        vec![here.id]
+        vec![here.id],
+        "a lease that has not expired is not settled"
     );
     assert_eq!(recovered[0].state, DeployState::Failed);
     assert_eq!(recovered[0].error, deploybot::store::WORKER_LOST);
@@ -607,14 +619,15 @@ fn expired_leases_are_settled_once_stopped_or_late(db: &TestDb) {
         DeployState::Running,
         "its machine may still stop its command"
     );
-    assert!(db.store.recover_expired(&[], minute).unwrap().is_empty());
+    assert_eq!(state(alive.id), DeployState::Running);
+    assert!(db.store.recover_expired(&[]).unwrap().is_empty());
+    assert!(
+        db.store.recover_expired(&[here.id]).unwrap().is_empty(),
+        "settled once"
+    );
     assert_eq!(db.store.expired_leases().unwrap().len(), 1);
 
-    // Once expired for longer than `others_after`, it is settled without being stopped.
-    let recovered = db
-        .store
-        .recover_expired(&[], std::time::Duration::from_millis(5))
-        .unwrap();
+    let recovered = db.store.recover_expired(&[there.id]).unwrap();
     assert_eq!(
         recovered.iter().map(|d| d.id).collect::<Vec<_>>(),
         vec![there.id]
@@ -640,7 +653,7 @@ both_backends!(
     a_deployment_of_another_instances_release_is_refused,
     a_deployment_is_read_with_its_release_and_instance,
     migrations_are_idempotent,
-    expired_leases_are_settled_once_stopped_or_late,
+    expired_leases_are_listed_and_settled_when_named,
 );
 
 #[test]

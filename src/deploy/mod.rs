@@ -254,6 +254,15 @@ pub struct NewOutboxItem {
     pub payload: serde_json::Value,
 }
 
+/// A running deployment whose worker stopped renewing its lease.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExpiredLease {
+    pub id: DeploymentId,
+    /// Who held the lease: `host:pid:run` for a worker.
+    pub owner: String,
+    pub expired_at: DateTime<Utc>,
+}
+
 /// Whether GitHub accepted the Deployment that mirrors a deployment (its
 /// `deployment.created` report).
 #[derive(Debug, Clone, PartialEq, Eq)]

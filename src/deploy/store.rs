@@ -120,19 +120,12 @@ pub trait Store: Send + Sync + 'static {
     /// the deployment it replaced `rolled_back`.
     fn finish_deployment(&self, deployment: &Deployment, owner: &str) -> Result<(), Error>;
 
-    /// Running deployments whose lease expired, with the lease's owner (`host:pid:run`).
-    fn expired_leases(&self) -> Result<Vec<(DeploymentId, String)>, Error>;
+    /// Running deployments whose lease expired.
+    fn expired_leases(&self) -> Result<Vec<super::ExpiredLease>, Error>;
 
-    /// Running deployments whose lease expired become failed ("worker lost; outcome
-    /// unknown"); returns them. Those in `stopped` (the caller has stopped what their
-    /// worker left running on its machine) at once, the others only once their lease has
-    /// been expired for `others_after`, so that the machine they ran on can stop their
-    /// command first.
-    fn recover_expired(
-        &self,
-        stopped: &[DeploymentId],
-        others_after: Duration,
-    ) -> Result<Vec<Deployment>, Error>;
+    /// The deployments named in `ids` that are still running with an expired lease
+    /// become failed ("worker lost; outcome unknown"); returns them.
+    fn recover_expired(&self, ids: &[DeploymentId]) -> Result<Vec<Deployment>, Error>;
 
     /// Appends lines to a deployment's log, numbered from `first_seq`.
     fn append_logs(

@@ -876,16 +876,12 @@ impl deploy::Store for DieselStore {
         self.write(|conn| queue::finish(conn, deployment, owner))
     }
 
-    fn expired_leases(&self) -> Result<Vec<(DeploymentId, String)>, Error> {
+    fn expired_leases(&self) -> Result<Vec<deploy::ExpiredLease>, Error> {
         self.read(queue::expired_leases)
     }
 
-    fn recover_expired(
-        &self,
-        stopped: &[DeploymentId],
-        others_after: Duration,
-    ) -> Result<Vec<Deployment>, Error> {
-        self.write(|conn| queue::recover_expired(conn, stopped, others_after))
+    fn recover_expired(&self, ids: &[DeploymentId]) -> Result<Vec<Deployment>, Error> {
+        self.write(|conn| queue::recover_expired(conn, ids))
     }
 
     fn append_logs(

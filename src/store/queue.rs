@@ -276,56 +276,39 @@ pub(super) fn finish(conn: &mut DbConn, d: &Deployment, owner: &str) -> Result<(
     activate(conn, &d.tenant_id, &instance, &d.release_id.to_string())
 }
 
-/// Running deployments whose lease has expired, with the owner of that lease.
-pub(super) fn expired_leases(conn: &mut DbConn) -> Result<Vec<(DeploymentId, String)>, Error> {
+/// Running deployments whose lease has expired.
+pub(super) fn expired_leases(conn: &mut DbConn) -> Result<Vec<deploy::ExpiredLease>, Error> {
     let now = to_db(deploy::now());
-    let rows: Vec<(String, Option<String>)> = deployments::table
+    let rows: Vec<(String, Option<String>, Option<chrono::NaiveDateTime>)> = deployments::table
         .filter(deployments::state.eq(DeployState::Running.as_str()))
         .filter(deployments::lease_expires_at.lt(now))
-        .select((deployments::id, deployments::lease_owner))
+        .select((
+            deployments::id,
+            deployments::lease_owner,
+            deployments::lease_expires_at,
+        ))
         .load(conn)
         .map_err(db_error)?;
     rows.into_iter()
-        .map(|(id, owner)| {
-            let id = id
-                .parse()
-                .map_err(|_| Error::Internal(format!("a stored deployment id is invalid: {id}")))?;
-            Ok((id, owner.unwrap_or_default()))
+        .map(|(id, owner, expired_at)| {
+            Ok(deploy::ExpiredLease {
+                id: id.parse().map_err(|_| {
+                    Error::Internal(format!("a stored deployment id is invalid: {id}"))
+                })?,
+                owner: owner.unwrap_or_default(),
+                expired_at: from_db(expired_at.unwrap_or(now)),
+            })
         })
         .collect()
 }
 
-/// Marks failed the running deployments whose lease expired: those in `stopped` at once
-/// (the caller has stopped what their worker left running on its machine), the others
-/// once their lease has been expired for `others_after`, which gives the machine they ran
-/// on the time to stop their command first.
+/// Marks failed those of `ids` that are still running with an expired lease.
 pub(super) fn recover_expired(
     conn: &mut DbConn,
-    stopped: &[DeploymentId],
-    others_after: Duration,
+    ids: &[DeploymentId],
 ) -> Result<Vec<Deployment>, Error> {
     let now = to_db(deploy::now());
-    let others_before = chrono::TimeDelta::from_std(others_after)
-        .ok()
-        .and_then(|wait| deploy::now().checked_sub_signed(wait))
-        .map(to_db);
-    let candidates: Vec<(String, Option<chrono::NaiveDateTime>)> = deployments::table
-        .filter(deployments::state.eq(DeployState::Running.as_str()))
-        .filter(deployments::lease_expires_at.lt(now))
-        .select((deployments::id, deployments::lease_expires_at))
-        .load(conn)
-        .map_err(db_error)?;
-    let stopped: Vec<String> = stopped.iter().map(ToString::to_string).collect();
-    let expired: Vec<String> = candidates
-        .into_iter()
-        .filter(|(id, expires_at)| {
-            stopped.contains(id)
-                || expires_at
-                    .zip(others_before)
-                    .is_some_and(|(at, before)| at < before)
-        })
-        .map(|(id, _)| id)
-        .collect();
+    let expired: Vec<String> = ids.iter().map(ToString::to_string).collect();
     let mut recovered = Vec::with_capacity(expired.len());
     for id in expired {
         // Another process's recovery (or the late worker itself) may have settled it

@@ -1598,12 +1598,11 @@ impl State {
             })
             .collect();
         if !failing.is_empty() {
-            let missing = failing;
             return Reply::json(
                 409,
                 json!({
                     "message": format!("Conflict: Commit status checks failed for {git_ref}."),
-                    "errors": [{"contexts": missing, "resource": "Deployment", "field": "required_contexts", "code": "invalid"}],
+                    "errors": [{"contexts": failing, "resource": "Deployment", "field": "required_contexts", "code": "invalid"}],
                     "documentation_url": docs,
                     "status": "409",
                 }),

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use bot::{Bot, PR_SHA, SECRET, SHA, fixture, pr_comment, push, wait_until};
 use common::TestDb;
+use common::fake_github::FakeDeployment;
 use deploybot::deploy::{DeployState, Store};
 use deploybot::github::signature;
 use serde_json::Value;
@@ -31,16 +32,21 @@ fn create_tag(tag: &str) -> Value {
     v
 }
 
-/// The statuses GitHub has for the only deployment of `environment`.
-fn github_states(bot: &Bot, environment: &str) -> Vec<String> {
-    let deployments: Vec<_> = bot
+/// GitHub's only deployment of `environment`.
+fn github_deployment(bot: &Bot, environment: &str) -> FakeDeployment {
+    let mut deployments: Vec<_> = bot
         .fake
         .deployments("acme/web")
         .into_iter()
         .filter(|d| d.environment == environment)
         .collect();
     assert_eq!(deployments.len(), 1, "GitHub deployments: {deployments:?}");
-    deployments[0].states()
+    deployments.remove(0)
+}
+
+/// The statuses GitHub has for the only deployment of `environment`.
+fn github_states(bot: &Bot, environment: &str) -> Vec<String> {
+    github_deployment(bot, environment).states()
 }
 
 fn wait_for_github_state(bot: &Bot, environment: &str, state: &str) {
@@ -338,12 +344,7 @@ fn required_contexts_gate_the_deployment(db: TestDb) {
     assert_eq!(bot.wait_final(&green).state, DeployState::Succeeded);
     assert_eq!(ran().lines().collect::<Vec<_>>(), vec![green.as_str()]);
     wait_for_github_state(&bot, "production", "success");
-    let gh = bot
-        .fake
-        .deployments("acme/web")
-        .into_iter()
-        .find(|d| d.environment == "production")
-        .unwrap();
+    let gh = github_deployment(&bot, "production");
     assert_eq!(gh.git_ref, PR_SHA);
     assert_eq!(gh.required_contexts, Some(vec!["ci/test".to_string()]));
 
@@ -387,12 +388,7 @@ fn a_tag_push_is_mirrored_on_github(db: TestDb) {
     let id = answer["deployments"][0].as_str().unwrap().to_string();
     assert_eq!(bot.wait_final(&id).state, DeployState::Succeeded);
     wait_for_github_state(&bot, "production", "success");
-    let gh = bot
-        .fake
-        .deployments("acme/web")
-        .into_iter()
-        .find(|d| d.environment == "production")
-        .unwrap();
+    let gh = github_deployment(&bot, "production");
     assert_eq!(gh.git_ref, SHA);
     assert!(!gh.auto_merge);
     assert_eq!(gh.required_contexts, Some(vec![]));
