@@ -30,6 +30,16 @@
 //! `BENCH_DURATION` (seconds, 10), `BENCH_WARMUP` (seconds, 3), `BENCH_CONNECTIONS` (32),
 //! `BENCH_THREADS` (2), `BENCH_INGEST_BODIES` (signed bodies for payload (b), 200000),
 //! `TEST_DATABASE_URL`, `BENCH_OUT`.
+//!
+//! Floors: built with `--features bench-floor`, the subjects `floor-nothing`,
+//! `floor-handover` and `floor-fsync` run deploybot on SQLite without storing deliveries
+//! (`DEPLOYBOT_BENCH_FLOOR`, src/store/group.rs): the webhook path alone, plus the hand-over
+//! to the delivery writer, plus one `fdatasync` per batch. They show how much of the
+//! request's cost is the store's. Listed round after round with `node` and `sqlite`, each
+//! run is compared with the Node run just before it:
+//!
+//!   BENCH_INGEST_SUBJECTS=node,floor-nothing,floor-handover,floor-fsync,sqlite,node,… \
+//!     cargo bench --features bench-floor --bench ingest
 
 #[allow(dead_code)]
 #[path = "../tests/github/bot.rs"]
@@ -67,6 +77,11 @@ enum Subject {
     Postgres,
     Node,
     Python,
+    /// deploybot on SQLite built with `--features bench-floor`, storing nothing: see
+    /// `DEPLOYBOT_BENCH_FLOOR` in src/store/group.rs.
+    FloorNothing,
+    FloorHandover,
+    FloorFsync,
 }
 
 impl Subject {
@@ -76,9 +91,41 @@ impl Subject {
             "postgres" => Subject::Postgres,
             "node" => Subject::Node,
             "python" => Subject::Python,
+            "floor-nothing" | "floor-handover" | "floor-fsync"
+                if !cfg!(feature = "bench-floor") =>
+            {
+                panic!(
+                    "BENCH_INGEST_SUBJECTS: {name} needs a deploybot built with the bench-floor \
+                     feature: cargo bench --features bench-floor --bench ingest"
+                )
+            }
+            "floor-nothing" => Subject::FloorNothing,
+            "floor-handover" => Subject::FloorHandover,
+            "floor-fsync" => Subject::FloorFsync,
             other => panic!(
-                "BENCH_INGEST_SUBJECTS: unknown subject {other:?} (sqlite, postgres, node, python)"
+                "BENCH_INGEST_SUBJECTS: unknown subject {other:?} (sqlite, postgres, node, \
+                 python; with --features bench-floor also floor-nothing, floor-handover, \
+                 floor-fsync)"
             ),
+        }
+    }
+
+    /// A floor stores nothing: it is measured on payload (a) only and is left out of the
+    /// summary table (its own table says what it is).
+    fn is_floor(self) -> bool {
+        matches!(
+            self,
+            Subject::FloorNothing | Subject::FloorHandover | Subject::FloorFsync
+        )
+    }
+
+    /// `DEPLOYBOT_BENCH_FLOOR` for a floor (`dir`: the subject's temporary directory).
+    fn floor_setting(self, dir: &Path) -> Option<String> {
+        match self {
+            Subject::FloorNothing => Some("nothing".into()),
+            Subject::FloorHandover => Some("handover".into()),
+            Subject::FloorFsync => Some(format!("fsync:{}", dir.join("floor.sync").display())),
+            _ => None,
         }
     }
 
@@ -88,6 +135,9 @@ impl Subject {
             Subject::Postgres => "postgres",
             Subject::Node => "node",
             Subject::Python => "python",
+            Subject::FloorNothing => "floor-nothing",
+            Subject::FloorHandover => "floor-handover",
+            Subject::FloorFsync => "floor-fsync",
         }
     }
 
@@ -97,6 +147,9 @@ impl Subject {
             Subject::Postgres => support::POSTGRES,
             Subject::Node => support::NODE,
             Subject::Python => support::PYTHON,
+            Subject::FloorNothing => "floor: nothing stored, no hand-over",
+            Subject::FloorHandover => "floor: hand-over to the writer, nothing written",
+            Subject::FloorFsync => "floor: hand-over + one 4 KiB fdatasync per batch",
         }
     }
 }
@@ -196,11 +249,15 @@ fn start(subject: Subject) -> Server {
     let port = support::free_port();
     let log = std::fs::File::create(dir.path().join("server.log")).expect("log file");
     let (command, db) = match subject {
-        Subject::Sqlite | Subject::Postgres => {
-            let db = if subject == Subject::Sqlite {
-                TestDb::sqlite()
-            } else {
+        Subject::Sqlite
+        | Subject::Postgres
+        | Subject::FloorNothing
+        | Subject::FloorHandover
+        | Subject::FloorFsync => {
+            let db = if subject == Subject::Postgres {
                 TestDb::postgres()
+            } else {
+                TestDb::sqlite()
             };
             let config = dir.path().join("deploybot.toml");
             std::fs::write(
@@ -241,8 +298,12 @@ kind = "noop"
                 "GITHUB_APP_ID",
                 "GITHUB_APP_PRIVATE_KEY",
                 "GITHUB_APP_PRIVATE_KEY_PATH",
+                "DEPLOYBOT_BENCH_FLOOR",
             ] {
                 command.env_remove(name);
+            }
+            if let Some(floor) = subject.floor_setting(dir.path()) {
+                command.env("DEPLOYBOT_BENCH_FLOOR", floor);
             }
             (command, Some(db))
         }
@@ -554,6 +615,9 @@ fn main() {
             .into_iter()
             .flat_map(|case| clients.iter().map(move |c| (case, c)))
         {
+            if subject.is_floor() && case.key != "a" {
+                continue;
+            }
             let inputs = if case.key == "a" { &no_match } else { &deploys };
             let server = start(subject);
             std::thread::sleep(Duration::from_secs(1));
@@ -729,7 +793,8 @@ fn report(
         .filter(|m| m.subject == Subject::Node)
         .map(|m| ((m.case.key, m.client), m.run.requests_per_second()))
         .collect();
-    for m in measured {
+    floors(results, measured);
+    for m in measured.iter().filter(|m| !m.subject.is_floor()) {
         let r = &m.run;
         let column = m.subject.column();
         let label = format!("{} ({})", m.case.label, m.client.label());
@@ -776,7 +841,7 @@ fn report(
         }
     }
     let mut memory: BTreeMap<Subject, (u64, u64)> = BTreeMap::new();
-    for m in measured {
+    for m in measured.iter().filter(|m| !m.subject.is_floor()) {
         let entry = memory.entry(m.subject).or_insert((m.idle_kib, 0));
         entry.1 = entry.1.max(m.peak_kib);
     }
@@ -813,5 +878,67 @@ fn report(
         for line in notes.lines() {
             results.detail(line);
         }
+    }
+}
+
+/// The floors' table: each run of a floor or of deploybot on SQLite against the Node run
+/// measured last before it (same payload and load tool), so that listing the subjects
+/// round after round (`node,floor-nothing,floor-handover,floor-fsync,sqlite,node,…`)
+/// compares each with a Node run of the same minutes.
+fn floors(results: &mut Results, measured: &[Measured]) {
+    if !measured.iter().any(|m| m.subject.is_floor()) {
+        return;
+    }
+    let mut node: BTreeMap<(&str, Client), f64> = BTreeMap::new();
+    let mut ratios: BTreeMap<Subject, Vec<(f64, f64, f64)>> = BTreeMap::new();
+    for m in measured {
+        let rps = m.run.requests_per_second();
+        if m.subject == Subject::Node {
+            node.insert((m.case.key, m.client), rps);
+        } else if (m.subject.is_floor() || m.subject == Subject::Sqlite)
+            && m.case.key == "a"
+            && let Some(base) = node.get(&(m.case.key, m.client))
+        {
+            ratios
+                .entry(m.subject)
+                .or_default()
+                .push((rps, m.cpu_us.0, rps / base));
+        }
+    }
+    results.detail("");
+    results.detail(
+        "Floors (payload (a); built with `--features bench-floor`; a floor stores nothing, so \
+         it shows what the rest of the path costs): each run against the Node run just before it.",
+    );
+    results.detail("");
+    results.detail(
+        "| subject | runs | requests/s | server CPU µs/request | ÷ Node: median (each run) |",
+    );
+    results.detail("| --- | --- | --- | --- | --- |");
+    for (subject, runs) in &ratios {
+        let range = |f: fn(&(f64, f64, f64)) -> f64, digits: usize| {
+            let lo = runs.iter().map(f).fold(f64::INFINITY, f64::min);
+            let hi = runs.iter().map(f).fold(f64::NEG_INFINITY, f64::max);
+            format!("{lo:.digits$}–{hi:.digits$}")
+        };
+        let mut each: Vec<f64> = runs.iter().map(|r| r.2).collect();
+        let listed = each
+            .iter()
+            .map(|r| format!("{r:.2}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        each.sort_by(f64::total_cmp);
+        let median = if each.len() % 2 == 1 {
+            each[each.len() / 2]
+        } else {
+            (each[each.len() / 2 - 1] + each[each.len() / 2]) / 2.0
+        };
+        results.detail(&format!(
+            "| {} | {} | {} | {} | {median:.2}× ({listed}) |",
+            subject.column(),
+            runs.len(),
+            range(|r| r.0, 0),
+            range(|r| r.1, 1),
+        ));
     }
 }

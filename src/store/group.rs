@@ -76,6 +76,13 @@ impl DieselStore {
         triggered: Vec<deploy::TriggeredDeployment>,
         items: Vec<deploy::NewOutboxItem>,
     ) -> Result<DeliveryRecord, Error> {
+        #[cfg(feature = "bench-floor")]
+        if matches!(floor::get(), Some(floor::Floor::NothingStored)) {
+            return Ok(DeliveryRecord {
+                batch: 1,
+                ..DeliveryRecord::default()
+            });
+        }
         let (reply, answer) = oneshot::channel();
         let job = Job {
             delivery,
@@ -116,6 +123,11 @@ fn run(store: &DieselStore, jobs: &mpsc::Receiver<Job>) {
 
 /// Writes `batch` (emptying it) and answers every job in it.
 fn write(store: &DieselStore, batch: &mut Vec<Job>) {
+    #[cfg(feature = "bench-floor")]
+    if let Some(floor) = floor::get() {
+        floor.answer_unstored(batch);
+        return;
+    }
     // Deliveries alone are one statement on PostgreSQL, atomic on its own: without BEGIN
     // and COMMIT around it, a batch (even of one) costs one round trip instead of three.
     let one_statement = store.backend == Backend::Postgres
@@ -162,5 +174,85 @@ fn write(store: &DieselStore, batch: &mut Vec<Job>) {
     for job in batch.drain(..) {
         let record = store.record_delivery(&job.delivery, &job.triggered, &job.items);
         let _ = job.reply.send(record);
+    }
+}
+
+/// Bench-only floors of the ingest path (`cargo bench --features bench-floor --bench
+/// ingest`, subjects `floor-*`): what a webhook costs when its delivery is not stored, so
+/// that the cost of storing can be told from the cost of everything else. Chosen by
+/// `DEPLOYBOT_BENCH_FLOOR`; a build without the feature has none of this.
+#[cfg(feature = "bench-floor")]
+mod floor {
+    use std::os::unix::fs::FileExt;
+    use std::sync::OnceLock;
+
+    use super::Job;
+    use crate::deploy::DeliveryRecord;
+
+    #[derive(Debug)]
+    pub(super) enum Floor {
+        /// `nothing`: the handler answers as if stored; no writer thread, no hand-over.
+        NothingStored,
+        /// `handover`: deliveries go to the writer thread, which answers each batch at
+        /// once, without any write.
+        Handover,
+        /// `fsync:PATH`: like `handover`, but each batch first writes 4 KiB to PATH and
+        /// `fdatasync`s it: the least that any durable group commit does.
+        Fsync(std::fs::File),
+    }
+
+    /// The floor named by `DEPLOYBOT_BENCH_FLOOR`, read once; an unknown name stops the
+    /// process, so that a bench never measures the wrong build unknowingly.
+    pub(super) fn get() -> Option<&'static Floor> {
+        static FLOOR: OnceLock<Option<Floor>> = OnceLock::new();
+        FLOOR
+            .get_or_init(|| {
+                let name = std::env::var("DEPLOYBOT_BENCH_FLOOR").ok()?;
+                let floor = match name.as_str() {
+                    "nothing" => Floor::NothingStored,
+                    "handover" => Floor::Handover,
+                    other => match other.strip_prefix("fsync:") {
+                        Some(path) => Floor::Fsync(
+                            std::fs::OpenOptions::new()
+                                .create(true)
+                                .truncate(false)
+                                .write(true)
+                                .open(path)
+                                .unwrap_or_else(|e| {
+                                    eprintln!("DEPLOYBOT_BENCH_FLOOR: cannot open {path}: {e}");
+                                    std::process::exit(2)
+                                }),
+                        ),
+                        None => {
+                            eprintln!(
+                                "DEPLOYBOT_BENCH_FLOOR={other:?}: use nothing, handover or fsync:PATH"
+                            );
+                            std::process::exit(2)
+                        }
+                    },
+                };
+                tracing::warn!(floor = ?floor, "bench floor: webhook deliveries are NOT stored");
+                Some(floor)
+            })
+            .as_ref()
+    }
+
+    impl Floor {
+        /// Answers every job of `batch` as if its delivery had been stored.
+        pub(super) fn answer_unstored(&self, batch: &mut Vec<Job>) {
+            if let Floor::Fsync(file) = self {
+                let block = [0u8; 4096];
+                if let Err(e) = file.write_all_at(&block, 0).and_then(|()| file.sync_data()) {
+                    tracing::error!(error = %e, "bench floor: the sync failed");
+                }
+            }
+            let size = batch.len();
+            for job in batch.drain(..) {
+                let _ = job.reply.send(Ok(DeliveryRecord {
+                    batch: size,
+                    ..DeliveryRecord::default()
+                }));
+            }
+        }
     }
 }
