@@ -63,6 +63,7 @@ fn engine(db: &TestDb) -> (Service, Vec<Instance>) {
                     pause: Duration::ZERO,
                 },
                 wait_for_github: false,
+                env: Default::default(),
             },
         );
     }

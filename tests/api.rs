@@ -52,6 +52,7 @@ fn spec(name: &str) -> InstanceSpec {
             pause: Duration::from_millis(10),
         },
         wait_for_github: false,
+        env: Default::default(),
     }
 }
 

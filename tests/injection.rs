@@ -201,6 +201,7 @@ image = "ghcr.io/acme/web:{{tag}}"
 strategy = "recreate"
 on_tag = ["**"]
 commands = false
+env = {{ LOG_LEVEL = "debug", REGION = "eu" }}
 
 [instances.provider]
 kind = "command"
@@ -574,7 +575,61 @@ fn hostile_names_are_escaped_on_pages_and_exact_in_the_api(db: TestDb) {
     sandbox.assert_no_shell_ran();
 }
 
+/// The instance's `env` reaches the deploy command with every release it makes, under the
+/// env a request names (`POST /v1/instances/…/deploy`): for a key both name, the request's
+/// value wins. The release keeps the merged env.
+fn instance_env_reaches_the_command_under_the_request_env(db: TestDb) {
+    let sandbox = Sandbox::new();
+    let (bot, _server) = start(db, &sandbox);
+    let mut tag_push = fixture("push_tag");
+    tag_push["ref"] = "refs/tags/v1.0.0".into();
+    tag_push["after"] = SHA.into();
+    tag_push["head_commit"]["id"] = SHA.into();
+    let (status, answer) = bot.send("push", &tag_push, "env-1");
+    assert_eq!(status, 202, "{answer}");
+    let first = finished(&bot, "web-tags");
+    let envs = sandbox.envs_of(&first);
+    assert!(!envs.is_empty());
+    for env in &envs {
+        assert_eq!(env.get("LOG_LEVEL").map(Vec::as_slice), Some(&b"debug"[..]));
+        assert_eq!(env.get("REGION").map(Vec::as_slice), Some(&b"eu"[..]));
+    }
+
+    let body = serde_json::json!({
+        "image": "ghcr.io/acme/web:v1.0.1",
+        "env": {"REGION": "us", "EXTRA": "1"},
+        "commit_sha": SHA,
+    })
+    .to_string();
+    let bearer = format!("Bearer {API_TOKEN}");
+    let (status, answer) = bot.post(
+        "/v1/instances/web-tags/deploy",
+        &[("Authorization", &bearer)],
+        body.as_bytes(),
+    );
+    assert_eq!(status, 201, "{answer}");
+    let second = bot.wait_final(answer["id"].as_str().unwrap());
+    assert_eq!(second.state, DeployState::Succeeded, "{}", second.error);
+    for env in sandbox.envs_of(&second) {
+        assert_eq!(env.get("LOG_LEVEL").map(Vec::as_slice), Some(&b"debug"[..]));
+        assert_eq!(env.get("REGION").map(Vec::as_slice), Some(&b"us"[..]));
+        assert_eq!(env.get("EXTRA").map(Vec::as_slice), Some(&b"1"[..]));
+    }
+    let (status, release) = get(
+        bot.port,
+        &format!("/v1/releases/{}", second.release_id),
+        Some(API_TOKEN),
+    );
+    assert_eq!(status, 200, "{release}");
+    let release: Value = serde_json::from_str(&release).unwrap();
+    assert_eq!(
+        release["env"],
+        serde_json::json!({"EXTRA": "1", "LOG_LEVEL": "debug", "REGION": "us"})
+    );
+}
+
 both_backends_owned!(
+    instance_env_reaches_the_command_under_the_request_env,
     hostile_branch_names_never_reach_a_shell,
     hostile_tags_never_reach_a_shell,
     pr_comments_and_titles_with_backticks_never_reach_a_shell,

@@ -74,6 +74,7 @@ fn spec(
             pause: Duration::from_millis(100),
         },
         wait_for_github: false,
+        env: Default::default(),
     }
 }
 

@@ -2,7 +2,7 @@
 //! method validates first, writes in one transaction, and returns at once: deployments
 //! run later, in a worker.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::Notify;
@@ -31,6 +31,9 @@ pub struct InstanceSpec {
     /// once GitHub has accepted its Deployment (the contexts passed), and fails with
     /// GitHub's reason when GitHub refuses it.
     pub wait_for_github: bool,
+    /// The instance's `env`: every new release gets it, under the request's own `env`
+    /// (a key the request names wins).
+    pub env: BTreeMap<String, String>,
 }
 
 /// The configured instances, looked up by tenant and name.
@@ -253,6 +256,11 @@ impl Service {
     ) -> Result<TriggeredDeployment, Error> {
         let strategy = Self::choose_strategy(spec, &request.strategy)?;
         request.image = request.image.trim().to_string();
+        if !spec.env.is_empty() {
+            let mut env = spec.env.clone();
+            env.append(&mut request.env);
+            request.env = env;
+        }
         let release = Release::from_request(tenant, &request);
         let mut deployment = Deployment::pending(&release, &strategy, initiator);
         deployment.source = source;

@@ -81,5 +81,6 @@ pub fn spec_of(instance: &InstanceConfig) -> Result<InstanceSpec, ProviderError>
             pause: instance.canary.pause,
         },
         wait_for_github: !instance.required_contexts.is_empty(),
+        env: instance.env.clone(),
     })
 }

@@ -109,6 +109,7 @@ fn build(def: &SpecDef, pool: &str) -> InstanceSpec {
             pause: Duration::from_millis(100),
         },
         wait_for_github: false,
+        env: Default::default(),
     }
 }
 
