@@ -10,6 +10,8 @@ use std::time::Duration;
 
 use actix_web::dev::ServerHandle;
 use actix_web::{App, HttpServer, web};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use deploybot::config::{ApiConfig, ApiToken, Config};
 use deploybot::deploy::{
     CanarySteps, DeployState, Deployment, DeploymentId, Instance, InstanceSpec, Release, ReleaseId,
@@ -781,6 +783,26 @@ async fn bad_ids_cursors_and_limits_are_400(db: TestDb) {
     api.get(&format!("/v1/instances/api/releases?cursor={cursor}"))
         .await
         .assert_error(400, "invalid_request", &["cursor is invalid"]);
+    // A deployments cursor forged with a time no deployment can have (PostgreSQL cannot
+    // even compare with it): refused like any other bad cursor, never a 500.
+    let deployments = api
+        .get("/v1/instances/web/deployments?limit=1")
+        .await
+        .json();
+    let cursor = deployments["next_cursor"].as_str().unwrap();
+    let mut wire: serde_json::Value =
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(cursor).unwrap()).unwrap();
+    for t in [-300_000_000_000_000_000_i64, -1, i64::MAX] {
+        wire["t"] = t.into();
+        let forged = URL_SAFE_NO_PAD.encode(wire.to_string());
+        api.get(&format!("/v1/instances/web/deployments?cursor={forged}"))
+            .await
+            .assert_error(
+                400,
+                "invalid_request",
+                &["cursor is invalid", "out of range"],
+            );
+    }
 
     for (query, needle) in [
         ("after=-1", "`after`"),

@@ -70,12 +70,20 @@ pub(crate) fn encode_deployment(instance: InstanceId, key: &DeploymentKey) -> St
     })
 }
 
+/// 9999-12-31T23:59:59.999999Z in microseconds: no deployment is created before the epoch
+/// or after this, and both databases can compare with any time in between (PostgreSQL
+/// refuses times before 4713 BC, which a forged cursor could otherwise name).
+const LAST_MICROS: i64 = 253_402_300_799_999_999;
+
 pub(crate) fn decode_deployment(
     cursor: &str,
     instance: InstanceId,
 ) -> Result<DeploymentKey, Error> {
     let wire = decode(cursor, "dep", instance)?;
     match (wire.t, wire.d, wire.v) {
+        (Some(t), Some(_), None) if !(0..=LAST_MICROS).contains(&t) => {
+            Err(invalid("its time is out of range"))
+        }
         (Some(created_at_micros), Some(id), None) if id.starts_with("dep_") => Ok(DeploymentKey {
             created_at_micros,
             id,
