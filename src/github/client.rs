@@ -65,6 +65,33 @@ fn encode_path(segment: &str) -> String {
     out
 }
 
+/// The user's role from GitHub's answer to "get repository permissions for a user":
+/// `role_name` when it is one of the five built-in roles; for an organization's custom
+/// role (`role_name` is then its own name, such as `deployer`) the highest built-in role
+/// it grants, from `user.permissions`; the legacy `permission` field last.
+fn role_of(answer: &serde_json::Value) -> &str {
+    const BUILT_IN: [(&str, &str); 5] = [
+        ("admin", "admin"),
+        ("maintain", "maintain"),
+        ("write", "push"),
+        ("triage", "triage"),
+        ("read", "pull"),
+    ];
+    if let Some(role) = answer["role_name"].as_str()
+        && BUILT_IN.iter().any(|(name, _)| *name == role)
+    {
+        return role;
+    }
+    let flags = &answer["user"]["permissions"];
+    if let Some((role, _)) = BUILT_IN
+        .iter()
+        .find(|(_, flag)| flags[*flag].as_bool() == Some(true))
+    {
+        return role;
+    }
+    answer["permission"].as_str().unwrap_or("none")
+}
+
 fn repo_path(repo: &str) -> String {
     encode_path(repo)
 }
@@ -487,11 +514,7 @@ impl GithubClient {
         );
         let answer = self.get(repo, installation, &path).await;
         match answer {
-            Ok(v) => Ok(v["role_name"]
-                .as_str()
-                .or_else(|| v["permission"].as_str())
-                .unwrap_or("none")
-                .to_string()),
+            Ok(v) => Ok(role_of(&v).to_string()),
             // Not a collaborator at all.
             Err(ApiError::Refused { status: 404, .. }) => Ok("none".into()),
             Err(e) => Err(e),
@@ -603,6 +626,46 @@ fn classify(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_custom_role_counts_as_the_built_in_role_it_grants() {
+        let answer = |role: &str, permission: &str, flags: serde_json::Value| {
+            serde_json::json!({
+                "permission": permission,
+                "role_name": role,
+                "user": {"login": "octocat", "permissions": flags},
+            })
+        };
+        let all = |admin, maintain, push, triage| serde_json::json!({"admin": admin, "maintain": maintain, "push": push, "triage": triage, "pull": true});
+        // Built-in roles are taken as they are named (the legacy field says write for maintain).
+        assert_eq!(
+            role_of(&answer("maintain", "write", all(false, true, true, true))),
+            "maintain"
+        );
+        assert_eq!(
+            role_of(&answer("read", "read", all(false, false, false, false))),
+            "read"
+        );
+        // A custom role: the highest built-in role its flags grant.
+        assert_eq!(
+            role_of(&answer("deployer", "write", all(false, false, true, true))),
+            "write"
+        );
+        assert_eq!(
+            role_of(&answer(
+                "release-manager",
+                "write",
+                all(false, true, true, true)
+            )),
+            "maintain"
+        );
+        // No flags: the legacy field; nothing at all: none.
+        assert_eq!(
+            role_of(&serde_json::json!({"permission": "admin", "role_name": "boss"})),
+            "admin"
+        );
+        assert_eq!(role_of(&serde_json::json!({})), "none");
+    }
 
     #[test]
     fn rate_limits_and_server_errors_are_retried_with_githubs_delay() {

@@ -364,6 +364,9 @@ struct Repo {
     full_name: String,
     /// Lower-cased login → (login, role).
     roles: HashMap<String, (String, String)>,
+    /// Organization custom repository roles: lower-cased login → (role name, the base
+    /// role it inherits).
+    custom_roles: HashMap<String, (String, String)>,
     pulls: BTreeMap<u64, Pull>,
     issues: Vec<u64>,
     branches: BTreeMap<String, String>,
@@ -535,6 +538,7 @@ impl FakeGithub {
                 id,
                 full_name: full_name.to_string(),
                 roles: HashMap::new(),
+                custom_roles: HashMap::new(),
                 pulls: BTreeMap::new(),
                 issues: Vec::new(),
                 branches: BTreeMap::new(),
@@ -573,6 +577,17 @@ impl FakeGithub {
             user.to_lowercase(),
             (user.to_string(), permission.to_string()),
         );
+    }
+
+    /// Gives `user` an organization's custom repository role `name` that inherits `base`
+    /// (one of the five built-in roles): GitHub then answers the permission request with
+    /// `role_name` = `name`, and `permission` and `user.permissions` from `base`.
+    pub fn set_custom_role(&self, repo: &str, user: &str, name: &str, base: &str) {
+        self.set_permission(repo, user, base);
+        self.state()
+            .repo_mut(repo)
+            .custom_roles
+            .insert(user.to_lowercase(), (name.to_string(), base.to_string()));
     }
 
     /// Adds a pull request (also an issue, as on GitHub). Its head branch is
@@ -1358,7 +1373,8 @@ impl State {
             Ok(repo) => repo,
             Err(_) => return Reply::not_found(docs),
         };
-        let Some((login, role)) = repo.roles.get(&user.to_lowercase()) else {
+        let user_key = user.to_lowercase();
+        let Some((login, role)) = repo.roles.get(&user_key) else {
             return Reply::not_found(docs);
         };
         // GitHub's legacy `permission`: maintain shows as write, triage as read.
@@ -1377,6 +1393,10 @@ impl State {
             "triage": at_least("triage"),
             "pull": at_least("read"),
         });
+        let role = repo
+            .custom_roles
+            .get(&user_key)
+            .map_or(role.as_str(), |(name, _)| name.as_str());
         user["role_name"] = json!(role);
         Reply::json(
             200,

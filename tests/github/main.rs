@@ -775,6 +775,43 @@ fn refused_commands_explain_why(db: TestDb) {
         "r-quote",
     );
     assert_eq!(answer["status"], "ignored");
+
+    // An organization's custom repository role counts as the built-in role it grants
+    // (GitHub names the custom role in `role_name`).
+    bot.fake
+        .set_custom_role("acme/web", "auditor", "security-auditor", "triage");
+    bot.fake
+        .set_custom_role("acme/web", "shipper", "deployer", "write");
+    let comment = bot
+        .fake
+        .add_comment("acme/web", 9, "auditor", "/deploy production");
+    bot.send(
+        "issue_comment",
+        &pr_comment(9, comment, "auditor", "/deploy production"),
+        "r-custom-1",
+    );
+    wait_until("the reply to the auditor", Duration::from_secs(30), || {
+        bot.fake
+            .comments("acme/web", 9)
+            .iter()
+            .any(|c| c.body.contains("@auditor cannot") && c.body.contains("you have `triage`"))
+    });
+    assert!(bot.deployments("web-production").is_empty());
+    let comment = bot
+        .fake
+        .add_comment("acme/web", 9, "shipper", "/deploy production");
+    bot.send(
+        "issue_comment",
+        &pr_comment(9, comment, "shipper", "/deploy production"),
+        "r-custom-2",
+    );
+    wait_until(
+        "the deployment by a custom role",
+        Duration::from_secs(30),
+        || !bot.deployments("web-production").is_empty(),
+    );
+    let deployment = bot.deployments("web-production").remove(0);
+    assert_eq!(deployment.initiator, "shipper");
 }
 
 fn github_faults_are_retried_in_order_and_never_block(db: TestDb) {
