@@ -135,12 +135,15 @@ impl Worker {
         let recovery = tokio::spawn(Arc::clone(&self).recover_loop(shutdown.clone()));
         tracing::info!(owner = %self.owner, concurrency = self.settings.concurrency, "worker started");
         loop {
+            // `biased`: once shutdown has begun, nothing new is claimed, even when a slot
+            // is free at the same moment (an unbiased select picks a ready branch at random).
             let permit = tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => break,
                 permit = Arc::clone(&slots).acquire_owned() => match permit {
                     Ok(permit) => permit,
                     Err(_) => break,
                 },
-                _ = shutdown.cancelled() => break,
             };
             let store = Arc::clone(&self.store);
             let owner = self.owner.clone();
@@ -173,9 +176,10 @@ impl Worker {
             // Reap finished runs so the set does not grow.
             while tasks.try_join_next().is_some() {}
             tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => break,
                 _ = &mut notified => {}
                 _ = tokio::time::sleep(self.settings.poll) => {}
-                _ = shutdown.cancelled() => break,
             }
         }
         tracing::info!(running = tasks.len(), grace = ?self.settings.grace, "worker stopping: no new claims");

@@ -122,12 +122,16 @@ fn settings() -> WorkerSettings {
     }
 }
 
-fn pool(db: &TestDb, defs: &[SpecDef], name: &str) -> (Service, CancellationToken) {
+fn service(db: &TestDb, defs: &[SpecDef], name: &str) -> Service {
     let mut catalog = ConfigCatalog::default();
     for def in defs {
         catalog.insert("acme", build(def, name));
     }
-    let service = Service::new(Arc::clone(&db.store) as Arc<dyn Store>, Arc::new(catalog));
+    Service::new(Arc::clone(&db.store) as Arc<dyn Store>, Arc::new(catalog))
+}
+
+fn pool(db: &TestDb, defs: &[SpecDef], name: &str) -> (Service, CancellationToken) {
+    let service = service(db, defs, name);
     let shutdown = CancellationToken::new();
     let worker = Arc::new(Worker::new(&service, settings()));
     tokio::spawn(worker.run(shutdown.clone()));
@@ -175,6 +179,21 @@ impl Engine {
             instances,
             shutdown,
         }
+    }
+
+    /// A worker pool whose shutdown began before it started, run until it returns.
+    pub async fn run_a_stopped_pool(&self) {
+        let service = service(&self.db, &self.defs, "stopped");
+        let shutdown = CancellationToken::new();
+        shutdown.cancel();
+        Arc::new(Worker::new(&service, settings()))
+            .run(shutdown)
+            .await;
+    }
+
+    /// Stops the engine's own worker pool (it claims nothing more).
+    pub fn stop_pool(&self) {
+        self.shutdown.cancel();
     }
 
     pub fn second_pool(&self) -> Pool {

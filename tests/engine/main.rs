@@ -536,7 +536,35 @@ async fn one_running_per_instance_fifo(db: TestDb) {
     );
 }
 
+/// A worker whose shutdown has begun claims nothing, even with a slot free and a deployment
+/// waiting (each claim it made would be killed when the grace period ends).
+async fn a_worker_whose_shutdown_has_begun_claims_nothing(db: TestDb) {
+    let engine = Engine::start(db, vec![noop_spec("web", "rolling")]).await;
+    engine.stop_pool();
+    let queued = engine
+        .service
+        .deploy(
+            "acme",
+            request(&engine, "web", "ghcr.io/acme/web:1"),
+            "tester",
+        )
+        .await
+        .unwrap();
+    // An unbiased select would pick the claim half of the time: twenty stopped pools
+    // in a row would all have to miss it.
+    for _ in 0..20 {
+        engine.run_a_stopped_pool().await;
+        let d = engine
+            .service
+            .get_deployment("acme", queued.id)
+            .await
+            .unwrap();
+        assert_eq!(d.state, DeployState::Pending, "a stopped worker claimed it");
+    }
+}
+
 both_backends_async!(
+    a_worker_whose_shutdown_has_begun_claims_nothing,
     command_provider_passes_the_deployment_in_the_environment,
     canary_steps_traffic_in_order,
     unhealthy_canary_rolls_back_to_the_previous_release,
