@@ -636,7 +636,59 @@ fn expired_leases_are_listed_and_settled_when_named(db: &TestDb) {
     assert!(db.store.expired_leases().unwrap().is_empty());
 }
 
+/// A cancel that reads `pending` while a worker's claim is committing: the cancel must see
+/// that the deployment now runs and ask it to stop, not report it cancelled (PostgreSQL
+/// runs the two at once; SQLite makes the cancel wait for the claim).
+fn a_cancel_racing_a_claim_asks_the_running_deployment_to_stop(db: &TestDb) {
+    let (_, d) = deploy(db, &instance(db, "acme", "web"), "img:1");
+    let mut sql = Sql::open(&db.url);
+    let outbox_rows = |sql: &mut Sql| {
+        sql.count(&format!(
+            "SELECT count(*) AS n FROM outbox WHERE deployment_id = '{}'",
+            d.id
+        ))
+    };
+    let reports_before = outbox_rows(&mut sql);
+    // The claim, held open: the row is `running` for everyone once it commits.
+    sql.execute(if db.url.starts_with("sqlite://") {
+        "BEGIN IMMEDIATE"
+    } else {
+        "BEGIN"
+    });
+    let claimed = sql.execute(&format!(
+        "UPDATE deployments SET state = 'running', lease_owner = 'racer:1:1' WHERE id = '{}'",
+        d.id
+    ));
+    assert_eq!(claimed, 1);
+    let store = Arc::clone(&db.store);
+    let cancel = std::thread::spawn(move || store.request_cancel("acme", d.id, "tester"));
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    sql.execute("COMMIT");
+    let after = cancel
+        .join()
+        .unwrap()
+        .expect("the cancel of a running deployment");
+    assert_eq!(after.state, DeployState::Running);
+    assert_eq!(
+        sql.count(&format!(
+            "SELECT count(*) AS n FROM deployments WHERE id = '{}' AND cancel_requested",
+            d.id
+        )),
+        1,
+        "the running deployment was not asked to stop"
+    );
+    assert_eq!(
+        outbox_rows(&mut sql),
+        reports_before,
+        "a deployment that is still running was reported as finished"
+    );
+    // A second cancel of the same deployment reports nothing either.
+    db.store.request_cancel("acme", d.id, "tester").unwrap();
+    assert_eq!(outbox_rows(&mut sql), reports_before);
+}
+
 both_backends!(
+    a_cancel_racing_a_claim_asks_the_running_deployment_to_stop,
     claims_read_only_pending_rows,
     the_outbox_is_claimed_in_order_per_key_and_once,
     env_round_trips,

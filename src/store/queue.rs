@@ -346,24 +346,33 @@ pub(super) fn request_cancel(
     by: &str,
 ) -> Result<Deployment, Error> {
     let key = id.to_string();
-    let stored: Option<String> = deployments::table
-        .filter(deployments::tenant_id.eq(tenant))
-        .filter(deployments::id.eq(&key))
-        .select(deployments::state)
-        .first(conn)
-        .optional()
-        .map_err(db_error)?;
-    let state: DeployState = stored
-        .ok_or_else(|| Error::not_found("deployment", id))?
-        .parse()
-        .map_err(Error::Internal)?;
-    let at = to_db(deploy::now());
-    let target = deployments::table
-        .filter(deployments::tenant_id.eq(tenant))
-        .filter(deployments::id.eq(&key));
-    match state {
-        DeployState::Pending => {
-            diesel::update(target.filter(deployments::state.eq(DeployState::Pending.as_str())))
+    let target = || {
+        deployments::table
+            .filter(deployments::tenant_id.eq(tenant))
+            .filter(deployments::id.eq(&key))
+    };
+    // Each change is conditional on the state just read. On PostgreSQL (read committed) a
+    // worker's claim or finish, or another cancel, can commit in between: the change then
+    // touches no row, and the state is read again. Only the call that changed the row
+    // reports it, so a lost race can neither report a running deployment as cancelled
+    // nor report one cancellation twice. A state changes at most twice
+    // (pending → running → final), so three rounds always decide.
+    for _ in 0..3 {
+        let stored: Option<String> = target()
+            .select(deployments::state)
+            .first(conn)
+            .optional()
+            .map_err(db_error)?;
+        let state: DeployState = stored
+            .ok_or_else(|| Error::not_found("deployment", id))?
+            .parse()
+            .map_err(Error::Internal)?;
+        let at = to_db(deploy::now());
+        let changed = match state {
+            DeployState::Pending => {
+                let changed = diesel::update(
+                    target().filter(deployments::state.eq(DeployState::Pending.as_str())),
+                )
                 .set((
                     deployments::state.eq(DeployState::Cancelled.as_str()),
                     deployments::error.eq(format!("cancelled by {by}")),
@@ -372,26 +381,35 @@ pub(super) fn request_cancel(
                 ))
                 .execute(conn)
                 .map_err(db_error)?;
-            let cancelled = load(conn, &key)?;
-            report_final(conn, &cancelled)?;
-        }
-        DeployState::Running => {
-            diesel::update(target)
-                .set((
-                    deployments::cancel_requested.eq(true),
-                    deployments::updated_at.eq(at),
-                ))
-                .execute(conn)
-                .map_err(db_error)?;
-        }
-        other => {
-            return Err(Error::InvalidState(InvalidTransition {
-                from: other,
-                to: DeployState::Cancelled,
-            }));
+                if changed == 1 {
+                    let cancelled = load(conn, &key)?;
+                    report_final(conn, &cancelled)?;
+                }
+                changed
+            }
+            DeployState::Running => diesel::update(
+                target().filter(deployments::state.eq(DeployState::Running.as_str())),
+            )
+            .set((
+                deployments::cancel_requested.eq(true),
+                deployments::updated_at.eq(at),
+            ))
+            .execute(conn)
+            .map_err(db_error)?,
+            other => {
+                return Err(Error::InvalidState(InvalidTransition {
+                    from: other,
+                    to: DeployState::Cancelled,
+                }));
+            }
+        };
+        if changed == 1 {
+            return load(conn, &key);
         }
     }
-    load(conn, &key)
+    Err(Error::Unavailable(format!(
+        "deployment {id} kept changing state while it was being cancelled; try again"
+    )))
 }
 
 pub(super) fn supersede(conn: &mut DbConn, newer: &Deployment) -> Result<Vec<DeploymentId>, Error> {
