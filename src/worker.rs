@@ -344,7 +344,7 @@ impl Worker {
         let _ = writer.await;
 
         if lost.is_cancelled() {
-            tracing::warn!(deployment = %id, "lease lost while running; another worker recorded the outcome");
+            tracing::warn!(deployment = %id, "lease lost while running; lease recovery records the outcome");
             return;
         }
         let (state, error, slot) = match outcome {
@@ -478,6 +478,11 @@ impl Worker {
     }
 
     /// Renews the lease and watches for a cancel request from any process.
+    ///
+    /// When the lease cannot be renewed (the database is unreachable, or a renewal hangs)
+    /// until it has expired by this machine's clock, the deployment's command is stopped:
+    /// another server may already count the deployment as lost and, once it has settled
+    /// it, start the instance's next deployment, which must not run beside this one.
     async fn heartbeat(
         self: Arc<Self>,
         deployment: Deployment,
@@ -485,20 +490,47 @@ impl Worker {
         lost: CancellationToken,
     ) {
         let every = self.heartbeat_every();
+        let lease = self.settings.lease;
+        // The claim (or the last renewal) began no later than this, so the lease in the
+        // database ends no earlier than `held_since + lease`.
+        let mut held_since = tokio::time::Instant::now();
         loop {
             tokio::time::sleep(every).await;
             let store = Arc::clone(&self.store);
-            let (id, owner, lease) = (deployment.id, self.owner.clone(), self.settings.lease);
-            match blocking(move || store.renew_lease(id, &owner, lease)).await {
-                Ok(lease) if lease.cancel_requested => {
-                    if !cancel.is_cancelled() {
+            let (id, owner) = (deployment.id, self.owner.clone());
+            let asked = tokio::time::Instant::now();
+            let left = lease.saturating_sub(held_since.elapsed());
+            let renewal = tokio::time::timeout(
+                left.max(every),
+                blocking(move || store.renew_lease(id, &owner, lease)),
+            )
+            .await
+            .unwrap_or_else(|_| {
+                Err(Error::Unavailable(
+                    "the renewal did not answer in time".into(),
+                ))
+            });
+            match renewal {
+                Ok(renewed) => {
+                    held_since = asked;
+                    if renewed.cancel_requested && !cancel.is_cancelled() {
                         tracing::info!(deployment = %id, "cancel requested; stopping");
                         cancel.cancel();
                     }
                 }
-                Ok(_) => {}
                 Err(Error::Conflict(e)) => {
                     tracing::warn!(deployment = %id, error = %e, "lease lost; stopping");
+                    lost.cancel();
+                    cancel.cancel();
+                    return;
+                }
+                Err(e) if held_since.elapsed() >= lease => {
+                    tracing::error!(
+                        deployment = %id,
+                        error = %e,
+                        lease = ?lease,
+                        "the lease could not be renewed before it expired; stopping the deployment's command, as another server may take the deployment over"
+                    );
                     lost.cancel();
                     cancel.cancel();
                     return;

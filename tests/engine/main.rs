@@ -236,6 +236,86 @@ async fn cancel_stops_the_running_process_group(db: TestDb) {
     ));
 }
 
+/// The database out of reach of the worker: on SQLite another connection holds the write
+/// lock; on PostgreSQL the test database takes no connections and its sessions are ended.
+enum Outage {
+    Sqlite(common::Sql),
+    Postgres(String),
+}
+
+impl Outage {
+    fn begin(db: &TestDb) -> Outage {
+        if db.url.starts_with("sqlite://") {
+            let mut sql = common::Sql::open(&db.url);
+            sql.execute("BEGIN EXCLUSIVE");
+            Outage::Sqlite(sql)
+        } else {
+            let name = db.url.rsplit('/').next().unwrap().to_string();
+            Outage::admin(&format!("ALTER DATABASE {name} ALLOW_CONNECTIONS false"));
+            Outage::admin(&format!(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"
+            ));
+            Outage::Postgres(name)
+        }
+    }
+
+    fn admin(query: &str) {
+        use diesel::{Connection, RunQueryDsl};
+        let mut conn = diesel::PgConnection::establish(&common::admin_database_url()).unwrap();
+        diesel::sql_query(query).execute(&mut conn).unwrap();
+    }
+
+    fn end(self) {
+        match self {
+            Outage::Sqlite(mut sql) => {
+                sql.execute("COMMIT");
+            }
+            Outage::Postgres(name) => {
+                Outage::admin(&format!("ALTER DATABASE {name} ALLOW_CONNECTIONS true"))
+            }
+        }
+    }
+}
+
+/// A worker that cannot renew its lease stops the deployment's command once the lease has
+/// expired by its own clock, without waiting for the database to come back: another server
+/// may already count the deployment as lost and start the instance's next one.
+async fn a_worker_that_cannot_renew_its_lease_stops_its_command(db: TestDb) {
+    let script = Script::sleeping();
+    let engine = Engine::start(db, vec![command_spec("web", "recreate", &script)]).await;
+    let d = engine
+        .service
+        .deploy("acme", request(&engine, "web", "img:1"), "ci")
+        .await
+        .unwrap();
+    let pgid = script.wait_for_pgid().await;
+    let outage = Outage::begin(&engine.db);
+    let cut = Instant::now();
+    let mut gone = false;
+    // Lease 3 s, a renewal every second, then SIGTERM (SIGKILL 2 s later).
+    for _ in 0..3 {
+        gone = tokio::task::spawn_blocking(move || harness::group_is_gone(pgid))
+            .await
+            .unwrap();
+        if gone {
+            break;
+        }
+    }
+    let stopped_after = cut.elapsed();
+    assert!(
+        gone,
+        "the command still ran {stopped_after:?} after the database went out of reach"
+    );
+    assert!(
+        stopped_after < Duration::from_secs(10),
+        "stopped only after {stopped_after:?}"
+    );
+    outage.end();
+    // Back in reach: lease recovery settles the deployment.
+    let done = engine.wait_final(d.id).await;
+    assert_eq!(done.state, DeployState::Failed, "{}", done.error);
+}
+
 /// Pending deployments are cancelled at once, without running.
 async fn cancel_of_a_pending_deployment_is_immediate(db: TestDb) {
     let script = Script::sleeping();
@@ -565,6 +645,7 @@ async fn a_worker_whose_shutdown_has_begun_claims_nothing(db: TestDb) {
 
 both_backends_async!(
     a_worker_whose_shutdown_has_begun_claims_nothing,
+    a_worker_that_cannot_renew_its_lease_stops_its_command,
     command_provider_passes_the_deployment_in_the_environment,
     canary_steps_traffic_in_order,
     unhealthy_canary_rolls_back_to_the_previous_release,
