@@ -41,6 +41,9 @@ pub enum Routing {
         tenant: String,
         deploys: Vec<PlannedDeploy>,
         items: Vec<NewOutboxItem>,
+        /// Instances the event matched but that cannot deploy it: (instance, why), told in
+        /// the webhook's answer (GitHub's delivery log) and the log.
+        refused: Vec<(String, String)>,
     },
 }
 
@@ -164,6 +167,7 @@ pub fn route(config: &Config, event: &Event) -> Routing {
                 tenant,
                 deploys: Vec::new(),
                 items: vec![item],
+                refused: Vec::new(),
             }
         }
         Event::IssueComment(comment) => route_comment(config, comment),
@@ -229,6 +233,7 @@ fn route_push(config: &Config, push: &Push) -> Routing {
         pr: None,
     };
     let mut deploys = Vec::new();
+    let mut refused = Vec::new();
     for instance in matching {
         match render_image(&instance.image, &vars) {
             Ok(image) => deploys.push(PlannedDeploy {
@@ -246,15 +251,22 @@ fn route_push(config: &Config, push: &Push) -> Routing {
                     installation_id: push.installation.as_ref().map(|i| i.id),
                 },
             }),
-            Err(reason) => tracing::warn!(instance = %instance.name, %reason, "push not deployed"),
+            Err(reason) => {
+                tracing::warn!(instance = %instance.name, %reason, "push not deployed");
+                refused.push((instance.name.clone(), reason));
+            }
         }
     }
     Routing::Act {
         tenant,
         deploys,
         items: Vec::new(),
+        refused,
     }
 }
+
+/// The most command lines of one comment that deploybot acts on.
+pub const MAX_COMMANDS: usize = 5;
 
 fn route_comment(config: &Config, event: &super::events::IssueComment) -> Routing {
     if event.action != CommentAction::Created {
@@ -329,14 +341,20 @@ fn route_comment(config: &Config, event: &super::events::IssueComment) -> Routin
             tenant,
             deploys: Vec::new(),
             items,
+            refused: Vec::new(),
         };
     }
-    for parsed in commands {
+    // One comment can hold many command lines; each costs GitHub API calls (a reply, a
+    // permission check). Past MAX_COMMANDS the rest are refused in one reply, and the 😕
+    // reaction is added once however many commands went wrong.
+    let total = commands.len();
+    let mut puzzled = false;
+    for parsed in commands.into_iter().take(MAX_COMMANDS) {
         let command = match parsed {
             Ok(command) => command,
             Err(error) => {
                 items.push(reply(format!("{error}\n\n{}", command::HELP)));
-                items.push(confused());
+                puzzled = true;
                 continue;
             }
         };
@@ -363,7 +381,7 @@ fn route_comment(config: &Config, event: &super::events::IssueComment) -> Routin
                     "Which environment? {} has several: {choices}. For example `/deploy {}`.",
                     repo.full_name, instances[0].environment
                 )));
-                items.push(confused());
+                puzzled = true;
                 continue;
             }
         };
@@ -373,7 +391,7 @@ fn route_comment(config: &Config, event: &super::events::IssueComment) -> Routin
                 environment.unwrap_or_default().replace('`', ""),
                 repo.full_name
             )));
-            items.push(confused());
+            puzzled = true;
             continue;
         };
         let (action, strategy, target) = match &command {
@@ -405,10 +423,20 @@ fn route_comment(config: &Config, event: &super::events::IssueComment) -> Routin
             }),
         ));
     }
+    if total > MAX_COMMANDS {
+        items.push(reply(format!(
+            "This comment has {total} commands; deploybot runs at most {MAX_COMMANDS} per comment, so only the first {MAX_COMMANDS} were taken. Put the others in another comment."
+        )));
+        puzzled = true;
+    }
+    if puzzled {
+        items.push(confused());
+    }
     Routing::Act {
         tenant,
         deploys: Vec::new(),
         items,
+        refused: Vec::new(),
     }
 }
 

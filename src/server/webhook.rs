@@ -201,8 +201,12 @@ async fn handle(
             tenant,
             deploys,
             items: jobs,
+            refused: unrendered,
         } => {
             items = jobs;
+            for (instance, reason) in unrendered {
+                refused.push(json!({"instance": instance, "reason": reason}));
+            }
             for planned in deploys {
                 match prepare(state, &tenant, planned).await {
                     Ok(t) => triggered.push(t),

@@ -240,9 +240,37 @@ fn ping_and_ignored_events(db: TestDb) {
 // ---------------------------------------------------------------------------------------
 
 fn push_to_main_deploys_the_pushed_commit(db: TestDb) {
-    let bot = Bot::start(db, OK_SCRIPT, "");
+    // A second instance deploys pushes to main too, but its image needs a tag: the answer
+    // (GitHub's delivery log) says so instead of leaving it out silently.
+    let bot = Bot::start(
+        db,
+        OK_SCRIPT,
+        r#"
+[[instances]]
+name = "web-tagged"
+repo = "acme/web"
+environment = "tagged"
+image = "ghcr.io/acme/web:{tag}"
+on_push = ["main"]
+
+[instances.provider]
+kind = "noop"
+"#,
+    );
     let (status, answer) = bot.send("push", &push("refs/heads/main", SHA, "octocat"), "push-1");
     assert_eq!(status, 202, "{answer}");
+    assert_eq!(
+        answer["deployments"].as_array().unwrap().len(),
+        1,
+        "{answer}"
+    );
+    assert_eq!(answer["refused"][0]["instance"], "web-tagged", "{answer}");
+    let reason = answer["refused"][0]["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("{tag}") && reason.contains("does not provide"),
+        "{reason}"
+    );
+    assert!(bot.deployments("web-tagged").is_empty());
     let id = answer["deployments"][0].as_str().unwrap();
     let d = bot.wait_final(id);
     assert_eq!(d.state, DeployState::Succeeded, "{}", d.error);
@@ -252,6 +280,26 @@ fn push_to_main_deploys_the_pushed_commit(db: TestDb) {
     let release = bot.db.store.get_release("acme", d.release_id).unwrap();
     assert_eq!(release.commit_sha, SHA);
     assert_eq!(release.notes, "push to main by @octocat (a10867b)");
+
+    // The same push again (another delivery, as from a second webhook): deployed already.
+    let (_, answer) = bot.send("push", &push("refs/heads/main", SHA, "octocat"), "push-2");
+    assert_eq!(answer["status"], "already deployed", "{answer}");
+    // main moves on, then is force-pushed back: the earlier commit deploys again.
+    let (_, answer) = bot.send(
+        "push",
+        &push("refs/heads/main", PR_SHA, "octocat"),
+        "push-3",
+    );
+    let next = bot.wait_final(answer["deployments"][0].as_str().unwrap());
+    assert_eq!(next.state, DeployState::Succeeded, "{}", next.error);
+    let (_, answer) = bot.send("push", &push("refs/heads/main", SHA, "octocat"), "push-4");
+    assert_eq!(answer["status"], "accepted", "{answer}");
+    let back = bot.wait_final(answer["deployments"][0].as_str().unwrap());
+    assert_eq!(back.state, DeployState::Succeeded, "{}", back.error);
+    assert_eq!(back.image, "ghcr.io/acme/web:a10867b");
+    let (_, answer) = bot.send("push", &push("refs/heads/main", SHA, "octocat"), "push-5");
+    assert_eq!(answer["status"], "already deployed", "{answer}");
+    assert_eq!(bot.deployments("web-staging").len(), 3);
 }
 
 fn a_tag_push_and_its_create_event_deploy_once(db: TestDb) {
@@ -775,6 +823,50 @@ fn refused_commands_explain_why(db: TestDb) {
         "r-quote",
     );
     assert_eq!(answer["status"], "ignored");
+
+    // A comment full of commands: the first five are taken, the rest refused in one reply,
+    // and 😕 is added once.
+    bot.fake.add_pull("acme/web", 10, PR_SHA, false, "open");
+    let spam = ["/help"; 12].join("\n");
+    let comment = bot.fake.add_comment("acme/web", 10, "octocat", &spam);
+    let (status, answer) = bot.send(
+        "issue_comment",
+        &pr_comment(10, comment, "octocat", &spam),
+        "r-spam",
+    );
+    assert_eq!(status, 202, "{answer}");
+    wait_until(
+        "the reply to a comment of 12 commands",
+        Duration::from_secs(30),
+        || {
+            bot.fake
+                .comments("acme/web", 10)
+                .iter()
+                .any(|c| c.body.contains("has 12 commands") && c.body.contains("at most 5"))
+        },
+    );
+    wait_until("😕 on it", Duration::from_secs(30), || {
+        bot.fake.reactions("acme/web", comment).len() == 2
+    });
+    let replies: Vec<_> = bot
+        .fake
+        .comments("acme/web", 10)
+        .into_iter()
+        .filter(|c| c.user != "octocat")
+        .collect();
+    assert_eq!(
+        replies
+            .iter()
+            .filter(|c| c.body.contains("/rollback"))
+            .count(),
+        5,
+        "{replies:?}"
+    );
+    assert_eq!(replies.len(), 6, "{replies:?}");
+    assert_eq!(
+        bot.fake.reactions("acme/web", comment),
+        vec!["eyes".to_string(), "confused".to_string()]
+    );
 
     // An organization's custom repository role counts as the built-in role it grants
     // (GitHub names the custom role in `role_name`).
