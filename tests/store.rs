@@ -687,7 +687,41 @@ fn a_cancel_racing_a_claim_asks_the_running_deployment_to_stop(db: &TestDb) {
     assert_eq!(outbox_rows(&mut sql), reports_before);
 }
 
+/// With `supersede`, the newest deployment (in queue order) stays queued even when an
+/// older one commits after it (two servers; writers waiting for SQLite's lock).
+fn an_older_deployment_committed_late_does_not_supersede_a_newer_one(db: &TestDb) {
+    let inst = instance(db, "acme", "web");
+    let triggered = |image: &str| {
+        let release = Release::from_request("acme", &request(&inst, image));
+        let deployment = Deployment::pending(&release, "rolling", "octocat");
+        deploy::TriggeredDeployment {
+            release,
+            deployment,
+            trigger_key: None,
+            supersede: true,
+            new_release: true,
+        }
+    };
+    let older = triggered("img:older");
+    std::thread::sleep(std::time::Duration::from_millis(5));
+    let newer = triggered("img:newer");
+    assert!(older.deployment.created_at < newer.deployment.created_at);
+    db.store.insert_triggered(&newer, &[]).unwrap();
+    db.store.insert_triggered(&older, &[]).unwrap();
+    let state = |id| db.store.get_deployment("acme", id).unwrap();
+    let (older, newer) = (state(older.deployment.id), state(newer.deployment.id));
+    assert_eq!(newer.state, DeployState::Pending, "{}", newer.error);
+    assert_eq!(older.state, DeployState::Cancelled);
+    assert_eq!(older.error, format!("superseded by {}", newer.id));
+    // In the usual order, the newer one cancels the older one.
+    let third = triggered("img:third");
+    db.store.insert_triggered(&third, &[]).unwrap();
+    assert_eq!(state(newer.id).state, DeployState::Cancelled);
+    assert_eq!(state(third.deployment.id).state, DeployState::Pending);
+}
+
 both_backends!(
+    an_older_deployment_committed_late_does_not_supersede_a_newer_one,
     a_cancel_racing_a_claim_asks_the_running_deployment_to_stop,
     claims_read_only_pending_rows,
     the_outbox_is_claimed_in_order_per_key_and_once,

@@ -412,18 +412,81 @@ pub(super) fn request_cancel(
     )))
 }
 
+/// Cancels the instance's queued deployments that are older (in queue order: created_at,
+/// then id) than `newer`. Two deployments can commit in the other order than they were
+/// made (two servers, or two writers waiting for SQLite's lock): when a newer one is
+/// already queued, `newer` itself is the one superseded.
 pub(super) fn supersede(conn: &mut DbConn, newer: &Deployment) -> Result<Vec<DeploymentId>, Error> {
     let instance = newer.instance_id.to_string();
     let newer_id = newer.id.to_string();
-    let older = deployments::table
-        .filter(deployments::tenant_id.eq(&newer.tenant_id))
-        .filter(deployments::instance_id.eq(&instance))
-        .filter(deployments::state.eq(DeployState::Pending.as_str()))
-        .filter(deployments::id.ne(&newer_id));
+    let created = to_db(newer.created_at);
+    let queued = || {
+        deployments::table
+            .filter(deployments::tenant_id.eq(&newer.tenant_id))
+            .filter(deployments::instance_id.eq(&instance))
+            .filter(deployments::state.eq(DeployState::Pending.as_str()))
+    };
+    let older: Vec<String> = queued()
+        .filter(
+            deployments::created_at
+                .lt(created)
+                .or(deployments::created_at
+                    .eq(created)
+                    .and(deployments::id.lt(&newer_id))),
+        )
+        .select(deployments::id)
+        .load(conn)
+        .map_err(db_error)?;
+    let later: Option<String> = queued()
+        .filter(
+            deployments::created_at
+                .gt(created)
+                .or(deployments::created_at
+                    .eq(created)
+                    .and(deployments::id.gt(&newer_id))),
+        )
+        .order((deployments::created_at.desc(), deployments::id.desc()))
+        .select(deployments::id)
+        .first(conn)
+        .optional()
+        .map_err(db_error)?;
+    let mut superseded = cancel_queued(conn, &newer.tenant_id, &older, &newer_id)?;
+    if let Some(later) = later {
+        superseded.extend(cancel_queued(
+            conn,
+            &newer.tenant_id,
+            std::slice::from_ref(&newer_id),
+            &later,
+        )?);
+    }
+    // Oldest first, as they were queued.
+    superseded.sort_by_key(|d| (d.created_at, d.id));
+    for d in &superseded {
+        report_final(conn, d)?;
+    }
+    Ok(superseded.iter().map(|d| d.id).collect())
+}
+
+/// Cancels those of `ids` still queued, as superseded by `by`; returns them.
+fn cancel_queued(
+    conn: &mut DbConn,
+    tenant: &str,
+    ids: &[String],
+    by: &str,
+) -> Result<Vec<Deployment>, Error> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
     let at = to_db(deploy::now());
-    let update = diesel::update(older).set((
+    let update = diesel::update(
+        deployments::table
+            .filter(deployments::tenant_id.eq(tenant))
+            .filter(deployments::id.eq_any(ids))
+            .filter(deployments::state.eq(DeployState::Pending.as_str())),
+    )
+    .set((
         deployments::state.eq(DeployState::Cancelled.as_str()),
-        deployments::error.eq(format!("superseded by {}", newer.id)),
+        deployments::error.eq(format!("superseded by {by}")),
         deployments::finished_at.eq(at),
         deployments::updated_at.eq(at),
     ));
@@ -432,16 +495,9 @@ pub(super) fn supersede(conn: &mut DbConn, newer: &Deployment) -> Result<Vec<Dep
         DbConn::Sqlite(c) => update.returning(DeploymentRow::as_select()).get_results(c),
     }
     .map_err(db_error)?;
-    let mut superseded = rows
-        .into_iter()
+    rows.into_iter()
         .map(DeploymentRow::into_domain)
-        .collect::<Result<Vec<_>, _>>()?;
-    // Oldest first, as they were queued.
-    superseded.sort_by_key(|d| (d.created_at, d.id));
-    for d in &superseded {
-        report_final(conn, d)?;
-    }
-    Ok(superseded.iter().map(|d| d.id).collect())
+        .collect::<Result<Vec<_>, _>>()
 }
 
 pub(super) fn active_release(
