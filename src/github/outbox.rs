@@ -341,7 +341,12 @@ impl Sender {
                         reason: "not triggered on a pull request".into(),
                     });
                 };
-                let text = outcome_reply(&d, &release, &instance, &log_url);
+                let text = outcome_reply(
+                    &as_reported(&d, &item.payload),
+                    &release,
+                    &instance,
+                    &log_url,
+                );
                 let key = d.id.to_string();
                 reply_once(client, (repo, installation, pr), &key, &text, in_doubt).await
             }
@@ -497,6 +502,17 @@ async fn reply_once(
     Ok(OutboxResult::Sent)
 }
 
+/// The deployment with the final state and error its reply was queued with (replies queued
+/// by an older version carry none: then the state it has now).
+fn as_reported(d: &Deployment, payload: &serde_json::Value) -> Deployment {
+    let mut d = d.clone();
+    if let Some(state) = payload["state"].as_str().and_then(|s| s.parse().ok()) {
+        d.state = state;
+        d.error = payload["error"].as_str().unwrap_or_default().to_string();
+    }
+    d
+}
+
 /// The one reply to a command, when its deployment ends.
 fn outcome_reply(d: &Deployment, release: &Release, instance: &Instance, log_url: &str) -> String {
     let what = match d.kind {
@@ -530,6 +546,29 @@ fn outcome_reply(d: &Deployment, release: &Release, instance: &Instance, log_url
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_reply_tells_the_outcome_it_was_queued_with() {
+        let request = crate::deploy::DeployRequest {
+            instance_id: crate::deploy::InstanceId::new(),
+            image: "ghcr.io/acme/web:1".into(),
+            env: Default::default(),
+            strategy: String::new(),
+            notes: String::new(),
+            commit_sha: "a10867b14bb761a232cd80139fbd4c0d33264240".into(),
+        };
+        let release = Release::from_request("acme", &request);
+        let mut d = Deployment::pending(&release, "rolling", "octocat");
+        // Since queued: a later rollback marked it rolled back.
+        d.state = DeployState::RolledBack;
+        d.error = "rolled back by dep_x".into();
+        let sent = as_reported(&d, &serde_json::json!({"state": "succeeded", "error": ""}));
+        assert_eq!(sent.state, DeployState::Succeeded);
+        assert_eq!(sent.error, "");
+        let old = as_reported(&d, &serde_json::json!({}));
+        assert_eq!(old.state, DeployState::RolledBack);
+        assert_eq!(old.error, "rolled back by dep_x");
+    }
 
     #[test]
     fn descriptions_fit_githubs_limit() {

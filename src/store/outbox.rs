@@ -160,7 +160,14 @@ pub(super) fn report_final(conn: &mut DbConn, d: &Deployment) -> Result<(), Erro
             DEPLOYMENT_REACTION,
             serde_json::json!({"content": content}),
         )?;
-        report(conn, d, DEPLOYMENT_REPLY, serde_json::json!({}))?;
+        // The reply tells the outcome as it is now: by the time it is sent, a later
+        // rollback may have marked this deployment rolled back.
+        report(
+            conn,
+            d,
+            DEPLOYMENT_REPLY,
+            serde_json::json!({"state": d.state.as_str(), "error": d.error}),
+        )?;
     }
     Ok(())
 }
