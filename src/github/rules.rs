@@ -24,7 +24,7 @@ pub struct PlannedDeploy {
     pub commit_sha: String,
     pub notes: String,
     pub initiator: String,
-    /// One deployment per instance and key: `tag:v1.2.0:<sha>`, `push:refs/heads/main:<sha>`.
+    /// One deployment per instance and key: `tag:v1.2.0:<sha>`, `push:refs/heads/main:<before>..<after>`.
     pub trigger_key: String,
     pub source: Source,
 }
@@ -223,7 +223,10 @@ fn route_push(config: &Config, push: &Push) -> Routing {
     let key = if kind == "tag" {
         format!("tag:{name}:{sha}")
     } else {
-        format!("push:{}:{sha}", push.git_ref)
+        // The push itself (`before..after`): GitHub's redelivery of it, even under another
+        // delivery id, is the same key and deploys nothing; a branch moved back to an
+        // earlier commit (a force-push) is another push and deploys that commit again.
+        format!("push:{}:{}..{sha}", push.git_ref, push.before)
     };
     let vars = ImageVars {
         sha: &sha,

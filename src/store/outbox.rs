@@ -385,9 +385,6 @@ pub(super) fn record_deliveries(
     Ok(records)
 }
 
-/// The prefix of a branch push's trigger key (`push:<ref>:<sha>`, src/github/rules.rs).
-pub(crate) const BRANCH_PUSH_KEY: &str = "push:";
-
 /// Creates the triggered deployments whose trigger key has not deployed yet and
 /// enqueues `items`, in the caller's transaction.
 pub(super) fn record_effects(
@@ -398,51 +395,15 @@ pub(super) fn record_effects(
 ) -> Result<DeliveryRecord, Error> {
     let mut record = DeliveryRecord::default();
     for t in triggered {
-        let mut renamed = None;
         if let Some(key) = &t.trigger_key {
-            let instance = t.deployment.instance_id.to_string();
-            let of_instance = || {
-                deployments::table
-                    .filter(deployments::tenant_id.eq(&t.deployment.tenant_id))
-                    .filter(deployments::instance_id.eq(&instance))
-            };
-            let earlier: Option<String> = of_instance()
+            let existing: Option<String> = deployments::table
+                .filter(deployments::tenant_id.eq(&t.deployment.tenant_id))
+                .filter(deployments::instance_id.eq(t.deployment.instance_id.to_string()))
                 .filter(deployments::trigger_key.eq(key))
                 .select(deployments::id)
                 .first(conn)
                 .optional()
                 .map_err(db_error)?;
-            let existing = match earlier {
-                Some(_) if key.starts_with(BRANCH_PUSH_KEY) => {
-                    // A branch can point at a commit again (moved back by a force-push):
-                    // that push deploys it again, unless the instance's latest deployment
-                    // is already of this push. The new deployment's key names it, as keys
-                    // are unique per instance.
-                    let latest: Option<(String, Option<String>)> = of_instance()
-                        .order((deployments::created_at.desc(), deployments::id.desc()))
-                        .select((deployments::id, deployments::trigger_key))
-                        .first(conn)
-                        .optional()
-                        .map_err(db_error)?;
-                    match latest {
-                        Some((id, Some(latest)))
-                            if latest == *key
-                                || latest
-                                    .strip_prefix(key.as_str())
-                                    .is_some_and(|rest| rest.starts_with('@')) =>
-                        {
-                            Some(id)
-                        }
-                        _ => {
-                            let mut again = t.clone();
-                            again.trigger_key = Some(format!("{key}@{}", t.deployment.id));
-                            renamed = Some(again);
-                            None
-                        }
-                    }
-                }
-                other => other,
-            };
             if let Some(existing) = existing {
                 record.already.push(
                     existing
@@ -452,9 +413,7 @@ pub(super) fn record_effects(
                 continue;
             }
         }
-        record
-            .created
-            .push(insert(conn, renamed.as_ref().unwrap_or(t))?);
+        record.created.push(insert(conn, t)?);
     }
     for item in items {
         enqueue(conn, item)?;

@@ -10,7 +10,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use common::TestDb;
-use deploybot::deploy::{DeployRequest, DeployState, Error, RollbackTarget};
+use deploybot::deploy::{DeployRequest, DeployState, Deployment, Error, RollbackTarget};
 use harness::{Engine, HealthServer, Script, command_spec, noop_spec};
 
 fn request(engine: &Engine, instance: &str, image: &str) -> DeployRequest {
@@ -183,7 +183,10 @@ async fn unhealthy_canary_rolls_back_to_the_previous_release(db: TestDb) {
 }
 
 /// Cancelling a running `sleep 600` returns at once and leaves no process behind.
-async fn cancel_stops_the_running_process_group(db: TestDb) {
+/// The `web` instance (recreate) running a deployment whose command sleeps: the engine,
+/// the script (keep it: it owns the command's directory), the deployment and its process
+/// group.
+async fn a_sleeping_deployment(db: TestDb) -> (Engine, Script, Deployment, i32) {
     let script = Script::sleeping();
     let engine = Engine::start(db, vec![command_spec("web", "recreate", &script)]).await;
     let d = engine
@@ -192,6 +195,11 @@ async fn cancel_stops_the_running_process_group(db: TestDb) {
         .await
         .unwrap();
     let pgid = script.wait_for_pgid().await;
+    (engine, script, d, pgid)
+}
+
+async fn cancel_stops_the_running_process_group(db: TestDb) {
+    let (engine, _script, d, pgid) = a_sleeping_deployment(db).await;
     assert_eq!(
         engine
             .service
@@ -281,14 +289,7 @@ impl Outage {
 /// expired by its own clock, without waiting for the database to come back: another server
 /// may already count the deployment as lost and start the instance's next one.
 async fn a_worker_that_cannot_renew_its_lease_stops_its_command(db: TestDb) {
-    let script = Script::sleeping();
-    let engine = Engine::start(db, vec![command_spec("web", "recreate", &script)]).await;
-    let d = engine
-        .service
-        .deploy("acme", request(&engine, "web", "img:1"), "ci")
-        .await
-        .unwrap();
-    let pgid = script.wait_for_pgid().await;
+    let (engine, _script, d, pgid) = a_sleeping_deployment(db).await;
     let outage = Outage::begin(&engine.db);
     let cut = Instant::now();
     let mut gone = false;

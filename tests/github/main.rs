@@ -285,19 +285,21 @@ kind = "noop"
     let (_, answer) = bot.send("push", &push("refs/heads/main", SHA, "octocat"), "push-2");
     assert_eq!(answer["status"], "already deployed", "{answer}");
     // main moves on, then is force-pushed back: the earlier commit deploys again.
-    let (_, answer) = bot.send(
-        "push",
-        &push("refs/heads/main", PR_SHA, "octocat"),
-        "push-3",
-    );
+    let mut moved = push("refs/heads/main", PR_SHA, "octocat");
+    moved["before"] = SHA.into();
+    let (_, answer) = bot.send("push", &moved, "push-3");
     let next = bot.wait_final(answer["deployments"][0].as_str().unwrap());
     assert_eq!(next.state, DeployState::Succeeded, "{}", next.error);
-    let (_, answer) = bot.send("push", &push("refs/heads/main", SHA, "octocat"), "push-4");
+    let mut reverted = push("refs/heads/main", SHA, "octocat");
+    reverted["before"] = PR_SHA.into();
+    reverted["forced"] = true.into();
+    let (_, answer) = bot.send("push", &reverted, "push-4");
     assert_eq!(answer["status"], "accepted", "{answer}");
     let back = bot.wait_final(answer["deployments"][0].as_str().unwrap());
     assert_eq!(back.state, DeployState::Succeeded, "{}", back.error);
     assert_eq!(back.image, "ghcr.io/acme/web:a10867b");
-    let (_, answer) = bot.send("push", &push("refs/heads/main", SHA, "octocat"), "push-5");
+    // GitHub's redelivery of the revert, under another delivery id: nothing new.
+    let (_, answer) = bot.send("push", &reverted, "push-5");
     assert_eq!(answer["status"], "already deployed", "{answer}");
     assert_eq!(bot.deployments("web-staging").len(), 3);
 }
@@ -755,6 +757,34 @@ fn a_reply_whose_answer_was_lost_is_posted_once(db: TestDb) {
     }
 }
 
+/// Comments `body` on pull request `pr` as `user` (delivery id `delivery`) and waits until
+/// one of the pull request's comments satisfies `replied`; the comment's id.
+fn comment_and_wait_for_reply(
+    bot: &Bot,
+    (pr, user, body): (u64, &str, &str),
+    delivery: &str,
+    replied: impl Fn(&str) -> bool,
+) -> u64 {
+    let comment = bot.fake.add_comment("acme/web", pr, user, body);
+    let (status, answer) = bot.send(
+        "issue_comment",
+        &pr_comment(pr, comment, user, body),
+        delivery,
+    );
+    assert_eq!(status, 202, "{answer}");
+    wait_until(
+        &format!("the reply to {delivery}"),
+        Duration::from_secs(30),
+        || {
+            bot.fake
+                .comments("acme/web", pr)
+                .iter()
+                .any(|c| replied(&c.body))
+        },
+    );
+    comment
+}
+
 fn refused_commands_explain_why(db: TestDb) {
     let bot = Bot::start(db, OK_SCRIPT, "");
     bot.fake.set_permission("acme/web", "reader", "read");
@@ -804,17 +834,8 @@ fn refused_commands_explain_why(db: TestDb) {
         "nothing refused was deployed"
     );
     // /help lists the environments that take commands.
-    let comment = bot.fake.add_comment("acme/web", 9, "octocat", "/help");
-    bot.send(
-        "issue_comment",
-        &pr_comment(9, comment, "octocat", "/help"),
-        "r-help",
-    );
-    wait_until("the help reply", Duration::from_secs(30), || {
-        bot.fake
-            .comments("acme/web", 9)
-            .iter()
-            .any(|c| c.body.contains("`production`") && c.body.contains("/rollback"))
+    comment_and_wait_for_reply(&bot, (9, "octocat", "/help"), "r-help", |reply| {
+        reply.contains("`production`") && reply.contains("/rollback")
     });
     // A quoted command is not a command.
     let (_, answer) = bot.send(
@@ -828,23 +849,9 @@ fn refused_commands_explain_why(db: TestDb) {
     // and 😕 is added once.
     bot.fake.add_pull("acme/web", 10, PR_SHA, false, "open");
     let spam = ["/help"; 12].join("\n");
-    let comment = bot.fake.add_comment("acme/web", 10, "octocat", &spam);
-    let (status, answer) = bot.send(
-        "issue_comment",
-        &pr_comment(10, comment, "octocat", &spam),
-        "r-spam",
-    );
-    assert_eq!(status, 202, "{answer}");
-    wait_until(
-        "the reply to a comment of 12 commands",
-        Duration::from_secs(30),
-        || {
-            bot.fake
-                .comments("acme/web", 10)
-                .iter()
-                .any(|c| c.body.contains("has 12 commands") && c.body.contains("at most 5"))
-        },
-    );
+    let comment = comment_and_wait_for_reply(&bot, (10, "octocat", &spam), "r-spam", |reply| {
+        reply.contains("has 12 commands") && reply.contains("at most 5")
+    });
     wait_until("😕 on it", Duration::from_secs(30), || {
         bot.fake.reactions("acme/web", comment).len() == 2
     });
@@ -874,20 +881,12 @@ fn refused_commands_explain_why(db: TestDb) {
         .set_custom_role("acme/web", "auditor", "security-auditor", "triage");
     bot.fake
         .set_custom_role("acme/web", "shipper", "deployer", "write");
-    let comment = bot
-        .fake
-        .add_comment("acme/web", 9, "auditor", "/deploy production");
-    bot.send(
-        "issue_comment",
-        &pr_comment(9, comment, "auditor", "/deploy production"),
+    comment_and_wait_for_reply(
+        &bot,
+        (9, "auditor", "/deploy production"),
         "r-custom-1",
+        |reply| reply.contains("@auditor cannot") && reply.contains("you have `triage`"),
     );
-    wait_until("the reply to the auditor", Duration::from_secs(30), || {
-        bot.fake
-            .comments("acme/web", 9)
-            .iter()
-            .any(|c| c.body.contains("@auditor cannot") && c.body.contains("you have `triage`"))
-    });
     assert!(bot.deployments("web-production").is_empty());
     let comment = bot
         .fake
