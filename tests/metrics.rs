@@ -469,8 +469,11 @@ fn gauges_show_the_queue_at_scrape_time(db: TestDb) {
     );
 
     bot.release_the_script();
+    // The database gauges are read before the in-process counters are rendered: a scrape
+    // can count the second success and still read the row as running. Wait for both.
     let done = bot.scrape_until("both deployments to succeed", |s| {
         s.value("deploybot_deployments_total", &[("state", "succeeded")]) == 2.0
+            && s.value("deploybot_deployments", &[("state", "succeeded")]) == 2.0
     });
     let text = &done.text;
     assert_eq!(done.get("deploybot_queue_depth", &[]), Some(0.0), "{text}");
