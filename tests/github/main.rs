@@ -693,6 +693,55 @@ fn pr_command_end_to_end(db: TestDb) {
     assert!(calls.iter().any(|c| c.path == "/repos/acme/web/pulls/42"));
 }
 
+/// A command's reply held up (GitHub answering 503 with Retry-After) until a later rollback
+/// has marked the deployment rolled back still tells the outcome it was queued with.
+fn a_delayed_reply_tells_the_outcome_it_was_queued_with(db: TestDb) {
+    let bot = Bot::start(db, OK_SCRIPT, "");
+    bot.fake.set_permission("acme/web", "octocat", "write");
+    bot.fake.add_pull("acme/web", 42, PR_SHA, false, "open");
+    bot.fake.fail_next(
+        "POST",
+        "/repos/acme/web/issues/42/comments",
+        1,
+        503,
+        &[("Retry-After", "2")],
+    );
+    let comment = bot
+        .fake
+        .add_comment("acme/web", 42, "octocat", "/deploy production");
+    bot.send(
+        "issue_comment",
+        &pr_comment(42, comment, "octocat", "/deploy production"),
+        "late-1",
+    );
+    wait_until("the command's deployment", Duration::from_secs(30), || {
+        bot.deployments("web-production").len() == 1
+    });
+    let d = bot.deployments("web-production").remove(0);
+    assert_eq!(
+        bot.wait_final(&d.id.to_string()).state,
+        DeployState::Succeeded
+    );
+    // While the reply waits to be retried, a later rollback replaces the deployment.
+    let replaced = common::Sql::open(&bot.db.url).execute(&format!(
+        "UPDATE deployments SET state = 'rolled_back', error = 'rolled back by dep_later' WHERE id = '{}'",
+        d.id
+    ));
+    assert_eq!(replaced, 1);
+    assert!(
+        bot.fake.comments("acme/web", 42).len() == 1,
+        "the reply was sent before the rollback"
+    );
+    wait_until("the reply", Duration::from_secs(30), || {
+        bot.fake.comments("acme/web", 42).len() == 2
+    });
+    let reply = bot.fake.comments("acme/web", 42).remove(1).body;
+    assert!(
+        reply.contains("🚀 Deployment of **v1** to **production** succeeded"),
+        "{reply}"
+    );
+}
+
 /// GitHub posts a reply but its answer is lost (a 502 after the write): the retry finds
 /// the reply on the pull request and does not post it again — for the reply to a
 /// command's deployment and for the reply refusing a command.
@@ -1095,6 +1144,7 @@ fn a_github_app_acts_through_its_installation(db: TestDb) {
 }
 
 both_backends_owned!(
+    a_delayed_reply_tells_the_outcome_it_was_queued_with,
     signatures_are_checked_before_anything_else,
     a_reply_whose_answer_was_lost_is_posted_once,
     a_delivery_counts_once_even_across_restarts,
