@@ -153,6 +153,8 @@ impl Worker {
             let notified = wake.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
+            // The lease the claim writes runs from no earlier than this.
+            let claiming = tokio::time::Instant::now();
             match blocking(move || store.claim_next(&owner, lease)).await {
                 Ok(Some(deployment)) => {
                     // The claim wrote the `in_progress` report to the outbox: wake its
@@ -162,7 +164,7 @@ impl Worker {
                     let span = tracing::info_span!("deployment", deployment = %deployment.id);
                     tasks.spawn(
                         async move {
-                            me.run_one(deployment).await;
+                            me.run_one(deployment, claiming).await;
                             drop(permit);
                         }
                         .instrument(span),
@@ -302,7 +304,8 @@ impl Worker {
     }
 
     /// Runs one claimed deployment to its end.
-    async fn run_one(self: Arc<Self>, mut deployment: Deployment) {
+    /// `claiming`: when the claim was asked for (its lease runs from no earlier).
+    async fn run_one(self: Arc<Self>, mut deployment: Deployment, claiming: tokio::time::Instant) {
         let id = deployment.id;
         let token = CancellationToken::new();
         self.running.register(id, token.clone());
@@ -318,6 +321,7 @@ impl Worker {
             deployment.clone(),
             token.clone(),
             lost.clone(),
+            claiming,
         ));
 
         let progress = StoredProgress {
@@ -488,12 +492,13 @@ impl Worker {
         deployment: Deployment,
         cancel: CancellationToken,
         lost: CancellationToken,
+        claiming: tokio::time::Instant,
     ) {
         let every = self.heartbeat_every();
         let lease = self.settings.lease;
-        // The claim (or the last renewal) began no later than this, so the lease in the
-        // database ends no earlier than `held_since + lease`.
-        let mut held_since = tokio::time::Instant::now();
+        // The lease in the database was written (by the claim, then by each renewal) no
+        // earlier than this, so it ends no earlier than `held_since + lease`.
+        let mut held_since = claiming;
         loop {
             tokio::time::sleep(every).await;
             let store = Arc::clone(&self.store);

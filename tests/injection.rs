@@ -480,12 +480,7 @@ fn pr_comments_and_titles_with_backticks_never_reach_a_shell(db: TestDb) {
 
     // A command with a hostile argument is refused, and the reply quotes it as code.
     let bad = "/deploy production `$(reboot)`";
-    let bad_id = bot.fake.add_comment("acme/web", 42, "octocat", bad);
-    let (status, answer) = bot.send(
-        "issue_comment",
-        &pr_comment(42, bad_id, "octocat", bad),
-        "comment-2",
-    );
+    let (_, status, answer) = bot.comment(42, "octocat", bad, "comment-2");
     assert_eq!(status, 202, "{answer}");
     wait_until("the refusal", Duration::from_secs(30), || {
         bot.fake

@@ -160,7 +160,7 @@ pub(super) fn report_final(conn: &mut DbConn, d: &Deployment) -> Result<(), Erro
             DEPLOYMENT_REACTION,
             serde_json::json!({"content": content}),
         )?;
-        // The reply tells the outcome as it is now: by the time it is sent, a later
+        // The reply tells the outcome it is queued with: by the time it is sent, a later
         // rollback may have marked this deployment rolled back.
         report(
             conn,

@@ -384,6 +384,7 @@ pub(super) fn request_cancel(
                 if changed == 1 {
                     let cancelled = load(conn, &key)?;
                     report_final(conn, &cancelled)?;
+                    return Ok(cancelled);
                 }
                 changed
             }

@@ -215,6 +215,16 @@ lease = "2s"
     }
 
     /// Sends a webhook signed with the current secret.
+    /// `user` comments `body` on pull request `pr` of acme/web (on the fake GitHub too, as
+    /// GitHub would have it) and GitHub sends the `issue_comment` webhook as `delivery`:
+    /// the comment's id and deploybot's answer.
+    pub fn comment(&self, pr: u64, user: &str, body: &str, delivery: &str) -> (u64, u16, Value) {
+        let id = self.fake.add_comment("acme/web", pr, user, body);
+        let (status, answer) =
+            self.send("issue_comment", &pr_comment(pr, id, user, body), delivery);
+        (id, status, answer)
+    }
+
     pub fn send(&self, event: &str, body: &Value, delivery: &str) -> (u16, Value) {
         let body = serde_json::to_vec(body).unwrap();
         let signature = signature::sign(SECRET.as_bytes(), &body);

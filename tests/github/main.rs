@@ -402,12 +402,7 @@ fn required_contexts_gate_the_deployment(db: TestDb) {
     bot.fake.set_permission("acme/web", "octocat", "write");
     bot.fake.add_pull("acme/web", 42, PR_SHA, false, "open");
     let command = "/rollback production 1";
-    let comment = bot.fake.add_comment("acme/web", 42, "octocat", command);
-    let (status, answer) = bot.send(
-        "issue_comment",
-        &pr_comment(42, comment, "octocat", command),
-        "rc-3",
-    );
+    let (_, status, answer) = bot.comment(42, "octocat", command, "rc-3");
     assert_eq!(status, 202, "{answer}");
     wait_until("the rollback", Duration::from_secs(30), || {
         bot.deployments("web-production").len() == 3
@@ -706,14 +701,7 @@ fn a_delayed_reply_tells_the_outcome_it_was_queued_with(db: TestDb) {
         503,
         &[("Retry-After", "2")],
     );
-    let comment = bot
-        .fake
-        .add_comment("acme/web", 42, "octocat", "/deploy production");
-    bot.send(
-        "issue_comment",
-        &pr_comment(42, comment, "octocat", "/deploy production"),
-        "late-1",
-    );
+    bot.comment(42, "octocat", "/deploy production", "late-1");
     wait_until("the command's deployment", Duration::from_secs(30), || {
         bot.deployments("web-production").len() == 1
     });
@@ -814,12 +802,7 @@ fn comment_and_wait_for_reply(
     delivery: &str,
     replied: impl Fn(&str) -> bool,
 ) -> u64 {
-    let comment = bot.fake.add_comment("acme/web", pr, user, body);
-    let (status, answer) = bot.send(
-        "issue_comment",
-        &pr_comment(pr, comment, user, body),
-        delivery,
-    );
+    let (comment, status, answer) = bot.comment(pr, user, body, delivery);
     assert_eq!(status, 202, "{answer}");
     wait_until(
         &format!("the reply to {delivery}"),
@@ -937,14 +920,7 @@ fn refused_commands_explain_why(db: TestDb) {
         |reply| reply.contains("@auditor cannot") && reply.contains("you have `triage`"),
     );
     assert!(bot.deployments("web-production").is_empty());
-    let comment = bot
-        .fake
-        .add_comment("acme/web", 9, "shipper", "/deploy production");
-    bot.send(
-        "issue_comment",
-        &pr_comment(9, comment, "shipper", "/deploy production"),
-        "r-custom-2",
-    );
+    bot.comment(9, "shipper", "/deploy production", "r-custom-2");
     wait_until(
         "the deployment by a custom role",
         Duration::from_secs(30),
