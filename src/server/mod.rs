@@ -38,7 +38,7 @@ pub enum ServeError {
          or for local experiments only start with --insecure-no-signature"
     )]
     NoWebhookSecret,
-    #[error("{0}")]
+    #[error(transparent)]
     Store(#[from] Error),
     #[error("cannot set up instance {instance}: {message}")]
     Instance { instance: String, message: String },

@@ -51,6 +51,7 @@ impl GroupCommit {
         let writer = DieselStore {
             pool: store.pool.clone(),
             backend: store.backend,
+            target: std::sync::Arc::clone(&store.target),
             group: GroupCommit::default(),
         };
         if self.sender.set(tx).is_ok() {

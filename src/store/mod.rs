@@ -13,6 +13,7 @@ pub use outbox::{
 };
 pub use queue::WORKER_LOST;
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
@@ -45,6 +46,9 @@ pub fn fuzz_decode_cursor(
 
 const PG_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
 const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
+/// The PostgreSQL advisory lock key that serializes migrations across servers
+/// ("deploybot" in ASCII, as a 64-bit number).
+const MIGRATION_LOCK: i64 = 0x6465_706c_6f79_626f;
 
 /// A connection to either backend; queries are written once against it.
 #[derive(diesel::MultiConnection)]
@@ -197,6 +201,8 @@ type Conn = r2d2::PooledConnection<Manager>;
 pub struct DieselStore {
     pool: Pool,
     backend: Backend,
+    /// What the backend connects to (a PostgreSQL URL or an SQLite path); never logged.
+    target: Arc<str>,
     group: group::GroupCommit,
 }
 
@@ -242,6 +248,7 @@ impl DieselStore {
     pub fn connect_with(url: &str, max_size: u32) -> Result<Self, Error> {
         let url = DatabaseUrl::parse(url)?;
         let backend = url.backend;
+        let target: Arc<str> = url.target.as_str().into();
         let manager = Manager {
             url,
             busy_timeout: Duration::from_secs(15),
@@ -260,6 +267,7 @@ impl DieselStore {
         Ok(Self {
             pool,
             backend,
+            target,
             group: group::GroupCommit::default(),
         })
     }
@@ -269,14 +277,38 @@ impl DieselStore {
     }
 
     /// Applies the embedded migrations that have not run yet; returns their names.
+    ///
+    /// Any number of servers may start at once on one database (a Kubernetes Deployment
+    /// starts its replicas together): on PostgreSQL the migrations run under a session
+    /// advisory lock, so one server migrates while the others wait and then find nothing
+    /// left to do. SQLite's write lock already serializes them.
     pub fn migrate(&self) -> Result<Vec<String>, Error> {
-        let mut conn = self.conn()?;
-        let applied = match &mut **conn {
-            DbConn::Pg(c) => c.run_pending_migrations(PG_MIGRATIONS),
-            DbConn::Sqlite(c) => c.run_pending_migrations(SQLITE_MIGRATIONS),
-        }
-        .map_err(|e| Error::Internal(format!("migration failed: {e}")))?;
-        Ok(applied.iter().map(|v| v.to_string()).collect())
+        let failed = |e| Error::Internal(format!("migration failed: {e}"));
+        let applied = match self.backend {
+            Backend::Postgres => {
+                // A connection of its own, closed afterwards: closing it releases the lock
+                // whatever happened in between.
+                let mut c = PgConnection::establish(&self.target)
+                    .map_err(|e| Error::Unavailable(format!("the database is unavailable: {e}")))?;
+                diesel::sql_query(format!("SELECT pg_advisory_lock({MIGRATION_LOCK})"))
+                    .execute(&mut c)
+                    .map_err(|e| {
+                        Error::Unavailable(format!("cannot take the migration lock: {e}"))
+                    })?;
+                let applied = c.run_pending_migrations(PG_MIGRATIONS).map_err(failed)?;
+                applied.iter().map(|v| v.to_string()).collect()
+            }
+            Backend::Sqlite => {
+                let mut conn = self.conn()?;
+                let applied = match &mut **conn {
+                    DbConn::Sqlite(c) => c.run_pending_migrations(SQLITE_MIGRATIONS),
+                    DbConn::Pg(c) => c.run_pending_migrations(PG_MIGRATIONS),
+                }
+                .map_err(failed)?;
+                applied.iter().map(|v| v.to_string()).collect()
+            }
+        };
+        Ok(applied)
     }
 
     /// True when the database answers and no migration is pending (for `/readyz`).
