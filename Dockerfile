@@ -7,8 +7,10 @@
 #     -e DEPLOYBOT_WEBHOOK_SECRET=... -e DEPLOYBOT_PUBLIC_URL=https://deploybot.example.com \
 #     -v "$PWD/deploybot.toml:/app/config/deploybot.toml:ro" deploybot
 #
-# Without a mounted config it runs the laptop example (config/deploybot.toml). For
-# PostgreSQL set DATABASE_URL=postgres://...; the SQLite default lives on the /data volume.
+# The image holds no configuration, no token and no example: it reads
+# /app/config/deploybot.toml (DEPLOYBOT_CONFIG), and started without one it exits with a
+# message saying what to mount and which variables to set. For PostgreSQL set
+# DATABASE_URL=postgres://...; the SQLite default lives on the /data volume.
 # Give running deployments their grace period on stop: `docker stop --time 40` (the
 # worker's default grace is 30 s; Docker's default is 10 s). Deploy commands that leave
 # background processes behind want `docker run --init`, so orphans are reaped.
@@ -46,10 +48,12 @@ RUN apt-get update \
     && chown deploybot:deploybot /data
 COPY --from=build /usr/local/bin/deploybot /usr/local/bin/deploybot
 WORKDIR /app
-# Read-only for the process (owned by root); mount your own deploybot.toml over it.
-COPY config/ ./config/
+# Mount your deploybot.toml (read-only) at /app/config/deploybot.toml. Nothing of the
+# repository's config/ is copied: its laptop example has public pages and a published
+# token.
 ENV DATABASE_URL=sqlite:///data/deploybot.db \
-    DEPLOYBOT_LISTEN=0.0.0.0:8080
+    DEPLOYBOT_LISTEN=0.0.0.0:8080 \
+    DEPLOYBOT_CONFIG=/app/config/deploybot.toml
 VOLUME /data
 # The deploybot user, by number, so Kubernetes' runAsNonRoot can check it.
 USER 10001:10001

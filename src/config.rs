@@ -213,11 +213,23 @@ pub struct CanaryConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// The config file could not be read.
-    #[error("cannot read config file {}: {source} (name another file with --config or DEPLOYBOT_CONFIG)", path.display())]
+    #[error("cannot read config file {}: {error} (name another file with --config or DEPLOYBOT_CONFIG)", path.display())]
     Read {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
+    },
+    /// The file named by `--config` or `DEPLOYBOT_CONFIG` does not exist: nothing runs on
+    /// a guess (a container started without its configuration must not serve defaults).
+    #[error(
+        "the configuration file {} (named by {named_by}) does not exist: create it, or in a container mount yours there \
+         (docker run -v \"$PWD/deploybot.toml:{}:ro\" …), and set DEPLOYBOT_WEBHOOK_SECRET (or [[tenants]] secrets) and \
+         GitHub credentials (GITHUB_APP_ID with GITHUB_APP_PRIVATE_KEY_PATH, or GITHUB_TOKEN) in the environment",
+        path.display(),
+        path.display()
+    )]
+    Missing {
+        path: PathBuf,
+        named_by: &'static str,
     },
     /// The file is not valid TOML or does not fit the expected shape (e.g. an unknown key).
     /// The message holds the file, line, column and key.
@@ -518,21 +530,32 @@ impl Config {
     /// present, else defaults), then applies env overrides, then validates.
     pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
         let env = |key: &str| std::env::var(key).ok();
-        let file = match path {
-            Some(p) => Some(p.to_path_buf()),
-            None => match non_empty(env("DEPLOYBOT_CONFIG")) {
-                Some(p) => Some(PathBuf::from(p)),
-                None => {
-                    let default = Path::new(DEFAULT_CONFIG_PATH);
-                    default.is_file().then(|| default.to_path_buf())
+        let named = match path {
+            Some(p) => Some((p.to_path_buf(), "--config")),
+            None => {
+                non_empty(env("DEPLOYBOT_CONFIG")).map(|p| (PathBuf::from(p), "DEPLOYBOT_CONFIG"))
+            }
+        };
+        let file = match named {
+            Some((file, named_by)) => {
+                if !file.exists() {
+                    return Err(ConfigError::Missing {
+                        path: file,
+                        named_by,
+                    });
                 }
-            },
+                Some(file)
+            }
+            None => {
+                let default = Path::new(DEFAULT_CONFIG_PATH);
+                default.is_file().then(|| default.to_path_buf())
+            }
         };
         match file {
             Some(file) => {
-                let text = std::fs::read_to_string(&file).map_err(|source| ConfigError::Read {
+                let text = std::fs::read_to_string(&file).map_err(|error| ConfigError::Read {
                     path: file.clone(),
-                    source,
+                    error,
                 })?;
                 parse(&text, Some(&file), &env)
             }
@@ -2095,7 +2118,13 @@ mod tests {
 
         let missing = dir.path().join("missing.toml");
         let err = Config::load(Some(&missing)).unwrap_err().to_string();
-        assert_mentions(&err, &["cannot read config file", "missing.toml"]);
+        assert_mentions(&err, &["missing.toml", "does not exist", "--config", "mount"]);
+
+        // A file that exists but cannot be read says why, once.
+        let unreadable = dir.path().join("a-directory.toml");
+        std::fs::create_dir(&unreadable).expect("mkdir");
+        let err = Config::load(Some(&unreadable)).unwrap_err().to_string();
+        assert_mentions(&err, &["cannot read config file", "a-directory.toml"]);
     }
 
     #[test]
