@@ -2118,7 +2118,10 @@ mod tests {
 
         let missing = dir.path().join("missing.toml");
         let err = Config::load(Some(&missing)).unwrap_err().to_string();
-        assert_mentions(&err, &["missing.toml", "does not exist", "--config", "mount"]);
+        assert_mentions(
+            &err,
+            &["missing.toml", "does not exist", "--config", "mount"],
+        );
 
         // A file that exists but cannot be read says why, once.
         let unreadable = dir.path().join("a-directory.toml");
