@@ -452,7 +452,7 @@ fn pr_comments_and_titles_with_backticks_never_reach_a_shell(db: TestDb) {
     let sandbox = Sandbox::new();
     let (bot, _server) = start(db, &sandbox);
     bot.fake.set_permission("acme/web", "octocat", "write");
-    bot.fake.add_pull("acme/web", 42, PR_SHA, false, "open");
+    bot.open_pull(42, PR_SHA, false, "open");
     let text = format!(
         "Ship it `touch {m}` and ``$(touch {m})``\n\n/deploy production\n\n$(touch {m}) `reboot`",
         m = sandbox.marker("touched-1")
@@ -463,7 +463,7 @@ fn pr_comments_and_titles_with_backticks_never_reach_a_shell(db: TestDb) {
         format!("Fix `reboot` and $(touch {})", sandbox.marker("touched-2")).into();
     let (status, answer) = bot.send("issue_comment", &comment, "comment-1");
     assert_eq!(status, 202, "{answer}");
-    assert_eq!(answer["jobs"], 2, "👀 and the command: {answer}");
+    assert_eq!(answer["jobs"], 1, "the comment's job: {answer}");
     let done = finished(&bot, "web-production");
     assert_eq!(done.image, format!("ghcr.io/acme/web:{PR_SHA}"));
     for env in sandbox.envs_of(&done) {

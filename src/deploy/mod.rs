@@ -1,6 +1,7 @@
 //! The deploy domain: what a deployment and a release are, the states a deployment
 //! moves through, and the `Store` it is kept in. Nothing here knows about HTTP or SQL.
 
+mod comment;
 mod error;
 pub mod service;
 mod state;
@@ -14,6 +15,7 @@ use chrono::{DateTime, SubsecRound, Utc};
 use serde::{Deserialize, Serialize};
 
 pub use crate::id::{DeploymentId, InstanceId, ReleaseId};
+pub use comment::{CommentActed, CommentEffect, CommentItems, CommentStep, PullHead};
 pub use error::Error;
 pub use service::{Catalog, InstanceSpec, RollbackTarget, Service};
 pub use state::{DeployState, InvalidTransition};

@@ -335,6 +335,24 @@ impl Service {
         source: Source,
         trigger_key: Option<String>,
     ) -> Result<Deployment, Error> {
+        let triggered = self
+            .prepare_rollback(tenant, instance, target, initiator, source, trigger_key)
+            .await?;
+        self.queue(triggered, Vec::new())
+            .await?
+            .ok_or_else(|| Error::Conflict("this rollback was already requested".into()))
+    }
+
+    /// The rollback `rollback_from` queues, checked but not stored yet.
+    pub async fn prepare_rollback(
+        &self,
+        tenant: &str,
+        instance: InstanceId,
+        target: RollbackTarget,
+        initiator: &str,
+        source: Source,
+        trigger_key: Option<String>,
+    ) -> Result<TriggeredDeployment, Error> {
         let (instance, spec) = self.deployable(tenant, instance).await?;
         let store = Arc::clone(&self.store);
         let tenant_owned = tenant.to_string();
@@ -364,16 +382,18 @@ impl Service {
         deployment.kind = DeployKind::Rollback;
         deployment.source = source;
         tracing::info!(deployment = %deployment.id, instance = %spec.name, version = release.version, %initiator, "rollback requested");
-        let triggered = TriggeredDeployment {
+        Ok(TriggeredDeployment {
             release,
             deployment,
             trigger_key,
             supersede: false,
             new_release: false,
-        };
-        self.queue(triggered, Vec::new())
-            .await?
-            .ok_or_else(|| Error::Conflict("this rollback was already requested".into()))
+        })
+    }
+
+    /// Stops a running deployment this process runs, after its cancellation was recorded.
+    pub fn stop_running(&self, id: DeploymentId) {
+        self.running.cancel(id);
     }
 
     /// pending → cancelled at once; running → stopped by its worker, then cancelled.

@@ -241,4 +241,40 @@ pub trait Store: Send + Sync + 'static {
 
     /// All instances of the tenant, by name.
     fn list_instances(&self, tenant_id: &str) -> Result<Vec<Instance>, Error>;
+
+    // Pull-request comments.
+
+    /// In one transaction: records that `step` acted, makes its `effect` and enqueues the
+    /// items `items` builds from it. `None` (and nothing written) when the step acted before.
+    fn act_on_comment(
+        &self,
+        step: &super::CommentStep,
+        effect: &super::CommentEffect,
+        items: super::CommentItems<'_>,
+    ) -> Result<Option<super::CommentActed>, Error>;
+
+    /// The steps of a comment that acted already.
+    fn comment_steps(
+        &self,
+        tenant_id: &str,
+        repo: &str,
+        comment_id: u64,
+    ) -> Result<Vec<i32>, Error>;
+
+    /// Records that a pull request's head became `head.head_sha` at `head.at` (GitHub's time).
+    fn record_pull_head(
+        &self,
+        tenant_id: &str,
+        repo: &str,
+        pull_request: u64,
+        head: &super::PullHead,
+    ) -> Result<(), Error>;
+
+    /// The recorded heads of a pull request, oldest first.
+    fn pull_heads(
+        &self,
+        tenant_id: &str,
+        repo: &str,
+        pull_request: u64,
+    ) -> Result<Vec<super::PullHead>, Error>;
 }

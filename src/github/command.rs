@@ -26,8 +26,12 @@ pub enum Command {
         environment: Option<String>,
         target: RollbackTo,
     },
-    /// `/cancel [ENV]`: cancel the pending or running deployment.
-    Cancel { environment: Option<String> },
+    /// `/cancel [ENV] [--queued]`: cancel the running deployment (restoring the release
+    /// it replaces), or with `--queued` the deployments waiting in the queue.
+    Cancel {
+        environment: Option<String>,
+        queued: bool,
+    },
     /// `/help`: reply with [`HELP`]. Arguments are ignored.
     Help,
 }
@@ -102,7 +106,8 @@ pub const HELP: &str = "\
 | --- | --- |
 | `/deploy [to] [ENV] [--strategy NAME]` | deploy this pull request's head commit to ENV, optionally with another strategy (`rolling`, `recreate`, `blue-green`, `canary`) |
 | `/rollback [ENV] [VERSION\\|previous]` | make the previous release of ENV active again, or release VERSION (`12` or `v12`) |
-| `/cancel [ENV]` | cancel the pending or running deployment to ENV |
+| `/cancel [ENV]` | cancel the running deployment to ENV (the release it replaces is restored) |
+| `/cancel [ENV] --queued` | cancel the deployments to ENV that wait in the queue |
 | `/help` | show this help |
 
 ENV may be left out when the repository has exactly one environment that accepts commands. \
@@ -394,16 +399,33 @@ fn rollback_target(word: &str) -> Option<Result<RollbackTo, ParseError>> {
 
 fn parse_cancel(args: &[&str]) -> Result<Command, ParseError> {
     const COMMAND: &str = "cancel";
-    if let Some(flag) = args.iter().find(|arg| arg.starts_with('-')) {
-        return Err(ParseError::UnknownFlag {
-            command: COMMAND,
-            flag: (*flag).to_owned(),
-        });
+    let mut queued = false;
+    let mut words = Vec::with_capacity(args.len());
+    for arg in args {
+        if !arg.starts_with('-') {
+            words.push(*arg);
+        } else if !arg.eq_ignore_ascii_case("--queued") {
+            return Err(ParseError::UnknownFlag {
+                command: COMMAND,
+                flag: (*arg).to_owned(),
+            });
+        } else if queued {
+            return Err(ParseError::DuplicateFlag {
+                command: COMMAND,
+                flag: "--queued".to_owned(),
+            });
+        } else {
+            queued = true;
+        }
     }
-    match args {
-        [] => Ok(Command::Cancel { environment: None }),
+    match words.as_slice() {
+        [] => Ok(Command::Cancel {
+            environment: None,
+            queued,
+        }),
         [environment] => Ok(Command::Cancel {
             environment: Some(environment_name(COMMAND, environment)?),
+            queued,
         }),
         [_, extra, ..] => Err(ParseError::UnexpectedArgument {
             command: COMMAND,
@@ -435,7 +457,7 @@ fn usage(command: &str) -> &'static str {
     match command {
         "deploy" => "/deploy [to] [ENV] [--strategy NAME]",
         "rollback" => "/rollback [ENV] [VERSION|previous]",
-        "cancel" => "/cancel [ENV]",
+        "cancel" => "/cancel [ENV] [--queued]",
         _ => "/help",
     }
 }
@@ -501,6 +523,7 @@ mod tests {
     fn cancel(environment: Option<&str>) -> Command {
         Command::Cancel {
             environment: environment.map(str::to_owned),
+            queued: false,
         }
     }
 
@@ -768,6 +791,31 @@ mod tests {
     fn cancel_alone_and_with_an_environment() {
         assert_eq!(one("/cancel"), Ok(cancel(None)));
         assert_eq!(one("/cancel staging"), Ok(cancel(Some("staging"))));
+    }
+
+    #[test]
+    fn cancel_queued_names_the_waiting_deployments() {
+        let queued = |environment: Option<&str>| Command::Cancel {
+            environment: environment.map(str::to_owned),
+            queued: true,
+        };
+        assert_eq!(one("/cancel staging --queued"), Ok(queued(Some("staging"))));
+        assert_eq!(one("/cancel --QUEUED staging"), Ok(queued(Some("staging"))));
+        assert_eq!(one("/cancel --queued"), Ok(queued(None)));
+        assert_eq!(
+            one("/cancel staging --queued --queued"),
+            Err(ParseError::DuplicateFlag {
+                command: "cancel",
+                flag: "--queued".into()
+            })
+        );
+        assert_eq!(
+            one("/cancel staging --all"),
+            Err(ParseError::UnknownFlag {
+                command: "cancel",
+                flag: "--all".into()
+            })
+        );
     }
 
     #[test]
@@ -1041,7 +1089,7 @@ mod tests {
         );
         assert_eq!(
             message("/cancel a b"),
-            "`/cancel` does not take `b`: use `/cancel [ENV]`"
+            "`/cancel` does not take `b`: use `/cancel [ENV] [--queued]`"
         );
         assert!(message("/deploy --force").contains("`--force`"));
         assert!(message("/deploy prod!").contains("`prod!`"));
@@ -1083,6 +1131,7 @@ mod tests {
             "/deploy [to] [ENV] [--strategy NAME]",
             "/rollback [ENV] [VERSION\\|previous]",
             "/cancel [ENV]",
+            "/cancel [ENV] --queued",
             "/help",
         ] {
             assert!(HELP.contains(syntax), "{syntax}");

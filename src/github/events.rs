@@ -1,6 +1,7 @@
 //! The webhook events deploybot acts on, parsed into small structs that hold only the fields
 //! it needs; everything else in GitHub's (large, growing) payloads is ignored.
 
+use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
 /// A parsed webhook delivery, chosen by its `X-GitHub-Event` header.
@@ -14,6 +15,8 @@ pub enum Event {
     Create(Create),
     /// A comment on an issue or pull request was created, edited or deleted.
     IssueComment(IssueComment),
+    /// A pull request was opened, pushed to, closed, labelled …
+    PullRequest(PullRequestEvent),
     /// An event deploybot does not act on, by its name; answered as ignored.
     Other(String),
 }
@@ -40,6 +43,7 @@ pub fn parse(event: &str, body: &[u8]) -> Result<Event, EventError> {
         "push" => from_json("push", body).map(Event::Push),
         "create" => from_json("create", body).map(Event::Create),
         "issue_comment" => from_json("issue_comment", body).map(Event::IssueComment),
+        "pull_request" => from_json("pull_request", body).map(Event::PullRequest),
         other => Ok(Event::Other(other.to_owned())),
     }
 }
@@ -237,6 +241,69 @@ pub struct Comment {
     pub user: User,
     /// The comment's page, for links in replies.
     pub html_url: String,
+    /// When GitHub stored the comment (its own clock, not the commenter's).
+    pub created_at: DateTime<Utc>,
+}
+
+/// `pull_request`: something happened to a pull request. deploybot records the head of
+/// `opened`, `reopened` and `synchronize` (a push to its branch) with GitHub's time, so that
+/// `/deploy` can tell which head its comment saw.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct PullRequestEvent {
+    /// What happened.
+    pub action: PullRequestAction,
+    /// The pull request number.
+    pub number: u64,
+    /// The pull request as it is after the event.
+    pub pull_request: PullRequest,
+    /// The repository the pull request is in (its base).
+    pub repository: Repository,
+    /// The GitHub App installation, when the webhook belongs to an App.
+    #[serde(default)]
+    pub installation: Option<Installation>,
+}
+
+impl PullRequestEvent {
+    /// The event gave the pull request a head commit (opened, reopened, pushed to).
+    pub fn sets_head(&self) -> bool {
+        matches!(
+            self.action,
+            PullRequestAction::Opened
+                | PullRequestAction::Reopened
+                | PullRequestAction::Synchronize
+        )
+    }
+}
+
+/// What happened to a pull request; only those that set its head matter to deploybot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PullRequestAction {
+    /// Opened.
+    Opened,
+    /// Reopened after being closed (its head may have moved meanwhile).
+    Reopened,
+    /// Commits were pushed to its head branch.
+    Synchronize,
+    /// Any other action (labelled, closed, assigned …).
+    #[serde(other)]
+    Other,
+}
+
+/// The parts of a pull request deploybot reads from its events.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct PullRequest {
+    /// Its head: the branch and commit it would merge.
+    pub head: PullRequestHead,
+    /// GitHub's time of the last change, which for these events is the change itself.
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A pull request's head.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct PullRequestHead {
+    /// The head commit.
+    pub sha: String,
 }
 
 /// A repository, with its owner (the tenant).
@@ -508,6 +575,54 @@ mod tests {
     }
 
     #[test]
+    fn pull_request_fixtures_carry_the_head_and_githubs_time() {
+        for (name, body, action) in [
+            (
+                "opened",
+                &include_bytes!("../../tests/fixtures/github/pull_request_opened.json")[..],
+                PullRequestAction::Opened,
+            ),
+            (
+                "synchronize",
+                include_bytes!("../../tests/fixtures/github/pull_request_synchronize.json"),
+                PullRequestAction::Synchronize,
+            ),
+            (
+                "reopened",
+                include_bytes!("../../tests/fixtures/github/pull_request_reopened.json"),
+                PullRequestAction::Reopened,
+            ),
+        ] {
+            let Ok(Event::PullRequest(event)) = parse("pull_request", body) else {
+                panic!("{name}: not a pull_request");
+            };
+            assert_eq!(event.action, action, "{name}");
+            assert!(event.sets_head(), "{name}");
+            assert_eq!(event.number, 2);
+            assert_eq!(
+                event.pull_request.head.sha,
+                "ec26c3e57ca3a959ca5aad62de7213c562f8c821"
+            );
+            assert_eq!(
+                event.pull_request.updated_at.to_rfc3339(),
+                "2019-05-15T15:20:33+00:00"
+            );
+            assert_hello_world(&event.repository);
+        }
+        let mut value: serde_json::Value = serde_json::from_slice(include_bytes!(
+            "../../tests/fixtures/github/pull_request_opened.json"
+        ))
+        .unwrap();
+        value["action"] = "labeled".into();
+        let Ok(Event::PullRequest(event)) =
+            parse("pull_request", &serde_json::to_vec(&value).unwrap())
+        else {
+            panic!("not a pull_request");
+        };
+        assert!(!event.sets_head());
+    }
+
+    #[test]
     fn issue_comment_fixture_edited() {
         let event = comment(include_bytes!(
             "../../tests/fixtures/github/issue_comment_edited.json"
@@ -569,7 +684,7 @@ mod tests {
     fn unknown_events_are_other_whatever_the_body() {
         for (name, body) in [
             ("workflow_run", &b"{}"[..]),
-            ("pull_request", b"not json at all"),
+            ("pull_request_review", b"not json at all"),
             ("", b""),
             ("Push", b"{}"),
         ] {

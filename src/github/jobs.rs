@@ -1,8 +1,8 @@
-//! Jobs that need GitHub before anything can be deployed: a `/deploy`, `/rollback` or
-//! `/cancel` comment (permission check, pull request head) and a tag that arrived only as
-//! a `create` event (its commit). They run from the outbox, so a crash between the
-//! webhook's answer and the job loses nothing, and their deployments carry a trigger key
-//! so that running a job twice deploys once.
+//! Jobs that need GitHub or the database before anything can be deployed: a pull-request
+//! comment's commands (permission check first, then the pull request), a pull request's new
+//! head, and a tag that arrived only as a `create` event (its commit). They run from the
+//! outbox, so a crash between the webhook's answer and the job loses nothing; each step of
+//! a comment is recorded with its effect, so running a job twice acts once.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,11 +11,11 @@ use serde_json::{Value, json};
 
 use super::client::ApiError;
 use super::outbox::Sender;
-use super::rules::{self, ImageVars, render_image};
+use super::rules::{self, CommentCommand, CommentJob, ImageVars, PullHeadJob, render_image};
 use crate::deploy::service::blocking;
 use crate::deploy::{
-    DeployRequest, DeployState, Error, ListOptions, NewOutboxItem, OutboxItem, OutboxResult,
-    RollbackTarget, Source,
+    CommentActed, CommentEffect, CommentStep, DeployRequest, DeployState, Error, ListOptions,
+    NewOutboxItem, OutboxItem, OutboxResult, PullHead, RollbackTarget, Source,
 };
 
 fn api(e: ApiError) -> OutboxResult {
@@ -46,7 +46,8 @@ fn store_error(e: Error) -> OutboxResult {
 pub async fn run(sender: &Sender, item: &OutboxItem) -> OutboxResult {
     match item.kind.as_str() {
         rules::JOB_RESOLVE_TAG => resolve_tag(sender, item).await,
-        _ => command(sender, item).await,
+        rules::JOB_PULL_HEAD => pull_head(sender, item).await,
+        _ => comment(sender, item).await,
     }
 }
 
@@ -158,236 +159,586 @@ async fn deploy(
     sender.service.queue(triggered, Vec::new()).await
 }
 
-async fn command(sender: &Sender, item: &OutboxItem) -> OutboxResult {
-    let p = &item.payload;
-    let repo = p["repo"].as_str().unwrap_or_default().to_string();
-    let installation = p["installation_id"].as_u64();
-    let pr = p["pr"].as_u64().unwrap_or_default();
-    let comment_id = p["comment_id"].as_u64().unwrap_or_default();
-    let user = p["user"].as_str().unwrap_or_default().to_string();
-    let action = p["action"].as_str().unwrap_or_default();
-    let instance = p["instance"].as_str().unwrap_or_default().to_string();
-    let tenant = item.tenant_id.clone();
-    // Replies and the 😕 go out after this job, in order, through the outbox.
-    let respond = |body: String, refused: bool| {
-        let mut items = vec![NewOutboxItem {
-            tenant_id: tenant.clone(),
+/// How long a commenter without permission waits between two replies on one pull request.
+const STRANGER_REPLY_EVERY: Duration = Duration::from_secs(3600);
+
+/// The step a commenter without permission was refused in: the comment never acts after.
+const STRANGER_STEP: i32 = -1;
+
+/// The step that acknowledges a permitted commenter's comment (👀).
+const SEEN_STEP: i32 = 0;
+
+/// Why a step stopped the job: retried later or given up, as the outbox decides.
+type Stop = OutboxResult;
+
+/// One comment's commands. Nothing reaches GitHub before the commenter's permission is
+/// known. Each step (the acknowledgement, then each command) is recorded in the same
+/// transaction as its effect, so a redelivered comment or a re-run job acts once.
+async fn comment(sender: &Sender, item: &OutboxItem) -> OutboxResult {
+    let job: CommentJob = match serde_json::from_value(item.payload.clone()) {
+        Ok(job) => job,
+        Err(e) => {
+            return OutboxResult::Failed {
+                error: format!("a comment job this version cannot read ({e}); comment again"),
+            };
+        }
+    };
+    let run = CommentRun {
+        sender,
+        item,
+        repo_key: job.repo.to_lowercase(),
+        job: &job,
+        out: Outgoing {
+            tenant: item.tenant_id.clone(),
             ordering_key: item.ordering_key.clone(),
-            deployment_id: None,
-            kind: rules::COMMENT_REPLY.into(),
-            payload: json!({"repo": repo, "issue": pr, "body": body, "installation_id": installation}),
-        }];
-        if refused {
-            items.push(NewOutboxItem {
-                tenant_id: tenant.clone(),
-                ordering_key: item.ordering_key.clone(),
-                deployment_id: None,
-                kind: rules::COMMENT_REACTION.into(),
-                payload: json!({"repo": repo, "comment_id": comment_id, "content": "confused", "installation_id": installation}),
-            });
-        }
-        items
+            repo: job.repo.clone(),
+            pr: job.pr,
+            comment_id: job.comment_id,
+            installation_id: job.installation_id,
+        },
     };
-    let finish = |items: Vec<NewOutboxItem>| async {
-        let store = Arc::clone(&sender.store);
-        match blocking(move || store.enqueue(&items)).await {
-            Ok(()) => OutboxResult::Sent,
-            Err(e) => store_error(e),
-        }
-    };
-    let Some(cfg) = sender.instance_config(&tenant, &instance) else {
-        return finish(respond(
-            format!("`{instance}` is no longer configured in deploybot."),
-            true,
-        ))
-        .await;
-    };
-    let Some(client) = sender.client_or_log(item) else {
-        return OutboxResult::Failed {
-            error: "commands need GitHub credentials to check the commenter's permission".into(),
+    match run.all().await {
+        Ok(()) | Err(OutboxResult::Sent) => OutboxResult::Sent,
+        Err(stop) => stop,
+    }
+}
+
+/// One run of a comment job.
+struct CommentRun<'a> {
+    sender: &'a Sender,
+    item: &'a OutboxItem,
+    repo_key: String,
+    job: &'a CommentJob,
+    out: Outgoing,
+}
+
+impl CommentRun<'_> {
+    async fn all(&self) -> Result<(), Stop> {
+        let done = {
+            let store = Arc::clone(&self.sender.store);
+            let (tenant, repo, id) = (
+                self.item.tenant_id.clone(),
+                self.repo_key.clone(),
+                self.job.comment_id,
+            );
+            blocking(move || store.comment_steps(&tenant, &repo, id))
+                .await
+                .map_err(store_error)?
         };
-    };
-    let role = match client.permission(&repo, installation, &user).await {
-        Ok(role) => role,
-        Err(e) => return api(e),
-    };
-    if !cfg
-        .allowed_permissions
-        .iter()
-        .any(|allowed| allowed.eq_ignore_ascii_case(&role))
-    {
-        return finish(respond(
-            format!(
-                "@{user} cannot {action} `{}`: that needs {} permission on {repo}, and you have `{role}`.",
+        let last = self.job.steps.len() as i32;
+        if done.contains(&STRANGER_STEP) || (1..=last).all(|step| done.contains(&step)) {
+            return Ok(());
+        }
+        let Some(client) = self.sender.client_or_log(self.item) else {
+            return Err(OutboxResult::Failed {
+                error: "commands need GitHub credentials to check the commenter's permission"
+                    .into(),
+            });
+        };
+        let job = self.job;
+        let role = client
+            .permission(&job.repo, job.installation_id, &job.user)
+            .await
+            .map_err(api)?;
+        let allows = |cfg: &crate::config::InstanceConfig| {
+            cfg.allowed_permissions
+                .iter()
+                .any(|allowed| allowed.eq_ignore_ascii_case(&role))
+        };
+        let instances: Vec<&crate::config::InstanceConfig> = self
+            .sender
+            .config
+            .instances
+            .iter()
+            .filter(|i| i.commands && i.repo.eq_ignore_ascii_case(&job.repo))
+            .collect();
+        if !instances.iter().any(|cfg| allows(cfg)) {
+            return self.stranger(&role, &instances).await;
+        }
+        if !done.contains(&SEEN_STEP) {
+            let seen = self.out.reaction("eyes");
+            self.act(SEEN_STEP, CommentEffect::Reply, move |_| vec![seen.clone()])
+                .await?;
+        }
+        let mut pull = None;
+        for (n, command) in job.steps.iter().enumerate() {
+            let step = n as i32 + 1;
+            if done.contains(&step) {
+                continue;
+            }
+            self.command(step, command, &instances, &allows, client, &mut pull)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// A commenter without permission on any environment: one 😕, and a reply at most once
+    /// an hour per commenter and pull request. Nothing else is read or written.
+    async fn stranger(
+        &self,
+        role: &str,
+        instances: &[&crate::config::InstanceConfig],
+    ) -> Result<(), Stop> {
+        let job = self.job;
+        let mut needed: Vec<&str> = Vec::new();
+        for permission in instances.iter().flat_map(|cfg| &cfg.allowed_permissions) {
+            if !needed.contains(&permission.as_str()) {
+                needed.push(permission);
+            }
+        }
+        let text = format!(
+            "@{} cannot run deploybot commands on {}: that needs {} permission on the repository, and you have `{role}`. Ask a maintainer to run the command.",
+            job.user,
+            job.repo,
+            needed.join(", "),
+        );
+        let effect = CommentEffect::Stranger {
+            pull_request: job.pr,
+            login: job.user.clone(),
+            within: STRANGER_REPLY_EVERY,
+        };
+        let out = self.out.clone();
+        let items = move |acted: &CommentActed| {
+            let mut items = vec![out.reaction("confused")];
+            if acted.may_reply {
+                items.push(out.reply(text.clone()));
+            }
+            items
+        };
+        self.act(STRANGER_STEP, effect, items).await.map(|_| ())
+    }
+
+    async fn command(
+        &self,
+        step: i32,
+        command: &CommentCommand,
+        instances: &[&crate::config::InstanceConfig],
+        allows: &(dyn Fn(&crate::config::InstanceConfig) -> bool + Sync),
+        client: &super::client::GithubClient,
+        pull: &mut Option<super::client::PullRequest>,
+    ) -> Result<(), Stop> {
+        let job = self.job;
+        let (instance, action) = match command {
+            CommentCommand::Help => {
+                let text = format!(
+                    "{}\n\nEnvironments of {}: {}.",
+                    super::command::HELP,
+                    job.repo,
+                    rules::choices(instances)
+                );
+                return self.refuse_or_reply(step, text, false).await;
+            }
+            CommentCommand::Invalid { message } => {
+                return self.refuse_or_reply(step, message.clone(), true).await;
+            }
+            CommentCommand::Deploy { instance, .. } => (instance, "deploy"),
+            CommentCommand::Rollback { instance, .. } => (instance, "roll back"),
+            CommentCommand::Cancel { instance, .. } => (instance, "cancel"),
+        };
+        let Some(cfg) = self.sender.instance_config(&self.item.tenant_id, instance) else {
+            let text = format!("`{instance}` is no longer configured in deploybot.");
+            return self.refuse_or_reply(step, text, true).await;
+        };
+        if !allows(cfg) {
+            let text = format!(
+                "@{} cannot {action} `{}`: that needs {} permission on {}.",
+                job.user,
                 cfg.environment,
                 cfg.allowed_permissions.join(", "),
-            ),
-            true,
-        ))
-        .await;
-    }
-    let source = Source {
-        trigger: format!("/{action} on #{pr} by @{user}"),
-        pull_request: Some(pr),
-        comment_id: Some(comment_id),
-        installation_id: installation,
-    };
-    let key = format!("comment:{comment_id}:{instance}");
-    if action == "cancel" {
-        return cancel(
-            sender,
-            &tenant,
-            &instance,
-            &user,
-            cfg.environment.as_str(),
-            respond,
-            finish,
-        )
-        .await;
-    }
-    let pull = match client.pull(&repo, installation, pr).await {
-        Ok(pull) => pull,
-        Err(e) => return api(e),
-    };
-    if !pull.open {
-        return finish(respond(
-            format!("Pull request #{pr} is closed: nothing was deployed."),
-            true,
-        ))
-        .await;
-    }
-    if pull.from_fork && !cfg.allow_forks {
-        return finish(respond(
-            format!("Pull request #{pr} comes from a fork, and `{}` does not deploy forks (`allow_forks = false`).", cfg.environment),
-            true,
-        ))
-        .await;
-    }
-    let result = if action == "rollback" {
-        let target = match &p["target"] {
-            Value::Number(n) => RollbackTarget::Version(n.as_i64().unwrap_or_default()),
-            _ => RollbackTarget::Previous,
-        };
-        match sender.service.resolve_instance(&tenant, &instance).await {
-            Ok(inst) => sender
-                .service
-                .rollback_from(&tenant, inst.id, target, &user, source, Some(key))
-                .await
-                .map(Some),
-            Err(e) => Err(e),
+                job.repo,
+            );
+            return self.refuse_or_reply(step, text, true).await;
         }
-    } else {
+        let pull = match pull {
+            Some(pull) => pull,
+            None => pull.insert(
+                client
+                    .pull(&job.repo, job.installation_id, job.pr)
+                    .await
+                    .map_err(api)?,
+            ),
+        };
+        if !pull.open {
+            let text = format!(
+                "Pull request #{} is closed: deploybot does not {action} `{}` from it.",
+                job.pr, cfg.environment
+            );
+            return self.refuse_or_reply(step, text, true).await;
+        }
+        let forks_allowed = matches!(command, CommentCommand::Deploy { .. }) && cfg.allow_forks;
+        if pull.from_fork && !forks_allowed {
+            let text = if matches!(command, CommentCommand::Deploy { .. }) {
+                format!(
+                    "Pull request #{} comes from a fork, and `{}` does not deploy forks (`allow_forks = false`).",
+                    job.pr, cfg.environment
+                )
+            } else {
+                format!(
+                    "Pull request #{} comes from a fork: deploybot does not {action} `{}` from it. Comment on a pull request from this repository.",
+                    job.pr, cfg.environment
+                )
+            };
+            return self.refuse_or_reply(step, text, true).await;
+        }
+        match command {
+            CommentCommand::Deploy { strategy, .. } => {
+                self.deploy(step, cfg, strategy.clone(), pull).await
+            }
+            CommentCommand::Rollback { version, .. } => self.rollback(step, cfg, *version).await,
+            CommentCommand::Cancel { queued, .. } => self.cancel(step, cfg, *queued).await,
+            CommentCommand::Help | CommentCommand::Invalid { .. } => Ok(()),
+        }
+    }
+
+    fn source(&self, action: &str) -> Source {
+        Source {
+            trigger: format!("/{action} on #{} by @{}", self.job.pr, self.job.user),
+            pull_request: Some(self.job.pr),
+            comment_id: Some(self.job.comment_id),
+            installation_id: self.job.installation_id,
+        }
+    }
+
+    /// `/deploy`: the head the pull request had when the comment was written, or nothing.
+    async fn deploy(
+        &self,
+        step: i32,
+        cfg: &crate::config::InstanceConfig,
+        strategy: Option<String>,
+        pull: &super::client::PullRequest,
+    ) -> Result<(), Stop> {
+        let job = self.job;
+        if let Some(refusal) = self.head_moved(pull).await? {
+            return self.refuse_or_reply(step, refusal, true).await;
+        }
         let git_ref = format!("refs/heads/{}", pull.head_ref);
         let vars = ImageVars {
             sha: &pull.head_sha,
             git_ref: &git_ref,
             branch: Some(&pull.head_ref),
             tag: None,
-            pr: Some(pr),
+            pr: Some(job.pr),
         };
-        match render_image(&cfg.image, &vars) {
-            Err(reason) => Err(Error::InvalidRequest(reason)),
-            Ok(image) => {
-                let notes = format!(
-                    "/deploy on #{pr} by @{user} ({})",
-                    pull.head_sha.get(..7).unwrap_or(&pull.head_sha)
-                );
-                let strategy = p["strategy"].as_str().map(str::to_string);
-                deploy(
-                    sender,
-                    &tenant,
-                    &instance,
-                    image,
-                    pull.head_sha.clone(),
-                    notes,
-                    &user,
-                    source,
-                    strategy,
-                    key,
+        let image = match render_image(&cfg.image, &vars) {
+            Ok(image) => image,
+            Err(reason) => {
+                let text = format!("Could not deploy `{}`: {reason}", cfg.environment);
+                return self.refuse_or_reply(step, text, true).await;
+            }
+        };
+        let prepared = async {
+            let service = &self.sender.service;
+            let inst = service
+                .resolve_instance(&self.item.tenant_id, &cfg.name)
+                .await?;
+            let request = DeployRequest {
+                instance_id: inst.id,
+                image,
+                env: Default::default(),
+                strategy: strategy.unwrap_or_default(),
+                notes: format!(
+                    "/deploy on #{} by @{} ({})",
+                    job.pr,
+                    job.user,
+                    short(&pull.head_sha)
+                ),
+                commit_sha: pull.head_sha.clone(),
+            };
+            service
+                .prepare(
+                    &self.item.tenant_id,
+                    request,
+                    &job.user,
+                    self.source("deploy"),
                 )
                 .await
+        };
+        self.queue(step, cfg, "deploy", prepared.await).await
+    }
+
+    /// `/rollback`.
+    async fn rollback(
+        &self,
+        step: i32,
+        cfg: &crate::config::InstanceConfig,
+        version: Option<i64>,
+    ) -> Result<(), Stop> {
+        let target = version.map_or(RollbackTarget::Previous, RollbackTarget::Version);
+        let prepared = async {
+            let service = &self.sender.service;
+            let inst = service
+                .resolve_instance(&self.item.tenant_id, &cfg.name)
+                .await?;
+            service
+                .prepare_rollback(
+                    &self.item.tenant_id,
+                    inst.id,
+                    target,
+                    &self.job.user,
+                    self.source("rollback"),
+                    None,
+                )
+                .await
+        };
+        self.queue(step, cfg, "roll back", prepared.await).await
+    }
+
+    /// Queues a prepared deployment with the step's record; the outcome reply, 🚀 or 😕
+    /// follow the deployment through the outbox.
+    async fn queue(
+        &self,
+        step: i32,
+        cfg: &crate::config::InstanceConfig,
+        action: &str,
+        prepared: Result<crate::deploy::TriggeredDeployment, Error>,
+    ) -> Result<(), Stop> {
+        let mut triggered = match prepared {
+            Ok(triggered) => triggered,
+            Err(Error::Unavailable(e)) => return Err(retry(e)),
+            Err(e) => {
+                let text = format!("Could not {action} `{}`: {e}", cfg.environment);
+                return self.refuse_or_reply(step, text, true).await;
+            }
+        };
+        triggered.trigger_key = Some(format!("comment:{}:{}", self.job.comment_id, cfg.name));
+        let effect = CommentEffect::Deploy(Box::new(triggered));
+        self.act(step, effect, |_| Vec::new()).await?;
+        self.sender.service.wake().notify_waiters();
+        Ok(())
+    }
+
+    /// Whether the pull request's head moved after the comment: the refusal to reply.
+    /// The heads come from `pull_request` events with GitHub's time; a head deploybot has
+    /// no record of before the comment is never deployed.
+    async fn head_moved(&self, pull: &super::client::PullRequest) -> Result<Option<String>, Stop> {
+        let job = self.job;
+        let heads = {
+            let store = Arc::clone(&self.sender.store);
+            let (tenant, repo, pr) = (self.item.tenant_id.clone(), self.repo_key.clone(), job.pr);
+            blocking(move || store.pull_heads(&tenant, &repo, pr))
+                .await
+                .map_err(store_error)?
+        };
+        let before = heads.iter().rev().find(|h| h.at < job.created_at);
+        let moved_after = heads.iter().any(|h| h.at >= job.created_at);
+        let current = short(&pull.head_sha);
+        let refusal = match before {
+            _ if moved_after => format!(
+                "the pull request changed after your comment; comment again to deploy {current}"
+            ),
+            Some(head) if head.head_sha == pull.head_sha => return Ok(None),
+            Some(_) => format!(
+                "the pull request changed after your comment; comment again to deploy {current}"
+            ),
+            None => format!(
+                "deploybot has no record of this pull request's head from before your comment (the pull request was opened before deploybot was set up, or GitHub's `pull_request` event did not reach it); comment again to deploy {current}"
+            ),
+        };
+        // The head seen now counts from now on, so that the next comment can deploy it
+        // even when GitHub's event for it never arrives.
+        if heads.last().is_none_or(|h| h.head_sha != pull.head_sha) {
+            let store = Arc::clone(&self.sender.store);
+            let (tenant, repo, pr) = (self.item.tenant_id.clone(), self.repo_key.clone(), job.pr);
+            let head = PullHead {
+                head_sha: pull.head_sha.clone(),
+                at: crate::deploy::now(),
+            };
+            blocking(move || store.record_pull_head(&tenant, &repo, pr, &head))
+                .await
+                .map_err(store_error)?;
+        }
+        Ok(Some(refusal))
+    }
+
+    /// `/cancel ENV` stops the running deployment; `--queued` cancels the waiting ones.
+    async fn cancel(
+        &self,
+        step: i32,
+        cfg: &crate::config::InstanceConfig,
+        queued: bool,
+    ) -> Result<(), Stop> {
+        let environment = cfg.environment.as_str();
+        let service = &self.sender.service;
+        let tenant = &self.item.tenant_id;
+        let inst = service
+            .resolve_instance(tenant, &cfg.name)
+            .await
+            .map_err(store_error)?;
+        let page = service
+            .list_deployments(
+                tenant,
+                inst.id,
+                ListOptions {
+                    cursor: None,
+                    limit: Some(100),
+                },
+            )
+            .await
+            .map_err(store_error)?;
+        let waiting = page
+            .items
+            .iter()
+            .filter(|d| d.state == DeployState::Pending)
+            .count();
+        let ids: Vec<_> = page
+            .items
+            .iter()
+            .filter(|d| {
+                d.state
+                    == if queued {
+                        DeployState::Pending
+                    } else {
+                        DeployState::Running
+                    }
+            })
+            .map(|d| d.id)
+            .collect();
+        if ids.is_empty() {
+            let text = if queued {
+                format!("Nothing to cancel on `{environment}`: no deployment is queued.")
+            } else if waiting > 0 {
+                format!(
+                    "Nothing to cancel on `{environment}`: no deployment is running. {waiting} wait in the queue: `/cancel {environment} --queued` cancels them."
+                )
+            } else {
+                format!("Nothing to cancel on `{environment}`: no deployment is running.")
+            };
+            return self.refuse_or_reply(step, text, false).await;
+        }
+        let effect = CommentEffect::Cancel {
+            ids,
+            by: self.job.user.clone(),
+        };
+        let out = self.out.clone();
+        let environment = environment.to_string();
+        let items = move |acted: &CommentActed| {
+            let mut lines = Vec::new();
+            for d in &acted.cancelled {
+                lines.push(if d.state == DeployState::Running {
+                    format!(
+                        "Stopping deployment {} on `{environment}`; the release it replaces is restored.",
+                        d.id
+                    )
+                } else {
+                    format!("Cancelled queued deployment {} on `{environment}`.", d.id)
+                });
+            }
+            for id in &acted.finished {
+                lines.push(format!(
+                    "Deployment {id} on `{environment}` has already finished."
+                ));
+            }
+            vec![out.reply(lines.join("\n"))]
+        };
+        let Some(acted) = self.act(step, effect, items).await? else {
+            return Ok(());
+        };
+        for d in acted.cancelled {
+            if d.state == DeployState::Running {
+                service.stop_running(d.id);
             }
         }
-    };
-    match result {
-        // The outcome reply, 🚀 or 😕, follow the deployment through the outbox.
-        Ok(_) | Err(Error::Conflict(_)) => OutboxResult::Sent,
-        Err(Error::Unavailable(e)) => OutboxResult::Retry {
-            after: Duration::from_secs(2),
-            error: e,
-        },
-        Err(e) => {
-            finish(respond(
-                format!("Could not {action} `{}`: {e}", cfg.environment),
-                true,
-            ))
+        service.wake().notify_waiters();
+        Ok(())
+    }
+
+    /// A step whose only effect is a reply (and 😕 when it refuses).
+    async fn refuse_or_reply(&self, step: i32, text: String, refused: bool) -> Result<(), Stop> {
+        let mut items = vec![self.out.reply(text)];
+        if refused {
+            items.push(self.out.reaction("confused"));
+        }
+        self.act(step, CommentEffect::Reply, move |_| items.clone())
             .await
+            .map(|_| ())
+    }
+
+    /// Records `step` with its effect and items; None when it acted before.
+    async fn act(
+        &self,
+        step: i32,
+        effect: CommentEffect,
+        items: impl Fn(&CommentActed) -> Vec<NewOutboxItem> + Send + Sync + 'static,
+    ) -> Result<Option<CommentActed>, Stop> {
+        let step = CommentStep {
+            tenant_id: self.item.tenant_id.clone(),
+            repo: self.repo_key.clone(),
+            comment_id: self.job.comment_id,
+            step,
+        };
+        let store = Arc::clone(&self.sender.store);
+        match blocking(move || store.act_on_comment(&step, &effect, &items)).await {
+            Ok(acted) => Ok(acted),
+            // Another run of the same step committed first: it acted.
+            Err(Error::Conflict(_)) => Ok(None),
+            Err(e) => Err(store_error(e)),
         }
     }
 }
 
-async fn cancel<R, F, Fut>(
-    sender: &Sender,
-    tenant: &str,
-    instance: &str,
-    user: &str,
-    environment: &str,
-    respond: R,
-    finish: F,
-) -> OutboxResult
-where
-    R: Fn(String, bool) -> Vec<NewOutboxItem>,
-    F: Fn(Vec<NewOutboxItem>) -> Fut,
-    Fut: std::future::Future<Output = OutboxResult>,
-{
-    let inst = match sender.service.resolve_instance(tenant, instance).await {
-        Ok(inst) => inst,
-        Err(e) => return store_error(e),
-    };
-    let page = match sender
-        .service
-        .list_deployments(
-            tenant,
-            inst.id,
-            ListOptions {
-                cursor: None,
-                limit: Some(50),
-            },
-        )
-        .await
-    {
-        Ok(page) => page,
-        Err(e) => return store_error(e),
-    };
-    let Some(target) = page
-        .items
-        .iter()
-        .find(|d| matches!(d.state, DeployState::Running | DeployState::Pending))
-    else {
-        return finish(respond(
-            format!("Nothing to cancel on `{environment}`: no deployment is queued or running."),
-            false,
-        ))
-        .await;
-    };
-    match sender.service.cancel(tenant, target.id, user).await {
-        Ok(_) => {
-            finish(respond(
-                format!("Cancelling deployment {} on `{environment}`.", target.id),
-                false,
-            ))
-            .await
+/// Builds the reactions and replies of one comment.
+#[derive(Clone)]
+struct Outgoing {
+    tenant: String,
+    ordering_key: String,
+    repo: String,
+    pr: u64,
+    comment_id: u64,
+    installation_id: Option<u64>,
+}
+
+impl Outgoing {
+    fn reply(&self, body: String) -> NewOutboxItem {
+        NewOutboxItem {
+            tenant_id: self.tenant.clone(),
+            ordering_key: self.ordering_key.clone(),
+            deployment_id: None,
+            kind: rules::COMMENT_REPLY.into(),
+            payload: json!({"repo": self.repo, "issue": self.pr, "body": body, "installation_id": self.installation_id}),
         }
-        Err(Error::InvalidState(_)) => {
-            finish(respond(
-                format!(
-                    "Deployment {} on `{environment}` has already finished.",
-                    target.id
-                ),
-                false,
-            ))
-            .await
+    }
+
+    fn reaction(&self, content: &str) -> NewOutboxItem {
+        NewOutboxItem {
+            tenant_id: self.tenant.clone(),
+            ordering_key: self.ordering_key.clone(),
+            deployment_id: None,
+            kind: rules::COMMENT_REACTION.into(),
+            payload: json!({"repo": self.repo, "comment_id": self.comment_id, "content": content, "installation_id": self.installation_id}),
         }
+    }
+}
+
+fn retry(error: String) -> OutboxResult {
+    OutboxResult::Retry {
+        after: Duration::from_secs(2),
+        error,
+    }
+}
+
+fn short(sha: &str) -> &str {
+    sha.get(..7).unwrap_or(sha)
+}
+
+/// Records a pull request's new head, with GitHub's time.
+async fn pull_head(sender: &Sender, item: &OutboxItem) -> OutboxResult {
+    let job: PullHeadJob = match serde_json::from_value(item.payload.clone()) {
+        Ok(job) => job,
+        Err(e) => {
+            return OutboxResult::Failed {
+                error: format!("a pull request head this version cannot read: {e}"),
+            };
+        }
+    };
+    let store = Arc::clone(&sender.store);
+    let tenant = item.tenant_id.clone();
+    let head = PullHead {
+        head_sha: job.head_sha,
+        at: job.at,
+    };
+    let repo = job.repo.to_lowercase();
+    match blocking(move || store.record_pull_head(&tenant, &repo, job.pr, &head)).await {
+        Ok(()) => OutboxResult::Sent,
         Err(e) => store_error(e),
     }
 }

@@ -185,7 +185,9 @@ impl Sender {
             }
             rules::COMMENT_REACTION => self.comment_reaction(item).await,
             rules::COMMENT_REPLY => self.comment_reply(item).await,
-            rules::JOB_COMMAND | rules::JOB_RESOLVE_TAG => return jobs::run(self, item).await,
+            rules::JOB_COMMAND | rules::JOB_PULL_HEAD | rules::JOB_RESOLVE_TAG => {
+                return jobs::run(self, item).await;
+            }
             other => {
                 return OutboxResult::Failed {
                     error: format!("unknown outbox item kind {other:?}"),

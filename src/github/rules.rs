@@ -2,16 +2,19 @@
 //! event to the deployments to create now and the jobs that need GitHub first. Nothing
 //! here talks to GitHub or the database.
 
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::command::{self, Command, RollbackTo};
-use super::events::{CommentAction, Event, IssueState, Push, RefType, Repository};
+use super::events::{CommentAction, Event, PullRequestEvent, Push, RefType, Repository};
 use crate::config::{Config, InstanceConfig};
 use crate::deploy::{NewOutboxItem, Source};
 
 /// Outbox kinds of the jobs and replies that webhooks create.
 pub const JOB_RESOLVE_TAG: &str = "job.resolve_tag";
-pub const JOB_COMMAND: &str = "job.command";
+pub const JOB_COMMAND: &str = "job.comment";
+pub const JOB_PULL_HEAD: &str = "job.pull_head";
 pub const COMMENT_REACTION: &str = "comment.reaction";
 pub const COMMENT_REPLY: &str = "comment.reply";
 
@@ -171,6 +174,7 @@ pub fn route(config: &Config, event: &Event) -> Routing {
             }
         }
         Event::IssueComment(comment) => route_comment(config, comment),
+        Event::PullRequest(event) => route_pull_request(config, event),
         Event::Other(name) => Routing::Ignored {
             reason: format!("deploybot does not act on {name} events"),
         },
@@ -271,6 +275,95 @@ fn route_push(config: &Config, push: &Push) -> Routing {
 /// The most command lines of one comment that deploybot acts on.
 pub const MAX_COMMANDS: usize = 5;
 
+/// The job of one pull-request comment: who wrote it when, and what each command line
+/// asks. The job checks the commenter's permission before anything is written to GitHub.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommentJob {
+    /// `owner/name` as GitHub spells it.
+    pub repo: String,
+    pub pr: u64,
+    pub comment_id: u64,
+    /// GitHub's time of the comment: `/deploy` ships the head the pull request had then.
+    pub created_at: DateTime<Utc>,
+    pub user: String,
+    pub installation_id: Option<u64>,
+    /// The command lines, in order; step N of the comment is `steps[N - 1]`.
+    pub steps: Vec<CommentCommand>,
+}
+
+/// What one command line of a comment asks, with its instance resolved.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "command", rename_all = "snake_case")]
+pub enum CommentCommand {
+    /// `/help`.
+    Help,
+    /// A line deploybot cannot run; the reply says why.
+    Invalid { message: String },
+    Deploy {
+        instance: String,
+        strategy: Option<String>,
+    },
+    Rollback {
+        instance: String,
+        /// A version, or the previous release when None.
+        version: Option<i64>,
+    },
+    Cancel {
+        instance: String,
+        /// The queued deployments instead of the running one.
+        queued: bool,
+    },
+}
+
+/// The job recording a pull request's new head.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PullHeadJob {
+    pub repo: String,
+    pub pr: u64,
+    pub head_sha: String,
+    pub at: DateTime<Utc>,
+}
+
+/// The ordering key of everything about one pull request: its head changes and its
+/// comments' jobs run in the order GitHub sent them.
+pub fn pull_key(repo: &str, pr: u64) -> String {
+    format!("pull:{}#{pr}", repo.to_lowercase())
+}
+
+fn route_pull_request(config: &Config, event: &PullRequestEvent) -> Routing {
+    if !event.sets_head() {
+        return Routing::Ignored {
+            reason: "only opened, reopened and synchronize change a pull request's head".into(),
+        };
+    }
+    let repo = &event.repository;
+    if !instances_of(config, repo).iter().any(|i| i.commands) {
+        return Routing::Ignored {
+            reason: format!("no instance of {} accepts commands", repo.full_name),
+        };
+    }
+    let tenant = repo.tenant();
+    let job = PullHeadJob {
+        repo: repo.full_name.clone(),
+        pr: event.number,
+        head_sha: event.pull_request.head.sha.clone(),
+        at: event.pull_request.updated_at,
+    };
+    let item = NewOutboxItem {
+        tenant_id: tenant.clone(),
+        ordering_key: pull_key(&repo.full_name, event.number),
+        deployment_id: None,
+        kind: JOB_PULL_HEAD.into(),
+        payload: serde_json::to_value(&job).unwrap_or_default(),
+    };
+    Routing::Act {
+        tenant,
+        deploys: Vec::new(),
+        items: vec![item],
+        refused: Vec::new(),
+    }
+}
+
 fn route_comment(config: &Config, event: &super::events::IssueComment) -> Routing {
     if event.action != CommentAction::Created {
         return Routing::Ignored {
@@ -280,6 +373,11 @@ fn route_comment(config: &Config, event: &super::events::IssueComment) -> Routin
     if event.comment.user.is_bot() {
         return Routing::Ignored {
             reason: format!("comment by the bot {}", event.comment.user.login),
+        };
+    }
+    if !event.is_pull_request() {
+        return Routing::Ignored {
+            reason: "commands work on pull requests only; this comment is on an issue".into(),
         };
     }
     let commands = command::parse(&event.comment.body);
@@ -299,147 +397,110 @@ fn route_comment(config: &Config, event: &super::events::IssueComment) -> Routin
         };
     }
     let tenant = repo.tenant();
-    let key = format!("comment:{}", event.comment.id);
-    let installation_id = event.installation.as_ref().map(|i| i.id);
-    let number = event.issue.number;
-    let item = |kind: &str, payload: serde_json::Value| NewOutboxItem {
-        tenant_id: tenant.clone(),
-        ordering_key: key.clone(),
-        deployment_id: None,
-        kind: kind.to_string(),
-        payload,
-    };
-    let reply = |body: String| {
-        item(
-            COMMENT_REPLY,
-            json!({"repo": repo.full_name, "issue": number, "body": body, "installation_id": installation_id}),
-        )
-    };
-    let confused = || {
-        item(
-            COMMENT_REACTION,
-            json!({"repo": repo.full_name, "comment_id": event.comment.id, "content": "confused", "installation_id": installation_id}),
-        )
-    };
-    // 👀 at once: the command was seen.
-    let mut items = vec![item(
-        COMMENT_REACTION,
-        json!({"repo": repo.full_name, "comment_id": event.comment.id, "content": "eyes", "installation_id": installation_id}),
-    )];
-    let choices = instances
-        .iter()
-        .map(|i| format!("`{}`", i.environment))
-        .collect::<Vec<_>>()
-        .join(", ");
-    if !event.is_pull_request() {
-        items.push(reply(format!(
-            "deploybot commands work on pull requests; this is an issue. Environments of {}: {choices}.",
-            repo.full_name
-        )));
-        items.push(item(
-            COMMENT_REACTION,
-            json!({"repo": repo.full_name, "comment_id": event.comment.id, "content": "confused", "installation_id": installation_id}),
-        ));
-        return Routing::Act {
-            tenant,
-            deploys: Vec::new(),
-            items,
-            refused: Vec::new(),
-        };
-    }
-    // One comment can hold many command lines; each costs GitHub API calls (a reply, a
-    // permission check). Past MAX_COMMANDS the rest are refused in one reply, and the 😕
-    // reaction is added once however many commands went wrong.
+    let choices = choices(&instances);
+    // One comment can hold many command lines; each costs GitHub API calls. Past
+    // MAX_COMMANDS the rest are refused in one reply.
     let total = commands.len();
-    let mut puzzled = false;
-    for parsed in commands.into_iter().take(MAX_COMMANDS) {
-        let command = match parsed {
-            Ok(command) => command,
-            Err(error) => {
-                items.push(reply(format!("{error}\n\n{}", command::HELP)));
-                puzzled = true;
-                continue;
-            }
-        };
-        let environment = match &command {
-            Command::Help => {
-                items.push(reply(format!(
-                    "{}\n\nEnvironments of {}: {choices}.",
-                    command::HELP,
-                    repo.full_name
-                )));
-                continue;
-            }
-            Command::Deploy { environment, .. }
-            | Command::Rollback { environment, .. }
-            | Command::Cancel { environment } => environment.clone(),
-        };
-        let instance = match &environment {
-            Some(env) => instances.iter().find(|i| {
-                i.environment.eq_ignore_ascii_case(env) || i.name.eq_ignore_ascii_case(env)
-            }),
-            None if instances.len() == 1 => instances.first(),
-            None => {
-                items.push(reply(format!(
-                    "Which environment? {} has several: {choices}. For example `/deploy {}`.",
-                    repo.full_name, instances[0].environment
-                )));
-                puzzled = true;
-                continue;
-            }
-        };
-        let Some(instance) = instance else {
-            items.push(reply(format!(
-                "`{}` is not an environment of {} that accepts commands. Choose one of {choices}.",
-                environment.unwrap_or_default().replace('`', ""),
-                repo.full_name
-            )));
-            puzzled = true;
-            continue;
-        };
-        let (action, strategy, target) = match &command {
-            Command::Deploy { strategy, .. } => ("deploy", strategy.clone(), None),
-            Command::Rollback { target, .. } => (
-                "rollback",
-                None,
-                Some(match target {
-                    RollbackTo::Previous => json!("previous"),
-                    RollbackTo::Version(v) => json!(v),
-                }),
-            ),
-            Command::Cancel { .. } => ("cancel", None, None),
-            Command::Help => continue,
-        };
-        items.push(item(
-            JOB_COMMAND,
-            json!({
-                "repo": repo.full_name,
-                "pr": number,
-                "pr_open": event.issue.state == IssueState::Open,
-                "comment_id": event.comment.id,
-                "user": event.comment.user.login,
-                "installation_id": installation_id,
-                "action": action,
-                "instance": instance.name,
-                "strategy": strategy,
-                "target": target,
-            }),
-        ));
-    }
+    let mut steps: Vec<CommentCommand> = commands
+        .into_iter()
+        .take(MAX_COMMANDS)
+        .map(|parsed| step(parsed, &instances, &repo.full_name, &choices))
+        .collect();
     if total > MAX_COMMANDS {
-        items.push(reply(format!(
-            "This comment has {total} commands; deploybot runs at most {MAX_COMMANDS} per comment, so only the first {MAX_COMMANDS} were taken. Put the others in another comment."
-        )));
-        puzzled = true;
+        steps.push(CommentCommand::Invalid {
+            message: format!(
+                "This comment has {total} commands; deploybot runs at most {MAX_COMMANDS} per comment, so only the first {MAX_COMMANDS} were taken. Put the others in another comment."
+            ),
+        });
     }
-    if puzzled {
-        items.push(confused());
-    }
+    let job = CommentJob {
+        repo: repo.full_name.clone(),
+        pr: event.issue.number,
+        comment_id: event.comment.id,
+        created_at: event.comment.created_at,
+        user: event.comment.user.login.clone(),
+        installation_id: event.installation.as_ref().map(|i| i.id),
+        steps,
+    };
+    let item = NewOutboxItem {
+        tenant_id: tenant.clone(),
+        ordering_key: pull_key(&repo.full_name, event.issue.number),
+        deployment_id: None,
+        kind: JOB_COMMAND.into(),
+        payload: serde_json::to_value(&job).unwrap_or_default(),
+    };
     Routing::Act {
         tenant,
         deploys: Vec::new(),
-        items,
+        items: vec![item],
         refused: Vec::new(),
+    }
+}
+
+/// The environments of the repository that take commands, for replies.
+pub fn choices(instances: &[&InstanceConfig]) -> String {
+    instances
+        .iter()
+        .map(|i| format!("`{}`", i.environment))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// One parsed command line, with its instance chosen.
+fn step(
+    parsed: Result<Command, command::ParseError>,
+    instances: &[&InstanceConfig],
+    repo: &str,
+    choices: &str,
+) -> CommentCommand {
+    let command = match parsed {
+        Ok(command) => command,
+        Err(error) => {
+            return CommentCommand::Invalid {
+                message: format!("{error}\n\n{}", command::HELP),
+            };
+        }
+    };
+    let environment = match &command {
+        Command::Help => return CommentCommand::Help,
+        Command::Deploy { environment, .. }
+        | Command::Rollback { environment, .. }
+        | Command::Cancel { environment, .. } => environment.clone(),
+    };
+    let instance = match &environment {
+        Some(env) => instances
+            .iter()
+            .find(|i| i.environment.eq_ignore_ascii_case(env) || i.name.eq_ignore_ascii_case(env)),
+        None if instances.len() == 1 => instances.first(),
+        None => {
+            return CommentCommand::Invalid {
+                message: format!(
+                    "Which environment? {repo} has several: {choices}. For example `/deploy {}`.",
+                    instances[0].environment
+                ),
+            };
+        }
+    };
+    let Some(instance) = instance else {
+        return CommentCommand::Invalid {
+            message: format!(
+                "`{}` is not an environment of {repo} that accepts commands. Choose one of {choices}.",
+                environment.unwrap_or_default().replace('`', "")
+            ),
+        };
+    };
+    let instance = instance.name.clone();
+    match command {
+        Command::Deploy { strategy, .. } => CommentCommand::Deploy { instance, strategy },
+        Command::Rollback { target, .. } => CommentCommand::Rollback {
+            instance,
+            version: match target {
+                RollbackTo::Previous => None,
+                RollbackTo::Version(v) => Some(v),
+            },
+        },
+        Command::Cancel { queued, .. } => CommentCommand::Cancel { instance, queued },
+        Command::Help => CommentCommand::Help,
     }
 }
 

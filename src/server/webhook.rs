@@ -164,6 +164,10 @@ async fn handle(
             c.repository.full_name.clone(),
             format!("{:?}", c.action).to_lowercase(),
         ),
+        events::Event::PullRequest(p) => (
+            p.repository.full_name.clone(),
+            format!("{:?}", p.action).to_lowercase(),
+        ),
         events::Event::Ping(p) => (
             p.repository
                 .as_ref()

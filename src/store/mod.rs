@@ -1,6 +1,7 @@
 //! The one `Store` implementation, written once with Diesel for SQLite and PostgreSQL.
 //! `DATABASE_URL` picks the backend: `sqlite://PATH` or `postgres://…`.
 
+mod comments;
 mod cursor;
 mod group;
 mod outbox;
@@ -1144,6 +1145,43 @@ impl deploy::Store for DieselStore {
                 .ok_or_else(|| Error::not_found("instance", name))?
                 .into_domain()
         })
+    }
+
+    fn act_on_comment(
+        &self,
+        step: &deploy::CommentStep,
+        effect: &deploy::CommentEffect,
+        items: deploy::CommentItems<'_>,
+    ) -> Result<Option<deploy::CommentActed>, Error> {
+        self.write(|conn| comments::act(conn, step, effect, items))
+    }
+
+    fn comment_steps(
+        &self,
+        _tenant_id: &str,
+        repo: &str,
+        comment_id: u64,
+    ) -> Result<Vec<i32>, Error> {
+        self.read(|conn| comments::steps(conn, repo, comment_id))
+    }
+
+    fn record_pull_head(
+        &self,
+        tenant_id: &str,
+        repo: &str,
+        pull_request: u64,
+        head: &deploy::PullHead,
+    ) -> Result<(), Error> {
+        self.write(|conn| comments::record_head(conn, tenant_id, repo, pull_request, head))
+    }
+
+    fn pull_heads(
+        &self,
+        tenant_id: &str,
+        repo: &str,
+        pull_request: u64,
+    ) -> Result<Vec<deploy::PullHead>, Error> {
+        self.read(|conn| comments::heads(conn, tenant_id, repo, pull_request))
     }
 
     fn list_instances(&self, tenant_id: &str) -> Result<Vec<Instance>, Error> {

@@ -103,4 +103,35 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    comment_commands (repo, comment_id, step) {
+        repo -> Text,
+        comment_id -> BigInt,
+        step -> Integer,
+        tenant_id -> Text,
+        acted_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    pull_heads (id) {
+        id -> BigInt,
+        tenant_id -> Text,
+        repo -> Text,
+        pull_request -> BigInt,
+        head_sha -> Text,
+        at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    stranger_replies (tenant_id, repo, pull_request, login) {
+        tenant_id -> Text,
+        repo -> Text,
+        pull_request -> BigInt,
+        login -> Text,
+        replied_at -> Timestamp,
+    }
+}
+
 diesel::allow_tables_to_appear_in_same_query!(deployments, releases, instances);

@@ -618,6 +618,22 @@ impl FakeGithub {
         );
     }
 
+    /// Someone pushes `head_sha` to pull request #`number`'s branch: GitHub moves its head
+    /// (and sends `pull_request` `synchronize`, which the test sends to the bot).
+    pub fn push_to_pull(&self, repo: &str, number: u64, head_sha: &str) {
+        let mut guard = self.state();
+        let repo = guard.repo_mut(repo);
+        let pull = repo
+            .pulls
+            .get_mut(&number)
+            .unwrap_or_else(|| panic!("fake GitHub: add_pull #{number} first"));
+        pull.head_sha = head_sha.to_string();
+        let (head_ref, from_fork) = (pull.head_ref.clone(), pull.from_fork);
+        if !from_fork {
+            repo.branches.insert(head_ref, head_sha.to_string());
+        }
+    }
+
     /// Adds a plain issue (not a pull request), so comments can be posted on it.
     pub fn add_issue(&self, repo: &str, number: u64) {
         self.state().repo_mut(repo).issues.push(number);

@@ -374,9 +374,55 @@ pub fn push(git_ref: &str, after: &str, user: &str) -> Value {
     v
 }
 
-/// A comment on pull request #`pr`.
+/// GitHub's time format, to the second.
+pub fn github_time(at: chrono::DateTime<chrono::Utc>) -> String {
+    at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+/// A `pull_request` event (`opened`, `reopened` or `synchronize`, from GitHub's examples)
+/// giving #`pr` the head `sha` at GitHub's time `at`.
+pub fn pull_event(action: &str, pr: u64, sha: &str, at: chrono::DateTime<chrono::Utc>) -> Value {
+    let mut v = fixture(&format!("pull_request_{action}"));
+    v["number"] = pr.into();
+    v["pull_request"]["number"] = pr.into();
+    v["pull_request"]["head"]["sha"] = sha.into();
+    v["pull_request"]["updated_at"] = github_time(at).into();
+    v
+}
+
+impl Bot {
+    /// A pull request #`pr` opened a minute ago with head `sha`: on the fake GitHub, and
+    /// the `pull_request` `opened` event GitHub sent then.
+    pub fn open_pull(&self, pr: u64, sha: &str, from_fork: bool, state: &str) {
+        self.fake.add_pull("acme/web", pr, sha, from_fork, state);
+        let opened = chrono::Utc::now() - chrono::Duration::seconds(60);
+        let delivery = format!("opened-{pr}-{}", uuid::Uuid::now_v7().simple());
+        let (status, answer) = self.send(
+            "pull_request",
+            &pull_event("opened", pr, sha, opened),
+            &delivery,
+        );
+        assert_eq!(status, 202, "{answer}");
+    }
+
+    /// Someone pushes `sha` to #`pr` at GitHub's time `at`: the fake GitHub's head moves and
+    /// GitHub's `synchronize` event reaches the bot.
+    pub fn push_to_pull(&self, pr: u64, sha: &str, at: chrono::DateTime<chrono::Utc>) {
+        self.fake.push_to_pull("acme/web", pr, sha);
+        let delivery = format!("sync-{pr}-{}", uuid::Uuid::now_v7().simple());
+        let (status, answer) = self.send(
+            "pull_request",
+            &pull_event("synchronize", pr, sha, at),
+            &delivery,
+        );
+        assert_eq!(status, 202, "{answer}");
+    }
+}
+
+/// A comment on pull request #`pr`, written now.
 pub fn pr_comment(pr: u64, comment_id: u64, user: &str, body: &str) -> Value {
     let mut v = fixture("issue_comment_created_pr");
+    v["comment"]["created_at"] = github_time(chrono::Utc::now()).into();
     v["issue"]["number"] = pr.into();
     v["comment"]["id"] = comment_id.into();
     v["comment"]["body"] = body.into();

@@ -1,0 +1,3 @@
+DROP TABLE stranger_replies;
+DROP TABLE pull_heads;
+DROP TABLE comment_commands;
