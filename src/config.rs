@@ -75,7 +75,16 @@ pub struct GithubConfig {
     /// PEM text of the GitHub App private key.
     pub app_private_key: Option<String>,
     pub app_private_key_path: Option<PathBuf>,
+    /// How often a GitHub App's failed webhook deliveries are looked for and redelivered.
+    pub redeliver_interval: Duration,
+    /// How far back that look goes (GitHub keeps deliveries for three days).
+    pub redeliver_lookback: Duration,
 }
+
+/// Default `github.redeliver_interval`.
+pub const DEFAULT_REDELIVER_INTERVAL: Duration = Duration::from_secs(5 * 60);
+/// Default `github.redeliver_lookback`.
+pub const DEFAULT_REDELIVER_LOOKBACK: Duration = Duration::from_secs(3 * 24 * 3600);
 
 /// The worker that runs deployments.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -381,6 +390,8 @@ impl Default for GithubConfig {
             app_id: None,
             app_private_key: None,
             app_private_key_path: None,
+            redeliver_interval: DEFAULT_REDELIVER_INTERVAL,
+            redeliver_lookback: DEFAULT_REDELIVER_LOOKBACK,
         }
     }
 }
@@ -468,6 +479,8 @@ impl fmt::Debug for GithubConfig {
                 &self.app_private_key.as_ref().map(|_| Redacted),
             )
             .field("app_private_key_path", &self.app_private_key_path)
+            .field("redeliver_interval", &self.redeliver_interval)
+            .field("redeliver_lookback", &self.redeliver_lookback)
             .finish()
     }
 }
@@ -753,6 +766,8 @@ struct RawGithub {
     app_id: Option<u64>,
     app_private_key: Option<toml::Value>,
     app_private_key_path: Option<String>,
+    redeliver_interval: Option<String>,
+    redeliver_lookback: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -1306,6 +1321,25 @@ fn build_github(
         app_id: app_id.map(|(id, _)| id),
         app_private_key: key.map(|(k, _)| k),
         app_private_key_path: key_path.map(|(p, _)| PathBuf::from(p)),
+        redeliver_interval: check.positive_duration(
+            "github.redeliver_interval",
+            raw.redeliver_interval.as_deref(),
+            DEFAULT_REDELIVER_INTERVAL,
+        ),
+        redeliver_lookback: {
+            let lookback = check.positive_duration(
+                "github.redeliver_lookback",
+                raw.redeliver_lookback.as_deref(),
+                DEFAULT_REDELIVER_LOOKBACK,
+            );
+            if lookback > DEFAULT_REDELIVER_LOOKBACK {
+                check.err(
+                    "github.redeliver_lookback",
+                    "GitHub keeps webhook deliveries for three days; use \"72h\" or less",
+                );
+            }
+            lookback
+        },
     }
 }
 

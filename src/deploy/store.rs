@@ -160,6 +160,9 @@ pub trait Store: Send + Sync + 'static {
         items: &[super::NewOutboxItem],
     ) -> Result<super::DeliveryRecord, Error>;
 
+    /// Which of these delivery ids (`X-GitHub-Delivery`) are stored.
+    fn stored_deliveries(&self, ids: &[String]) -> Result<Vec<String>, Error>;
+
     /// Creates one triggered deployment (unless its key already deployed) and enqueues
     /// `items`, in one transaction.
     fn insert_triggered(

@@ -40,12 +40,60 @@ pub struct PullRequest {
     pub open: bool,
 }
 
+/// One attempt of GitHub to deliver an App webhook, as `GET /app/hook/deliveries` lists it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+pub struct HookDelivery {
+    /// This attempt's id (what `POST /app/hook/deliveries/{id}/attempts` takes).
+    pub id: u64,
+    /// The event's GUID: the `X-GitHub-Delivery` header, shared by every attempt.
+    pub guid: String,
+    pub delivered_at: chrono::DateTime<chrono::Utc>,
+    /// Whether this attempt was a redelivery.
+    pub redelivery: bool,
+    /// GitHub's summary, e.g. `OK`, `Invalid HTTP Response: 503`, `timed out`.
+    pub status: String,
+    /// The HTTP status the receiver answered (0 when there was no answer).
+    pub status_code: u16,
+    pub event: String,
+    pub action: Option<String>,
+    pub installation_id: Option<u64>,
+    pub repository_id: Option<u64>,
+}
+
+impl HookDelivery {
+    /// Whether the receiver accepted this attempt (a 2xx answer).
+    pub fn succeeded(&self) -> bool {
+        (200..300).contains(&self.status_code)
+    }
+}
+
+/// The `cursor` of the `rel="next"` page in a `Link` header.
+fn next_cursor(link: &str) -> Option<String> {
+    link.split(',').find_map(|part| {
+        let (target, params) = part.split_once(';')?;
+        let is_next = params
+            .split(';')
+            .any(|p| p.trim().eq_ignore_ascii_case("rel=\"next\""));
+        if !is_next {
+            return None;
+        }
+        let target = target.trim().strip_prefix('<')?.strip_suffix('>')?;
+        let url = reqwest::Url::parse(target).ok()?;
+        url.query_pairs()
+            .find(|(name, _)| name == "cursor")
+            .map(|(_, value)| value.into_owned())
+            .filter(|cursor| !cursor.is_empty())
+    })
+}
+
 /// A GitHub API client for every repository deploybot serves.
 pub struct GithubClient {
     http: reqwest::Client,
     api_url: String,
     /// The App (JWT) client that mints installation tokens; `None` with a plain token.
     app: Option<Octocrab>,
+    /// The App's id and key, for the calls made as the App itself (its webhook deliveries).
+    app_key: Option<(u64, jsonwebtoken::EncodingKey)>,
     token: Option<String>,
     /// One client per installation, shared so that its token cache is shared.
     installations: Mutex<HashMap<u64, std::sync::Arc<Octocrab>>>,
@@ -134,19 +182,24 @@ impl GithubClient {
             let app = Octocrab::builder()
                 .base_uri(api_url.as_str())
                 .map_err(|e| format!("github.api_url {:?} is not a URL: {e}", config.api_url))?
-                .app(AppId(app_id), key)
+                .app(AppId(app_id), key.clone())
                 .build()
                 .map_err(|e| format!("cannot build the GitHub App client: {e}"))?;
-            (Some(app), None)
+            (Some((app, (app_id, key))), None)
         } else if let Some(token) = &config.token {
             (None, Some(token.clone()))
         } else {
             return Ok(None);
         };
+        let (app, app_key) = match app {
+            Some((app, key)) => (Some(app), Some(key)),
+            None => (None, None),
+        };
         Ok(Some(Self {
             http,
             api_url,
             app,
+            app_key,
             token,
             installations: Mutex::new(HashMap::new()),
             repo_installations: Mutex::new(HashMap::new()),
@@ -245,6 +298,19 @@ impl GithubClient {
         path: &str,
         body: Option<&Value>,
     ) -> Result<Value, ApiError> {
+        self.call_with_headers(token, method, path, body)
+            .await
+            .map(|(value, _)| value)
+    }
+
+    /// One request, classified; a success comes with the answer's headers.
+    async fn call_with_headers(
+        &self,
+        token: &str,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<(Value, reqwest::header::HeaderMap), ApiError> {
         let mut request = self
             .http
             .request(method, format!("{}{path}", self.api_url))
@@ -273,7 +339,7 @@ impl GithubClient {
         })?;
         let value: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
         if (200..300).contains(&status) {
-            return Ok(value);
+            return Ok((value, headers));
         }
         let message = value["message"]
             .as_str()
@@ -323,6 +389,81 @@ impl GithubClient {
     ) -> Result<Value, ApiError> {
         let token = self.token_for(repo, installation).await?;
         self.call(&token, method, path, body).await
+    }
+
+    /// Whether GitHub App credentials are configured (calls as the App itself work).
+    pub fn is_app(&self) -> bool {
+        self.app_key.is_some()
+    }
+
+    /// A JWT for the App itself (RS256, issued a minute in the past, valid nine minutes).
+    fn app_jwt(&self) -> Result<String, ApiError> {
+        let Some((id, key)) = &self.app_key else {
+            return Err(ApiError::Refused {
+                status: 0,
+                message: "this needs GitHub App credentials: set GITHUB_APP_ID and GITHUB_APP_PRIVATE_KEY_PATH (or GITHUB_APP_PRIVATE_KEY)".into(),
+            });
+        };
+        octocrab::auth::create_jwt(AppId(*id), key).map_err(|e| ApiError::Refused {
+            status: 0,
+            message: format!("cannot sign a JWT with the GitHub App private key: {e}"),
+        })
+    }
+
+    /// One page (at most `per_page`, up to 100) of the App's webhook deliveries, newest
+    /// first, starting at `cursor`; with the cursor of the next page when there is one
+    /// (from the `Link` header). Entries not in the documented shape are left out.
+    pub async fn app_hook_deliveries(
+        &self,
+        cursor: Option<&str>,
+        per_page: u32,
+    ) -> Result<(Vec<HookDelivery>, Option<String>), ApiError> {
+        let mut path = format!("/app/hook/deliveries?per_page={}", per_page.clamp(1, 100));
+        if let Some(cursor) = cursor {
+            path.push_str("&cursor=");
+            path.push_str(&encode_path(cursor).replace('/', "%2F"));
+        }
+        let jwt = self.app_jwt()?;
+        let (listed, headers) = self
+            .call_with_headers(&jwt, reqwest::Method::GET, &path, None)
+            .await?;
+        let Value::Array(entries) = listed else {
+            return Err(ApiError::Refused {
+                status: 200,
+                message: "GitHub's answer to GET /app/hook/deliveries is not a list".into(),
+            });
+        };
+        let deliveries = entries
+            .into_iter()
+            .filter_map(
+                |entry| match serde_json::from_value::<HookDelivery>(entry) {
+                    Ok(delivery) => Some(delivery),
+                    Err(e) => {
+                        tracing::debug!(error = %e, "a listed webhook delivery was left out");
+                        None
+                    }
+                },
+            )
+            .collect();
+        let next = headers
+            .get(reqwest::header::LINK)
+            .and_then(|v| v.to_str().ok())
+            .and_then(next_cursor);
+        Ok((deliveries, next))
+    }
+
+    /// Asks GitHub to deliver an App webhook delivery again
+    /// (`POST /app/hook/deliveries/{delivery_id}/attempts`, answered 202).
+    pub async fn redeliver_app_hook_delivery(&self, delivery_id: u64) -> Result<(), ApiError> {
+        let jwt = self.app_jwt()?;
+        self.call(
+            &jwt,
+            reqwest::Method::POST,
+            &format!("/app/hook/deliveries/{delivery_id}/attempts"),
+            None,
+        )
+        .await
+        .map(|_| ())
     }
 
     /// A GET on the repository's behalf.
@@ -716,6 +857,18 @@ mod tests {
             ),
             ApiError::Refused { .. }
         ));
+    }
+
+    #[test]
+    fn the_next_page_of_deliveries_is_named_by_the_link_header() {
+        let link = "<https://api.github.com/app/hook/deliveries?per_page=2&cursor=v1_12077215967>; rel=\"next\", <https://api.github.com/app/hook/deliveries?per_page=2>; rel=\"first\"";
+        assert_eq!(next_cursor(link).as_deref(), Some("v1_12077215967"));
+        let first_only = "<https://api.github.com/app/hook/deliveries?per_page=2>; rel=\"first\"";
+        assert_eq!(next_cursor(first_only), None);
+        assert_eq!(next_cursor(""), None);
+        let encoded =
+            "<http://127.0.0.1:1/app/hook/deliveries?cursor=v1_a%2Fb&per_page=100>; rel=\"next\"";
+        assert_eq!(next_cursor(encoded).as_deref(), Some("v1_a/b"));
     }
 
     #[test]

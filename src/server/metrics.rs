@@ -113,6 +113,7 @@ pub struct Metrics {
     outbox_results: Family<OutboxLabels, Counter>,
     rate_limit: Gauge,
     database_up: Gauge,
+    redeliveries: Counter,
     github: RwLock<Option<Arc<GithubClient>>>,
 }
 
@@ -234,6 +235,12 @@ impl Metrics {
             "1 when the scrape-time database reads succeeded; 0 when they failed and the database gauges are stale",
             database_up.clone(),
         );
+        let redeliveries = Counter::default();
+        registry.register(
+            "webhook_redeliveries",
+            "Missed GitHub App webhook deliveries this process asked GitHub to deliver again",
+            redeliveries.clone(),
+        );
         Self {
             registry,
             webhooks,
@@ -247,6 +254,7 @@ impl Metrics {
             outbox_results,
             rate_limit,
             database_up,
+            redeliveries,
             github: RwLock::new(None),
         }
     }
@@ -306,6 +314,11 @@ impl Metrics {
             result,
         };
         self.outbox_results.get_or_create(&labels).inc();
+    }
+
+    /// Counts one redelivery asked of GitHub.
+    pub fn webhook_redelivered(&self) {
+        self.redeliveries.inc();
     }
 
     /// The GitHub client whose rate limit `/metrics` reports (`None`: no credentials).

@@ -121,6 +121,19 @@ pub async fn serve(config: Config, options: ServeOptions) -> Result<(), ServeErr
         .map_err(ServeError::Github)?
         .map(Arc::new);
     metrics::global().track_github(client.clone());
+    // With App credentials: missed webhook deliveries are asked for again, at start and
+    // every `github.redeliver_interval`, until shutdown begins.
+    let redeliver_task = client.as_ref().filter(|c| c.is_app()).map(|client| {
+        let redeliverer = Arc::new(crate::github::redeliver::Redeliverer::new(
+            Arc::clone(client),
+            Arc::clone(&store) as Arc<dyn Store>,
+            crate::github::redeliver::Settings::new(
+                config.github.redeliver_interval,
+                config.github.redeliver_lookback,
+            ),
+        ));
+        tokio::spawn(redeliverer.run(shutdown.clone()))
+    });
     let log_config = Arc::clone(&config);
     // Private pages: the link carries a read token for that one deployment.
     let log_url: crate::github::outbox::LogUrl = Arc::new(move |d: &crate::deploy::Deployment| {
@@ -181,6 +194,9 @@ pub async fn serve(config: Config, options: ServeOptions) -> Result<(), ServeErr
     shutdown.cancel();
     handle.stop(true).await;
     let _ = worker_task.await;
+    if let Some(task) = redeliver_task {
+        let _ = task.await;
+    }
     stop_sending.cancel();
     let _ = sender_task.await;
     match http.await {

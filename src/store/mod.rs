@@ -965,6 +965,25 @@ impl deploy::Store for DieselStore {
         }
     }
 
+    fn stored_deliveries(&self, ids: &[String]) -> Result<Vec<String>, Error> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.read(|conn| {
+            let mut stored = Vec::with_capacity(ids.len());
+            // Bounded IN lists: SQLite caps the number of bound parameters.
+            for chunk in ids.chunks(500) {
+                let found: Vec<String> = schema::deliveries::table
+                    .filter(schema::deliveries::id.eq_any(chunk))
+                    .select(schema::deliveries::id)
+                    .load(conn)
+                    .map_err(db_error)?;
+                stored.extend(found);
+            }
+            Ok(stored)
+        })
+    }
+
     fn insert_triggered(
         &self,
         triggered: &deploy::TriggeredDeployment,
