@@ -24,7 +24,13 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 /// Default `github.api_url`.
 pub const DEFAULT_WEBHOOK_MAX_BYTES: usize = 25 * 1024 * 1024;
 /// How long a webhook body may take to arrive (`webhook_body_timeout`).
-pub const DEFAULT_WEBHOOK_BODY_TIMEOUT: Duration = Duration::from_secs(30);
+pub const DEFAULT_WEBHOOK_BODY_TIMEOUT: Duration = Duration::from_secs(10);
+/// How many unverified webhook bodies may be read at once (`webhook_max_pending`).
+pub const DEFAULT_WEBHOOK_MAX_PENDING: usize = 512;
+/// How many bytes of unverified webhook bodies may be held at once (`webhook_pending_bytes`).
+pub const DEFAULT_WEBHOOK_PENDING_BYTES: usize = 64 * 1024 * 1024;
+/// How long storing a delivery waits for the database (`webhook_store_timeout`).
+pub const DEFAULT_WEBHOOK_STORE_TIMEOUT: Duration = Duration::from_secs(5);
 /// GitHub's API.
 pub const DEFAULT_GITHUB_API_URL: &str = "https://api.github.com";
 /// The placeholders an instance `image` may contain, without braces.
@@ -54,6 +60,14 @@ pub struct Config {
     pub webhook_max_bytes: usize,
     /// How long a webhook body may take to arrive once its head has; slower → 408.
     pub webhook_body_timeout: Duration,
+    /// Unverified webhook bodies read at once; past it → 503 with Retry-After.
+    pub webhook_max_pending: usize,
+    /// Bytes of unverified webhook bodies held at once; past it → 503 with Retry-After.
+    pub webhook_pending_bytes: usize,
+    /// How long storing a delivery waits for the database before answering 503.
+    pub webhook_store_timeout: Duration,
+    /// `[[tenants]]`: each tenant's own webhook secrets.
+    pub tenants: Vec<TenantConfig>,
     /// `DEPLOYBOT_METRICS_TOKEN`: when set, `GET /metrics` needs it as a bearer token.
     pub metrics_token: Option<String>,
     pub github: GithubConfig,
@@ -63,6 +77,28 @@ pub struct Config {
     pub instances: Vec<InstanceConfig>,
     /// The file this configuration was read from; `None` for defaults or a string.
     pub source: Option<PathBuf>,
+}
+
+/// A `[[tenants]]` entry: the webhook secrets of one GitHub account's repository and
+/// organization webhooks. `Debug` redacts the secrets.
+#[derive(Clone, PartialEq, Eq)]
+pub struct TenantConfig {
+    /// The account, lower-cased (`acme` in `acme/web`).
+    pub name: String,
+    /// The variable the secrets were read from (`webhook_secret_env`).
+    pub secret_env: String,
+    /// Its secrets, newest first while rotating; empty when the variable is unset or empty.
+    pub secrets: Vec<String>,
+}
+
+impl fmt::Debug for TenantConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TenantConfig")
+            .field("name", &self.name)
+            .field("secret_env", &self.secret_env)
+            .field("secrets", &RedactedList(self.secrets.len()))
+            .finish()
+    }
 }
 
 /// GitHub API access. `Debug` redacts the token and the private key.
@@ -406,6 +442,10 @@ impl Default for Config {
             webhook_secrets: Vec::new(),
             webhook_max_bytes: DEFAULT_WEBHOOK_MAX_BYTES,
             webhook_body_timeout: DEFAULT_WEBHOOK_BODY_TIMEOUT,
+            webhook_max_pending: DEFAULT_WEBHOOK_MAX_PENDING,
+            webhook_pending_bytes: DEFAULT_WEBHOOK_PENDING_BYTES,
+            webhook_store_timeout: DEFAULT_WEBHOOK_STORE_TIMEOUT,
+            tenants: Vec::new(),
             metrics_token: None,
             github: GithubConfig::default(),
             worker: WorkerConfig::default(),
@@ -454,6 +494,7 @@ impl fmt::Debug for Config {
             .field("listen", &self.listen)
             .field("public_url", &self.public_url)
             .field("webhook_secrets", &RedactedList(self.webhook_secrets.len()))
+            .field("tenants", &self.tenants)
             .field(
                 "metrics_token",
                 &self.metrics_token.as_ref().map(|_| Redacted),
@@ -654,6 +695,64 @@ impl Config {
         out
     }
 
+    /// The secrets a webhook delivery naming `tenant` must be signed with.
+    ///
+    /// A tenant with a `[[tenants]]` entry: its own secrets, and the global
+    /// (`DEPLOYBOT_WEBHOOK_SECRET`) ones only when GitHub App credentials are configured,
+    /// since an App signs every delivery with its one secret. A tenant without an entry:
+    /// the global secrets. A delivery that names no account (`None`) can start nothing,
+    /// so any configured secret verifies it.
+    pub fn webhook_secrets_for(&self, tenant: Option<&str>) -> Vec<&str> {
+        let global = self.webhook_secrets.iter().map(String::as_str);
+        let Some(tenant) = tenant else {
+            let tenants = self.tenants.iter().flat_map(|t| &t.secrets);
+            return global.chain(tenants.map(String::as_str)).collect();
+        };
+        match self.tenants.iter().find(|t| t.name == tenant) {
+            Some(entry) if self.github.app_id.is_some() => entry
+                .secrets
+                .iter()
+                .map(String::as_str)
+                .chain(global)
+                .collect(),
+            Some(entry) => entry.secrets.iter().map(String::as_str).collect(),
+            None => global.collect(),
+        }
+    }
+
+    /// What stops webhooks from being verified, each naming the tenant or instance and
+    /// what to set: a `[[tenants]]` variable that is unset or empty, an instance whose
+    /// tenant has no secret at all, or no secret anywhere. `serve` refuses to start and
+    /// `config check` fails while this is not empty.
+    pub fn webhook_secret_problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        for tenant in &self.tenants {
+            if tenant.secrets.is_empty() {
+                problems.push(format!(
+                    "tenant \"{}\": {} is not set or is empty; export it with the secret of {}'s webhooks (comma-separated while rotating)",
+                    tenant.name, tenant.secret_env, tenant.name
+                ));
+            }
+        }
+        let mut named = std::collections::BTreeSet::new();
+        for instance in &self.instances {
+            let tenant = instance.tenant();
+            let covered = self.tenants.iter().any(|t| t.name == tenant);
+            if !covered && self.webhook_secrets.is_empty() && named.insert(tenant.clone()) {
+                problems.push(format!(
+                    "tenant \"{tenant}\" (instance {} of {}) has no webhook secret: add a [[tenants]] entry with name = \"{tenant}\" and webhook_secret_env, or set {SECRET_ENV}",
+                    instance.name, instance.repo
+                ));
+            }
+        }
+        if self.webhook_secrets.is_empty() && self.tenants.is_empty() && self.instances.is_empty() {
+            problems.push(format!(
+                "no webhook secret is configured: set {SECRET_ENV} (the secret of your GitHub App or webhook) or add [[tenants]] entries"
+            ));
+        }
+        problems
+    }
+
     /// The instance called `name` in `tenant` (compared case-insensitively).
     pub fn instance(&self, tenant: &str, name: &str) -> Option<&InstanceConfig> {
         self.instances
@@ -746,6 +845,11 @@ struct RawConfig {
     webhook_secrets: Option<toml::Value>,
     webhook_max_bytes: Option<usize>,
     webhook_body_timeout: Option<String>,
+    webhook_max_pending: Option<usize>,
+    webhook_pending_bytes: Option<usize>,
+    webhook_store_timeout: Option<String>,
+    #[serde(default)]
+    tenants: Vec<RawTenant>,
     #[serde(default)]
     github: RawGithub,
     #[serde(default)]
@@ -756,6 +860,13 @@ struct RawConfig {
     pages: RawPages,
     #[serde(default)]
     instances: Vec<RawInstance>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawTenant {
+    name: Option<String>,
+    webhook_secret_env: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -1202,6 +1313,40 @@ fn build(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>, check: &mut Check
             "must be at least 1s (GitHub sends a 25 MiB body in well under a minute)",
         );
     }
+    let webhook_max_pending = raw
+        .webhook_max_pending
+        .unwrap_or(DEFAULT_WEBHOOK_MAX_PENDING);
+    if webhook_max_pending == 0 {
+        check.err(
+            "webhook_max_pending",
+            "must be at least 1 (unverified webhook bodies read at once)",
+        );
+    }
+    let webhook_pending_bytes = raw
+        .webhook_pending_bytes
+        .unwrap_or(DEFAULT_WEBHOOK_PENDING_BYTES);
+    if webhook_pending_bytes < webhook_max_bytes.min(DEFAULT_WEBHOOK_MAX_BYTES) {
+        check.err(
+            "webhook_pending_bytes",
+            format!(
+                "must be at least webhook_max_bytes ({webhook_max_bytes}), or no delivery of the largest size could ever be read"
+            ),
+        );
+    }
+    let webhook_store_timeout = check.duration(
+        "webhook_store_timeout",
+        raw.webhook_store_timeout.as_deref(),
+        DEFAULT_WEBHOOK_STORE_TIMEOUT,
+    );
+    if webhook_store_timeout < Duration::from_millis(100)
+        || webhook_store_timeout > Duration::from_secs(8)
+    {
+        check.err(
+            "webhook_store_timeout",
+            "must be between 100ms and 8s: GitHub gives up on a webhook after 10 s, and the 503 must reach it before that",
+        );
+    }
+    let tenants = build_tenants(raw.tenants, env, check);
     Config {
         database_url,
         listen,
@@ -1209,6 +1354,10 @@ fn build(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>, check: &mut Check
         webhook_secrets,
         webhook_max_bytes,
         webhook_body_timeout,
+        webhook_max_pending,
+        webhook_pending_bytes,
+        webhook_store_timeout,
+        tenants,
         metrics_token: non_empty(env(METRICS_TOKEN_ENV)),
         github,
         worker,
@@ -1217,6 +1366,72 @@ fn build(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>, check: &mut Check
         instances,
         source: None,
     }
+}
+
+/// `[[tenants]]`: names are lower-case and unique; each names the variable holding its
+/// secrets (comma-separated while rotating). An unset or empty variable is not an error
+/// here (`Config::webhook_secret_problems` reports it), so commands that never verify a
+/// webhook work without it.
+fn build_tenants(
+    raw: Vec<RawTenant>,
+    env: &dyn Fn(&str) -> Option<String>,
+    check: &mut Checker,
+) -> Vec<TenantConfig> {
+    let mut tenants: Vec<TenantConfig> = Vec::new();
+    for (index, raw) in raw.into_iter().enumerate() {
+        let name = raw.name.unwrap_or_default();
+        let prefix = format!("tenants[{index}]");
+        if name.trim().is_empty() {
+            check.err(
+                &format!("{prefix}.name"),
+                "missing: write the GitHub account that owns the repositories, e.g. name = \"acme\"",
+            );
+            continue;
+        }
+        if name != name.trim().to_ascii_lowercase() || name.contains('/') {
+            check.err(
+                &format!("{prefix}.name"),
+                format!(
+                    "\"{name}\" must be a lower-case GitHub account without spaces or slashes; write \"{}\"",
+                    name.trim().to_ascii_lowercase()
+                ),
+            );
+        }
+        if tenants.iter().any(|t| t.name == name) {
+            check.err(
+                &format!("{prefix}.name"),
+                format!(
+                    "tenant \"{name}\" is listed twice; keep one [[tenants]] entry per account"
+                ),
+            );
+        }
+        let secret_env = raw.webhook_secret_env.unwrap_or_default();
+        let valid_env = !secret_env.is_empty()
+            && secret_env
+                .bytes()
+                .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_');
+        if !valid_env {
+            check.err(
+                &format!("{prefix} ({name}).webhook_secret_env"),
+                "must name an environment variable (A-Z, 0-9, _) that holds the tenant's webhook secret, e.g. webhook_secret_env = \"ACME_WEBHOOK_SECRET\"",
+            );
+        }
+        let secrets = env(&secret_env)
+            .map(|v| {
+                v.split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_string)
+                    .collect()
+            })
+            .unwrap_or_default();
+        tenants.push(TenantConfig {
+            name,
+            secret_env,
+            secrets,
+        });
+    }
+    tenants
 }
 
 fn file_webhook_secrets(check: &mut Checker, value: Option<toml::Value>) -> Vec<String> {
@@ -1908,6 +2123,65 @@ mod tests {
         )
     }
 
+    #[test]
+    fn each_tenant_is_verified_with_its_own_secrets() {
+        let text = format!(
+            "[[tenants]]\nname = \"acme\"\nwebhook_secret_env = \"ACME_SECRET\"\n{}",
+            instance("")
+        );
+        let config = with_env(
+            &text,
+            &[
+                ("ACME_SECRET", "new, old"),
+                ("DEPLOYBOT_WEBHOOK_SECRET", "global"),
+            ],
+        )
+        .expect("valid");
+        assert_eq!(config.webhook_secrets_for(Some("acme")), vec!["new", "old"]);
+        assert_eq!(config.webhook_secrets_for(Some("globex")), vec!["global"]);
+        assert_eq!(
+            config.webhook_secrets_for(None),
+            vec!["global", "new", "old"]
+        );
+        assert!(config.webhook_secret_problems().is_empty());
+        assert!(!format!("{config:?}").contains("new"));
+
+        // A GitHub App signs every delivery with its one secret.
+        let mut app = config.clone();
+        app.github.app_id = Some(1);
+        assert_eq!(
+            app.webhook_secrets_for(Some("acme")),
+            vec!["new", "old", "global"]
+        );
+
+        // Unset: named, with the variable to set.
+        let unset = with_env(&text, &[]).expect("valid");
+        let problems = unset.webhook_secret_problems().join("\n");
+        assert_mentions(&problems, &["tenant \"acme\"", "ACME_SECRET"]);
+
+        let err = parse_err("[[tenants]]\nname = \"Acme\"\nwebhook_secret_env = \"lower\"\n");
+        assert_mentions(&err, &["tenants[0].name", "\"acme\"", "webhook_secret_env"]);
+    }
+
+    #[test]
+    fn unverified_bounds_and_store_timeout() {
+        let config = parse_ok("");
+        assert_eq!(config.webhook_max_pending, DEFAULT_WEBHOOK_MAX_PENDING);
+        assert_eq!(config.webhook_pending_bytes, DEFAULT_WEBHOOK_PENDING_BYTES);
+        assert_eq!(config.webhook_store_timeout, Duration::from_secs(5));
+        let err = parse_err(
+            "webhook_max_pending = 0\nwebhook_pending_bytes = 10\nwebhook_store_timeout = \"30s\"\n",
+        );
+        assert_mentions(
+            &err,
+            &[
+                "webhook_max_pending",
+                "webhook_pending_bytes",
+                "webhook_store_timeout",
+            ],
+        );
+    }
+
     fn assert_mentions(error: &str, needles: &[&str]) {
         for needle in needles {
             assert!(
@@ -2395,7 +2669,7 @@ mod tests {
 
     #[test]
     fn webhook_body_timeout() {
-        assert_eq!(parse_ok("").webhook_body_timeout, Duration::from_secs(30));
+        assert_eq!(parse_ok("").webhook_body_timeout, Duration::from_secs(10));
         let config = parse_ok("webhook_body_timeout = \"2m\"\n");
         assert_eq!(config.webhook_body_timeout, Duration::from_secs(120));
         let err = parse_err("webhook_body_timeout = \"100ms\"\n");

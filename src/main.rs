@@ -49,6 +49,11 @@ enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
+    /// Work with the repository ids deploybot has pinned.
+    Repos {
+        #[command(subcommand)]
+        command: ReposCommand,
+    },
     /// Sign and send a realistic GitHub webhook to a running server (try the bot without GitHub).
     Simulate {
         #[command(subcommand)]
@@ -79,6 +84,18 @@ enum ConfigCommand {
     },
 }
 
+#[derive(Subcommand)]
+enum ReposCommand {
+    /// Accept a new repository id for OWNER/NAME: forget the id pinned for that name, so
+    /// the next delivery for it pins the id it carries.
+    Accept {
+        /// The repository, e.g. acme/web.
+        repo: String,
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+}
+
 fn init_logging() {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_env("DEPLOYBOT_LOG")
@@ -103,7 +120,10 @@ fn load(path: Option<PathBuf>) -> anyhow::Result<Config> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging();
-    let opens_database = matches!(cli.command, Command::Serve { .. } | Command::Migrate { .. });
+    let opens_database = matches!(
+        cli.command,
+        Command::Serve { .. } | Command::Migrate { .. } | Command::Repos { .. }
+    );
     let code = match run(cli) {
         Ok(code) => code,
         Err(e) => {
@@ -168,13 +188,39 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         } => match Config::load(config.as_deref()) {
             Ok(config) => {
                 print!("{}", config.describe());
-                Ok(ExitCode::SUCCESS)
+                let problems = config.webhook_secret_problems();
+                for problem in &problems {
+                    eprintln!("webhook secrets: {problem}");
+                }
+                Ok(if problems.is_empty() {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::FAILURE
+                })
             }
             Err(e) => {
                 eprintln!("{e}");
                 Ok(ExitCode::FAILURE)
             }
         },
+        Command::Repos {
+            command: ReposCommand::Accept { repo, config },
+        } => {
+            let config = load(config)?;
+            let store = deploybot::store::DieselStore::connect(&config.database_url)?;
+            store.migrate()?;
+            match store.forget_repository(&repo)? {
+                Some(id) => println!(
+                    "{} was pinned to repository id {id}; the next delivery for it pins the id it carries",
+                    repo.to_ascii_lowercase()
+                ),
+                None => println!(
+                    "{} has no pinned repository id; the next delivery for it pins the id it carries",
+                    repo.to_ascii_lowercase()
+                ),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Simulate { event } => Ok(cli::run(simulate::run(event))),
         Command::Deploy(args) => Ok(cli::run(client::deploy(args))),
         Command::Rollback(args) => Ok(cli::run(client::rollback(args))),

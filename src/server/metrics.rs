@@ -43,6 +43,10 @@ pub enum WebhookOutcome {
     TooLarge,
     /// The database could not store it; GitHub may redeliver.
     Unavailable,
+    /// Refused before verification: too many bodies, or too many bytes, being read.
+    Overloaded,
+    /// Verified, but the repository name is pinned to another repository id.
+    RepositoryReplaced,
 }
 
 impl WebhookOutcome {
@@ -57,6 +61,8 @@ impl WebhookOutcome {
             WebhookOutcome::BadRequest => "bad_request",
             WebhookOutcome::TooLarge => "too_large",
             WebhookOutcome::Unavailable => "unavailable",
+            WebhookOutcome::Overloaded => "overloaded",
+            WebhookOutcome::RepositoryReplaced => "repository_replaced",
         }
     }
 
@@ -114,6 +120,8 @@ pub struct Metrics {
     rate_limit: Gauge,
     database_up: Gauge,
     redeliveries: Counter,
+    unverified: Gauge,
+    unverified_bytes: Gauge,
     github: RwLock<Option<Arc<GithubClient>>>,
 }
 
@@ -133,13 +141,10 @@ pub fn global() -> &'static Metrics {
 /// unverified name becomes "other", so unsigned requests cannot grow the label set.
 const SUBSCRIBED_EVENTS: [&str; 4] = ["push", "create", "issue_comment", "ping"];
 
-/// The `event` label: GitHub's event name when it looks like one (and, for requests
-/// refused before verification, only the events deploybot subscribes to).
-fn event_label(event: Option<&str>, outcome: WebhookOutcome) -> String {
-    let verified = !matches!(
-        outcome,
-        WebhookOutcome::BadSignature | WebhookOutcome::TooLarge
-    );
+/// The `event` label: GitHub's event name when it looks like one and the request was
+/// verified; for requests refused before verification, only the events deploybot
+/// subscribes to ("other" for the rest).
+fn event_label(event: Option<&str>, verified: bool) -> String {
     match event {
         None | Some("") => "unknown".into(),
         Some(e) if SUBSCRIBED_EVENTS.contains(&e) => e.into(),
@@ -241,6 +246,19 @@ impl Metrics {
             "Missed GitHub App webhook deliveries this process asked GitHub to deliver again",
             redeliveries.clone(),
         );
+        let unverified = Gauge::default();
+        registry.register(
+            "webhook_unverified",
+            "Webhook bodies being received whose signature is not checked yet (bounded by webhook_max_pending)",
+            unverified.clone(),
+        );
+        let unverified_bytes = Gauge::default();
+        registry.register_with_unit(
+            "webhook_unverified",
+            "Bytes held by webhook bodies whose signature is not checked yet (bounded by webhook_pending_bytes)",
+            Unit::Bytes,
+            unverified_bytes.clone(),
+        );
         Self {
             registry,
             webhooks,
@@ -255,34 +273,42 @@ impl Metrics {
             rate_limit,
             database_up,
             redeliveries,
+            unverified,
+            unverified_bytes,
             github: RwLock::new(None),
         }
     }
 
-    /// Counts one answered webhook delivery.
+    /// Counts one answered webhook delivery whose signature was verified.
     pub fn webhook(&self, event: Option<&str>, outcome: WebhookOutcome) {
         let labels = WebhookLabels {
-            event: event_label(event, outcome),
+            event: event_label(event, true),
             outcome: outcome.as_str(),
         };
         self.webhooks.get_or_create(&labels).inc();
     }
 
+    /// Counts a webhook request refused before its signature was verified: its
+    /// X-GitHub-Event is a label only when it is an event deploybot subscribes to.
+    pub fn webhook_unverified_refused(&self, event: Option<&str>, outcome: WebhookOutcome) {
+        let labels = WebhookLabels {
+            event: event_label(event, false),
+            outcome: outcome.as_str(),
+        };
+        self.webhooks.get_or_create(&labels).inc();
+    }
+
+    /// Sets how many unverified webhook bodies are being received, and their bytes.
+    pub fn webhook_unverified(&self, bodies: usize, bytes: usize) {
+        self.unverified
+            .set(i64::try_from(bodies).unwrap_or(i64::MAX));
+        self.unverified_bytes
+            .set(i64::try_from(bytes).unwrap_or(i64::MAX));
+    }
+
     /// Observes how many deliveries shared the commit of a stored one.
     pub fn webhook_committed(&self, batch: usize) {
         self.commit_batch.observe(batch as f64);
-    }
-
-    /// Counts a delivery refused with `status` (413 too large, 401 bad signature, 503
-    /// unavailable, any other: bad request).
-    pub fn webhook_refused(&self, event: Option<&str>, status: actix_web::http::StatusCode) {
-        let outcome = match status.as_u16() {
-            413 => WebhookOutcome::TooLarge,
-            401 => WebhookOutcome::BadSignature,
-            503 => WebhookOutcome::Unavailable,
-            _ => WebhookOutcome::BadRequest,
-        };
-        self.webhook(event, outcome);
     }
 
     /// Counts a deployment that reached a final state, and observes its duration.
@@ -419,12 +445,11 @@ mod tests {
 
     #[test]
     fn unverified_requests_cannot_invent_event_labels() {
-        use WebhookOutcome::*;
-        assert_eq!(event_label(Some("push"), BadSignature), "push");
-        assert_eq!(event_label(Some("workflow_run"), BadSignature), "other");
-        assert_eq!(event_label(Some("workflow_run"), Ignored), "workflow_run");
-        assert_eq!(event_label(Some("Robert'); DROP"), Ignored), "other");
-        assert_eq!(event_label(None, BadRequest), "unknown");
+        assert_eq!(event_label(Some("push"), false), "push");
+        assert_eq!(event_label(Some("workflow_run"), false), "other");
+        assert_eq!(event_label(Some("workflow_run"), true), "workflow_run");
+        assert_eq!(event_label(Some("Robert'); DROP"), true), "other");
+        assert_eq!(event_label(None, false), "unknown");
     }
 
     #[test]

@@ -33,11 +33,12 @@ pub struct AppState {
 /// Why the server could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
+    /// Webhooks could not be verified (`Config::webhook_secret_problems`).
     #[error(
-        "no webhook secret is configured: set DEPLOYBOT_WEBHOOK_SECRET (the secret of your GitHub App or webhook), \
-         or for local experiments only start with --insecure-no-signature"
+        "webhook secrets: {}; or, for local experiments only, start with --insecure-no-signature",
+        .0.join("; ")
     )]
-    NoWebhookSecret,
+    NoWebhookSecret(Vec<String>),
     #[error(transparent)]
     Store(#[from] Error),
     #[error("cannot set up instance {instance}: {message}")]
@@ -85,8 +86,9 @@ pub fn prepare_store(config: &Config) -> Result<Arc<DieselStore>, ServeError> {
 
 /// Runs the server until SIGTERM or SIGINT, then shuts down gracefully.
 pub async fn serve(config: Config, options: ServeOptions) -> Result<(), ServeError> {
-    if config.webhook_secrets.is_empty() && !options.insecure_no_signature {
-        return Err(ServeError::NoWebhookSecret);
+    let secret_problems = config.webhook_secret_problems();
+    if !secret_problems.is_empty() && !options.insecure_no_signature {
+        return Err(ServeError::NoWebhookSecret(secret_problems));
     }
     if options.insecure_no_signature {
         tracing::warn!(

@@ -3,17 +3,25 @@
 //! and jobs it causes — in one transaction before answering (group-committed with the
 //! deliveries arriving meanwhile: `store::group`). GitHub is never called from here.
 
+use std::collections::BTreeMap;
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, post, web};
 use futures_util::StreamExt;
+use serde::Deserialize;
 use serde_json::json;
+use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::AppState;
 use super::metrics::{self, WebhookOutcome};
+use crate::config::Config;
 use crate::deploy::{Delivery, DeployRequest, Error, TriggeredDeployment};
 use crate::github::rules::{self, Routing};
 use crate::github::{events, signature};
+use crate::store::{IngestError, RepositorySeen};
 
 /// Webhook settings that are not configuration.
 #[derive(Debug, Clone, Default)]
@@ -26,31 +34,297 @@ fn error(status: StatusCode, code: &str, message: impl Into<String>) -> HttpResp
     HttpResponse::build(status).json(json!({"error": {"code": code, "message": message.into()}}))
 }
 
+/// A 503 that asks the sender to come back after `seconds`, on a connection that is
+/// closed (the rest of an unread body may still be on its way).
+fn busy(code: &str, message: impl Into<String>, seconds: u32) -> HttpResponse {
+    let mut response = error(StatusCode::SERVICE_UNAVAILABLE, code, message);
+    if let Ok(value) = actix_web::http::header::HeaderValue::from_str(&seconds.to_string()) {
+        response
+            .headers_mut()
+            .insert(actix_web::http::header::RETRY_AFTER, value);
+    }
+    response
+        .head_mut()
+        .set_connection_type(actix_web::http::ConnectionType::Close);
+    response
+}
+
 fn header<'a>(req: &'a HttpRequest, name: &str) -> Option<&'a str> {
     req.headers().get(name).and_then(|v| v.to_str().ok())
 }
 
-/// Reads the body, refusing it as soon as it passes the limit.
-async fn read_body(mut payload: web::Payload, limit: usize) -> Result<web::BytesMut, HttpResponse> {
+/// An unverified body read for longer than this may be dropped to make room for a new
+/// one when every slot is taken: GitHub sends a whole delivery in milliseconds, a
+/// sender that holds a slot for a second is the slowest of the lot.
+const EVICT_AFTER: Duration = Duration::from_secs(1);
+
+/// The bounds on webhook bodies read before their signature is checked: at most `max`
+/// at once, holding at most `budget` bytes together. Bytes are counted as they arrive,
+/// so a slow sender holds only what it has sent; a declared `Content-Length` that
+/// cannot fit in what is left is refused at once.
+#[derive(Debug)]
+pub struct Unverified {
+    max: usize,
+    budget: usize,
+    state: Mutex<Pending>,
+}
+
+#[derive(Debug, Default)]
+struct Pending {
+    bytes: usize,
+    next: u64,
+    /// Every body being read, oldest first: when it started, and how to stop it.
+    reading: BTreeMap<u64, (Instant, CancellationToken)>,
+}
+
+/// Why an unverified body was not admitted (or was stopped).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Full {
+    Count,
+    Bytes,
+}
+
+/// One admitted body: its bytes are charged as they arrive and given back when dropped.
+struct Ticket {
+    pool: &'static Unverified,
+    id: u64,
+    bytes: usize,
+    evicted: CancellationToken,
+}
+
+impl Unverified {
+    pub fn new(max: usize, budget: usize) -> Self {
+        Self {
+            max,
+            budget,
+            state: Mutex::new(Pending::default()),
+        }
+    }
+
+    fn from_config(config: &Config) -> Self {
+        Self::new(config.webhook_max_pending, config.webhook_pending_bytes)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Pending> {
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Admits a body that says it is `declared` bytes long (if it says), stopping the
+    /// oldest slow one when every slot is taken.
+    fn admit(&'static self, declared: Option<usize>) -> Result<Ticket, Full> {
+        let mut pending = self.lock();
+        if declared.is_some_and(|n| n > self.budget.saturating_sub(pending.bytes)) {
+            return Err(Full::Bytes);
+        }
+        if pending.reading.len() >= self.max {
+            let oldest = pending
+                .reading
+                .first_key_value()
+                .filter(|(_, (started, _))| started.elapsed() >= EVICT_AFTER)
+                .map(|(id, _)| *id);
+            match oldest.and_then(|id| pending.reading.remove(&id)) {
+                Some((_, token)) => token.cancel(),
+                None => return Err(Full::Count),
+            }
+        }
+        let id = pending.next;
+        pending.next += 1;
+        let evicted = CancellationToken::new();
+        pending
+            .reading
+            .insert(id, (Instant::now(), evicted.clone()));
+        metrics::global().webhook_unverified(pending.reading.len(), pending.bytes);
+        Ok(Ticket {
+            pool: self,
+            id,
+            bytes: 0,
+            evicted,
+        })
+    }
+}
+
+impl Ticket {
+    /// Charges `n` more bytes; false when they do not fit in the budget.
+    fn charge(&mut self, n: usize) -> bool {
+        let mut pending = self.pool.lock();
+        if pending.bytes + n > self.pool.budget {
+            return false;
+        }
+        pending.bytes += n;
+        self.bytes += n;
+        metrics::global().webhook_unverified(pending.reading.len(), pending.bytes);
+        true
+    }
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        let mut pending = self.pool.lock();
+        pending.bytes = pending.bytes.saturating_sub(self.bytes);
+        pending.reading.remove(&self.id);
+        metrics::global().webhook_unverified(pending.reading.len(), pending.bytes);
+    }
+}
+
+/// The bounds of this process's server (the first configuration seen sets them: one
+/// server runs per process).
+fn unverified(config: &Config) -> &'static Unverified {
+    static POOL: OnceLock<Unverified> = OnceLock::new();
+    POOL.get_or_init(|| Unverified::from_config(config))
+}
+
+/// Why reading a body stopped.
+enum ReadError {
+    Invalid(String),
+    TooLarge,
+    OverBudget,
+}
+
+/// Reads the body, charging its bytes to `ticket` as they arrive and refusing it as soon
+/// as it passes `limit`.
+async fn read_body(
+    mut payload: web::Payload,
+    limit: usize,
+    ticket: &mut Ticket,
+) -> Result<web::BytesMut, ReadError> {
     let mut body = web::BytesMut::new();
     while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|e| {
-            error(
-                StatusCode::BAD_REQUEST,
-                "invalid_request",
-                format!("the request body could not be read: {e}"),
-            )
-        })?;
+        let chunk = chunk.map_err(|e| ReadError::Invalid(e.to_string()))?;
         if body.len() + chunk.len() > limit {
-            return Err(error(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "payload_too_large",
-                format!("the body is larger than {limit} bytes (webhook_max_bytes)"),
-            ));
+            return Err(ReadError::TooLarge);
+        }
+        if !ticket.charge(chunk.len()) {
+            return Err(ReadError::OverBudget);
         }
         body.extend_from_slice(&chunk);
     }
     Ok(body)
+}
+
+fn overloaded(full: Full, config: &Config) -> HttpResponse {
+    let message = match full {
+        Full::Count => format!(
+            "too many webhook bodies are being received at once (webhook_max_pending = {}); retry shortly",
+            config.webhook_max_pending
+        ),
+        Full::Bytes => format!(
+            "the bytes of webhook bodies being received at once would pass webhook_pending_bytes ({}); retry shortly",
+            config.webhook_pending_bytes
+        ),
+    };
+    busy("overloaded", message, 1)
+}
+
+/// Just enough of a payload to tell whose it is, read before the signature is checked
+/// (to pick the tenant's secret). Everything else is skipped unread.
+#[derive(Debug, Default, Deserialize)]
+struct Probe {
+    #[serde(default)]
+    repository: Option<ProbeRepository>,
+    #[serde(default)]
+    organization: Option<ProbeAccount>,
+    #[serde(default)]
+    installation: Option<ProbeInstallation>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct ProbeRepository {
+    #[serde(default)]
+    id: Option<i64>,
+    #[serde(default)]
+    full_name: Option<String>,
+    #[serde(default)]
+    owner: Option<ProbeAccount>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct ProbeAccount {
+    #[serde(default)]
+    login: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct ProbeInstallation {
+    #[serde(default)]
+    id: Option<i64>,
+}
+
+/// Whose delivery this is, as its payload claims (verified afterwards).
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Claim {
+    /// The account whose secret must have signed it (`None`: it names none).
+    tenant: Option<String>,
+    /// `owner/name` of the repository it names, lower-cased.
+    repo: Option<String>,
+    repository_id: Option<i64>,
+    installation_id: Option<i64>,
+}
+
+/// Reads the claim of a raw body. A body that is not a JSON object names no account;
+/// one whose repository owner and full name disagree is refused.
+fn claim(body: &[u8]) -> Result<Claim, String> {
+    let Ok(probe) = serde_json::from_slice::<Probe>(body) else {
+        return Ok(Claim::default());
+    };
+    let installation_id = probe.installation.and_then(|i| i.id);
+    let org = probe
+        .organization
+        .and_then(|o| o.login)
+        .map(|l| l.to_ascii_lowercase());
+    let Some(repository) = probe.repository else {
+        return Ok(Claim {
+            tenant: org,
+            installation_id,
+            ..Claim::default()
+        });
+    };
+    let repo = repository.full_name.map(|n| n.to_ascii_lowercase());
+    let by_name = repo
+        .as_deref()
+        .and_then(|r| r.split_once('/'))
+        .map(|(owner, _)| owner.to_string());
+    let by_owner = repository
+        .owner
+        .and_then(|o| o.login)
+        .map(|l| l.to_ascii_lowercase());
+    let tenant = match (by_owner, by_name) {
+        (Some(a), Some(b)) if a != b => {
+            return Err(format!(
+                "repository.owner.login ({a}) and repository.full_name ({b}/…) name different accounts"
+            ));
+        }
+        (a, b) => a.or(b).or(org),
+    };
+    Ok(Claim {
+        tenant,
+        repo,
+        repository_id: repository.id,
+        installation_id,
+    })
+}
+
+/// Why a signature was refused, naming the tenant whose secret was expected.
+fn refusal(config: &Config, tenant: Option<&str>, e: &signature::SignatureError) -> String {
+    let (signature::SignatureError::Mismatch, Some(tenant)) = (e, tenant) else {
+        return e.to_string();
+    };
+    match config.tenants.iter().find(|t| t.name == tenant) {
+        Some(entry) => format!(
+            "X-Hub-Signature-256 does not match the secret of tenant \"{tenant}\", which owns the repository this delivery names: sign {tenant}'s webhooks with the secret in {}{}",
+            entry.secret_env,
+            if config.github.app_id.is_some() {
+                " (or the GitHub App's secret)"
+            } else {
+                ""
+            }
+        ),
+        None if !config.tenants.is_empty() => format!(
+            "X-Hub-Signature-256 does not match the secret for tenant \"{tenant}\": it has no [[tenants]] entry, so its webhooks must be signed with DEPLOYBOT_WEBHOOK_SECRET"
+        ),
+        None => e.to_string(),
+    }
 }
 
 #[post("/webhooks/github")]
@@ -60,30 +334,50 @@ async fn receive(
     state: web::Data<AppState>,
     settings: Option<web::Data<WebhookSettings>>,
 ) -> HttpResponse {
-    let insecure = settings.is_some_and(|s| s.insecure_no_signature);
-    if let Some(length) = header(&req, "content-length").and_then(|l| l.parse::<usize>().ok())
-        && length > state.config.webhook_max_bytes
-    {
-        metrics::global().webhook(header(&req, "x-github-event"), WebhookOutcome::TooLarge);
+    let insecure = settings.as_ref().is_some_and(|s| s.insecure_no_signature);
+    let config = &state.config;
+    let event_header = header(&req, "x-github-event");
+    let declared = header(&req, "content-length").and_then(|l| l.parse::<usize>().ok());
+    if declared.is_some_and(|length| length > config.webhook_max_bytes) {
+        metrics::global().webhook_unverified_refused(event_header, WebhookOutcome::TooLarge);
         return error(
             StatusCode::PAYLOAD_TOO_LARGE,
             "payload_too_large",
             format!(
                 "the body is larger than {} bytes (webhook_max_bytes)",
-                state.config.webhook_max_bytes
+                config.webhook_max_bytes
             ),
         );
     }
-    let deadline = state.config.webhook_body_timeout;
-    let read = tokio::time::timeout(deadline, read_body(payload, state.config.webhook_max_bytes));
-    let body = match read.await {
+    let pool = unverified(config);
+    let mut ticket = match pool.admit(declared) {
+        Ok(ticket) => ticket,
+        Err(full) => {
+            metrics::global().webhook_unverified_refused(event_header, WebhookOutcome::Overloaded);
+            return overloaded(full, config);
+        }
+    };
+    let deadline = config.webhook_body_timeout;
+    let evicted = ticket.evicted.clone();
+    let read = tokio::time::timeout(
+        deadline,
+        read_body(payload, config.webhook_max_bytes, &mut ticket),
+    );
+    let read = tokio::select! {
+        read = read => read,
+        () = evicted.cancelled() => {
+            metrics::global().webhook_unverified_refused(event_header, WebhookOutcome::Overloaded);
+            return overloaded(Full::Count, config);
+        }
+    };
+    let body = match read {
         Ok(Ok(body)) => body,
         Err(_elapsed) => {
             tracing::warn!(
                 delivery = header(&req, "x-github-delivery").unwrap_or("-"),
                 "webhook body too slow"
             );
-            metrics::global().webhook(header(&req, "x-github-event"), WebhookOutcome::BadRequest);
+            metrics::global().webhook_unverified_refused(event_header, WebhookOutcome::BadRequest);
             let mut response = error(
                 StatusCode::REQUEST_TIMEOUT,
                 "body_timeout",
@@ -98,24 +392,55 @@ async fn receive(
                 .set_connection_type(actix_web::http::ConnectionType::Close);
             return response;
         }
-        Ok(Err(response)) => {
-            metrics::global().webhook_refused(header(&req, "x-github-event"), response.status());
-            return response;
+        Ok(Err(ReadError::TooLarge)) => {
+            metrics::global().webhook_unverified_refused(event_header, WebhookOutcome::TooLarge);
+            return error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                format!(
+                    "the body is larger than {} bytes (webhook_max_bytes)",
+                    config.webhook_max_bytes
+                ),
+            );
+        }
+        Ok(Err(ReadError::OverBudget)) => {
+            metrics::global().webhook_unverified_refused(event_header, WebhookOutcome::Overloaded);
+            return overloaded(Full::Bytes, config);
+        }
+        Ok(Err(ReadError::Invalid(e))) => {
+            metrics::global().webhook_unverified_refused(event_header, WebhookOutcome::BadRequest);
+            return error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                format!("the request body could not be read: {e}"),
+            );
         }
     };
-    if !insecure
-        && let Err(e) = signature::verify(
-            &state.config.webhook_secrets,
+    let claim = match claim(&body) {
+        Ok(claim) => claim,
+        Err(message) => {
+            metrics::global().webhook_unverified_refused(event_header, WebhookOutcome::BadRequest);
+            return error(StatusCode::BAD_REQUEST, "invalid_payload", message);
+        }
+    };
+    if !insecure {
+        let secrets = config.webhook_secrets_for(claim.tenant.as_deref());
+        if let Err(e) = signature::verify(
+            &secrets,
             header(&req, "x-hub-signature-256"),
             req.headers().contains_key("x-hub-signature"),
             &body,
-        )
-    {
-        tracing::warn!(delivery = header(&req, "x-github-delivery").unwrap_or("-"), error = %e, "webhook refused");
-        metrics::global().webhook(header(&req, "x-github-event"), WebhookOutcome::BadSignature);
-        return error(StatusCode::UNAUTHORIZED, "bad_signature", e.to_string());
+        ) {
+            let message = refusal(config, claim.tenant.as_deref(), &e);
+            tracing::warn!(delivery = header(&req, "x-github-delivery").unwrap_or("-"), tenant = claim.tenant.as_deref().unwrap_or("-"), error = %message, "webhook refused");
+            metrics::global()
+                .webhook_unverified_refused(event_header, WebhookOutcome::BadSignature);
+            return error(StatusCode::UNAUTHORIZED, "bad_signature", message);
+        }
     }
-    let Some(event_name) = header(&req, "x-github-event").filter(|e| !e.is_empty()) else {
+    // Verified: the body no longer counts against the unverified bounds.
+    drop(ticket);
+    let Some(event_name) = event_header.filter(|e| !e.is_empty()) else {
         metrics::global().webhook(None, WebhookOutcome::BadRequest);
         return error(
             StatusCode::BAD_REQUEST,
@@ -144,7 +469,7 @@ async fn receive(
         }
     };
     drop(_guard);
-    handle(&state, delivery_id, event_name, event)
+    handle(&state, delivery_id, event_name, event, claim)
         .instrument(span)
         .await
 }
@@ -155,7 +480,11 @@ async fn handle(
     delivery_id: &str,
     event_name: &str,
     event: events::Event,
+    claim: Claim,
 ) -> HttpResponse {
+    // The database is waited for at most this long: GitHub gives up after 10 s, and a
+    // 503 it receives lets the delivery be redelivered.
+    let store_deadline = Instant::now() + state.config.webhook_store_timeout;
     let routing = rules::route(&state.config, &event);
     let (repo, action) = match &event {
         events::Event::Push(p) => (p.repository.full_name.clone(), String::new()),
@@ -182,6 +511,18 @@ async fn handle(
         .next()
         .unwrap_or_default()
         .to_ascii_lowercase();
+    // The secret was chosen by the claim read before verification; the event as parsed
+    // must name the same account, or another tenant's secret could have verified it.
+    if !repo.is_empty() && claim.tenant.as_deref() != Some(tenant.as_str()) {
+        tracing::warn!(delivery = %delivery_id, %repo, "webhook payload names two accounts");
+        metrics::global().webhook(Some(event_name), WebhookOutcome::BadRequest);
+        return error(
+            StatusCode::BAD_REQUEST,
+            "invalid_payload",
+            format!("the payload names {repo} in a way deploybot cannot read consistently"),
+        );
+    }
+    let seen = pinnable(&state.config, &repo, &claim);
     let delivery = Delivery {
         id: delivery_id.to_string(),
         event: event_name.to_string(),
@@ -212,7 +553,16 @@ async fn handle(
                 refused.push(json!({"instance": instance, "reason": reason}));
             }
             for planned in deploys {
-                match prepare(state, &tenant, planned).await {
+                let left = store_deadline.saturating_duration_since(Instant::now());
+                let prepared = tokio::time::timeout(left, prepare(state, &tenant, planned.clone()))
+                    .await
+                    .unwrap_or_else(|_| {
+                        Err((
+                            planned.instance.clone(),
+                            Error::Unavailable("the database did not answer in time".into()),
+                        ))
+                    });
+                match prepared {
                     Ok(t) => triggered.push(t),
                     // The database failing is not a refusal: storing the delivery would
                     // make GitHub's redelivery a duplicate and lose the deployment.
@@ -231,11 +581,26 @@ async fn handle(
     let jobs = items.len();
     let recorded = state
         .store
-        .record_delivery_grouped(delivery, triggered, items)
+        .record_delivery_checked(delivery, triggered, items, seen, Some(store_deadline))
         .await;
     let record = match recorded {
         Ok(record) => record,
-        Err(e) => {
+        Err(IngestError::RepositoryReplaced {
+            full_name,
+            pinned,
+            delivered,
+        }) => {
+            tracing::warn!(delivery = %delivery_id, repo = %full_name, pinned_repository_id = pinned, delivered_repository_id = delivered, "webhook refused: the repository name now belongs to another repository id");
+            metrics::global().webhook(Some(event_name), WebhookOutcome::RepositoryReplaced);
+            let message = IngestError::RepositoryReplaced {
+                full_name,
+                pinned,
+                delivered,
+            }
+            .to_string();
+            return error(StatusCode::CONFLICT, "repository_replaced", message);
+        }
+        Err(IngestError::Store(e)) => {
             tracing::error!(delivery = %delivery_id, error = %e, "delivery not stored");
             metrics::global().webhook(Some(event_name), WebhookOutcome::Unavailable);
             return unavailable();
@@ -272,11 +637,31 @@ async fn handle(
 
 /// 503: nothing was stored, so GitHub's redelivery (or the next push) is not a duplicate.
 fn unavailable() -> HttpResponse {
-    error(
-        StatusCode::SERVICE_UNAVAILABLE,
+    busy(
         "unavailable",
         "the database is unavailable; the delivery was not stored: redeliver it later",
+        5,
     )
+}
+
+/// The repository a delivery names, when it is one an instance is configured for and
+/// the payload carries its id: checked against (or recorded as) its pin.
+fn pinnable(config: &Config, repo: &str, claim: &Claim) -> Option<RepositorySeen> {
+    let id = claim.repository_id?;
+    let configured = config
+        .instances
+        .iter()
+        .any(|i| i.repo.eq_ignore_ascii_case(repo));
+    configured.then(|| RepositorySeen {
+        full_name: repo.to_ascii_lowercase(),
+        tenant: repo
+            .split('/')
+            .next()
+            .unwrap_or_default()
+            .to_ascii_lowercase(),
+        repository_id: id,
+        installation_id: claim.installation_id,
+    })
 }
 
 /// Validates a planned deployment through the Service (instance, image, strategy).

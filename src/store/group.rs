@@ -15,22 +15,67 @@
 //! database being unreachable, each delivery is written again on its own, so one bad
 //! delivery cannot fail the others.
 
+use std::collections::HashMap;
 use std::sync::mpsc;
 use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
 
+use chrono::Utc;
+use diesel::connection::{AnsiTransactionManager, SimpleConnection, TransactionManager};
+use diesel::prelude::*;
 use tokio::sync::oneshot;
 
-use super::{Backend, DbConn, DieselStore, insert_triggered_in, outbox};
-use crate::deploy::{self, DeliveryRecord, Error, Store};
+use super::rows::to_db;
+use super::schema::repositories;
+use super::{Backend, DbConn, DieselStore, db_error, insert_triggered_in, outbox};
+use crate::deploy::{self, DeliveryRecord, Error};
 
 /// The most deliveries written in one transaction.
 const MAX_BATCH: usize = 256;
+
+/// SQLite's lock wait outside a delivery's deadline (the pool's own setting).
+const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// The GitHub repository a delivery names, as GitHub identifies it. The first one seen
+/// for a name is kept ("pinned"); a later delivery for the same name with another
+/// repository id is refused (the name now belongs to another repository).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RepositorySeen {
+    /// `owner/name`, lower-cased.
+    pub full_name: String,
+    /// The owner, lower-cased.
+    pub tenant: String,
+    pub repository_id: i64,
+    pub installation_id: Option<i64>,
+}
+
+/// Why a delivery was not recorded.
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    #[error(transparent)]
+    Store(#[from] Error),
+    /// The name is pinned to another repository id.
+    #[error(
+        "{full_name} is now repository id {delivered}, but deploybot knows it as repository id \
+         {pinned}: the name may have been deleted and re-created by someone else, so nothing \
+         was done. If the new repository is yours, run `deploybot repos accept {full_name}` \
+         and redeliver"
+    )]
+    RepositoryReplaced {
+        full_name: String,
+        pinned: i64,
+        delivered: i64,
+    },
+}
 
 struct Job {
     delivery: deploy::Delivery,
     triggered: Vec<deploy::TriggeredDeployment>,
     items: Vec<deploy::NewOutboxItem>,
-    reply: oneshot::Sender<Result<DeliveryRecord, Error>>,
+    seen: Option<RepositorySeen>,
+    /// Past it the delivery is answered "unavailable" instead of waiting longer.
+    deadline: Option<Instant>,
+    reply: oneshot::Sender<Result<DeliveryRecord, IngestError>>,
 }
 
 /// The handle a store keeps: the writer thread starts on first use and stops when the
@@ -77,6 +122,25 @@ impl DieselStore {
         triggered: Vec<deploy::TriggeredDeployment>,
         items: Vec<deploy::NewOutboxItem>,
     ) -> Result<DeliveryRecord, Error> {
+        self.record_delivery_checked(delivery, triggered, items, None, None)
+            .await
+            .map_err(|e| match e {
+                IngestError::Store(e) => e,
+                other => Error::Conflict(other.to_string()),
+            })
+    }
+
+    /// Like `record_delivery_grouped`, and in the same transaction: `seen` is checked
+    /// against (or becomes) the repository's pin, and the database is waited for only
+    /// until `deadline` (then `Error::Unavailable`, with nothing stored).
+    pub async fn record_delivery_checked(
+        &self,
+        delivery: deploy::Delivery,
+        triggered: Vec<deploy::TriggeredDeployment>,
+        items: Vec<deploy::NewOutboxItem>,
+        seen: Option<RepositorySeen>,
+        deadline: Option<Instant>,
+    ) -> Result<DeliveryRecord, IngestError> {
         #[cfg(feature = "bench-floor")]
         if matches!(floor::get(), Some(floor::Floor::NothingStored)) {
             return Ok(DeliveryRecord {
@@ -89,6 +153,8 @@ impl DieselStore {
             delivery,
             triggered,
             items,
+            seen,
+            deadline,
             reply,
         };
         self.group
@@ -98,6 +164,37 @@ impl DieselStore {
         answer.await.map_err(|_| {
             Error::Unavailable("the delivery writer stopped before answering".into())
         })?
+    }
+
+    /// Forgets the repository id pinned for `full_name`, so that the next delivery for
+    /// that name pins the id it carries. Returns the id that was pinned, if any.
+    pub fn forget_repository(&self, full_name: &str) -> Result<Option<i64>, Error> {
+        let name = full_name.to_ascii_lowercase();
+        self.write(|conn| {
+            let pinned: Option<i64> = repositories::table
+                .filter(repositories::full_name.eq(&name))
+                .select(repositories::repository_id)
+                .first(conn)
+                .optional()
+                .map_err(db_error)?;
+            diesel::delete(repositories::table.filter(repositories::full_name.eq(&name)))
+                .execute(conn)
+                .map_err(db_error)?;
+            Ok(pinned)
+        })
+    }
+
+    /// The repository id pinned for `full_name`, if any.
+    pub fn pinned_repository(&self, full_name: &str) -> Result<Option<i64>, Error> {
+        let name = full_name.to_ascii_lowercase();
+        self.read(|conn| {
+            repositories::table
+                .filter(repositories::full_name.eq(&name))
+                .select(repositories::repository_id)
+                .first(conn)
+                .optional()
+                .map_err(db_error)
+        })
     }
 }
 
@@ -122,6 +219,10 @@ fn run(store: &DieselStore, jobs: &mpsc::Receiver<Job>) {
     }
 }
 
+fn too_late() -> Error {
+    Error::Unavailable("the database did not answer in time".into())
+}
+
 /// Writes `batch` (emptying it) and answers every job in it.
 fn write(store: &DieselStore, batch: &mut Vec<Job>) {
     #[cfg(feature = "bench-floor")]
@@ -129,41 +230,37 @@ fn write(store: &DieselStore, batch: &mut Vec<Job>) {
         floor.answer_unstored(batch);
         return;
     }
+    // Deliveries whose webhook has already waited its time are not written at all.
+    let now = Instant::now();
+    for job in batch.extract_if(.., |job| job.deadline.is_some_and(|d| d <= now)) {
+        let _ = job.reply.send(Err(too_late().into()));
+    }
+    if batch.is_empty() {
+        return;
+    }
+    let deadline = batch.iter().filter_map(|job| job.deadline).min();
     // Deliveries alone are one statement on PostgreSQL, atomic on its own: without BEGIN
     // and COMMIT around it, a batch (even of one) costs one round trip instead of three.
     let one_statement = store.backend == Backend::Postgres
         && batch
             .iter()
-            .all(|job| job.triggered.is_empty() && job.items.is_empty());
+            .all(|job| job.triggered.is_empty() && job.items.is_empty() && job.seen.is_none());
     if batch.len() > 1 || one_statement {
-        let jobs: Vec<outbox::DeliveryJob<'_>> = batch
-            .iter()
-            .map(|job| outbox::DeliveryJob {
-                delivery: &job.delivery,
-                triggered: &job.triggered,
-                items: &job.items,
-            })
-            .collect();
-        let record =
-            |conn: &mut DbConn| outbox::record_deliveries(conn, &jobs, insert_triggered_in);
-        let together = if one_statement {
-            store.read(record)
-        } else {
-            store.write(record)
-        };
-        drop(jobs);
+        let together = write_batch(store, batch, deadline, one_statement);
         match together {
-            Ok(records) => {
-                let size = batch.len();
-                for (job, mut record) in batch.drain(..).zip(records) {
-                    record.batch = size;
-                    let _ = job.reply.send(Ok(record));
+            Ok(results) => {
+                let size = results.iter().filter(|r| r.is_ok()).count();
+                for (job, result) in batch.drain(..).zip(results) {
+                    let _ = job.reply.send(result.map(|mut record| {
+                        record.batch = size;
+                        record
+                    }));
                 }
                 return;
             }
             Err(Error::Unavailable(e)) => {
                 for job in batch.drain(..) {
-                    let _ = job.reply.send(Err(Error::Unavailable(e.clone())));
+                    let _ = job.reply.send(Err(Error::Unavailable(e.clone()).into()));
                 }
                 return;
             }
@@ -173,9 +270,207 @@ fn write(store: &DieselStore, batch: &mut Vec<Job>) {
         }
     }
     for job in batch.drain(..) {
-        let record = store.record_delivery(&job.delivery, &job.triggered, &job.items);
-        let _ = job.reply.send(record);
+        let one = std::slice::from_ref(&job);
+        // A concurrent copy of the same delivery, or the same trigger, won the race: the
+        // second attempt sees its rows.
+        let result = match write_batch(store, one, job.deadline, false) {
+            Err(Error::Conflict(_)) => write_batch(store, one, job.deadline, false),
+            other => other,
+        };
+        let result = result
+            .map_err(IngestError::from)
+            .and_then(|mut results| results.pop().unwrap_or_else(|| Err(too_late().into())))
+            .map(|mut record| {
+                record.batch = 1;
+                record
+            });
+        let _ = job.reply.send(result);
     }
+}
+
+/// Writes the deliveries of `jobs` whose repository is not pinned to another id, in one
+/// transaction that waits for the database at most until `deadline`; one result per job.
+fn write_batch(
+    store: &DieselStore,
+    jobs: &[Job],
+    deadline: Option<Instant>,
+    one_statement: bool,
+) -> Result<Vec<Result<DeliveryRecord, IngestError>>, Error> {
+    let mut pooled = match deadline {
+        Some(deadline) => store
+            .pool
+            .get_timeout(remaining(deadline)?)
+            .map_err(|e| Error::Unavailable(format!("the database is unavailable: {e}")))?,
+        None => store.conn()?,
+    };
+    let result = if one_statement {
+        let rows: Vec<outbox::DeliveryJob<'_>> = jobs.iter().map(delivery_job).collect();
+        outbox::record_deliveries(&mut pooled, &rows, insert_triggered_in)
+            .map(|records| records.into_iter().map(Ok).collect())
+    } else {
+        within(&mut pooled, deadline, |conn| {
+            let refused = check_pins(conn, jobs)?;
+            let rows: Vec<outbox::DeliveryJob<'_>> = jobs
+                .iter()
+                .zip(&refused)
+                .filter(|(_, refusal)| refusal.is_none())
+                .map(|(job, _)| delivery_job(job))
+                .collect();
+            let mut records =
+                outbox::record_deliveries(conn, &rows, insert_triggered_in)?.into_iter();
+            if deadline.is_some_and(|d| Instant::now() > d) {
+                return Err(too_late());
+            }
+            Ok(refused
+                .into_iter()
+                .map(|refusal| match refusal {
+                    Some(refusal) => Err(refusal),
+                    None => records.next().ok_or_else(|| {
+                        Error::Internal("a delivery was not recorded".into()).into()
+                    }),
+                })
+                .collect())
+        })
+    };
+    pooled.ended(&result);
+    result
+}
+
+fn delivery_job(job: &Job) -> outbox::DeliveryJob<'_> {
+    outbox::DeliveryJob {
+        delivery: &job.delivery,
+        triggered: &job.triggered,
+        items: &job.items,
+    }
+}
+
+fn remaining(deadline: Instant) -> Result<Duration, Error> {
+    let left = deadline.saturating_duration_since(Instant::now());
+    if left.is_zero() {
+        Err(too_late())
+    } else {
+        Ok(left)
+    }
+}
+
+/// Runs `f` in a write transaction whose waits for locks end at `deadline`: SQLite's
+/// busy timeout and PostgreSQL's statement timeout are set to the time left.
+fn within<T>(
+    conn: &mut DbConn,
+    deadline: Option<Instant>,
+    f: impl FnOnce(&mut DbConn) -> Result<T, Error>,
+) -> Result<T, Error> {
+    let wait = deadline.map(remaining).transpose()?;
+    let millis = wait.map(|w| w.as_millis().max(1));
+    let begun = match (&mut *conn, millis) {
+        (DbConn::Sqlite(c), Some(ms)) => c
+            .batch_execute(&format!("PRAGMA busy_timeout = {ms}"))
+            .and_then(|()| AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE")),
+        (DbConn::Sqlite(c), None) => {
+            AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE")
+        }
+        (DbConn::Pg(c), Some(ms)) => AnsiTransactionManager::begin_transaction(c)
+            .and_then(|()| c.batch_execute(&format!("SET LOCAL statement_timeout = {ms}"))),
+        (DbConn::Pg(c), None) => AnsiTransactionManager::begin_transaction(c),
+    };
+    let result = begun.map_err(wait_error).and_then(|()| match f(conn) {
+        Ok(value) => <DbConn as Connection>::TransactionManager::commit_transaction(conn)
+            .map_err(wait_error)
+            .map(|()| value),
+        Err(err) => {
+            if let Err(rollback) =
+                <DbConn as Connection>::TransactionManager::rollback_transaction(conn)
+            {
+                tracing::warn!(error = %rollback, "rollback failed");
+            }
+            Err(err)
+        }
+    });
+    if let (DbConn::Sqlite(c), Some(_)) = (&mut *conn, millis) {
+        let restore = format!("PRAGMA busy_timeout = {}", SQLITE_BUSY_TIMEOUT.as_millis());
+        if let Err(e) = c.batch_execute(&restore) {
+            tracing::warn!(error = %e, "cannot restore the SQLite busy timeout");
+        }
+    }
+    result
+}
+
+/// A lock wait that ran out (PostgreSQL's statement timeout) is the database being
+/// unavailable, like SQLite's "database is locked".
+fn wait_error(e: diesel::result::Error) -> Error {
+    match e {
+        diesel::result::Error::DatabaseError(_, ref info)
+            if info.message().contains("statement timeout") =>
+        {
+            Error::Unavailable(format!("the database is busy: {}", info.message()))
+        }
+        other => db_error(other),
+    }
+}
+
+/// For each job, `Some(refusal)` when its repository is pinned to another id; pins the
+/// repositories seen for the first time.
+fn check_pins(conn: &mut DbConn, jobs: &[Job]) -> Result<Vec<Option<IngestError>>, Error> {
+    let names: Vec<&str> = jobs
+        .iter()
+        .filter_map(|job| job.seen.as_ref().map(|s| s.full_name.as_str()))
+        .collect();
+    if names.is_empty() {
+        return Ok(jobs.iter().map(|_| None).collect());
+    }
+    let mut pinned: HashMap<String, i64> = repositories::table
+        .filter(repositories::full_name.eq_any(&names))
+        .select((repositories::full_name, repositories::repository_id))
+        .load::<(String, i64)>(conn)
+        .map_err(wait_error)?
+        .into_iter()
+        .collect();
+    let mut refusals = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        let Some(seen) = &job.seen else {
+            refusals.push(None);
+            continue;
+        };
+        match pinned.get(&seen.full_name) {
+            Some(&id) if id != seen.repository_id => {
+                refusals.push(Some(IngestError::RepositoryReplaced {
+                    full_name: seen.full_name.clone(),
+                    pinned: id,
+                    delivered: seen.repository_id,
+                }));
+            }
+            Some(_) => refusals.push(None),
+            None => {
+                pin(conn, seen)?;
+                pinned.insert(seen.full_name.clone(), seen.repository_id);
+                refusals.push(None);
+            }
+        }
+    }
+    Ok(refusals)
+}
+
+fn pin(conn: &mut DbConn, seen: &RepositorySeen) -> Result<(), Error> {
+    let row = (
+        repositories::full_name.eq(&seen.full_name),
+        repositories::tenant_id.eq(&seen.tenant),
+        repositories::repository_id.eq(seen.repository_id),
+        repositories::installation_id.eq(seen.installation_id),
+        repositories::first_seen_at.eq(to_db(Utc::now())),
+    );
+    match conn {
+        DbConn::Pg(c) => diesel::insert_into(repositories::table)
+            .values(row)
+            .on_conflict_do_nothing()
+            .execute(c),
+        DbConn::Sqlite(c) => diesel::insert_into(repositories::table)
+            .values(row)
+            .on_conflict_do_nothing()
+            .execute(c),
+    }
+    .map_err(wait_error)?;
+    tracing::info!(repo = %seen.full_name, repository_id = seen.repository_id, installation_id = ?seen.installation_id, "repository pinned: first delivery for it");
+    Ok(())
 }
 
 /// Bench-only floors of the ingest path (`cargo bench --features bench-floor --bench

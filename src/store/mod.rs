@@ -9,6 +9,7 @@ mod queue;
 mod rows;
 pub mod schema;
 
+pub use group::{IngestError, RepositorySeen};
 pub use outbox::{
     DEPLOYMENT_CREATED, DEPLOYMENT_REACTION, DEPLOYMENT_REPLY, DEPLOYMENT_STATUS, SENDER_LOST,
 };

@@ -134,4 +134,14 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    repositories (full_name) {
+        full_name -> Text,
+        tenant_id -> Text,
+        repository_id -> BigInt,
+        installation_id -> Nullable<BigInt>,
+        first_seen_at -> Timestamp,
+    }
+}
+
 diesel::allow_tables_to_appear_in_same_query!(deployments, releases, instances);
