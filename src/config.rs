@@ -40,6 +40,9 @@ pub const PERMISSIONS: &[&str] = &["admin", "maintain", "write", "triage", "read
 
 const SECRET_ENV: &str = "DEPLOYBOT_WEBHOOK_SECRET";
 const METRICS_TOKEN_ENV: &str = "DEPLOYBOT_METRICS_TOKEN";
+const SESSION_KEY_ENV: &str = "DEPLOYBOT_SESSION_KEY";
+/// The fewest bytes `DEPLOYBOT_SESSION_KEY` may decode to.
+pub const SESSION_KEY_MIN_BYTES: usize = 32;
 
 // ---------------------------------------------------------------------------------------------
 // Public types
@@ -70,6 +73,9 @@ pub struct Config {
     pub tenants: Vec<TenantConfig>,
     /// `DEPLOYBOT_METRICS_TOKEN`: when set, `GET /metrics` needs it as a bearer token.
     pub metrics_token: Option<String>,
+    /// `DEPLOYBOT_SESSION_KEY`, decoded (≥ 32 bytes): signs page sessions and log links.
+    /// `None`: a key generated once and kept in the database is used.
+    pub session_key: Option<Vec<u8>>,
     pub github: GithubConfig,
     pub worker: WorkerConfig,
     pub api: ApiConfig,
@@ -148,6 +154,65 @@ pub struct ApiToken {
     pub tenant: String,
     /// 64 lower-case hex characters (upper case in the file is accepted and lower-cased).
     pub sha256: String,
+    /// What the token may do (default `deploy`).
+    pub role: Role,
+    /// Globs over the tenant's instance names the token may see and act on; empty: all.
+    pub instances: Vec<String>,
+}
+
+impl ApiToken {
+    /// Whether the token's `instances` globs cover the instance `name` (no globs: all).
+    pub fn covers(&self, name: &str) -> bool {
+        globs_cover(&self.instances, name)
+    }
+}
+
+/// Whether a token's `instances` globs cover the instance `name` (no globs: all).
+pub fn globs_cover(globs: &[String], name: &str) -> bool {
+    globs.is_empty() || matches_any(globs, name)
+}
+
+/// What an API token may do. Each role includes the ones before it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Role {
+    /// Read through `GET` routes, and sign in to the pages.
+    Read,
+    /// Also deploy, roll back and cancel.
+    #[default]
+    Deploy,
+    /// Everything.
+    Admin,
+}
+
+impl Role {
+    /// Every role, weakest first.
+    pub const ALL: [Role; 3] = [Role::Read, Role::Deploy, Role::Admin];
+
+    /// The name written in `role = "…"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Read => "read",
+            Role::Deploy => "deploy",
+            Role::Admin => "admin",
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Role {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Role::ALL
+            .into_iter()
+            .find(|r| r.as_str() == s)
+            .ok_or_else(|| format!("\"{s}\" is not a role; use \"read\", \"deploy\" or \"admin\""))
+    }
 }
 
 /// The HTML pages.
@@ -183,6 +248,12 @@ pub struct InstanceConfig {
     pub supersede: bool,
     pub environment_url: Option<String>,
     pub env: BTreeMap<String, String>,
+    /// Server variables the deploy and health commands also get (none by default).
+    pub pass_env: Vec<String>,
+    /// Release env names the API may set (none by default).
+    pub api_env: Vec<String>,
+    /// `pass_env` names whose values are secrets: masked as `***` in stored logs.
+    pub secret_env: Vec<String>,
     pub provider: ProviderConfig,
     pub health: Option<HealthConfig>,
     pub canary: CanaryConfig,
@@ -447,6 +518,7 @@ impl Default for Config {
             webhook_store_timeout: DEFAULT_WEBHOOK_STORE_TIMEOUT,
             tenants: Vec::new(),
             metrics_token: None,
+            session_key: None,
             github: GithubConfig::default(),
             worker: WorkerConfig::default(),
             api: ApiConfig::default(),
@@ -499,6 +571,7 @@ impl fmt::Debug for Config {
                 "metrics_token",
                 &self.metrics_token.as_ref().map(|_| Redacted),
             )
+            .field("session_key", &self.session_key.as_ref().map(|_| Redacted))
             .field("github", &self.github)
             .field("worker", &self.worker)
             .field("api", &self.api)
@@ -524,6 +597,61 @@ impl fmt::Debug for GithubConfig {
             .field("redeliver_lookback", &self.redeliver_lookback)
             .finish()
     }
+}
+
+/// The password of a database URL (user info or `?password=`), as written and
+/// percent-decoded.
+fn database_passwords(url: &str) -> Vec<String> {
+    let Some((_, rest)) = url.split_once("://") else {
+        return Vec::new();
+    };
+    let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
+    let mut found = Vec::new();
+    if let Some((userinfo, _)) = authority.rsplit_once('@')
+        && let Some((_, password)) = userinfo.split_once(':')
+    {
+        found.push(password.to_string());
+    }
+    if let Some((_, query)) = rest.split_once('?') {
+        let query = query.split('#').next().unwrap_or("");
+        for pair in query.split('&') {
+            if let Some((k, v)) = pair.split_once('=')
+                && k.eq_ignore_ascii_case("password")
+            {
+                found.push(v.to_string());
+            }
+        }
+    }
+    let decoded: Vec<String> = found.iter().filter_map(|p| percent_decode(p)).collect();
+    found.extend(decoded);
+    found
+}
+
+/// `%XX` decoded; `None` when nothing was encoded or the result is not UTF-8.
+fn percent_decode(text: &str) -> Option<String> {
+    if !text.contains('%') {
+        return None;
+    }
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (bytes[i], hex) {
+            (b'%', Some(b)) => {
+                out.push(b);
+                i += 3;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).ok()
 }
 
 /// Replaces the password of a `scheme://user:password@host/…` URL (and a `password=` query
@@ -624,6 +752,27 @@ impl Config {
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Config, ConfigError> {
         parse(text, None, env)
+    }
+
+    /// Every secret value this configuration holds: the webhook secrets, the GitHub token,
+    /// the App private key (read from its file when given by path), the metrics token and
+    /// the database password. Stored deployment logs show each of them as `***`; a new
+    /// secret in the configuration belongs here too.
+    pub fn secret_values(&self) -> Vec<String> {
+        let mut values = self.webhook_secrets.clone();
+        for tenant in &self.tenants {
+            values.extend(tenant.secrets.iter().cloned());
+        }
+        values.extend(self.github.token.iter().cloned());
+        values.extend(self.github.app_private_key.iter().cloned());
+        if let Some(path) = &self.github.app_private_key_path
+            && let Ok(pem) = std::fs::read_to_string(path)
+        {
+            values.push(pem);
+        }
+        values.extend(self.metrics_token.iter().cloned());
+        values.extend(database_passwords(&self.database_url));
+        values
     }
 
     /// Human-readable table of instances for `deploybot config check` (name, tenant, repo,
@@ -783,6 +932,9 @@ impl InstanceConfig {
             supersede: false,
             environment_url: None,
             env: BTreeMap::new(),
+            pass_env: Vec::new(),
+            api_env: Vec::new(),
+            secret_env: Vec::new(),
             provider: ProviderConfig::default(),
             health: None,
             canary: CanaryConfig::default(),
@@ -902,6 +1054,8 @@ struct RawToken {
     name: Option<String>,
     tenant: Option<String>,
     sha256: Option<String>,
+    role: Option<String>,
+    instances: Option<Vec<String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -926,6 +1080,9 @@ struct RawInstance {
     supersede: Option<bool>,
     environment_url: Option<String>,
     env: Option<BTreeMap<String, String>>,
+    pass_env: Option<Vec<String>>,
+    api_env: Option<Vec<String>>,
+    secret_env: Option<Vec<String>>,
     provider: Option<RawProvider>,
     health: Option<RawHealth>,
     canary: Option<RawCanary>,
@@ -1347,7 +1504,7 @@ fn build(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>, check: &mut Check
         );
     }
     let tenants = build_tenants(raw.tenants, env, check);
-    Config {
+    let config = Config {
         database_url,
         listen,
         public_url,
@@ -1359,13 +1516,16 @@ fn build(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>, check: &mut Check
         webhook_store_timeout,
         tenants,
         metrics_token: non_empty(env(METRICS_TOKEN_ENV)),
+        session_key: session_key(check, non_empty(env(SESSION_KEY_ENV))),
         github,
         worker,
         api,
         pages,
         instances,
         source: None,
-    }
+    };
+    check_passed_values(&config, env, check);
+    config
 }
 
 /// `[[tenants]]`: names are lower-case and unique; each names the variable holding its
@@ -1643,13 +1803,70 @@ fn build_api(raw: RawApi, check: &mut Checker) -> ApiConfig {
                 ),
             );
         }
+        let role = match raw.role.as_deref().map(str::parse::<Role>) {
+            None => Role::default(),
+            Some(Ok(role)) => role,
+            Some(Err(e)) => {
+                check.err(&format!("{prefix}.role"), e);
+                Role::default()
+            }
+        };
+        let instances = raw.instances.unwrap_or_default();
+        check_globs(
+            check,
+            &format!("{prefix}.instances"),
+            "instance",
+            &instances,
+        );
         tokens.push(ApiToken {
             name,
             tenant,
             sha256: sha256.to_ascii_lowercase(),
+            role,
+            instances,
         });
     }
     ApiConfig { tokens }
+}
+
+/// `DEPLOYBOT_SESSION_KEY`: at least 32 bytes, written as hex or base64 (standard or
+/// URL-safe, padded or not). The value is never echoed.
+fn session_key(check: &mut Checker, value: Option<String>) -> Option<Vec<u8>> {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::{STANDARD, URL_SAFE};
+    let value = value?;
+    let is_hex = value.len() % 2 == 0 && value.bytes().all(|b| b.is_ascii_hexdigit());
+    let decoded = if is_hex {
+        hex::decode(&value).ok()
+    } else {
+        let padded = value.trim_end_matches('=');
+        let padding = "=".repeat((4 - padded.len() % 4) % 4);
+        let padded = format!("{padded}{padding}");
+        STANDARD
+            .decode(&padded)
+            .or_else(|_| URL_SAFE.decode(&padded))
+            .ok()
+    };
+    match decoded {
+        Some(key) if key.len() >= SESSION_KEY_MIN_BYTES => Some(key),
+        Some(key) => {
+            check.err_at(
+                Origin::Env(SESSION_KEY_ENV),
+                format!(
+                    "decodes to {} bytes; it needs at least {SESSION_KEY_MIN_BYTES} random bytes, e.g. `openssl rand -hex 32`",
+                    key.len()
+                ),
+            );
+            None
+        }
+        None => {
+            check.err_at(
+                Origin::Env(SESSION_KEY_ENV),
+                "is neither hex nor base64; generate one with `openssl rand -hex 32`",
+            );
+            None
+        }
+    }
 }
 
 fn valid_instance_name(name: &str) -> bool {
@@ -1842,13 +2059,8 @@ fn build_instance(index: usize, raw: RawInstance, check: &mut Checker) -> Instan
 
     let env = raw.env.unwrap_or_default();
     for (name, value) in &env {
-        if name.is_empty() || name.contains('=') || name.contains('\0') {
-            check.err(
-                &key("env"),
-                format!(
-                    "\"{name}\" is not a valid environment variable name (non-empty, no '=' or NUL)"
-                ),
-            );
+        if let Err(e) = crate::deploy::env::check_release_name(name) {
+            check.err(&key("env"), e);
         } else if value.contains('\0') {
             check.err(
                 &key(&format!("env.{name}")),
@@ -1856,6 +2068,14 @@ fn build_instance(index: usize, raw: RawInstance, check: &mut Checker) -> Instan
             );
         }
     }
+
+    let (pass_env, api_env, secret_env) = build_child_env_names(
+        &p,
+        raw.pass_env.unwrap_or_default(),
+        raw.api_env.unwrap_or_default(),
+        raw.secret_env.unwrap_or_default(),
+        check,
+    );
 
     let provider = build_provider(&p, raw.provider.unwrap_or_default(), check);
     let health = raw.health.map(|h| build_health(&p, h, check));
@@ -1885,12 +2105,66 @@ fn build_instance(index: usize, raw: RawInstance, check: &mut Checker) -> Instan
         supersede: raw.supersede.unwrap_or(false),
         environment_url: raw.environment_url,
         env,
+        pass_env,
+        api_env,
+        secret_env,
         provider,
         health,
         canary,
         required_contexts,
         production_environment: raw.production_environment,
         transient_environment: raw.transient_environment.unwrap_or(false),
+    }
+}
+
+/// `pass_env`, `api_env` and `secret_env` of the instance `p`, each name checked by the
+/// domain's rule (`deploy::env`); `secret_env` names must be in `pass_env`.
+fn build_child_env_names(
+    p: &str,
+    pass_env: Vec<String>,
+    api_env: Vec<String>,
+    secret_env: Vec<String>,
+    check: &mut Checker,
+) -> (Vec<String>, Vec<String>, Vec<String>) {
+    for (n, name) in pass_env.iter().enumerate() {
+        if let Err(e) = crate::deploy::env::check_pass_name(name) {
+            check.err(&format!("{p}.pass_env[{n}]"), e);
+        }
+    }
+    for (n, name) in api_env.iter().enumerate() {
+        if let Err(e) = crate::deploy::env::check_release_name(name) {
+            check.err(&format!("{p}.api_env[{n}]"), e);
+        }
+    }
+    for (n, name) in secret_env.iter().enumerate() {
+        if !pass_env.contains(name) {
+            check.err(
+                &format!("{p}.secret_env[{n}]"),
+                format!(
+                    "{name:?} is not in pass_env; secret_env marks which pass_env variables hold secrets, so add {name:?} to pass_env too or remove it here"
+                ),
+            );
+        }
+    }
+    (pass_env, api_env, secret_env)
+}
+
+/// A `pass_env` variable whose value is one of deploybot's own secrets (whatever its
+/// name, e.g. the variable a tenant's webhook secret is read from) is refused.
+fn check_passed_values(config: &Config, env: &dyn Fn(&str) -> Option<String>, check: &mut Checker) {
+    let secrets = config.secret_values();
+    for (index, instance) in config.instances.iter().enumerate() {
+        for (n, name) in instance.pass_env.iter().enumerate() {
+            let Some(value) = env(name) else { continue };
+            if secrets.iter().any(|s| s.trim() == value.trim()) {
+                check.err(
+                    &format!("instances[{index}] ({}).pass_env[{n}]", instance.name),
+                    format!(
+                        "{name} holds one of deploybot's own secrets, which never reach a deploy command; remove it from pass_env"
+                    ),
+                );
+            }
+        }
     }
 }
 
@@ -2144,6 +2418,7 @@ mod tests {
             vec!["global", "new", "old"]
         );
         assert!(config.webhook_secret_problems().is_empty());
+        assert!(config.secret_values().contains(&"old".to_string()));
         assert!(!format!("{config:?}").contains("new"));
 
         // A GitHub App signs every delivery with its one secret.
@@ -2726,6 +3001,52 @@ mod tests {
     }
 
     #[test]
+    fn token_roles_and_instance_globs_are_read_and_checked() {
+        let good = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
+        let config = parse_ok(&format!(
+            "[[api.tokens]]\nname = \"ci\"\ntenant = \"acme\"\nsha256 = \"{good}\"\n\
+             [[api.tokens]]\nname = \"dash\"\ntenant = \"acme\"\nsha256 = \"{good}\"\nrole = \"read\"\ninstances = [\"web-*\"]\n"
+        ));
+        let [ci, dash] = &config.api.tokens[..] else {
+            panic!("two tokens")
+        };
+        assert_eq!((ci.role, dash.role), (Role::Deploy, Role::Read));
+        assert!(ci.covers("api-production"));
+        assert!(dash.covers("web-production") && !dash.covers("api-production"));
+
+        let err = parse_err(&format!(
+            "[[api.tokens]]\nname = \"ci\"\ntenant = \"acme\"\nsha256 = \"{good}\"\nrole = \"owner\"\ninstances = [\"[web\"]\n"
+        ));
+        assert_mentions(
+            &err,
+            &[
+                "api.tokens[0] (ci).role",
+                "\"owner\" is not a role",
+                "api.tokens[0] (ci).instances[0]",
+            ],
+        );
+    }
+
+    #[test]
+    fn the_session_key_is_hex_or_base64_of_at_least_32_bytes() {
+        let hex_key = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+        let config = with_env("", &[("DEPLOYBOT_SESSION_KEY", hex_key)]).expect("valid");
+        assert_eq!(config.session_key, Some(hex::decode(hex_key).unwrap()));
+        assert!(!format!("{config:?}").contains(hex_key));
+        let b64 = "ABEiM0RVZneImaq7zN3u/wARIjNEVWZ3iJmqu8zd7v8";
+        let config = with_env("", &[("DEPLOYBOT_SESSION_KEY", b64)]).expect("valid");
+        assert_eq!(config.session_key, Some(hex::decode(hex_key).unwrap()));
+        assert_eq!(with_env("", &[]).expect("valid").session_key, None);
+        for bad in ["0011", "not a key!"] {
+            let err = with_env("", &[("DEPLOYBOT_SESSION_KEY", bad)])
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("DEPLOYBOT_SESSION_KEY"), "{err}");
+            assert!(!err.contains(bad), "{err}");
+        }
+    }
+
+    #[test]
     fn allowed_permissions_are_checked() {
         let err = parse_err(&instance("allowed_permissions = [\"write\", \"push\"]"));
         assert_mentions(
@@ -2814,6 +3135,23 @@ mod tests {
     }
 
     #[test]
+    fn missed_deliveries_are_looked_for_every_few_minutes_within_three_days() {
+        let defaults = parse_ok("");
+        assert_eq!(defaults.github.redeliver_interval, Duration::from_secs(300));
+        assert_eq!(
+            defaults.github.redeliver_lookback,
+            Duration::from_secs(72 * 3600)
+        );
+        let set = parse_ok("[github]\nredeliver_interval = \"30s\"\nredeliver_lookback = \"6h\"\n");
+        assert_eq!(set.github.redeliver_interval, Duration::from_secs(30));
+        assert_eq!(set.github.redeliver_lookback, Duration::from_secs(6 * 3600));
+        let err = parse_err("[github]\nredeliver_interval = \"0s\"\n");
+        assert_mentions(&err, &["github.redeliver_interval", "longer than zero"]);
+        let err = parse_err("[github]\nredeliver_lookback = \"4 days\"\n");
+        assert_mentions(&err, &["github.redeliver_lookback", "three days"]);
+    }
+
+    #[test]
     fn secrets_never_appear_in_debug_or_errors() {
         let config = with_env(
             "[github]\napp_id = 1\napp_private_key = \"-----BEGIN PRIVATE KEY----- pk-secret\"\n",
@@ -2883,5 +3221,84 @@ mod tests {
                 "instances[0] (A).strategy",
             ],
         );
+    }
+
+    #[test]
+    fn child_env_keys_are_read_and_default_to_none() {
+        let config = parse_ok(&instance(""));
+        let i = &config.instances[0];
+        assert!(i.pass_env.is_empty() && i.api_env.is_empty() && i.secret_env.is_empty());
+        let config = parse_ok(&instance(
+            "pass_env = [\"AWS_PROFILE\", \"AWS_SECRET_ACCESS_KEY\"]\napi_env = [\"LOG_LEVEL\"]\nsecret_env = [\"AWS_SECRET_ACCESS_KEY\"]\n",
+        ));
+        let i = &config.instances[0];
+        assert_eq!(i.pass_env, vec!["AWS_PROFILE", "AWS_SECRET_ACCESS_KEY"]);
+        assert_eq!(i.api_env, vec!["LOG_LEVEL"]);
+        assert_eq!(i.secret_env, vec!["AWS_SECRET_ACCESS_KEY"]);
+    }
+
+    #[test]
+    fn env_names_a_shell_or_loader_reads_are_refused_naming_key_and_instance() {
+        let err = parse_err(&instance(
+            "env = { LD_PRELOAD = \"/tmp/x.so\", log_level = \"x\" }\npass_env = [\"GITHUB_TOKEN\", \"PATH\"]\napi_env = [\"BASH_ENV\"]\nsecret_env = [\"AWS_SECRET_ACCESS_KEY\"]\n",
+        ));
+        assert_mentions(
+            &err,
+            &[
+                "instances[0] (web-production).env",
+                "LD_PRELOAD",
+                "log_level",
+                "instances[0] (web-production).pass_env[0]",
+                "GITHUB_TOKEN",
+                "instances[0] (web-production).pass_env[1]",
+                "PATH",
+                "instances[0] (web-production).api_env[0]",
+                "BASH_ENV",
+                "instances[0] (web-production).secret_env[0]",
+                "AWS_SECRET_ACCESS_KEY",
+            ],
+        );
+    }
+
+    #[test]
+    fn pass_env_holding_a_bot_secret_is_refused_whatever_its_name() {
+        let err = with_env(
+            &instance("pass_env = [\"SOME_HOOK\"]\n"),
+            &[
+                ("DEPLOYBOT_WEBHOOK_SECRET", "hook-secret-value"),
+                ("SOME_HOOK", "hook-secret-value"),
+            ],
+        )
+        .unwrap_err()
+        .to_string();
+        assert_mentions(
+            &err,
+            &["instances[0] (web-production).pass_env[0]", "SOME_HOOK"],
+        );
+        assert!(!err.contains("hook-secret-value"), "{err}");
+    }
+
+    #[test]
+    fn secret_values_list_every_secret_the_config_holds() {
+        let config = with_env(
+            "[github]\ntoken = \"ghp_file_token\"\n",
+            &[
+                ("DEPLOYBOT_WEBHOOK_SECRET", "hook-1,hook-2"),
+                ("DEPLOYBOT_METRICS_TOKEN", "metrics-token"),
+                ("DATABASE_URL", "postgres://bot:p%40ss-word@db/deploybot"),
+            ],
+        )
+        .unwrap();
+        let values = config.secret_values();
+        for secret in [
+            "hook-1",
+            "hook-2",
+            "ghp_file_token",
+            "metrics-token",
+            "p%40ss-word",
+            "p@ss-word",
+        ] {
+            assert!(values.iter().any(|v| v == secret), "{secret}: {values:?}");
+        }
     }
 }

@@ -2,6 +2,7 @@
 //! strategy and provider while holding a lease, stores progress and logs as they happen,
 //! and recovers deployments whose worker died.
 
+use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,7 +17,7 @@ use crate::deploy::{
     self as deploy, Catalog, DeployState, Deployment, DeploymentId, Error, ExpiredLease,
     GithubAcceptance, Outcome, Plan, Progress, ProgressSink, Store, strategies,
 };
-use crate::provider::{LogLine, LogSink, ReleaseSpec, RunContext};
+use crate::provider::{LogLine, LogSink, ReleaseSpec, RunContext, SecretMask};
 
 /// How long a deployment of an instance with `required_contexts` waits for GitHub to
 /// accept it (the report is retried with backoff meanwhile) before it fails unrun.
@@ -32,27 +33,102 @@ fn owner_host(owner: &str) -> Option<&str> {
     parts.next().filter(|host| !host.is_empty())
 }
 
-/// Of the expired leases, the ones held on `host` (their leftovers are stopped here
-/// first) and all those to settle now: this machine's, and another machine's once expired
-/// for `others_after`.
+/// The process id in a worker's `owner` (`host:pid:run`).
+fn owner_pid(owner: &str) -> Option<u32> {
+    owner.rsplitn(3, ':').nth(1)?.parse().ok()
+}
+
+/// Deployments a worker of this process still holds: running, or finished and writing
+/// their outcome. Recovery in this process never settles them, whatever their lease says.
+static HELD: std::sync::LazyLock<std::sync::Mutex<HashSet<DeploymentId>>> =
+    std::sync::LazyLock::new(Default::default);
+
+/// Marks a deployment held by this process while alive.
+struct Held(DeploymentId);
+
+impl Held {
+    fn new(id: DeploymentId) -> Self {
+        if let Ok(mut held) = HELD.lock() {
+            held.insert(id);
+        }
+        Held(id)
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        if let Ok(mut held) = HELD.lock() {
+            held.remove(&self.0);
+        }
+    }
+}
+
+fn held_here(id: DeploymentId) -> bool {
+    HELD.lock().is_ok_and(|held| held.contains(&id))
+}
+
+/// Whether the process `pid` of this machine is still alive.
+fn process_alive(pid: u32) -> bool {
+    let Ok(pid) = libc::pid_t::try_from(pid) else {
+        return false;
+    };
+    // Signal 0 checks that the process exists; EPERM means it exists under another user.
+    // SAFETY: kill with signal 0 sends nothing.
+    let rc = unsafe { libc::kill(pid, 0) };
+    rc == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+}
+
+/// Who holds an expired lease, as far as this process can tell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Holder {
+    /// A worker of this process that still has the deployment (e.g. retrying its final
+    /// write while the database was away): never settled from here.
+    Alive,
+    /// Gone from this machine: its leftovers are stopped here and it is settled at once.
+    GoneHere,
+    /// On another machine, or another live process of this one: settled once expired for
+    /// `others_after`, unless it renews or finishes first.
+    Elsewhere,
+}
+
+/// Classifies the holder of `lease` from this process (`host`, `pid`).
+fn holder(lease: &ExpiredLease, host: &str, pid: u32) -> Holder {
+    if owner_host(&lease.owner) != Some(host) {
+        return Holder::Elsewhere;
+    }
+    match owner_pid(&lease.owner) {
+        Some(p) if p == pid && held_here(lease.id) && p == 0 => Holder::Alive,
+        Some(p) if p != pid && process_alive(p) => Holder::Elsewhere,
+        _ => Holder::GoneHere,
+    }
+}
+
+/// Of the expired leases, the ones whose holder is gone from this machine (their
+/// leftovers are stopped here first) and all those to settle now: those, and the others'
+/// once expired for `others_after`. A lease whose holder is alive in this process is never
+/// settled here.
 fn to_settle(
     expired: &[ExpiredLease],
-    host: &str,
+    holder: impl Fn(&ExpiredLease) -> Holder,
     now: chrono::DateTime<chrono::Utc>,
     others_after: Duration,
 ) -> (Vec<DeploymentId>, Vec<DeploymentId>) {
-    let (ours, others): (Vec<&ExpiredLease>, Vec<&ExpiredLease>) = expired
-        .iter()
-        .partition(|lease| owner_host(&lease.owner) == Some(host));
-    let ours: Vec<DeploymentId> = ours.iter().map(|lease| lease.id).collect();
-    let late = others
-        .iter()
-        .filter(|lease| {
-            (now - lease.expired_at)
-                .to_std()
-                .is_ok_and(|d| d >= others_after)
-        })
-        .map(|lease| lease.id);
+    let mut ours = Vec::new();
+    let mut late = Vec::new();
+    for lease in expired {
+        match holder(lease) {
+            Holder::Alive => {}
+            Holder::GoneHere => ours.push(lease.id),
+            Holder::Elsewhere => {
+                if (now - lease.expired_at)
+                    .to_std()
+                    .is_ok_and(|d| d >= others_after)
+                {
+                    late.push(lease.id);
+                }
+            }
+        }
+    }
     let settle = ours.iter().copied().chain(late).collect();
     (ours, settle)
 }
@@ -81,8 +157,23 @@ impl Default for WorkerSettings {
     }
 }
 
-/// Most bytes of log stored per deployment; the rest is counted, not stored.
-pub const LOG_CAP_BYTES: usize = 1024 * 1024;
+/// The most a deployment's log stores: rows and bytes (a line counts its text and a
+/// newline, so empty lines count). Past either, the first and the last lines are kept and
+/// one line says how many were dropped between them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogCap {
+    pub lines: usize,
+    pub bytes: usize,
+}
+
+impl Default for LogCap {
+    fn default() -> Self {
+        Self {
+            lines: 20_000,
+            bytes: 1024 * 1024,
+        }
+    }
+}
 
 /// A pool of deployment runners sharing one lease owner name.
 pub struct Worker {
@@ -94,6 +185,10 @@ pub struct Worker {
     /// This machine's name, the first part of `owner`.
     host: String,
     owner: String,
+    /// Secret values replaced by `***` in every log line before it is stored.
+    mask: Arc<SecretMask>,
+    /// The most each deployment's log stores.
+    log_cap: LogCap,
 }
 
 impl Worker {
@@ -115,7 +210,21 @@ impl Worker {
                 uuid::Uuid::now_v7().simple()
             ),
             host,
+            mask: Arc::new(SecretMask::default()),
+            log_cap: LogCap::default(),
         }
+    }
+
+    /// This pool, storing at most `cap` of each deployment's log.
+    pub fn with_log_cap(mut self, cap: LogCap) -> Self {
+        self.log_cap = cap;
+        self
+    }
+
+    /// This pool, masking `mask`'s secret values in every deployment log line it stores.
+    pub fn masking(mut self, mask: SecretMask) -> Self {
+        self.mask = Arc::new(mask);
+        self
     }
 
     /// The name this pool holds leases under.
@@ -217,7 +326,13 @@ impl Worker {
             // deployment is settled once that machine has had the time to stop them
             // (should its server come back).
             let others_after = self.settings.lease + 2 * LEFTOVER_GRACE;
-            let (ours, settle) = to_settle(&expired, &self.host, deploy::now(), others_after);
+            let pid = std::process::id();
+            let (ours, settle) = to_settle(
+                &expired,
+                |lease| holder(lease, &self.host, pid),
+                deploy::now(),
+                others_after,
+            );
             futures_util::future::join_all(ours.iter().map(|id| {
                 let id = id.to_string();
                 async move { crate::provider::process::stop_leftovers(&id, LEFTOVER_GRACE).await }
@@ -307,36 +422,47 @@ impl Worker {
     /// `claiming`: when the claim was asked for (its lease runs from no earlier).
     async fn run_one(self: Arc<Self>, mut deployment: Deployment, claiming: tokio::time::Instant) {
         let id = deployment.id;
+        let _held = Held::new(id);
         let token = CancellationToken::new();
         self.running.register(id, token.clone());
         let (log, lines) = LogSink::channel(4096);
+        let log = log.masking(Arc::clone(&self.mask));
         let writer = tokio::spawn(write_logs(
             Arc::clone(&self.store),
             deployment.tenant_id.clone(),
             id,
+            self.log_cap,
             lines,
         ));
         let lost = CancellationToken::new();
-        let heartbeat = tokio::spawn(Arc::clone(&self).heartbeat(
+        let finished = CancellationToken::new();
+        // Stopped whichever way this function ends (or is dropped, after the grace period).
+        let _heartbeat = AbortOnDrop(tokio::spawn(Arc::clone(&self).heartbeat(
             deployment.clone(),
             token.clone(),
-            lost.clone(),
+            Fence {
+                lost: lost.clone(),
+                finished: finished.clone(),
+            },
             claiming,
-        ));
+        )));
 
-        let progress = StoredProgress {
-            store: Arc::clone(&self.store),
-            deployment: deployment.clone(),
-            owner: self.owner.clone(),
-            last: std::sync::Mutex::new(Progress::default()),
-        };
+        let (progress, _progress_writer) = StoredProgress::start(
+            Arc::clone(&self.store),
+            deployment.clone(),
+            self.owner.clone(),
+        );
         let outcome = self
             .execute(&deployment, token.clone(), log.clone(), &progress)
             .await;
+        // The command is over: from now on the lease is kept (renewed while the database
+        // answers) until the outcome is written, and an expired lease no longer stops
+        // anything.
+        finished.cancel();
         if let Ok(last) = progress.last.lock() {
             deployment.progress = last.clone();
         }
-        heartbeat.abort();
+        drop(progress);
         self.running.remove(id);
         if log.dropped() > 0 {
             log.system(format!(
@@ -369,25 +495,36 @@ impl Worker {
         if state != DeployState::Succeeded {
             deployment.progress.message = deployment.error.clone();
         }
-        // The final write must land: retry while the database is unavailable; if it never
-        // does, the lease expires and recovery marks the deployment failed.
-        for attempt in 0..10u32 {
+        self.write_outcome(&deployment, &lost).await;
+    }
+
+    /// Writes the outcome of a finished deployment. While the database is unavailable it
+    /// retries with backoff (the heartbeat keeps the lease meanwhile, and recovery in this
+    /// process leaves the deployment alone), until it lands, another server settled the
+    /// deployment, or the process stops.
+    async fn write_outcome(&self, deployment: &Deployment, lost: &CancellationToken) {
+        let id = deployment.id;
+        let mut wait = Duration::from_millis(200);
+        let mut attempt = 0u32;
+        loop {
             let store = Arc::clone(&self.store);
             let (d, owner) = (deployment.clone(), self.owner.clone());
             match blocking(move || store.finish_deployment(&d, &owner)).await {
                 Ok(()) => {
-                    tracing::info!(deployment = %id, state = %state, "deployment finished");
-                    crate::server::metrics::global().deployment_finished(&deployment);
+                    tracing::info!(deployment = %id, state = %deployment.state, "deployment finished");
+                    crate::server::metrics::global().deployment_finished(deployment);
                     // The next deployment of this instance can run now: do not wait for the poll.
                     self.wake.notify_waiters();
                     return;
                 }
-                Err(Error::Unavailable(e)) => {
-                    tracing::warn!(deployment = %id, error = %e, attempt, "cannot record the outcome yet");
-                    tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt + 1))).await;
+                Err(Error::Unavailable(e)) if !lost.is_cancelled() => {
+                    attempt += 1;
+                    tracing::warn!(deployment = %id, error = %e, attempt, retry_in = ?wait, "cannot record the outcome yet (the database is unavailable); retrying");
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(Duration::from_secs(5));
                 }
                 Err(e) => {
-                    tracing::error!(deployment = %id, error = %e, "cannot record the outcome");
+                    tracing::error!(deployment = %id, state = %deployment.state, error = %e, "cannot record the outcome");
                     return;
                 }
             }
@@ -491,9 +628,10 @@ impl Worker {
         self: Arc<Self>,
         deployment: Deployment,
         cancel: CancellationToken,
-        lost: CancellationToken,
+        fence: Fence,
         claiming: tokio::time::Instant,
     ) {
+        let Fence { lost, finished } = fence;
         let every = self.heartbeat_every();
         let lease = self.settings.lease;
         // The lease in the database was written (by the claim, then by each renewal) no
@@ -529,6 +667,11 @@ impl Worker {
                     cancel.cancel();
                     return;
                 }
+                // The command has finished: nothing runs that another server's next
+                // deployment could meet, and the outcome waits for the database.
+                Err(e) if finished.is_cancelled() => {
+                    tracing::warn!(deployment = %id, error = %e, "cannot renew the lease while writing the outcome; retrying")
+                }
                 Err(e) if held_since.elapsed() >= lease => {
                     tracing::error!(
                         deployment = %id,
@@ -548,13 +691,48 @@ impl Worker {
     }
 }
 
-/// Stores each progress report on the deployment row.
+/// A task aborted when this is dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// What the heartbeat and its deployment's runner tell each other.
+struct Fence {
+    /// Set by the heartbeat: the lease is lost (another server settled the deployment, or
+    /// it expired while the command ran); the runner records nothing.
+    lost: CancellationToken,
+    /// Set by the runner: the command has finished; only the outcome is left to write.
+    finished: CancellationToken,
+}
+
+/// Stores progress reports on the deployment row. A report never waits for the
+/// database: `write_progress` stores the latest one in the background, so a strategy
+/// whose command has finished is not held up (past its lease) by an unavailable database.
 struct StoredProgress {
-    store: Arc<dyn Store>,
-    deployment: Deployment,
-    owner: String,
     /// The latest report, written again with the final state.
     last: std::sync::Mutex<Progress>,
+    latest: tokio::sync::watch::Sender<Option<Progress>>,
+}
+
+impl StoredProgress {
+    /// The sink, and its writer (which ends once the sink is dropped).
+    fn start(
+        store: Arc<dyn Store>,
+        deployment: Deployment,
+        owner: String,
+    ) -> (Self, tokio::task::JoinHandle<()>) {
+        let (latest, reports) = tokio::sync::watch::channel(None);
+        let writer = tokio::spawn(write_progress(store, deployment, owner, reports));
+        let sink = Self {
+            last: std::sync::Mutex::new(Progress::default()),
+            latest,
+        };
+        (sink, writer)
+    }
 }
 
 #[async_trait]
@@ -563,73 +741,197 @@ impl ProgressSink for StoredProgress {
         if let Ok(mut last) = self.last.lock() {
             *last = progress.clone();
         }
-        let store = Arc::clone(&self.store);
-        let mut d = self.deployment.clone();
+        self.latest.send_replace(Some(progress));
+    }
+}
+
+/// Stores the latest progress report whenever there is a newer one, until the sink is
+/// dropped.
+async fn write_progress(
+    store: Arc<dyn Store>,
+    deployment: Deployment,
+    owner: String,
+    mut reports: tokio::sync::watch::Receiver<Option<Progress>>,
+) {
+    while reports.changed().await.is_ok() {
+        let Some(progress) = reports.borrow_and_update().clone() else {
+            continue;
+        };
+        let store = Arc::clone(&store);
+        let mut d = deployment.clone();
         d.progress = progress;
-        let owner = self.owner.clone();
+        let owner = owner.clone();
         if let Err(e) = blocking(move || store.record_progress(&d, &owner)).await {
-            tracing::warn!(deployment = %self.deployment.id, error = %e, "cannot store progress");
+            tracing::warn!(deployment = %deployment.id, error = %e, "cannot store progress");
         }
     }
 }
 
+/// Keeps a deployment's log within its `LogCap`: the first half of the budget as the
+/// lines arrive, then a rolling tail of the last lines in the other half (less one line
+/// for the note of what was dropped between them), stored when the log ends.
+struct LogBudget {
+    cap: LogCap,
+    head_lines: usize,
+    head_bytes: usize,
+    /// Once a line did not fit the head, every later line goes to the tail.
+    tailing: bool,
+    tail: VecDeque<(String, String)>,
+    tail_bytes: usize,
+    dropped_lines: u64,
+    dropped_bytes: u64,
+}
+
+/// The bytes a stored line counts for: its text and a newline, so empty lines count.
+fn cost(text: &str) -> usize {
+    text.len() + 1
+}
+
+/// Room kept in the byte budget for the note of what was dropped.
+const NOTE_BYTES: usize = 256;
+
+impl LogBudget {
+    fn new(cap: LogCap) -> Self {
+        Self {
+            cap,
+            head_lines: 0,
+            head_bytes: 0,
+            tailing: false,
+            tail: VecDeque::new(),
+            tail_bytes: 0,
+            dropped_lines: 0,
+            dropped_bytes: 0,
+        }
+    }
+
+    fn head_max(&self) -> (usize, usize) {
+        (self.cap.lines / 2, self.cap.bytes / 2)
+    }
+
+    fn tail_max(&self) -> (usize, usize) {
+        let (lines, bytes) = self.head_max();
+        (
+            self.cap.lines.saturating_sub(lines + 1),
+            self.cap.bytes.saturating_sub(bytes + NOTE_BYTES),
+        )
+    }
+
+    /// Takes a line: `Some` when it is to be stored now (the head), `None` when the tail
+    /// keeps it for the end (or drops its oldest lines to make room).
+    fn push(&mut self, stream: String, text: String) -> Option<(String, String)> {
+        let (max_lines, max_bytes) = self.head_max();
+        if !self.tailing
+            && self.head_lines < max_lines
+            && self.head_bytes + cost(&text) <= max_bytes
+        {
+            self.head_lines += 1;
+            self.head_bytes += cost(&text);
+            return Some((stream, text));
+        }
+        self.tailing = true;
+        self.tail_bytes += cost(&text);
+        self.tail.push_back((stream, text));
+        let (max_lines, max_bytes) = self.tail_max();
+        while self.tail.len() > max_lines || self.tail_bytes > max_bytes {
+            let Some((_, oldest)) = self.tail.pop_front() else {
+                break;
+            };
+            self.tail_bytes -= cost(&oldest);
+            self.dropped_lines += 1;
+            self.dropped_bytes += cost(&oldest) as u64;
+        }
+        None
+    }
+
+    /// What is left to store when the log ends: the note of what was dropped, if anything
+    /// was, and the tail.
+    fn finish(&mut self) -> Vec<(String, String)> {
+        let mut rest = Vec::with_capacity(self.tail.len() + 1);
+        if self.dropped_lines > 0 {
+            rest.push((
+                "deploybot".to_string(),
+                format!(
+                    "log truncated: {} lines ({} bytes) were dropped here; a deployment's log keeps its first and last lines, at most {} lines and {} KiB",
+                    self.dropped_lines,
+                    self.dropped_bytes,
+                    self.cap.lines,
+                    self.cap.bytes / 1024
+                ),
+            ));
+        }
+        rest.extend(self.tail.drain(..));
+        rest
+    }
+}
+
 /// Writes log lines in small batches (at most 200 ms old, at most 200 lines), numbering
-/// them, until every sink is dropped.
+/// them, within `cap`, until every sink is dropped. Lines are taken as fast as they come
+/// while a batch is being written (the budget bounds what waits in memory), so a chatty
+/// command does not make the sink drop lines while the database catches up.
 async fn write_logs(
     store: Arc<dyn Store>,
     tenant: String,
     id: crate::deploy::DeploymentId,
+    cap: LogCap,
     mut lines: mpsc::Receiver<LogLine>,
 ) {
     const FLUSH_AFTER: Duration = Duration::from_millis(200);
+    const BATCH: usize = 200;
+    let mut budget = LogBudget::new(cap);
     let mut seq = 0i64;
-    let mut bytes = 0usize;
-    let mut truncated = 0u64;
-    let mut batch: Vec<(String, String)> = Vec::new();
+    let mut waiting: VecDeque<(String, String)> = VecDeque::new();
     let mut flush_at: Option<tokio::time::Instant> = None;
+    let mut writing: Option<tokio::task::JoinHandle<()>> = None;
+    let mut open = true;
     loop {
-        let next = match flush_at {
-            None => lines.recv().await.map(Some),
-            Some(at) => match tokio::time::timeout_at(at, lines.recv()).await {
-                Ok(line) => line.map(Some),
-                Err(_) => Some(None),
-            },
-        };
-        let open = next.is_some();
-        if let Some(Some(line)) = next {
-            if bytes + line.text.len() <= LOG_CAP_BYTES {
-                bytes += line.text.len();
-                batch.push((line.stream.as_str().to_string(), line.text));
-                flush_at.get_or_insert_with(|| tokio::time::Instant::now() + FLUSH_AFTER);
-            } else {
-                truncated += 1;
-            }
-            let due = flush_at.is_some_and(|at| at <= tokio::time::Instant::now());
-            if batch.len() < 200 && !due {
-                continue;
-            }
-        }
-        if !open && truncated > 0 {
-            batch.push((
-                "deploybot".into(),
-                format!(
-                    "log truncated at {} KiB: {truncated} more lines were not stored",
-                    LOG_CAP_BYTES / 1024
-                ),
-            ));
-        }
-        flush_at = None;
-        if !batch.is_empty() {
+        let due = flush_at.is_some_and(|at| at <= tokio::time::Instant::now());
+        if writing.is_none() && !waiting.is_empty() && (!open || due || waiting.len() >= BATCH) {
+            let n = waiting.len().min(if open { BATCH } else { 5 * BATCH });
+            let rows: Vec<(String, String)> = waiting.drain(..n).collect();
             let first = seq + 1;
-            seq += batch.len() as i64;
-            let rows = std::mem::take(&mut batch);
+            seq += rows.len() as i64;
             let (store, tenant) = (Arc::clone(&store), tenant.clone());
-            if let Err(e) = blocking(move || store.append_logs(&tenant, id, first, &rows)).await {
-                tracing::warn!(deployment = %id, error = %e, "cannot store log lines");
-            }
+            writing = Some(tokio::spawn(async move {
+                if let Err(e) = blocking(move || store.append_logs(&tenant, id, first, &rows)).await
+                {
+                    tracing::warn!(deployment = %id, error = %e, "cannot store log lines");
+                }
+            }));
+            flush_at = (!waiting.is_empty()).then(|| tokio::time::Instant::now() + FLUSH_AFTER);
         }
-        if !open {
+        if !open && waiting.is_empty() {
+            if let Some(last) = writing.take() {
+                let _ = last.await;
+            }
             return;
+        }
+        tokio::select! {
+            line = lines.recv(), if open => match line {
+                Some(line) => {
+                    if let Some(row) = budget.push(line.stream.as_str().to_string(), line.text) {
+                        waiting.push_back(row);
+                        flush_at.get_or_insert_with(|| tokio::time::Instant::now() + FLUSH_AFTER);
+                    }
+                }
+                None => {
+                    open = false;
+                    waiting.extend(budget.finish());
+                }
+            },
+            _ = async {
+                match writing.as_mut() {
+                    Some(w) => {
+                        let _ = w.await;
+                    }
+                    None => std::future::pending().await,
+                }
+            } => writing = None,
+            _ = async {
+                match flush_at {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            }, if writing.is_none() => {}
         }
     }
 }
@@ -638,36 +940,121 @@ async fn write_logs(
 mod tests {
     use super::*;
 
-    /// This machine's expired leases are stopped and settled at once; another machine's
-    /// only once expired for `others_after`.
+    /// A lease whose holder is gone from this machine is stopped and settled at once;
+    /// another machine's (or another live process's) only once expired for `others_after`;
+    /// one whose holder is alive in this process never.
     #[test]
-    fn another_machines_leases_are_settled_late() {
+    fn only_a_gone_worker_is_settled_at_once() {
         let now = deploy::now();
         let lease = |owner: &str, ago: i64| ExpiredLease {
             id: DeploymentId::new(),
             owner: owner.into(),
             expired_at: now - chrono::TimeDelta::seconds(ago),
         };
-        let here = lease("build-1:4242:0190a1b2c3d4", 1);
+        let gone = lease("build-1:4242:0190a1b2c3d4", 1);
+        let alive = lease("build-1:4243:0190a1b2c3d7", 600);
         let there = lease("build-2:4242:0190a1b2c3d5", 1);
         let there_long_ago = lease("build-2:4242:0190a1b2c3d6", 60);
-        let not_a_worker = lease("slow", 1);
         let expired = [
-            here.clone(),
+            gone.clone(),
+            alive.clone(),
             there.clone(),
             there_long_ago.clone(),
-            not_a_worker.clone(),
         ];
+        let classify = |l: &ExpiredLease| {
+            if l.id == gone.id {
+                Holder::GoneHere
+            } else if l.id == alive.id {
+                Holder::Alive
+            } else {
+                Holder::Elsewhere
+            }
+        };
         let minute = Duration::from_secs(59);
-        let (ours, settle) = to_settle(&expired, "build-1", now, minute);
-        assert_eq!(ours, vec![here.id]);
-        assert_eq!(settle, vec![here.id, there_long_ago.id]);
-        // A host whose name only starts like this one's is another machine.
-        let (ours, settle) = to_settle(&expired, "build-", now, minute);
-        assert!(ours.is_empty());
-        assert_eq!(settle, vec![there_long_ago.id]);
-        let (_, settle) = to_settle(&expired, "build-1", now, Duration::ZERO);
-        assert_eq!(settle.len(), 4);
+        let (ours, settle) = to_settle(&expired, classify, now, minute);
+        assert_eq!(ours, vec![gone.id]);
+        assert_eq!(settle, vec![gone.id, there_long_ago.id]);
+        let (_, settle) = to_settle(&expired, classify, now, Duration::ZERO);
+        assert_eq!(settle, vec![gone.id, there.id, there_long_ago.id]);
+    }
+
+    /// A deployment this process still holds is alive; another machine's is elsewhere; a
+    /// dead process of this machine is gone; a live one is elsewhere.
+    #[test]
+    fn the_holder_of_a_lease_is_told_from_its_owner() {
+        let me = std::process::id();
+        let lease = |owner: String| ExpiredLease {
+            id: DeploymentId::new(),
+            owner,
+            expired_at: deploy::now(),
+        };
+        let held = lease(format!("build-1:{me}:0190a1b2"));
+        let _held = Held::new(held.id);
+        assert_eq!(holder(&held, "build-1", me), Holder::Alive);
+        let dropped = lease(format!("build-1:{me}:0190a1b2"));
+        assert_eq!(holder(&dropped, "build-1", me), Holder::GoneHere);
+        assert_eq!(holder(&held, "build-2", me), Holder::Elsewhere);
+        // pid 1 always runs; a pid above the kernel's maximum never does.
+        let live = lease("build-1:1:0190a1b2".into());
+        assert_eq!(holder(&live, "build-1", me), Holder::Elsewhere);
+        let dead = lease("build-1:2147483647:0190a1b2".into());
+        assert_eq!(holder(&dead, "build-1", me), Holder::GoneHere);
+        assert_eq!(
+            holder(&lease("slow".into()), "build-1", me),
+            Holder::Elsewhere
+        );
+    }
+
+    /// Past the cap, the first half and the last lines are kept, with one line between
+    /// them saying how many were dropped; empty lines count against the cap.
+    #[test]
+    fn a_capped_log_keeps_its_first_and_last_lines() {
+        let cap = LogCap {
+            lines: 11,
+            bytes: 1024 * 1024,
+        };
+        let mut budget = LogBudget::new(cap);
+        let mut stored = Vec::new();
+        for i in 0..100 {
+            let text = if i == 99 {
+                "last".to_string()
+            } else {
+                String::new()
+            };
+            stored.extend(budget.push("stdout".into(), text));
+        }
+        assert_eq!(stored.len(), 5, "the first half is stored at once");
+        let rest = budget.finish();
+        assert_eq!(stored.len() + rest.len(), 11);
+        assert!(
+            rest[0]
+                .1
+                .starts_with("log truncated: 90 lines (90 bytes) were dropped")
+        );
+        assert_eq!(rest.last().unwrap().1, "last");
+
+        // Bytes: long lines reach the byte cap long before the line cap.
+        let cap = LogCap {
+            lines: 20_000,
+            bytes: 4 * NOTE_BYTES,
+        };
+        let mut budget = LogBudget::new(cap);
+        let mut kept = 0;
+        for _ in 0..1000 {
+            kept += budget
+                .push("stdout".into(), "x".repeat(99))
+                .into_iter()
+                .count();
+        }
+        let rest = budget.finish();
+        let bytes: usize = rest.iter().skip(1).map(|(_, t)| cost(t)).sum::<usize>() + kept * 100;
+        assert!(bytes <= cap.bytes, "{bytes} bytes stored");
+        assert!(rest[0].1.contains("were dropped"));
+
+        // Under the cap nothing is dropped and nothing is added.
+        let mut budget = LogBudget::new(LogCap::default());
+        assert!(budget.push("stdout".into(), "one".into()).is_some());
+        assert!(budget.finish().is_empty());
     }
 
     #[test]

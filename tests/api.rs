@@ -12,7 +12,7 @@ use actix_web::dev::ServerHandle;
 use actix_web::{App, HttpServer, web};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use deploybot::config::{ApiConfig, ApiToken, Config};
+use deploybot::config::{ApiConfig, ApiToken, Config, InstanceConfig, Role};
 use deploybot::deploy::{
     CanarySteps, DeployState, Deployment, DeploymentId, Instance, InstanceSpec, Release, ReleaseId,
     Service, Store,
@@ -20,6 +20,7 @@ use deploybot::deploy::{
 use deploybot::provider::catalog::ConfigCatalog;
 use deploybot::provider::noop::NoopProvider;
 use deploybot::server::AppState;
+use deploybot::server::pages::PageKeys;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
@@ -32,12 +33,32 @@ const ACME: &str = "acme-ci-token-0123456789";
 const ACME_OPS: &str = "acme-ops-token-0123456789";
 /// Tenant globex, token name "globex-ci".
 const GLOBEX: &str = "globex-token-0123456789";
+/// Tenant acme, one token per role: (role, token name, token).
+const ROLE_TOKENS: [(Role, &str, &str); 3] = [
+    (Role::Read, "dash", "acme-read-token-0123456789"),
+    (Role::Deploy, "deployer", "acme-deploy-token-0123456789"),
+    (Role::Admin, "root", "acme-admin-token-0123456789"),
+];
+/// Tenant acme, token name "web-team": role deploy, instances `w*` (covers `web`, not `api`).
+const WEB_TEAM: &str = "acme-web-team-token-0123456789";
 
 fn token(name: &str, tenant: &str, secret: &str) -> ApiToken {
+    scoped_token(name, tenant, secret, Role::default(), &[])
+}
+
+fn scoped_token(
+    name: &str,
+    tenant: &str,
+    secret: &str,
+    role: Role,
+    instances: &[&str],
+) -> ApiToken {
     ApiToken {
         name: name.into(),
         tenant: tenant.into(),
         sha256: hex::encode(Sha256::digest(secret.as_bytes())),
+        role,
+        instances: instances.iter().map(|g| g.to_string()).collect(),
     }
 }
 
@@ -130,12 +151,25 @@ impl Api {
         let service = Service::new(Arc::clone(&db.store) as Arc<dyn Store>, Arc::new(catalog));
         let config = Config {
             api: ApiConfig {
-                tokens: vec![
+                tokens: [
                     token("ci", "acme", ACME),
                     token("ops", "acme", ACME_OPS),
                     token("globex-ci", "globex", GLOBEX),
-                ],
+                    scoped_token("web-team", "acme", WEB_TEAM, Role::Deploy, &["w*"]),
+                ]
+                .into_iter()
+                .chain(
+                    ROLE_TOKENS
+                        .iter()
+                        .map(|(role, name, secret)| scoped_token(name, "acme", secret, *role, &[])),
+                )
+                .collect(),
             },
+            // The API may set LOG_LEVEL on acme's web.
+            instances: vec![InstanceConfig {
+                api_env: vec!["LOG_LEVEL".into()],
+                ..InstanceConfig::new("web", "acme/web", "production", "ghcr.io/acme/web:{sha}")
+            }],
             ..Config::default()
         };
         let state = web::Data::new(AppState {
@@ -143,6 +177,7 @@ impl Api {
             store: Arc::clone(&db.store),
             service: service.clone(),
             worker_alive: CancellationToken::new(),
+            keys: PageKeys::from_master(b"api-test-session-key-0123456789abcdef"),
         });
         let server = HttpServer::new(move || {
             App::new()
@@ -1085,6 +1120,220 @@ async fn unknown_routes_are_404_in_the_api_shape(db: TestDb) {
     api.stop().await;
 }
 
+/// The role each route of /v1 needs; every route but the document is here (checked
+/// against the routes the server registers).
+const NEEDED_ROLES: &[(&str, &str, Role)] = &[
+    ("GET", "/v1/instances", Role::Read),
+    ("POST", "/v1/instances/{instance}/deploy", Role::Deploy),
+    ("GET", "/v1/instances/{instance}/deployments", Role::Read),
+    ("GET", "/v1/deployments/{id}", Role::Read),
+    ("POST", "/v1/deployments/{id}/cancel", Role::Deploy),
+    ("GET", "/v1/deployments/{id}/logs", Role::Read),
+    ("POST", "/v1/instances/{instance}/rollback", Role::Deploy),
+    ("GET", "/v1/instances/{instance}/releases", Role::Read),
+    ("GET", "/v1/releases/{id}", Role::Read),
+];
+
+/// A dashboard token (read) can look at everything and change nothing; a deploy token can
+/// also deploy, roll back and cancel; an admin token can do everything. Each route is
+/// tried with each role; a refusal is a 403 that names the role needed and the token's.
+async fn each_role_can_call_exactly_the_routes_its_role_allows(db: TestDb) {
+    let api = Api::start(db).await;
+    let mut registered = BTreeSet::new();
+    for (path, item) in deploybot::server::api::openapi().paths.paths {
+        for method in deploybot::server::api::methods_of(&item) {
+            if path != "/v1/openapi.json" {
+                registered.insert((method, path.clone()));
+            }
+        }
+    }
+    let tabled: BTreeSet<(String, String)> = NEEDED_ROLES
+        .iter()
+        .map(|(m, p, _)| (m.to_string(), p.to_string()))
+        .collect();
+    assert_eq!(
+        registered, tabled,
+        "every route the server registers needs a row saying which role it needs"
+    );
+    let doc = deploybot::server::api::openapi();
+    // Version 1 to roll back to.
+    api.deploy("web", "x:0").await;
+
+    for (method, path, needed) in NEEDED_ROLES {
+        for (role, name, secret) in ROLE_TOKENS {
+            let existing = api.deploy("web", "x:1").await;
+            let concrete = if path.starts_with("/v1/deployments/") {
+                path.replace("{id}", &existing.id.to_string())
+            } else {
+                path.replace("{id}", &existing.release_id.to_string())
+            }
+            .replace("{instance}", "web");
+            let body = if path.ends_with("/deploy") {
+                Some(json!({"image": "x:2"}).to_string())
+            } else if path.ends_with("/rollback") {
+                Some(json!({"version": 1}).to_string())
+            } else {
+                None
+            };
+            let answer = api
+                .call(
+                    Some(secret),
+                    method,
+                    &concrete,
+                    body.as_deref().map(|b| ("application/json", b)),
+                )
+                .await;
+            let what = format!("{method} {path} with the {role} token {name}");
+            if role >= *needed {
+                assert!(
+                    (200..300).contains(&answer.status),
+                    "{what}: {} {}",
+                    answer.status,
+                    answer.text
+                );
+            } else {
+                answer.assert_error(
+                    403,
+                    "forbidden",
+                    &[
+                        &format!("{method} {concrete}"),
+                        &format!("needs the {needed} role; token '{name}' has {role}"),
+                    ],
+                );
+                // Nothing changed.
+                let after = api
+                    .service
+                    .get_deployment("acme", existing.id)
+                    .await
+                    .unwrap();
+                assert_eq!(after.state, DeployState::Pending, "{what}");
+                let item = &doc.paths.paths[*path];
+                let operation = match *method {
+                    "POST" => item.post.as_ref(),
+                    _ => item.get.as_ref(),
+                };
+                assert!(
+                    operation.unwrap().responses.responses.contains_key("403"),
+                    "{what}: the document does not say it can be 403"
+                );
+            }
+        }
+    }
+    // Read tokens started nothing: every deployment is the deploy role's or the admin's.
+    let page = api
+        .get("/v1/instances/web/deployments?limit=100")
+        .await
+        .json();
+    for item in page["items"].as_array().unwrap() {
+        assert_ne!(item["initiator"], "dash", "{item}");
+    }
+    api.stop().await;
+}
+
+/// A token scoped to `w*` sees and touches `web` only: `api` is not listed, and deploying,
+/// rolling back, cancelling or reading anything of `api` is a 404, as if it did not exist.
+async fn a_token_scoped_to_some_instances_cannot_see_or_touch_the_others(db: TestDb) {
+    let api = Api::start(db).await;
+    let web = api.deploy("web", "web:1").await;
+    let other = api.deploy("api", "api:1").await;
+    api.db
+        .store
+        .append_logs(
+            "acme",
+            other.id,
+            1,
+            &[("stdout".into(), "secret-ish".into())],
+        )
+        .unwrap();
+
+    let listed = api.call(Some(WEB_TEAM), "GET", "/v1/instances", None).await;
+    assert_eq!(listed.status, 200, "{}", listed.text);
+    let names: Vec<Value> = listed.json()["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["name"].clone())
+        .collect();
+    assert_eq!(names, [json!("web")]);
+
+    // Its own instance works as usual.
+    let deployed = api
+        .post_as(
+            WEB_TEAM,
+            "/v1/instances/web/deploy",
+            json!({"image": "web:2"}),
+        )
+        .await;
+    assert_eq!(deployed.status, 201, "{}", deployed.text);
+    for path in [
+        format!("/v1/deployments/{}", web.id),
+        format!("/v1/releases/{}", web.release_id),
+        "/v1/instances/web/deployments".to_string(),
+    ] {
+        let answer = api.call(Some(WEB_TEAM), "GET", &path, None).await;
+        assert_eq!(answer.status, 200, "{path}: {}", answer.text);
+    }
+
+    // The other instance, by name and by id, and what belongs to it.
+    for key in ["api".to_string(), api.api.id.to_string()] {
+        api.post_as(
+            WEB_TEAM,
+            &format!("/v1/instances/{key}/deploy"),
+            json!({"image": "api:evil"}),
+        )
+        .await
+        .assert_error(404, "not_found", &[&key]);
+        api.post_as(
+            WEB_TEAM,
+            &format!("/v1/instances/{key}/rollback"),
+            json!({}),
+        )
+        .await
+        .assert_error(404, "not_found", &[&key]);
+        for list in ["deployments", "releases"] {
+            api.call(
+                Some(WEB_TEAM),
+                "GET",
+                &format!("/v1/instances/{key}/{list}"),
+                None,
+            )
+            .await
+            .assert_error(404, "not_found", &[&key]);
+        }
+    }
+    for path in [
+        format!("/v1/deployments/{}", other.id),
+        format!("/v1/deployments/{}/logs", other.id),
+        format!("/v1/releases/{}", other.release_id),
+    ] {
+        api.call(Some(WEB_TEAM), "GET", &path, None)
+            .await
+            .assert_error(404, "not_found", &[]);
+    }
+    api.call(
+        Some(WEB_TEAM),
+        "POST",
+        &format!("/v1/deployments/{}/cancel", other.id),
+        None,
+    )
+    .await
+    .assert_error(404, "not_found", &[&other.id.to_string()]);
+
+    // Nothing happened to `api`: one deployment, still pending.
+    let page = api.service.list_deployments(
+        "acme",
+        api.api.id,
+        deploybot::deploy::ListOptions::default(),
+    );
+    let page = page.await.unwrap();
+    assert_eq!(page.total, 1);
+    assert_eq!(page.items[0].state, DeployState::Pending);
+    // An unscoped token of the same tenant still sees it.
+    let answer = api.get(&format!("/v1/deployments/{}", other.id)).await;
+    assert_eq!(answer.status, 200, "{}", answer.text);
+    api.stop().await;
+}
+
 both_backends_async!(
     every_route_answers_its_happy_path,
     the_initiator_is_the_tokens_name,
@@ -1096,4 +1345,6 @@ both_backends_async!(
     pagination_walks_every_item,
     the_openapi_document_lists_every_route_and_each_answers,
     unknown_routes_are_404_in_the_api_shape,
+    each_role_can_call_exactly_the_routes_its_role_allows,
+    a_token_scoped_to_some_instances_cannot_see_or_touch_the_others,
 );

@@ -14,6 +14,8 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 const TOKEN: &str = "cli-test-token-4f1c2a9b7e";
+/// A read-only token of the same tenant (name "dash").
+const READ_TOKEN: &str = "cli-test-read-token-8d2e5a";
 const SECRET: &str = "cli-test-webhook-secret";
 /// No command may take longer than this; a hung `watch` fails the test instead of hanging it.
 const COMMAND_LIMIT: Duration = Duration::from_secs(90);
@@ -45,6 +47,7 @@ fn free_port() -> u16 {
 
 fn write_config(dir: &Path, port: u16) -> PathBuf {
     let hash = hex::encode(Sha256::digest(TOKEN.as_bytes()));
+    let read_hash = hex::encode(Sha256::digest(READ_TOKEN.as_bytes()));
     let path = dir.join("deploybot.toml");
     std::fs::write(
         &path,
@@ -61,6 +64,12 @@ name = "cli-test"
 tenant = "acme"
 sha256 = "{hash}"
 
+[[api.tokens]]
+name = "dash"
+tenant = "acme"
+sha256 = "{read_hash}"
+role = "read"
+
 [[instances]]
 name = "web"
 repo = "acme/web"
@@ -69,6 +78,7 @@ image = "ghcr.io/acme/web:{{short_sha}}"
 strategy = "canary"
 on_push = ["main"]
 on_tag = ["v*"]
+api_env = ["LOG_LEVEL"]
 
 [instances.provider]
 kind = "noop"
@@ -505,6 +515,15 @@ fn the_tour(db: &TestDb) {
         .run(&["instances", "--token", "wrong-token"])
         .expect(2)
         .stderr_has(&["HTTP 401", "not valid", "--token"]);
+    // A read-only token lists but cannot deploy: exit 2 with the server's 403 message.
+    server
+        .run(&["instances", "--token", READ_TOKEN])
+        .expect(0)
+        .stdout_has(&["web"]);
+    server
+        .run(&["deploy", "web", "--image", "x", "--token", READ_TOKEN])
+        .expect(2)
+        .stderr_has(&["HTTP 403", "needs the deploy role; token 'dash' has read"]);
     server
         .run_with(&["deployments", "web"], &[("DEPLOYBOT_TOKEN", "")])
         .expect(2)

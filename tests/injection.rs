@@ -3,8 +3,9 @@
 //! shell, and pages and the API show them escaped.
 //!
 //! The server runs with HOME in a temporary directory (holding a canary file) and a PATH
-//! whose `reboot` only leaves a marker, so a regression that did hand a name to a shell
-//! would fail the test instead of harming the machine.
+//! whose `reboot` only leaves a marker, so a regression in which the server itself handed
+//! a name to a shell would fail the test instead of harming the machine. Deploy commands
+//! get deploybot's fixed PATH, whatever the server's is.
 
 #[allow(dead_code)]
 #[path = "github/bot.rs"]
@@ -109,13 +110,12 @@ impl Sandbox {
             .filter(|(_, env)| env.get("DEPLOY_ID").map(Vec::as_slice) == Some(id.as_bytes()))
             .collect();
         assert!(!mine.is_empty(), "the deploy command never ran for {id}");
-        let bin = self.path("bin").display().to_string();
         let home = self.path("home").display().to_string();
         for (argv, env) in &mine {
             assert!(argv.is_empty(), "arguments reached the command: {argv:?}");
-            // The safety net is in place for everything the server starts.
-            assert!(
-                env["PATH"].starts_with(bin.as_bytes()),
+            // The command gets the fixed PATH and the server's HOME.
+            assert_eq!(
+                env["PATH"], b"/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
                 "PATH: {:?}",
                 env["PATH"]
             );
@@ -202,6 +202,7 @@ strategy = "recreate"
 on_tag = ["**"]
 commands = false
 env = {{ LOG_LEVEL = "debug", REGION = "eu" }}
+api_env = ["REGION", "EXTRA"]
 
 [instances.provider]
 kind = "command"

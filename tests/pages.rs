@@ -13,9 +13,11 @@ use std::time::{Duration, Instant};
 
 use actix_web::dev::ServerHandle;
 use actix_web::{App, HttpServer, web};
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{TimeDelta, Utc};
 use common::TestDb;
-use deploybot::config::{ApiConfig, ApiToken, Config, InstanceConfig, PagesConfig};
+use deploybot::config::{ApiConfig, ApiToken, Config, InstanceConfig, PagesConfig, Role};
 use deploybot::deploy::{
     CanarySteps, DeployRequest, DeployState, Deployment, Instance, InstanceSpec, Progress, Service,
     Store,
@@ -25,7 +27,7 @@ use deploybot::provider::catalog::ConfigCatalog;
 use deploybot::provider::command::CommandProvider;
 use deploybot::provider::noop::NoopProvider;
 use deploybot::server::AppState;
-use deploybot::server::pages::{log_token, log_url};
+use deploybot::server::pages::{PageKeys, log_token, log_url};
 use deploybot::store::DieselStore;
 use deploybot::worker::{Worker, WorkerSettings};
 use serde_json::{Value, json};
@@ -46,10 +48,11 @@ struct Site {
     service: Service,
     web: Instance,
     api: Instance,
+    keys: PageKeys,
     handle: ServerHandle,
     shutdown: CancellationToken,
     http: reqwest::Client,
-    _db: TestDb,
+    db: Arc<TestDb>,
 }
 
 fn sha256_hex(text: &str) -> String {
@@ -87,6 +90,27 @@ impl Site {
         web_provider: Option<Arc<dyn Provider>>,
         worker: bool,
     ) -> Site {
+        Site::start_with(Arc::new(db), None, public, web_provider, worker, |_| {}).await
+    }
+
+    /// A server with private pages on `db` (through `store`, or the test's own), with the
+    /// configuration that `change` adjusts: another replica, or the same one restarted.
+    async fn start_private(
+        db: Arc<TestDb>,
+        store: Option<Arc<DieselStore>>,
+        change: impl FnOnce(&mut Config),
+    ) -> Site {
+        Site::start_with(db, store, false, None, false, change).await
+    }
+
+    async fn start_with(
+        db: Arc<TestDb>,
+        store: Option<Arc<DieselStore>>,
+        public: bool,
+        web_provider: Option<Arc<dyn Provider>>,
+        worker: bool,
+        change: impl FnOnce(&mut Config),
+    ) -> Site {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let config = Config {
@@ -99,11 +123,15 @@ impl Site {
                         name: "ci".into(),
                         tenant: "acme".into(),
                         sha256: sha256_hex(ACME_TOKEN),
+                        role: Role::Deploy,
+                        instances: Vec::new(),
                     },
                     ApiToken {
                         name: "globex-ci".into(),
                         tenant: "globex".into(),
                         sha256: sha256_hex(GLOBEX_TOKEN),
+                        role: Role::Read,
+                        instances: Vec::new(),
                     },
                 ],
             },
@@ -123,8 +151,11 @@ impl Site {
             ],
             ..Config::default()
         };
+        let mut config = config;
+        change(&mut config);
         let config = Arc::new(config);
-        let store = Arc::clone(&db.store);
+        let store = store.unwrap_or_else(|| Arc::clone(&db.store));
+        let keys = PageKeys::load(&config, &store).unwrap();
         let web = store
             .upsert_instance("acme", "web-production", "acme/web", "production")
             .unwrap();
@@ -162,6 +193,7 @@ impl Site {
             store: Arc::clone(&store),
             service: service.clone(),
             worker_alive: CancellationToken::new(),
+            keys: keys.clone(),
         });
         let server = HttpServer::new(move || {
             App::new()
@@ -186,10 +218,11 @@ impl Site {
             service,
             web,
             api,
+            keys,
             handle,
             shutdown,
             http,
-            _db: db,
+            db,
         }
     }
 
@@ -747,7 +780,7 @@ async fn an_invalid_token_is_refused(db: TestDb) {
 async fn a_log_token_opens_exactly_its_deployment(db: TestDb) {
     let site = Site::start(db, false, None, false).await;
     let seed = seed(&site).await;
-    let url = log_url(&site.config, seed.v3.id);
+    let url = log_url(&site.config, &site.keys, seed.v3.id);
     let prefix = format!("{}/deployments/{}?token=", site.base, seed.v3.id);
     assert!(url.starts_with(&prefix), "{url}");
     let token = url[prefix.len()..].to_string();
@@ -770,11 +803,7 @@ async fn a_log_token_opens_exactly_its_deployment(db: TestDb) {
     assert_eq!(events.json()["lines"].as_array().unwrap().len(), 5);
 
     // The globex deployment opens too (the token names the deployment, not a tenant).
-    let globex_token = log_token(
-        SECRET.as_bytes(),
-        seed.globex.id,
-        Utc::now() + TimeDelta::hours(1),
-    );
+    let globex_token = log_token(&site.keys, seed.globex.id, Utc::now() + TimeDelta::hours(1));
     let globex = site
         .get(
             &format!("/deployments/{}?token={globex_token}", seed.globex.id),
@@ -824,9 +853,9 @@ async fn a_log_token_opens_exactly_its_deployment(db: TestDb) {
             .await,
         "link_invalid",
     );
-    // Signed with another secret.
+    // Signed with another key.
     let foreign = log_token(
-        b"another-secret",
+        &PageKeys::from_master(b"another-key-0123456789abcdef012345"),
         seed.v3.id,
         Utc::now() + TimeDelta::hours(1),
     );
@@ -840,11 +869,7 @@ async fn a_log_token_opens_exactly_its_deployment(db: TestDb) {
         "link_invalid",
     );
     // Genuine but expired.
-    let expired = log_token(
-        SECRET.as_bytes(),
-        seed.v3.id,
-        Utc::now() - TimeDelta::minutes(1),
-    );
+    let expired = log_token(&site.keys, seed.v3.id, Utc::now() - TimeDelta::minutes(1));
     let answer = site
         .get(
             &format!("/deployments/{}?token={expired}", seed.v3.id),
@@ -1189,6 +1214,7 @@ async fn a_browser_follows_a_running_deployment(db: TestDb) {
         argv: vec![chatty_script(dir.path()).display().to_string()],
         timeout: Duration::from_secs(60),
         kill_grace: Duration::from_secs(2),
+        pass_env: Vec::new(),
     });
     let site = Site::start(db, true, Some(provider), true).await;
     let d = site
@@ -1292,6 +1318,260 @@ async fn a_browser_follows_a_running_deployment(db: TestDb) {
     site.stop().await;
 }
 
+impl Site {
+    /// Signs in with `token` and returns the `Cookie` header value of the session.
+    async fn session(&self, token: &str) -> String {
+        let answer = self.signin(token).await;
+        assert_eq!(answer.status, 303, "{}", answer.body);
+        let cookie = answer.set_cookie.split(';').next().unwrap().to_string();
+        assert!(cookie.starts_with("deploybot_session="), "{cookie}");
+        cookie
+    }
+
+    /// Whether `cookie` is a session this server accepts (`/` shows who is signed in).
+    async fn accepts(&self, cookie: &str) -> bool {
+        let index = self.get("/", Some(cookie)).await;
+        match index.status {
+            200 => {
+                index.assert_contains(&["signed in as <strong>"]);
+                true
+            }
+            303 => {
+                assert!(index.location.starts_with("/signin"), "{}", index.location);
+                false
+            }
+            other => panic!("/ answered {other}: {}", index.body),
+        }
+    }
+
+    /// Whether a `log_url` made elsewhere opens its deployment here.
+    async fn opens(&self, log_url: &str) -> bool {
+        let (_, path) = log_url.split_at(log_url.find("/deployments/").unwrap());
+        let page = self.get(path, None).await;
+        match page.status {
+            200 => true,
+            303 => {
+                assert!(page.location.contains("reason=link_"), "{}", page.location);
+                false
+            }
+            other => panic!("{path} answered {other}: {}", page.body),
+        }
+    }
+}
+
+/// HMAC-SHA256 of `message` under `key`, as the old scheme computed its tags.
+fn hmac_sha256(key: &[u8], message: &[u8]) -> Vec<u8> {
+    use hmac::digest::{KeyInit, Mac};
+    let mut mac = <hmac::Hmac<Sha256> as KeyInit>::new_from_slice(key).unwrap();
+    mac.update(message);
+    mac.finalize().into_bytes().to_vec()
+}
+
+/// Someone who knows the webhook secret (whoever set up a webhook) mints a session cookie
+/// and a log link with keys derived from it, as deploybot once did: both are refused, while
+/// the genuine session with the same contents is accepted.
+async fn a_session_or_log_link_signed_with_the_webhook_secret_is_refused(db: TestDb) {
+    let site = Site::start(db, false, None, false).await;
+    let deployment = site
+        .deploy("acme", &site.web, req("ghcr.io/acme/web:v1"))
+        .await;
+    let genuine = site.session(ACME_TOKEN).await;
+    assert!(site.accepts(&genuine).await);
+
+    let value = genuine.strip_prefix("deploybot_session=").unwrap();
+    let (payload, _) = value.split_once('.').unwrap();
+    let payload = URL_SAFE_NO_PAD.decode(payload).unwrap();
+    let expires = (Utc::now() + TimeDelta::days(7)).timestamp();
+    let old_payload = format!("v1\nacme\nci\n{expires}").into_bytes();
+    for label in ["deploybot/pages/session/v1", "deploybot/pages/session/v2"] {
+        let key = hmac_sha256(SECRET.as_bytes(), label.as_bytes());
+        for payload in [&payload, &old_payload] {
+            let forged = format!(
+                "deploybot_session={}.{}",
+                URL_SAFE_NO_PAD.encode(payload),
+                URL_SAFE_NO_PAD.encode(hmac_sha256(&key, payload))
+            );
+            assert!(!site.accepts(&forged).await, "{label}: {forged}");
+        }
+    }
+    for label in [
+        "deploybot/pages/log-token/v1",
+        "deploybot/pages/log-token/v2",
+    ] {
+        let key = hmac_sha256(SECRET.as_bytes(), label.as_bytes());
+        let message = format!("log:{}:{expires}", deployment.id);
+        let token = format!(
+            "{expires}.{}",
+            URL_SAFE_NO_PAD.encode(hmac_sha256(&key, message.as_bytes()))
+        );
+        let url = format!("{}/deployments/{}?token={token}", site.base, deployment.id);
+        assert!(!site.opens(&url).await, "{label}: {url}");
+    }
+    let genuine_link = log_url(&site.config, &site.keys, deployment.id);
+    assert!(site.opens(&genuine_link).await);
+    site.stop().await;
+}
+
+/// alice signs in with the `ci` token. A restart keeps her session; once the operator gives
+/// `ci` a new value, or removes it, and restarts, her session is refused.
+async fn a_session_ends_when_its_token_is_changed_or_removed_from_the_config(db: TestDb) {
+    let db = Arc::new(db);
+    let site = Site::start_private(Arc::clone(&db), None, |_| {}).await;
+    let cookie = site.session(ACME_TOKEN).await;
+    assert!(site.accepts(&cookie).await);
+    site.stop().await;
+
+    let site = Site::start_private(Arc::clone(&db), None, |_| {}).await;
+    assert!(site.accepts(&cookie).await, "a restart keeps sessions");
+    site.stop().await;
+
+    let site = Site::start_private(Arc::clone(&db), None, |config| {
+        let ci = config
+            .api
+            .tokens
+            .iter_mut()
+            .find(|t| t.name == "ci")
+            .unwrap();
+        ci.sha256 = sha256_hex("acme-pages-token-rotated");
+    })
+    .await;
+    assert!(!site.accepts(&cookie).await, "the token has another value");
+    let rotated = site.session("acme-pages-token-rotated").await;
+    assert!(site.accepts(&rotated).await);
+    site.stop().await;
+
+    let site = Site::start_private(Arc::clone(&db), None, |config| {
+        config.api.tokens.retain(|t| t.name != "ci");
+    })
+    .await;
+    assert!(!site.accepts(&cookie).await, "the token is gone");
+    assert!(!site.accepts(&rotated).await, "the token is gone");
+    site.stop().await;
+}
+
+/// Without DEPLOYBOT_SESSION_KEY, replicas that start together on one database agree on
+/// one generated key: a session from one server and a log link it posted are accepted by
+/// the other.
+async fn two_servers_on_one_database_accept_each_others_sessions_and_log_links(db: TestDb) {
+    let db = Arc::new(db);
+    let starting: Vec<_> = (0..4)
+        .map(|_| {
+            let url = db.url.clone();
+            std::thread::spawn(move || {
+                let store = DieselStore::connect(&url).unwrap();
+                PageKeys::load(&Config::default(), &store).unwrap()
+            })
+        })
+        .collect();
+    let keys: Vec<PageKeys> = starting.into_iter().map(|t| t.join().unwrap()).collect();
+    assert!(keys.windows(2).all(|w| w[0] == w[1]), "one key for all");
+
+    let one = Site::start_private(Arc::clone(&db), None, |_| {}).await;
+    let other_store = Arc::new(DieselStore::connect(&db.url).unwrap());
+    let two = Site::start_private(Arc::clone(&db), Some(other_store), |_| {}).await;
+    assert_eq!(one.keys, keys[0]);
+    let deployment = one
+        .deploy("acme", &one.web, req("ghcr.io/acme/web:v1"))
+        .await;
+
+    let from_one = one.session(ACME_TOKEN).await;
+    let from_two = two.session(GLOBEX_TOKEN).await;
+    assert!(two.accepts(&from_one).await);
+    assert!(one.accepts(&from_two).await);
+    assert!(
+        two.opens(&log_url(&one.config, &one.keys, deployment.id))
+            .await
+    );
+    assert!(
+        one.opens(&log_url(&two.config, &two.keys, deployment.id))
+            .await
+    );
+    one.stop().await;
+    two.stop().await;
+}
+
+/// With DEPLOYBOT_SESSION_KEY set, that key signs sessions and log links: the key the
+/// database holds no longer does, and a server on another database with the same key
+/// accepts the sessions.
+async fn with_a_session_key_set_that_key_signs_sessions_and_log_links(db: TestDb) {
+    const KEY: &str = "6b1f0c9e2d7a4b3c8e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5";
+    let from_env = Config::from_toml_str("", &|name| {
+        (name == "DEPLOYBOT_SESSION_KEY").then(|| KEY.to_string())
+    })
+    .unwrap()
+    .session_key;
+    assert!(from_env.is_some());
+
+    let db = Arc::new(db);
+    let site = Site::start_private(Arc::clone(&db), None, |_| {}).await;
+    let stored_key_session = site.session(ACME_TOKEN).await;
+    let deployment = site
+        .deploy("acme", &site.web, req("ghcr.io/acme/web:v1"))
+        .await;
+    let stored_key_link = log_url(&site.config, &site.keys, deployment.id);
+    site.stop().await;
+
+    let key = from_env.clone();
+    let site = Site::start_private(Arc::clone(&db), None, move |c| c.session_key = key).await;
+    assert!(!site.accepts(&stored_key_session).await);
+    assert!(!site.opens(&stored_key_link).await);
+    let link = log_url(
+        &site.config,
+        &PageKeys::from_master(&hex::decode(KEY).unwrap()),
+        deployment.id,
+    );
+    assert!(site.opens(&link).await);
+    let session = site.session(ACME_TOKEN).await;
+    assert!(site.accepts(&session).await);
+
+    let elsewhere = Site::start_private(Arc::new(TestDb::sqlite()), None, move |c| {
+        c.session_key = from_env
+    })
+    .await;
+    assert!(elsewhere.accepts(&session).await);
+    site.stop().await;
+    elsewhere.stop().await;
+}
+
+/// A dashboard token scoped to `api-*` signs in: `/` does not show `web-production`, and its
+/// deployments are not found for that session.
+async fn a_session_shows_only_the_instances_its_token_covers(db: TestDb) {
+    const API_TEAM: &str = "acme-api-team-token-5d1e";
+    let site = Site::start_private(Arc::new(db), None, |config| {
+        config.api.tokens.push(ApiToken {
+            name: "api-team".into(),
+            tenant: "acme".into(),
+            sha256: sha256_hex(API_TEAM),
+            role: Role::Read,
+            instances: vec!["api-*".into()],
+        });
+    })
+    .await;
+    let deployment = site
+        .deploy("acme", &site.web, req("ghcr.io/acme/web:v1"))
+        .await;
+    let everything = site.session(ACME_TOKEN).await;
+    let scoped = site.session(API_TEAM).await;
+    let page = format!("/deployments/{}", deployment.id);
+
+    let index = site.get("/", Some(&everything)).await;
+    index.assert_contains(&["web-production"]);
+    assert_eq!(site.get(&page, Some(&everything)).await.status, 200);
+
+    let index = site.get("/", Some(&scoped)).await;
+    assert_eq!(index.status, 200);
+    index.assert_contains(&["signed in as <strong>api-team</strong>"]);
+    assert!(!index.body.contains("web-production"), "{}", index.body);
+    let answer = site.get(&page, Some(&scoped)).await;
+    assert_eq!(answer.status, 404, "{}", answer.body);
+    assert!(!answer.body.contains("ghcr.io/acme/web:v1"));
+    let events = site
+        .get(&format!("{page}/events?after=0"), Some(&scoped))
+        .await;
+    assert_ne!(events.status, 200, "{}", events.body);
+    site.stop().await;
+}
+
 both_backends_async!(
     index_lists_instances_and_latest_deployments,
     a_deployment_shows_its_trigger_and_pull_request,
@@ -1305,4 +1585,9 @@ both_backends_async!(
     events_return_lines_after_seq,
     unknown_and_malformed_ids_get_a_friendly_404,
     a_browser_follows_a_running_deployment,
+    a_session_or_log_link_signed_with_the_webhook_secret_is_refused,
+    a_session_ends_when_its_token_is_changed_or_removed_from_the_config,
+    two_servers_on_one_database_accept_each_others_sessions_and_log_links,
+    with_a_session_key_set_that_key_signs_sessions_and_log_links,
+    a_session_shows_only_the_instances_its_token_covers,
 );

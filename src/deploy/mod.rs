@@ -2,6 +2,7 @@
 //! moves through, and the `Store` it is kept in. Nothing here knows about HTTP or SQL.
 
 mod comment;
+pub mod env;
 mod error;
 pub mod service;
 mod state;

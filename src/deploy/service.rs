@@ -203,11 +203,8 @@ impl Service {
             ));
         }
         for key in request.env.keys() {
-            if key.is_empty() || key.contains('=') || key.contains('\0') {
-                return Err(Error::InvalidRequest(format!(
-                    "env key {key:?} is not a valid variable name"
-                )));
-            }
+            super::env::check_release_name(key)
+                .map_err(|e| Error::InvalidRequest(format!("env: {e}")))?;
         }
         if request.env.values().any(|v| v.contains('\0')) {
             return Err(Error::InvalidRequest(
@@ -377,6 +374,15 @@ impl Service {
                 }),
         })
         .await?;
+        // A release stored under an older rule may hold a name that is refused now.
+        for key in release.env.keys() {
+            super::env::check_release_name(key).map_err(|e| {
+                Error::InvalidRequest(format!(
+                    "release v{} cannot be deployed again: {e}; deploy a new release instead",
+                    release.version
+                ))
+            })?;
+        }
         let strategy = Self::choose_strategy(&spec, "")?;
         let mut deployment = Deployment::pending(&release, &strategy, initiator);
         deployment.kind = DeployKind::Rollback;

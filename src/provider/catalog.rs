@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use super::child_env::{self, SecretMask};
 use super::command::CommandProvider;
 use super::health::{CommandHealth, HttpHealth, Probe};
 use super::noop::NoopProvider;
@@ -52,6 +53,7 @@ pub fn spec_of(instance: &InstanceConfig) -> Result<InstanceSpec, ProviderError>
             argv: instance.provider.run.clone(),
             timeout: instance.provider.timeout,
             kill_grace: instance.provider.kill_grace,
+            pass_env: child_env::passed(&instance.pass_env),
         }),
     };
     let health: Option<Arc<dyn HealthCheck>> = match &instance.health {
@@ -64,7 +66,11 @@ pub fn spec_of(instance: &InstanceConfig) -> Result<InstanceSpec, ProviderError>
             };
             match (&h.url, &h.command) {
                 (Some(url), _) => Some(Arc::new(HttpHealth::new(url, probe)?)),
-                (None, Some(argv)) => Some(Arc::new(CommandHealth::new(argv.clone(), probe))),
+                (None, Some(argv)) => Some(Arc::new(CommandHealth::new(
+                    argv.clone(),
+                    probe,
+                    child_env::passed(&instance.pass_env),
+                ))),
                 (None, None) => None,
             }
         }
@@ -83,4 +89,18 @@ pub fn spec_of(instance: &InstanceConfig) -> Result<InstanceSpec, ProviderError>
         wait_for_github: !instance.required_contexts.is_empty(),
         env: instance.env.clone(),
     })
+}
+
+/// What stored logs mask: every secret value of the configuration
+/// ([`Config::secret_values`]) and the server's values of each instance's `secret_env`.
+pub fn secret_mask(config: &Config) -> SecretMask {
+    let mut values = config.secret_values();
+    for instance in &config.instances {
+        values.extend(
+            child_env::passed(&instance.secret_env)
+                .into_iter()
+                .map(|(_, value)| value),
+        );
+    }
+    SecretMask::new(values)
 }

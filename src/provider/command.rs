@@ -1,6 +1,7 @@
 //! The `command` provider: runs the configured argv once per phase, with everything about
 //! the deployment in environment variables. No shell is involved unless the configured
 //! program is one, and values from GitHub reach the command only as environment values.
+//! The command sees none of the server's environment but the `pass_env` values it is given.
 
 use std::time::Duration;
 
@@ -15,23 +16,42 @@ pub struct CommandProvider {
     pub argv: Vec<String>,
     pub timeout: Duration,
     pub kill_grace: Duration,
+    /// The server's values of the instance's `pass_env` names.
+    pub pass_env: Vec<(String, String)>,
+}
+
+/// The release's env, each name checked again (a release stored under an older rule may
+/// hold one that is refused now).
+pub(super) fn release_env(release: &ReleaseSpec) -> Result<Vec<(String, String)>, ProviderError> {
+    release
+        .env
+        .iter()
+        .map(|(name, value)| {
+            crate::deploy::env::check_release_name(name)
+                .map(|()| (name.clone(), value.clone()))
+                .map_err(|e| {
+                    ProviderError::Unavailable(format!(
+                        "release v{}: {e}; deploy a new release without it",
+                        release.version
+                    ))
+                })
+        })
+        .collect()
 }
 
 impl CommandProvider {
-    /// The environment of one phase: the release's env first, then the DEPLOY_* values,
-    /// so a release env cannot pretend to be another deployment.
+    /// The environment of one phase: the release's env first, then the `pass_env` values,
+    /// then the DEPLOY_* values, so a release env cannot pretend to be another deployment.
     fn env(
+        &self,
         run: &RunContext,
         phase: &str,
         slot: &str,
         release: &ReleaseSpec,
         percent: Option<u8>,
-    ) -> Vec<(String, String)> {
-        let mut env: Vec<(String, String)> = release
-            .env
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
+    ) -> Result<Vec<(String, String)>, ProviderError> {
+        let mut env = release_env(release)?;
+        env.extend(self.pass_env.iter().cloned());
         let deploy = [
             ("DEPLOY_ID", run.deployment_id.to_string()),
             ("DEPLOY_TENANT", run.tenant_id.clone()),
@@ -50,7 +70,7 @@ impl CommandProvider {
             ),
         ];
         env.extend(deploy.into_iter().map(|(k, v)| (k.to_string(), v)));
-        env
+        Ok(env)
     }
 
     async fn phase(
@@ -64,7 +84,7 @@ impl CommandProvider {
         if run.cancel.is_cancelled() {
             return Err(ProviderError::Cancelled);
         }
-        let env = Self::env(run, phase, slot, release, percent);
+        let env = self.env(run, phase, slot, release, percent)?;
         let program = self.argv.first().cloned().unwrap_or_default();
         run.log.system(format!("{phase} {slot}: running {program}"));
         let log = run.log.clone();

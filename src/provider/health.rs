@@ -112,15 +112,22 @@ impl HealthCheck for HttpHealth {
     }
 }
 
-/// Runs `argv` (no shell), expecting exit status 0 within the probe timeout.
+/// Runs `argv` (no shell), expecting exit status 0 within the probe timeout. It sees the
+/// release's env, the `pass_env` values and the DEPLOY_* values, nothing else of the server.
 pub struct CommandHealth {
     argv: Vec<String>,
     probe: Probe,
+    pass_env: Vec<(String, String)>,
 }
 
 impl CommandHealth {
-    pub fn new(argv: Vec<String>, probe: Probe) -> Self {
-        Self { argv, probe }
+    /// `pass_env`: the server's values of the instance's `pass_env` names.
+    pub fn new(argv: Vec<String>, probe: Probe, pass_env: Vec<(String, String)>) -> Self {
+        Self {
+            argv,
+            probe,
+            pass_env,
+        }
     }
 }
 
@@ -132,11 +139,13 @@ impl HealthCheck for CommandHealth {
 
     async fn wait_healthy(&self, run: &RunContext) -> Result<(), ProviderError> {
         let what = self.describe();
-        let env = vec![
+        let mut env = super::command::release_env(&run.release)?;
+        env.extend(self.pass_env.iter().cloned());
+        env.extend([
             ("DEPLOY_ID".to_string(), run.deployment_id.to_string()),
             ("DEPLOY_INSTANCE".to_string(), run.instance.clone()),
             ("DEPLOY_ENVIRONMENT".to_string(), run.environment.clone()),
-        ];
+        ]);
         until_healthy(run, self.probe, &what, || async {
             let log = run.log.clone();
             let outcome = process::run(

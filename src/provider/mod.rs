@@ -3,11 +3,13 @@
 //! module touches the running system (processes, health endpoints).
 
 pub mod catalog;
+pub mod child_env;
 pub mod command;
 pub mod health;
 pub mod noop;
 pub mod process;
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -16,6 +18,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::deploy::{DeploymentId, Env, ReleaseId};
+pub use child_env::SecretMask;
 
 /// A release as a provider needs it: what to run.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,10 +58,12 @@ pub struct LogLine {
 
 /// Where providers and strategies write a deployment's log. Never blocks: when the
 /// writer falls behind, lines are counted as dropped and the count is logged instead.
+/// A masking sink replaces every secret value in a line with `***` before passing it on.
 #[derive(Clone)]
 pub struct LogSink {
     tx: mpsc::Sender<LogLine>,
     dropped: Arc<AtomicU64>,
+    mask: Option<Arc<SecretMask>>,
 }
 
 impl LogSink {
@@ -69,6 +74,7 @@ impl LogSink {
             Self {
                 tx,
                 dropped: Arc::new(AtomicU64::new(0)),
+                mask: None,
             },
             rx,
         )
@@ -79,15 +85,20 @@ impl LogSink {
         Self::channel(1).0
     }
 
+    /// This sink, masking the secret values of `mask` in every line.
+    pub fn masking(mut self, mask: Arc<SecretMask>) -> Self {
+        self.mask = Some(mask);
+        self
+    }
+
     pub fn line(&self, stream: LogStream, text: impl Into<String>) {
-        if self
-            .tx
-            .try_send(LogLine {
-                stream,
-                text: text.into(),
-            })
-            .is_err()
+        let mut text = text.into();
+        if let Some(mask) = &self.mask
+            && let Cow::Owned(masked) = mask.apply(&text)
         {
+            text = masked;
+        }
+        if self.tx.try_send(LogLine { stream, text }).is_err() {
             self.dropped.fetch_add(1, Ordering::Relaxed);
         }
     }

@@ -29,6 +29,8 @@ use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::{Instant, sleep, sleep_until};
 use tokio_util::sync::CancellationToken;
 
+use super::child_env;
+
 /// Longest line handed to `on_line`, in bytes; the rest of a longer line is dropped.
 pub const MAX_LINE_BYTES: usize = 64 * 1024;
 
@@ -60,8 +62,9 @@ const DRAIN_MAX: Duration = Duration::from_secs(3);
 pub struct RunSpec<'a> {
     /// `argv[0]` is the program (looked up in `PATH` when it has no `/`); never passed through a shell.
     pub argv: &'a [String],
-    /// Added to the inherited environment of the child. Values that come from GitHub (refs,
-    /// SHAs, comment text) must arrive ONLY here, never in `argv`.
+    /// The child's environment, on top of the fixed `PATH`, `HOME` and `LANG` of
+    /// [`child_env::base`]: nothing of the server's own environment is inherited. Values
+    /// that come from GitHub (refs, SHAs, comment text) must arrive ONLY here, never in `argv`.
     pub env: &'a [(String, String)],
     /// Working directory of the child; the current one when `None`.
     pub cwd: Option<&'a Path>,
@@ -107,10 +110,8 @@ pub enum RunError {
     EmptyArgv,
     #[error("argument {index} of the command contains a NUL byte")]
     InvalidArgument { index: usize },
-    #[error(
-        "environment variable {name:?} cannot be passed: names must be non-empty and contain no '=' or NUL, values no NUL"
-    )]
-    InvalidEnv { name: String },
+    #[error("{reason}")]
+    InvalidEnv { name: String, reason: String },
     #[error("working directory {} is not usable: {source}", path.display())]
     Cwd { path: PathBuf, source: io::Error },
     #[error(
@@ -143,6 +144,9 @@ pub async fn run(
 
     let mut cmd = Command::new(program);
     cmd.args(args)
+        // Nothing of the server's environment (its secrets included) reaches the child.
+        .env_clear()
+        .envs(child_env::base())
         // Values are handed to execve as they are: nothing here is ever seen by a shell.
         .envs(spec.env.iter().map(|(k, v)| (k, v)))
         // A deploy command must not wait for input that will never come.
@@ -264,8 +268,19 @@ fn validate(argv: &[String], env: &[(String, String)]) -> Result<(), RunError> {
         return Err(RunError::InvalidArgument { index });
     }
     for (name, value) in env {
-        if name.is_empty() || name.contains('=') || name.contains('\0') || value.contains('\0') {
-            return Err(RunError::InvalidEnv { name: name.clone() });
+        if let Err(e) = crate::deploy::env::check_child_name(name) {
+            return Err(RunError::InvalidEnv {
+                name: name.clone(),
+                reason: e.to_string(),
+            });
+        }
+        if value.contains('\0') {
+            return Err(RunError::InvalidEnv {
+                name: name.clone(),
+                reason: format!(
+                    "the value of environment variable {name} contains a NUL byte, which no process environment can hold"
+                ),
+            });
         }
     }
     Ok(())
@@ -796,7 +811,14 @@ mod tests {
             validate(&argv, &[]),
             Err(RunError::InvalidArgument { index: 1 })
         ));
-        for (k, v) in [("", "x"), ("A=B", "x"), ("A", "x\0y")] {
+        for (k, v) in [
+            ("", "x"),
+            ("A=B", "x"),
+            ("A", "x\0y"),
+            ("LD_PRELOAD", "/tmp/x.so"),
+            ("PATH", "/tmp"),
+            ("BASH_FUNC_echo%%", "() { id; }"),
+        ] {
             let env = vec![(k.to_owned(), v.to_owned())];
             assert!(matches!(
                 validate(&argv[..1], &env),

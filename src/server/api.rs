@@ -22,7 +22,7 @@ use utoipa::{IntoParams, Modify, OpenApi, ToSchema};
 use utoipa_actix_web::OpenApiFactory;
 
 use super::AppState;
-use super::auth::{Caller, HOW_TO_AUTHENTICATE};
+use super::auth::{Authorized, Caller, HOW_TO_AUTHENTICATE, need};
 use super::error::{self, ApiError, ErrorBody};
 use crate::deploy::service::blocking;
 use crate::deploy::{
@@ -561,9 +561,70 @@ impl<T: DeserializeOwned + 'static> FromRequest for ApiJson<T> {
 // Routes
 // ---------------------------------------------------------------------------------------------
 
-/// The caller's instance named by `key` (an `inst_…` id or a name), or a 404.
+/// The caller's instance named by `key` (an `inst_…` id or a name), or a 404. An instance
+/// outside the token's `instances` globs is a 404 too, the same as one that does not exist.
 async fn resolve(state: &AppState, caller: &Caller, key: &str) -> Result<Instance, ApiError> {
-    Ok(state.service.resolve_instance(&caller.tenant, key).await?)
+    let instance = state.service.resolve_instance(&caller.tenant, key).await?;
+    if !caller.covers(&instance.name) {
+        return Err(Error::not_found("instance", key).into());
+    }
+    Ok(instance)
+}
+
+/// Whether the instance `id` of the caller's tenant is within the token's globs.
+async fn covers_instance(
+    state: &AppState,
+    caller: &Caller,
+    id: crate::deploy::InstanceId,
+) -> Result<bool, ApiError> {
+    if caller.instances.is_empty() {
+        return Ok(true);
+    }
+    let instance = state
+        .service
+        .resolve_instance(&caller.tenant, &id.to_string())
+        .await?;
+    Ok(caller.covers(&instance.name))
+}
+
+/// The caller's deployment `id`, or a 404 (also when its instance is outside the token's
+/// globs).
+async fn visible_deployment(
+    state: &AppState,
+    caller: &Caller,
+    id: DeploymentId,
+) -> Result<Deployment, ApiError> {
+    let deployment = state.service.get_deployment(&caller.tenant, id).await?;
+    if !covers_instance(state, caller, deployment.instance_id).await? {
+        return Err(Error::not_found("deployment", id).into());
+    }
+    Ok(deployment)
+}
+
+/// A deploy's `env` may name only what may reach a child process at all
+/// (`deploy::env`) and what the instance's `api_env` lists: anything else is a 422 naming it.
+fn check_api_env(
+    state: &AppState,
+    tenant: &str,
+    instance: &Instance,
+    env: &BTreeMap<String, String>,
+) -> Result<(), ApiError> {
+    let allowed = state
+        .config
+        .instance(tenant, &instance.name)
+        .map(|i| i.api_env.as_slice())
+        .unwrap_or_default();
+    for name in env.keys() {
+        crate::deploy::env::check_release_name(name)
+            .map_err(|e| ApiError::invalid_env(format!("env: {e}")))?;
+        if !allowed.contains(name) {
+            return Err(ApiError::invalid_env(format!(
+                "env: {name} cannot be set through the API for instance {}: ask an operator to add \"{name}\" to the instance's api_env in the configuration",
+                instance.name
+            )));
+        }
+    }
+    Ok(())
 }
 
 fn created(deployment: Deployment) -> HttpResponse {
@@ -584,10 +645,11 @@ fn created(deployment: Deployment) -> HttpResponse {
 )]
 #[get("/instances")]
 async fn list_instances(
-    caller: Caller,
+    caller: Authorized<need::Read>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let instances = state.service.list_instances(&caller.tenant).await?;
+    let mut instances = state.service.list_instances(&caller.tenant).await?;
+    instances.retain(|i| caller.covers(&i.name));
     let store = Arc::clone(&state.store);
     let tenant = caller.tenant.clone();
     let with_active = blocking(move || {
@@ -621,21 +683,24 @@ async fn list_instances(
             headers(("Location" = String, description = "The deployment's URL"))),
         (status = 400, description = "The body or a value in it is wrong", body = ErrorBody),
         (status = 401, description = "No valid bearer token", body = ErrorBody),
-        (status = 404, description = "No such instance for the tenant", body = ErrorBody),
+        (status = 403, description = "The token's role is weaker than deploy", body = ErrorBody),
+        (status = 404, description = "No such instance for the tenant (or outside the token's instances)", body = ErrorBody),
         (status = 413, description = "The body is too large", body = ErrorBody),
         (status = 415, description = "The body is not JSON", body = ErrorBody),
+        (status = 422, description = "An env name is refused, or not in the instance's api_env", body = ErrorBody),
     ),
     security(("bearer" = []))
 )]
 #[post("/instances/{instance}/deploy")]
 async fn deploy(
-    caller: Caller,
+    caller: Authorized<need::Deploy>,
     state: web::Data<AppState>,
     instance: web::Path<String>,
     body: ApiJson<DeployBody>,
 ) -> Result<HttpResponse, ApiError> {
     let instance = resolve(&state, &caller, &instance).await?;
     let ApiJson(body) = body;
+    check_api_env(&state, &caller.tenant, &instance, &body.env)?;
     let request = DeployRequest {
         instance_id: instance.id,
         image: body.image,
@@ -662,14 +727,15 @@ async fn deploy(
             headers(("Location" = String, description = "The deployment's URL"))),
         (status = 400, description = "The body is wrong, or there is no previous release", body = ErrorBody),
         (status = 401, description = "No valid bearer token", body = ErrorBody),
-        (status = 404, description = "No such instance, release or version for the tenant", body = ErrorBody),
+        (status = 403, description = "The token's role is weaker than deploy", body = ErrorBody),
+        (status = 404, description = "No such instance, release or version for the tenant (or outside the token's instances)", body = ErrorBody),
         (status = 415, description = "The body is not JSON", body = ErrorBody),
     ),
     security(("bearer" = []))
 )]
 #[post("/instances/{instance}/rollback")]
 async fn rollback(
-    caller: Caller,
+    caller: Authorized<need::Deploy>,
     state: web::Data<AppState>,
     instance: web::Path<String>,
     body: ApiJson<RollbackBody>,
@@ -691,13 +757,13 @@ async fn rollback(
         (status = 200, description = "One page", body = DeployListJson),
         (status = 400, description = "A bad cursor or limit", body = ErrorBody),
         (status = 401, description = "No valid bearer token", body = ErrorBody),
-        (status = 404, description = "No such instance for the tenant", body = ErrorBody),
+        (status = 404, description = "No such instance for the tenant (or outside the token's instances)", body = ErrorBody),
     ),
     security(("bearer" = []))
 )]
 #[get("/instances/{instance}/deployments")]
 async fn list_deployments(
-    caller: Caller,
+    caller: Authorized<need::Read>,
     state: web::Data<AppState>,
     instance: web::Path<String>,
     query: web::Query<ListQuery>,
@@ -719,13 +785,13 @@ async fn list_deployments(
         (status = 200, description = "One page", body = ReleaseListJson),
         (status = 400, description = "A bad cursor or limit", body = ErrorBody),
         (status = 401, description = "No valid bearer token", body = ErrorBody),
-        (status = 404, description = "No such instance for the tenant", body = ErrorBody),
+        (status = 404, description = "No such instance for the tenant (or outside the token's instances)", body = ErrorBody),
     ),
     security(("bearer" = []))
 )]
 #[get("/instances/{instance}/releases")]
 async fn list_releases(
-    caller: Caller,
+    caller: Authorized<need::Read>,
     state: web::Data<AppState>,
     instance: web::Path<String>,
     query: web::Query<ListQuery>,
@@ -747,18 +813,18 @@ async fn list_releases(
         (status = 200, description = "The deployment", body = DeploymentJson),
         (status = 400, description = "The id is malformed", body = ErrorBody),
         (status = 401, description = "No valid bearer token", body = ErrorBody),
-        (status = 404, description = "No such deployment for the tenant", body = ErrorBody),
+        (status = 404, description = "No such deployment for the tenant (or outside the token's instances)", body = ErrorBody),
     ),
     security(("bearer" = []))
 )]
 #[get("/deployments/{id}")]
 async fn get_deployment(
-    caller: Caller,
+    caller: Authorized<need::Read>,
     state: web::Data<AppState>,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let id: DeploymentId = parse_id("path parameter `id`", &id)?;
-    let deployment = state.service.get_deployment(&caller.tenant, id).await?;
+    let deployment = visible_deployment(&state, &caller, id).await?;
     Ok(HttpResponse::Ok().json(DeploymentJson::from(deployment)))
 }
 
@@ -770,18 +836,20 @@ async fn get_deployment(
         (status = 204, description = "Cancelled, or cancellation requested"),
         (status = 400, description = "The id is malformed", body = ErrorBody),
         (status = 401, description = "No valid bearer token", body = ErrorBody),
-        (status = 404, description = "No such deployment for the tenant", body = ErrorBody),
+        (status = 403, description = "The token's role is weaker than deploy", body = ErrorBody),
+        (status = 404, description = "No such deployment for the tenant (or outside the token's instances)", body = ErrorBody),
         (status = 409, description = "The deployment has already finished", body = ErrorBody),
     ),
     security(("bearer" = []))
 )]
 #[post("/deployments/{id}/cancel")]
 async fn cancel(
-    caller: Caller,
+    caller: Authorized<need::Deploy>,
     state: web::Data<AppState>,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let id: DeploymentId = parse_id("path parameter `id`", &id)?;
+    visible_deployment(&state, &caller, id).await?;
     state
         .service
         .cancel(&caller.tenant, id, &caller.name)
@@ -797,13 +865,13 @@ async fn cancel(
         (status = 200, description = "Log lines, oldest first", body = LogPageJson),
         (status = 400, description = "The id, after or limit is malformed", body = ErrorBody),
         (status = 401, description = "No valid bearer token", body = ErrorBody),
-        (status = 404, description = "No such deployment for the tenant", body = ErrorBody),
+        (status = 404, description = "No such deployment for the tenant (or outside the token's instances)", body = ErrorBody),
     ),
     security(("bearer" = []))
 )]
 #[get("/deployments/{id}/logs")]
 async fn logs(
-    caller: Caller,
+    caller: Authorized<need::Read>,
     state: web::Data<AppState>,
     id: web::Path<String>,
     query: web::Query<LogQuery>,
@@ -821,8 +889,8 @@ async fn logs(
             u32::try_from(n).unwrap_or(LOG_PAGE_LIMIT)
         }
     };
-    // A deployment of another tenant is a 404, not an empty log.
-    state.service.get_deployment(&caller.tenant, id).await?;
+    // A deployment of another tenant (or instance) is a 404, not an empty log.
+    visible_deployment(&state, &caller, id).await?;
     let lines = state
         .service
         .read_logs(&caller.tenant, id, after, limit)
@@ -842,18 +910,21 @@ async fn logs(
         (status = 200, description = "The release", body = ReleaseJson),
         (status = 400, description = "The id is malformed", body = ErrorBody),
         (status = 401, description = "No valid bearer token", body = ErrorBody),
-        (status = 404, description = "No such release for the tenant", body = ErrorBody),
+        (status = 404, description = "No such release for the tenant (or outside the token's instances)", body = ErrorBody),
     ),
     security(("bearer" = []))
 )]
 #[get("/releases/{id}")]
 async fn get_release(
-    caller: Caller,
+    caller: Authorized<need::Read>,
     state: web::Data<AppState>,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let id: ReleaseId = parse_id("path parameter `id`", &id)?;
     let release = state.service.get_release(&caller.tenant, id).await?;
+    if !covers_instance(&state, &caller, release.instance_id).await? {
+        return Err(Error::not_found("release", id).into());
+    }
     Ok(HttpResponse::Ok().json(ReleaseJson::from(release)))
 }
 

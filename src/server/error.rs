@@ -28,6 +28,8 @@ pub enum ErrorCode {
     InvalidState,
     /// 400: the request is wrong; the message names the part.
     InvalidRequest,
+    /// 422: an env name the instance does not accept; the message names it.
+    InvalidEnv,
     /// 409: a uniqueness rule would be broken.
     Conflict,
     /// 401: no token, a malformed header or an unknown token.
@@ -52,6 +54,7 @@ impl ErrorCode {
             ErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ErrorCode::InvalidState | ErrorCode::Conflict => StatusCode::CONFLICT,
             ErrorCode::InvalidRequest => StatusCode::BAD_REQUEST,
+            ErrorCode::InvalidEnv => StatusCode::UNPROCESSABLE_ENTITY,
             ErrorCode::Unauthenticated => StatusCode::UNAUTHORIZED,
             ErrorCode::Forbidden => StatusCode::FORBIDDEN,
             ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
@@ -68,6 +71,7 @@ impl ErrorCode {
             ErrorCode::MethodNotAllowed => "method_not_allowed",
             ErrorCode::InvalidState => "invalid_state",
             ErrorCode::InvalidRequest => "invalid_request",
+            ErrorCode::InvalidEnv => "invalid_env",
             ErrorCode::Conflict => "conflict",
             ErrorCode::Unauthenticated => "unauthenticated",
             ErrorCode::Forbidden => "forbidden",
@@ -96,7 +100,7 @@ pub struct ErrorBody {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct ErrorDetail {
     /// One of `not_found`, `method_not_allowed`, `invalid_state`, `invalid_request`,
-    /// `conflict`, `unauthenticated`, `forbidden`, `payload_too_large`,
+    /// `invalid_env`, `conflict`, `unauthenticated`, `forbidden`, `payload_too_large`,
     /// `unsupported_media_type`, `unavailable`, `internal`.
     #[schema(example = "not_found")]
     pub code: String,
@@ -127,6 +131,11 @@ impl ApiError {
     /// 400 `invalid_request`.
     pub fn invalid_request(message: impl Into<String>) -> Self {
         Self::new(ErrorCode::InvalidRequest, message)
+    }
+
+    /// 422 `invalid_env`.
+    pub fn invalid_env(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::InvalidEnv, message)
     }
 
     /// 404 `not_found`.

@@ -28,6 +28,8 @@ pub struct AppState {
     pub service: Service,
     /// Cancelled when the worker stops (readiness turns false).
     pub worker_alive: CancellationToken,
+    /// The keys that sign page sessions and log links.
+    pub keys: pages::PageKeys,
 }
 
 /// Why the server could not start or stopped with an error.
@@ -110,15 +112,18 @@ pub async fn serve(config: Config, options: ServeOptions) -> Result<(), ServeErr
 
     let shutdown = CancellationToken::new();
     let worker_alive = CancellationToken::new();
-    let worker = Arc::new(Worker::new(
-        &service,
-        WorkerSettings {
-            concurrency: config.worker.concurrency,
-            lease: config.worker.lease,
-            grace: config.worker.grace,
-            ..WorkerSettings::default()
-        },
-    ));
+    let worker = Arc::new(
+        Worker::new(
+            &service,
+            WorkerSettings {
+                concurrency: config.worker.concurrency,
+                lease: config.worker.lease,
+                grace: config.worker.grace,
+                ..WorkerSettings::default()
+            },
+        )
+        .masking(crate::provider::catalog::secret_mask(&config)),
+    );
     let client = crate::github::client::GithubClient::from_config(&config.github)
         .map_err(ServeError::Github)?
         .map(Arc::new);
@@ -136,13 +141,20 @@ pub async fn serve(config: Config, options: ServeOptions) -> Result<(), ServeErr
         ));
         tokio::spawn(redeliverer.run(shutdown.clone()))
     });
+    let keys = {
+        let (config, store) = (Arc::clone(&config), Arc::clone(&store));
+        tokio::task::spawn_blocking(move || pages::PageKeys::load(&config, &store))
+            .await
+            .map_err(|e| ServeError::Store(Error::Internal(e.to_string())))??
+    };
     let log_config = Arc::clone(&config);
+    let log_keys = keys.clone();
     // Private pages: the link carries a read token for that one deployment.
     let log_url: crate::github::outbox::LogUrl = Arc::new(move |d: &crate::deploy::Deployment| {
         if log_config.pages.public {
             format!("{}/deployments/{}", log_config.public_url, d.id)
         } else {
-            pages::log_url(&log_config, d.id)
+            pages::log_url(&log_config, &log_keys, d.id)
         }
     });
     let sender = Arc::new(crate::github::outbox::Sender::new(
@@ -169,6 +181,7 @@ pub async fn serve(config: Config, options: ServeOptions) -> Result<(), ServeErr
         store,
         service,
         worker_alive,
+        keys,
     });
     let webhook_settings = web::Data::new(webhook::WebhookSettings {
         insecure_no_signature: options.insecure_no_signature,

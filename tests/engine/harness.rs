@@ -95,6 +95,7 @@ fn build(def: &SpecDef, pool: &str) -> InstanceSpec {
             argv: vec![path.display().to_string(), pool.to_string()],
             timeout: Duration::from_secs(60),
             kill_grace: Duration::from_secs(2),
+            pass_env: Vec::new(),
         }),
     };
     InstanceSpec {
@@ -222,6 +223,24 @@ impl Engine {
         }
     }
 
+    /// The whole stored log, page by page.
+    pub async fn full_log(&self, id: DeploymentId) -> Vec<(String, String)> {
+        let mut lines = Vec::new();
+        let mut after = 0;
+        loop {
+            let page = self
+                .service
+                .read_logs("acme", id, after, 1000)
+                .await
+                .unwrap();
+            let Some(last) = page.last() else {
+                return lines;
+            };
+            after = last.seq;
+            lines.extend(page.into_iter().map(|l| (l.stream, l.line)));
+        }
+    }
+
     /// The stored log, once the writer has flushed it.
     pub async fn log(&self, id: DeploymentId) -> Vec<String> {
         tokio::time::sleep(Duration::from_millis(300)).await;
@@ -293,6 +312,29 @@ echo "to stderr" >&2"#,
   wait
 fi"#,
         )
+    }
+
+    /// Writes its process group id, then waits until `finish` is called, and succeeds.
+    pub fn finishing_on_cue() -> Script {
+        Script::write(
+            r#"echo $$ > "$DIR/pgid.tmp" && mv "$DIR/pgid.tmp" "$DIR/pgid"
+while [ ! -e "$DIR/go" ]; do sleep 0.05; done
+echo "finished on cue""#,
+        )
+    }
+
+    /// Prints 100,000 empty lines, then `DONE-MARKER` after a moment.
+    pub fn flooding() -> Script {
+        Script::write(
+            r#"yes '' | head -n 100000
+sleep 0.5
+echo DONE-MARKER"#,
+        )
+    }
+
+    /// Lets a `finishing_on_cue` script end.
+    pub fn finish(&self) {
+        std::fs::write(self.dir.path().join("go"), "").unwrap();
     }
 
     /// On the start phase: records (deployment, instance, image, pool, start ns, end ns).
