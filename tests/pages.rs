@@ -52,7 +52,8 @@ struct Site {
     handle: ServerHandle,
     shutdown: CancellationToken,
     http: reqwest::Client,
-    db: Arc<TestDb>,
+    /// Kept for as long as the server runs.
+    _db: Arc<TestDb>,
 }
 
 fn sha256_hex(text: &str) -> String {
@@ -222,7 +223,7 @@ impl Site {
             handle,
             shutdown,
             http,
-            db,
+            _db: db,
         }
     }
 

@@ -45,7 +45,7 @@ use crate::deploy::{
 };
 use access::Session;
 
-pub use access::{LOG_TOKEN_TTL, LogTokenError, log_token, log_url, verify_log_token};
+pub use access::{LOG_TOKEN_TTL, LogTokenError, PageKeys, log_token, log_url, verify_log_token};
 
 /// Deployments listed per instance on `/`.
 const LATEST: u32 = 10;
@@ -66,13 +66,14 @@ enum Viewer {
 }
 
 impl Viewer {
-    fn of(req: &HttpRequest, config: &Config) -> Viewer {
+    fn of(req: &HttpRequest, state: &AppState) -> Viewer {
+        let config = &state.config;
         let session = req
             .headers()
             .get_all(header::COOKIE)
             .filter_map(|v| v.to_str().ok())
             .find_map(|h| access::cookie(h, access::SESSION_COOKIE))
-            .and_then(|value| access::verify_session(config, value, Utc::now()));
+            .and_then(|value| access::verify_session(config, &state.keys, value, Utc::now()));
         match (config.pages.public, session) {
             (true, session) => Viewer::Public(session),
             (false, Some(session)) => Viewer::Signed(session),
@@ -86,6 +87,16 @@ impl Viewer {
             Viewer::Public(_) => configured_tenants(config),
             Viewer::Signed(session) => vec![session.tenant.clone()],
             Viewer::Anonymous => Vec::new(),
+        }
+    }
+
+    /// Whether this viewer may see the instance `name` (a signed-in token's `instances`
+    /// globs; public pages show every instance).
+    fn covers(&self, name: &str) -> bool {
+        match self {
+            Viewer::Public(_) => true,
+            Viewer::Signed(session) => session.covers(name),
+            Viewer::Anonymous => false,
         }
     }
 
@@ -283,9 +294,22 @@ async fn lookup(
     let config = &state.config;
     let store = Arc::clone(&state.store);
     let tenants = viewer.tenants(config);
-    if let Some((tenant, deployment)) =
-        blocking(move || find_deployment(store.as_ref(), &tenants, id)).await?
-    {
+    let found = blocking(move || {
+        let Some((tenant, deployment)) = find_deployment(store.as_ref(), &tenants, id)? else {
+            return Ok(None);
+        };
+        let instance = optional(store.get_instance(&tenant, deployment.instance_id))?;
+        Ok(Some((tenant, deployment, instance)))
+    })
+    .await?;
+    // A deployment of an instance outside a signed-in token's globs is not found for it
+    // (a log token may still open it).
+    let found = found.filter(|(_, _, instance)| match (viewer, instance) {
+        (Viewer::Public(_), _) => true,
+        (_, Some(instance)) => viewer.covers(&instance.name),
+        (_, None) => false,
+    });
+    if let Some((tenant, deployment, _)) = found {
         return Ok(Lookup::Found {
             tenant,
             deployment: Box::new(deployment),
@@ -298,7 +322,7 @@ async fn lookup(
             _ => Lookup::NotFound,
         });
     };
-    match verify_log_token(&access::secrets(config), id, token, Utc::now()) {
+    match verify_log_token(&state.keys, id, token, Utc::now()) {
         Ok(()) => {}
         Err(LogTokenError::Expired) => return Ok(Lookup::Denied("link_expired")),
         Err(LogTokenError::Invalid | LogTokenError::Malformed) => {
@@ -428,7 +452,7 @@ fn not_found_page(id: &str, viewer: &Viewer) -> HttpResponse {
 }
 
 async fn index(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
-    let viewer = Viewer::of(&req, &state.config);
+    let viewer = Viewer::of(&req, &state);
     if !viewer.sees_index() {
         return to_signin("/", "signin_required");
     }
@@ -436,7 +460,12 @@ async fn index(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
     let github = github_web(&state.config);
     let store = Arc::clone(&state.store);
     match blocking(move || load_index(store.as_ref(), &tenants, github)).await {
-        Ok(view) => html_page(StatusCode::OK, views::index(&view, &viewer, Utc::now())),
+        Ok(mut view) => {
+            for tenant in &mut view.tenants {
+                tenant.instances.retain(|i| viewer.covers(&i.instance.name));
+            }
+            html_page(StatusCode::OK, views::index(&view, &viewer, Utc::now()))
+        }
         Err(e) => store_error_page(&e, &viewer),
     }
 }
@@ -453,7 +482,7 @@ async fn deployment_page(
     path: web::Path<String>,
     query: web::Query<TokenQuery>,
 ) -> HttpResponse {
-    let viewer = Viewer::of(&req, &state.config);
+    let viewer = Viewer::of(&req, &state);
     let raw_id = path.into_inner();
     let Ok(id) = DeploymentId::parse(&raw_id) else {
         return not_found_page(&raw_id, &viewer);
@@ -508,7 +537,7 @@ async fn events(
     path: web::Path<String>,
     query: web::Query<EventsQuery>,
 ) -> HttpResponse {
-    let viewer = Viewer::of(&req, &state.config);
+    let viewer = Viewer::of(&req, &state);
     let raw_id = path.into_inner();
     let Ok(id) = DeploymentId::parse(&raw_id) else {
         return json_error(
@@ -607,7 +636,7 @@ async fn signin_form(
     query: web::Query<SigninQuery>,
 ) -> HttpResponse {
     let next = access::local_path(query.next.as_deref());
-    let viewer = Viewer::of(&req, &state.config);
+    let viewer = Viewer::of(&req, &state);
     if state.config.pages.public && query.reason.is_none() {
         return see_other(&next);
     }
@@ -679,9 +708,9 @@ async fn signin(
         );
     }
     match access::check_api_token(config, &form.token) {
-        Some(session) => {
-            tracing::info!(token = %session.name, tenant = %session.tenant, "signed in to the pages");
-            let value = access::session_value(config, &session, Utc::now());
+        Some(token) => {
+            tracing::info!(token = %token.name, tenant = %token.tenant, role = %token.role, "signed in to the pages");
+            let value = access::session_value(&state.keys, token, Utc::now());
             HttpResponse::SeeOther()
                 .insert_header((header::LOCATION, next))
                 .insert_header((header::CACHE_CONTROL, "no-store"))

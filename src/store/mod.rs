@@ -4,6 +4,7 @@
 mod comments;
 mod cursor;
 mod group;
+mod keys;
 mod outbox;
 mod queue;
 mod rows;

@@ -144,4 +144,12 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    session_keys (name) {
+        name -> Text,
+        secret -> Text,
+        created_at -> Timestamp,
+    }
+}
+
 diesel::allow_tables_to_appear_in_same_query!(deployments, releases, instances);

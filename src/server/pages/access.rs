@@ -2,20 +2,20 @@
 //! signed, expiring log tokens that let someone arriving from a pull request read one
 //! deployment without an account.
 //!
-//! Keys. Sessions and log tokens are HMAC-SHA256 tags under keys derived from the webhook
-//! secret: `key = HMAC-SHA256(secret, label)`, with one label per purpose, so a session
-//! value can never pass as a log token or the reverse, and the webhook secret itself never
-//! signs anything but webhooks. Deriving from a configured secret (rather than a random key
-//! per process) is what makes a `log_url` posted on GitHub keep working for its 30 days
-//! across restarts and on every replica behind a load balancer. New values are signed with
-//! the first secret and checked against all of them, so rotating `DEPLOYBOT_WEBHOOK_SECRET`
-//! ("new,old") keeps existing links and sessions valid until the old secret is removed —
-//! and removing it revokes them all. Only when no secret is configured at all (a laptop
-//! started with `--insecure-no-signature`) is a random key per process used; then links
-//! and sessions end with the process.
+//! Keys. Sessions and log tokens are HMAC-SHA256 tags under keys derived from one master
+//! key of their own, never from the webhook secret: `key = HMAC-SHA256(master, label)`, one
+//! label per purpose, so a session value can never pass as a log token or the reverse. The
+//! master key is `DEPLOYBOT_SESSION_KEY` when set; otherwise the first server to start
+//! generates 32 random bytes and keeps them in the database (`session_keys`), where every
+//! replica and every restart finds the same key, so a `log_url` posted on GitHub keeps
+//! working for its 30 days. Changing the key ends every session and link.
+//!
+//! A session names the API token it came from: its name, tenant and a fingerprint of its
+//! configured SHA-256. Removing the token, or giving it another value, ends its sessions;
+//! its role and instance globs are read from the configuration on every request.
 
+use std::fmt;
 use std::io::Read;
-use std::sync::OnceLock;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -25,8 +25,9 @@ use hmac::digest::{Digest, Key, KeyInit, Mac};
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
-use crate::config::Config;
-use crate::deploy::DeploymentId;
+use crate::config::{ApiToken, Config};
+use crate::deploy::{DeploymentId, Error};
+use crate::store::DieselStore;
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -37,8 +38,10 @@ pub(super) const SESSION_TTL: TimeDelta = TimeDelta::days(7);
 /// The session cookie's name.
 pub(super) const SESSION_COOKIE: &str = "deploybot_session";
 
-const SESSION_LABEL: &[u8] = b"deploybot/pages/session/v1";
-const LOG_TOKEN_LABEL: &[u8] = b"deploybot/pages/log-token/v1";
+const SESSION_LABEL: &[u8] = b"deploybot/pages/session/v2";
+const LOG_TOKEN_LABEL: &[u8] = b"deploybot/pages/log-token/v2";
+/// The row of `session_keys` that holds the generated master key.
+const STORED_KEY_NAME: &str = "pages";
 
 /// Why a log token was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -67,9 +70,9 @@ fn keyed(key: &[u8]) -> HmacSha256 {
     <HmacSha256 as KeyInit>::new(&block)
 }
 
-/// The purpose-specific key derived from a secret.
-fn derive(secret: &[u8], label: &[u8]) -> [u8; 32] {
-    let mut mac = keyed(secret);
+/// The purpose-specific key derived from the master key.
+fn derive(master: &[u8], label: &[u8]) -> [u8; 32] {
+    let mut mac = keyed(master);
     mac.update(label);
     let mut out = [0u8; 32];
     out.copy_from_slice(&mac.finalize().into_bytes());
@@ -84,48 +87,56 @@ fn tag(key: &[u8; 32], message: &[u8]) -> [u8; 32] {
     out
 }
 
-/// Constant-time check of `tag` over `message` under any of the keys derived from `secrets`.
-fn verify_tag(secrets: &[&[u8]], label: &[u8], message: &[u8], tag: &[u8]) -> bool {
-    let mut ok = false;
-    for secret in secrets {
-        let mut mac = keyed(&derive(secret, label));
-        mac.update(message);
-        ok |= mac.verify_slice(tag).is_ok();
+/// Constant-time check of `tag` over `message` under `key`.
+fn verify_tag(key: &[u8; 32], message: &[u8], tag: &[u8]) -> bool {
+    let mut mac = keyed(key);
+    mac.update(message);
+    mac.verify_slice(tag).is_ok()
+}
+
+/// 32 bytes from the operating system's random source.
+fn random_key() -> std::io::Result<[u8; 32]> {
+    let mut key = [0u8; 32];
+    std::fs::File::open("/dev/urandom")?.read_exact(&mut key)?;
+    Ok(key)
+}
+
+/// The keys that sign page sessions and log links: one per purpose, both derived from the
+/// master key (see the module documentation). `Debug` shows no key.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PageKeys {
+    session: [u8; 32],
+    log: [u8; 32],
+}
+
+impl fmt::Debug for PageKeys {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("PageKeys(<redacted>)")
     }
-    ok
 }
 
-/// A random key for this process, used only when no webhook secret is configured.
-fn process_key() -> &'static [u8; 32] {
-    static KEY: OnceLock<[u8; 32]> = OnceLock::new();
-    KEY.get_or_init(|| {
-        let mut key = [0u8; 32];
-        let read = std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut key));
-        if read.is_err() {
-            // UUIDv7s carry OS randomness; four of them are plenty for a per-process key.
-            let mut hasher = Sha256::new();
-            for _ in 0..4 {
-                hasher.update(uuid::Uuid::now_v7().as_bytes());
-            }
-            key.copy_from_slice(&hasher.finalize());
+impl PageKeys {
+    /// The keys derived from `master`.
+    pub fn from_master(master: &[u8]) -> PageKeys {
+        PageKeys {
+            session: derive(master, SESSION_LABEL),
+            log: derive(master, LOG_TOKEN_LABEL),
         }
-        key
-    })
-}
+    }
 
-/// The secrets page values are checked against: every configured webhook secret, or the
-/// process key when there is none. The first one signs.
-pub(super) fn secrets(config: &Config) -> Vec<&[u8]> {
-    let configured: Vec<&[u8]> = config
-        .webhook_secrets
-        .iter()
-        .map(|s| s.as_bytes())
-        .filter(|s| !s.is_empty())
-        .collect();
-    if configured.is_empty() {
-        vec![process_key().as_slice()]
-    } else {
-        configured
+    /// The server's keys: from `DEPLOYBOT_SESSION_KEY` when it is set, otherwise from the
+    /// master key kept in the database, generated by whichever server needs it first.
+    pub fn load(config: &Config, store: &DieselStore) -> Result<PageKeys, Error> {
+        if let Some(master) = &config.session_key {
+            return Ok(PageKeys::from_master(master));
+        }
+        let candidate = random_key().map_err(|e| {
+            Error::Internal(format!(
+                "cannot read random bytes for the session key from /dev/urandom ({e}); set DEPLOYBOT_SESSION_KEY (e.g. `openssl rand -hex 32`)"
+            ))
+        })?;
+        let master = store.shared_key(STORED_KEY_NAME, &candidate)?;
+        Ok(PageKeys::from_master(&master))
     }
 }
 
@@ -134,19 +145,17 @@ fn log_message(deployment_id: DeploymentId, expires: i64) -> String {
 }
 
 /// A token that lets its holder read the page of one deployment until `expires`, without
-/// signing in. `secret_key` is the first webhook secret (see the module documentation); the
-/// token is `EXPIRES.TAG`, safe in a URL query without encoding.
-pub fn log_token(secret_key: &[u8], deployment_id: DeploymentId, expires: DateTime<Utc>) -> String {
+/// signing in: `EXPIRES.TAG`, safe in a URL query without encoding.
+pub fn log_token(keys: &PageKeys, deployment_id: DeploymentId, expires: DateTime<Utc>) -> String {
     let expires = expires.timestamp();
-    let key = derive(secret_key, LOG_TOKEN_LABEL);
-    let tag = tag(&key, log_message(deployment_id, expires).as_bytes());
+    let tag = tag(&keys.log, log_message(deployment_id, expires).as_bytes());
     format!("{expires}.{}", URL_SAFE_NO_PAD.encode(tag))
 }
 
-/// Checks a token made by [`log_token`] for `deployment_id` under any of `secret_keys`, in
-/// constant time; an expired token is reported as such only when its signature is genuine.
+/// Checks a token made by [`log_token`] for `deployment_id`, in constant time; an expired
+/// token is reported as such only when its signature is genuine.
 pub fn verify_log_token(
-    secret_keys: &[impl AsRef<[u8]>],
+    keys: &PageKeys,
     deployment_id: DeploymentId,
     token: &str,
     now: DateTime<Utc>,
@@ -156,13 +165,8 @@ pub fn verify_log_token(
     let tag = URL_SAFE_NO_PAD
         .decode(tag)
         .map_err(|_| LogTokenError::Malformed)?;
-    let secrets: Vec<&[u8]> = secret_keys
-        .iter()
-        .map(AsRef::as_ref)
-        .filter(|s| !s.is_empty())
-        .collect();
     let message = log_message(deployment_id, expires);
-    if !verify_tag(&secrets, LOG_TOKEN_LABEL, message.as_bytes(), &tag) {
+    if !verify_tag(&keys.log, message.as_bytes(), &tag) {
         return Err(LogTokenError::Invalid);
     }
     if now.timestamp() >= expires {
@@ -174,33 +178,57 @@ pub fn verify_log_token(
 /// The link to a deployment's page for GitHub (`log_url`):
 /// `{public_url}/deployments/{id}?token=…`, readable without an account for
 /// [`LOG_TOKEN_TTL`] even when the pages are private.
-pub fn log_url(config: &Config, deployment_id: DeploymentId) -> String {
-    let secrets = secrets(config);
-    let secret = secrets.first().copied().unwrap_or(process_key().as_slice());
-    let token = log_token(secret, deployment_id, Utc::now() + LOG_TOKEN_TTL);
+pub fn log_url(config: &Config, keys: &PageKeys, deployment_id: DeploymentId) -> String {
+    let token = log_token(keys, deployment_id, Utc::now() + LOG_TOKEN_TTL);
     format!(
         "{}/deployments/{deployment_id}?token={token}",
         config.public_url.trim_end_matches('/')
     )
 }
 
-/// A signed-in viewer: the API token's name and tenant.
+/// A signed-in viewer: the API token it signed in with, as configured now.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct Session {
     pub(super) tenant: String,
     pub(super) name: String,
+    /// The token's `instances` globs; empty: all of the tenant's.
+    pub(super) instances: Vec<String>,
 }
 
-fn session_payload(session: &Session, expires: i64) -> String {
-    format!("v1\n{}\n{}\n{expires}", session.tenant, session.name)
+impl Session {
+    fn of(token: &ApiToken) -> Session {
+        Session {
+            tenant: token.tenant.clone(),
+            name: token.name.clone(),
+            instances: token.instances.clone(),
+        }
+    }
+
+    /// Whether the session's token covers the instance `name`.
+    pub(super) fn covers(&self, name: &str) -> bool {
+        crate::config::globs_cover(&self.instances, name)
+    }
 }
 
-/// The cookie value for a session: `base64url(payload).base64url(tag)`.
-pub(super) fn session_value(config: &Config, session: &Session, now: DateTime<Utc>) -> String {
-    let payload = session_payload(session, (now + SESSION_TTL).timestamp());
-    let secrets = secrets(config);
-    let secret = secrets.first().copied().unwrap_or(process_key().as_slice());
-    let tag = tag(&derive(secret, SESSION_LABEL), payload.as_bytes());
+/// A short fingerprint of a token's configured SHA-256: a session carries it, so a token
+/// given another value no longer carries its old sessions.
+fn fingerprint(token: &ApiToken) -> String {
+    hex::encode(&Sha256::digest(token.sha256.as_bytes())[..12])
+}
+
+fn session_payload(token: &ApiToken, expires: i64) -> String {
+    format!(
+        "v2\n{}\n{}\n{}\n{expires}",
+        token.tenant,
+        token.name,
+        fingerprint(token)
+    )
+}
+
+/// The cookie value for a session of `token`: `base64url(payload).base64url(tag)`.
+pub(super) fn session_value(keys: &PageKeys, token: &ApiToken, now: DateTime<Utc>) -> String {
+    let payload = session_payload(token, (now + SESSION_TTL).timestamp());
+    let tag = tag(&keys.session, payload.as_bytes());
     format!(
         "{}.{}",
         URL_SAFE_NO_PAD.encode(payload.as_bytes()),
@@ -208,39 +236,44 @@ pub(super) fn session_value(config: &Config, session: &Session, now: DateTime<Ut
     )
 }
 
-/// The session a cookie value names, when its tag is genuine, it has not expired and its
-/// API token is still configured (removing a token from the config ends its sessions).
-pub(super) fn verify_session(config: &Config, value: &str, now: DateTime<Utc>) -> Option<Session> {
+/// The session a cookie value names, when its tag is genuine, it has not expired and the
+/// API token it came from is still configured with the same tenant and value.
+pub(super) fn verify_session(
+    config: &Config,
+    keys: &PageKeys,
+    value: &str,
+    now: DateTime<Utc>,
+) -> Option<Session> {
     let (payload, tag) = value.split_once('.')?;
     let payload = URL_SAFE_NO_PAD.decode(payload).ok()?;
     let tag = URL_SAFE_NO_PAD.decode(tag).ok()?;
-    if !verify_tag(&secrets(config), SESSION_LABEL, &payload, &tag) {
+    if !verify_tag(&keys.session, &payload, &tag) {
         return None;
     }
     let payload = String::from_utf8(payload).ok()?;
     let mut parts = payload.split('\n');
-    let (version, tenant, name, expires) =
-        (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
-    if version != "v1"
+    let (version, tenant, name, print, expires) = (
+        parts.next()?,
+        parts.next()?,
+        parts.next()?,
+        parts.next()?,
+        parts.next()?,
+    );
+    if version != "v2"
         || parts.next().is_some()
         || now.timestamp() >= expires.parse::<i64>().ok()?
     {
         return None;
     }
-    config
-        .api
-        .tokens
-        .iter()
-        .any(|t| t.name == name && t.tenant == tenant)
-        .then(|| Session {
-            tenant: tenant.to_string(),
-            name: name.to_string(),
-        })
+    let token = config.api.tokens.iter().find(|t| t.name == name)?;
+    let same =
+        token.tenant == tenant && bool::from(fingerprint(token).as_bytes().ct_eq(print.as_bytes()));
+    same.then(|| Session::of(token))
 }
 
 /// The configured API token that `token` is, compared by SHA-256 in constant time against
 /// every configured hash (no early exit, so timing does not tell which one matched).
-pub(super) fn check_api_token(config: &Config, token: &str) -> Option<Session> {
+pub(super) fn check_api_token<'a>(config: &'a Config, token: &str) -> Option<&'a ApiToken> {
     let digest = Sha256::digest(token.trim().as_bytes());
     let mut found = None;
     for configured in &config.api.tokens {
@@ -249,10 +282,7 @@ pub(super) fn check_api_token(config: &Config, token: &str) -> Option<Session> {
             continue;
         }
         if bool::from(digest.as_slice().ct_eq(&expected)) && found.is_none() {
-            found = Some(Session {
-                tenant: configured.tenant.clone(),
-                name: configured.name.clone(),
-            });
+            found = Some(configured);
         }
     }
     found
@@ -312,17 +342,22 @@ pub(super) fn local_path(next: Option<&str>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::ApiToken;
+
+    fn token(name: &str, secret: &str) -> ApiToken {
+        ApiToken {
+            name: name.into(),
+            tenant: "acme".into(),
+            sha256: hex::encode(Sha256::digest(secret.as_bytes())),
+            role: Default::default(),
+            instances: vec!["web-*".into()],
+        }
+    }
 
     fn config() -> Config {
         Config {
             webhook_secrets: vec!["new-secret".into(), "old-secret".into()],
             api: crate::config::ApiConfig {
-                tokens: vec![ApiToken {
-                    name: "ci".into(),
-                    tenant: "acme".into(),
-                    sha256: hex::encode(Sha256::digest(b"s3cret")),
-                }],
+                tokens: vec![token("ci", "s3cret")],
             },
             ..Config::default()
         }
@@ -332,65 +367,74 @@ mod tests {
     fn log_tokens_verify_only_for_their_deployment_and_until_expiry() {
         let (a, b) = (DeploymentId::new(), DeploymentId::new());
         let now = Utc::now();
-        let token = log_token(b"old-secret", a, now + TimeDelta::hours(1));
-        let secrets = ["new-secret", "old-secret"];
-        assert_eq!(verify_log_token(&secrets, a, &token, now), Ok(()));
+        let keys = PageKeys::from_master(b"master key of at least thirty-two bytes");
+        let token = log_token(&keys, a, now + TimeDelta::hours(1));
+        assert_eq!(verify_log_token(&keys, a, &token, now), Ok(()));
         assert_eq!(
-            verify_log_token(&secrets, b, &token, now),
+            verify_log_token(&keys, b, &token, now),
+            Err(LogTokenError::Invalid)
+        );
+        let other = PageKeys::from_master(b"another master key of thirty-two bytes");
+        assert_eq!(
+            verify_log_token(&other, a, &token, now),
             Err(LogTokenError::Invalid)
         );
         assert_eq!(
-            verify_log_token(&["new-secret"], a, &token, now),
-            Err(LogTokenError::Invalid)
-        );
-        assert_eq!(
-            verify_log_token(&secrets, a, &token, now + TimeDelta::hours(2)),
+            verify_log_token(&keys, a, &token, now + TimeDelta::hours(2)),
             Err(LogTokenError::Expired)
         );
         // Moving the expiry forward breaks the tag.
         let (_, tag) = token.split_once('.').unwrap_or_default();
         let forged = format!("{}.{tag}", (now + TimeDelta::days(999)).timestamp());
         assert_eq!(
-            verify_log_token(&secrets, a, &forged, now),
+            verify_log_token(&keys, a, &forged, now),
             Err(LogTokenError::Invalid)
         );
         assert_eq!(
-            verify_log_token(&secrets, a, "garbage", now),
+            verify_log_token(&keys, a, "garbage", now),
             Err(LogTokenError::Malformed)
         );
     }
 
     #[test]
-    fn a_log_token_is_not_a_session_and_sessions_need_their_token_configured() {
+    fn a_log_token_is_not_a_session_and_sessions_need_their_token_as_configured() {
         let config = config();
+        let keys = PageKeys::from_master(b"master key of at least thirty-two bytes");
         let now = Utc::now();
-        let session = Session {
-            tenant: "acme".into(),
-            name: "ci".into(),
-        };
-        let value = session_value(&config, &session, now);
-        assert_eq!(verify_session(&config, &value, now), Some(session));
+        let value = session_value(&keys, &config.api.tokens[0], now);
+        let session = verify_session(&config, &keys, &value, now).expect("a session");
         assert_eq!(
-            verify_session(&config, &value, now + SESSION_TTL + TimeDelta::seconds(1)),
+            (session.tenant.as_str(), session.name.as_str()),
+            ("acme", "ci")
+        );
+        assert!(session.covers("web-production") && !session.covers("api-production"));
+        assert_eq!(
+            verify_session(
+                &config,
+                &keys,
+                &value,
+                now + SESSION_TTL + TimeDelta::seconds(1)
+            ),
             None
         );
+        let other = PageKeys::from_master(b"another master key of thirty-two bytes");
+        assert_eq!(verify_session(&config, &other, &value, now), None);
         let mut without_token = config.clone();
         without_token.api.tokens.clear();
-        assert_eq!(verify_session(&without_token, &value, now), None);
-        let token = log_token(
-            b"new-secret",
-            DeploymentId::new(),
-            now + TimeDelta::hours(1),
-        );
-        assert_eq!(verify_session(&config, &token, now), None);
+        assert_eq!(verify_session(&without_token, &keys, &value, now), None);
+        let mut new_value = config.clone();
+        new_value.api.tokens = vec![token("ci", "a new token value")];
+        assert_eq!(verify_session(&new_value, &keys, &value, now), None);
+        let token = log_token(&keys, DeploymentId::new(), now + TimeDelta::hours(1));
+        assert_eq!(verify_session(&config, &keys, &token, now), None);
     }
 
     #[test]
     fn api_tokens_are_checked_by_hash() {
         let config = config();
         assert_eq!(
-            check_api_token(&config, " s3cret\n").map(|s| s.tenant),
-            Some("acme".to_string())
+            check_api_token(&config, " s3cret\n").map(|t| t.tenant.as_str()),
+            Some("acme")
         );
         assert_eq!(check_api_token(&config, "s3cret!"), None);
     }
