@@ -368,9 +368,43 @@ fn api_deploys_with_dangerous_env_names_are_refused_naming_them(db: TestDb) {
     assert_eq!(bot.deployments("web-env").len(), 1);
 }
 
+/// A release stored with a name the rule refuses (written before the rule, or by hand in
+/// the database) is not deployed again: the rollback to it is refused, naming the variable.
+fn a_rollback_to_a_release_holding_a_refused_name_is_refused(db: TestDb) {
+    let dir = tempfile::tempdir().unwrap();
+    let bot = Bot::start(db, "exit 0", &extra_config(dir.path()));
+    for tag in ["v1", "v2"] {
+        let (status, answer) = api(
+            bot.port,
+            "POST",
+            "/v1/instances/web-env/deploy",
+            Some(&json!({"image": format!("ghcr.io/acme/web:{tag}")})),
+        );
+        assert_eq!(status, 201, "{answer}");
+        let done = bot.wait_final(answer["id"].as_str().unwrap());
+        assert_eq!(done.state, DeployState::Succeeded, "{}", done.error);
+    }
+    let changed = common::Sql::open(&bot.db.url).execute(
+        r#"UPDATE releases SET env = '{"LD_PRELOAD":"/tmp/evil.so"}' WHERE version = 1"#,
+    );
+    assert_eq!(changed, 1);
+
+    let (status, answer) = api(
+        bot.port,
+        "POST",
+        "/v1/instances/web-env/rollback",
+        Some(&json!({"version": 1})),
+    );
+    assert_eq!(status, 400, "{answer}");
+    let message = answer["error"]["message"].as_str().unwrap();
+    assert!(message.contains("LD_PRELOAD"), "{message}");
+    assert_eq!(bot.deployments("web-env").len(), 2, "a rollback was queued");
+}
+
 both_backends_owned!(
     a_deploy_script_printing_its_environment_shows_no_server_secret,
     api_deploys_with_dangerous_env_names_are_refused_naming_them,
+    a_rollback_to_a_release_holding_a_refused_name_is_refused,
 );
 
 /// `deploybot config check` refuses env names a shell or loader reads, a pass_env naming
