@@ -384,9 +384,8 @@ fn a_rollback_to_a_release_holding_a_refused_name_is_refused(db: TestDb) {
         let done = bot.wait_final(answer["id"].as_str().unwrap());
         assert_eq!(done.state, DeployState::Succeeded, "{}", done.error);
     }
-    let changed = common::Sql::open(&bot.db.url).execute(
-        r#"UPDATE releases SET env = '{"LD_PRELOAD":"/tmp/evil.so"}' WHERE version = 1"#,
-    );
+    let changed = common::Sql::open(&bot.db.url)
+        .execute(r#"UPDATE releases SET env = '{"LD_PRELOAD":"/tmp/evil.so"}' WHERE version = 1"#);
     assert_eq!(changed, 1);
 
     let (status, answer) = api(
