@@ -2152,11 +2152,18 @@ fn build_child_env_names(
 /// A `pass_env` variable whose value is one of deploybot's own secrets (whatever its
 /// name, e.g. the variable a tenant's webhook secret is read from) is refused.
 fn check_passed_values(config: &Config, env: &dyn Fn(&str) -> Option<String>, check: &mut Checker) {
-    let secrets = config.secret_values();
+    let secrets: Vec<String> = config
+        .secret_values()
+        .into_iter()
+        .map(|s| s.trim().to_string())
+        .filter(|s| s.len() >= 4)
+        .collect();
     for (index, instance) in config.instances.iter().enumerate() {
         for (n, name) in instance.pass_env.iter().enumerate() {
-            let Some(value) = env(name) else { continue };
-            if secrets.iter().any(|s| s.trim() == value.trim()) {
+            let names_a_tenant_secret = config.tenants.iter().any(|t| &t.secret_env == name);
+            let holds_a_secret = env(name)
+                .is_some_and(|value| secrets.iter().any(|s| value.contains(s.as_str())));
+            if names_a_tenant_secret || holds_a_secret {
                 check.err(
                     &format!("instances[{index}] ({}).pass_env[{n}]", instance.name),
                     format!(
@@ -3276,6 +3283,30 @@ mod tests {
             &["instances[0] (web-production).pass_env[0]", "SOME_HOOK"],
         );
         assert!(!err.contains("hook-secret-value"), "{err}");
+
+        // A tenant's webhook secret variable, by name, and a copy of it while rotating.
+        let err = with_env(
+            &format!(
+                "[[tenants]]\nname = \"acme\"\nwebhook_secret_env = \"ACME_HOOK\"\n{}",
+                instance("pass_env = [\"ACME_HOOK\", \"HOOKS_COPY\"]\n")
+            ),
+            &[
+                ("ACME_HOOK", "acme-new-secret,acme-old-secret"),
+                ("HOOKS_COPY", "acme-new-secret,acme-old-secret"),
+            ],
+        )
+        .unwrap_err()
+        .to_string();
+        assert_mentions(
+            &err,
+            &[
+                "instances[0] (web-production).pass_env[0]",
+                "ACME_HOOK",
+                "instances[0] (web-production).pass_env[1]",
+                "HOOKS_COPY",
+            ],
+        );
+        assert!(!err.contains("acme-new-secret"), "{err}");
     }
 
     #[test]
