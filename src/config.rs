@@ -2161,8 +2161,8 @@ fn check_passed_values(config: &Config, env: &dyn Fn(&str) -> Option<String>, ch
     for (index, instance) in config.instances.iter().enumerate() {
         for (n, name) in instance.pass_env.iter().enumerate() {
             let names_a_tenant_secret = config.tenants.iter().any(|t| &t.secret_env == name);
-            let holds_a_secret = env(name)
-                .is_some_and(|value| secrets.iter().any(|s| value.contains(s.as_str())));
+            let holds_a_secret =
+                env(name).is_some_and(|value| secrets.iter().any(|s| value.contains(s.as_str())));
             if names_a_tenant_secret || holds_a_secret {
                 check.err(
                     &format!("instances[{index}] ({}).pass_env[{n}]", instance.name),
