@@ -97,7 +97,7 @@ fn holder(lease: &ExpiredLease, host: &str, pid: u32) -> Holder {
         return Holder::Elsewhere;
     }
     match owner_pid(&lease.owner) {
-        Some(p) if p == pid && held_here(lease.id) && p == 0 => Holder::Alive,
+        Some(p) if p == pid && held_here(lease.id) => Holder::Alive,
         Some(p) if p != pid && process_alive(p) => Holder::Elsewhere,
         _ => Holder::GoneHere,
     }

@@ -255,6 +255,8 @@ impl Outage {
     fn begin(db: &TestDb) -> Outage {
         if db.url.starts_with("sqlite://") {
             let mut sql = common::Sql::open(&db.url);
+            // Wait for a write of the worker's that holds the lock right now.
+            sql.execute("PRAGMA busy_timeout = 10000");
             sql.execute("BEGIN EXCLUSIVE");
             Outage::Sqlite(sql)
         } else {
@@ -315,6 +317,99 @@ async fn a_worker_that_cannot_renew_its_lease_stops_its_command(db: TestDb) {
     // Back in reach: lease recovery settles the deployment.
     let done = engine.wait_final(d.id).await;
     assert_eq!(done.state, DeployState::Failed, "{}", done.error);
+}
+
+/// A deployment whose command finishes while the database is away for 11 s (far longer
+/// than the 3 s lease) is recorded as succeeded once the database is back, not as failed
+/// "worker lost", and its release is the active one.
+async fn a_deployment_that_finishes_while_the_database_is_away_succeeds_when_it_returns(
+    db: TestDb,
+) {
+    let script = Script::finishing_on_cue();
+    let engine = Engine::start(db, vec![command_spec("web", "recreate", &script)]).await;
+    let d = engine
+        .service
+        .deploy("acme", request(&engine, "web", "img:1"), "ci")
+        .await
+        .unwrap();
+    let pgid = script.wait_for_pgid().await;
+    let outage = Outage::begin(&engine.db);
+    script.finish();
+    let ended = tokio::task::spawn_blocking(move || harness::group_is_gone(pgid))
+        .await
+        .unwrap();
+    assert!(ended, "the deploy command did not finish");
+    tokio::time::sleep(Duration::from_secs(11)).await;
+    outage.end();
+    let done = engine.wait_final(d.id).await;
+    assert_eq!(done.state, DeployState::Succeeded, "{}", done.error);
+    assert_eq!(engine.active_version("web").await, Some(1));
+}
+
+/// A deploy command that prints 100,000 empty lines and then a marker stores at most the
+/// cap's 20,000 lines: the first ones, the marker at the end, and one line between them
+/// saying how many were dropped.
+async fn a_flood_of_empty_log_lines_keeps_the_first_and_last_lines(db: TestDb) {
+    let script = Script::flooding();
+    let engine = Engine::start(db, vec![command_spec("web", "recreate", &script)]).await;
+    let d = engine
+        .service
+        .deploy("acme", request(&engine, "web", "img:1"), "ci")
+        .await
+        .unwrap();
+    let done = engine.wait_final(d.id).await;
+    assert_eq!(done.state, DeployState::Succeeded, "{}", done.error);
+    let mut log = engine.full_log(d.id).await;
+    // The log ends when the deployment has; its last lines are written just after.
+    for _ in 0..50 {
+        if log.iter().any(|(_, l)| l == "DONE-MARKER") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        log = engine.full_log(d.id).await;
+    }
+    assert!(log.len() <= 20_000, "{} lines stored", log.len());
+    assert!(log[0].1.starts_with("deploying v1"), "{:?}", log[0]);
+    // The first lines of the command are kept: the first half of the cap.
+    let first = log.iter().position(|(s, _)| s == "stdout").unwrap();
+    assert!(first < 5, "the command's first line is line {first}");
+    assert!(
+        log[first..first + 9_000]
+            .iter()
+            .all(|l| *l == ("stdout".to_string(), String::new())),
+        "the first 9,000 lines of the command are stored in order"
+    );
+    let marker = log.iter().position(|(_, l)| l == "DONE-MARKER");
+    let marker = marker.expect("the last line of the command is kept");
+    assert!(
+        marker + 10 > log.len(),
+        "the marker is among the last lines"
+    );
+    let notes: Vec<&String> = log
+        .iter()
+        .filter(|(s, l)| s == "deploybot" && l.starts_with("log truncated: "))
+        .map(|(_, l)| l)
+        .collect();
+    assert_eq!(notes.len(), 1, "one line says what was dropped");
+    let dropped: u64 = notes[0]["log truncated: ".len()..]
+        .split(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    // Lines the sink could not pass on (the writer fell behind) are counted on their own.
+    let behind: u64 = log
+        .iter()
+        .find_map(|(_, l)| {
+            l.strip_suffix(" log lines were dropped because the log writer fell behind")
+        })
+        .map_or(0, |n| n.parse().unwrap());
+    let stored = log.iter().filter(|(s, _)| s == "stdout").count() as u64;
+    assert_eq!(
+        stored + dropped + behind,
+        100_001,
+        "every line is stored or counted"
+    );
 }
 
 /// Pending deployments are cancelled at once, without running.
@@ -647,6 +742,8 @@ async fn a_worker_whose_shutdown_has_begun_claims_nothing(db: TestDb) {
 both_backends_async!(
     a_worker_whose_shutdown_has_begun_claims_nothing,
     a_worker_that_cannot_renew_its_lease_stops_its_command,
+    a_deployment_that_finishes_while_the_database_is_away_succeeds_when_it_returns,
+    a_flood_of_empty_log_lines_keeps_the_first_and_last_lines,
     command_provider_passes_the_deployment_in_the_environment,
     canary_steps_traffic_in_order,
     unhealthy_canary_rolls_back_to_the_previous_release,
