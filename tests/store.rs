@@ -570,6 +570,67 @@ fn the_outbox_is_claimed_in_order_per_key_and_once(db: &TestDb) {
     assert_eq!(next[0].payload["n"], 1, "then key-0's second report");
 }
 
+/// One public repository floods the outbox with 1,000 comment replies; another
+/// repository of the same tenant, and another tenant, queue three reports each after it.
+/// The first claim already holds all six of theirs: the outbox is claimed round-robin by
+/// tenant and repository, not oldest first.
+fn a_flood_from_one_repository_does_not_hold_up_another_repositorys_reports(db: &TestDb) {
+    let item = |tenant: &str, repo: &str, key: String| deploy::NewOutboxItem {
+        tenant_id: tenant.into(),
+        ordering_key: key,
+        deployment_id: None,
+        kind: "comment.reply".into(),
+        payload: serde_json::json!({"repo": repo, "issue": 1, "body": "hi"}),
+    };
+    let flood: Vec<_> = (0..1000)
+        .map(|n| item("acme", "acme/public", format!("comment:{n}")))
+        .collect();
+    db.store.enqueue(&flood).unwrap();
+    let others: Vec<_> = (0..3)
+        .flat_map(|n| {
+            [
+                item("acme", "acme/web", format!("deployment:web-{n}")),
+                item("globex", "globex/api", format!("deployment:api-{n}")),
+            ]
+        })
+        .collect();
+    db.store.enqueue(&others).unwrap();
+
+    let lease = std::time::Duration::from_secs(60);
+    let first = db.store.claim_outbox("sender-a", lease, 16).unwrap();
+    assert_eq!(first.len(), 16);
+    let repos: Vec<&str> = first
+        .iter()
+        .map(|i| i.payload["repo"].as_str().unwrap())
+        .collect();
+    for repo in ["acme/web", "globex/api"] {
+        assert_eq!(
+            repos.iter().filter(|r| **r == repo).count(),
+            3,
+            "{repo}'s reports wait behind the flood: {repos:?}"
+        );
+    }
+    // Tenants take turns; within acme, its repositories take turns.
+    assert_eq!(
+        &repos[..6],
+        [
+            "acme/public",
+            "globex/api",
+            "acme/web",
+            "globex/api",
+            "acme/public",
+            "globex/api"
+        ]
+    );
+    // The flood's own items still go out oldest first.
+    let flood_keys: Vec<&str> = first
+        .iter()
+        .filter(|i| i.payload["repo"] == "acme/public")
+        .map(|i| i.ordering_key.as_str())
+        .collect();
+    assert_eq!(flood_keys[..3], ["comment:0", "comment:1", "comment:2"]);
+}
+
 /// Expired leases are listed with their owners and when they expired; recovery settles
 /// the ones it is given that are still running with an expired lease, and only those
 /// (which ones, and when, is the worker's choice: `worker::to_settle`).
@@ -725,6 +786,7 @@ both_backends!(
     a_cancel_racing_a_claim_asks_the_running_deployment_to_stop,
     claims_read_only_pending_rows,
     the_outbox_is_claimed_in_order_per_key_and_once,
+    a_flood_from_one_repository_does_not_hold_up_another_repositorys_reports,
     env_round_trips,
     fifty_concurrent_deploys_get_versions_one_to_fifty,
     versions_are_per_instance,

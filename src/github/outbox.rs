@@ -29,6 +29,9 @@ pub const MAX_ATTEMPTS: i32 = 25;
 /// sender that died are taken over this soon.
 const CLAIM_LEASE: Duration = Duration::from_secs(15);
 
+/// How many items are sent at once.
+const IN_FLIGHT: usize = 16;
+
 /// Builds the `log_url` of a deployment: its page, with a read token when pages are private.
 pub type LogUrl = Arc<dyn Fn(&Deployment) -> String + Send + Sync>;
 
@@ -84,50 +87,70 @@ impl Sender {
         }
     }
 
-    /// Sends until `stop`: the batch being sent is finished, and what is still queued
-    /// stays in the outbox for the next start (or another server). It does not drain a
-    /// backlog first, which could take minutes against a slow or rate-limiting GitHub.
+    /// Sends until `stop`: what is being sent is finished, and what is still queued stays
+    /// in the outbox for the next start (or another server). It does not drain a backlog
+    /// first, which could take minutes against a slow or rate-limiting GitHub.
+    ///
+    /// Up to `IN_FLIGHT` items are sent at once, and a free place is filled as soon as an
+    /// item is done: an item that GitHub is slow to answer holds up only its own key (the
+    /// claim never hands out an item while an older one of its key is pending), not the
+    /// items claimed with it.
     pub async fn run(self: Arc<Self>, stop: CancellationToken) {
         if self.client.is_none() {
             tracing::warn!(
                 "no GitHub credentials (GITHUB_TOKEN or GITHUB_APP_ID + key): reports are written to the log and the pages only"
             );
         }
+        let mut sending = tokio::task::JoinSet::new();
+        let mut renew_at = tokio::time::Instant::now() + CLAIM_LEASE / 3;
         while !stop.is_cancelled() {
             let notified = self.wake.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            let store = Arc::clone(&self.store);
-            let owner = self.owner.clone();
-            let claimed = blocking(move || store.claim_outbox(&owner, CLAIM_LEASE, 16)).await;
-            match claimed {
-                Ok(items) if !items.is_empty() => {
-                    let runs = items.into_iter().map(|item| {
-                        let me = Arc::clone(&self);
-                        tokio::spawn(async move { me.process(item).await })
-                    });
-                    let runs = runs.collect::<Vec<_>>();
-                    let all = async {
-                        for run in runs {
-                            let _ = run.await;
+            let free = IN_FLIGHT.saturating_sub(sending.len());
+            if free > 0 {
+                let store = Arc::clone(&self.store);
+                let owner = self.owner.clone();
+                let limit = u32::try_from(free).unwrap_or(u32::MAX);
+                match blocking(move || store.claim_outbox(&owner, CLAIM_LEASE, limit)).await {
+                    Ok(items) => {
+                        let claimed = items.len();
+                        for item in items {
+                            let me = Arc::clone(&self);
+                            sending.spawn(async move { me.process(item).await });
                         }
-                    };
-                    tokio::pin!(all);
-                    loop {
-                        tokio::select! {
-                            _ = &mut all => break,
-                            _ = tokio::time::sleep(CLAIM_LEASE / 3) => self.renew_claims().await,
+                        // More may be waiting: look again at once while places are free.
+                        if claimed > 0 && claimed < free {
+                            continue;
                         }
                     }
-                    continue;
+                    Err(e) => tracing::warn!(error = %e, "cannot read the outbox; retrying"),
                 }
-                Ok(_) => {}
-                Err(e) => tracing::warn!(error = %e, "cannot read the outbox; retrying"),
             }
             tokio::select! {
+                Some(_) = sending.join_next(), if !sending.is_empty() => {
+                    while sending.try_join_next().is_some() {}
+                }
                 _ = &mut notified => {}
                 _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+                _ = tokio::time::sleep_until(renew_at), if !sending.is_empty() => {}
                 _ = stop.cancelled() => {}
+            }
+            if sending.is_empty() || tokio::time::Instant::now() >= renew_at {
+                if !sending.is_empty() {
+                    self.renew_claims().await;
+                }
+                renew_at = tokio::time::Instant::now() + CLAIM_LEASE / 3;
+            }
+        }
+        // Finish what is being sent, keeping its claims meanwhile.
+        loop {
+            tokio::select! {
+                next = sending.join_next() => if next.is_none() { break },
+                _ = tokio::time::sleep_until(renew_at) => {
+                    self.renew_claims().await;
+                    renew_at = tokio::time::Instant::now() + CLAIM_LEASE / 3;
+                }
             }
         }
         tracing::info!("outbox sender stopped; reports not sent yet stay queued");

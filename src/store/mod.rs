@@ -366,7 +366,13 @@ impl DieselStore {
         };
         let now = "'2026-01-01 00:00:00'";
         let plans = [
-            plan(outbox::CLAIM.replace("{NOW}", now).replace("{LIMIT}", "16")),
+            plan(
+                outbox::CLAIM
+                    .replace("{TENANT}", "'acme'")
+                    .replace("{LANE}", "'acme/web'")
+                    .replace("{NOW}", now)
+                    .replace("{LIMIT}", "16"),
+            ),
             plan(queue::CANDIDATE.to_string()),
         ];
         if let DbConn::Pg(c) = &mut **conn {

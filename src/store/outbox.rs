@@ -1,7 +1,7 @@
 //! Webhook deliveries and the outbox. Reports to GitHub are written in the same
 //! transaction as the change that causes them, and claimed by senders in order per key.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::time::Duration;
 
 use chrono::NaiveDateTime;
@@ -9,7 +9,7 @@ use diesel::prelude::*;
 use diesel::sql_types::{Array, BigInt, Text, Timestamp};
 
 use super::rows::{from_db, to_db};
-use super::schema::{deliveries, deployments, outbox};
+use super::schema::{deliveries, deployments, instances, outbox};
 use super::{DbConn, db_error};
 use crate::deploy::{
     self, Delivery, DeliveryRecord, DeployState, Deployment, DeploymentId, Error, NewOutboxItem,
@@ -35,6 +35,7 @@ pub const PROGRESS_EVERY: chrono::TimeDelta = chrono::TimeDelta::seconds(3);
 #[diesel(table_name = outbox, treat_none_as_default_value = false)]
 struct NewRow<'a> {
     tenant_id: &'a str,
+    lane: &'a str,
     ordering_key: &'a str,
     deployment_id: Option<String>,
     kind: &'a str,
@@ -84,11 +85,32 @@ impl Row {
     }
 }
 
+/// The lane an item is claimed in, round-robin with the others: its repository, from
+/// the payload or the deployment it reports on ("" when it has neither).
+fn lane_of(conn: &mut DbConn, item: &NewOutboxItem) -> Result<String, Error> {
+    if let Some(repo) = item.payload.get("repo").and_then(|r| r.as_str()) {
+        return Ok(repo.to_lowercase());
+    }
+    let Some(id) = item.deployment_id else {
+        return Ok(String::new());
+    };
+    let repo: Option<String> = deployments::table
+        .inner_join(instances::table.on(instances::id.eq(deployments::instance_id)))
+        .filter(deployments::id.eq(id.to_string()))
+        .select(instances::repo)
+        .first(conn)
+        .optional()
+        .map_err(db_error)?;
+    Ok(repo.unwrap_or_default().to_lowercase())
+}
+
 pub(super) fn enqueue(conn: &mut DbConn, item: &NewOutboxItem) -> Result<(), Error> {
     let at = to_db(deploy::now());
+    let lane = lane_of(conn, item)?;
     diesel::insert_into(outbox::table)
         .values(NewRow {
             tenant_id: &item.tenant_id,
+            lane: &lane,
             ordering_key: &item.ordering_key,
             deployment_id: item.deployment_id.map(|d| d.to_string()),
             kind: &item.kind,
@@ -421,8 +443,18 @@ pub(super) fn record_effects(
     Ok(record)
 }
 
-pub(super) const CLAIM: &str = "SELECT o.id FROM outbox o \
+/// The lanes (tenant, repository) with items that may be claimable now, each with its
+/// oldest such item.
+const LANES: &str = "SELECT o.tenant_id, o.lane, MIN(o.id) AS oldest FROM outbox o \
     WHERE o.state = 'pending' AND o.next_attempt_at <= {NOW} \
+    AND (o.locked_until IS NULL OR o.locked_until < {NOW}) \
+    GROUP BY o.tenant_id, o.lane";
+
+/// One lane's claimable items, oldest first: only the oldest pending item of each
+/// ordering key, so a deployment's reports go out in order.
+pub(super) const CLAIM: &str = "SELECT o.id FROM outbox o \
+    WHERE o.tenant_id = {TENANT} AND o.lane = {LANE} \
+    AND o.state = 'pending' AND o.next_attempt_at <= {NOW} \
     AND (o.locked_until IS NULL OR o.locked_until < {NOW}) \
     AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.ordering_key = o.ordering_key \
         AND p.state = 'pending' AND p.id < o.id) \
@@ -434,6 +466,73 @@ struct IdRow {
     id: i64,
 }
 
+#[derive(QueryableByName)]
+struct LaneRow {
+    #[diesel(sql_type = Text)]
+    tenant_id: String,
+    #[diesel(sql_type = Text)]
+    lane: String,
+    #[diesel(sql_type = BigInt)]
+    oldest: i64,
+}
+
+/// Takes the front of each group in turn until `limit` are taken or all are empty:
+/// `[[a1, a2, a3], [b1]]` gives `[a1, b1, a2, a3]`.
+fn round_robin<T>(groups: Vec<Vec<T>>, limit: usize) -> Vec<T> {
+    let mut groups: VecDeque<std::vec::IntoIter<T>> =
+        groups.into_iter().map(Vec::into_iter).collect();
+    let mut out = Vec::new();
+    while out.len() < limit {
+        let Some(mut group) = groups.pop_front() else {
+            break;
+        };
+        if let Some(next) = group.next() {
+            out.push(next);
+            groups.push_back(group);
+        }
+    }
+    out
+}
+
+/// Groups lanes by tenant, both in order of their oldest item, and takes them
+/// round-robin: a tenant's turn goes to its lanes in turn. Returns the items in claim
+/// order, given each lane's items oldest first.
+fn fair_order<T>(lanes: Vec<((String, i64), Vec<T>)>, limit: usize) -> Vec<T> {
+    let mut tenants: BTreeMap<String, (i64, Vec<(i64, Vec<T>)>)> = BTreeMap::new();
+    for ((tenant, oldest), items) in lanes {
+        let entry = tenants.entry(tenant).or_insert((oldest, Vec::new()));
+        entry.0 = entry.0.min(oldest);
+        entry.1.push((oldest, items));
+    }
+    let mut tenants: Vec<(i64, Vec<(i64, Vec<T>)>)> = tenants.into_values().collect();
+    tenants.sort_by_key(|(oldest, _)| *oldest);
+    let per_tenant = tenants
+        .into_iter()
+        .map(|(_, mut lanes)| {
+            lanes.sort_by_key(|(oldest, _)| *oldest);
+            round_robin(lanes.into_iter().map(|(_, items)| items).collect(), limit)
+        })
+        .collect();
+    round_robin(per_tenant, limit)
+}
+
+/// Fills a claim query for one backend: PostgreSQL numbers its parameters, SQLite takes
+/// them in order of appearance.
+fn claim_sql(template: &str, pg: bool, limit: u32) -> String {
+    let mut sql = template.replace("{LIMIT}", &limit.to_string());
+    let mut n = 0;
+    for name in ["{TENANT}", "{LANE}", "{NOW}"] {
+        if sql.contains(name) {
+            n += 1;
+            sql = sql.replace(name, &if pg { format!("${n}") } else { "?".into() });
+        }
+    }
+    sql
+}
+
+/// Claims up to `limit` items, fairly: round-robin by tenant, then by repository within
+/// a tenant, oldest first within a repository, so one repository's flood of items does
+/// not hold up another's reports.
 pub(super) fn claim(
     conn: &mut DbConn,
     owner: &str,
@@ -441,35 +540,76 @@ pub(super) fn claim(
     limit: u32,
 ) -> Result<Vec<OutboxItem>, Error> {
     let now = to_db(deploy::now());
-    let ids: Vec<IdRow> = match conn {
-        DbConn::Pg(c) => diesel::sql_query(
-            CLAIM
-                .replace("{NOW}", "$1")
-                .replace("{LIMIT}", &limit.to_string())
-                + " FOR UPDATE OF o SKIP LOCKED",
-        )
-        .bind::<Timestamp, _>(now)
-        .load(c),
-        DbConn::Sqlite(c) => {
-            // SQLite has no numbered reuse of `?`: bind the time twice.
-            let sql = CLAIM
-                .replacen("{NOW}", "?", 1)
-                .replacen("{NOW}", "?", 1)
-                .replace("{LIMIT}", &limit.to_string());
-            diesel::sql_query(sql)
-                .bind::<Timestamp, _>(now)
-                .bind::<Timestamp, _>(now)
-                .load(c)
-        }
+    let lanes: Vec<LaneRow> = match conn {
+        DbConn::Pg(c) => diesel::sql_query(claim_sql(LANES, true, limit))
+            .bind::<Timestamp, _>(now)
+            .load(c),
+        DbConn::Sqlite(c) => diesel::sql_query(claim_sql(LANES, false, limit))
+            .bind::<Timestamp, _>(now)
+            .bind::<Timestamp, _>(now)
+            .load(c),
     }
     .map_err(db_error)?;
-    let until = to_db(
-        deploy::now() + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::seconds(30)),
+    // At most `limit` lanes can have an item in this claim: the first ones in turn.
+    let turns = fair_order(
+        lanes
+            .into_iter()
+            .map(|l| ((l.tenant_id.clone(), l.oldest), vec![l]))
+            .collect(),
+        limit as usize,
     );
-    let ids: Vec<i64> = ids.into_iter().map(|IdRow { id }| id).collect();
+    let mut lanes = Vec::with_capacity(turns.len());
+    for lane in turns {
+        let ids: Vec<IdRow> = match conn {
+            DbConn::Pg(c) => diesel::sql_query(claim_sql(CLAIM, true, limit))
+                .bind::<Text, _>(&lane.tenant_id)
+                .bind::<Text, _>(&lane.lane)
+                .bind::<Timestamp, _>(now)
+                .load(c),
+            DbConn::Sqlite(c) => diesel::sql_query(claim_sql(CLAIM, false, limit))
+                .bind::<Text, _>(&lane.tenant_id)
+                .bind::<Text, _>(&lane.lane)
+                .bind::<Timestamp, _>(now)
+                .bind::<Timestamp, _>(now)
+                .load(c),
+        }
+        .map_err(db_error)?;
+        lanes.push((
+            (lane.tenant_id, lane.oldest),
+            ids.into_iter().map(|IdRow { id }| id).collect(),
+        ));
+    }
+    let mut ids = fair_order(lanes, limit as usize);
     if ids.is_empty() {
         return Ok(Vec::new());
     }
+    // PostgreSQL: another sender may claim the same items meanwhile; lock them, skipping
+    // those it holds, and keep the ones still unclaimed. (SQLite: this transaction holds
+    // the write lock.)
+    if let DbConn::Pg(c) = conn {
+        let locked: HashSet<i64> = outbox::table
+            .filter(outbox::id.eq_any(&ids))
+            .filter(outbox::state.eq("pending"))
+            .filter(
+                outbox::locked_until
+                    .is_null()
+                    .or(outbox::locked_until.lt(now)),
+            )
+            .select(outbox::id)
+            .for_update()
+            .skip_locked()
+            .load::<i64>(c)
+            .map_err(db_error)?
+            .into_iter()
+            .collect();
+        ids.retain(|id| locked.contains(id));
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+    }
+    let until = to_db(
+        deploy::now() + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::seconds(30)),
+    );
     // One statement claims them all. Completing an item releases its lock, so a lock still
     // held (and expired) marks an attempt whose outcome is unknown: SET sees the row as it
     // was before the update.
@@ -482,13 +622,17 @@ pub(super) fn claim(
         )
         .otherwise(SENDER_LOST)),
     ));
-    let mut rows: Vec<Row> = match conn {
+    let rows: Vec<Row> = match conn {
         DbConn::Pg(c) => claimed.returning(Row::as_select()).get_results(c),
         DbConn::Sqlite(c) => claimed.returning(Row::as_select()).get_results(c),
     }
     .map_err(db_error)?;
-    rows.sort_by_key(|row| row.id);
-    rows.into_iter().map(Row::into_domain).collect()
+    // In claim order: the sender starts them in this order.
+    let mut rows: HashMap<i64, Row> = rows.into_iter().map(|row| (row.id, row)).collect();
+    ids.into_iter()
+        .filter_map(|id| rows.remove(&id))
+        .map(Row::into_domain)
+        .collect()
 }
 
 /// Extends the claims `owner` still holds, while it is sending them.
@@ -626,4 +770,29 @@ pub(super) fn set_github_id(
     .execute(conn)
     .map_err(db_error)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn groups_take_turns() {
+        let groups = vec![vec!["a1", "a2", "a3"], vec!["b1"], vec![]];
+        assert_eq!(round_robin(groups.clone(), 10), ["a1", "b1", "a2", "a3"]);
+        assert_eq!(round_robin(groups, 2), ["a1", "b1"]);
+    }
+
+    /// Tenants take turns, in order of their oldest item; within a tenant its lanes do.
+    #[test]
+    fn tenants_then_their_repositories_take_turns() {
+        let lane =
+            |tenant: &str, oldest: i64, items: Vec<i64>| ((tenant.to_string(), oldest), items);
+        let lanes = vec![
+            lane("b", 5, vec![5, 6]),
+            lane("a", 1, vec![1, 2, 3, 4]),
+            lane("a", 7, vec![7, 8]),
+        ];
+        assert_eq!(fair_order(lanes, 16), [1, 5, 7, 6, 2, 8, 3, 4]);
+    }
 }

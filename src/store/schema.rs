@@ -100,6 +100,25 @@ diesel::table! {
         last_error -> Text,
         created_at -> Timestamp,
         updated_at -> Timestamp,
+        lane -> Text,
+    }
+}
+
+diesel::table! {
+    session_keys (name) {
+        name -> Text,
+        secret -> Text,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    repositories (full_name) {
+        full_name -> Text,
+        tenant_id -> Text,
+        repository_id -> BigInt,
+        installation_id -> Nullable<BigInt>,
+        first_seen_at -> Timestamp,
     }
 }
 
@@ -131,24 +150,6 @@ diesel::table! {
         pull_request -> BigInt,
         login -> Text,
         replied_at -> Timestamp,
-    }
-}
-
-diesel::table! {
-    repositories (full_name) {
-        full_name -> Text,
-        tenant_id -> Text,
-        repository_id -> BigInt,
-        installation_id -> Nullable<BigInt>,
-        first_seen_at -> Timestamp,
-    }
-}
-
-diesel::table! {
-    session_keys (name) {
-        name -> Text,
-        secret -> Text,
-        created_at -> Timestamp,
     }
 }
 
