@@ -377,7 +377,7 @@ mod tests {
     fn an_event_asked_for_waits_for_its_attempt_then_backs_off() {
         let now = Utc::now();
         let secs = |s: i64| chrono::Duration::seconds(s);
-        let first = vec![attempt(1, "g", now - secs(5), false, 503)];
+        let first = vec![attempt(1, "g", now - secs(90), false, 503)];
         let mut asked = HashMap::new();
         asked.insert(
             "g".to_string(),

@@ -2366,7 +2366,7 @@ impl State {
                 _ => true,
             })
             .collect();
-        matching.sort_by(|a, b| b.id.cmp(&a.id));
+        matching.sort_by_key(|a| std::cmp::Reverse(a.id));
         let page: Vec<Value> = matching
             .iter()
             .take(per_page)
