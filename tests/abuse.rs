@@ -675,6 +675,233 @@ fn a_valid_signature_over_another_body_is_401(db: TestDb) {
     assert_still_deploys(&bot, 0x401);
 }
 
+/// Prepends top-level settings to the bot's configuration and restarts it on the same
+/// port and database.
+fn configure(bot: &mut Bot, settings: &str) {
+    let path = bot.dir().join("deploybot.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, format!("{settings}\n{text}")).unwrap();
+    bot.kill9_and_restart();
+}
+
+/// The value of an unlabelled metric in `GET /metrics`.
+fn gauge(port: u16, name: &str) -> i64 {
+    let (status, text) = exchange(
+        port,
+        b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(status, 200, "{text}");
+    text.lines()
+        .find_map(|line| line.strip_prefix(&format!("{name} ")))
+        .and_then(|value| value.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{name} missing in {text}"))
+}
+
+/// The head of an unsigned push that announces `length` bytes of body.
+fn unsigned_head(delivery: &str, length: usize) -> Vec<u8> {
+    format!(
+        "POST /webhooks/github HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n\
+         Content-Length: {length}\r\nConnection: close\r\nX-GitHub-Event: push\r\n\
+         X-GitHub-Delivery: {delivery}\r\n\r\n"
+    )
+    .into_bytes()
+}
+
+/// Slow senders: each announces a body of `length` bytes, sends its head, then one byte
+/// of body every 300 ms until `stop` or `rounds` bytes, whichever comes first.
+fn slow_senders(
+    port: u16,
+    count: usize,
+    length: usize,
+    rounds: usize,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> std::thread::JoinHandle<Vec<TcpStream>> {
+    std::thread::spawn(move || {
+        let mut streams: Vec<TcpStream> = (0..count)
+            .map(|n| {
+                let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+                stream
+                    .write_all(&unsigned_head(&format!("slow-{n}"), length))
+                    .unwrap();
+                let _ = stream.write_all(b"{");
+                stream
+            })
+            .collect();
+        for _ in 0..rounds {
+            if stop.load(std::sync::atomic::Ordering::SeqCst) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(300));
+            for stream in &mut streams {
+                let _ = stream.write_all(b" ");
+            }
+        }
+        streams
+    })
+}
+
+/// 300 unsigned senders hold their connections open, each dripping a byte of a 60,000-byte
+/// body every 300 ms: together they announce far more than webhook_pending_bytes (1 MiB
+/// here), but they hold only what they have sent. Meanwhile `/healthz` answers 200 and
+/// signed pushes deploy.
+fn signed_pushes_deploy_while_300_slow_senders_hold_connections(db: TestDb) {
+    let mut bot = Bot::start(db, SCRIPT, "");
+    configure(&mut bot, "webhook_pending_bytes = 1048576");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let senders = slow_senders(bot.port, 300, 60_000, 25, stop.clone());
+    wait_until("300 slow bodies to be held", ANSWER_WITHIN, || {
+        gauge(bot.port, "deploybot_webhook_unverified") >= 300
+    });
+    for n in 0..3 {
+        assert_still_deploys(&bot, 0x300 + n);
+    }
+    assert!(gauge(bot.port, "deploybot_webhook_unverified") >= 300);
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    drop(senders.join().unwrap());
+    wait_until("the slow bodies to be let go", ANSWER_WITHIN, || {
+        gauge(bot.port, "deploybot_webhook_unverified") == 0
+    });
+    assert_still_deploys(&bot, 0x3ff);
+}
+
+/// Two unsigned bodies, nearly all sent, hold 60,000 of the 65,536 bytes of
+/// webhook_pending_bytes.
+/// A flood of unsigned requests announcing 60,000 bytes each is refused at once, before
+/// any of it is read: 503 with Retry-After, naming the setting. When the holders go,
+/// pushes deploy again.
+fn a_flood_of_large_unsigned_bodies_past_the_byte_budget_gets_503(db: TestDb) {
+    let mut bot = Bot::start(db, SCRIPT, "");
+    // The holders stay for the whole test.
+    configure(
+        &mut bot,
+        "webhook_pending_bytes = 65536\nwebhook_body_timeout = \"5m\"",
+    );
+    let holders: Vec<TcpStream> = (0..2)
+        .map(|n| {
+            let mut stream = TcpStream::connect(("127.0.0.1", bot.port)).unwrap();
+            stream
+                .write_all(&unsigned_head(&format!("holder-{n}"), 32_000))
+                .unwrap();
+            stream.write_all(&[b' '; 30_000]).unwrap();
+            stream
+        })
+        .collect();
+    wait_until("the half-sent bodies to be held", ANSWER_WITHIN, || {
+        gauge(bot.port, "deploybot_webhook_unverified_bytes") == 60_000
+    });
+    let port = bot.port;
+    let flood: Vec<_> = (0..50)
+        .map(|n| {
+            std::thread::spawn(move || {
+                exchange(port, &unsigned_head(&format!("flood-{n}"), 60_000))
+            })
+        })
+        .collect();
+    for sender in flood {
+        let (status, answer) = sender.join().unwrap();
+        assert_eq!(status, 503, "{answer}");
+        assert!(
+            answer.to_ascii_lowercase().contains("\r\nretry-after: "),
+            "{answer}"
+        );
+        let answer = json_of(&answer);
+        assert_eq!(answer["error"]["code"], "overloaded", "{answer}");
+        assert!(
+            answer["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("webhook_pending_bytes"),
+            "{answer}"
+        );
+    }
+    assert_eq!(
+        gauge(bot.port, "deploybot_webhook_unverified_bytes"),
+        60_000
+    );
+    drop(holders);
+    wait_until("the half-sent bodies to be let go", ANSWER_WITHIN, || {
+        gauge(bot.port, "deploybot_webhook_unverified_bytes") == 0
+    });
+    assert_still_deploys(&bot, 0x503);
+}
+
+/// With every one of webhook_max_pending's slots held by slow senders for more than a
+/// second, a signed push still gets in: the oldest slow sender is cut off (503 with
+/// Retry-After) to make room.
+fn a_signed_push_gets_a_slot_held_by_the_oldest_slow_sender(db: TestDb) {
+    let mut bot = Bot::start(db, SCRIPT, "");
+    configure(&mut bot, "webhook_max_pending = 4");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let senders = slow_senders(bot.port, 4, 1000, 25, stop.clone());
+    wait_until("4 slow bodies to be held", ANSWER_WITHIN, || {
+        gauge(bot.port, "deploybot_webhook_unverified") == 4
+    });
+    std::thread::sleep(Duration::from_millis(1100));
+    assert_still_deploys(&bot, 0x404);
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let mut streams = senders.join().unwrap();
+    let cut_off: Vec<(u16, String)> = streams
+        .iter_mut()
+        .map(|stream| {
+            stream
+                .set_read_timeout(Some(Duration::from_millis(500)))
+                .unwrap();
+            read_answer(stream)
+        })
+        .filter(|(status, _)| *status == 503)
+        .collect();
+    assert!(!cut_off.is_empty(), "no slow sender was cut off");
+    for (_, answer) in &cut_off {
+        assert!(
+            answer.to_ascii_lowercase().contains("\r\nretry-after: "),
+            "{answer}"
+        );
+    }
+}
+
+/// An event name of lower-case letters, like GitHub's, different for every `n`.
+fn invented_event(mut n: usize) -> String {
+    let mut name = String::from("invented_");
+    for _ in 0..3 {
+        name.push(char::from(b'a' + (n % 26) as u8));
+        n /= 26;
+    }
+    name
+}
+
+/// 1000 unsigned requests, each with an X-GitHub-Event of its own, add at most one series
+/// to deploybot_webhooks_total (event="other"): an unverified request cannot grow the
+/// metrics.
+fn invented_event_names_add_no_metric_series(db: TestDb) {
+    let bot = Bot::start(db, SCRIPT, "");
+    let series = |port: u16| -> Vec<String> {
+        let (_, text) = exchange(
+            port,
+            b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
+        );
+        text.lines()
+            .filter(|l| l.starts_with("deploybot_webhooks_total{"))
+            .map(|l| l.rsplit_once(' ').unwrap().0.to_string())
+            .collect()
+    };
+    let before = series(bot.port);
+    let body = serde_json::to_vec(&fixture("ping")).unwrap();
+    for n in 0..1000 {
+        let request = webhook_request(
+            &invented_event(n),
+            &format!("garbage-{n}"),
+            &format!("sha256={:064x}", n),
+            &body,
+        );
+        let (status, answer) = exchange(bot.port, &request);
+        assert_eq!(status, 401, "{answer}");
+    }
+    let after = series(bot.port);
+    assert!(after.iter().all(|s| !s.contains("invented")), "{after:#?}");
+    let added: Vec<_> = after.iter().filter(|s| !before.contains(s)).collect();
+    assert!(added.len() <= 1, "{added:#?}");
+}
+
 both_backends_owned!(
     slow_bodies_do_not_hold_up_others,
     a_body_slower_than_the_deadline_gets_408,
@@ -686,4 +913,8 @@ both_backends_owned!(
     unknown_events_are_ignored,
     replayed_deliveries_are_duplicates,
     a_valid_signature_over_another_body_is_401,
+    signed_pushes_deploy_while_300_slow_senders_hold_connections,
+    a_flood_of_large_unsigned_bodies_past_the_byte_budget_gets_503,
+    a_signed_push_gets_a_slot_held_by_the_oldest_slow_sender,
+    invented_event_names_add_no_metric_series,
 );

@@ -279,7 +279,8 @@ fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
     }
 }
 
-/// GitHub's documented payload from tests/fixtures/github, retargeted at acme/web.
+/// GitHub's documented payload from tests/fixtures/github, retargeted at acme/web (one
+/// repository: the same repository id in every payload).
 fn fixture(name: &str) -> Value {
     let path = format!(
         "{}/tests/fixtures/github/{name}.json",
@@ -290,6 +291,7 @@ fn fixture(name: &str) -> Value {
         v["repository"]["full_name"] = "acme/web".into();
         v["repository"]["name"] = "web".into();
         v["repository"]["owner"]["login"] = "acme".into();
+        v["repository"]["id"] = 186_853_002.into();
     }
     v
 }

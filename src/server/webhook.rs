@@ -232,7 +232,7 @@ struct Probe {
 #[derive(Debug, Default, Deserialize)]
 struct ProbeRepository {
     #[serde(default)]
-    id: Option<i64>,
+    id: Option<serde_json::Number>,
     #[serde(default)]
     full_name: Option<String>,
     #[serde(default)]
@@ -248,7 +248,7 @@ struct ProbeAccount {
 #[derive(Debug, Default, Deserialize)]
 struct ProbeInstallation {
     #[serde(default)]
-    id: Option<i64>,
+    id: Option<serde_json::Number>,
 }
 
 /// Whose delivery this is, as its payload claims (verified afterwards).
@@ -268,7 +268,11 @@ fn claim(body: &[u8]) -> Result<Claim, String> {
     let Ok(probe) = serde_json::from_slice::<Probe>(body) else {
         return Ok(Claim::default());
     };
-    let installation_id = probe.installation.and_then(|i| i.id);
+    // Ids beyond i64 (GitHub's are far below) are kept out of the pin, not refused.
+    let installation_id = probe
+        .installation
+        .and_then(|i| i.id)
+        .and_then(|id| id.as_i64());
     let org = probe
         .organization
         .and_then(|o| o.login)
@@ -300,7 +304,7 @@ fn claim(body: &[u8]) -> Result<Claim, String> {
     Ok(Claim {
         tenant,
         repo,
-        repository_id: repository.id,
+        repository_id: repository.id.and_then(|id| id.as_i64()),
         installation_id,
     })
 }
