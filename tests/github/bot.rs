@@ -376,6 +376,22 @@ pub fn push(git_ref: &str, after: &str, user: &str) -> Value {
     v
 }
 
+impl Bot {
+    /// A direct connection to the bot's database that waits for the server's writes to end
+    /// (SQLite: a busy timeout) instead of failing with "database is locked".
+    pub fn sql(&self) -> crate::common::Sql {
+        let mut sql = crate::common::Sql::open(&self.db.url);
+        if let crate::common::Sql::Sqlite(conn) = &mut sql {
+            diesel::connection::SimpleConnection::batch_execute(
+                conn,
+                "PRAGMA busy_timeout = 10000",
+            )
+            .unwrap();
+        }
+        sql
+    }
+}
+
 /// GitHub's time format, to the second.
 pub fn github_time(at: chrono::DateTime<chrono::Utc>) -> String {
     at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)

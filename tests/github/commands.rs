@@ -9,7 +9,7 @@ use deploybot::deploy::{DeployState, Deployment};
 use serde_json::Value;
 
 use crate::bot::{Bot, PR_SHA, fixture, github_time, pr_comment, pull_event, wait_until};
-use crate::common::{Sql, TestDb};
+use crate::common::TestDb;
 use crate::{both_backends_owned, tag_push};
 
 /// Each deploy phase sleeps, so a deployment stays running until it is cancelled.
@@ -132,7 +132,7 @@ fn a_cancel_job_run_again_after_its_effect_does_nothing_twice(db: TestDb) {
     wait_state(&bot, &second, DeployState::Running);
 
     // As after a crash: the comment's job is pending again and is claimed again.
-    let mut sql = Sql::open(&bot.db.url);
+    let mut sql = bot.sql();
     let again = sql.execute(
         "UPDATE outbox SET state = 'pending', locked_by = NULL, locked_until = NULL, attempts = 1 \
          WHERE kind = 'job.comment'",
@@ -366,7 +366,7 @@ fn a_command_on_a_plain_issue_gets_nothing(db: TestDb) {
     let (status, answer) = bot.send("issue_comment", &body, "issue-1");
     assert_eq!(status, 202, "{answer}");
     assert_eq!(answer["status"], "ignored", "{answer}");
-    let mut sql = Sql::open(&bot.db.url);
+    let mut sql = bot.sql();
     assert_eq!(sql.count("SELECT COUNT(*) AS n FROM outbox"), 0);
     assert!(writes(&bot).is_empty(), "{:?}", writes(&bot));
 }

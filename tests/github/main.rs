@@ -4,9 +4,9 @@
 
 #[allow(dead_code)]
 mod bot;
+mod commands;
 #[path = "../common/mod.rs"]
 mod common;
-mod commands;
 
 use std::time::Duration;
 
@@ -712,7 +712,7 @@ fn a_delayed_reply_tells_the_outcome_it_was_queued_with(db: TestDb) {
         DeployState::Succeeded
     );
     // While the reply waits to be retried, a later rollback replaces the deployment.
-    let replaced = common::Sql::open(&bot.db.url).execute(&format!(
+    let replaced = bot.sql().execute(&format!(
         "UPDATE deployments SET state = 'rolled_back', error = 'rolled back by dep_later' WHERE id = '{}'",
         d.id
     ));
