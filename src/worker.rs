@@ -447,7 +447,7 @@ impl Worker {
             claiming,
         )));
 
-        let (progress, _progress_writer) = StoredProgress::start(
+        let (progress, progress_writer) = StoredProgress::start(
             Arc::clone(&self.store),
             deployment.clone(),
             self.owner.clone(),
@@ -462,7 +462,10 @@ impl Worker {
         if let Ok(last) = progress.last.lock() {
             deployment.progress = last.clone();
         }
+        // The last report is stored before the outcome (which repeats it): a later one
+        // would find the deployment no longer running.
         drop(progress);
+        let _ = progress_writer.await;
         self.running.remove(id);
         if log.dropped() > 0 {
             log.system(format!(

@@ -107,8 +107,10 @@ impl Sender {
             let notified = self.wake.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
+            // Claims are made for a quarter of the places at least (or when nothing is in
+            // flight): each claim reads every lane, so not one per finished item.
             let free = IN_FLIGHT.saturating_sub(sending.len());
-            if free > 0 {
+            if free >= IN_FLIGHT / 4 || sending.is_empty() {
                 let store = Arc::clone(&self.store);
                 let owner = self.owner.clone();
                 let limit = u32::try_from(free).unwrap_or(u32::MAX);
