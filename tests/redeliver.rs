@@ -244,6 +244,25 @@ fn a_delivery_the_bot_stored_is_never_asked_for_again(db: TestDb) {
     );
     assert_eq!(asked.len(), 1, "the missed one, once: {asked:?}");
     assert_eq!(deployments_of(&bot, &[stored_sha, missed_sha]), vec![1, 1]);
+    let metrics = metrics_text(&bot);
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l == "deploybot_webhook_redeliveries_total 1"),
+        "{metrics}"
+    );
+}
+
+/// `GET /metrics` as text.
+fn metrics_text(bot: &Bot) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", bot.port)).unwrap();
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: bot\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    answer
 }
 
 both_backends_owned!(
