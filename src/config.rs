@@ -137,6 +137,10 @@ pub struct WorkerConfig {
     pub lease: Duration,
     /// How long shutdown waits for running deployments.
     pub grace: Duration,
+    /// The most lines of a deployment's log that are stored (≥ 10).
+    pub log_lines: usize,
+    /// The most bytes of a deployment's log that are stored (≥ 4 KiB).
+    pub log_bytes: usize,
 }
 
 /// Bearer tokens for `/v1` and the CLI.
@@ -485,6 +489,8 @@ impl Default for WorkerConfig {
             concurrency: 4,
             lease: Duration::from_secs(30),
             grace: Duration::from_secs(30),
+            log_lines: 20_000,
+            log_bytes: 1024 * 1024,
         }
     }
 }
@@ -1039,6 +1045,8 @@ struct RawWorker {
     concurrency: Option<usize>,
     lease: Option<String>,
     grace: Option<String>,
+    log_lines: Option<usize>,
+    log_bytes: Option<usize>,
 }
 
 #[derive(Deserialize, Default)]
@@ -1742,10 +1750,26 @@ fn build_worker(raw: RawWorker, check: &mut Checker) -> WorkerConfig {
         );
     }
     let grace = check.duration("worker.grace", raw.grace.as_deref(), defaults.grace);
+    let log_lines = raw.log_lines.unwrap_or(defaults.log_lines);
+    if log_lines < 10 {
+        check.err(
+            "worker.log_lines",
+            "must be at least 10 (a deployment's log keeps its first and last lines within it); e.g. 20000",
+        );
+    }
+    let log_bytes = raw.log_bytes.unwrap_or(defaults.log_bytes);
+    if log_bytes < 4096 {
+        check.err(
+            "worker.log_bytes",
+            "must be at least 4096 (a deployment's log keeps its first and last lines within it); e.g. 1048576",
+        );
+    }
     WorkerConfig {
         concurrency,
         lease,
         grace,
+        log_lines,
+        log_bytes,
     }
 }
 
@@ -2976,6 +3000,26 @@ mod tests {
         assert_eq!(config.worker.concurrency, 8);
         assert_eq!(config.worker.lease, Duration::from_secs(60));
         assert_eq!(config.worker.grace, Duration::from_secs(5));
+    }
+
+    #[test]
+    fn log_caps_are_checked() {
+        let err = parse_err("[worker]\nlog_lines = 3\nlog_bytes = 100\n");
+        assert_mentions(
+            &err,
+            &[
+                "worker.log_lines",
+                "at least 10",
+                "worker.log_bytes",
+                "at least 4096",
+            ],
+        );
+        let config = parse_ok("[worker]\nlog_lines = 500\nlog_bytes = 65536\n");
+        assert_eq!(config.worker.log_lines, 500);
+        assert_eq!(config.worker.log_bytes, 65536);
+        let config = parse_ok("");
+        assert_eq!(config.worker.log_lines, 20_000);
+        assert_eq!(config.worker.log_bytes, 1024 * 1024);
     }
 
     #[test]

@@ -122,7 +122,11 @@ pub async fn serve(config: Config, options: ServeOptions) -> Result<(), ServeErr
                 ..WorkerSettings::default()
             },
         )
-        .masking(crate::provider::catalog::secret_mask(&config)),
+        .masking(crate::provider::catalog::secret_mask(&config))
+        .with_log_cap(crate::worker::LogCap {
+            lines: config.worker.log_lines,
+            bytes: config.worker.log_bytes,
+        }),
     );
     let client = crate::github::client::GithubClient::from_config(&config.github)
         .map_err(ServeError::Github)?
