@@ -252,6 +252,10 @@ impl CommentRun<'_> {
             .iter()
             .filter(|i| i.commands && i.repo.eq_ignore_ascii_case(&job.repo))
             .collect();
+        if instances.is_empty() {
+            tracing::info!(repo = %job.repo, comment = job.comment_id, "no instance of the repository accepts commands any more: comment ignored");
+            return Ok(());
+        }
         if !instances.iter().any(|cfg| allows(cfg)) {
             return self.stranger(&role, &instances).await;
         }

@@ -508,6 +508,107 @@ fn step(
 mod tests {
     use super::*;
 
+    const CONFIG: &str = r#"
+webhook_secrets = ["s"]
+
+[[instances]]
+name = "web-production"
+repo = "Codertocat/Hello-World"
+environment = "production"
+image = "img:{sha}"
+
+[instances.provider]
+kind = "noop"
+"#;
+
+    fn config() -> Config {
+        Config::from_toml_str(CONFIG, &|_| None).unwrap()
+    }
+
+    fn event(name: &str, body: &[u8]) -> Event {
+        super::super::events::parse(name, body).unwrap()
+    }
+
+    fn comment(body: &str) -> serde_json::Value {
+        let mut v: serde_json::Value = serde_json::from_slice(include_bytes!(
+            "../../tests/fixtures/github/issue_comment_created_pr.json"
+        ))
+        .unwrap();
+        v["comment"]["body"] = body.into();
+        v
+    }
+
+    #[test]
+    fn a_pull_request_comment_is_one_job_with_its_commands_and_nothing_for_github_yet() {
+        let body = comment("/deploy production\n/cancel production --queued\n/help\n/deploy moon");
+        let routing = route(
+            &config(),
+            &event("issue_comment", body.to_string().as_bytes()),
+        );
+        let Routing::Act { items, deploys, .. } = routing else {
+            panic!("{routing:?}");
+        };
+        assert!(deploys.is_empty());
+        assert_eq!(
+            items.len(),
+            1,
+            "no reaction or reply before the permission check"
+        );
+        assert_eq!(items[0].kind, JOB_COMMAND);
+        assert_eq!(items[0].ordering_key, "pull:codertocat/hello-world#2");
+        let job: CommentJob = serde_json::from_value(items[0].payload.clone()).unwrap();
+        assert_eq!(job.comment_id, 492_700_400);
+        assert_eq!(job.created_at.to_rfc3339(), "2019-05-15T15:20:21+00:00");
+        assert_eq!(job.steps.len(), 4);
+        assert_eq!(
+            job.steps[0],
+            CommentCommand::Deploy {
+                instance: "web-production".into(),
+                strategy: None
+            }
+        );
+        assert_eq!(
+            job.steps[1],
+            CommentCommand::Cancel {
+                instance: "web-production".into(),
+                queued: true
+            }
+        );
+        assert_eq!(job.steps[2], CommentCommand::Help);
+        assert!(
+            matches!(&job.steps[3], CommentCommand::Invalid { message } if message.contains("`moon`"))
+        );
+    }
+
+    #[test]
+    fn comments_on_plain_issues_are_ignored() {
+        let body = include_bytes!("../../tests/fixtures/github/issue_comment_created_issue.json");
+        let mut v: serde_json::Value = serde_json::from_slice(body).unwrap();
+        v["comment"]["body"] = "/deploy production".into();
+        let routing = route(&config(), &event("issue_comment", v.to_string().as_bytes()));
+        assert!(matches!(routing, Routing::Ignored { .. }), "{routing:?}");
+    }
+
+    #[test]
+    fn pull_request_heads_are_recorded_with_githubs_time_and_other_actions_ignored() {
+        let body = include_bytes!("../../tests/fixtures/github/pull_request_synchronize.json");
+        let routing = route(&config(), &event("pull_request", body));
+        let Routing::Act { items, .. } = routing else {
+            panic!("{routing:?}");
+        };
+        assert_eq!(items.len(), 1);
+        assert_eq!(items[0].kind, JOB_PULL_HEAD);
+        assert_eq!(items[0].ordering_key, "pull:codertocat/hello-world#2");
+        let job: PullHeadJob = serde_json::from_value(items[0].payload.clone()).unwrap();
+        assert_eq!(job.head_sha, "ec26c3e57ca3a959ca5aad62de7213c562f8c821");
+        assert_eq!(job.at.to_rfc3339(), "2019-05-15T15:20:33+00:00");
+
+        let mut v: serde_json::Value = serde_json::from_slice(body).unwrap();
+        v["action"] = "labeled".into();
+        let routing = route(&config(), &event("pull_request", v.to_string().as_bytes()));
+        assert!(matches!(routing, Routing::Ignored { .. }), "{routing:?}");
+    }
+
     #[test]
     fn images_are_rendered_and_missing_values_refused() {
         let vars = ImageVars {
