@@ -380,7 +380,61 @@ fn pull_request_events_are_accepted_quietly(db: TestDb) {
     assert_eq!(answer["jobs"], 1, "{answer}");
 }
 
+/// Eight workers run the same step of one comment at once (replicas claiming a replay and
+/// its original): the step acts once, and its reply is queued once.
+fn a_step_run_by_many_workers_at_once_acts_once(db: TestDb) {
+    use deploybot::deploy::{CommentEffect, CommentStep, NewOutboxItem, Store};
+    let step = CommentStep {
+        tenant_id: "acme".into(),
+        repo: "acme/web".into(),
+        comment_id: u64::MAX,
+        step: 1,
+    };
+    let acted: Vec<_> = std::thread::scope(|scope| {
+        let runs: Vec<_> = (0..8)
+            .map(|_| {
+                scope.spawn(|| {
+                    let reply = |_: &deploybot::deploy::CommentActed| {
+                        vec![NewOutboxItem {
+                            tenant_id: "acme".into(),
+                            ordering_key: "pull:acme/web#1".into(),
+                            deployment_id: None,
+                            kind: "comment.reply".into(),
+                            payload: serde_json::json!({"body": "once"}),
+                        }]
+                    };
+                    db.store
+                        .act_on_comment(&step, &CommentEffect::Reply, &reply)
+                })
+            })
+            .collect();
+        runs.into_iter().map(|r| r.join().unwrap()).collect()
+    });
+    let once = acted.iter().filter(|a| matches!(a, Ok(Some(_)))).count();
+    assert_eq!(once, 1, "{acted:?}");
+    for a in &acted {
+        assert!(
+            matches!(
+                a,
+                Ok(_)
+                    | Err(deploybot::deploy::Error::Conflict(_)
+                        | deploybot::deploy::Error::Unavailable(_))
+            ),
+            "{a:?}"
+        );
+    }
+    let mut sql = crate::common::Sql::open(&db.url);
+    assert_eq!(sql.count("SELECT COUNT(*) AS n FROM outbox"), 1);
+    assert_eq!(
+        db.store
+            .comment_steps("acme", "acme/web", u64::MAX)
+            .unwrap(),
+        vec![1]
+    );
+}
+
 both_backends_owned!(
+    a_step_run_by_many_workers_at_once_acts_once,
     a_replayed_cancel_under_a_new_delivery_id_cancels_nothing_more,
     a_cancel_job_run_again_after_its_effect_does_nothing_twice,
     cancel_stops_the_running_deployment_and_queued_cancels_the_waiting_ones,
