@@ -173,10 +173,15 @@ impl Redeliverer {
         }
     }
 
-    /// A round at once, then one every interval, until `stop`.
+    /// A round at once, then one every interval, until `stop` (which also ends a round
+    /// under way: what it remembers is only in memory, and GitHub keeps the deliveries).
     pub async fn run(self: Arc<Self>, stop: CancellationToken) {
         loop {
-            match self.round().await {
+            let round = tokio::select! {
+                _ = stop.cancelled() => return,
+                round = self.round() => round,
+            };
+            match round {
                 Ok(report) if !report.redelivered.is_empty() => tracing::info!(
                     listed = report.listed,
                     redelivered = report.redelivered.len(),
