@@ -3203,23 +3203,6 @@ mod tests {
     }
 
     #[test]
-    fn missed_deliveries_are_looked_for_every_few_minutes_within_three_days() {
-        let defaults = parse_ok("");
-        assert_eq!(defaults.github.redeliver_interval, Duration::from_secs(300));
-        assert_eq!(
-            defaults.github.redeliver_lookback,
-            Duration::from_secs(72 * 3600)
-        );
-        let set = parse_ok("[github]\nredeliver_interval = \"30s\"\nredeliver_lookback = \"6h\"\n");
-        assert_eq!(set.github.redeliver_interval, Duration::from_secs(30));
-        assert_eq!(set.github.redeliver_lookback, Duration::from_secs(6 * 3600));
-        let err = parse_err("[github]\nredeliver_interval = \"0s\"\n");
-        assert_mentions(&err, &["github.redeliver_interval", "longer than zero"]);
-        let err = parse_err("[github]\nredeliver_lookback = \"4 days\"\n");
-        assert_mentions(&err, &["github.redeliver_lookback", "three days"]);
-    }
-
-    #[test]
     fn secrets_never_appear_in_debug_or_errors() {
         let config = with_env(
             "[github]\napp_id = 1\napp_private_key = \"-----BEGIN PRIVATE KEY----- pk-secret\"\n",
