@@ -35,7 +35,7 @@ fn owner_host(owner: &str) -> Option<&str> {
 
 /// The process id in a worker's `owner` (`host:pid:run`).
 fn owner_pid(owner: &str) -> Option<u32> {
-    owner.rsplitn(3, ':').nth(1)?.parse().ok()
+    owner.rsplit(':').nth(1)?.parse().ok()
 }
 
 /// Deployments a worker of this process still holds: running, or finished and writing

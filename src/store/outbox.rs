@@ -494,17 +494,20 @@ fn round_robin<T>(groups: Vec<Vec<T>>, limit: usize) -> Vec<T> {
     out
 }
 
+/// A tenant's lanes, each with its oldest item's id and its items.
+type TenantLanes<T> = Vec<(i64, Vec<T>)>;
+
 /// Groups lanes by tenant, both in order of their oldest item, and takes them
 /// round-robin: a tenant's turn goes to its lanes in turn. Returns the items in claim
 /// order, given each lane's items oldest first.
 fn fair_order<T>(lanes: Vec<((String, i64), Vec<T>)>, limit: usize) -> Vec<T> {
-    let mut tenants: BTreeMap<String, (i64, Vec<(i64, Vec<T>)>)> = BTreeMap::new();
+    let mut tenants: BTreeMap<String, (i64, TenantLanes<T>)> = BTreeMap::new();
     for ((tenant, oldest), items) in lanes {
         let entry = tenants.entry(tenant).or_insert((oldest, Vec::new()));
         entry.0 = entry.0.min(oldest);
         entry.1.push((oldest, items));
     }
-    let mut tenants: Vec<(i64, Vec<(i64, Vec<T>)>)> = tenants.into_values().collect();
+    let mut tenants: Vec<(i64, TenantLanes<T>)> = tenants.into_values().collect();
     tenants.sort_by_key(|(oldest, _)| *oldest);
     let per_tenant = tenants
         .into_iter()
