@@ -481,6 +481,8 @@ struct State {
     faults: Vec<Fault>,
     /// How long every answer waits (a slow GitHub).
     delay: std::time::Duration,
+    /// Requests (method, path prefix) whose answer waits this long.
+    slow_paths: Vec<(String, String, std::time::Duration)>,
     calls: Vec<Call>,
     rate_remaining: u64,
     rate_reset: u64,
@@ -501,6 +503,7 @@ impl State {
             installation_tokens: Vec::new(),
             faults: Vec::new(),
             delay: std::time::Duration::ZERO,
+            slow_paths: Vec::new(),
             calls: Vec::new(),
             rate_remaining: RATE_LIMIT,
             rate_reset: unix_now() + 3600,
@@ -838,6 +841,14 @@ impl FakeGithub {
         self.state().delay = delay;
     }
 
+    /// Requests whose method is `method` and whose path starts with `path_prefix` wait
+    /// this long before they are handled: GitHub is slow to answer those.
+    pub fn delay_path(&self, method: &str, path_prefix: &str, delay: std::time::Duration) {
+        self.state()
+            .slow_paths
+            .push((method.to_string(), path_prefix.to_string(), delay));
+    }
+
     // --- the App's webhook sender --------------------------------------------------------
 
     /// Where the App's webhooks go (`http://HOST:PORT/PATH`), signed with `secret`.
@@ -1017,7 +1028,18 @@ struct Incoming {
 }
 
 async fn serve(req: HttpRequest, body: web::Bytes, state: web::Data<Mutex<State>>) -> HttpResponse {
-    let delay = lock(&state).delay;
+    let delay = {
+        let state = lock(&state);
+        let path = percent_decode(req.path());
+        state
+            .slow_paths
+            .iter()
+            .filter(|(method, prefix, _)| {
+                method == req.method().as_str() && path.starts_with(prefix)
+            })
+            .map(|(_, _, delay)| *delay)
+            .fold(state.delay, std::time::Duration::max)
+    };
     if !delay.is_zero() {
         actix_web::rt::time::sleep(delay).await;
     }

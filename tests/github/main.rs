@@ -937,6 +937,52 @@ fn refused_commands_explain_why(db: TestDb) {
     assert_eq!(deployment.initiator, "shipper");
 }
 
+/// GitHub takes 90 s to answer a reply on another tenant's repository; while that reply
+/// is being sent, a push to main deploys staging and its statuses, through `success`,
+/// reach GitHub: an item GitHub is slow to answer holds up only itself.
+fn a_report_github_is_slow_to_answer_does_not_hold_up_the_others(db: TestDb) {
+    let bot = Bot::start(db, OK_SCRIPT, "");
+    bot.fake.add_repo("globex/public");
+    bot.fake.add_issue("globex/public", 1);
+    bot.fake.delay_path(
+        "POST",
+        "/repos/globex/public/issues/1/comments",
+        Duration::from_secs(90),
+    );
+    bot.db
+        .store
+        .enqueue(&[deploybot::deploy::NewOutboxItem {
+            tenant_id: "globex".into(),
+            ordering_key: "comment:1".into(),
+            deployment_id: None,
+            kind: deploybot::github::rules::COMMENT_REPLY.into(),
+            payload: serde_json::json!({"repo": "globex/public", "issue": 1, "body": "slow", "installation_id": null}),
+        }])
+        .unwrap();
+    let mut sql = bot.sql();
+    wait_until(
+        "the slow reply is being sent",
+        Duration::from_secs(10),
+        || sql.count("SELECT COUNT(*) AS n FROM outbox WHERE locked_by IS NOT NULL") == 1,
+    );
+    let (status, answer) = bot.send(
+        "push",
+        &push("refs/heads/main", PR_SHA, "octocat"),
+        "slow-1",
+    );
+    assert_eq!(status, 202, "{answer}");
+    wait_for_github_state(&bot, "staging", "success");
+    // Its first attempt is still waiting for GitHub's answer.
+    let in_flight = "SELECT COUNT(*) AS n FROM outbox \
+        WHERE tenant_id = 'globex' AND attempts = 0 AND locked_by IS NOT NULL";
+    assert_eq!(
+        sql.count(in_flight),
+        1,
+        "the slow reply was still being sent"
+    );
+    assert!(bot.fake.comments("globex/public", 1).is_empty());
+}
+
 fn github_faults_are_retried_in_order_and_never_block(db: TestDb) {
     let bot = Bot::start(db, OK_SCRIPT, "");
     bot.fake
@@ -1127,6 +1173,7 @@ fn a_github_app_acts_through_its_installation(db: TestDb) {
 }
 
 both_backends_owned!(
+    a_report_github_is_slow_to_answer_does_not_hold_up_the_others,
     a_delayed_reply_tells_the_outcome_it_was_queued_with,
     signatures_are_checked_before_anything_else,
     a_reply_whose_answer_was_lost_is_posted_once,
