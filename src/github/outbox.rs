@@ -91,10 +91,10 @@ impl Sender {
     /// in the outbox for the next start (or another server). It does not drain a backlog
     /// first, which could take minutes against a slow or rate-limiting GitHub.
     ///
-    /// Up to `IN_FLIGHT` items are sent at once, and a free place is filled as soon as an
-    /// item is done: an item that GitHub is slow to answer holds up only its own key (the
-    /// claim never hands out an item while an older one of its key is pending), not the
-    /// items claimed with it.
+    /// Up to `IN_FLIGHT` items are sent at once, and more are claimed whenever a quarter
+    /// of the places are free: an item that GitHub is slow to answer holds up only its own
+    /// key (the claim never hands out an item while an older one of its key is pending),
+    /// not the items claimed with it.
     pub async fn run(self: Arc<Self>, stop: CancellationToken) {
         if self.client.is_none() {
             tracing::warn!(
