@@ -188,8 +188,8 @@ async fn read_body(
     mut payload: web::Payload,
     limit: usize,
     ticket: &mut Ticket,
-) -> Result<web::BytesMut, ReadError> {
-    let mut body = web::BytesMut::new();
+) -> Result<Vec<u8>, ReadError> {
+    let mut body = Vec::new();
     while let Some(chunk) = payload.next().await {
         let chunk = chunk.map_err(|e| ReadError::Invalid(e.to_string()))?;
         if body.len() + chunk.len() > limit {
@@ -197,6 +197,11 @@ async fn read_body(
         }
         if !ticket.charge(chunk.len()) {
             return Err(ReadError::OverBudget);
+        }
+        // Grown by an eighth at a time (not doubled), so that what is held stays close to
+        // what was counted: 64 MiB of bodies never hold 128 MiB of buffers.
+        if body.capacity() - body.len() < chunk.len() {
+            body.reserve_exact(chunk.len().max(body.capacity() / 8));
         }
         body.extend_from_slice(&chunk);
     }
