@@ -16,7 +16,7 @@ pub enum SignatureError {
     /// Neither signature header was sent: the webhook has no secret configured in GitHub.
     #[error(
         "X-Hub-Signature-256 is missing: configure the webhook secret in GitHub and in \
-         DEPLOYBOT_WEBHOOK_SECRET"
+         DEPLOYBOT_WEBHOOK_SECRET (or the variable of the tenant's [[tenants]] entry)"
     )]
     Missing,
     /// The header is not `sha256=` followed by 64 hex digits.

@@ -709,3 +709,50 @@ async fn prepare(
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(receive);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_claim_names_the_repository_owner_or_the_organization() {
+        let body = br#"{"repository": {"id": 7, "full_name": "AcMe/Web", "owner": {"login": "ACME"}}, "installation": {"id": 9}}"#;
+        assert_eq!(
+            claim(body),
+            Ok(Claim {
+                tenant: Some("acme".into()),
+                repo: Some("acme/web".into()),
+                repository_id: Some(7),
+                installation_id: Some(9),
+            })
+        );
+        let org = br#"{"zen": "z", "organization": {"login": "Globex"}}"#;
+        assert_eq!(claim(org).map(|c| c.tenant), Ok(Some("globex".into())));
+        assert_eq!(claim(b"not json"), Ok(Claim::default()));
+        // An id beyond i64 is left out, not refused.
+        let huge = br#"{"repository": {"id": 18446744073709551615, "full_name": "acme/web", "owner": {"login": "acme"}}}"#;
+        assert_eq!(claim(huge).map(|c| c.repository_id), Ok(None));
+    }
+
+    #[test]
+    fn an_owner_and_full_name_that_disagree_are_refused() {
+        let body = br#"{"repository": {"full_name": "acme/web", "owner": {"login": "globex"}}}"#;
+        assert!(claim(body).unwrap_err().contains("different accounts"));
+    }
+
+    #[test]
+    fn bytes_are_counted_as_they_arrive_within_the_budget() {
+        let pool: &'static Unverified = Box::leak(Box::new(Unverified::new(2, 100)));
+        // A declared length that cannot fit is refused before anything is read.
+        assert_eq!(pool.admit(Some(101)).err(), Some(Full::Bytes));
+        let mut first = pool.admit(Some(100)).unwrap();
+        assert!(first.charge(60));
+        let mut second = pool.admit(None).unwrap();
+        assert!(!second.charge(41));
+        assert!(second.charge(40));
+        // Every slot taken, none old enough to be cut off.
+        assert_eq!(pool.admit(None).err(), Some(Full::Count));
+        drop(first);
+        assert!(pool.admit(Some(60)).is_ok());
+    }
+}
