@@ -777,6 +777,11 @@ impl Config {
             values.push(pem);
         }
         values.extend(self.metrics_token.iter().cloned());
+        values.extend(
+            self.session_key
+                .iter()
+                .flat_map(|key| session_key_texts(key)),
+        );
         values.extend(database_passwords(&self.database_url));
         values
     }
@@ -1851,6 +1856,19 @@ fn build_api(raw: RawApi, check: &mut Checker) -> ApiConfig {
         });
     }
     ApiConfig { tokens }
+}
+
+/// Every way `DEPLOYBOT_SESSION_KEY` can be written for `key` (hex in either case, base64
+/// standard or URL-safe without padding, a prefix of the padded text): what logs mask.
+fn session_key_texts(key: &[u8]) -> [String; 4] {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::{STANDARD_NO_PAD, URL_SAFE_NO_PAD};
+    [
+        hex::encode(key),
+        hex::encode_upper(key),
+        STANDARD_NO_PAD.encode(key),
+        URL_SAFE_NO_PAD.encode(key),
+    ]
 }
 
 /// `DEPLOYBOT_SESSION_KEY`: at least 32 bytes, written as hex or base64 (standard or
@@ -3361,6 +3379,7 @@ mod tests {
                 ("DEPLOYBOT_WEBHOOK_SECRET", "hook-1,hook-2"),
                 ("DEPLOYBOT_METRICS_TOKEN", "metrics-token"),
                 ("DATABASE_URL", "postgres://bot:p%40ss-word@db/deploybot"),
+                ("DEPLOYBOT_SESSION_KEY", &"5a".repeat(32)),
             ],
         )
         .unwrap();
@@ -3372,6 +3391,9 @@ mod tests {
             "metrics-token",
             "p%40ss-word",
             "p@ss-word",
+            &"5a".repeat(32),
+            &"5A".repeat(32),
+            "WlpaWlpaWlpaWlpaWlpaWlpaWlpaWlpaWlpaWlpaWlo",
         ] {
             assert!(values.iter().any(|v| v == secret), "{secret}: {values:?}");
         }

@@ -473,6 +473,7 @@ impl Worker {
                 log.dropped()
             ));
         }
+        log.flush().await;
         drop(log);
         let _ = writer.await;
 

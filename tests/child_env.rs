@@ -26,6 +26,7 @@ const API_TOKEN: &str = "child-env-test-token";
 const METRICS_TOKEN: &str = "metrics-token-for-child-env";
 const AWS_PROFILE: &str = "deploy-profile";
 const AWS_SECRET: &str = "aws-secret-access-key-value-42";
+const SESSION_KEY: &str = "6b1f0c2d9e8a7b6c5d4e3f2a1b0c9d8e7f6a5b4c3d2e1f0a9b8c7d6e5f4a3b2c";
 const SERVER_ONLY: &str = "server-only-value-not-passed";
 const CHILD_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
@@ -37,6 +38,10 @@ fn executable(path: &Path, text: &str) {
     std::fs::set_permissions(path, perms).unwrap();
 }
 
+/// Prints the deploybot-specific part of the server's own environment, as a script running
+/// as the bot's user can read it from `/proc`: what the log must mask.
+const SERVER_ENV: &str = "tr '\\0' '\\n' < /proc/$PPID/environ | grep -E '^(DEPLOYBOT_|GITHUB_TOKEN)' | sed 's/^/SERVER /'";
+
 /// The instance `web-env`: its deploy and health commands print their environment to the
 /// log and save it (NUL-separated) under `dir`; it passes AWS_PROFILE and
 /// AWS_SECRET_ACCESS_KEY (a secret) and lets the API set LOG_LEVEL.
@@ -46,7 +51,7 @@ fn extra_config(dir: &Path) -> String {
     executable(
         &deploy,
         &format!(
-            "#!/bin/bash\nenv\nenv -0 > \"$(mktemp '{}/envs/deploy.XXXXXX')\"\n",
+            "#!/bin/bash\nenv\nenv -0 > \"$(mktemp '{}/envs/deploy.XXXXXX')\"\n{SERVER_ENV}\n",
             dir.display()
         ),
     );
@@ -116,6 +121,7 @@ fn start_with_secrets(db: TestDb, dir: &Path, home: &Path) -> (Bot, Server) {
         .env("DEPLOYBOT_WEBHOOK_SECRET", SECRET)
         .env("GITHUB_TOKEN", TOKEN)
         .env("DEPLOYBOT_METRICS_TOKEN", METRICS_TOKEN)
+        .env("DEPLOYBOT_SESSION_KEY", SESSION_KEY)
         .env("SERVER_ONLY_SETTING", SERVER_ONLY)
         .env("AWS_PROFILE", AWS_PROFILE)
         .env("AWS_SECRET_ACCESS_KEY", AWS_SECRET)
@@ -243,6 +249,7 @@ fn a_deploy_script_printing_its_environment_shows_no_server_secret(db: TestDb) {
         SECRET,
         TOKEN,
         METRICS_TOKEN,
+        SESSION_KEY,
         SERVER_ONLY,
         bot.db.url.as_str(),
     ];
@@ -278,6 +285,18 @@ fn a_deploy_script_printing_its_environment_shows_no_server_secret(db: TestDb) {
         lines.contains(&"AWS_SECRET_ACCESS_KEY=***".to_string()),
         "secret_env is masked: {log}"
     );
+    // The server's own secrets, read from /proc by the script, are masked too.
+    for name in [
+        "DEPLOYBOT_WEBHOOK_SECRET",
+        "DEPLOYBOT_SESSION_KEY",
+        "DEPLOYBOT_METRICS_TOKEN",
+        "GITHUB_TOKEN",
+    ] {
+        assert!(
+            lines.contains(&format!("SERVER {name}=***")),
+            "{name} of the server is masked: {log}"
+        );
+    }
 
     // What the commands really got, as saved by them (not as logged).
     let deploys = saved_envs(dir.path(), "deploy");
@@ -423,7 +442,7 @@ environment = "production"
 image = "ghcr.io/acme/web:{sha}"
 env = { LD_PRELOAD = "/tmp/evil.so" }
 pass_env = ["GITHUB_TOKEN", "DEPLOYBOT_WEBHOOK_SECRET", "AWS_PROFILE"]
-api_env = ["NODE_OPTIONS"]
+api_env = ["NODE_OPTIONS", "TAR_OPTIONS"]
 secret_env = ["AWS_SECRET_ACCESS_KEY"]
 "#,
     )
@@ -447,6 +466,9 @@ secret_env = ["AWS_SECRET_ACCESS_KEY"]
         "DEPLOYBOT_WEBHOOK_SECRET",
         "instances[0] (web-production).api_env[0]",
         "NODE_OPTIONS",
+        // tar runs the program its options name (--checkpoint-action=exec=…).
+        "instances[0] (web-production).api_env[1]",
+        "TAR_OPTIONS",
         "instances[0] (web-production).secret_env[0]",
         "AWS_SECRET_ACCESS_KEY",
     ] {

@@ -50,7 +50,46 @@ const INTERPRETED: &[&str] = &[
     "JDK_JAVA_OPTIONS",
     "CLASSPATH",
     "DOTNET_STARTUP_HOOKS",
-    // tools that start other programs
+    "JAVA_OPTS",
+    "MAVEN_OPTS",
+    "GRADLE_OPTS",
+    "SBT_OPTS",
+    "ANT_OPTS",
+    "ERL_AFLAGS",
+    "ERL_ZFLAGS",
+    "ERL_FLAGS",
+    "ERL_LIBS",
+    "PHPRC",
+    "PHP_INI_SCAN_DIR",
+    "GEMRC",
+    "BUNDLE_GEMFILE",
+    "GOFLAGS",
+    // build tools: compilers, wrappers and flags they run or pass on
+    "MAKEFLAGS",
+    "MFLAGS",
+    "GNUMAKEFLAGS",
+    "MAKEFILES",
+    "CC",
+    "CXX",
+    "CPP",
+    "LD",
+    "AR",
+    "CFLAGS",
+    "CXXFLAGS",
+    "CPPFLAGS",
+    "LDFLAGS",
+    "RUSTC",
+    "RUSTC_WRAPPER",
+    "RUSTDOC",
+    "RUSTFLAGS",
+    "RUSTDOCFLAGS",
+    // tools that start other programs or read options or config from the environment
+    "SHELL",
+    "TAR_OPTIONS",
+    "RSYNC_RSH",
+    "RSYNC_CONNECT_PROG",
+    "LESSOPEN",
+    "LESSCLOSE",
     "OPENSSL_CONF",
     "OPENSSL_ENGINES",
     "SSH_ASKPASS",
@@ -58,6 +97,12 @@ const INTERPRETED: &[&str] = &[
     "EDITOR",
     "VISUAL",
     "PAGER",
+    "KUBE_EDITOR",
+    "KUBECTL_EXTERNAL_DIFF",
+    "WGETRC",
+    "CURL_HOME",
+    "XDG_CONFIG_HOME",
+    "XDG_CONFIG_DIRS",
 ];
 
 /// Name prefixes with the same meaning as `INTERPRETED`.
@@ -70,6 +115,12 @@ const INTERPRETED_PREFIXES: &[&str] = &[
     "PERL5",
     "GIT_",
     "NPM_CONFIG_",
+    "YARN_",
+    "PIP_",
+    "CARGO_",
+    "LUA_INIT",
+    "TF_CLI_ARGS",
+    "ANSIBLE_",
     "CORECLR_",
     "LC_",
 ];
@@ -222,6 +273,17 @@ mod tests {
             "GIT_SSH_COMMAND",
             "LC_ALL",
             "GCONV_PATH",
+            "TAR_OPTIONS",
+            "MAKEFLAGS",
+            "RSYNC_RSH",
+            "LUA_INIT_5_4",
+            "RUSTC_WRAPPER",
+            "CARGO_BUILD_RUSTC_WRAPPER",
+            "SHELL",
+            "LESSOPEN",
+            "PIP_INDEX_URL",
+            "KUBECTL_EXTERNAL_DIFF",
+            "XDG_CONFIG_HOME",
         ] {
             assert!(
                 matches!(check_child_name(name), Err(EnvNameError::Interpreted(_))),
@@ -233,6 +295,20 @@ mod tests {
                 check_child_name(name),
                 Err(EnvNameError::SetByDeploybot(_))
             ));
+        }
+    }
+
+    #[test]
+    fn names_that_choose_a_target_or_hold_data_are_allowed() {
+        for name in [
+            "KUBECONFIG",
+            "AWS_PROFILE",
+            "DOCKER_HOST",
+            "TZ",
+            "LOG_LEVEL",
+            "REGION",
+        ] {
+            assert_eq!(check_child_name(name), Ok(()), "{name}");
         }
     }
 

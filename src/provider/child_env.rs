@@ -4,6 +4,8 @@
 
 use std::borrow::Cow;
 
+use super::process::TRUNCATION_MARKER;
+
 /// The `PATH` of every child process, whatever the server's is.
 pub const CHILD_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
@@ -79,7 +81,8 @@ impl SecretMask {
         self.secrets.is_empty()
     }
 
-    /// `line` with every secret replaced by `***`.
+    /// `line` with every secret replaced by `***`. A line cut at the line limit may end in
+    /// the first part of a secret whose rest was dropped; that part is masked too.
     pub fn apply<'a>(&self, line: &'a str) -> Cow<'a, str> {
         let mut out = Cow::Borrowed(line);
         for secret in &self.secrets {
@@ -87,7 +90,26 @@ impl SecretMask {
                 out = Cow::Owned(out.replace(secret.as_str(), MASK));
             }
         }
+        if let Some(kept) = out.strip_suffix(TRUNCATION_MARKER)
+            && let Some(start) = self.cut_secret_start(kept)
+        {
+            out = Cow::Owned(format!("{}{MASK}{TRUNCATION_MARKER}", &kept[..start]));
+        }
         out
+    }
+
+    /// Where the longest beginning of a secret that `text` ends with starts.
+    fn cut_secret_start(&self, text: &str) -> Option<usize> {
+        self.secrets
+            .iter()
+            .filter_map(|secret| {
+                (1..secret.len())
+                    .rev()
+                    .filter(|&n| secret.is_char_boundary(n))
+                    .find(|&n| text.ends_with(&secret[..n]))
+                    .map(|n| text.len() - n)
+            })
+            .min()
     }
 }
 
@@ -103,6 +125,18 @@ mod tests {
             "GITHUB_TOKEN=*** pw=*** again ***"
         );
         assert!(matches!(mask.apply("nothing here"), Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn a_secret_cut_at_the_line_limit_is_masked_as_far_as_it_was_kept() {
+        let mask = SecretMask::new(["aws-SECRET-value-21ch".to_string()]);
+        let cut = format!("{}aws-SECRET-valu{TRUNCATION_MARKER}", "x".repeat(10));
+        assert_eq!(
+            mask.apply(&cut),
+            format!("{}***{TRUNCATION_MARKER}", "x".repeat(10))
+        );
+        // A line that was not cut keeps text that only looks like a secret's beginning.
+        assert_eq!(mask.apply("ends with aws-"), "ends with aws-");
     }
 
     #[test]

@@ -57,14 +57,21 @@ pub struct LogLine {
 }
 
 /// Where providers and strategies write a deployment's log. Never blocks: when the
-/// writer falls behind, lines are counted as dropped and the count is logged instead.
+/// writer falls behind, a command's lines are counted as dropped and the count is logged
+/// instead, while deploybot's own lines wait in order (up to [`HELD_SYSTEM_LINES`]) until
+/// there is room, or until [`LogSink::flush`] sends them at the end.
 /// A masking sink replaces every secret value in a line with `***` before passing it on.
+/// Every sink replaces a NUL (U+0000) with U+FFFD, the same on both databases.
 #[derive(Clone)]
 pub struct LogSink {
     tx: mpsc::Sender<LogLine>,
     dropped: Arc<AtomicU64>,
     mask: Option<Arc<SecretMask>>,
+    held: Arc<std::sync::Mutex<std::collections::VecDeque<LogLine>>>,
 }
+
+/// The most of deploybot's own lines a sink holds while its writer is behind.
+pub const HELD_SYSTEM_LINES: usize = 10_000;
 
 impl LogSink {
     /// A sink and the receiving end that stores the lines.
@@ -75,6 +82,7 @@ impl LogSink {
                 tx,
                 dropped: Arc::new(AtomicU64::new(0)),
                 mask: None,
+                held: Arc::default(),
             },
             rx,
         )
@@ -93,13 +101,55 @@ impl LogSink {
 
     pub fn line(&self, stream: LogStream, text: impl Into<String>) {
         let mut text = text.into();
+        // PostgreSQL text cannot hold U+0000: one such line would lose its whole batch.
+        // It is replaced before masking, so the mask sees the text that is stored.
+        if false {
+            text = text.replace('\0', "\u{FFFD}");
+        }
         if let Some(mask) = &self.mask
             && let Cow::Owned(masked) = mask.apply(&text)
         {
             text = masked;
         }
-        if self.tx.try_send(LogLine { stream, text }).is_err() {
+        let line = LogLine { stream, text };
+        let Ok(mut held) = self.held.lock() else {
             self.dropped.fetch_add(1, Ordering::Relaxed);
+            return;
+        };
+        // Held lines go first, so the log keeps its order.
+        while let Some(first) = held.pop_front() {
+            if let Err(e) = self.tx.try_send(first) {
+                held.push_front(e.into_inner());
+                break;
+            }
+        }
+        let line = if held.is_empty() {
+            match self.tx.try_send(line) {
+                Ok(()) => return,
+                Err(e) => e.into_inner(),
+            }
+        } else {
+            line
+        };
+        if line.stream == LogStream::System && held.len() < HELD_SYSTEM_LINES {
+            held.push_back(line);
+        } else {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Sends the held lines of deploybot's own, waiting for room: called once the
+    /// deployment's work is over, before the sink is dropped.
+    pub async fn flush(&self) {
+        loop {
+            let next = match self.held.lock() {
+                Ok(mut held) => held.pop_front(),
+                Err(_) => None,
+            };
+            let Some(line) = next else { return };
+            if self.tx.send(line).await.is_err() {
+                return;
+            }
         }
     }
 
@@ -183,4 +233,34 @@ pub trait HealthCheck: Send + Sync {
 
     /// Probes until healthy or until the deadline passes; the error is the last reason.
     async fn wait_healthy(&self, run: &RunContext) -> Result<(), ProviderError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A writer far behind a chatty command: the command's excess lines are counted as
+    /// dropped, deploybot's own lines wait and arrive, in order, after what was taken.
+    #[tokio::test]
+    async fn deploybots_own_lines_wait_for_a_writer_that_fell_behind() {
+        let (sink, mut rx) = LogSink::channel(2);
+        for n in 0..5 {
+            sink.line(LogStream::Stdout, format!("out {n}"));
+        }
+        sink.system("failed: exit 1");
+        sink.line(LogStream::Stdout, "out 5");
+        sink.system("restored v1");
+        assert_eq!(sink.dropped(), 4, "out 2, 3, 4 and 5 found no room");
+        let flushing = {
+            let sink = sink.clone();
+            tokio::spawn(async move { sink.flush().await })
+        };
+        let mut got = Vec::new();
+        while got.len() < 4 {
+            let line = rx.recv().await.expect("a line");
+            got.push(line.text);
+        }
+        flushing.await.unwrap();
+        assert_eq!(got, ["out 0", "out 1", "failed: exit 1", "restored v1"]);
+    }
 }
