@@ -3369,6 +3369,22 @@ mod tests {
             ],
         );
         assert!(!err.contains("acme-new-secret"), "{err}");
+
+        // A copy of the session key, in another of its encodings.
+        let key = "5a".repeat(32);
+        let err = with_env(
+            &instance("pass_env = [\"KEY_COPY\"]\n"),
+            &[
+                ("DEPLOYBOT_SESSION_KEY", &key),
+                ("KEY_COPY", &key.to_uppercase()),
+            ],
+        )
+        .unwrap_err()
+        .to_string();
+        assert_mentions(
+            &err,
+            &["instances[0] (web-production).pass_env[0]", "KEY_COPY"],
+        );
     }
 
     #[test]
