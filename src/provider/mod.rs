@@ -103,7 +103,7 @@ impl LogSink {
         let mut text = text.into();
         // PostgreSQL text cannot hold U+0000: one such line would lose its whole batch.
         // It is replaced before masking, so the mask sees the text that is stored.
-        if false {
+        if text.contains('\0') {
             text = text.replace('\0', "\u{FFFD}");
         }
         if let Some(mask) = &self.mask
