@@ -102,6 +102,17 @@ pub struct Service {
     running: Arc<Running>,
 }
 
+/// A NUL (U+0000) cannot be stored on PostgreSQL: refused on both databases alike, naming
+/// `field`.
+fn refuse_nul(field: &str, text: &str) -> Result<(), Error> {
+    if text.contains('\0') {
+        return Err(Error::InvalidRequest(format!(
+            "{field} contains a NUL character (U+0000), which deploybot cannot store: remove it"
+        )));
+    }
+    Ok(())
+}
+
 fn is_hex(s: &str) -> bool {
     s.bytes().all(|b| b.is_ascii_hexdigit())
 }
@@ -180,6 +191,14 @@ impl Service {
     }
 
     fn validate(request: &DeployRequest) -> Result<(), Error> {
+        for (field, text) in [
+            ("image", &request.image),
+            ("notes", &request.notes),
+            ("strategy", &request.strategy),
+            ("commit_sha", &request.commit_sha),
+        ] {
+            refuse_nul(field, text)?;
+        }
         let image = request.image.trim();
         if image.is_empty() {
             return Err(Error::InvalidRequest(
@@ -465,6 +484,7 @@ impl Service {
         id_or_name: &str,
     ) -> Result<Instance, Error> {
         let (store, tenant) = (Arc::clone(&self.store), tenant.to_string());
+        refuse_nul("instance", id_or_name)?;
         let key = id_or_name.to_string();
         blocking(move || match InstanceId::parse(&key) {
             Ok(id) => store.get_instance(&tenant, id),

@@ -48,8 +48,36 @@ pub fn parse(event: &str, body: &[u8]) -> Result<Event, EventError> {
     }
 }
 
-fn from_json<'a, T: Deserialize<'a>>(event: &'static str, body: &'a [u8]) -> Result<T, EventError> {
-    serde_json::from_slice(body).map_err(|error| EventError::Invalid { event, error })
+fn from_json<T: serde::de::DeserializeOwned>(
+    event: &'static str,
+    body: &[u8],
+) -> Result<T, EventError> {
+    serde_json::from_slice(&without_nul(body)).map_err(|error| EventError::Invalid { event, error })
+}
+
+/// `body` with every JSON escape `\u0000` rewritten to `\ufffd`: PostgreSQL text cannot
+/// hold U+0000, and a delivery GitHub could never redeliver successfully must not fail on
+/// it. An escaped backslash (`\\u0000`, the literal text) is left alone. A raw NUL byte is
+/// not valid JSON and stays an error.
+fn without_nul(body: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    const NUL: &[u8] = b"u0000";
+    if !body.windows(NUL.len()).any(|w| w == NUL) {
+        return std::borrow::Cow::Borrowed(body);
+    }
+    let mut out = body.to_vec();
+    let mut i = 0;
+    while i < out.len() {
+        if out[i] == b'\\' {
+            if out[i + 1..].starts_with(NUL) {
+                out[i + 2..i + 6].copy_from_slice(b"fffd");
+            }
+            // Skip the escaped character, so `\\` never starts another escape.
+            i += 2;
+        } else {
+            i += 1;
+        }
+    }
+    std::borrow::Cow::Owned(out)
 }
 
 /// `ping`: GitHub's check that the webhook reaches deploybot.
@@ -830,6 +858,25 @@ mod tests {
             for name in ["ping", "push", "create", "issue_comment"] {
                 let _ = parse(name, &body);
             }
+        }
+    }
+
+    #[test]
+    fn nul_escapes_become_the_replacement_character_and_literal_text_stays() {
+        let cases: [(&[u8], &[u8]); 5] = [
+            (br#"{"a":"x\u0000y"}"#, br#"{"a":"x\ufffdy"}"#),
+            (br#"{"a":"\\u0000"}"#, br#"{"a":"\\u0000"}"#),
+            (br#"{"a":"\\\u0000"}"#, br#"{"a":"\\\ufffd"}"#),
+            (br#"{"a":"u0000\u00001"}"#, br#"{"a":"u0000\ufffd1"}"#),
+            (br#"{"a":"u0000"}\"#, br#"{"a":"u0000"}\"#),
+        ];
+        for (body, expected) in cases {
+            assert_eq!(
+                &*without_nul(body),
+                expected,
+                "{}",
+                String::from_utf8_lossy(body)
+            );
         }
     }
 }

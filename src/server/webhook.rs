@@ -576,9 +576,7 @@ async fn handle(
                     // The database failing is not a refusal: storing the delivery would
                     // make GitHub's redelivery a duplicate and lose the deployment.
                     Err((_, e @ (Error::Unavailable(_) | Error::Internal(_)))) => {
-                        tracing::error!(delivery = %delivery_id, error = %e, "delivery not stored");
-                        metrics::global().webhook(Some(event_name), WebhookOutcome::Unavailable);
-                        return unavailable();
+                        return not_stored(delivery_id, event_name, &e);
                     }
                     Err((instance, e)) => {
                         refused.push(json!({"instance": instance, "reason": e.to_string()}))
@@ -609,11 +607,7 @@ async fn handle(
             .to_string();
             return error(StatusCode::CONFLICT, "repository_replaced", message);
         }
-        Err(IngestError::Store(e)) => {
-            tracing::error!(delivery = %delivery_id, error = %e, "delivery not stored");
-            metrics::global().webhook(Some(event_name), WebhookOutcome::Unavailable);
-            return unavailable();
-        }
+        Err(IngestError::Store(e)) => return not_stored(delivery_id, event_name, &e),
     };
     if record.duplicate {
         tracing::info!(delivery = %delivery_id, "duplicate delivery");
@@ -642,6 +636,34 @@ async fn handle(
     }
     metrics::global().webhook(Some(event_name), WebhookOutcome::of_answer(&answer));
     HttpResponse::Accepted().json(answer)
+}
+
+/// The answer when the delivery could not be stored: 503 only when the database is away
+/// (a redelivery will succeed), 422 when it refused a value of the payload, else 500.
+fn not_stored(delivery_id: &str, event_name: &str, e: &Error) -> HttpResponse {
+    tracing::error!(delivery = %delivery_id, error = %e, "delivery not stored");
+    match e {
+        Error::Unavailable(_) => {
+            metrics::global().webhook(Some(event_name), WebhookOutcome::Unavailable);
+            unavailable()
+        }
+        Error::InvalidRequest(message) => {
+            metrics::global().webhook(Some(event_name), WebhookOutcome::BadRequest);
+            error(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_payload",
+                format!("the delivery was not stored: {message}"),
+            )
+        }
+        _ => {
+            metrics::global().webhook(Some(event_name), WebhookOutcome::Unavailable);
+            error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "the delivery was not stored because of an internal error; the server log has the details under this delivery id",
+            )
+        }
+    }
 }
 
 /// 503: nothing was stored, so GitHub's redelivery (or the next push) is not a duplicate.

@@ -236,6 +236,17 @@ pub(crate) fn db_error(err: DieselError) -> Error {
         {
             Error::Unavailable(format!("the database is busy: {}", info.message()))
         }
+        // A value the database cannot hold (PostgreSQL: a NUL in text, a value too long):
+        // the request is at fault, and sending it again will not help.
+        DieselError::DatabaseError(_, info)
+            if info.message().contains("invalid byte sequence")
+                || info.message().contains("value too long") =>
+        {
+            Error::InvalidRequest(format!(
+                "the database cannot store a value of this request: {}",
+                info.message()
+            ))
+        }
         DieselError::NotFound => Error::Internal("a row the store expected is missing".into()),
         other => Error::Internal(format!("database error: {other}")),
     }
