@@ -137,6 +137,18 @@ fn the_api_refuses_a_nul_naming_where_it_is(db: TestDb) {
             r#"{"image":"ghcr.io/acme/web:1","strategy":"canary\u0000"}"#,
             "field `strategy`",
         ),
+        (
+            "POST",
+            "/v1/instances/web-production/deploy",
+            r#"{"image":"ghcr.io/acme/web:1","env":{"REGION":"eu\u0000"}}"#,
+            "field `env.REGION`",
+        ),
+        (
+            "POST",
+            "/v1/instances/web-production/rollback",
+            r#"{"to":"previous\u0000"}"#,
+            "field `to`",
+        ),
     ];
     for (method, path, body, names) in refused {
         let (status, answer) = call(&bot, method, path, body);
