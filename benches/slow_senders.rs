@@ -1,4 +1,5 @@
-//! Resident memory of `deploybot serve` (SQLite, default webhook bounds) while 300
+//! Resident memory of `deploybot serve` (SQLite, default webhook bounds, or
+//! `BENCH_PENDING_BYTES` as `webhook_pending_bytes`) while 300
 //! unsigned senders hold connections open, and whether signed pushes still get through.
 //!
 //! Two attacks, each held for `BENCH_HOLD_SECS` (default 6 s, under the 10 s
@@ -23,10 +24,10 @@ const SECRET: &str = "bench-secret";
 const SENDERS: usize = 300;
 const ANNOUNCED: usize = 25 * 1024 * 1024;
 
-fn head(delivery: &str) -> Vec<u8> {
+fn head(delivery: &str, announced: usize) -> Vec<u8> {
     format!(
         "POST /webhooks/github HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n\
-         Content-Length: {ANNOUNCED}\r\nConnection: close\r\nX-GitHub-Event: push\r\n\
+         Content-Length: {announced}\r\nConnection: close\r\nX-GitHub-Event: push\r\n\
          X-GitHub-Delivery: {delivery}\r\n\r\n"
     )
     .into_bytes()
@@ -35,7 +36,10 @@ fn head(delivery: &str) -> Vec<u8> {
 /// A signed push to a branch no instance deploys (GitHub's example payload, retargeted at
 /// acme/web): the status of its answer.
 fn signed_push(port: u16, n: usize) -> u16 {
-    let path = format!("{}/tests/fixtures/github/push.json", env!("CARGO_MANIFEST_DIR"));
+    let path = format!(
+        "{}/tests/fixtures/github/push.json",
+        env!("CARGO_MANIFEST_DIR")
+    );
     let mut push: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(path).expect("the push fixture"))
             .expect("the push fixture is JSON");
@@ -70,14 +74,22 @@ fn signed_push(port: u16, n: usize) -> u16 {
 
 /// Runs one attack: opens the senders, holds them for `hold` while sending signed pushes,
 /// and returns (peak RSS KiB, pushes answered 2xx, pushes sent).
-fn attack(port: u16, pid: u32, bulk: bool, hold: Duration) -> (u64, usize, usize) {
+fn attack(
+    port: u16,
+    pid: u32,
+    bulk: bool,
+    hold: Duration,
+    announced: usize,
+) -> (u64, usize, usize) {
     let sampler = support::RssSampler::start(pid);
     let senders = std::thread::spawn(move || {
         let chunk = vec![b' '; 1024 * 1024];
         let mut streams: Vec<TcpStream> = (0..SENDERS)
             .filter_map(|n| {
                 let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
-                stream.write_all(&head(&format!("slow-{n}"))).ok()?;
+                stream
+                    .write_all(&head(&format!("slow-{n}"), announced))
+                    .ok()?;
                 stream.set_nonblocking(true).ok()?;
                 if bulk {
                     // As much of 1 MiB as the socket takes at once; the server refuses
@@ -117,13 +129,18 @@ fn attack(port: u16, pid: u32, bulk: bool, hold: Duration) -> (u64, usize, usize
 
 fn main() {
     let hold = Duration::from_secs(support::env_number("BENCH_HOLD_SECS", 6));
+    // `webhook_pending_bytes` for the run (default: deploybot's, 64 MiB).
+    let budget: usize = support::env_number("BENCH_PENDING_BYTES", 64 * 1024 * 1024);
+    // Bodies may be at most the budget (webhook_max_bytes must fit in it).
+    let announced = ANNOUNCED.min(budget);
     let dir = tempfile::tempdir().expect("temp dir");
     let port = support::free_port();
     let config = dir.path().join("deploybot.toml");
     std::fs::write(
         &config,
         format!(
-            "database_url = \"sqlite://{}\"\nlisten = \"127.0.0.1:{port}\"\nwebhook_secrets = [\"{SECRET}\"]\n\n\
+            "database_url = \"sqlite://{}\"\nlisten = \"127.0.0.1:{port}\"\nwebhook_secrets = [\"{SECRET}\"]\n\
+             webhook_pending_bytes = {budget}\nwebhook_max_bytes = {announced}\n\n\
              [[instances]]\nname = \"web-staging\"\nrepo = \"acme/web\"\nenvironment = \"staging\"\n\
              image = \"ghcr.io/acme/web:{{short_sha}}\"\non_push = [\"main\"]\n\n\
              [instances.provider]\nkind = \"noop\"\n",
@@ -146,14 +163,19 @@ fn main() {
     let pid = server.id();
     std::thread::sleep(Duration::from_secs(1));
     let idle = support::rss_kib(pid).unwrap_or(0);
-    let drip = attack(port, pid, false, hold);
+    let drip = attack(port, pid, false, hold, announced);
     // Let the drip senders' connections end before the next attack.
     std::thread::sleep(Duration::from_secs(2));
-    let bulk = attack(port, pid, true, hold);
+    let bulk = attack(port, pid, true, hold, announced);
     let _ = server.kill();
     let _ = server.wait();
 
-    println!("deploybot serve (SQLite, default bounds), {SENDERS} unsigned senders each announcing 25 MiB, held {hold:?}; load {}", support::load());
+    println!(
+        "deploybot serve (SQLite, webhook_pending_bytes = {} MiB), {SENDERS} unsigned senders each announcing {} MiB, held {hold:?}; load {}",
+        budget / (1024 * 1024),
+        announced / (1024 * 1024),
+        support::load()
+    );
     println!("| attack | peak resident MiB | signed pushes answered 2xx |");
     println!("| --- | --- | --- |");
     println!("| none (idle) | {} | — |", support::mib(idle));

@@ -764,65 +764,109 @@ fn signed_pushes_deploy_while_300_slow_senders_hold_connections(db: TestDb) {
     assert_still_deploys(&bot, 0x3ff);
 }
 
-/// Two unsigned bodies, nearly all sent, hold 60,000 of the 65,536 bytes of
-/// webhook_pending_bytes.
-/// A flood of unsigned requests announcing 60,000 bytes each is refused at once, before
-/// any of it is read: 503 with Retry-After, naming the setting. When the holders go,
-/// pushes deploy again.
+/// Sends the head of an unsigned push announcing `length` bytes and `sent` bytes of its
+/// body, then waits up to `wait` for an answer (status 0: none, the body is held).
+fn partial_body(
+    port: u16,
+    delivery: &str,
+    length: usize,
+    sent: usize,
+    wait: Duration,
+) -> (u16, String, TcpStream) {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream.write_all(&unsigned_head(delivery, length)).unwrap();
+    let _ = stream.write_all(&vec![b' '; sent]);
+    stream.set_read_timeout(Some(wait)).unwrap();
+    let (status, answer) = read_answer(&mut stream);
+    (status, answer, stream)
+}
+
+/// 50 unsigned senders at once each announce and send 30,000 bytes of a 32,000-byte body
+/// and stall, against webhook_pending_bytes = 65,536: at most two are held, every other
+/// one gets 503 with Retry-After naming the setting. When they go, pushes deploy again.
 fn a_flood_of_large_unsigned_bodies_past_the_byte_budget_gets_503(db: TestDb) {
     let mut bot = Bot::start(db, SCRIPT, "");
-    // The holders stay for the whole test.
-    configure(
-        &mut bot,
-        "webhook_pending_bytes = 65536\nwebhook_body_timeout = \"5m\"",
-    );
-    let holders: Vec<TcpStream> = (0..2)
-        .map(|n| {
-            let mut stream = TcpStream::connect(("127.0.0.1", bot.port)).unwrap();
-            stream
-                .write_all(&unsigned_head(&format!("holder-{n}"), 32_000))
-                .unwrap();
-            stream.write_all(&[b' '; 30_000]).unwrap();
-            stream
-        })
-        .collect();
-    wait_until("the half-sent bodies to be held", ANSWER_WITHIN, || {
-        gauge(bot.port, "deploybot_webhook_unverified_bytes") == 60_000
-    });
+    configure(&mut bot, "webhook_pending_bytes = 65536");
     let port = bot.port;
     let flood: Vec<_> = (0..50)
         .map(|n| {
             std::thread::spawn(move || {
-                exchange(port, &unsigned_head(&format!("flood-{n}"), 60_000))
+                partial_body(
+                    port,
+                    &format!("flood-{n}"),
+                    32_000,
+                    30_000,
+                    Duration::from_secs(3),
+                )
             })
         })
         .collect();
-    for sender in flood {
-        let (status, answer) = sender.join().unwrap();
-        assert_eq!(status, 503, "{answer}");
+    let answers: Vec<(u16, String, TcpStream)> =
+        flood.into_iter().map(|t| t.join().unwrap()).collect();
+    let held = answers.iter().filter(|(status, _, _)| *status == 0).count();
+    assert!(held <= 2, "{held} bodies held past the budget");
+    for (status, answer, _) in answers.iter().filter(|(status, _, _)| *status != 0) {
+        assert_eq!(*status, 503, "{answer}");
         assert!(
             answer.to_ascii_lowercase().contains("\r\nretry-after: "),
             "{answer}"
         );
-        let answer = json_of(&answer);
-        assert_eq!(answer["error"]["code"], "overloaded", "{answer}");
+        assert_eq!(json_of(answer)["error"]["code"], "overloaded", "{answer}");
+    }
+    assert!(
+        answers
+            .iter()
+            .any(|(_, answer, _)| answer.contains("webhook_pending_bytes")),
+        "no refusal names the setting"
+    );
+    assert!(gauge(port, "deploybot_webhook_unverified_bytes") <= 65_536);
+    drop(answers);
+    wait_until("the held bodies to be let go", ANSWER_WITHIN, || {
+        gauge(port, "deploybot_webhook_unverified_bytes") == 0
+    });
+    assert_still_deploys(&bot, 0x503);
+}
+
+/// Two unsigned bodies stalled for over a second hold nearly all of webhook_pending_bytes:
+/// a signed push still gets in, cutting off the oldest of them (503 with Retry-After).
+fn a_signed_push_gets_the_bytes_held_by_the_oldest_stalled_sender(db: TestDb) {
+    let mut bot = Bot::start(db, SCRIPT, "");
+    configure(&mut bot, "webhook_pending_bytes = 65536");
+    let holders: Vec<TcpStream> = (0..2)
+        .map(|n| {
+            let (status, answer, stream) = partial_body(
+                bot.port,
+                &format!("holder-{n}"),
+                32_000,
+                30_000,
+                Duration::from_millis(100),
+            );
+            assert_eq!(status, 0, "{answer}");
+            stream
+        })
+        .collect();
+    wait_until("the stalled bodies to be held", ANSWER_WITHIN, || {
+        gauge(bot.port, "deploybot_webhook_unverified_bytes") == 60_000
+    });
+    std::thread::sleep(Duration::from_millis(1100));
+    assert_still_deploys(&bot, 0x60b);
+    let cut_off: Vec<(u16, String)> = holders
+        .into_iter()
+        .map(|mut stream| {
+            stream
+                .set_read_timeout(Some(Duration::from_millis(500)))
+                .unwrap();
+            read_answer(&mut stream)
+        })
+        .filter(|(status, _)| *status == 503)
+        .collect();
+    assert!(!cut_off.is_empty(), "no stalled sender was cut off");
+    for (_, answer) in &cut_off {
         assert!(
-            answer["error"]["message"]
-                .as_str()
-                .unwrap()
-                .contains("webhook_pending_bytes"),
+            answer.to_ascii_lowercase().contains("\r\nretry-after: "),
             "{answer}"
         );
     }
-    assert_eq!(
-        gauge(bot.port, "deploybot_webhook_unverified_bytes"),
-        60_000
-    );
-    drop(holders);
-    wait_until("the half-sent bodies to be let go", ANSWER_WITHIN, || {
-        gauge(bot.port, "deploybot_webhook_unverified_bytes") == 0
-    });
-    assert_still_deploys(&bot, 0x503);
 }
 
 /// With every one of webhook_max_pending's slots held by slow senders for more than a
@@ -916,5 +960,6 @@ both_backends_owned!(
     signed_pushes_deploy_while_300_slow_senders_hold_connections,
     a_flood_of_large_unsigned_bodies_past_the_byte_budget_gets_503,
     a_signed_push_gets_a_slot_held_by_the_oldest_slow_sender,
+    a_signed_push_gets_the_bytes_held_by_the_oldest_stalled_sender,
     invented_event_names_add_no_metric_series,
 );

@@ -53,9 +53,9 @@ fn header<'a>(req: &'a HttpRequest, name: &str) -> Option<&'a str> {
     req.headers().get(name).and_then(|v| v.to_str().ok())
 }
 
-/// An unverified body read for longer than this may be dropped to make room for a new
-/// one when every slot is taken: GitHub sends a whole delivery in milliseconds, a
-/// sender that holds a slot for a second is the slowest of the lot.
+/// An unverified body read for longer than this may be cut off to make room for a new
+/// one when every slot, or the byte budget, is taken: GitHub sends a whole delivery in
+/// milliseconds, a sender that holds a slot for a second is the slowest of the lot.
 const EVICT_AFTER: Duration = Duration::from_secs(1);
 
 /// The bounds on webhook bodies read before their signature is checked: at most `max`
@@ -73,8 +73,37 @@ pub struct Unverified {
 struct Pending {
     bytes: usize,
     next: u64,
-    /// Every body being read, oldest first: when it started, and how to stop it.
-    reading: BTreeMap<u64, (Instant, CancellationToken)>,
+    /// Every body being read, oldest first.
+    reading: BTreeMap<u64, Reading>,
+}
+
+#[derive(Debug)]
+struct Reading {
+    started: Instant,
+    bytes: usize,
+    /// Cancelled when the body is cut off to make room.
+    evict: CancellationToken,
+}
+
+impl Pending {
+    /// Cuts off the oldest body that has been arriving for at least `EVICT_AFTER` (not
+    /// `keep`), giving back its slot and bytes at once; false when there is none.
+    fn evict_oldest(&mut self, keep: Option<u64>) -> bool {
+        let oldest = self
+            .reading
+            .iter()
+            .find(|(id, _)| Some(**id) != keep)
+            .filter(|(_, r)| r.started.elapsed() >= EVICT_AFTER)
+            .map(|(id, _)| *id);
+        match oldest.and_then(|id| self.reading.remove(&id)) {
+            Some(reading) => {
+                self.bytes = self.bytes.saturating_sub(reading.bytes);
+                reading.evict.cancel();
+                true
+            }
+            None => false,
+        }
+    }
 }
 
 /// Why an unverified body was not admitted (or was stopped).
@@ -88,7 +117,6 @@ enum Full {
 struct Ticket {
     pool: &'static Unverified,
     id: u64,
-    bytes: usize,
     evicted: CancellationToken,
 }
 
@@ -111,49 +139,62 @@ impl Unverified {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Admits a body that says it is `declared` bytes long (if it says), stopping the
-    /// oldest slow one when every slot is taken.
+    /// Admits a body that says it is `declared` bytes long (if it says). When every slot
+    /// is taken, or the declared length does not fit in what is left, the oldest slow
+    /// bodies are cut off to make room; without any, the body is refused.
     fn admit(&'static self, declared: Option<usize>) -> Result<Ticket, Full> {
         let mut pending = self.lock();
-        if declared.is_some_and(|n| n > self.budget.saturating_sub(pending.bytes)) {
+        let need = declared.unwrap_or(0);
+        if need > self.budget {
             return Err(Full::Bytes);
         }
-        if pending.reading.len() >= self.max {
-            let oldest = pending
-                .reading
-                .first_key_value()
-                .filter(|(_, (started, _))| started.elapsed() >= EVICT_AFTER)
-                .map(|(id, _)| *id);
-            match oldest.and_then(|id| pending.reading.remove(&id)) {
-                Some((_, token)) => token.cancel(),
-                None => return Err(Full::Count),
+        loop {
+            let full = if pending.reading.len() >= self.max {
+                Full::Count
+            } else if need > self.budget - pending.bytes.min(self.budget) {
+                Full::Bytes
+            } else {
+                break;
+            };
+            if !pending.evict_oldest(None) {
+                return Err(full);
             }
         }
         let id = pending.next;
         pending.next += 1;
         let evicted = CancellationToken::new();
-        pending
-            .reading
-            .insert(id, (Instant::now(), evicted.clone()));
+        pending.reading.insert(
+            id,
+            Reading {
+                started: Instant::now(),
+                bytes: 0,
+                evict: evicted.clone(),
+            },
+        );
         metrics::global().webhook_unverified(pending.reading.len(), pending.bytes);
         Ok(Ticket {
             pool: self,
             id,
-            bytes: 0,
             evicted,
         })
     }
 }
 
 impl Ticket {
-    /// Charges `n` more bytes; false when they do not fit in the budget.
+    /// Charges `n` more bytes, cutting off older slow bodies to make room; false when they
+    /// do not fit in the budget (or this body was cut off).
     fn charge(&mut self, n: usize) -> bool {
         let mut pending = self.pool.lock();
-        if pending.bytes + n > self.pool.budget {
-            return false;
+        while pending.bytes + n > self.pool.budget {
+            if !pending.evict_oldest(Some(self.id)) {
+                return false;
+            }
         }
+        let Some(reading) = pending.reading.get_mut(&self.id) else {
+            return false;
+        };
+        reading.bytes += n;
         pending.bytes += n;
-        self.bytes += n;
         metrics::global().webhook_unverified(pending.reading.len(), pending.bytes);
         true
     }
@@ -162,8 +203,9 @@ impl Ticket {
 impl Drop for Ticket {
     fn drop(&mut self) {
         let mut pending = self.pool.lock();
-        pending.bytes = pending.bytes.saturating_sub(self.bytes);
-        pending.reading.remove(&self.id);
+        if let Some(reading) = pending.reading.remove(&self.id) {
+            pending.bytes = pending.bytes.saturating_sub(reading.bytes);
+        }
         metrics::global().webhook_unverified(pending.reading.len(), pending.bytes);
     }
 }
