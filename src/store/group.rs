@@ -383,7 +383,7 @@ fn within<T>(
             {
                 tracing::warn!(error = %rollback, "rollback failed");
             }
-            Err(err)
+            Err(timed_out(err, deadline))
         }
     });
     if let (DbConn::Sqlite(c), Some(_)) = (&mut *conn, millis) {
@@ -393,6 +393,21 @@ fn within<T>(
         }
     }
     result
+}
+
+/// A statement that failed because the delivery's time ran out (PostgreSQL cancels it
+/// with "canceling statement due to statement timeout") is the database being
+/// unavailable, not an internal error: nothing was stored and a redelivery will do.
+fn timed_out(err: Error, deadline: Option<Instant>) -> Error {
+    match err {
+        Error::Internal(message)
+            if message.contains("statement timeout")
+                || deadline.is_some_and(|d| Instant::now() >= d) =>
+        {
+            Error::Unavailable(format!("the database did not answer in time: {message}"))
+        }
+        other => other,
+    }
 }
 
 /// A lock wait that ran out (PostgreSQL's statement timeout) is the database being
