@@ -357,6 +357,29 @@ fn a_push_while_the_database_is_away_gets_503_before_github_gives_up(db: TestDb)
         "{answer}"
     );
     assert!(answer.contains("redeliver"), "{answer}");
+    // A push to a repository no instance is configured for is bounded the same way.
+    let mut other = push("refs/heads/main", &format!("{:040x}", 8), "octocat");
+    other["repository"]["full_name"] = "acme/other".into();
+    let other = serde_json::to_vec(&other).unwrap();
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", bot.port)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(9)))
+        .unwrap();
+    let mut request = format!(
+        "POST /webhooks/github HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\nX-GitHub-Event: push\r\n\
+         X-GitHub-Delivery: other-while-away\r\nX-Hub-Signature-256: {}\r\n\r\n",
+        other.len(),
+        signature::sign(bot::SECRET.as_bytes(), &other)
+    )
+    .into_bytes();
+    request.extend_from_slice(&other);
+    stream.write_all(&request).unwrap();
+    let mut answer = Vec::new();
+    let read = stream.read_to_end(&mut answer);
+    let answer = String::from_utf8_lossy(&answer).into_owned();
+    assert!(read.is_ok(), "no answer within 9 s: {read:?} {answer:?}");
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
     outage.end();
 
     let started = Instant::now();

@@ -6,8 +6,9 @@
 //! when it is free and writes it in one transaction: each delivery is still committed
 //! before its webhook is answered, and one commit serves them all. There is no timer:
 //! a lone delivery is written at once, and batches grow only while a commit is under way.
-//! On PostgreSQL a batch that causes nothing is a single statement, run without `BEGIN`
-//! and `COMMIT` (it is atomic by itself): one round trip instead of three.
+//! On PostgreSQL a batch without a deadline that causes nothing is a single statement, run
+//! without `BEGIN` and `COMMIT` (it is atomic by itself): one round trip instead of three.
+//! A batch with a deadline runs in a transaction whose lock waits end at the deadline.
 //!
 //! A batch is written as if its deliveries came one after another: a delivery id seen
 //! earlier in the same batch is a duplicate, a trigger key deployed earlier in it is
@@ -241,7 +242,11 @@ fn write(store: &DieselStore, batch: &mut Vec<Job>) {
     let deadline = batch.iter().filter_map(|job| job.deadline).min();
     // Deliveries alone are one statement on PostgreSQL, atomic on its own: without BEGIN
     // and COMMIT around it, a batch (even of one) costs one round trip instead of three.
+    // Webhooks' deliveries carry a deadline, so this is for callers without one.
+    // A delivery with a deadline needs the transaction's statement timeout, and one with
+    // a repository to check needs the transaction.
     let one_statement = store.backend == Backend::Postgres
+        && deadline.is_none()
         && batch
             .iter()
             .all(|job| job.triggered.is_empty() && job.items.is_empty() && job.seen.is_none());
