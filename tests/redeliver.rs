@@ -12,11 +12,11 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use bot::{Bot, SECRET, push, wait_until};
-use common::TestDb;
 use common::fake_github::{
     FakeGithub, LIST_HOOK_DELIVERIES_RESPONSE, REDELIVER_HOOK_DELIVERY_RESPONSE,
     TEST_APP_PRIVATE_KEY, TEST_APP_PUBLIC_KEY, validate,
 };
+use common::{Outage, TestDb};
 use deploybot::config::GithubConfig;
 use deploybot::github::client::GithubClient;
 use serde_json::Value;
@@ -75,47 +75,6 @@ fn redelivery_requests(fake: &FakeGithub) -> Vec<u64> {
         .filter(|c| c.method == "POST" && c.path.ends_with("/attempts"))
         .filter_map(|c| c.path.split('/').nth(4)?.parse().ok())
         .collect()
-}
-
-/// The database out of reach: on SQLite another connection holds the write lock; on
-/// PostgreSQL the test database takes no connections and its sessions are ended.
-enum Outage {
-    Sqlite(common::Sql),
-    Postgres(String),
-}
-
-impl Outage {
-    fn begin(db: &TestDb) -> Outage {
-        if db.url.starts_with("sqlite://") {
-            let mut sql = common::Sql::open(&db.url);
-            sql.execute("BEGIN EXCLUSIVE");
-            Outage::Sqlite(sql)
-        } else {
-            let name = db.url.rsplit('/').next().unwrap().to_string();
-            Outage::admin(&format!("ALTER DATABASE {name} ALLOW_CONNECTIONS false"));
-            Outage::admin(&format!(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"
-            ));
-            Outage::Postgres(name)
-        }
-    }
-
-    fn admin(query: &str) {
-        use diesel::{Connection, RunQueryDsl};
-        let mut conn = diesel::PgConnection::establish(&common::admin_database_url()).unwrap();
-        diesel::sql_query(query).execute(&mut conn).unwrap();
-    }
-
-    fn end(self) {
-        match self {
-            Outage::Sqlite(mut sql) => {
-                sql.execute("COMMIT");
-            }
-            Outage::Postgres(name) => {
-                Outage::admin(&format!("ALTER DATABASE {name} ALLOW_CONNECTIONS true"))
-            }
-        }
-    }
 }
 
 /// GitHub delivers several pushes while deploybot's database is away for 30 s: each

@@ -168,3 +168,45 @@ impl Sql {
         self.load::<Count>(query)[0].n
     }
 }
+
+/// The database out of reach: on SQLite another connection holds the write lock; on
+/// PostgreSQL the test database takes no connections and its sessions are ended.
+pub enum Outage {
+    Sqlite(Sql),
+    Postgres(String),
+}
+
+impl Outage {
+    pub fn begin(db: &TestDb) -> Outage {
+        if db.url.starts_with("sqlite://") {
+            let mut sql = Sql::open(&db.url);
+            // Wait for a write that holds the lock right now.
+            sql.execute("PRAGMA busy_timeout = 10000");
+            sql.execute("BEGIN EXCLUSIVE");
+            Outage::Sqlite(sql)
+        } else {
+            let name = db.url.rsplit('/').next().unwrap().to_string();
+            Outage::admin(&format!("ALTER DATABASE {name} ALLOW_CONNECTIONS false"));
+            Outage::admin(&format!(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"
+            ));
+            Outage::Postgres(name)
+        }
+    }
+
+    fn admin(query: &str) {
+        let mut conn = PgConnection::establish(&admin_database_url()).unwrap();
+        diesel::sql_query(query).execute(&mut conn).unwrap();
+    }
+
+    pub fn end(self) {
+        match self {
+            Outage::Sqlite(mut sql) => {
+                sql.execute("COMMIT");
+            }
+            Outage::Postgres(name) => {
+                Outage::admin(&format!("ALTER DATABASE {name} ALLOW_CONNECTIONS true"))
+            }
+        }
+    }
+}
