@@ -9,8 +9,6 @@ mod bot;
 #[path = "common/mod.rs"]
 mod common;
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::time::Duration;
 
 use bot::{Bot, PR_SHA, SHA, fixture, push, wait_until};
@@ -39,30 +37,8 @@ fn tag_push(tag: &str, commit: &str) -> Value {
 
 /// An API call with the test token, its raw `body` sent as JSON: (status, answer).
 fn call(bot: &Bot, method: &str, path: &str, body: &str) -> (u16, Value) {
-    let mut stream = TcpStream::connect(("127.0.0.1", bot.port)).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .unwrap();
-    write!(
-        stream,
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {API_TOKEN}\r\n\
-         Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut answer = Vec::new();
-    let _ = stream.read_to_end(&mut answer);
-    let text = String::from_utf8_lossy(&answer).into_owned();
-    let status = text
-        .strip_prefix("HTTP/1.1 ")
-        .and_then(|rest| rest.get(..3))
-        .and_then(|code| code.parse().ok())
-        .unwrap_or(0);
-    let json = text
-        .split_once("\r\n\r\n")
-        .and_then(|(_, b)| serde_json::from_str(b).ok())
-        .unwrap_or(Value::Null);
-    (status, json)
+    let (status, body) = common::http(bot.port, method, path, Some(API_TOKEN), body);
+    (status, serde_json::from_str(&body).unwrap_or(Value::Null))
 }
 
 /// A deploy script prints `binary\0output`: the line is stored with U+FFFD in place of the

@@ -187,7 +187,12 @@ async fn unhealthy_canary_rolls_back_to_the_previous_release(db: TestDb) {
 /// the script (keep it: it owns the command's directory), the deployment and its process
 /// group.
 async fn a_sleeping_deployment(db: TestDb) -> (Engine, Script, Deployment, i32) {
-    let script = Script::sleeping();
+    a_running_deployment(db, Script::sleeping()).await
+}
+
+/// The `web` instance (recreate) running a deployment of `script`, which writes its
+/// process group id: the engine, the script, the deployment and its process group.
+async fn a_running_deployment(db: TestDb, script: Script) -> (Engine, Script, Deployment, i32) {
     let engine = Engine::start(db, vec![command_spec("web", "recreate", &script)]).await;
     let d = engine
         .service
@@ -282,14 +287,7 @@ async fn a_worker_that_cannot_renew_its_lease_stops_its_command(db: TestDb) {
 async fn a_deployment_that_finishes_while_the_database_is_away_succeeds_when_it_returns(
     db: TestDb,
 ) {
-    let script = Script::finishing_on_cue();
-    let engine = Engine::start(db, vec![command_spec("web", "recreate", &script)]).await;
-    let d = engine
-        .service
-        .deploy("acme", request(&engine, "web", "img:1"), "ci")
-        .await
-        .unwrap();
-    let pgid = script.wait_for_pgid().await;
+    let (engine, script, d, pgid) = a_running_deployment(db, Script::finishing_on_cue()).await;
     let outage = Outage::begin(&engine.db);
     script.finish();
     let ended = tokio::task::spawn_blocking(move || harness::group_is_gone(pgid))
