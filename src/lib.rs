@@ -6,6 +6,7 @@ pub mod config;
 pub mod deploy;
 pub mod github;
 pub mod id;
+pub mod metrics;
 pub mod provider;
 pub mod server;
 pub mod store;

@@ -343,7 +343,7 @@ impl Worker {
                 Ok(recovered) => {
                     for d in recovered {
                         tracing::warn!(deployment = %d.id, "worker lost; deployment marked failed");
-                        crate::server::metrics::global().deployment_finished(&d);
+                        crate::metrics::global().deployment_finished(&d);
                     }
                 }
                 Err(e) => tracing::warn!(error = %e, "lease recovery failed; retrying"),
@@ -516,7 +516,7 @@ impl Worker {
             match blocking(move || store.finish_deployment(&d, &owner)).await {
                 Ok(()) => {
                     tracing::info!(deployment = %id, state = %deployment.state, "deployment finished");
-                    crate::server::metrics::global().deployment_finished(deployment);
+                    crate::metrics::global().deployment_finished(deployment);
                     // The next deployment of this instance can run now: do not wait for the poll.
                     self.wake.notify_waiters();
                     return;

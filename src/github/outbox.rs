@@ -194,7 +194,13 @@ impl Sender {
                 tracing::info!(item = item.id, kind = %item.kind, deployment = ?item.deployment_id, %reason, "report not sent")
             }
         }
-        crate::server::metrics::global().outbox_result(&item.kind, &result);
+        let label = match &result {
+            OutboxResult::Sent => crate::metrics::SendResult::Sent,
+            OutboxResult::Retry { .. } => crate::metrics::SendResult::Retry,
+            OutboxResult::Failed { .. } => crate::metrics::SendResult::Failed,
+            OutboxResult::Skipped { .. } => crate::metrics::SendResult::Skipped,
+        };
+        crate::metrics::global().outbox_result(&item.kind, label);
         let store = Arc::clone(&self.store);
         let owner = self.owner.clone();
         let id = item.id;

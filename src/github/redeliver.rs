@@ -271,7 +271,7 @@ impl Redeliverer {
                         attempts = missed.attempts,
                         "asked GitHub to redeliver a webhook delivery deploybot never stored"
                     );
-                    crate::server::metrics::global().webhook_redelivered();
+                    crate::metrics::global().webhook_redelivered();
                     self.remember(&missed, PATIENCE);
                     report.redelivered.push(missed.guid);
                 }

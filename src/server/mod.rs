@@ -6,8 +6,8 @@ pub mod api;
 pub mod auth;
 pub mod error;
 mod health;
-pub mod metrics;
 pub mod pages;
+mod scrape;
 pub mod webhook;
 
 use std::sync::Arc;
@@ -131,7 +131,11 @@ pub async fn serve(config: Config, options: ServeOptions) -> Result<(), ServeErr
     let client = crate::github::client::GithubClient::from_config(&config.github)
         .map_err(ServeError::Github)?
         .map(Arc::new);
-    metrics::global().track_github(client.clone());
+    crate::metrics::global().track_rate_limit(
+        client
+            .clone()
+            .map(|c| Box::new(move || c.rate_limit_remaining()) as crate::metrics::RateLimitSource),
+    );
     // With App credentials: missed webhook deliveries are asked for again, at start and
     // every `github.redeliver_interval`, until shutdown begins.
     let redeliver_task = client.as_ref().filter(|c| c.is_app()).map(|client| {
@@ -249,5 +253,5 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     webhook::routes(cfg);
     pages::routes(cfg);
     api::routes(cfg);
-    metrics::routes(cfg);
+    scrape::routes(cfg);
 }

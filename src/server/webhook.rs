@@ -16,11 +16,11 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::AppState;
-use super::metrics::{self, WebhookOutcome};
 use crate::config::Config;
 use crate::deploy::{Delivery, DeployRequest, Error, TriggeredDeployment};
 use crate::github::rules::{self, Routing};
 use crate::github::{events, signature};
+use crate::metrics::{self, WebhookOutcome};
 use crate::store::{IngestError, RepositorySeen};
 
 /// Webhook settings that are not configuration.

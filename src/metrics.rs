@@ -1,11 +1,11 @@
-//! `GET /metrics` in the Prometheus text format. Counters are updated where things happen
-//! (webhook answers, finished deployments, outbox results); what lives in the database
-//! (deployments by state, queue depth, outbox backlog) is read at scrape time, so every
+//! The process's Prometheus metrics. Server, worker and GitHub sender record into one
+//! registry; counters are updated where things happen (webhook answers, finished
+//! deployments, outbox results), and what lives in the database (deployments by state,
+//! queue depth, outbox backlog) is set by the `/metrics` route at scrape time, so every
 //! replica reports the same, current values.
 
-use std::sync::{Arc, OnceLock, RwLock};
+use std::sync::{OnceLock, RwLock};
 
-use actix_web::{HttpResponse, ResponseError, get, web};
 use prometheus_client::encoding::{EncodeLabelSet, prometheus_text};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -13,11 +13,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
 
-use super::AppState;
-use super::error::ApiError;
-use crate::deploy::service::blocking;
-use crate::deploy::{DeployState, Deployment, OutboxResult, Store};
-use crate::github::client::GithubClient;
+use crate::deploy::{DeployState, Deployment};
 
 /// Upper bounds of the deployment duration buckets, in seconds: 1 s to 1 h.
 pub const DURATION_BUCKETS: [f64; 12] = [
@@ -105,6 +101,18 @@ fn duration_histogram() -> Histogram {
     Histogram::new(DURATION_BUCKETS)
 }
 
+/// Reads the GitHub rate limit left, at scrape time.
+pub type RateLimitSource = Box<dyn Fn() -> i64 + Send + Sync>;
+
+/// How one attempt to send an outbox item ended, as a metric label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SendResult {
+    Sent,
+    Retry,
+    Failed,
+    Skipped,
+}
+
 /// The registry and every metric family of the process.
 pub struct Metrics {
     registry: Registry,
@@ -122,7 +130,7 @@ pub struct Metrics {
     redeliveries: Counter,
     unverified: Gauge,
     unverified_bytes: Gauge,
-    github: RwLock<Option<Arc<GithubClient>>>,
+    rate_limit_source: RwLock<Option<RateLimitSource>>,
 }
 
 impl Default for Metrics {
@@ -275,7 +283,7 @@ impl Metrics {
             redeliveries,
             unverified,
             unverified_bytes,
-            github: RwLock::new(None),
+            rate_limit_source: RwLock::new(None),
         }
     }
 
@@ -328,12 +336,12 @@ impl Metrics {
     }
 
     /// Counts one attempt to send an outbox item.
-    pub fn outbox_result(&self, kind: &str, result: &OutboxResult) {
+    pub fn outbox_result(&self, kind: &str, result: SendResult) {
         let result = match result {
-            OutboxResult::Sent => "sent",
-            OutboxResult::Retry { .. } => "retry",
-            OutboxResult::Failed { .. } => "failed",
-            OutboxResult::Skipped { .. } => "skipped",
+            SendResult::Sent => "sent",
+            SendResult::Retry => "retry",
+            SendResult::Failed => "failed",
+            SendResult::Skipped => "skipped",
         };
         let labels = OutboxLabels {
             kind: kind.to_string(),
@@ -347,15 +355,20 @@ impl Metrics {
         self.redeliveries.inc();
     }
 
-    /// The GitHub client whose rate limit `/metrics` reports (`None`: no credentials).
-    pub fn track_github(&self, client: Option<Arc<GithubClient>>) {
-        if let Ok(mut github) = self.github.write() {
-            *github = client;
+    /// Where `/metrics` reads the GitHub rate limit left (`None`: no credentials).
+    pub fn track_rate_limit(&self, source: Option<RateLimitSource>) {
+        if let Ok(mut slot) = self.rate_limit_source.write() {
+            *slot = source;
         }
     }
 
+    /// Whether the last scrape could read the database.
+    pub fn set_database_up(&self, up: bool) {
+        self.database_up.set(i64::from(up));
+    }
+
     /// Sets the gauges read from the database: counts by state and the outbox backlog.
-    fn set_database(&self, by_state: &[(DeployState, i64)], outbox: (i64, i64)) {
+    pub fn set_database(&self, by_state: &[(DeployState, i64)], outbox: (i64, i64)) {
         for state in DeployState::ALL {
             let count = by_state
                 .iter()
@@ -377,8 +390,8 @@ impl Metrics {
 
     /// The registry in the Prometheus text format (version 0.0.4).
     pub fn encode(&self) -> Result<String, std::fmt::Error> {
-        let remaining = match self.github.read() {
-            Ok(github) => github.as_ref().map_or(-1, |c| c.rate_limit_remaining()),
+        let remaining = match self.rate_limit_source.read() {
+            Ok(source) => source.as_ref().map_or(-1, |read| read()),
             Err(_) => -1,
         };
         self.rate_limit.set(remaining);
@@ -386,57 +399,6 @@ impl Metrics {
         prometheus_text::encode(&mut text, &self.registry)?;
         Ok(text)
     }
-}
-
-/// Whether the request may read `/metrics`: always when no `DEPLOYBOT_METRICS_TOKEN` is
-/// set; otherwise only with that token as a bearer token (compared in constant time).
-fn may_scrape(req: &actix_web::HttpRequest, token: Option<&str>) -> bool {
-    use subtle::ConstantTimeEq;
-    let Some(expected) = token else {
-        return true;
-    };
-    let presented = req
-        .headers()
-        .get(actix_web::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(super::auth::bearer_token)
-        .unwrap_or_default();
-    bool::from(presented.as_bytes().ct_eq(expected.as_bytes()))
-}
-
-#[get("/metrics")]
-async fn scrape(req: actix_web::HttpRequest, state: web::Data<AppState>) -> HttpResponse {
-    if !may_scrape(&req, state.config.metrics_token.as_deref()) {
-        return ApiError::unauthenticated(
-            "GET /metrics needs Authorization: Bearer <the DEPLOYBOT_METRICS_TOKEN of this server>",
-        )
-        .error_response();
-    }
-    let metrics = global();
-    let store = Arc::clone(&state.store);
-    match blocking(move || Ok((store.count_by_state()?, store.outbox_counts()?))).await {
-        Ok((by_state, outbox)) => {
-            metrics.set_database(&by_state, outbox);
-            metrics.database_up.set(1);
-        }
-        Err(e) => {
-            tracing::warn!(error = %e, "metrics: cannot read the database; its gauges are stale");
-            metrics.database_up.set(0);
-        }
-    }
-    match metrics.encode() {
-        Ok(text) => HttpResponse::Ok()
-            .content_type(prometheus_text::CONTENT_TYPE)
-            .body(text),
-        Err(e) => {
-            tracing::error!(error = %e, "metrics: cannot encode");
-            HttpResponse::InternalServerError().finish()
-        }
-    }
-}
-
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.service(scrape);
 }
 
 #[cfg(test)]
@@ -456,7 +418,7 @@ mod tests {
     fn names_follow_prometheus_conventions() {
         let metrics = Metrics::new();
         metrics.webhook(Some("push"), WebhookOutcome::Accepted);
-        metrics.outbox_result("deployment_status", &OutboxResult::Sent);
+        metrics.outbox_result("deployment_status", SendResult::Sent);
         metrics.set_database(
             &[(DeployState::Pending, 2), (DeployState::Succeeded, 5)],
             (3, 1),
