@@ -2,14 +2,14 @@
 //! produce (they quote the commenter's text back, cut to a length).
 #![no_main]
 
-use deploybot::github::command::{self, Command, RollbackTo};
+use deploybot::github::commands::{self, Command, RollbackTo};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     let Ok(comment) = std::str::from_utf8(data) else {
         return;
     };
-    for parsed in command::parse(comment) {
+    for parsed in commands::parse(comment) {
         match parsed {
             Ok(Command::Rollback {
                 target: RollbackTo::Version(version),

@@ -1,8 +1,8 @@
 pub mod client;
-pub mod command;
+pub mod commands;
 pub mod events;
-pub mod jobs;
 pub mod outbox;
 pub mod redeliver;
 pub mod rules;
 pub mod signature;
+pub mod store;

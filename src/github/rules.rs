@@ -4,19 +4,12 @@
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 
-use super::command::{self, Command, RollbackTo};
+use super::commands::{self as command, Command, RollbackTo};
 use super::events::{CommentAction, Event, PullRequestEvent, Push, RefType, Repository};
+use super::outbox::{NewOutboxItem, ResolveTagJob, Work};
 use crate::config::{Config, InstanceConfig};
-use crate::deploy::{NewOutboxItem, Source};
-
-/// Outbox kinds of the jobs and replies that webhooks create.
-pub const JOB_RESOLVE_TAG: &str = "job.resolve_tag";
-pub const JOB_COMMAND: &str = "job.comment";
-pub const JOB_PULL_HEAD: &str = "job.pull_head";
-pub const COMMENT_REACTION: &str = "comment.reaction";
-pub const COMMENT_REPLY: &str = "comment.reply";
+use crate::deploy::Source;
 
 /// A deployment an event asks for, before validation by the Service.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -157,13 +150,12 @@ pub fn route(config: &Config, event: &Event) -> Routing {
                 tenant_id: tenant.clone(),
                 ordering_key: format!("tag:{}:{tag}", create.repository.full_name),
                 deployment_id: None,
-                kind: JOB_RESOLVE_TAG.into(),
-                payload: json!({
-                    "repo": create.repository.full_name,
-                    "tag": tag,
-                    "sender": create.sender.login,
-                    "installation_id": create.installation.as_ref().map(|i| i.id),
-                    "instances": instances.iter().map(|i| i.name.clone()).collect::<Vec<_>>(),
+                work: Work::ResolveTag(ResolveTagJob {
+                    repo: create.repository.full_name.clone(),
+                    tag: tag.to_string(),
+                    sender: create.sender.login.clone(),
+                    installation_id: create.installation.as_ref().map(|i| i.id),
+                    instances: instances.iter().map(|i| i.name.clone()).collect(),
                 }),
             };
             Routing::Act {
@@ -353,8 +345,7 @@ fn route_pull_request(config: &Config, event: &PullRequestEvent) -> Routing {
         tenant_id: tenant.clone(),
         ordering_key: pull_key(&repo.full_name, event.number),
         deployment_id: None,
-        kind: JOB_PULL_HEAD.into(),
-        payload: serde_json::to_value(&job).unwrap_or_default(),
+        work: Work::PullHead(job),
     };
     Routing::Act {
         tenant,
@@ -426,8 +417,7 @@ fn route_comment(config: &Config, event: &super::events::IssueComment) -> Routin
         tenant_id: tenant.clone(),
         ordering_key: pull_key(&repo.full_name, event.issue.number),
         deployment_id: None,
-        kind: JOB_COMMAND.into(),
-        payload: serde_json::to_value(&job).unwrap_or_default(),
+        work: Work::Comment(job),
     };
     Routing::Act {
         tenant,
@@ -507,6 +497,7 @@ fn step(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::github::outbox::{JOB_COMMAND, JOB_PULL_HEAD};
 
     const CONFIG: &str = r#"
 webhook_secrets = ["s"]
@@ -554,9 +545,9 @@ kind = "noop"
             1,
             "no reaction or reply before the permission check"
         );
-        assert_eq!(items[0].kind, JOB_COMMAND);
+        assert_eq!(items[0].work.kind(), JOB_COMMAND);
         assert_eq!(items[0].ordering_key, "pull:codertocat/hello-world#2");
-        let job: CommentJob = serde_json::from_value(items[0].payload.clone()).unwrap();
+        let job: CommentJob = serde_json::from_value(items[0].work.payload()).unwrap();
         assert_eq!(job.comment_id, 492_700_400);
         assert_eq!(job.created_at.to_rfc3339(), "2019-05-15T15:20:21+00:00");
         assert_eq!(job.steps.len(), 4);
@@ -597,9 +588,9 @@ kind = "noop"
             panic!("{routing:?}");
         };
         assert_eq!(items.len(), 1);
-        assert_eq!(items[0].kind, JOB_PULL_HEAD);
+        assert_eq!(items[0].work.kind(), JOB_PULL_HEAD);
         assert_eq!(items[0].ordering_key, "pull:codertocat/hello-world#2");
-        let job: PullHeadJob = serde_json::from_value(items[0].payload.clone()).unwrap();
+        let job: PullHeadJob = serde_json::from_value(items[0].work.payload()).unwrap();
         assert_eq!(job.head_sha, "ec26c3e57ca3a959ca5aad62de7213c562f8c821");
         assert_eq!(job.at.to_rfc3339(), "2019-05-15T15:20:33+00:00");
 
