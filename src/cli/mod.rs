@@ -1,7 +1,7 @@
-//! The client side of the `deploybot` command line: `simulate` (signed GitHub webhooks sent
-//! to a running server) and the REST API commands for a person at a terminal (`deploy`,
-//! `rollback`, `cancel`, `deployments`, `releases`, `instances`, `watch`). `main.rs` only
-//! parses the arguments and hands them here.
+//! The `deploybot` command line, below the argument parsing in `main.rs`: the REST API
+//! commands for a person at a terminal (`client`: `deploy`, `rollback`, `cancel`,
+//! `deployments`, `releases`, `instances`, `watch`), `simulate` (signed GitHub webhooks sent
+//! to a running server), `config check`, and the process's logging.
 //!
 //! Exit codes: 0 success; 1 the thing asked about failed (a deployment that did not succeed,
 //! a webhook the server refused); 2 the command could not do its job (usage, unreachable
@@ -10,10 +10,15 @@
 use std::future::Future;
 use std::process::ExitCode;
 
+mod check;
 pub mod client;
 mod http;
+mod logging;
 pub mod simulate;
 mod table;
+
+pub use check::check_config;
+pub use logging::init_logging;
 
 /// Exit code when the command worked and what it reports did not succeed.
 pub const EXIT_FAILED: u8 = 1;

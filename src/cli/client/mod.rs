@@ -1,0 +1,62 @@
+//! The REST API commands for a person at a terminal: `deploy`, `rollback`, `cancel`,
+//! `deployments`, `releases`, `instances` and `watch`. They talk to `--url`/`DEPLOYBOT_URL`
+//! with the bearer token `--token`/`DEPLOYBOT_TOKEN`, print aligned tables (or the server's
+//! JSON with `--json`), and read the answers with the API's own types, so the client cannot
+//! drift from the server.
+//!
+//! `api` holds the connection, `paging` what the list commands share, and one file per
+//! command group: `deployments`, `releases`, `instances`, `watch`.
+
+use clap::Args;
+
+use crate::server::api::DeployStateJson;
+
+mod api;
+mod deployments;
+mod instances;
+mod paging;
+mod releases;
+mod watch;
+
+pub use deployments::{
+    CancelArgs, DeployArgs, RollbackArgs, cancel, deploy, deployments, rollback,
+};
+pub use instances::{InstancesArgs, instances};
+pub use paging::ListArgs;
+pub use releases::releases;
+pub use watch::{WatchArgs, watch};
+
+/// The server when neither `--url` nor `DEPLOYBOT_URL` names one.
+pub const DEFAULT_URL: &str = "http://127.0.0.1:8080";
+
+/// Where the server is and how to talk to it; every API command takes these.
+#[derive(Debug, Clone, Args)]
+pub struct Connection {
+    /// The deploybot server.
+    #[arg(long, env = "DEPLOYBOT_URL", default_value = DEFAULT_URL)]
+    pub url: String,
+    /// An API token of the server's [[api.tokens]]; it decides the tenant.
+    #[arg(long, env = "DEPLOYBOT_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Print the server's JSON instead of tables (for scripts); `watch` prints only the
+    /// deployment as it ended.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// The server's JSON as received, for `--json`.
+fn print_raw(text: &str) {
+    println!("{}", text.trim());
+}
+
+/// A deployment state as the API spells it.
+fn state_name(state: DeployStateJson) -> &'static str {
+    match state {
+        DeployStateJson::Pending => "pending",
+        DeployStateJson::Running => "running",
+        DeployStateJson::Succeeded => "succeeded",
+        DeployStateJson::Failed => "failed",
+        DeployStateJson::RolledBack => "rolled_back",
+        DeployStateJson::Cancelled => "cancelled",
+    }
+}
