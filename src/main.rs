@@ -1,4 +1,5 @@
-//! The `deploybot` command line. Everything it does lives in the library.
+//! The `deploybot` command line: parses the arguments and hands each command to the
+//! library (`deploybot::cli`, the server, the store). Everything it does lives there.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -9,10 +10,9 @@ use deploybot::cli::{self, client, simulate};
 use deploybot::config::Config;
 use deploybot::server::{self, ServeOptions};
 
-/// mimalloc instead of glibc's malloc: more webhooks per second, and a steadier rate
-/// (measured in BENCHMARKS.md, fifth session of issue 7). Built without transparent huge
-/// pages (`no_thp`): with them, its arenas doubled the resident size for no measured gain
-/// (seventh session).
+/// mimalloc instead of glibc's malloc: it measured faster in BENCHMARKS.md's ingest results
+/// (more webhooks per second, and a steadier rate). Built without transparent huge pages
+/// (`no_thp`): with them the server's resident memory about doubled, for no measured gain.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -96,30 +96,13 @@ enum ReposCommand {
     },
 }
 
-fn init_logging() {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_env("DEPLOYBOT_LOG")
-        .or_else(|_| EnvFilter::try_from_default_env())
-        .unwrap_or_else(|_| EnvFilter::new("info,actix_server=warn,octocrab=off"));
-    // Colours only on a terminal: a log file or a log collector gets plain text.
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr);
-    if std::env::var("DEPLOYBOT_LOG_FORMAT").is_ok_and(|f| f == "json") {
-        builder.json().init();
-    } else {
-        builder.init();
-    }
-}
-
 fn load(path: Option<PathBuf>) -> anyhow::Result<Config> {
     Ok(Config::load(path.as_deref())?)
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging();
+    cli::init_logging();
     let opens_database = matches!(
         cli.command,
         Command::Serve { .. } | Command::Migrate { .. } | Command::Repos { .. }
@@ -185,24 +168,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Config {
             command: ConfigCommand::Check { config },
-        } => match Config::load(config.as_deref()) {
-            Ok(config) => {
-                print!("{}", config.describe());
-                let problems = config.webhook_secret_problems();
-                for problem in &problems {
-                    eprintln!("webhook secrets: {problem}");
-                }
-                Ok(if problems.is_empty() {
-                    ExitCode::SUCCESS
-                } else {
-                    ExitCode::FAILURE
-                })
-            }
-            Err(e) => {
-                eprintln!("{e}");
-                Ok(ExitCode::FAILURE)
-            }
-        },
+        } => Ok(cli::check_config(config.as_deref())),
         Command::Repos {
             command: ReposCommand::Accept { repo, config },
         } => {
