@@ -1,0 +1,480 @@
+//! Deployments: queueing a deploy or a rollback of an instance, listing an instance's
+//! deployments, reading and cancelling one.
+
+use std::collections::BTreeMap;
+
+use actix_web::http::header;
+use actix_web::{HttpResponse, get, post, web};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::input::{ApiJson, ListQuery, parse_id};
+use super::instances::{covers_instance, resolve};
+use crate::deploy::{
+    DeployKind, DeployListResult, DeployRequest, DeployState, Deployment, DeploymentId, Error,
+    Instance, Progress, ReleaseId, RollbackTarget, Source,
+};
+use crate::server::AppState;
+use crate::server::auth::{Authorized, Caller, need};
+use crate::server::error::{ApiError, ErrorBody};
+
+/// The lifecycle state of a deployment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[schema(as = DeployState)]
+pub enum DeployStateJson {
+    Pending,
+    Running,
+    Succeeded,
+    Failed,
+    RolledBack,
+    Cancelled,
+}
+
+impl From<DeployState> for DeployStateJson {
+    fn from(state: DeployState) -> Self {
+        match state {
+            DeployState::Pending => Self::Pending,
+            DeployState::Running => Self::Running,
+            DeployState::Succeeded => Self::Succeeded,
+            DeployState::Failed => Self::Failed,
+            DeployState::RolledBack => Self::RolledBack,
+            DeployState::Cancelled => Self::Cancelled,
+        }
+    }
+}
+
+/// Why a deployment exists: a new release, or the return to an existing one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[schema(as = DeployKind)]
+pub enum DeployKindJson {
+    Deploy,
+    Rollback,
+}
+
+impl From<DeployKind> for DeployKindJson {
+    fn from(kind: DeployKind) -> Self {
+        match kind {
+            DeployKind::Deploy => Self::Deploy,
+            DeployKind::Rollback => Self::Rollback,
+        }
+    }
+}
+
+/// Where a running deployment is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[schema(as = Progress)]
+pub struct ProgressJson {
+    #[schema(example = "shift traffic")]
+    pub phase: String,
+    /// 0 to 100.
+    #[schema(minimum = 0, maximum = 100)]
+    pub percent: i32,
+    pub message: String,
+}
+
+impl From<Progress> for ProgressJson {
+    fn from(p: Progress) -> Self {
+        Self {
+            phase: p.phase,
+            percent: p.percent,
+            message: p.message,
+        }
+    }
+}
+
+/// One attempt to make a release run on an instance.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[schema(as = Deployment)]
+pub struct DeploymentJson {
+    #[schema(example = "dep_01h455vb4pex5vsknk084sn02q")]
+    pub id: String,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    #[schema(example = "acme")]
+    pub tenant_id: String,
+    #[schema(example = "inst_01h455vb4pex5vsknk084sn02q")]
+    pub instance_id: String,
+    #[schema(example = "rel_01h455vb4pex5vsknk084sn02q")]
+    pub release_id: String,
+    pub state: DeployStateJson,
+    #[schema(example = "canary")]
+    pub strategy: String,
+    #[schema(example = "ghcr.io/acme/web:v1.2.3")]
+    pub image: String,
+    pub env: BTreeMap<String, String>,
+    /// What the provider calls the deployed thing (e.g. the live slot); absent when empty.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub provider_ref: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<DateTime<Utc>>,
+    /// Why it failed; absent when empty.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub error: String,
+    /// Who started it: an API token's name, or a GitHub login.
+    #[schema(example = "ci")]
+    pub initiator: String,
+    pub progress: ProgressJson,
+    pub kind: DeployKindJson,
+    /// Where the deployment came from (the trigger in words, and GitHub objects).
+    pub source: SourceJson,
+    /// The id of the GitHub Deployment that mirrors this one, once created.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub github_deployment_id: Option<i64>,
+}
+
+/// Where a deployment came from.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[schema(as = Source)]
+pub struct SourceJson {
+    /// "push to main by @octocat (abc1234)", "/deploy on #42 by @octocat", "API (ci)".
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub trigger: String,
+    /// The pull request of a comment command.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pull_request: Option<u64>,
+    /// The comment that carried the command.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comment_id: Option<u64>,
+    /// The GitHub App installation that delivered the event.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub installation_id: Option<u64>,
+}
+
+impl From<Source> for SourceJson {
+    fn from(s: Source) -> Self {
+        Self {
+            trigger: s.trigger,
+            pull_request: s.pull_request,
+            comment_id: s.comment_id,
+            installation_id: s.installation_id,
+        }
+    }
+}
+
+impl From<Deployment> for DeploymentJson {
+    fn from(d: Deployment) -> Self {
+        Self {
+            id: d.id.to_string(),
+            created_at: d.created_at,
+            updated_at: d.updated_at,
+            tenant_id: d.tenant_id,
+            instance_id: d.instance_id.to_string(),
+            release_id: d.release_id.to_string(),
+            state: d.state.into(),
+            strategy: d.strategy,
+            image: d.image,
+            env: d.env,
+            provider_ref: d.provider_ref,
+            started_at: d.started_at,
+            finished_at: d.finished_at,
+            error: d.error,
+            initiator: d.initiator,
+            progress: d.progress.into(),
+            kind: d.kind.into(),
+            source: d.source.into(),
+            github_deployment_id: d.github_deployment_id,
+        }
+    }
+}
+
+/// One page of deployments, newest first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[schema(as = DeployListResult)]
+pub struct DeployListJson {
+    pub items: Vec<DeploymentJson>,
+    /// Pass as `cursor` to read the next page; absent on the last page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
+    /// How many deployments the instance has in all.
+    pub total: i64,
+}
+
+impl From<DeployListResult> for DeployListJson {
+    fn from(page: DeployListResult) -> Self {
+        Self {
+            items: page.items.into_iter().map(Into::into).collect(),
+            next_cursor: page.next_cursor,
+            total: page.total,
+        }
+    }
+}
+
+/// A deploy: run this image with this env on the instance of the path.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DeployBody {
+    /// The image reference to run.
+    #[schema(example = "ghcr.io/acme/web:v1.2.3")]
+    pub image: String,
+    /// Environment variables of the release.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// `rolling`, `recreate`, `blue-green` or `canary`; empty: the instance's strategy.
+    #[serde(default)]
+    pub strategy: String,
+    #[serde(default)]
+    pub notes: String,
+    /// The commit the image was built from (7 to 64 hex characters).
+    #[serde(default)]
+    #[schema(example = "9fceb02d0ae598e95dc970b74767f19372d61af8")]
+    pub commit_sha: String,
+}
+
+/// A rollback: at most one of `release_id`, `version` and `to`; none means the previous
+/// release (the one that was active before the active one).
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RollbackBody {
+    /// Return to this release (`rel_…`) of the instance.
+    #[serde(default)]
+    #[schema(example = "rel_01h455vb4pex5vsknk084sn02q")]
+    pub release_id: Option<String>,
+    /// Return to this version of the instance.
+    #[serde(default)]
+    #[schema(minimum = 1)]
+    pub version: Option<i64>,
+    /// `previous` (the default).
+    #[serde(default)]
+    #[schema(example = "previous")]
+    pub to: Option<String>,
+}
+
+impl RollbackBody {
+    fn target(self) -> Result<RollbackTarget, ApiError> {
+        let given = [
+            self.release_id.is_some(),
+            self.version.is_some(),
+            self.to.is_some(),
+        ];
+        if given.iter().filter(|g| **g).count() > 1 {
+            return Err(ApiError::invalid_request(
+                "give at most one of release_id, version and to",
+            ));
+        }
+        if let Some(text) = self.release_id {
+            return parse_id::<ReleaseId>("field `release_id`", &text).map(RollbackTarget::Release);
+        }
+        if let Some(version) = self.version {
+            if version < 1 {
+                return Err(ApiError::invalid_request(format!(
+                    "version {version} is not a release version: versions start at 1"
+                )));
+            }
+            return Ok(RollbackTarget::Version(version));
+        }
+        match self.to.as_deref() {
+            None | Some("previous") => Ok(RollbackTarget::Previous),
+            Some(other) => Err(ApiError::invalid_request(format!(
+                "to {other:?} is not a rollback target: use \"previous\", or give release_id or version"
+            ))),
+        }
+    }
+}
+
+/// The caller's deployment `id`, or a 404 (also when its instance is outside the token's
+/// globs).
+pub(super) async fn visible_deployment(
+    state: &AppState,
+    caller: &Caller,
+    id: DeploymentId,
+) -> Result<Deployment, ApiError> {
+    let deployment = state.service.get_deployment(&caller.tenant, id).await?;
+    if !covers_instance(state, caller, deployment.instance_id).await? {
+        return Err(Error::not_found("deployment", id).into());
+    }
+    Ok(deployment)
+}
+
+/// A deploy's `env` may name only what may reach a child process at all
+/// (`deploy::env`) and what the instance's `api_env` lists: anything else is a 422 naming it.
+fn check_api_env(
+    state: &AppState,
+    tenant: &str,
+    instance: &Instance,
+    env: &BTreeMap<String, String>,
+) -> Result<(), ApiError> {
+    let allowed = state
+        .config
+        .instance(tenant, &instance.name)
+        .map(|i| i.api_env.as_slice())
+        .unwrap_or_default();
+    for name in env.keys() {
+        crate::deploy::env::check_release_name(name)
+            .map_err(|e| ApiError::invalid_env(format!("env: {e}")))?;
+        if !allowed.contains(name) {
+            return Err(ApiError::invalid_env(format!(
+                "env: {name} cannot be set through the API for instance {}: ask an operator to add \"{name}\" to the instance's api_env in the configuration",
+                instance.name
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn created(deployment: Deployment) -> HttpResponse {
+    let location = format!("/v1/deployments/{}", deployment.id);
+    HttpResponse::Created()
+        .insert_header((header::LOCATION, location))
+        .json(DeploymentJson::from(deployment))
+}
+
+/// Queue a deployment of a new release of the instance; it runs later, in a worker.
+#[utoipa::path(
+    tag = "deployments",
+    params(("instance" = String, Path, description = "An instance id (`inst_…`) or name")),
+    request_body(content = DeployBody, content_type = "application/json"),
+    responses(
+        (status = 201, description = "Queued (pending)", body = DeploymentJson,
+            headers(("Location" = String, description = "The deployment's URL"))),
+        (status = 400, description = "The body or a value in it is wrong", body = ErrorBody),
+        (status = 401, description = "No valid bearer token", body = ErrorBody),
+        (status = 403, description = "The token's role is weaker than deploy", body = ErrorBody),
+        (status = 404, description = "No such instance for the tenant (or outside the token's instances)", body = ErrorBody),
+        (status = 413, description = "The body is too large", body = ErrorBody),
+        (status = 415, description = "The body is not JSON", body = ErrorBody),
+        (status = 422, description = "An env name is refused, or not in the instance's api_env", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+#[post("/instances/{instance}/deploy")]
+pub(super) async fn deploy(
+    caller: Authorized<need::Deploy>,
+    state: web::Data<AppState>,
+    instance: web::Path<String>,
+    body: ApiJson<DeployBody>,
+) -> Result<HttpResponse, ApiError> {
+    let instance = resolve(&state, &caller, &instance).await?;
+    let ApiJson(body) = body;
+    check_api_env(&state, &caller.tenant, &instance, &body.env)?;
+    let request = DeployRequest {
+        instance_id: instance.id,
+        image: body.image,
+        env: body.env,
+        strategy: body.strategy,
+        notes: body.notes,
+        commit_sha: body.commit_sha,
+    };
+    let deployment = state
+        .service
+        .deploy(&caller.tenant, request, &caller.name)
+        .await?;
+    Ok(created(deployment))
+}
+
+/// Queue a deployment of an existing release of the instance (no new release).
+#[utoipa::path(
+    tag = "deployments",
+    params(("instance" = String, Path, description = "An instance id (`inst_…`) or name")),
+    request_body(content = RollbackBody, content_type = "application/json",
+        description = "`{\"release_id\": …}`, `{\"version\": …}`, or `{}` / `{\"to\": \"previous\"}`"),
+    responses(
+        (status = 201, description = "Queued (pending)", body = DeploymentJson,
+            headers(("Location" = String, description = "The deployment's URL"))),
+        (status = 400, description = "The body is wrong, or there is no previous release", body = ErrorBody),
+        (status = 401, description = "No valid bearer token", body = ErrorBody),
+        (status = 403, description = "The token's role is weaker than deploy", body = ErrorBody),
+        (status = 404, description = "No such instance, release or version for the tenant (or outside the token's instances)", body = ErrorBody),
+        (status = 415, description = "The body is not JSON", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+#[post("/instances/{instance}/rollback")]
+pub(super) async fn rollback(
+    caller: Authorized<need::Deploy>,
+    state: web::Data<AppState>,
+    instance: web::Path<String>,
+    body: ApiJson<RollbackBody>,
+) -> Result<HttpResponse, ApiError> {
+    let target = body.0.target()?;
+    let instance = resolve(&state, &caller, &instance).await?;
+    let deployment = state
+        .service
+        .rollback(&caller.tenant, instance.id, target, &caller.name)
+        .await?;
+    Ok(created(deployment))
+}
+
+/// The instance's deployments, newest first, one page at a time.
+#[utoipa::path(
+    tag = "deployments",
+    params(("instance" = String, Path, description = "An instance id (`inst_…`) or name"), ListQuery),
+    responses(
+        (status = 200, description = "One page", body = DeployListJson),
+        (status = 400, description = "A bad cursor or limit", body = ErrorBody),
+        (status = 401, description = "No valid bearer token", body = ErrorBody),
+        (status = 404, description = "No such instance for the tenant (or outside the token's instances)", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+#[get("/instances/{instance}/deployments")]
+pub(super) async fn list_deployments(
+    caller: Authorized<need::Read>,
+    state: web::Data<AppState>,
+    instance: web::Path<String>,
+    query: web::Query<ListQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let options = query.into_inner().options()?;
+    let instance = resolve(&state, &caller, &instance).await?;
+    let page = state
+        .service
+        .list_deployments(&caller.tenant, instance.id, options)
+        .await?;
+    Ok(HttpResponse::Ok().json(DeployListJson::from(page)))
+}
+
+/// One deployment.
+#[utoipa::path(
+    tag = "deployments",
+    params(("id" = String, Path, description = "A deployment id (`dep_…`)")),
+    responses(
+        (status = 200, description = "The deployment", body = DeploymentJson),
+        (status = 400, description = "The id is malformed", body = ErrorBody),
+        (status = 401, description = "No valid bearer token", body = ErrorBody),
+        (status = 404, description = "No such deployment for the tenant (or outside the token's instances)", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+#[get("/deployments/{id}")]
+pub(super) async fn get_deployment(
+    caller: Authorized<need::Read>,
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id: DeploymentId = parse_id("path parameter `id`", &id)?;
+    let deployment = visible_deployment(&state, &caller, id).await?;
+    Ok(HttpResponse::Ok().json(DeploymentJson::from(deployment)))
+}
+
+/// Cancel a deployment: a pending one at once, a running one is stopped by its worker.
+#[utoipa::path(
+    tag = "deployments",
+    params(("id" = String, Path, description = "A deployment id (`dep_…`)")),
+    responses(
+        (status = 204, description = "Cancelled, or cancellation requested"),
+        (status = 400, description = "The id is malformed", body = ErrorBody),
+        (status = 401, description = "No valid bearer token", body = ErrorBody),
+        (status = 403, description = "The token's role is weaker than deploy", body = ErrorBody),
+        (status = 404, description = "No such deployment for the tenant (or outside the token's instances)", body = ErrorBody),
+        (status = 409, description = "The deployment has already finished", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+#[post("/deployments/{id}/cancel")]
+pub(super) async fn cancel(
+    caller: Authorized<need::Deploy>,
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id: DeploymentId = parse_id("path parameter `id`", &id)?;
+    visible_deployment(&state, &caller, id).await?;
+    state
+        .service
+        .cancel(&caller.tenant, id, &caller.name)
+        .await?;
+    Ok(HttpResponse::NoContent().finish())
+}

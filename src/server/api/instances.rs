@@ -1,0 +1,129 @@
+//! `/v1/instances`: the caller's configured deploy targets, and how a route finds the
+//! instance a path names within the token's reach.
+
+use std::sync::Arc;
+
+use actix_web::{HttpResponse, get, web};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::ReleaseJson;
+use crate::deploy::service::blocking;
+use crate::deploy::{Error, Instance, InstanceId, Release};
+use crate::server::AppState;
+use crate::server::auth::{Authorized, Caller, need};
+use crate::server::error::{ApiError, ErrorBody};
+
+/// A deploy target with its active release.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[schema(as = Instance)]
+pub struct InstanceJson {
+    #[schema(example = "inst_01h455vb4pex5vsknk084sn02q")]
+    pub id: String,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub tenant_id: String,
+    #[schema(example = "web-production")]
+    pub name: String,
+    #[schema(example = "acme/web")]
+    pub repo: String,
+    #[schema(example = "production")]
+    pub environment: String,
+    /// False when the instance left the configuration: its history stays, it cannot deploy.
+    pub configured: bool,
+    /// The release running now; null before the first successful deployment.
+    pub active_release: Option<ReleaseJson>,
+}
+
+impl InstanceJson {
+    fn new(i: Instance, active: Option<Release>, configured: bool) -> Self {
+        Self {
+            id: i.id.to_string(),
+            created_at: i.created_at,
+            updated_at: i.updated_at,
+            tenant_id: i.tenant_id,
+            name: i.name,
+            repo: i.repo,
+            environment: i.environment,
+            configured,
+            active_release: active.map(Into::into),
+        }
+    }
+}
+
+/// The caller's instances, by name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[schema(as = InstanceList)]
+pub struct InstanceListJson {
+    pub items: Vec<InstanceJson>,
+}
+
+/// The caller's instance named by `key` (an `inst_…` id or a name), or a 404. An instance
+/// outside the token's `instances` globs is a 404 too, the same as one that does not exist.
+pub(super) async fn resolve(
+    state: &AppState,
+    caller: &Caller,
+    key: &str,
+) -> Result<Instance, ApiError> {
+    let instance = state.service.resolve_instance(&caller.tenant, key).await?;
+    if !caller.covers(&instance.name) {
+        return Err(Error::not_found("instance", key).into());
+    }
+    Ok(instance)
+}
+
+/// Whether the instance `id` of the caller's tenant is within the token's globs.
+pub(super) async fn covers_instance(
+    state: &AppState,
+    caller: &Caller,
+    id: InstanceId,
+) -> Result<bool, ApiError> {
+    if caller.instances.is_empty() {
+        return Ok(true);
+    }
+    let instance = state
+        .service
+        .resolve_instance(&caller.tenant, &id.to_string())
+        .await?;
+    Ok(caller.covers(&instance.name))
+}
+
+/// List the caller's instances, each with its active release.
+#[utoipa::path(
+    tag = "instances",
+    responses(
+        (status = 200, description = "The tenant's instances, by name", body = InstanceListJson),
+        (status = 401, description = "No valid bearer token", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+#[get("/instances")]
+pub(super) async fn list_instances(
+    caller: Authorized<need::Read>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let mut instances = state.service.list_instances(&caller.tenant).await?;
+    instances.retain(|i| caller.covers(&i.name));
+    let store = Arc::clone(&state.store);
+    let tenant = caller.tenant.clone();
+    let with_active = blocking(move || {
+        instances
+            .into_iter()
+            .map(|i| {
+                let active = store.active_release(&tenant, i.id)?;
+                Ok((i, active))
+            })
+            .collect::<Result<Vec<_>, Error>>()
+    })
+    .await?;
+    let catalog = state.service.catalog();
+    let items = with_active
+        .into_iter()
+        .map(|(i, active)| {
+            let configured = catalog.spec(&caller.tenant, &i.name).is_some();
+            InstanceJson::new(i, active, configured)
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(InstanceListJson { items }))
+}
