@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use bot::{Bot, SECRET, push};
 use common::TestDb;
-use deploybot::github::signature;
+use deploybot::github::webhook::signature;
 use support::{Results, Stats, ms, stats};
 
 const WARM_UP: usize = 5;

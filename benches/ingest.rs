@@ -58,7 +58,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use common::TestDb;
-use deploybot::github::signature;
+use deploybot::github::webhook::signature;
 use diesel::prelude::*;
 use diesel::sql_types::BigInt;
 use support::{Results, RssSampler, mib, ms};

@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 use bot::{Bot, SECRET, push};
 use common::TestDb;
 use deploybot::deploy::{NewOutboxItem, Store};
-use deploybot::github::signature;
+use deploybot::github::webhook::signature;
 use support::{Results, ms, stats};
 
 const FLOODED: &str = "globex/public";

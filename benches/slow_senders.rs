@@ -18,7 +18,7 @@ use std::net::TcpStream;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use deploybot::github::signature;
+use deploybot::github::webhook::signature;
 
 const SECRET: &str = "bench-secret";
 const SENDERS: usize = 300;

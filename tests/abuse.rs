@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use bot::{Bot, PR_SHA, SECRET, SHA, fixture, pr_comment, push, wait_until};
 use common::TestDb;
 use deploybot::deploy::{DeployState, Store};
-use deploybot::github::signature;
+use deploybot::github::webhook::signature;
 use serde_json::Value;
 
 const SCRIPT: &str = "echo \"image=$DEPLOY_IMAGE\"";

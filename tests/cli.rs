@@ -673,7 +673,7 @@ fn simulate_dry_run_prints_a_signed_request() {
     let body = body.trim_end_matches('\n');
     assert_eq!(
         signature,
-        deploybot::github::signature::sign(SECRET.as_bytes(), body.as_bytes())
+        deploybot::github::webhook::signature::sign(SECRET.as_bytes(), body.as_bytes())
     );
     let payload: Value = serde_json::from_str(body).unwrap();
     assert_eq!(payload["comment"]["body"], "/deploy production");

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use common::TestDb;
 use common::fake_github::{FakeGithub, RATE_LIMIT};
-use deploybot::github::signature;
+use deploybot::github::webhook::signature;
 use serde_json::Value;
 
 const SECRET: &str = "metrics-secret";

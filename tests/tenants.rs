@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use bot::{Bot, push, wait_until};
 use common::TestDb;
 use deploybot::deploy::DeployState;
-use deploybot::github::signature;
+use deploybot::github::webhook::signature;
 use serde_json::Value;
 
 const SCRIPT: &str = "echo \"image=$DEPLOY_IMAGE\"";

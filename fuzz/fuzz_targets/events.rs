@@ -6,7 +6,7 @@
 use std::sync::OnceLock;
 
 use deploybot::config::Config;
-use deploybot::github::events::{self, Event};
+use deploybot::github::webhook::events::{self, Event};
 use deploybot::github::rules::{self, Routing};
 use libfuzzer_sys::fuzz_target;
 

@@ -2,7 +2,7 @@
 //! the raw body. Never panics; only the true HMAC of the body verifies, in either hex case.
 #![no_main]
 
-use deploybot::github::signature::{self, SignatureError};
+use deploybot::github::webhook::signature::{self, SignatureError};
 use libfuzzer_sys::fuzz_target;
 
 const SECRET: &[u8] = b"webhook-secret";

@@ -6,8 +6,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::commands::{self as command, Command, RollbackTo};
-use super::events::{CommentAction, Event, PullRequestEvent, Push, RefType, Repository};
 use super::outbox::{NewOutboxItem, ResolveTagJob, Work};
+use super::webhook::events::{CommentAction, Event, PullRequestEvent, Push, RefType, Repository};
 use crate::config::{Config, InstanceConfig};
 use crate::deploy::Source;
 
@@ -355,7 +355,7 @@ fn route_pull_request(config: &Config, event: &PullRequestEvent) -> Routing {
     }
 }
 
-fn route_comment(config: &Config, event: &super::events::IssueComment) -> Routing {
+fn route_comment(config: &Config, event: &super::webhook::events::IssueComment) -> Routing {
     if event.action != CommentAction::Created {
         return Routing::Ignored {
             reason: "only new comments carry commands (edits and deletions are ignored)".into(),
@@ -517,7 +517,7 @@ kind = "noop"
     }
 
     fn event(name: &str, body: &[u8]) -> Event {
-        super::super::events::parse(name, body).unwrap()
+        crate::github::webhook::events::parse(name, body).unwrap()
     }
 
     fn comment(body: &str) -> serde_json::Value {

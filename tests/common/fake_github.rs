@@ -2221,8 +2221,10 @@ fn deliver_hook(shared: &Arc<Mutex<State>>, send: HookSend) -> HookAttempt {
         let state = lock(shared);
         let installation = state.app.as_ref().map(|a| (a.app_id, a.installation_id));
         state.hook_target.as_ref().map(|t| {
-            let signature =
-                deploybot::github::signature::sign(t.secret.as_bytes(), send.body.as_bytes());
+            let signature = deploybot::github::webhook::signature::sign(
+                t.secret.as_bytes(),
+                send.body.as_bytes(),
+            );
             (t.url.clone(), signature, installation)
         })
     };

@@ -8,7 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use deploybot::deploy::{Deployment, Instance, ListOptions, Store};
-use deploybot::github::signature;
+use deploybot::github::webhook::signature;
 use serde_json::Value;
 
 use crate::common::TestDb;

@@ -14,7 +14,7 @@ use bot::{Bot, PR_SHA, SECRET, SHA, fixture, pr_comment, push, wait_until};
 use common::TestDb;
 use common::fake_github::FakeDeployment;
 use deploybot::deploy::{DeployState, Store};
-use deploybot::github::signature;
+use deploybot::github::webhook::signature;
 use serde_json::Value;
 
 const OK_SCRIPT: &str = "echo \"phase=$DEPLOY_PHASE slot=$DEPLOY_SLOT image=$DEPLOY_IMAGE\"";

@@ -21,9 +21,10 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
 
-use super::client::{ApiError, GithubClient, HookDelivery};
+use crate::deploy::Error;
 use crate::deploy::service::blocking;
-use crate::deploy::{Error, Store};
+use crate::github::client::{ApiError, GithubClient, HookDelivery};
+use crate::github::store::DeliveryStore;
 
 /// The longest wait between two requests for the same event.
 const MAX_BACKOFF: Duration = Duration::from_secs(6 * 3600);
@@ -158,13 +159,17 @@ pub fn missed(
 /// Finds the App's missed webhook deliveries and asks GitHub for them again.
 pub struct Redeliverer {
     client: Arc<GithubClient>,
-    store: Arc<dyn Store>,
+    store: Arc<dyn DeliveryStore>,
     settings: Settings,
     asked: Mutex<HashMap<String, Asked>>,
 }
 
 impl Redeliverer {
-    pub fn new(client: Arc<GithubClient>, store: Arc<dyn Store>, settings: Settings) -> Self {
+    pub fn new(
+        client: Arc<GithubClient>,
+        store: Arc<dyn DeliveryStore>,
+        settings: Settings,
+    ) -> Self {
         Redeliverer {
             client,
             store,

@@ -426,7 +426,7 @@ mod tests {
 
     #[test]
     fn ping_fixture() {
-        let body = include_bytes!("../../tests/fixtures/github/ping.json");
+        let body = include_bytes!("../../../tests/fixtures/github/ping.json");
         let Ok(Event::Ping(ping)) = parse("ping", body) else {
             panic!("not a ping");
         };
@@ -451,7 +451,7 @@ mod tests {
 
     #[test]
     fn push_fixture_to_a_branch() {
-        let push = push(include_bytes!("../../tests/fixtures/github/push.json"));
+        let push = push(include_bytes!("../../../tests/fixtures/github/push.json"));
         assert_eq!(push.git_ref, "refs/heads/master");
         assert_eq!(push.branch(), Some("master"));
         assert_eq!(push.tag(), None);
@@ -473,7 +473,9 @@ mod tests {
 
     #[test]
     fn push_fixture_of_a_tag() {
-        let push = push(include_bytes!("../../tests/fixtures/github/push_tag.json"));
+        let push = push(include_bytes!(
+            "../../../tests/fixtures/github/push_tag.json"
+        ));
         assert_eq!(push.tag(), Some("simple-tag"));
         assert_eq!(push.branch(), None);
         assert_eq!(push.after, SHA);
@@ -485,7 +487,7 @@ mod tests {
     #[test]
     fn push_fixture_deleting_a_branch() {
         let push = push(include_bytes!(
-            "../../tests/fixtures/github/push_delete.json"
+            "../../../tests/fixtures/github/push_delete.json"
         ));
         assert_eq!(push.branch(), Some("feature"));
         assert_eq!(push.after, ZEROS);
@@ -497,7 +499,7 @@ mod tests {
     #[test]
     fn push_fixture_deleting_a_tag() {
         let push = push(include_bytes!(
-            "../../tests/fixtures/github/push_tag_delete.json"
+            "../../../tests/fixtures/github/push_tag_delete.json"
         ));
         assert_eq!(push.tag(), Some("simple-tag"));
         assert!(push.is_deletion());
@@ -506,7 +508,7 @@ mod tests {
     #[test]
     fn push_fixture_forced() {
         let push = push(include_bytes!(
-            "../../tests/fixtures/github/push_forced.json"
+            "../../../tests/fixtures/github/push_forced.json"
         ));
         assert!(push.forced && !push.created && !push.deleted);
         assert_eq!(push.branch(), Some("master"));
@@ -516,7 +518,7 @@ mod tests {
 
     #[test]
     fn zeroed_after_is_a_deletion_even_without_the_flag() {
-        let mut push = push(include_bytes!("../../tests/fixtures/github/push.json"));
+        let mut push = push(include_bytes!("../../../tests/fixtures/github/push.json"));
         assert!(!push.is_deletion());
         push.after = ZEROS.to_owned();
         assert!(push.is_deletion());
@@ -524,7 +526,7 @@ mod tests {
 
     #[test]
     fn refs_outside_heads_and_tags_are_neither_branch_nor_tag() {
-        let mut push = push(include_bytes!("../../tests/fixtures/github/push.json"));
+        let mut push = push(include_bytes!("../../../tests/fixtures/github/push.json"));
         for git_ref in ["refs/pull/1/head", "refs/heads/", "refs/tags/", "main", ""] {
             push.git_ref = git_ref.to_owned();
             assert_eq!((push.branch(), push.tag()), (None, None), "{git_ref}");
@@ -535,7 +537,7 @@ mod tests {
 
     #[test]
     fn create_fixture_of_a_tag() {
-        let body = include_bytes!("../../tests/fixtures/github/create_tag.json");
+        let body = include_bytes!("../../../tests/fixtures/github/create_tag.json");
         let Ok(Event::Create(create)) = parse("create", body) else {
             panic!("not a create");
         };
@@ -550,7 +552,7 @@ mod tests {
     #[test]
     fn unknown_ref_type_is_other_not_an_error() {
         let mut value: serde_json::Value = serde_json::from_slice(include_bytes!(
-            "../../tests/fixtures/github/create_tag.json"
+            "../../../tests/fixtures/github/create_tag.json"
         ))
         .unwrap();
         value["ref_type"] = "repository".into();
@@ -564,7 +566,7 @@ mod tests {
     #[test]
     fn issue_comment_fixture_created_on_a_pull_request() {
         let event = comment(include_bytes!(
-            "../../tests/fixtures/github/issue_comment_created_pr.json"
+            "../../../tests/fixtures/github/issue_comment_created_pr.json"
         ));
         assert_eq!(event.action, CommentAction::Created);
         assert!(event.is_pull_request());
@@ -591,7 +593,7 @@ mod tests {
     #[test]
     fn issue_comment_fixture_created_on_a_plain_issue() {
         let event = comment(include_bytes!(
-            "../../tests/fixtures/github/issue_comment_created_issue.json"
+            "../../../tests/fixtures/github/issue_comment_created_issue.json"
         ));
         assert_eq!(event.action, CommentAction::Created);
         assert!(!event.is_pull_request());
@@ -607,17 +609,17 @@ mod tests {
         for (name, body, action) in [
             (
                 "opened",
-                &include_bytes!("../../tests/fixtures/github/pull_request_opened.json")[..],
+                &include_bytes!("../../../tests/fixtures/github/pull_request_opened.json")[..],
                 PullRequestAction::Opened,
             ),
             (
                 "synchronize",
-                include_bytes!("../../tests/fixtures/github/pull_request_synchronize.json"),
+                include_bytes!("../../../tests/fixtures/github/pull_request_synchronize.json"),
                 PullRequestAction::Synchronize,
             ),
             (
                 "reopened",
-                include_bytes!("../../tests/fixtures/github/pull_request_reopened.json"),
+                include_bytes!("../../../tests/fixtures/github/pull_request_reopened.json"),
                 PullRequestAction::Reopened,
             ),
         ] {
@@ -638,7 +640,7 @@ mod tests {
             assert_hello_world(&event.repository);
         }
         let mut value: serde_json::Value = serde_json::from_slice(include_bytes!(
-            "../../tests/fixtures/github/pull_request_opened.json"
+            "../../../tests/fixtures/github/pull_request_opened.json"
         ))
         .unwrap();
         value["action"] = "labeled".into();
@@ -653,7 +655,7 @@ mod tests {
     #[test]
     fn issue_comment_fixture_edited() {
         let event = comment(include_bytes!(
-            "../../tests/fixtures/github/issue_comment_edited.json"
+            "../../../tests/fixtures/github/issue_comment_edited.json"
         ));
         assert_eq!(event.action, CommentAction::Edited);
         assert_eq!(event.installation, None);
@@ -662,7 +664,7 @@ mod tests {
     #[test]
     fn issue_comment_fixture_deleted() {
         let event = comment(include_bytes!(
-            "../../tests/fixtures/github/issue_comment_deleted.json"
+            "../../../tests/fixtures/github/issue_comment_deleted.json"
         ));
         assert_eq!(event.action, CommentAction::Deleted);
         assert_eq!(event.comment.id, 492_700_400);
@@ -671,7 +673,7 @@ mod tests {
     #[test]
     fn issue_comment_fixture_by_a_bot() {
         let event = comment(include_bytes!(
-            "../../tests/fixtures/github/issue_comment_bot.json"
+            "../../../tests/fixtures/github/issue_comment_bot.json"
         ));
         assert_eq!(event.comment.user.login, "renovate[bot]");
         assert_eq!(event.comment.user.kind, "Bot");
@@ -740,19 +742,19 @@ mod tests {
         let fixtures: [(&str, &[u8]); 4] = [
             (
                 "ping",
-                include_bytes!("../../tests/fixtures/github/ping.json"),
+                include_bytes!("../../../tests/fixtures/github/ping.json"),
             ),
             (
                 "push",
-                include_bytes!("../../tests/fixtures/github/push.json"),
+                include_bytes!("../../../tests/fixtures/github/push.json"),
             ),
             (
                 "create",
-                include_bytes!("../../tests/fixtures/github/create_tag.json"),
+                include_bytes!("../../../tests/fixtures/github/create_tag.json"),
             ),
             (
                 "issue_comment",
-                include_bytes!("../../tests/fixtures/github/issue_comment_created_pr.json"),
+                include_bytes!("../../../tests/fixtures/github/issue_comment_created_pr.json"),
             ),
         ];
         for (name, body) in fixtures {
@@ -791,7 +793,7 @@ mod tests {
 
     #[test]
     fn wrong_types_in_a_real_payload_are_errors() {
-        let fixture = include_bytes!("../../tests/fixtures/github/push.json");
+        let fixture = include_bytes!("../../../tests/fixtures/github/push.json");
         let value: serde_json::Value = serde_json::from_slice(fixture).unwrap();
         for (pointer, replacement) in [
             ("/after", serde_json::json!(42)),
@@ -841,7 +843,8 @@ mod tests {
     #[test]
     fn arbitrary_bytes_never_panic() {
         // A small deterministic generator: no dependency, the same inputs on every run.
-        let fixture = include_bytes!("../../tests/fixtures/github/issue_comment_created_pr.json");
+        let fixture =
+            include_bytes!("../../../tests/fixtures/github/issue_comment_created_pr.json");
         let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
         let mut next = || {
             state ^= state << 13;
