@@ -6,7 +6,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use super::Progress;
-use crate::provider::{HealthCheck, Provider, ProviderError, ReleaseSpec, RunContext};
+use super::provider::{HealthCheck, Provider, ProviderError, ReleaseSpec, RunContext};
 
 /// Where a deployment's progress goes as it happens (stored, shown, reported).
 #[async_trait]
@@ -39,8 +39,9 @@ pub struct Plan<'a> {
     pub run: &'a RunContext,
     /// The active release before this deployment, restored when a phase fails.
     pub previous: Option<ReleaseSpec>,
-    /// The slot the active release runs in (`blue` or `green`; `blue` when none ran yet).
-    pub live_slot: String,
+    /// The `provider_ref` of the instance's last succeeded deployment, as its strategy
+    /// returned it; only strategies read it (to find the slot that is live).
+    pub previous_ref: Option<String>,
     pub canary: CanarySteps,
     pub progress: &'a dyn ProgressSink,
 }
@@ -48,8 +49,9 @@ pub struct Plan<'a> {
 /// How a strategy ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
-    /// The new release runs in `slot` and takes all traffic.
-    Succeeded { slot: String },
+    /// The new release runs and takes all traffic. `provider_ref` (where it runs) is
+    /// stored on the deployment and handed to the next deployment's strategy.
+    Succeeded { provider_ref: String },
     /// A phase failed and the previous release was restored.
     RolledBack { reason: String },
     /// A phase failed and there was nothing to restore (or the restore failed too).
@@ -69,15 +71,6 @@ pub trait Strategy: Send + Sync {
 }
 
 impl Plan<'_> {
-    /// The slot that is not live.
-    pub fn idle_slot(&self) -> &'static str {
-        if self.live_slot == "blue" {
-            "green"
-        } else {
-            "blue"
-        }
-    }
-
     pub(crate) async fn progress(&self, phase: &str, percent: i32, message: impl Into<String>) {
         let message = message.into();
         self.run

@@ -8,8 +8,8 @@ use super::child_env::{self, SecretMask};
 use super::command::CommandProvider;
 use super::health::{CommandHealth, HttpHealth, Probe};
 use super::noop::NoopProvider;
-use super::{HealthCheck, Provider, ProviderError};
 use crate::config::{Config, InstanceConfig, ProviderKind};
+use crate::deploy::provider::{HealthCheck, Provider, ProviderError};
 use crate::deploy::{CanarySteps, Catalog, InstanceSpec};
 
 /// Instance specs by (tenant, name).

@@ -5,6 +5,7 @@
 use std::borrow::Cow;
 
 use super::process::TRUNCATION_MARKER;
+use crate::deploy::provider::LogMask;
 
 /// The `PATH` of every child process, whatever the server's is.
 pub const CHILD_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -110,6 +111,12 @@ impl SecretMask {
                     .map(|n| text.len() - n)
             })
             .min()
+    }
+}
+
+impl LogMask for SecretMask {
+    fn apply<'a>(&self, line: &'a str) -> Cow<'a, str> {
+        SecretMask::apply(self, line)
     }
 }
 

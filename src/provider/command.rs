@@ -8,7 +8,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use super::process::{self, RunOutcome, RunSpec, Stream};
-use super::{LogStream, Provider, ProviderError, ReleaseSpec, RunContext};
+use crate::deploy::provider::{LogStream, Provider, ProviderError, ReleaseSpec, RunContext};
 
 /// Runs `argv` for every phase.
 #[derive(Debug, Clone)]

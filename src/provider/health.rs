@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use tokio::time::{Instant, sleep};
 
 use super::process::{self, RunOutcome, RunSpec};
-use super::{HealthCheck, ProviderError, RunContext};
+use crate::deploy::provider::{HealthCheck, LogStream, ProviderError, RunContext};
 
 /// How often and how long to probe.
 #[derive(Debug, Clone, Copy)]
@@ -157,7 +157,7 @@ impl HealthCheck for CommandHealth {
                     kill_grace: Duration::from_secs(1),
                     cancel: run.cancel.child_token(),
                 },
-                move |_, line| log.line(super::LogStream::Stdout, line),
+                move |_, line| log.line(LogStream::Stdout, line),
             )
             .await
             .map_err(|e| e.to_string())?;

@@ -3,7 +3,7 @@
 
 use async_trait::async_trait;
 
-use super::{Provider, ProviderError, ReleaseSpec, RunContext};
+use crate::deploy::provider::{Provider, ProviderError, ReleaseSpec, RunContext};
 
 #[derive(Debug, Default, Clone, Copy)]
 pub struct NoopProvider;

@@ -3,6 +3,7 @@
 
 use async_trait::async_trait;
 
+use super::slots::Slots;
 use crate::deploy::strategy::{Outcome, Plan, Strategy};
 
 pub struct BlueGreen;
@@ -14,8 +15,7 @@ impl Strategy for BlueGreen {
     }
 
     async fn execute(&self, plan: &Plan<'_>) -> Outcome {
-        let idle = plan.idle_slot();
-        let live = plan.live_slot.clone();
+        let Slots { live, idle } = Slots::of(plan);
         let mut switched = false;
         let result = async {
             plan.progress(
@@ -40,7 +40,7 @@ impl Strategy for BlueGreen {
             if plan.previous.is_some() {
                 plan.progress("retire", 90, format!("retiring {live}"))
                     .await;
-                plan.provider.retire(plan.run, &live).await?;
+                plan.provider.retire(plan.run, live).await?;
             }
             Ok(())
         }
@@ -48,12 +48,14 @@ impl Strategy for BlueGreen {
         match result {
             Ok(()) => {
                 plan.progress("done", 100, format!("{idle} is live")).await;
-                Outcome::Succeeded { slot: idle.into() }
+                Outcome::Succeeded {
+                    provider_ref: idle.into(),
+                }
             }
             Err(error) => {
                 plan.after_failure(error, |_| async {
                     if switched {
-                        plan.provider.shift_traffic(plan.run, &live, 100).await?;
+                        plan.provider.shift_traffic(plan.run, live, 100).await?;
                     }
                     plan.provider.retire(plan.run, idle).await
                 })

@@ -4,6 +4,7 @@
 
 use async_trait::async_trait;
 
+use super::slots::Slots;
 use crate::deploy::strategy::{Outcome, Plan, Strategy};
 
 pub struct Canary;
@@ -17,7 +18,7 @@ impl Strategy for Canary {
     }
 
     async fn execute(&self, plan: &Plan<'_>) -> Outcome {
-        let live = plan.live_slot.clone();
+        let live = Slots::of(plan).live;
         let steps = &plan.canary.steps;
         // Phases: start, one per step, promote, retire: spread over 0–100 %.
         let total = steps.len() as i32 + 3;
@@ -57,9 +58,9 @@ impl Strategy for Canary {
             .await;
             promoting = true;
             plan.provider
-                .start(plan.run, &live, &plan.run.release)
+                .start(plan.run, live, &plan.run.release)
                 .await?;
-            plan.provider.shift_traffic(plan.run, &live, 100).await?;
+            plan.provider.shift_traffic(plan.run, live, 100).await?;
             plan.gate(at(phase + 1), "promoted release").await?;
             plan.progress("retire", at(phase + 1), "retiring the canary")
                 .await;
@@ -74,16 +75,18 @@ impl Strategy for Canary {
                     format!("v{} promoted", plan.run.release.version),
                 )
                 .await;
-                Outcome::Succeeded { slot: live }
+                Outcome::Succeeded {
+                    provider_ref: live.into(),
+                }
             }
             Err(error) => {
                 plan.after_failure(error, |previous| async move {
                     // A promotion that began has overwritten the live slot: put the old release back.
                     if promoting {
-                        plan.provider.start(plan.run, &live, &previous).await?;
+                        plan.provider.start(plan.run, live, &previous).await?;
                     }
                     if shifted {
-                        plan.provider.shift_traffic(plan.run, &live, 100).await?;
+                        plan.provider.shift_traffic(plan.run, live, 100).await?;
                     }
                     plan.provider.retire(plan.run, CANARY_SLOT).await
                 })

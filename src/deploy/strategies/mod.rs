@@ -5,6 +5,7 @@ mod blue_green;
 mod canary;
 mod recreate;
 mod rolling;
+mod slots;
 
 pub use blue_green::BlueGreen;
 pub use canary::Canary;

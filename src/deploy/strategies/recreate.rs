@@ -36,7 +36,9 @@ impl Strategy for Recreate {
         match result {
             Ok(()) => {
                 plan.progress("done", 100, "recreated").await;
-                Outcome::Succeeded { slot: SLOT.into() }
+                Outcome::Succeeded {
+                    provider_ref: SLOT.into(),
+                }
             }
             Err(error) => {
                 plan.after_failure(error, |previous| async move {

@@ -2,6 +2,7 @@
 
 use async_trait::async_trait;
 
+use super::slots::Slots;
 use crate::deploy::strategy::{Outcome, Plan, Strategy};
 
 pub struct Rolling;
@@ -13,8 +14,10 @@ impl Strategy for Rolling {
     }
 
     async fn execute(&self, plan: &Plan<'_>) -> Outcome {
-        let new_slot = plan.idle_slot();
-        let old_slot = plan.live_slot.clone();
+        let Slots {
+            live: old_slot,
+            idle: new_slot,
+        } = Slots::of(plan);
         let result = async {
             plan.progress(
                 "start",
@@ -32,7 +35,7 @@ impl Strategy for Rolling {
             if plan.previous.is_some() {
                 plan.progress("retire", 80, format!("retiring {old_slot}"))
                     .await;
-                plan.provider.retire(plan.run, &old_slot).await?;
+                plan.provider.retire(plan.run, old_slot).await?;
             }
             Ok(())
         }
@@ -46,7 +49,7 @@ impl Strategy for Rolling {
                 )
                 .await;
                 Outcome::Succeeded {
-                    slot: new_slot.into(),
+                    provider_ref: new_slot.into(),
                 }
             }
             // The old release never stopped: retiring the new one is the whole restore.
