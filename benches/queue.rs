@@ -25,7 +25,7 @@ use chrono::{DateTime, Utc};
 use common::TestDb;
 use deploybot::deploy::{
     CanarySteps, DeployRequest, DeployState, Deployment, DeploymentId, Instance, InstanceSpec,
-    ListOptions, Service, Store,
+    InstanceStore, ListOptions, Service, ServiceStore,
 };
 use deploybot::provider::catalog::ConfigCatalog;
 use deploybot::provider::noop::NoopProvider;
@@ -67,14 +67,18 @@ fn engine(db: &TestDb) -> (Service, Vec<Instance>) {
             },
         );
     }
-    let service = Service::new(Arc::clone(&db.store) as Arc<dyn Store>, Arc::new(catalog));
+    let service = Service::new(
+        Arc::clone(&db.store) as Arc<dyn ServiceStore>,
+        Arc::new(catalog),
+    );
     (service, instances)
 }
 
 /// The worker as `deploybot serve` runs it (default lease, poll and grace).
-fn start_worker(service: &Service, concurrency: usize) -> CancellationToken {
+fn start_worker(db: &TestDb, service: &Service, concurrency: usize) -> CancellationToken {
     let shutdown = CancellationToken::new();
     let worker = Arc::new(Worker::new(
+        db.store.clone(),
         service,
         WorkerSettings {
             concurrency,
@@ -131,7 +135,7 @@ async fn throughput(db: TestDb, total: usize, concurrency: usize) -> (f64, f64) 
     }
     let queue_rate = total as f64 / queued.elapsed().as_secs_f64();
     let started_at = Utc::now();
-    let shutdown = start_worker(&service, concurrency);
+    let shutdown = start_worker(&db, &service, concurrency);
     // FIFO per instance: when each instance's last deployment is final, all are.
     let mut finished = started_at;
     for id in last.into_iter().flatten() {
@@ -173,7 +177,7 @@ async fn throughput(db: TestDb, total: usize, concurrency: usize) -> (f64, f64) 
 /// Claim delays with an idle worker: (deploy() returned → started_at, created_at → started_at).
 async fn claim_delays(db: TestDb, samples: usize) -> (Vec<f64>, Vec<f64>) {
     let (service, instances) = engine(&db);
-    let shutdown = start_worker(&service, 4);
+    let shutdown = start_worker(&db, &service, 4);
     let (mut after_return, mut after_create) = (Vec::new(), Vec::new());
     for n in 0..samples + 10 {
         let d = service

@@ -31,7 +31,8 @@ use std::time::{Duration, Instant};
 use chrono::{NaiveDate, NaiveDateTime, TimeDelta};
 use criterion::{BenchmarkId, Criterion, Throughput};
 use deploybot::deploy::{
-    DeployRequest, Deployment, Instance, InstanceId, ListOptions, Release, Store,
+    DeployRequest, Deployment, Instance, InstanceId, InstanceStore, ListOptions, Release,
+    ReleaseStore, Store,
 };
 use deploybot::id::DeploymentId;
 use deploybot::store::DieselStore;

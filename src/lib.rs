@@ -1,6 +1,7 @@
 //! deploybot: a GitHub deploy bot. Webhooks and API calls become durable deployments that
 //! a worker runs through a strategy and a provider, reported back to GitHub.
 
+pub mod app;
 pub mod cli;
 pub mod config;
 pub mod deploy;

@@ -1,14 +1,15 @@
 //! The `deploybot` command line: parses the arguments and hands each command to the
-//! library (`deploybot::cli`, the server, the store). Everything it does lives there.
+//! library (`deploybot::cli` for the client commands, `deploybot::app` for the server and
+//! its database). Everything it does lives there.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use deploybot::app::{self, ServeOptions};
 use deploybot::cli::{self, client, simulate};
 use deploybot::config::Config;
-use deploybot::server::{self, ServeOptions};
 
 /// mimalloc instead of glibc's malloc: it measured faster in BENCHMARKS.md's ingest results
 /// (more webhooks per second, and a steadier rate). Built without transparent huge pages
@@ -146,7 +147,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let config = load(config)?;
             let runtime =
                 tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
-            runtime.block_on(server::serve(
+            runtime.block_on(app::serve(
                 config,
                 ServeOptions {
                     insecure_no_signature,
@@ -156,8 +157,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Migrate { config } => {
             let config = load(config)?;
-            let store = deploybot::store::DieselStore::connect(&config.database_url)?;
-            let applied = store.migrate()?;
+            let (_, applied) = app::open_store(&config)?;
             if applied.is_empty() {
                 println!("the database is up to date");
             }
@@ -173,8 +173,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             command: ReposCommand::Accept { repo, config },
         } => {
             let config = load(config)?;
-            let store = deploybot::store::DieselStore::connect(&config.database_url)?;
-            store.migrate()?;
+            let (store, _) = app::open_store(&config)?;
             match store.forget_repository(&repo)? {
                 Some(id) => println!(
                     "{} was pinned to repository id {id}; the next delivery for it pins the id it carries",

@@ -15,8 +15,10 @@ use tracing::Instrument;
 use crate::deploy::service::{Running, blocking};
 use crate::deploy::{
     self as deploy, Catalog, DeployState, Deployment, DeploymentId, Error, ExpiredLease,
-    GithubAcceptance, Outcome, Plan, Progress, ProgressSink, Store, strategies,
+    InstanceStore, LogStore, Outcome, Plan, Progress, ProgressSink, QueueStore, ReleaseStore,
+    strategies,
 };
+use crate::github::outbox::{GithubAcceptance, OutboxStore};
 use crate::provider::{LogLine, LogSink, ReleaseSpec, RunContext, SecretMask};
 
 /// How long a deployment of an instance with `required_contexts` waits for GitHub to
@@ -175,9 +177,18 @@ impl Default for LogCap {
     }
 }
 
+/// What a worker reads and writes: the queue and its leases, deployments with their
+/// releases and instances, logs, and whether GitHub accepted a deployment.
+pub trait WorkerStore: ReleaseStore + InstanceStore + QueueStore + LogStore + OutboxStore {}
+
+impl<T: ReleaseStore + InstanceStore + QueueStore + LogStore + OutboxStore + ?Sized> WorkerStore
+    for T
+{
+}
+
 /// A pool of deployment runners sharing one lease owner name.
 pub struct Worker {
-    store: Arc<dyn Store>,
+    store: Arc<dyn WorkerStore>,
     catalog: Arc<dyn Catalog>,
     running: Arc<Running>,
     wake: Arc<tokio::sync::Notify>,
@@ -192,14 +203,19 @@ pub struct Worker {
 }
 
 impl Worker {
-    pub fn new(service: &crate::deploy::Service, settings: WorkerSettings) -> Self {
+    /// A pool that runs the deployments `service` queues, kept in `store`.
+    pub fn new(
+        store: Arc<dyn WorkerStore>,
+        service: &crate::deploy::Service,
+        settings: WorkerSettings,
+    ) -> Self {
         let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
             .map(|h| h.trim().to_string())
             .ok()
             .filter(|h| !h.is_empty() && !h.contains(':'))
             .unwrap_or_else(|| "host".into());
         Self {
-            store: Arc::clone(service.store()),
+            store,
             catalog: Arc::clone(service.catalog()),
             running: Arc::clone(service.running()),
             wake: Arc::clone(service.wake()),
@@ -725,7 +741,7 @@ struct StoredProgress {
 impl StoredProgress {
     /// The sink, and its writer (which ends once the sink is dropped).
     fn start(
-        store: Arc<dyn Store>,
+        store: Arc<dyn WorkerStore>,
         deployment: Deployment,
         owner: String,
     ) -> (Self, tokio::task::JoinHandle<()>) {
@@ -752,7 +768,7 @@ impl ProgressSink for StoredProgress {
 /// Stores the latest progress report whenever there is a newer one, until the sink is
 /// dropped.
 async fn write_progress(
-    store: Arc<dyn Store>,
+    store: Arc<dyn WorkerStore>,
     deployment: Deployment,
     owner: String,
     mut reports: tokio::sync::watch::Receiver<Option<Progress>>,
@@ -873,7 +889,7 @@ impl LogBudget {
 /// while a batch is being written (the budget bounds what waits in memory), so a chatty
 /// command does not make the sink drop lines while the database catches up.
 async fn write_logs(
-    store: Arc<dyn Store>,
+    store: Arc<dyn WorkerStore>,
     tenant: String,
     id: crate::deploy::DeploymentId,
     cap: LogCap,

@@ -14,8 +14,8 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use deploybot::config::{ApiConfig, ApiToken, Config, InstanceConfig, Role};
 use deploybot::deploy::{
-    CanarySteps, DeployState, Deployment, DeploymentId, Instance, InstanceSpec, Release, ReleaseId,
-    Service, Store,
+    CanarySteps, DeployState, Deployment, DeploymentId, Instance, InstanceSpec, InstanceStore,
+    LogStore, Release, ReleaseId, ReleaseStore, Service, ServiceStore,
 };
 use deploybot::provider::catalog::ConfigCatalog;
 use deploybot::provider::noop::NoopProvider;
@@ -148,7 +148,10 @@ impl Api {
         catalog.insert("acme", spec("web"));
         catalog.insert("acme", spec("api"));
         catalog.insert("globex", spec("web"));
-        let service = Service::new(Arc::clone(&db.store) as Arc<dyn Store>, Arc::new(catalog));
+        let service = Service::new(
+            Arc::clone(&db.store) as Arc<dyn ServiceStore>,
+            Arc::new(catalog),
+        );
         let config = Config {
             api: ApiConfig {
                 tokens: [
@@ -174,7 +177,7 @@ impl Api {
         };
         let state = web::Data::new(AppState {
             config: Arc::new(config),
-            store: Arc::clone(&db.store),
+            store: db.store.clone(),
             service: service.clone(),
             worker_alive: CancellationToken::new(),
             keys: PageKeys::from_master(b"api-test-session-key-0123456789abcdef"),

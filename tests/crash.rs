@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use common::TestDb;
 use deploybot::config::Config;
-use deploybot::deploy::{DeployRequest, DeployState, Service, Store};
+use deploybot::deploy::{DeployRequest, DeployState, InstanceStore, Service, ServiceStore, Store};
 use deploybot::provider::catalog::ConfigCatalog;
 
 fn free_port() -> u16 {
@@ -182,7 +182,7 @@ impl Setup {
         let config = Config::load(Some(&config_path)).unwrap();
         let server = Server::start(&config_path, port);
         let service = Service::new(
-            Arc::clone(&db.store) as Arc<dyn Store>,
+            Arc::clone(&db.store) as Arc<dyn ServiceStore>,
             Arc::new(ConfigCatalog::from_config(&config).unwrap()),
         );
         let instance = db.store.find_instance("acme", "web").unwrap().id;

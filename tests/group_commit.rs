@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use common::{Sql, TestDb};
 use deploybot::deploy::{
-    Delivery, DeliveryRecord, DeployRequest, Deployment, Error, InstanceId, Release,
-    TriggeredDeployment,
+    DeployRequest, Deployment, Error, InstanceId, Release, TriggeredDeployment,
 };
+use deploybot::github::store::{Delivery, DeliveryRecord};
 use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
 

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use bot::{Bot, PR_SHA, SHA, fixture, push, wait_until};
 use common::TestDb;
-use deploybot::deploy::{DeployState, Store};
+use deploybot::deploy::{DeployState, LogStore, Store};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 

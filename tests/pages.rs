@@ -18,11 +18,11 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{TimeDelta, Utc};
 use common::TestDb;
 use deploybot::config::{ApiConfig, ApiToken, Config, InstanceConfig, PagesConfig, Role};
+use deploybot::deploy::provider::Provider;
 use deploybot::deploy::{
-    CanarySteps, DeployRequest, DeployState, Deployment, Instance, InstanceSpec, Progress, Service,
-    Store,
+    CanarySteps, DeployRequest, DeployState, Deployment, Instance, InstanceSpec, InstanceStore,
+    LogStore, Progress, QueueStore, Service, ServiceStore,
 };
-use deploybot::provider::Provider;
 use deploybot::provider::catalog::ConfigCatalog;
 use deploybot::provider::command::CommandProvider;
 use deploybot::provider::noop::NoopProvider;
@@ -156,7 +156,7 @@ impl Site {
         change(&mut config);
         let config = Arc::new(config);
         let store = store.unwrap_or_else(|| Arc::clone(&db.store));
-        let keys = PageKeys::load(&config, &store).unwrap();
+        let keys = PageKeys::load(&config, &*store).unwrap();
         let web = store
             .upsert_instance("acme", "web-production", "acme/web", "production")
             .unwrap();
@@ -177,7 +177,10 @@ impl Site {
             "globex",
             spec("api-staging", "staging", "rolling", Arc::new(NoopProvider)),
         );
-        let service = Service::new(Arc::clone(&store) as Arc<dyn Store>, Arc::new(catalog));
+        let service = Service::new(
+            Arc::clone(&store) as Arc<dyn ServiceStore>,
+            Arc::new(catalog),
+        );
         let shutdown = CancellationToken::new();
         if worker {
             let settings = WorkerSettings {
@@ -186,12 +189,14 @@ impl Site {
                 poll: Duration::from_millis(100),
                 grace: Duration::from_secs(5),
             };
-            tokio::spawn(Arc::new(Worker::new(&service, settings)).run(shutdown.clone()));
+            tokio::spawn(
+                Arc::new(Worker::new(store.clone(), &service, settings)).run(shutdown.clone()),
+            );
         }
 
         let state = web::Data::new(AppState {
             config: Arc::clone(&config),
-            store: Arc::clone(&store),
+            store: store.clone(),
             service: service.clone(),
             worker_alive: CancellationToken::new(),
             keys: keys.clone(),
@@ -474,12 +479,7 @@ async fn a_deployment_shows_its_trigger_and_pull_request(db: TestDb) {
         .prepare("acme", request, "octocat", source)
         .await
         .unwrap();
-    let from_pr = site
-        .service
-        .queue(prepared, Vec::new())
-        .await
-        .unwrap()
-        .expect("queued");
+    let from_pr = site.service.queue(prepared).await.unwrap().expect("queued");
     let page = site
         .get(&format!("/deployments/{}", from_pr.id), None)
         .await;

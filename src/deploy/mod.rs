@@ -1,9 +1,9 @@
 //! The deploy domain: what a deployment and a release are, the states a deployment
-//! moves through, and the `Store` it is kept in. Nothing here knows about HTTP or SQL.
+//! moves through, and the store traits it is kept in. Nothing here knows about HTTP or SQL.
 
-mod comment;
 pub mod env;
 mod error;
+pub mod provider;
 pub mod service;
 mod state;
 mod store;
@@ -16,15 +16,17 @@ use chrono::{DateTime, SubsecRound, Utc};
 use serde::{Deserialize, Serialize};
 
 pub use crate::id::{DeploymentId, InstanceId, ReleaseId};
-pub use comment::{CommentActed, CommentEffect, CommentItems, CommentStep, PullHead};
 pub use error::Error;
 pub use service::{Catalog, InstanceSpec, RollbackTarget, Service};
 pub use state::{DeployState, InvalidTransition};
-pub use store::Store;
+pub use store::{InstanceStore, LogStore, QueueStore, ReleaseStore, ServiceStore, Store};
 pub use strategy::{CanarySteps, Outcome, Plan, ProgressSink, Strategy};
 
 /// Environment variables handed to a release; ordered so that output is stable.
 pub type Env = BTreeMap<String, String>;
+
+/// The error message of a deployment whose worker stopped renewing its lease.
+pub const WORKER_LOST: &str = "worker lost; outcome unknown";
 
 /// The current time, truncated to microseconds: the precision both databases keep,
 /// so a value read back compares equal to the value written.
@@ -231,32 +233,6 @@ pub struct LogEntry {
     pub at: DateTime<Utc>,
 }
 
-/// One report to GitHub (or job that needs GitHub), written in the same transaction as
-/// the change that causes it and sent in order per `ordering_key`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct OutboxItem {
-    pub id: i64,
-    pub tenant_id: String,
-    pub ordering_key: String,
-    pub deployment_id: Option<DeploymentId>,
-    pub kind: String,
-    pub payload: serde_json::Value,
-    pub attempts: i32,
-    pub last_error: String,
-    pub state: String,
-    pub created_at: DateTime<Utc>,
-}
-
-/// An outbox item to write.
-#[derive(Debug, Clone, PartialEq)]
-pub struct NewOutboxItem {
-    pub tenant_id: String,
-    pub ordering_key: String,
-    pub deployment_id: Option<DeploymentId>,
-    pub kind: String,
-    pub payload: serde_json::Value,
-}
-
 /// A running deployment whose worker stopped renewing its lease.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExpiredLease {
@@ -266,51 +242,7 @@ pub struct ExpiredLease {
     pub expired_at: DateTime<Utc>,
 }
 
-/// Whether GitHub accepted the Deployment that mirrors a deployment (its
-/// `deployment.created` report).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum GithubAcceptance {
-    /// Nothing was asked of GitHub: the deployment is not mirrored (no commit SHA), or
-    /// there are no GitHub credentials (the report was logged only).
-    NotAsked,
-    /// GitHub has not answered yet.
-    Waiting,
-    /// GitHub created the Deployment.
-    Accepted,
-    /// GitHub refused it (for example, a required commit status is not green): why.
-    Refused(String),
-}
-
-/// How sending an outbox item ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum OutboxResult {
-    Sent,
-    /// Try again after the delay (network error, 5xx, rate limit).
-    Retry {
-        after: std::time::Duration,
-        error: String,
-    },
-    /// GitHub refused it for good (a 4xx other than rate limits); recorded, never retried.
-    Failed {
-        error: String,
-    },
-    /// Made stale by a newer item (an older in-progress status); not sent.
-    Skipped {
-        reason: String,
-    },
-}
-
-/// A webhook delivery as recorded.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Delivery {
-    pub id: String,
-    pub event: String,
-    pub action: String,
-    pub tenant_id: String,
-    pub repo: String,
-}
-
-/// A deployment a webhook asks for, with the key that makes its trigger idempotent.
+/// A deployment someone asks for, with the key that makes its trigger idempotent.
 #[derive(Debug, Clone)]
 pub struct TriggeredDeployment {
     pub release: Release,
@@ -321,19 +253,6 @@ pub struct TriggeredDeployment {
     pub supersede: bool,
     /// False for a rollback: the release exists and is not inserted again.
     pub new_release: bool,
-}
-
-/// What recording a delivery did.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct DeliveryRecord {
-    /// The delivery id was seen before: nothing was written.
-    pub duplicate: bool,
-    pub created: Vec<Deployment>,
-    /// Deployments not created because their trigger key already deployed.
-    pub already: Vec<DeploymentId>,
-    /// How many deliveries were committed in the same transaction as this one (group
-    /// commit; 1 when it was written alone, 0 when it was not a delivery).
-    pub batch: usize,
 }
 
 /// What a worker learns when it renews the lease of a running deployment.

@@ -8,13 +8,13 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+use super::provider::{HealthCheck, Provider};
 use super::strategy::CanarySteps;
 use super::{
     DeployKind, DeployListResult, DeployRequest, DeployState, Deployment, DeploymentId, Error,
-    Instance, InstanceId, ListOptions, LogEntry, Release, ReleaseId, ReleaseListResult, Source,
-    Store, TriggeredDeployment, strategies,
+    Instance, InstanceId, ListOptions, LogEntry, Release, ReleaseId, ReleaseListResult,
+    ServiceStore, Source, TriggeredDeployment, strategies,
 };
-use crate::provider::{HealthCheck, Provider};
 
 /// How one configured instance deploys.
 pub struct InstanceSpec {
@@ -96,7 +96,7 @@ where
 /// The deploy service.
 #[derive(Clone)]
 pub struct Service {
-    store: Arc<dyn Store>,
+    store: Arc<dyn ServiceStore>,
     catalog: Arc<dyn Catalog>,
     wake: Arc<Notify>,
     running: Arc<Running>,
@@ -118,7 +118,7 @@ fn is_hex(s: &str) -> bool {
 }
 
 impl Service {
-    pub fn new(store: Arc<dyn Store>, catalog: Arc<dyn Catalog>) -> Self {
+    pub fn new(store: Arc<dyn ServiceStore>, catalog: Arc<dyn Catalog>) -> Self {
         Self {
             store,
             catalog,
@@ -127,7 +127,7 @@ impl Service {
         }
     }
 
-    pub fn store(&self) -> &Arc<dyn Store> {
+    pub fn store(&self) -> &Arc<dyn ServiceStore> {
         &self.store
     }
 
@@ -302,21 +302,16 @@ impl Service {
             ..Source::default()
         };
         let triggered = self.prepare(tenant, request, initiator, source).await?;
-        self.queue(triggered, Vec::new()).await?.ok_or_else(|| {
+        self.queue(triggered).await?.ok_or_else(|| {
             Error::Internal("a deployment without a trigger key was not created".into())
         })
     }
 
     /// Writes a prepared deployment (unless its trigger key already deployed: then `None`)
-    /// together with `items`, and wakes the worker.
-    pub async fn queue(
-        &self,
-        triggered: TriggeredDeployment,
-        items: Vec<super::NewOutboxItem>,
-    ) -> Result<Option<Deployment>, Error> {
+    /// and wakes the worker.
+    pub async fn queue(&self, triggered: TriggeredDeployment) -> Result<Option<Deployment>, Error> {
         let store = Arc::clone(&self.store);
-        let record = blocking(move || store.insert_triggered(&triggered, &items)).await?;
-        let created = record.created.into_iter().next();
+        let created = blocking(move || store.insert_triggered(&triggered)).await?;
         if let Some(d) = &created {
             tracing::info!(deployment = %d.id, initiator = %d.initiator, "deployment queued");
             self.wake.notify_waiters();
@@ -354,7 +349,7 @@ impl Service {
         let triggered = self
             .prepare_rollback(tenant, instance, target, initiator, source, trigger_key)
             .await?;
-        self.queue(triggered, Vec::new())
+        self.queue(triggered)
             .await?
             .ok_or_else(|| Error::Conflict("this rollback was already requested".into()))
     }

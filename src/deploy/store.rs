@@ -1,29 +1,23 @@
-//! The persistence interface of the domain. Every method is scoped by tenant: a row of
-//! another tenant is reported as not found.
+//! The persistence interface of the domain, as a few traits named for what they hold.
+//! Every method is scoped by tenant (a row of another tenant is reported as not found),
+//! except the queue's, which serve workers of every tenant.
 
 use std::time::Duration;
 
 use super::{
-    DeployListResult, Deployment, DeploymentId, Error, Instance, InstanceId, Lease, ListOptions,
-    LogEntry, Release, ReleaseId, ReleaseListResult,
+    DeployListResult, DeployState, Deployment, DeploymentId, Error, ExpiredLease, Instance,
+    InstanceId, Lease, ListOptions, LogEntry, Release, ReleaseId, ReleaseListResult,
+    TriggeredDeployment,
 };
 
-/// Where deployments, releases and instances are kept. Implementations are blocking
-/// (call them from a blocking thread) and safe to share between threads.
+/// Where deployments and releases are kept: the seed's eight methods. Implementations are
+/// blocking (call them from a blocking thread) and safe to share between threads.
 pub trait Store: Send + Sync + 'static {
     /// Stores a new deployment.
     fn insert_deployment(&self, deployment: &Deployment) -> Result<(), Error>;
 
     /// One deployment of the tenant.
     fn get_deployment(&self, tenant_id: &str, id: DeploymentId) -> Result<Deployment, Error>;
-
-    /// One deployment of the tenant with its release and its instance, read together
-    /// (one query: every report to GitHub needs all three).
-    fn get_deployment_context(
-        &self,
-        tenant_id: &str,
-        id: DeploymentId,
-    ) -> Result<(Deployment, Release, Instance), Error>;
 
     /// Writes a changed deployment. A state change the state machine refuses is an
     /// invalid-state error, checked against the stored state inside the same transaction.
@@ -54,6 +48,18 @@ pub trait Store: Send + Sync + 'static {
     /// The version the next release of the instance will get (informative: the
     /// allocation itself happens inside `insert_release`).
     fn next_release_version(&self, tenant_id: &str, instance_id: InstanceId) -> Result<i64, Error>;
+}
+
+/// Releases and deployments beyond the seed's `Store`: the active release, rollback
+/// targets, idempotent triggers and cancellation.
+pub trait ReleaseStore: Store {
+    /// One deployment of the tenant with its release and its instance, read together
+    /// (one query: every report to GitHub needs all three).
+    fn get_deployment_context(
+        &self,
+        tenant_id: &str,
+        id: DeploymentId,
+    ) -> Result<(Deployment, Release, Instance), Error>;
 
     /// In one transaction: numbers and stores `release`, then stores `deployment` of it.
     fn insert_release_and_deployment(
@@ -61,6 +67,13 @@ pub trait Store: Send + Sync + 'static {
         release: &Release,
         deployment: &Deployment,
     ) -> Result<(Release, Deployment), Error>;
+
+    /// Creates a triggered deployment in one transaction; `None` (and nothing written)
+    /// when its trigger key already deployed.
+    fn insert_triggered(
+        &self,
+        triggered: &TriggeredDeployment,
+    ) -> Result<Option<Deployment>, Error>;
 
     /// The instance's active release, if any.
     fn active_release(
@@ -91,6 +104,9 @@ pub trait Store: Send + Sync + 'static {
         instance_id: InstanceId,
     ) -> Result<Option<Deployment>, Error>;
 
+    /// Makes `release` the one active release of its instance.
+    fn activate_release(&self, tenant_id: &str, release_id: ReleaseId) -> Result<(), Error>;
+
     /// pending → cancelled at once; running → cancellation requested (the worker running
     /// it stops it and marks it cancelled); any other state → invalid-state error.
     fn request_cancel(
@@ -99,10 +115,11 @@ pub trait Store: Send + Sync + 'static {
         id: DeploymentId,
         by: &str,
     ) -> Result<Deployment, Error>;
+}
 
-    // The queue. These serve workers, which run deployments of every tenant; their
-    // results never reach a user unfiltered.
-
+/// The queue and its leases. These serve workers, which run deployments of every tenant;
+/// their results never reach a user unfiltered.
+pub trait QueueStore: Send + Sync + 'static {
     /// Claims the oldest pending deployment whose instance runs nothing else: it becomes
     /// running, leased to `owner` for `lease`. At most one running per instance, FIFO per
     /// instance, exactly one claimer per deployment, across processes.
@@ -121,12 +138,18 @@ pub trait Store: Send + Sync + 'static {
     fn finish_deployment(&self, deployment: &Deployment, owner: &str) -> Result<(), Error>;
 
     /// Running deployments whose lease expired.
-    fn expired_leases(&self) -> Result<Vec<super::ExpiredLease>, Error>;
+    fn expired_leases(&self) -> Result<Vec<ExpiredLease>, Error>;
 
     /// The deployments named in `ids` that are still running with an expired lease
     /// become failed ("worker lost; outcome unknown"); returns them.
     fn recover_expired(&self, ids: &[DeploymentId]) -> Result<Vec<Deployment>, Error>;
 
+    /// How many deployments of all tenants are in each state (absent states: none), for metrics.
+    fn count_by_state(&self) -> Result<Vec<(DeployState, i64)>, Error>;
+}
+
+/// The deployments' logs.
+pub trait LogStore: Send + Sync + 'static {
     /// Appends lines to a deployment's log, numbered from `first_seq`.
     fn append_logs(
         &self,
@@ -144,88 +167,10 @@ pub trait Store: Send + Sync + 'static {
         after_seq: i64,
         limit: u32,
     ) -> Result<Vec<LogEntry>, Error>;
+}
 
-    /// Makes `release` the one active release of its instance.
-    fn activate_release(&self, tenant_id: &str, release_id: ReleaseId) -> Result<(), Error>;
-
-    // Webhooks and the outbox.
-
-    /// In one transaction: records the delivery (a delivery id seen before is a
-    /// duplicate and writes nothing), creates the triggered deployments whose trigger key
-    /// has not deployed yet, and enqueues `items`.
-    fn record_delivery(
-        &self,
-        delivery: &super::Delivery,
-        triggered: &[super::TriggeredDeployment],
-        items: &[super::NewOutboxItem],
-    ) -> Result<super::DeliveryRecord, Error>;
-
-    /// Which of these delivery ids (`X-GitHub-Delivery`) are stored.
-    fn stored_deliveries(&self, ids: &[String]) -> Result<Vec<String>, Error>;
-
-    /// Creates one triggered deployment (unless its key already deployed) and enqueues
-    /// `items`, in one transaction.
-    fn insert_triggered(
-        &self,
-        triggered: &super::TriggeredDeployment,
-        items: &[super::NewOutboxItem],
-    ) -> Result<super::DeliveryRecord, Error>;
-
-    /// Adds outbox items.
-    fn enqueue(&self, items: &[super::NewOutboxItem]) -> Result<(), Error>;
-
-    /// Claims up to `limit` sendable items: for each ordering key only its oldest pending
-    /// item, and only when its retry time has come. Exactly one sender gets each.
-    fn claim_outbox(
-        &self,
-        owner: &str,
-        lease: Duration,
-        limit: u32,
-    ) -> Result<Vec<super::OutboxItem>, Error>;
-
-    /// Extends the claims `owner` still holds on items it is sending, so that only the
-    /// claims of a sender that stopped expire.
-    fn renew_outbox(&self, owner: &str, lease: Duration) -> Result<(), Error>;
-
-    /// Records how sending a claimed item ended.
-    fn complete_outbox(
-        &self,
-        id: i64,
-        owner: &str,
-        result: &super::OutboxResult,
-    ) -> Result<(), Error>;
-
-    /// Whether GitHub accepted the Deployment that mirrors deployment `id`.
-    fn github_acceptance(
-        &self,
-        tenant_id: &str,
-        id: DeploymentId,
-    ) -> Result<super::GithubAcceptance, Error>;
-
-    /// Whether a newer status report of the same deployment waits (this one is stale).
-    fn newer_status_pending(&self, item: &super::OutboxItem) -> Result<bool, Error>;
-
-    /// The reports of one deployment, in order (for its page).
-    fn outbox_items(
-        &self,
-        tenant_id: &str,
-        id: DeploymentId,
-    ) -> Result<Vec<super::OutboxItem>, Error>;
-
-    /// (pending, failed) outbox items, for metrics.
-    fn outbox_counts(&self) -> Result<(i64, i64), Error>;
-
-    /// How many deployments of all tenants are in each state (absent states: none), for metrics.
-    fn count_by_state(&self) -> Result<Vec<(super::DeployState, i64)>, Error>;
-
-    /// Stores the id of the GitHub Deployment mirroring a deployment.
-    fn set_github_deployment_id(
-        &self,
-        tenant_id: &str,
-        id: DeploymentId,
-        github_id: i64,
-    ) -> Result<(), Error>;
-
+/// The configured instances as kept in the database, with their stable ids.
+pub trait InstanceStore: Send + Sync + 'static {
     /// Creates the instance `(tenant, name)` or updates its repo and environment; the id
     /// stays the same across restarts.
     fn upsert_instance(
@@ -244,40 +189,9 @@ pub trait Store: Send + Sync + 'static {
 
     /// All instances of the tenant, by name.
     fn list_instances(&self, tenant_id: &str) -> Result<Vec<Instance>, Error>;
-
-    // Pull-request comments.
-
-    /// In one transaction: records that `step` acted, makes its `effect` and enqueues the
-    /// items `items` builds from it. `None` (and nothing written) when the step acted before.
-    fn act_on_comment(
-        &self,
-        step: &super::CommentStep,
-        effect: &super::CommentEffect,
-        items: super::CommentItems<'_>,
-    ) -> Result<Option<super::CommentActed>, Error>;
-
-    /// The steps of a comment that acted already.
-    fn comment_steps(
-        &self,
-        tenant_id: &str,
-        repo: &str,
-        comment_id: u64,
-    ) -> Result<Vec<i32>, Error>;
-
-    /// Records that a pull request's head became `head.head_sha` at `head.at` (GitHub's time).
-    fn record_pull_head(
-        &self,
-        tenant_id: &str,
-        repo: &str,
-        pull_request: u64,
-        head: &super::PullHead,
-    ) -> Result<(), Error>;
-
-    /// The recorded heads of a pull request, oldest first.
-    fn pull_heads(
-        &self,
-        tenant_id: &str,
-        repo: &str,
-        pull_request: u64,
-    ) -> Result<Vec<super::PullHead>, Error>;
 }
+
+/// What the `Service` reads and writes: releases and deployments, instances and logs.
+pub trait ServiceStore: ReleaseStore + InstanceStore + LogStore {}
+
+impl<T: ReleaseStore + InstanceStore + LogStore + ?Sized> ServiceStore for T {}

@@ -37,12 +37,10 @@ use serde::Deserialize;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
-use super::AppState;
+use super::{AppState, ServerStore};
 use crate::config::{Config, DEFAULT_GITHUB_API_URL};
 use crate::deploy::service::blocking;
-use crate::deploy::{
-    Deployment, DeploymentId, Error, Instance, ListOptions, LogEntry, Release, Store,
-};
+use crate::deploy::{Deployment, DeploymentId, Error, Instance, ListOptions, LogEntry, Release};
 use access::Session;
 
 pub use access::{LOG_TOKEN_TTL, LogTokenError, PageKeys, log_token, log_url, verify_log_token};
@@ -164,7 +162,11 @@ struct DeploymentView {
     github: String,
 }
 
-fn load_index(store: &dyn Store, tenants: &[String], github: String) -> Result<IndexView, Error> {
+fn load_index(
+    store: &dyn ServerStore,
+    tenants: &[String],
+    github: String,
+) -> Result<IndexView, Error> {
     let mut views = Vec::new();
     for tenant in tenants {
         let mut instances = Vec::new();
@@ -229,7 +231,7 @@ fn load_index(store: &dyn Store, tenants: &[String], github: String) -> Result<I
 
 /// The deployment and its tenant, trying each of `tenants` (see the module documentation).
 fn find_deployment(
-    store: &dyn Store,
+    store: &dyn ServerStore,
     tenants: &[String],
     id: DeploymentId,
 ) -> Result<Option<(String, Deployment)>, Error> {
@@ -252,7 +254,7 @@ fn optional<T>(result: Result<T, Error>) -> Result<Option<T>, Error> {
 }
 
 fn load_deployment(
-    store: &dyn Store,
+    store: &dyn ServerStore,
     tenant: &str,
     deployment: Deployment,
     github: String,

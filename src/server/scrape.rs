@@ -8,7 +8,6 @@ use prometheus_client::encoding::prometheus_text;
 
 use super::AppState;
 use super::error::ApiError;
-use crate::deploy::Store;
 use crate::deploy::service::blocking;
 use crate::metrics::global;
 

@@ -7,9 +7,8 @@ use diesel::prelude::*;
 use super::rows::{from_db, to_db};
 use super::schema::{comment_commands, pull_heads, stranger_replies};
 use super::{DbConn, db_error, insert_triggered_in, outbox, queue};
-use crate::deploy::{
-    self, CommentActed, CommentEffect, CommentItems, CommentStep, Error, PullHead,
-};
+use crate::deploy::{self, Error};
+use crate::github::store::{CommentActed, CommentEffect, CommentItems, CommentStep, PullHead};
 
 /// GitHub's ids and numbers are u64; BIGINT holds them bit for bit (ids past i64::MAX are
 /// stored negative), which keeps them unique and equal to themselves.

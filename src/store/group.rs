@@ -29,7 +29,8 @@ use tokio::sync::oneshot;
 use super::rows::to_db;
 use super::schema::repositories;
 use super::{Backend, DbConn, DieselStore, db_error, insert_triggered_in, outbox};
-use crate::deploy::{self, DeliveryRecord, Error};
+use crate::deploy::{self, Error};
+use crate::github::store::{Delivery, DeliveryRecord, IngestError, RepositorySeen};
 
 /// The most deliveries written in one transaction.
 const MAX_BATCH: usize = 256;
@@ -37,42 +38,10 @@ const MAX_BATCH: usize = 256;
 /// SQLite's lock wait outside a delivery's deadline (the pool's own setting).
 const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(15);
 
-/// The GitHub repository a delivery names, as GitHub identifies it. The first one seen
-/// for a name is kept ("pinned"); a later delivery for the same name with another
-/// repository id is refused (the name now belongs to another repository).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RepositorySeen {
-    /// `owner/name`, lower-cased.
-    pub full_name: String,
-    /// The owner, lower-cased.
-    pub tenant: String,
-    pub repository_id: i64,
-    pub installation_id: Option<i64>,
-}
-
-/// Why a delivery was not recorded.
-#[derive(Debug, thiserror::Error)]
-pub enum IngestError {
-    #[error(transparent)]
-    Store(#[from] Error),
-    /// The name is pinned to another repository id.
-    #[error(
-        "{full_name} is now repository id {delivered}, but deploybot knows it as repository id \
-         {pinned}: the name may have been deleted and re-created by someone else, so nothing \
-         was done. If the new repository is yours, run `deploybot repos accept {full_name}` \
-         and redeliver"
-    )]
-    RepositoryReplaced {
-        full_name: String,
-        pinned: i64,
-        delivered: i64,
-    },
-}
-
 struct Job {
-    delivery: deploy::Delivery,
+    delivery: Delivery,
     triggered: Vec<deploy::TriggeredDeployment>,
-    items: Vec<deploy::NewOutboxItem>,
+    items: Vec<crate::github::outbox::NewOutboxItem>,
     seen: Option<RepositorySeen>,
     /// Past it the delivery is answered "unavailable" instead of waiting longer.
     deadline: Option<Instant>,
@@ -115,15 +84,15 @@ impl GroupCommit {
 }
 
 impl DieselStore {
-    /// `Store::record_delivery`, group-committed with the deliveries arriving meanwhile:
-    /// the answer comes after the transaction that holds this delivery has committed.
+    /// `DeliveryStore::record_delivery`, group-committed with the deliveries arriving
+    /// meanwhile: the answer comes after the transaction that holds this delivery has committed.
     pub async fn record_delivery_grouped(
         &self,
-        delivery: deploy::Delivery,
+        delivery: Delivery,
         triggered: Vec<deploy::TriggeredDeployment>,
-        items: Vec<deploy::NewOutboxItem>,
+        items: Vec<crate::github::outbox::NewOutboxItem>,
     ) -> Result<DeliveryRecord, Error> {
-        self.record_delivery_checked(delivery, triggered, items, None, None)
+        self.submit_delivery(delivery, triggered, items, None, None)
             .await
             .map_err(|e| match e {
                 IngestError::Store(e) => e,
@@ -131,14 +100,12 @@ impl DieselStore {
             })
     }
 
-    /// Like `record_delivery_grouped`, and in the same transaction: `seen` is checked
-    /// against (or becomes) the repository's pin, and the database is waited for only
-    /// until `deadline` (then `Error::Unavailable`, with nothing stored).
-    pub async fn record_delivery_checked(
+    /// Hands a delivery to the writer thread (`DeliveryStore::record_delivery_checked`).
+    pub(super) async fn submit_delivery(
         &self,
-        delivery: deploy::Delivery,
+        delivery: Delivery,
         triggered: Vec<deploy::TriggeredDeployment>,
-        items: Vec<deploy::NewOutboxItem>,
+        items: Vec<crate::github::outbox::NewOutboxItem>,
         seen: Option<RepositorySeen>,
         deadline: Option<Instant>,
     ) -> Result<DeliveryRecord, IngestError> {
@@ -503,7 +470,7 @@ mod floor {
     use std::sync::OnceLock;
 
     use super::Job;
-    use crate::deploy::DeliveryRecord;
+    use crate::github::store::DeliveryRecord;
 
     #[derive(Debug)]
     pub(super) enum Floor {

@@ -18,11 +18,16 @@ struct NewKey<'a> {
     created_at: chrono::NaiveDateTime,
 }
 
-impl DieselStore {
+/// Keys shared by every replica through the database.
+pub trait KeyStore: Send + Sync + 'static {
     /// The key stored under `name`, storing `candidate` first when there is none. Servers
     /// starting together race safely: each inserts with ON CONFLICT DO NOTHING, then all
     /// read the one row that won.
-    pub fn shared_key(&self, name: &str, candidate: &[u8]) -> Result<Vec<u8>, Error> {
+    fn shared_key(&self, name: &str, candidate: &[u8]) -> Result<Vec<u8>, Error>;
+}
+
+impl KeyStore for DieselStore {
+    fn shared_key(&self, name: &str, candidate: &[u8]) -> Result<Vec<u8>, Error> {
         let row = NewKey {
             name,
             secret: hex::encode(candidate),

@@ -1,4 +1,4 @@
-//! The durable queue, leases, cancellation and logs. The claim is the one statement that
+//! The durable queue, leases and cancellation: the domain's `QueueStore`. The claim is the one statement that
 //! differs by backend: PostgreSQL adds `FOR UPDATE SKIP LOCKED` so that concurrent
 //! workers skip each other's candidates; SQLite has a single writer (`BEGIN IMMEDIATE`).
 
@@ -8,16 +8,15 @@ use diesel::prelude::*;
 use diesel::sql_types::Text;
 
 use super::outbox::{report_final, report_progress, report_state};
-use super::rows::{DeploymentRow, LogRow, ReleaseRow, from_db, to_db};
-use super::schema::{deployment_logs, deployments, releases};
-use super::{DbConn, db_error};
+use super::rows::{DeploymentRow, ReleaseRow, from_db, to_db};
+use super::schema::{deployments, releases};
+use super::{DbConn, DieselStore, db_error};
 use crate::deploy::{
     self, DeployKind, DeployState, Deployment, DeploymentId, Error, InstanceId, InvalidTransition,
-    Lease, LogEntry, Release,
+    Lease, QueueStore, Release,
 };
 
-/// The error message of a deployment whose worker stopped renewing its lease.
-pub const WORKER_LOST: &str = "worker lost; outcome unknown";
+pub use crate::deploy::WORKER_LOST;
 
 /// The next deployment to run: the oldest among the instances' queue heads (each
 /// instance's oldest pending deployment), of instances with nothing running. It walks the
@@ -555,73 +554,45 @@ pub(super) fn last_succeeded(
         .transpose()
 }
 
-pub(super) fn append_logs(
-    conn: &mut DbConn,
-    tenant: &str,
-    id: DeploymentId,
-    first_seq: i64,
-    lines: &[(String, String)],
-) -> Result<(), Error> {
-    let at = to_db(deploy::now());
-    let rows: Vec<LogRow> = lines
-        .iter()
-        .enumerate()
-        .map(|(i, (stream, line))| LogRow {
-            deployment_id: id.to_string(),
-            seq: first_seq + i as i64,
-            tenant_id: tenant.to_string(),
-            stream: stream.clone(),
-            line: line.clone(),
-            at,
-        })
-        .collect();
-    // Diesel's multi-backend connection has no multi-row INSERT: it is written per backend.
-    match conn {
-        // One statement (one round trip) for the batch: at most 201 rows of 6 values, far
-        // below PostgreSQL's 65,535 bind parameters.
-        DbConn::Pg(c) => {
-            diesel::insert_into(deployment_logs::table)
-                .values(&rows)
-                .execute(c)
-                .map_err(db_error)?;
-        }
-        // In-process: one cached single-row statement per line costs less than parsing a
-        // statement whose text changes with the batch size.
-        DbConn::Sqlite(c) => {
-            for row in &rows {
-                diesel::insert_into(deployment_logs::table)
-                    .values(row)
-                    .execute(c)
-                    .map_err(db_error)?;
-            }
+impl QueueStore for DieselStore {
+    fn claim_next(&self, owner: &str, lease: Duration) -> Result<Option<Deployment>, Error> {
+        // A unique-index violation means another worker won the race for that instance.
+        match self.write(|conn| claim_next(conn, owner, lease)) {
+            Err(Error::Conflict(_)) => Ok(None),
+            other => other,
         }
     }
-    Ok(())
-}
 
-pub(super) fn read_logs(
-    conn: &mut DbConn,
-    tenant: &str,
-    id: DeploymentId,
-    after_seq: i64,
-    limit: u32,
-) -> Result<Vec<LogEntry>, Error> {
-    let rows: Vec<LogRow> = deployment_logs::table
-        .filter(deployment_logs::tenant_id.eq(tenant))
-        .filter(deployment_logs::deployment_id.eq(id.to_string()))
-        .filter(deployment_logs::seq.gt(after_seq))
-        .order(deployment_logs::seq.asc())
-        .limit(i64::from(limit))
-        .select(LogRow::as_select())
-        .load(conn)
-        .map_err(db_error)?;
-    Ok(rows
-        .into_iter()
-        .map(|r| LogEntry {
-            seq: r.seq,
-            stream: r.stream,
-            line: r.line,
-            at: from_db(r.at),
+    fn renew_lease(&self, id: DeploymentId, owner: &str, lease: Duration) -> Result<Lease, Error> {
+        self.write(|conn| renew_lease(conn, id, owner, lease))
+    }
+
+    fn record_progress(&self, deployment: &Deployment, owner: &str) -> Result<(), Error> {
+        self.write(|conn| record_progress(conn, deployment, owner))
+    }
+
+    fn finish_deployment(&self, deployment: &Deployment, owner: &str) -> Result<(), Error> {
+        self.write(|conn| finish(conn, deployment, owner))
+    }
+
+    fn expired_leases(&self) -> Result<Vec<deploy::ExpiredLease>, Error> {
+        self.read(expired_leases)
+    }
+
+    fn recover_expired(&self, ids: &[DeploymentId]) -> Result<Vec<Deployment>, Error> {
+        self.write(|conn| recover_expired(conn, ids))
+    }
+
+    fn count_by_state(&self) -> Result<Vec<(deploy::DeployState, i64)>, Error> {
+        self.read(|conn| {
+            let rows: Vec<(String, i64)> = deployments::table
+                .group_by(deployments::state)
+                .select((deployments::state, diesel::dsl::count_star()))
+                .load(conn)
+                .map_err(db_error)?;
+            rows.into_iter()
+                .map(|(state, n)| Ok((state.parse().map_err(Error::Internal)?, n)))
+                .collect()
         })
-        .collect())
+    }
 }

@@ -10,14 +10,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use deploybot::deploy::provider::{HealthCheck, Provider, ProviderError, ReleaseSpec, RunContext};
 use deploybot::deploy::{
-    CanarySteps, DeployState, Deployment, DeploymentId, Instance, InstanceSpec, Service, Store,
+    CanarySteps, DeployState, Deployment, DeploymentId, Instance, InstanceSpec, InstanceStore,
+    ReleaseStore, Service, ServiceStore,
 };
 use deploybot::provider::catalog::ConfigCatalog;
 use deploybot::provider::command::CommandProvider;
 use deploybot::provider::health::{HttpHealth, Probe};
 use deploybot::provider::noop::NoopProvider;
-use deploybot::provider::{HealthCheck, Provider, ProviderError, ReleaseSpec, RunContext};
 use deploybot::worker::{Worker, WorkerSettings};
 use tokio_util::sync::CancellationToken;
 
@@ -128,13 +129,16 @@ fn service(db: &TestDb, defs: &[SpecDef], name: &str) -> Service {
     for def in defs {
         catalog.insert("acme", build(def, name));
     }
-    Service::new(Arc::clone(&db.store) as Arc<dyn Store>, Arc::new(catalog))
+    Service::new(
+        Arc::clone(&db.store) as Arc<dyn ServiceStore>,
+        Arc::new(catalog),
+    )
 }
 
 fn pool(db: &TestDb, defs: &[SpecDef], name: &str) -> (Service, CancellationToken) {
     let service = service(db, defs, name);
     let shutdown = CancellationToken::new();
-    let worker = Arc::new(Worker::new(&service, settings()));
+    let worker = Arc::new(Worker::new(db.store.clone(), &service, settings()));
     tokio::spawn(worker.run(shutdown.clone()));
     (service, shutdown)
 }
@@ -187,7 +191,7 @@ impl Engine {
         let service = service(&self.db, &self.defs, "stopped");
         let shutdown = CancellationToken::new();
         shutdown.cancel();
-        Arc::new(Worker::new(&service, settings()))
+        Arc::new(Worker::new(self.db.store.clone(), &service, settings()))
             .run(shutdown)
             .await;
     }

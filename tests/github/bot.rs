@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use deploybot::deploy::{Deployment, Instance, ListOptions, Store};
+use deploybot::deploy::{Deployment, Instance, InstanceStore, ListOptions, Store};
 use deploybot::github::webhook::signature;
 use serde_json::Value;
 

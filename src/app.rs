@@ -1,0 +1,313 @@
+//! Wiring: config → store → service, worker, GitHub sender and server. This is the one
+//! place that builds the concrete Diesel store; everything else takes the store traits
+//! it needs. `serve` starts the parts in order and stops them in order.
+
+use std::sync::Arc;
+
+use actix_web::dev::ServerHandle;
+use actix_web::web;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::deploy::{Error, InstanceStore, Service};
+use crate::github::client::GithubClient;
+use crate::github::outbox::{LogUrl, Sender};
+use crate::github::webhook::redeliver::{self, Redeliverer};
+use crate::provider::catalog::{ConfigCatalog, secret_mask};
+use crate::server::pages::{self, PageKeys};
+use crate::server::{self, AppState, webhook};
+use crate::store::DieselStore;
+use crate::worker::{LogCap, Worker, WorkerSettings};
+
+/// Why the server could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// Webhooks could not be verified (`Config::webhook_secret_problems`).
+    #[error(
+        "webhook secrets: {}; or, for local experiments only, start with --insecure-no-signature",
+        .0.join("; ")
+    )]
+    NoWebhookSecret(Vec<String>),
+    #[error(transparent)]
+    Store(#[from] Error),
+    #[error("cannot set up instance {instance}: {message}")]
+    Instance { instance: String, message: String },
+    #[error("GitHub credentials: {0}")]
+    Github(String),
+    #[error("cannot listen on {listen}: {source}")]
+    Listen {
+        listen: String,
+        source: std::io::Error,
+    },
+    #[error("the HTTP server failed: {0}")]
+    Http(std::io::Error),
+}
+
+/// Options of `deploybot serve` that are not configuration.
+#[derive(Debug, Clone, Default)]
+pub struct ServeOptions {
+    /// Accept unsigned webhooks (local experiments only; logged loudly).
+    pub insecure_no_signature: bool,
+}
+
+/// Opens the database named by the configuration and applies the migrations that have
+/// not run yet; returns the store and the names of the migrations applied.
+pub fn open_store(config: &Config) -> Result<(DieselStore, Vec<String>), Error> {
+    let store = DieselStore::connect(&config.database_url)?;
+    let applied = store.migrate()?;
+    Ok((store, applied))
+}
+
+/// Opens the store, applies migrations and upserts the configured instances.
+pub fn prepare_store(config: &Config) -> Result<Arc<DieselStore>, ServeError> {
+    let (store, applied) = open_store(config)?;
+    for name in &applied {
+        tracing::info!(migration = %name, "migration applied");
+    }
+    for instance in &config.instances {
+        store
+            .upsert_instance(
+                &instance.tenant(),
+                &instance.name,
+                &instance.repo,
+                &instance.environment,
+            )
+            .map_err(|e| ServeError::Instance {
+                instance: instance.name.clone(),
+                message: e.to_string(),
+            })?;
+    }
+    Ok(Arc::new(store))
+}
+
+/// The tasks running beside the HTTP server, stopped in order by `shut_down`.
+struct Running {
+    /// Cancelled first: no new work; running deployments get the grace period.
+    shutdown: CancellationToken,
+    http: ServerHandle,
+    worker: JoinHandle<()>,
+    redeliverer: Option<JoinHandle<()>>,
+    /// Cancelled once the worker has stopped, so the last reports are sent.
+    stop_sending: CancellationToken,
+    sender: JoinHandle<()>,
+}
+
+/// Runs the server until SIGTERM or SIGINT, then shuts down gracefully.
+pub async fn serve(config: Config, options: ServeOptions) -> Result<(), ServeError> {
+    check_signatures(&config, &options)?;
+    let config = Arc::new(config);
+    let store = {
+        let config = Arc::clone(&config);
+        tokio::task::spawn_blocking(move || prepare_store(&config))
+            .await
+            .map_err(|e| ServeError::Store(Error::Internal(e.to_string())))??
+    };
+    let service = build_service(&config, &store)?;
+    let shutdown = CancellationToken::new();
+    let worker = build_worker(&config, &store, &service);
+    let client = github_client(&config)?;
+    let redeliverer = start_redeliverer(&config, client.as_ref(), &store, &shutdown);
+    let keys = load_keys(&config, &store).await?;
+    let stop_sending = CancellationToken::new();
+    let sender = start_sender(&config, &store, &service, client, &keys, &stop_sending);
+    let worker_alive = CancellationToken::new();
+    let worker = start_worker(worker, &shutdown, &worker_alive);
+    let state = web::Data::new(AppState {
+        config: Arc::clone(&config),
+        store,
+        service,
+        worker_alive,
+        keys,
+    });
+    let settings = webhook::WebhookSettings {
+        insecure_no_signature: options.insecure_no_signature,
+    };
+    let http = server::http_server(state, settings, &config.listen).map_err(|source| {
+        ServeError::Listen {
+            listen: config.listen.clone(),
+            source,
+        }
+    })?;
+    tracing::info!(listen = %config.listen, public_url = %config.public_url, instances = config.instances.len(), "deploybot is serving");
+    let handle = http.handle();
+    let http = tokio::spawn(http);
+
+    wait_for_signal().await;
+    shut_down(Running {
+        shutdown,
+        http: handle,
+        worker,
+        redeliverer,
+        stop_sending,
+        sender,
+    })
+    .await;
+    match http.await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(ServeError::Http(e)),
+        Err(e) => Err(ServeError::Http(std::io::Error::other(e))),
+    }
+}
+
+/// Refuses to start when webhooks could not be verified, unless asked to accept unsigned
+/// ones (which is logged loudly).
+fn check_signatures(config: &Config, options: &ServeOptions) -> Result<(), ServeError> {
+    let secret_problems = config.webhook_secret_problems();
+    if !secret_problems.is_empty() && !options.insecure_no_signature {
+        return Err(ServeError::NoWebhookSecret(secret_problems));
+    }
+    if options.insecure_no_signature {
+        tracing::warn!(
+            "!!! --insecure-no-signature: webhook signatures are NOT verified; anyone who can reach this server can deploy. Never use this outside a laptop. !!!"
+        );
+    }
+    Ok(())
+}
+
+/// The deploy service over the store and the configured instances.
+fn build_service(config: &Config, store: &Arc<DieselStore>) -> Result<Service, ServeError> {
+    let catalog = ConfigCatalog::from_config(config).map_err(|e| ServeError::Instance {
+        instance: "(health check)".into(),
+        message: e.to_string(),
+    })?;
+    Ok(Service::new(Arc::clone(store) as _, Arc::new(catalog)))
+}
+
+/// The worker pool, configured but not started.
+fn build_worker(config: &Config, store: &Arc<DieselStore>, service: &Service) -> Arc<Worker> {
+    let settings = WorkerSettings {
+        concurrency: config.worker.concurrency,
+        lease: config.worker.lease,
+        grace: config.worker.grace,
+        ..WorkerSettings::default()
+    };
+    Arc::new(
+        Worker::new(Arc::clone(store) as _, service, settings)
+            .masking(secret_mask(config))
+            .with_log_cap(LogCap {
+                lines: config.worker.log_lines,
+                bytes: config.worker.log_bytes,
+            }),
+    )
+}
+
+/// Runs the worker until `shutdown`; `alive` is cancelled when it has stopped.
+fn start_worker(
+    worker: Arc<Worker>,
+    shutdown: &CancellationToken,
+    alive: &CancellationToken,
+) -> JoinHandle<()> {
+    let (shutdown, alive) = (shutdown.clone(), alive.clone());
+    tokio::spawn(async move {
+        worker.run(shutdown).await;
+        alive.cancel();
+    })
+}
+
+/// The GitHub API client, when credentials are configured; its rate limit is reported
+/// in the metrics.
+fn github_client(config: &Config) -> Result<Option<Arc<GithubClient>>, ServeError> {
+    let client = GithubClient::from_config(&config.github)
+        .map_err(ServeError::Github)?
+        .map(Arc::new);
+    crate::metrics::global().track_rate_limit(
+        client
+            .clone()
+            .map(|c| Box::new(move || c.rate_limit_remaining()) as crate::metrics::RateLimitSource),
+    );
+    Ok(client)
+}
+
+/// With App credentials: missed webhook deliveries are asked for again, at start and
+/// every `github.redeliver_interval`, until shutdown begins.
+fn start_redeliverer(
+    config: &Config,
+    client: Option<&Arc<GithubClient>>,
+    store: &Arc<DieselStore>,
+    shutdown: &CancellationToken,
+) -> Option<JoinHandle<()>> {
+    client.filter(|c| c.is_app()).map(|client| {
+        let redeliverer = Arc::new(Redeliverer::new(
+            Arc::clone(client),
+            Arc::clone(store) as _,
+            redeliver::Settings::new(
+                config.github.redeliver_interval,
+                config.github.redeliver_lookback,
+            ),
+        ));
+        tokio::spawn(redeliverer.run(shutdown.clone()))
+    })
+}
+
+/// The keys that sign page sessions and log links (from the environment, or shared
+/// through the database).
+async fn load_keys(config: &Arc<Config>, store: &Arc<DieselStore>) -> Result<PageKeys, ServeError> {
+    let (config, store) = (Arc::clone(config), Arc::clone(store));
+    tokio::task::spawn_blocking(move || PageKeys::load(&config, store.as_ref()))
+        .await
+        .map_err(|e| ServeError::Store(Error::Internal(e.to_string())))?
+        .map_err(ServeError::Store)
+}
+
+/// Starts the outbox sender. It outlives the worker's grace period, so that the reports
+/// of the deployments finishing in it are sent, and stops at `stop`.
+fn start_sender(
+    config: &Arc<Config>,
+    store: &Arc<DieselStore>,
+    service: &Service,
+    client: Option<Arc<GithubClient>>,
+    keys: &PageKeys,
+    stop: &CancellationToken,
+) -> JoinHandle<()> {
+    let log_config = Arc::clone(config);
+    let log_keys = keys.clone();
+    // Private pages: the link carries a read token for that one deployment.
+    let log_url: LogUrl = Arc::new(move |d: &crate::deploy::Deployment| {
+        if log_config.pages.public {
+            format!("{}/deployments/{}", log_config.public_url, d.id)
+        } else {
+            pages::log_url(&log_config, &log_keys, d.id)
+        }
+    });
+    let sender = Arc::new(Sender::new(
+        Arc::clone(store) as _,
+        service.clone(),
+        Arc::clone(config),
+        client,
+        log_url,
+    ));
+    tokio::spawn(sender.run(stop.clone()))
+}
+
+/// Stops in order: no new work, the HTTP server, the worker (after its grace period),
+/// the redeliverer, and last the sender.
+async fn shut_down(running: Running) {
+    tracing::info!("shutting down: no new work; running deployments get the grace period");
+    running.shutdown.cancel();
+    running.http.stop(true).await;
+    let _ = running.worker.await;
+    if let Some(task) = running.redeliverer {
+        let _ = task.await;
+    }
+    running.stop_sending.cancel();
+    let _ = running.sender.await;
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => tracing::info!("SIGTERM received"),
+                _ = int.recv() => tracing::info!("SIGINT received"),
+            }
+        }
+        _ => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
