@@ -11,7 +11,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
-use prometheus_client::registry::{Registry, Unit};
+use prometheus_client::registry::{Metric, Registry, Unit};
 
 use crate::deploy::{DeployState, Deployment};
 
@@ -167,122 +167,135 @@ fn event_label(event: Option<&str>, verified: bool) -> String {
     }
 }
 
+/// Upper bounds of the group-commit batch buckets, in deliveries.
+const COMMIT_BATCHES: [f64; 9] = [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0];
+
+/// The name (under the `deploybot_` prefix) and help text of each metric family.
+mod doc {
+    /// A metric family's name and help text.
+    pub(super) type Doc = (&'static str, &'static str);
+
+    pub(super) const WEBHOOKS: Doc = (
+        "webhooks",
+        "Webhook deliveries by GitHub event and how deploybot answered",
+    );
+    pub(super) const FINISHED: Doc = (
+        "deployments",
+        "Deployments that ended in this process, by final state (runs finished by the worker and runs recovered after a lost lease)",
+    );
+    pub(super) const DEPLOYMENTS: Doc = (
+        "deployments",
+        "Deployments in the database by state, read at scrape time",
+    );
+    pub(super) const DURATION: Doc = (
+        "deployment_duration",
+        "Time from start to end of the deployments run in this process, by strategy and final state",
+    );
+    pub(super) const COMMIT_BATCH: Doc = (
+        "webhook_commit_batch",
+        "For each stored delivery, how many deliveries were committed in the same transaction (group commit)",
+    );
+    pub(super) const QUEUE_DEPTH: Doc = (
+        "queue_depth",
+        "Pending deployments waiting for a worker, read at scrape time",
+    );
+    pub(super) const OUTBOX_PENDING: Doc = (
+        "outbox_pending",
+        "Reports to GitHub not sent yet (including ones waiting to retry), read at scrape time",
+    );
+    pub(super) const OUTBOX_FAILED: Doc = (
+        "outbox_failed",
+        "Reports to GitHub given up on, read at scrape time",
+    );
+    pub(super) const OUTBOX_SENT: Doc = (
+        "outbox_sent",
+        "Attempts to send an outbox item by this process, by item kind and result (sent, retry, failed, skipped)",
+    );
+    pub(super) const RATE_LIMIT: Doc = (
+        "github_rate_limit_remaining",
+        "The last x-ratelimit-remaining GitHub sent (-1: unknown, no call yet or no credentials)",
+    );
+    pub(super) const DATABASE_UP: Doc = (
+        "database_up",
+        "1 when the scrape-time database reads succeeded; 0 when they failed and the database gauges are stale",
+    );
+    pub(super) const REDELIVERIES: Doc = (
+        "webhook_redeliveries",
+        "Missed GitHub App webhook deliveries this process asked GitHub to deliver again",
+    );
+    pub(super) const UNVERIFIED: Doc = (
+        "webhook_unverified",
+        "Webhook bodies being received whose signature is not checked yet (bounded by webhook_max_pending)",
+    );
+    pub(super) const UNVERIFIED_BYTES: Doc = (
+        "webhook_unverified",
+        "Bytes held by webhook bodies whose signature is not checked yet (bounded by webhook_pending_bytes)",
+    );
+}
+
+/// Registers `metric` under `doc` and hands it back, to be recorded into.
+fn registered<M: Metric + Clone>(registry: &mut Registry, (name, help): doc::Doc, metric: M) -> M {
+    registry.register(name, help, metric.clone());
+    metric
+}
+
+/// Registers `metric`, measured in `unit`, under `doc` and hands it back.
+fn registered_in<M: Metric + Clone>(
+    registry: &mut Registry,
+    (name, help): doc::Doc,
+    unit: Unit,
+    metric: M,
+) -> M {
+    registry.register_with_unit(name, help, unit, metric.clone());
+    metric
+}
+
+/// Deployments ended, by final state: every final state shows from the start (at 0), so
+/// rates and alerts work at once.
+fn final_states_at_zero() -> Family<StateLabels, Counter> {
+    let finished = Family::<StateLabels, Counter>::default();
+    for state in DeployState::ALL.into_iter().filter(|s| s.is_final()) {
+        let state = StateLabels {
+            state: state.as_str(),
+        };
+        drop(finished.get_or_create(&state));
+    }
+    finished
+}
+
 impl Metrics {
     /// A fresh registry with every family registered (the process uses `global()`).
     pub fn new() -> Self {
-        let mut registry = Registry::with_prefix("deploybot");
-        let webhooks = Family::<WebhookLabels, Counter>::default();
-        registry.register(
-            "webhooks",
-            "Webhook deliveries by GitHub event and how deploybot answered",
-            webhooks.clone(),
-        );
-        let deployments_finished = Family::<StateLabels, Counter>::default();
-        // Every final state shows from the start (at 0), so rates and alerts work at once.
-        for state in DeployState::ALL.into_iter().filter(|s| s.is_final()) {
-            let state = StateLabels {
-                state: state.as_str(),
-            };
-            drop(deployments_finished.get_or_create(&state));
-        }
-        registry.register(
-            "deployments",
-            "Deployments that ended in this process, by final state (runs finished by the worker and runs recovered after a lost lease)",
-            deployments_finished.clone(),
-        );
-        let deployments = Family::<StateLabels, Gauge>::default();
-        registry.register(
-            "deployments",
-            "Deployments in the database by state, read at scrape time",
-            deployments.clone(),
-        );
-        let duration = Family::<DurationLabels, Histogram, fn() -> Histogram>::new_with_constructor(
-            duration_histogram,
-        );
-        registry.register_with_unit(
-            "deployment_duration",
-            "Time from start to end of the deployments run in this process, by strategy and final state",
-            Unit::Seconds,
-            duration.clone(),
-        );
-        let commit_batch = Histogram::new([1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0]);
-        registry.register(
-            "webhook_commit_batch",
-            "For each stored delivery, how many deliveries were committed in the same transaction (group commit)",
-            commit_batch.clone(),
-        );
-        let queue_depth = Gauge::default();
-        registry.register(
-            "queue_depth",
-            "Pending deployments waiting for a worker, read at scrape time",
-            queue_depth.clone(),
-        );
-        let outbox_pending = Gauge::default();
-        registry.register(
-            "outbox_pending",
-            "Reports to GitHub not sent yet (including ones waiting to retry), read at scrape time",
-            outbox_pending.clone(),
-        );
-        let outbox_failed = Gauge::default();
-        registry.register(
-            "outbox_failed",
-            "Reports to GitHub given up on, read at scrape time",
-            outbox_failed.clone(),
-        );
-        let outbox_results = Family::<OutboxLabels, Counter>::default();
-        registry.register(
-            "outbox_sent",
-            "Attempts to send an outbox item by this process, by item kind and result (sent, retry, failed, skipped)",
-            outbox_results.clone(),
-        );
+        let mut r = Registry::with_prefix("deploybot");
         let rate_limit = Gauge::default();
         rate_limit.set(-1);
-        registry.register(
-            "github_rate_limit_remaining",
-            "The last x-ratelimit-remaining GitHub sent (-1: unknown, no call yet or no credentials)",
-            rate_limit.clone(),
-        );
-        let database_up = Gauge::default();
-        registry.register(
-            "database_up",
-            "1 when the scrape-time database reads succeeded; 0 when they failed and the database gauges are stale",
-            database_up.clone(),
-        );
-        let redeliveries = Counter::default();
-        registry.register(
-            "webhook_redeliveries",
-            "Missed GitHub App webhook deliveries this process asked GitHub to deliver again",
-            redeliveries.clone(),
-        );
-        let unverified = Gauge::default();
-        registry.register(
-            "webhook_unverified",
-            "Webhook bodies being received whose signature is not checked yet (bounded by webhook_max_pending)",
-            unverified.clone(),
-        );
-        let unverified_bytes = Gauge::default();
-        registry.register_with_unit(
-            "webhook_unverified",
-            "Bytes held by webhook bodies whose signature is not checked yet (bounded by webhook_pending_bytes)",
-            Unit::Bytes,
-            unverified_bytes.clone(),
-        );
+        // Registered in the order the fields are written: the order of the scrape output.
         Self {
-            registry,
-            webhooks,
-            deployments_finished,
-            deployments,
-            duration,
-            commit_batch,
-            queue_depth,
-            outbox_pending,
-            outbox_failed,
-            outbox_results,
-            rate_limit,
-            database_up,
-            redeliveries,
-            unverified,
-            unverified_bytes,
+            webhooks: registered(&mut r, doc::WEBHOOKS, Family::default()),
+            deployments_finished: registered(&mut r, doc::FINISHED, final_states_at_zero()),
+            deployments: registered(&mut r, doc::DEPLOYMENTS, Family::default()),
+            duration: registered_in(
+                &mut r,
+                doc::DURATION,
+                Unit::Seconds,
+                Family::new_with_constructor(duration_histogram),
+            ),
+            commit_batch: registered(&mut r, doc::COMMIT_BATCH, Histogram::new(COMMIT_BATCHES)),
+            queue_depth: registered(&mut r, doc::QUEUE_DEPTH, Gauge::default()),
+            outbox_pending: registered(&mut r, doc::OUTBOX_PENDING, Gauge::default()),
+            outbox_failed: registered(&mut r, doc::OUTBOX_FAILED, Gauge::default()),
+            outbox_results: registered(&mut r, doc::OUTBOX_SENT, Family::default()),
+            rate_limit: registered(&mut r, doc::RATE_LIMIT, rate_limit),
+            database_up: registered(&mut r, doc::DATABASE_UP, Gauge::default()),
+            redeliveries: registered(&mut r, doc::REDELIVERIES, Counter::default()),
+            unverified: registered(&mut r, doc::UNVERIFIED, Gauge::default()),
+            unverified_bytes: registered_in(
+                &mut r,
+                doc::UNVERIFIED_BYTES,
+                Unit::Bytes,
+                Gauge::default(),
+            ),
+            registry: r,
             rate_limit_source: RwLock::new(None),
         }
     }

@@ -1,6 +1,7 @@
 //! The provider port: what a strategy asks of the running system (start a release in a
 //! slot, shift traffic, retire a slot, check health) and what it hands over to do so. The
-//! domain owns these traits, as it owns `Store`; `crate::provider` implements them.
+//! domain owns these traits, as it owns `Store`; each provider in the top-level `provider`
+//! module implements them.
 
 use std::borrow::Cow;
 use std::sync::Arc;

@@ -23,7 +23,7 @@ use std::task::Poll;
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, ReadBuf};
-use tokio::process::Command;
+use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
 use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::{Instant, sleep, sleep_until};
@@ -141,25 +141,7 @@ pub async fn run(
     let (program, args) = spec.argv.split_first().ok_or(RunError::EmptyArgv)?;
     // Validate up front so that a bad value gets a precise error instead of a vague spawn failure.
     validate(spec.argv, spec.env)?;
-
-    let mut cmd = Command::new(program);
-    cmd.args(args)
-        // Nothing of the server's environment (its secrets included) reaches the child.
-        .env_clear()
-        .envs(child_env::base())
-        // Values are handed to execve as they are: nothing here is ever seen by a shell.
-        .envs(spec.env.iter().map(|(k, v)| (k, v)))
-        // A deploy command must not wait for input that will never come.
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        // Leader of a new group, so one killpg reaches the command and everything it started.
-        .process_group(0)
-        // Last resort if this future is dropped: tokio kills and later reaps the leader.
-        .kill_on_drop(true);
-    if let Some(dir) = spec.cwd {
-        cmd.current_dir(dir);
-    }
+    let mut cmd = command(program, args, &spec);
     // The timeout counts from the spawn.
     let deadline = Instant::now().checked_add(spec.timeout);
     let mut child = cmd
@@ -173,69 +155,22 @@ pub async fn run(
     // Kills the group if this future is dropped half-way (declared after `child`, so it runs
     // before kill_on_drop, while the unreaped leader still reserves the group id).
     let mut guard = GroupGuard { pgid, armed: true };
-
-    let (tx, rx) = mpsc::channel(LINE_QUEUE);
-    // Readers live in a JoinSet so that dropping it aborts them, even if a stray process
-    // still holds a pipe open.
-    let mut readers = JoinSet::new();
-    if let Some(out) = child.stdout.take() {
-        readers.spawn(read_lines(out, Stream::Stdout, tx.clone()));
-    }
-    if let Some(err) = child.stderr.take() {
-        readers.spawn(read_lines(err, Stream::Stderr, tx.clone()));
-    }
-    // Only the readers hold senders now, so the queue closes when both pipes are at EOF.
-    drop(tx);
-    let mut lines = Lines { rx, open: true };
+    let (mut readers, mut lines) = read_output(&mut child);
     // Notices the leader's exit without reaping it, so its pid keeps the group id reserved
     // until we have killed the rest of the group (no killpg on a recycled id).
     let mut leader = LeaderWatch::start(pgid);
 
-    let phase = lines
-        .forward_until(
-            async {
-                tokio::select! {
-                    // Biased with the exit first: if the command has finished, the exit wins.
-                    biased;
-                    () = leader.exited() => Phase::Exited,
-                    () = spec.cancel.cancelled() => Phase::Cancelled,
-                    () = sleep_until_opt(deadline) => Phase::TimedOut,
-                }
-            },
-            &mut on_line,
-        )
-        .await;
-
-    let stopped = match phase {
-        Phase::Exited => None,
-        // The leader may have exited a moment before the cancel or timeout fired: the exit wins.
-        Phase::Cancelled | Phase::TimedOut if leader.has_exited_now() => None,
-        Phase::Cancelled => Some(RunOutcome::Cancelled),
-        Phase::TimedOut => Some(RunOutcome::TimedOut),
-    };
-
+    let stopped = watch(
+        &mut lines,
+        &mut leader,
+        &spec.cancel,
+        deadline,
+        &mut on_line,
+    )
+    .await;
     if stopped.is_some() {
-        // Ask everything in the group to stop, giving scripts a chance to clean up.
-        signal_group(pgid, libc::SIGTERM);
-        let grace_end = Instant::now().checked_add(spec.kill_grace);
-        // Keep forwarding output during the grace period: cleanup messages matter.
-        lines
-            .forward_until(
-                async {
-                    tokio::select! {
-                        biased;
-                        () = leader.exited() => {},
-                        () = sleep_until_opt(grace_end) => {},
-                    }
-                },
-                &mut on_line,
-            )
-            .await;
-        // The grace is over: whatever ignored SIGTERM is killed now.
-        signal_group(pgid, libc::SIGKILL);
-        lines.forward_until(leader.exited(), &mut on_line).await;
+        terminate(pgid, spec.kill_grace, &mut lines, &mut leader, &mut on_line).await;
     }
-
     // The leader is gone but not reaped yet (so the group id is still ours): kill what it
     // left behind in its group, background jobs included.
     signal_group(pgid, libc::SIGKILL);
@@ -254,6 +189,109 @@ pub async fn run(
     readers.abort_all();
 
     Ok(stopped.unwrap_or_else(|| outcome_of(status)))
+}
+
+/// The command for `program` and `args` under `spec`: the child's own process group,
+/// nothing of the server's environment, stdin closed, stdout and stderr piped.
+fn command(program: &str, args: &[String], spec: &RunSpec<'_>) -> Command {
+    let mut cmd = Command::new(program);
+    cmd.args(args)
+        // Nothing of the server's environment (its secrets included) reaches the child.
+        .env_clear()
+        .envs(child_env::base())
+        // Values are handed to execve as they are: nothing here is ever seen by a shell.
+        .envs(spec.env.iter().map(|(k, v)| (k, v)))
+        // A deploy command must not wait for input that will never come.
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        // Leader of a new group, so one killpg reaches the command and everything it started.
+        .process_group(0)
+        // Last resort if this future is dropped: tokio kills and later reaps the leader.
+        .kill_on_drop(true);
+    if let Some(dir) = spec.cwd {
+        cmd.current_dir(dir);
+    }
+    cmd
+}
+
+/// Starts a reader on each of the child's pipes; the lines arrive on the returned queue,
+/// which closes when both pipes are at EOF.
+fn read_output(child: &mut Child) -> (JoinSet<()>, Lines) {
+    let (tx, rx) = mpsc::channel(LINE_QUEUE);
+    // Readers live in a JoinSet so that dropping it aborts them, even if a stray process
+    // still holds a pipe open.
+    let mut readers = JoinSet::new();
+    if let Some(out) = child.stdout.take() {
+        readers.spawn(read_lines(out, Stream::Stdout, tx.clone()));
+    }
+    if let Some(err) = child.stderr.take() {
+        readers.spawn(read_lines(err, Stream::Stderr, tx.clone()));
+    }
+    // Only the readers hold senders now, so the queue closes when both pipes are at EOF.
+    drop(tx);
+    (readers, Lines { rx, open: true })
+}
+
+/// Forwards output until the leader exits, the token is cancelled or the deadline passes.
+/// `None` when the command exited by itself; otherwise how it is to be stopped.
+async fn watch(
+    lines: &mut Lines,
+    leader: &mut LeaderWatch,
+    cancel: &CancellationToken,
+    deadline: Option<Instant>,
+    on_line: &mut (impl FnMut(Stream, String) + Send),
+) -> Option<RunOutcome> {
+    let phase = lines
+        .forward_until(
+            async {
+                tokio::select! {
+                    // Biased with the exit first: if the command has finished, the exit wins.
+                    biased;
+                    () = leader.exited() => Phase::Exited,
+                    () = cancel.cancelled() => Phase::Cancelled,
+                    () = sleep_until_opt(deadline) => Phase::TimedOut,
+                }
+            },
+            on_line,
+        )
+        .await;
+    match phase {
+        Phase::Exited => None,
+        // The leader may have exited a moment before the cancel or timeout fired: the exit wins.
+        Phase::Cancelled | Phase::TimedOut if leader.has_exited_now() => None,
+        Phase::Cancelled => Some(RunOutcome::Cancelled),
+        Phase::TimedOut => Some(RunOutcome::TimedOut),
+    }
+}
+
+/// Stops the group: SIGTERM, output still forwarded for up to `kill_grace` (cleanup
+/// messages matter), then SIGKILL, until the leader has exited.
+async fn terminate(
+    pgid: libc::pid_t,
+    kill_grace: Duration,
+    lines: &mut Lines,
+    leader: &mut LeaderWatch,
+    on_line: &mut (impl FnMut(Stream, String) + Send),
+) {
+    // Ask everything in the group to stop, giving scripts a chance to clean up.
+    signal_group(pgid, libc::SIGTERM);
+    let grace_end = Instant::now().checked_add(kill_grace);
+    lines
+        .forward_until(
+            async {
+                tokio::select! {
+                    biased;
+                    () = leader.exited() => {},
+                    () = sleep_until_opt(grace_end) => {},
+                }
+            },
+            on_line,
+        )
+        .await;
+    // The grace is over: whatever ignored SIGTERM is killed now.
+    signal_group(pgid, libc::SIGKILL);
+    lines.forward_until(leader.exited(), on_line).await;
 }
 
 /// Why the first phase of [`run`] ended.
