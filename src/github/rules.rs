@@ -5,9 +5,8 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::commands::{self as command, Command, RollbackTo};
 use super::outbox::{NewOutboxItem, ResolveTagJob, Work};
-use super::webhook::events::{CommentAction, Event, PullRequestEvent, Push, RefType, Repository};
+use super::webhook::events::{Event, PullRequestEvent, Push, RefType, Repository};
 use crate::config::{Config, InstanceConfig};
 use crate::deploy::Source;
 
@@ -108,7 +107,8 @@ fn short(sha: &str) -> &str {
     sha.get(..7).unwrap_or(sha)
 }
 
-fn instances_of<'a>(config: &'a Config, repo: &Repository) -> Vec<&'a InstanceConfig> {
+/// The instances configured for a repository.
+pub(super) fn instances_of<'a>(config: &'a Config, repo: &Repository) -> Vec<&'a InstanceConfig> {
     config
         .instances
         .iter()
@@ -165,7 +165,7 @@ pub fn route(config: &Config, event: &Event) -> Routing {
                 refused: Vec::new(),
             }
         }
-        Event::IssueComment(comment) => route_comment(config, comment),
+        Event::IssueComment(comment) => super::commands::route_comment(config, comment),
         Event::PullRequest(event) => route_pull_request(config, event),
         Event::Other(name) => Routing::Ignored {
             reason: format!("deploybot does not act on {name} events"),
@@ -179,44 +179,15 @@ fn route_push(config: &Config, push: &Push) -> Routing {
             reason: format!("{} was deleted", push.git_ref),
         };
     }
-    let tenant = push.repository.tenant();
-    let (kind, name, matching): (&str, &str, Vec<&InstanceConfig>) =
-        if let Some(branch) = push.branch() {
-            let m = instances_of(config, &push.repository)
-                .into_iter()
-                .filter(|i| i.matches_push(branch))
-                .collect();
-            ("push to", branch, m)
-        } else if let Some(tag) = push.tag() {
-            let m = instances_of(config, &push.repository)
-                .into_iter()
-                .filter(|i| i.matches_tag(tag))
-                .collect();
-            ("tag", tag, m)
-        } else {
-            return Routing::Ignored {
-                reason: format!("{} is neither a branch nor a tag", push.git_ref),
-            };
-        };
-    if matching.is_empty() {
-        return Routing::Ignored {
-            reason: format!(
-                "no instance of {} deploys {} {name}",
-                push.repository.full_name,
-                if kind == "tag" { "tag" } else { "branch" }
-            ),
-        };
-    }
-    // For a tag, the commit it points to: `after` is the tag object of an annotated tag.
-    let sha = push
-        .head_commit
-        .as_ref()
-        .map(|c| c.id.as_str())
-        .filter(|_| kind == "tag")
-        .unwrap_or(push.after.as_str())
-        .to_string();
+    let pushed = match Pushed::of(config, push) {
+        Ok(pushed) => pushed,
+        Err(reason) => return Routing::Ignored { reason },
+    };
+    let sha = pushed.commit(push);
+    let name = pushed.name;
+    let kind = if pushed.tag { "tag" } else { "push to" };
     let notes = format!("{kind} {name} by @{} ({})", push.sender.login, short(&sha));
-    let key = if kind == "tag" {
+    let key = if pushed.tag {
         format!("tag:{name}:{sha}")
     } else {
         // The push itself (`before..after`): GitHub's redelivery of it, even under another
@@ -224,8 +195,88 @@ fn route_push(config: &Config, push: &Push) -> Routing {
         // earlier commit (a force-push) is another push and deploys that commit again.
         format!("push:{}:{}..{sha}", push.git_ref, push.before)
     };
+    let planned = PlannedDeploy {
+        tenant: push.repository.tenant(),
+        instance: String::new(),
+        image: String::new(),
+        commit_sha: sha,
+        notes: notes.clone(),
+        initiator: push.sender.login.clone(),
+        trigger_key: key,
+        source: Source {
+            trigger: notes,
+            pull_request: None,
+            comment_id: None,
+            installation_id: push.installation.as_ref().map(|i| i.id),
+        },
+    };
+    let (deploys, refused) = push_deploys(push, &pushed.matching, &planned);
+    Routing::Act {
+        tenant: planned.tenant,
+        deploys,
+        items: Vec::new(),
+        refused,
+    }
+}
+
+/// What a push moved: a branch or a tag, its name, and the instances that deploy it.
+struct Pushed<'a> {
+    tag: bool,
+    name: &'a str,
+    matching: Vec<&'a InstanceConfig>,
+}
+
+impl<'a> Pushed<'a> {
+    /// The branch or tag a push moved; why nothing deploys it when no instance matches.
+    fn of(config: &'a Config, push: &'a Push) -> Result<Self, String> {
+        let instances = instances_of(config, &push.repository).into_iter();
+        let pushed = if let Some(branch) = push.branch() {
+            Pushed {
+                tag: false,
+                name: branch,
+                matching: instances.filter(|i| i.matches_push(branch)).collect(),
+            }
+        } else if let Some(tag) = push.tag() {
+            Pushed {
+                tag: true,
+                name: tag,
+                matching: instances.filter(|i| i.matches_tag(tag)).collect(),
+            }
+        } else {
+            return Err(format!("{} is neither a branch nor a tag", push.git_ref));
+        };
+        if pushed.matching.is_empty() {
+            return Err(format!(
+                "no instance of {} deploys {} {}",
+                push.repository.full_name,
+                if pushed.tag { "tag" } else { "branch" },
+                pushed.name
+            ));
+        }
+        Ok(pushed)
+    }
+
+    /// The commit to deploy. For a tag, the commit it points to: `after` is the tag object
+    /// of an annotated tag.
+    fn commit(&self, push: &Push) -> String {
+        push.head_commit
+            .as_ref()
+            .map(|c| c.id.as_str())
+            .filter(|_| self.tag)
+            .unwrap_or(push.after.as_str())
+            .to_string()
+    }
+}
+
+/// `planned` for each matching instance with its image; the instances whose image
+/// template the push cannot fill are refused, with why.
+fn push_deploys(
+    push: &Push,
+    matching: &[&InstanceConfig],
+    planned: &PlannedDeploy,
+) -> (Vec<PlannedDeploy>, Vec<(String, String)>) {
     let vars = ImageVars {
-        sha: &sha,
+        sha: &planned.commit_sha,
         git_ref: &push.git_ref,
         branch: push.branch(),
         tag: push.tag(),
@@ -236,19 +287,9 @@ fn route_push(config: &Config, push: &Push) -> Routing {
     for instance in matching {
         match render_image(&instance.image, &vars) {
             Ok(image) => deploys.push(PlannedDeploy {
-                tenant: tenant.clone(),
                 instance: instance.name.clone(),
                 image,
-                commit_sha: sha.clone(),
-                notes: notes.clone(),
-                initiator: push.sender.login.clone(),
-                trigger_key: key.clone(),
-                source: Source {
-                    trigger: notes.clone(),
-                    pull_request: None,
-                    comment_id: None,
-                    installation_id: push.installation.as_ref().map(|i| i.id),
-                },
+                ..planned.clone()
             }),
             Err(reason) => {
                 tracing::warn!(instance = %instance.name, %reason, "push not deployed");
@@ -256,55 +297,7 @@ fn route_push(config: &Config, push: &Push) -> Routing {
             }
         }
     }
-    Routing::Act {
-        tenant,
-        deploys,
-        items: Vec::new(),
-        refused,
-    }
-}
-
-/// The most command lines of one comment that deploybot acts on.
-pub const MAX_COMMANDS: usize = 5;
-
-/// The job of one pull-request comment: who wrote it when, and what each command line
-/// asks. The job checks the commenter's permission before anything is written to GitHub.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CommentJob {
-    /// `owner/name` as GitHub spells it.
-    pub repo: String,
-    pub pr: u64,
-    pub comment_id: u64,
-    /// GitHub's time of the comment: `/deploy` ships the head the pull request had then.
-    pub created_at: DateTime<Utc>,
-    pub user: String,
-    pub installation_id: Option<u64>,
-    /// The command lines, in order; step N of the comment is `steps[N - 1]`.
-    pub steps: Vec<CommentCommand>,
-}
-
-/// What one command line of a comment asks, with its instance resolved.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "command", rename_all = "snake_case")]
-pub enum CommentCommand {
-    /// `/help`.
-    Help,
-    /// A line deploybot cannot run; the reply says why.
-    Invalid { message: String },
-    Deploy {
-        instance: String,
-        strategy: Option<String>,
-    },
-    Rollback {
-        instance: String,
-        /// A version, or the previous release when None.
-        version: Option<i64>,
-    },
-    Cancel {
-        instance: String,
-        /// The queued deployments instead of the running one.
-        queued: bool,
-    },
+    (deploys, refused)
 }
 
 /// The job recording a pull request's new head.
@@ -355,148 +348,10 @@ fn route_pull_request(config: &Config, event: &PullRequestEvent) -> Routing {
     }
 }
 
-fn route_comment(config: &Config, event: &super::webhook::events::IssueComment) -> Routing {
-    if event.action != CommentAction::Created {
-        return Routing::Ignored {
-            reason: "only new comments carry commands (edits and deletions are ignored)".into(),
-        };
-    }
-    if event.comment.user.is_bot() {
-        return Routing::Ignored {
-            reason: format!("comment by the bot {}", event.comment.user.login),
-        };
-    }
-    if !event.is_pull_request() {
-        return Routing::Ignored {
-            reason: "commands work on pull requests only; this comment is on an issue".into(),
-        };
-    }
-    let commands = command::parse(&event.comment.body);
-    if commands.is_empty() {
-        return Routing::Ignored {
-            reason: "the comment has no command".into(),
-        };
-    }
-    let repo = &event.repository;
-    let instances: Vec<&InstanceConfig> = instances_of(config, repo)
-        .into_iter()
-        .filter(|i| i.commands)
-        .collect();
-    if instances.is_empty() {
-        return Routing::Ignored {
-            reason: format!("no instance of {} accepts commands", repo.full_name),
-        };
-    }
-    let tenant = repo.tenant();
-    let choices = choices(&instances);
-    // One comment can hold many command lines; each costs GitHub API calls. Past
-    // MAX_COMMANDS the rest are refused in one reply.
-    let total = commands.len();
-    let mut steps: Vec<CommentCommand> = commands
-        .into_iter()
-        .take(MAX_COMMANDS)
-        .map(|parsed| step(parsed, &instances, &repo.full_name, &choices))
-        .collect();
-    if total > MAX_COMMANDS {
-        steps.push(CommentCommand::Invalid {
-            message: format!(
-                "This comment has {total} commands; deploybot runs at most {MAX_COMMANDS} per comment, so only the first {MAX_COMMANDS} were taken. Put the others in another comment."
-            ),
-        });
-    }
-    let job = CommentJob {
-        repo: repo.full_name.clone(),
-        pr: event.issue.number,
-        comment_id: event.comment.id,
-        created_at: event.comment.created_at,
-        user: event.comment.user.login.clone(),
-        installation_id: event.installation.as_ref().map(|i| i.id),
-        steps,
-    };
-    let item = NewOutboxItem {
-        tenant_id: tenant.clone(),
-        ordering_key: pull_key(&repo.full_name, event.issue.number),
-        deployment_id: None,
-        work: Work::Comment(job),
-    };
-    Routing::Act {
-        tenant,
-        deploys: Vec::new(),
-        items: vec![item],
-        refused: Vec::new(),
-    }
-}
-
-/// The environments of the repository that take commands, for replies.
-pub fn choices(instances: &[&InstanceConfig]) -> String {
-    instances
-        .iter()
-        .map(|i| format!("`{}`", i.environment))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-/// One parsed command line, with its instance chosen.
-fn step(
-    parsed: Result<Command, command::ParseError>,
-    instances: &[&InstanceConfig],
-    repo: &str,
-    choices: &str,
-) -> CommentCommand {
-    let command = match parsed {
-        Ok(command) => command,
-        Err(error) => {
-            return CommentCommand::Invalid {
-                message: format!("{error}\n\n{}", command::HELP),
-            };
-        }
-    };
-    let environment = match &command {
-        Command::Help => return CommentCommand::Help,
-        Command::Deploy { environment, .. }
-        | Command::Rollback { environment, .. }
-        | Command::Cancel { environment, .. } => environment.clone(),
-    };
-    let instance = match &environment {
-        Some(env) => instances
-            .iter()
-            .find(|i| i.environment.eq_ignore_ascii_case(env) || i.name.eq_ignore_ascii_case(env)),
-        None if instances.len() == 1 => instances.first(),
-        None => {
-            return CommentCommand::Invalid {
-                message: format!(
-                    "Which environment? {repo} has several: {choices}. For example `/deploy {}`.",
-                    instances[0].environment
-                ),
-            };
-        }
-    };
-    let Some(instance) = instance else {
-        return CommentCommand::Invalid {
-            message: format!(
-                "`{}` is not an environment of {repo} that accepts commands. Choose one of {choices}.",
-                environment.unwrap_or_default().replace('`', "")
-            ),
-        };
-    };
-    let instance = instance.name.clone();
-    match command {
-        Command::Deploy { strategy, .. } => CommentCommand::Deploy { instance, strategy },
-        Command::Rollback { target, .. } => CommentCommand::Rollback {
-            instance,
-            version: match target {
-                RollbackTo::Previous => None,
-                RollbackTo::Version(v) => Some(v),
-            },
-        },
-        Command::Cancel { queued, .. } => CommentCommand::Cancel { instance, queued },
-        Command::Help => CommentCommand::Help,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::github::commands::{CommentCommand, CommentJob};
     use crate::github::outbox::{JOB_COMMAND, JOB_PULL_HEAD};
 
     const CONFIG: &str = r#"

@@ -1,7 +1,21 @@
-//! Pull-request comment commands: the parser, and the job that runs a comment's commands.
+//! Pull-request comment commands. The parser turns a comment into [`Command`]s, the route
+//! resolves each to a stored [`CommentCommand`] of the comment's job, and the job runs them
+//! from the outbox: the checks they share in `run`, each command's own work in its file
+//! (`deploy`, `rollback`, `cancel`, `help`), dispatched by an exhaustive `match`.
+//!
+//! Adding a command: its [`Command`] variant and parser case, its [`CommentCommand`]
+//! variant, its file with `USAGE` and `handle`, its row in [`HELP`] and in the docs; the
+//! compiler points at the `match`es that need its arm.
 
+mod cancel;
+mod deploy;
+mod help;
 mod parser;
+mod rollback;
+mod route;
 mod run;
 
-pub use parser::{Command, HELP, ParseError, RollbackTo, parse};
+pub use help::HELP;
+pub use parser::{Command, ParseError, RollbackTo, parse};
+pub use route::{CommentCommand, CommentJob, MAX_COMMANDS, choices, route_comment};
 pub use run::comment;

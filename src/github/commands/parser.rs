@@ -32,7 +32,7 @@ pub enum Command {
         environment: Option<String>,
         queued: bool,
     },
-    /// `/help`: reply with [`HELP`]. Arguments are ignored.
+    /// `/help`: reply with [`HELP`](super::HELP). Arguments are ignored.
     Help,
 }
 
@@ -97,21 +97,6 @@ pub enum ParseError {
     )]
     InvalidStrategy(String),
 }
-
-/// The reply to `/help` and to a malformed command: the commands and their syntax.
-pub const HELP: &str = "\
-**deploybot commands**, each at the start of its own line in a pull request comment:
-
-| command | what it does |
-| --- | --- |
-| `/deploy [to] [ENV] [--strategy NAME]` | deploy this pull request's head commit to ENV, optionally with another strategy (`rolling`, `recreate`, `blue-green`, `canary`) |
-| `/rollback [ENV] [VERSION\\|previous]` | make the previous release of ENV active again, or release VERSION (`12` or `v12`) |
-| `/cancel [ENV]` | cancel the running deployment to ENV (the release it replaces is restored) |
-| `/cancel [ENV] --queued` | cancel the deployments to ENV that wait in the queue |
-| `/help` | show this help |
-
-ENV may be left out when the repository has exactly one environment that accepts commands. \
-Commands in quotes and code blocks are ignored.";
 
 /// Every command in a comment, in order. A command starts a line of text (leading spaces
 /// allowed); text in code blocks, inline code, block quotes, HTML, headings, tables and
@@ -453,12 +438,13 @@ fn is_name(word: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
+/// The syntax of the command named `command`, from its file.
 fn usage(command: &str) -> &'static str {
     match command {
-        "deploy" => "/deploy [to] [ENV] [--strategy NAME]",
-        "rollback" => "/rollback [ENV] [VERSION|previous]",
-        "cancel" => "/cancel [ENV] [--queued]",
-        _ => "/help",
+        "deploy" => super::deploy::USAGE,
+        "rollback" => super::rollback::USAGE,
+        "cancel" => super::cancel::USAGE,
+        _ => super::help::USAGE,
     }
 }
 
@@ -495,6 +481,7 @@ fn code(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::github::commands::HELP;
 
     fn one(comment: &str) -> Result<Command, ParseError> {
         let mut commands = parse(comment);

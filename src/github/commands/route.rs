@@ -1,0 +1,215 @@
+//! From a pull-request comment to its job: which comments carry commands, each command
+//! line with its environment resolved, and the stored form of the job. Pure: nothing here
+//! talks to GitHub or the database.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::HELP;
+use super::parser::{self, Command, ParseError, RollbackTo};
+use crate::config::{Config, InstanceConfig};
+use crate::github::outbox::{NewOutboxItem, Work};
+use crate::github::rules::{Routing, instances_of, pull_key};
+use crate::github::webhook::events::{CommentAction, IssueComment};
+
+/// The most command lines of one comment that deploybot acts on.
+pub const MAX_COMMANDS: usize = 5;
+
+/// The job of one pull-request comment: who wrote it when, and what each command line
+/// asks. The job checks the commenter's permission before anything is written to GitHub.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommentJob {
+    /// `owner/name` as GitHub spells it.
+    pub repo: String,
+    pub pr: u64,
+    pub comment_id: u64,
+    /// GitHub's time of the comment: `/deploy` ships the head the pull request had then.
+    pub created_at: DateTime<Utc>,
+    pub user: String,
+    pub installation_id: Option<u64>,
+    /// The command lines, in order; step N of the comment is `steps[N - 1]`.
+    pub steps: Vec<CommentCommand>,
+}
+
+/// What one command line of a comment asks, with its instance resolved.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "command", rename_all = "snake_case")]
+pub enum CommentCommand {
+    /// `/help`.
+    Help,
+    /// A line deploybot cannot run; the reply says why.
+    Invalid { message: String },
+    Deploy {
+        instance: String,
+        strategy: Option<String>,
+    },
+    Rollback {
+        instance: String,
+        /// A version, or the previous release when None.
+        version: Option<i64>,
+    },
+    Cancel {
+        instance: String,
+        /// The queued deployments instead of the running one.
+        queued: bool,
+    },
+}
+
+/// What a comment asks: its job, or why it is ignored.
+pub fn route_comment(config: &Config, event: &IssueComment) -> Routing {
+    if let Some(reason) = ignored(event) {
+        return Routing::Ignored { reason };
+    }
+    let commands = parser::parse(&event.comment.body);
+    if commands.is_empty() {
+        return Routing::Ignored {
+            reason: "the comment has no command".into(),
+        };
+    }
+    let repo = &event.repository;
+    let instances: Vec<&InstanceConfig> = instances_of(config, repo)
+        .into_iter()
+        .filter(|i| i.commands)
+        .collect();
+    if instances.is_empty() {
+        return Routing::Ignored {
+            reason: format!("no instance of {} accepts commands", repo.full_name),
+        };
+    }
+    let tenant = repo.tenant();
+    let job = CommentJob {
+        repo: repo.full_name.clone(),
+        pr: event.issue.number,
+        comment_id: event.comment.id,
+        created_at: event.comment.created_at,
+        user: event.comment.user.login.clone(),
+        installation_id: event.installation.as_ref().map(|i| i.id),
+        steps: steps(commands, &instances, &repo.full_name),
+    };
+    let item = NewOutboxItem {
+        tenant_id: tenant.clone(),
+        ordering_key: pull_key(&repo.full_name, event.issue.number),
+        deployment_id: None,
+        work: Work::Comment(job),
+    };
+    Routing::Act {
+        tenant,
+        deploys: Vec::new(),
+        items: vec![item],
+        refused: Vec::new(),
+    }
+}
+
+/// Why a comment carries no command before it is read: an edit or deletion, a bot's
+/// comment, or a comment on an issue.
+fn ignored(event: &IssueComment) -> Option<String> {
+    if event.action != CommentAction::Created {
+        Some("only new comments carry commands (edits and deletions are ignored)".into())
+    } else if event.comment.user.is_bot() {
+        Some(format!("comment by the bot {}", event.comment.user.login))
+    } else if !event.is_pull_request() {
+        Some("commands work on pull requests only; this comment is on an issue".into())
+    } else {
+        None
+    }
+}
+
+/// The job's steps: the first [`MAX_COMMANDS`] command lines resolved, then one refusal
+/// for the rest. One comment can hold many command lines, and each costs GitHub API calls.
+fn steps(
+    commands: Vec<Result<Command, ParseError>>,
+    instances: &[&InstanceConfig],
+    repo: &str,
+) -> Vec<CommentCommand> {
+    let choices = choices(instances);
+    let total = commands.len();
+    let mut steps: Vec<CommentCommand> = commands
+        .into_iter()
+        .take(MAX_COMMANDS)
+        .map(|parsed| step(parsed, instances, repo, &choices))
+        .collect();
+    if total > MAX_COMMANDS {
+        steps.push(CommentCommand::Invalid {
+            message: format!(
+                "This comment has {total} commands; deploybot runs at most {MAX_COMMANDS} per comment, so only the first {MAX_COMMANDS} were taken. Put the others in another comment."
+            ),
+        });
+    }
+    steps
+}
+
+/// The environments of the repository that take commands, for replies.
+pub fn choices(instances: &[&InstanceConfig]) -> String {
+    instances
+        .iter()
+        .map(|i| format!("`{}`", i.environment))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// One parsed command line, with its instance chosen.
+fn step(
+    parsed: Result<Command, ParseError>,
+    instances: &[&InstanceConfig],
+    repo: &str,
+    choices: &str,
+) -> CommentCommand {
+    let command = match parsed {
+        Ok(command) => command,
+        Err(error) => {
+            return CommentCommand::Invalid {
+                message: format!("{error}\n\n{HELP}"),
+            };
+        }
+    };
+    let environment = match &command {
+        Command::Help => return CommentCommand::Help,
+        Command::Deploy { environment, .. }
+        | Command::Rollback { environment, .. }
+        | Command::Cancel { environment, .. } => environment.as_deref(),
+    };
+    let instance = match instance(environment, instances, repo, choices) {
+        Ok(instance) => instance.name.clone(),
+        Err(message) => return CommentCommand::Invalid { message },
+    };
+    match command {
+        Command::Deploy { strategy, .. } => CommentCommand::Deploy { instance, strategy },
+        Command::Rollback { target, .. } => CommentCommand::Rollback {
+            instance,
+            version: match target {
+                RollbackTo::Previous => None,
+                RollbackTo::Version(v) => Some(v),
+            },
+        },
+        Command::Cancel { queued, .. } => CommentCommand::Cancel { instance, queued },
+        Command::Help => CommentCommand::Help,
+    }
+}
+
+/// The instance a command names (by environment or instance name), or the only one; the
+/// reply when there is none or several to choose from.
+fn instance<'a>(
+    environment: Option<&str>,
+    instances: &[&'a InstanceConfig],
+    repo: &str,
+    choices: &str,
+) -> Result<&'a InstanceConfig, String> {
+    let found = match environment {
+        Some(env) => instances
+            .iter()
+            .find(|i| i.environment.eq_ignore_ascii_case(env) || i.name.eq_ignore_ascii_case(env)),
+        None if instances.len() == 1 => instances.first(),
+        None => {
+            return Err(format!(
+                "Which environment? {repo} has several: {choices}. For example `/deploy {}`.",
+                instances[0].environment
+            ));
+        }
+    };
+    found.copied().ok_or_else(|| {
+        format!(
+            "`{}` is not an environment of {repo} that accepts commands. Choose one of {choices}.",
+            environment.unwrap_or_default().replace('`', "")
+        )
+    })
+}
