@@ -24,7 +24,14 @@ fuzz_target!(|data: &[u8]| {
                     assert!(!name.contains(['`', '$', ';', ' ', '\n']), "{name:?}");
                 }
             }
-            Ok(_) => {}
+            Ok(
+                Command::Rollback {
+                    target: RollbackTo::Previous,
+                    ..
+                }
+                | Command::Cancel { .. }
+                | Command::Help,
+            ) => {}
             Err(error) => {
                 let message = error.to_string();
                 // The reply quotes at most 64 characters of user text, never a mention.
