@@ -12,14 +12,15 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use crate::deploy::provider::{LogLine, LogMask, LogSink, ReleaseSpec, RunContext};
 use crate::deploy::service::{Running, blocking};
 use crate::deploy::{
-    self as deploy, Catalog, DeployState, Deployment, DeploymentId, Error, ExpiredLease,
-    InstanceStore, LogStore, Outcome, Plan, Progress, ProgressSink, QueueStore, ReleaseStore,
-    strategies,
+    self as deploy, Catalog, DeployKind, DeployState, Deployment, DeploymentId, Error,
+    ExpiredLease, Instance, InstanceSpec, InstanceStore, LogStore, Outcome, Plan, Progress,
+    ProgressSink, QueueStore, Release, ReleaseStore, strategies,
 };
 use crate::github::outbox::{GithubAcceptance, OutboxStore};
-use crate::provider::{LogLine, LogSink, ReleaseSpec, RunContext, SecretMask};
+use crate::provider::SecretMask;
 
 /// How long a deployment of an instance with `required_contexts` waits for GitHub to
 /// accept it (the report is retried with backoff meanwhile) before it fails unrun.
@@ -441,15 +442,7 @@ impl Worker {
         let _held = Held::new(id);
         let token = CancellationToken::new();
         self.running.register(id, token.clone());
-        let (log, lines) = LogSink::channel(4096);
-        let log = log.masking(Arc::clone(&self.mask));
-        let writer = tokio::spawn(write_logs(
-            Arc::clone(&self.store),
-            deployment.tenant_id.clone(),
-            id,
-            self.log_cap,
-            lines,
-        ));
+        let (log, writer) = self.start_log(&deployment);
         let lost = CancellationToken::new();
         let finished = CancellationToken::new();
         // Stopped whichever way this function ends (or is dropped, after the grace period).
@@ -483,39 +476,31 @@ impl Worker {
         drop(progress);
         let _ = progress_writer.await;
         self.running.remove(id);
-        if log.dropped() > 0 {
-            log.system(format!(
-                "{} log lines were dropped because the log writer fell behind",
-                log.dropped()
-            ));
-        }
-        log.flush().await;
-        drop(log);
-        let _ = writer.await;
+        close_log(log, writer).await;
 
         if lost.is_cancelled() {
             tracing::warn!(deployment = %id, "lease lost while running; lease recovery records the outcome");
             return;
         }
-        let (state, error, slot) = match outcome {
-            Ok(Outcome::Succeeded { slot }) => (DeployState::Succeeded, String::new(), Some(slot)),
-            Ok(Outcome::RolledBack { reason }) => (DeployState::RolledBack, reason, None),
-            Ok(Outcome::Failed { reason }) => (DeployState::Failed, reason, None),
-            Ok(Outcome::Cancelled) => (DeployState::Cancelled, "cancelled".to_string(), None),
-            Err(e) => (DeployState::Failed, e.to_string(), None),
-        };
-        if let Err(e) = deployment.transition(state) {
+        if let Err(e) = settle(&mut deployment, outcome) {
             tracing::error!(deployment = %id, error = %e, "impossible final state");
             return;
         }
-        deployment.error = error;
-        if let Some(slot) = slot {
-            deployment.provider_ref = slot;
-        }
-        if state != DeployState::Succeeded {
-            deployment.progress.message = deployment.error.clone();
-        }
         self.write_outcome(&deployment, &lost).await;
+    }
+
+    /// The deployment's log sink, masking secrets, and the task storing what it receives.
+    fn start_log(&self, deployment: &Deployment) -> (LogSink, tokio::task::JoinHandle<()>) {
+        let (log, lines) = LogSink::channel(4096);
+        let log = log.masking(Arc::clone(&self.mask) as Arc<dyn LogMask>);
+        let writer = tokio::spawn(write_logs(
+            Arc::clone(&self.store),
+            deployment.tenant_id.clone(),
+            deployment.id,
+            self.log_cap,
+            lines,
+        ));
+        (log, writer)
     }
 
     /// Writes the outcome of a finished deployment. While the database is unavailable it
@@ -559,23 +544,14 @@ impl Worker {
         log: LogSink,
         progress: &StoredProgress,
     ) -> Result<Outcome, Error> {
-        let store = Arc::clone(&self.store);
-        let d = deployment.clone();
-        let (instance, release, active, last) = blocking(move || {
-            let instance = store.get_instance(&d.tenant_id, d.instance_id)?;
-            let release = store.get_release(&d.tenant_id, d.release_id)?;
-            let active = store.active_release(&d.tenant_id, d.instance_id)?;
-            let last = store.last_succeeded(&d.tenant_id, d.instance_id)?;
-            Ok((instance, release, active, last))
-        })
-        .await?;
+        let stored = self.load(deployment).await?;
         let spec = self
             .catalog
-            .spec(&deployment.tenant_id, &instance.name)
+            .spec(&deployment.tenant_id, &stored.instance.name)
             .ok_or_else(|| {
                 Error::InvalidRequest(format!(
                     "instance {} is no longer in the configuration",
-                    instance.name
+                    stored.instance.name
                 ))
             })?;
         if spec.wait_for_github
@@ -586,56 +562,47 @@ impl Worker {
         let strategy = strategies::by_name(&deployment.strategy).ok_or_else(|| {
             Error::InvalidRequest(format!("unknown strategy {:?}", deployment.strategy))
         })?;
-        let spec_of = |r: &crate::deploy::Release| ReleaseSpec {
-            id: r.id,
-            version: r.version,
-            image: r.image.clone(),
-            commit_sha: r.commit_sha.clone(),
-            env: r.env.clone(),
-        };
         let run = RunContext {
             deployment_id: deployment.id,
             tenant_id: deployment.tenant_id.clone(),
-            instance: instance.name.clone(),
-            environment: instance.environment.clone(),
+            instance: stored.instance.name.clone(),
+            environment: stored.instance.environment.clone(),
             strategy: deployment.strategy.clone(),
-            release: spec_of(&release),
+            release: release_spec(&stored.release),
             cancel,
             log,
         };
-        let live_slot = last
+        let previous = stored
+            .active
             .as_ref()
-            .filter(|d| d.provider_ref == "blue" || d.provider_ref == "green")
-            .map(|d| d.provider_ref.clone())
-            .unwrap_or_else(|| "blue".to_string());
-        let previous = active.as_ref().filter(|a| a.id != release.id).map(spec_of);
-        run.log.system(format!(
-            "{} v{} ({}) on {} with {} via the {} provider{}",
-            if deployment.kind == crate::deploy::DeployKind::Rollback {
-                "rolling back to"
-            } else {
-                "deploying"
-            },
-            release.version,
-            release.image,
-            instance.name,
-            deployment.strategy,
-            spec.provider.kind(),
-            previous
-                .as_ref()
-                .map(|p| format!("; v{} runs now", p.version))
-                .unwrap_or_default()
-        ));
+            .filter(|a| a.id != stored.release.id)
+            .map(release_spec);
+        log_start(&run, deployment, &stored, &spec, previous.as_ref());
         let plan = Plan {
             provider: spec.provider.as_ref(),
             health: spec.health.as_deref(),
             run: &run,
             previous,
-            live_slot,
+            previous_ref: stored.last.map(|d| d.provider_ref),
             canary: spec.canary.clone(),
             progress,
         };
         Ok(strategy.execute(&plan).await)
+    }
+
+    /// What a run reads from the store before it starts.
+    async fn load(&self, deployment: &Deployment) -> Result<Stored, Error> {
+        let store = Arc::clone(&self.store);
+        let d = deployment.clone();
+        blocking(move || {
+            Ok(Stored {
+                instance: store.get_instance(&d.tenant_id, d.instance_id)?,
+                release: store.get_release(&d.tenant_id, d.release_id)?,
+                active: store.active_release(&d.tenant_id, d.instance_id)?,
+                last: store.last_succeeded(&d.tenant_id, d.instance_id)?,
+            })
+        })
+        .await
     }
 
     /// Renews the lease and watches for a cancel request from any process.
@@ -709,6 +676,93 @@ impl Worker {
             }
         }
     }
+}
+
+/// What a run reads from the store before it starts.
+struct Stored {
+    instance: Instance,
+    release: Release,
+    /// The instance's active release, restored when a phase fails.
+    active: Option<Release>,
+    /// The instance's last succeeded deployment, whose `provider_ref` its strategy reads.
+    last: Option<Deployment>,
+}
+
+/// A release as the provider needs it.
+fn release_spec(release: &Release) -> ReleaseSpec {
+    ReleaseSpec {
+        id: release.id,
+        version: release.version,
+        image: release.image.clone(),
+        commit_sha: release.commit_sha.clone(),
+        env: release.env.clone(),
+    }
+}
+
+/// The log's first line: what is deployed where, how, and what runs now.
+fn log_start(
+    run: &RunContext,
+    deployment: &Deployment,
+    stored: &Stored,
+    spec: &InstanceSpec,
+    previous: Option<&ReleaseSpec>,
+) {
+    run.log.system(format!(
+        "{} v{} ({}) on {} with {} via the {} provider{}",
+        if deployment.kind == DeployKind::Rollback {
+            "rolling back to"
+        } else {
+            "deploying"
+        },
+        stored.release.version,
+        stored.release.image,
+        stored.instance.name,
+        deployment.strategy,
+        spec.provider.kind(),
+        previous
+            .map(|p| format!("; v{} runs now", p.version))
+            .unwrap_or_default()
+    ));
+}
+
+/// Ends the deployment's log: notes how many lines the writer fell behind on, sends
+/// deploybot's held lines, and waits until everything is stored.
+async fn close_log(log: LogSink, writer: tokio::task::JoinHandle<()>) {
+    if log.dropped() > 0 {
+        log.system(format!(
+            "{} log lines were dropped because the log writer fell behind",
+            log.dropped()
+        ));
+    }
+    log.flush().await;
+    drop(log);
+    let _ = writer.await;
+}
+
+/// Moves a finished deployment to the state its outcome means, with its error and the
+/// `provider_ref` a succeeded strategy returned.
+fn settle(
+    deployment: &mut Deployment,
+    outcome: Result<Outcome, Error>,
+) -> Result<(), deploy::InvalidTransition> {
+    let (state, error, provider_ref) = match outcome {
+        Ok(Outcome::Succeeded { provider_ref }) => {
+            (DeployState::Succeeded, String::new(), Some(provider_ref))
+        }
+        Ok(Outcome::RolledBack { reason }) => (DeployState::RolledBack, reason, None),
+        Ok(Outcome::Failed { reason }) => (DeployState::Failed, reason, None),
+        Ok(Outcome::Cancelled) => (DeployState::Cancelled, "cancelled".to_string(), None),
+        Err(e) => (DeployState::Failed, e.to_string(), None),
+    };
+    deployment.transition(state)?;
+    deployment.error = error;
+    if let Some(provider_ref) = provider_ref {
+        deployment.provider_ref = provider_ref;
+    }
+    if state != DeployState::Succeeded {
+        deployment.progress.message = deployment.error.clone();
+    }
+    Ok(())
 }
 
 /// A task aborted when this is dropped.
