@@ -3,8 +3,9 @@
 
 use chrono::{DateTime, Utc};
 
+use super::Viewer;
 use super::html::{Html, clean_line};
-use super::{DeploymentView, IndexView, InstanceView, Viewer};
+use super::load::{DeploymentRow, DeploymentView, IndexView, InstanceView};
 use crate::deploy::{DeployKind, DeployState, Deployment, LogEntry};
 
 /// The page script, served inline and allowed by its hash in the Content-Security-Policy.
@@ -227,6 +228,7 @@ pub(super) fn index(view: &IndexView, viewer: &Viewer, now: DateTime<Utc>) -> St
     })
 }
 
+/// One instance on `/`: its live release and its latest deployments.
 fn instance_card(html: &mut Html, view: &InstanceView, github: &str, now: DateTime<Utc>) {
     let i = &view.instance;
     html.raw("<section class=\"card instance\">\n<div class=\"instance-head\"><h3>")
@@ -240,30 +242,7 @@ fn instance_card(html: &mut Html, view: &InstanceView, github: &str, now: DateTi
         .raw("</a> → ")
         .text(&i.environment)
         .raw("</span></div>\n<p class=\"active\">");
-    match &view.active {
-        None => {
-            html.raw("<span class=\"muted\">Nothing deployed yet.</span>");
-        }
-        Some(release) => {
-            html.raw("<span class=\"label\">Live</span> <strong>v")
-                .text(release.version)
-                .raw("</strong> · <code>")
-                .text(&release.image)
-                .raw("</code> · ");
-            commit_link(html, github, &i.repo, &release.commit_sha, true);
-            match &view.live_since {
-                Some(d) => {
-                    html.raw(" · since ");
-                    time(html, d.finished_at.unwrap_or(d.updated_at), now);
-                    html.raw(" by ").text(&d.initiator);
-                }
-                None => {
-                    html.raw(" · released ");
-                    time(html, release.created_at, now);
-                }
-            }
-        }
-    }
+    live_release(html, view, github, now);
     html.raw("</p>\n");
     if view.deployments.is_empty() {
         html.raw("<p class=\"muted\">No deployments yet.</p>\n</section>\n");
@@ -271,34 +250,7 @@ fn instance_card(html: &mut Html, view: &InstanceView, github: &str, now: DateTi
     }
     html.raw("<table class=\"deployments\">\n<thead><tr><th>State</th><th>Release</th><th>Strategy</th><th>By</th><th>Queued</th><th>Took</th></tr></thead>\n<tbody>\n");
     for row in &view.deployments {
-        let d = &row.deployment;
-        html.raw("<tr><td>");
-        badge(html, d, None);
-        html.raw("</td><td><a href=\"/deployments/")
-            .text(d.id)
-            .raw("\">");
-        match row.version {
-            Some(v) if d.kind == DeployKind::Rollback => {
-                html.raw("rollback to v").text(v);
-            }
-            Some(v) => {
-                html.raw("v").text(v);
-            }
-            None => {
-                html.raw("release");
-            }
-        }
-        html.raw("</a> <code class=\"image\">")
-            .text(&d.image)
-            .raw("</code></td><td>")
-            .text(&d.strategy)
-            .raw("</td><td>")
-            .text(&d.initiator)
-            .raw("</td><td>");
-        time(html, d.created_at, now);
-        html.raw("</td><td>")
-            .text(run_time(d, now).unwrap_or_default())
-            .raw("</td></tr>\n");
+        deployment_row(html, row, now);
     }
     html.raw("</tbody>\n</table>\n");
     if view.total > view.deployments.len() as i64 {
@@ -311,6 +263,68 @@ fn instance_card(html: &mut Html, view: &InstanceView, github: &str, now: DateTi
     html.raw("</section>\n");
 }
 
+/// The instance's active release, and since when (and by whom) it is live.
+fn live_release(html: &mut Html, view: &InstanceView, github: &str, now: DateTime<Utc>) {
+    let Some(release) = &view.active else {
+        html.raw("<span class=\"muted\">Nothing deployed yet.</span>");
+        return;
+    };
+    html.raw("<span class=\"label\">Live</span> <strong>v")
+        .text(release.version)
+        .raw("</strong> · <code>")
+        .text(&release.image)
+        .raw("</code> · ");
+    commit_link(html, github, &view.instance.repo, &release.commit_sha, true);
+    match &view.live_since {
+        Some(d) => {
+            html.raw(" · since ");
+            time(html, d.finished_at.unwrap_or(d.updated_at), now);
+            html.raw(" by ").text(&d.initiator);
+        }
+        None => {
+            html.raw(" · released ");
+            time(html, release.created_at, now);
+        }
+    }
+}
+
+/// One row of an instance's deployments table.
+fn deployment_row(html: &mut Html, row: &DeploymentRow, now: DateTime<Utc>) {
+    let d = &row.deployment;
+    html.raw("<tr><td>");
+    badge(html, d, None);
+    html.raw("</td><td><a href=\"/deployments/")
+        .text(d.id)
+        .raw("\">");
+    release_name(html, row.version, d.kind, "release");
+    html.raw("</a> <code class=\"image\">")
+        .text(&d.image)
+        .raw("</code></td><td>")
+        .text(&d.strategy)
+        .raw("</td><td>")
+        .text(&d.initiator)
+        .raw("</td><td>");
+    time(html, d.created_at, now);
+    html.raw("</td><td>")
+        .text(run_time(d, now).unwrap_or_default())
+        .raw("</td></tr>\n");
+}
+
+/// `v12`, `rollback to v12`, or `unknown` when the release's version is not known.
+fn release_name(html: &mut Html, version: Option<i64>, kind: DeployKind, unknown: &'static str) {
+    match version {
+        Some(v) if kind == DeployKind::Rollback => {
+            html.raw("rollback to v").text(v);
+        }
+        Some(v) => {
+            html.raw("v").text(v);
+        }
+        None => {
+            html.raw(unknown);
+        }
+    }
+}
+
 /// `/deployments/{id}`: what is deployed, how far it is, and the log, followed live.
 pub(super) fn deployment(
     view: &DeploymentView,
@@ -320,12 +334,20 @@ pub(super) fn deployment(
 ) -> String {
     let d = &view.deployment;
     let instance_id = d.instance_id.to_string();
-    let (name, repo, environment) = match &view.instance {
-        Some(i) => (i.name.as_str(), i.repo.as_str(), i.environment.as_str()),
-        None => (instance_id.as_str(), "", ""),
+    let place = match &view.instance {
+        Some(i) => Place {
+            name: &i.name,
+            repo: &i.repo,
+            environment: &i.environment,
+        },
+        None => Place {
+            name: &instance_id,
+            repo: "",
+            environment: "",
+        },
     };
     let version = view.release.as_ref().map(|r| r.version);
-    let title = headline(name, version, d);
+    let title = headline(place.name, version, d);
     let after = view.log.last().map_or(0, |l| l.seq);
     let mut data = vec![
         ("deployment", d.id.to_string()),
@@ -339,174 +361,214 @@ pub(super) fn deployment(
         if viewer.sees_index() {
             html.raw("<p class=\"crumbs\"><a href=\"/\">← All deployments</a></p>\n");
         }
-        html.raw("<h1><span id=\"headline\">").text(name).raw(" · ");
-        match (version, d.kind) {
-            (Some(v), DeployKind::Rollback) => {
-                html.raw("rollback to v").text(v);
-            }
-            (Some(v), DeployKind::Deploy) => {
-                html.raw("v").text(v);
-            }
-            (None, _) => {
-                html.raw("release unknown");
-            }
-        }
-        html.raw(" · ").text(&d.strategy).raw("</span> ");
-        badge(html, d, Some("state"));
-        html.raw("</h1>\n<p class=\"lede\">");
-        if !repo.is_empty() {
-            html.raw("<a href=\"")
-                .text(&view.github)
-                .raw("/")
-                .text(repo)
-                .raw("\">")
-                .text(repo)
-                .raw("</a> → <strong>")
-                .text(environment)
-                .raw("</strong> · ");
-        }
-        html.raw(if d.kind == DeployKind::Rollback {
-            "rollback"
-        } else {
-            "deploy"
-        })
-        .raw(" started by <strong>")
-        .text(&d.initiator)
-        .raw("</strong> ");
-        time(html, d.created_at, now);
-        html.raw("</p>\n");
-
-        let percent = d.progress.percent.clamp(0, 100);
-        html.raw("<div class=\"progress\"><progress id=\"progress\" max=\"100\" value=\"")
-            .text(percent)
-            .raw("\">")
-            .text(percent)
-            .raw("%</progress><span id=\"percent\">")
-            .text(percent)
-            .raw("%</span></div>\n<p id=\"phase\" class=\"phase\">");
-        phase_text(html, d);
-        html.raw("</p>\n<div id=\"error\" class=\"error\"");
-        if d.error.is_empty() {
-            html.raw(" hidden");
-        }
-        html.raw("><strong>Error</strong><pre id=\"error-text\">")
-            .text(clean_line(&d.error))
-            .raw("</pre></div>\n");
-
-        html.raw("<div class=\"grid\">\n<section class=\"card\"><h2>Release</h2><dl>");
-        match &view.release {
-            Some(r) => {
-                html.raw("<dt>Version</dt><dd>v").text(r.version);
-                if r.active {
-                    html.raw(" <span class=\"label\">live</span>");
-                }
-                html.raw("</dd><dt>Image</dt><dd><code>")
-                    .text(&r.image)
-                    .raw("</code></dd><dt>Commit</dt><dd>");
-                commit_link(html, &view.github, repo, &r.commit_sha, false);
-                html.raw("</dd><dt>Notes</dt><dd class=\"notes\">");
-                if r.notes.is_empty() {
-                    html.raw("<span class=\"muted\">—</span>");
-                } else {
-                    html.text(&r.notes);
-                }
-                html.raw("</dd>");
-            }
-            None => {
-                html.raw("<dt>Image</dt><dd><code>")
-                    .text(&d.image)
-                    .raw("</code></dd>");
-            }
-        }
-        html.raw("<dt>Env</dt><dd>");
-        if d.env.is_empty() {
-            html.raw("<span class=\"muted\">none</span>");
-        } else {
-            for (n, key) in d.env.keys().enumerate() {
-                if n > 0 {
-                    html.raw(", ");
-                }
-                html.raw("<code>").text(key).raw("</code>");
-            }
-            html.raw(" <span class=\"muted\">(values are not shown)</span>");
-        }
-        html.raw("</dd></dl></section>\n<section class=\"card\"><h2>Deployment</h2><dl>")
-            .raw("<dt>Id</dt><dd><code>")
-            .text(d.id)
-            .raw("</code></dd><dt>Strategy</dt><dd>")
-            .text(&d.strategy)
-            .raw("</dd><dt>Initiator</dt><dd>")
-            .text(&d.initiator)
-            .raw("</dd><dt>Trigger</dt><dd>");
-        trigger(html, &view.github, repo, d);
-        html.raw("</dd><dt>Queued</dt><dd>")
-            .text(timestamp(d.created_at))
-            .raw("</dd><dt>Started</dt><dd id=\"started\">")
-            .text(
-                d.started_at
-                    .map(timestamp)
-                    .unwrap_or_else(|| "not yet".to_string()),
-            )
-            .raw("</dd><dt>Finished</dt><dd id=\"finished\">")
-            .text(
-                d.finished_at
-                    .map(timestamp)
-                    .unwrap_or_else(|| "not yet".to_string()),
-            )
-            .raw("</dd><dt>Took</dt><dd id=\"took\">")
-            .text(run_time(d, now).unwrap_or_else(|| "—".to_string()))
-            .raw("</dd></dl></section>\n</div>\n");
-
-        html.raw("<section><h2>Timeline</h2><ol id=\"timeline\" class=\"timeline\">");
-        if !view.log.iter().any(|entry| parse_step(entry).is_some()) {
-            html.raw("<li id=\"timeline-empty\" class=\"muted\">")
-                .raw(if d.state.is_final() {
-                    "No phases were reported."
-                } else {
-                    "No phase has started yet."
-                })
-                .raw("</li>");
-        }
-        for entry in &view.log {
-            if let Some((percent, phase, message)) = parse_step(entry) {
-                html.raw("<li><span class=\"pct\">")
-                    .text(percent)
-                    .raw("%</span> <strong>")
-                    .text(phase)
-                    .raw("</strong> ")
-                    .text(clean_line(message))
-                    .raw(" <time>")
-                    .text(entry.at.format("%H:%M:%S"))
-                    .raw("</time></li>");
-            }
-        }
-        html.raw("</ol></section>\n<section><h2>Log <span id=\"live\" class=\"following\"");
-        if d.state.is_final() {
-            html.raw(" hidden");
-        }
-        html.raw(">● following live</span></h2>\n<pre id=\"log\" class=\"log\">");
-        if view.log.is_empty() {
-            html.raw("<span id=\"log-empty\" class=\"muted\">No log lines yet.</span>");
-        }
-        for entry in &view.log {
-            html.raw("<span class=\"line s-")
-                .text(&entry.stream)
-                .raw("\" data-seq=\"")
-                .text(entry.seq)
-                .raw("\"><span class=\"ts\">")
-                .text(entry.at.format("%H:%M:%S"))
-                .raw("</span>")
-                .text(clean_line(&entry.line))
-                .raw("\n</span>");
-        }
-        html.raw("</pre>\n");
-        if view.log_truncated {
-            html.raw("<p class=\"muted\">Only the first ")
-                .text(view.log.len())
-                .raw(" lines are shown.</p>\n");
-        }
-        html.raw("</section>");
+        heading(html, view, &place, version, now);
+        progress(html, d);
+        html.raw("<div class=\"grid\">\n");
+        release_card(html, view, place.repo);
+        deployment_card(html, view, place.repo, now);
+        html.raw("</div>\n");
+        timeline(html, view);
+        log(html, view);
     })
+}
+
+/// Where a deployment runs: its instance (or the instance id, when the instance is
+/// gone), repository and environment.
+struct Place<'a> {
+    name: &'a str,
+    repo: &'a str,
+    environment: &'a str,
+}
+
+/// The deployment's headline and badge, then where it goes and who started it when.
+fn heading(
+    html: &mut Html,
+    view: &DeploymentView,
+    place: &Place<'_>,
+    version: Option<i64>,
+    now: DateTime<Utc>,
+) {
+    let d = &view.deployment;
+    html.raw("<h1><span id=\"headline\">")
+        .text(place.name)
+        .raw(" · ");
+    release_name(html, version, d.kind, "release unknown");
+    html.raw(" · ").text(&d.strategy).raw("</span> ");
+    badge(html, d, Some("state"));
+    html.raw("</h1>\n<p class=\"lede\">");
+    if !place.repo.is_empty() {
+        html.raw("<a href=\"")
+            .text(&view.github)
+            .raw("/")
+            .text(place.repo)
+            .raw("\">")
+            .text(place.repo)
+            .raw("</a> → <strong>")
+            .text(place.environment)
+            .raw("</strong> · ");
+    }
+    html.raw(if d.kind == DeployKind::Rollback {
+        "rollback"
+    } else {
+        "deploy"
+    })
+    .raw(" started by <strong>")
+    .text(&d.initiator)
+    .raw("</strong> ");
+    time(html, d.created_at, now);
+    html.raw("</p>\n");
+}
+
+/// The progress bar, the phase, and the error (hidden until there is one).
+fn progress(html: &mut Html, d: &Deployment) {
+    let percent = d.progress.percent.clamp(0, 100);
+    html.raw("<div class=\"progress\"><progress id=\"progress\" max=\"100\" value=\"")
+        .text(percent)
+        .raw("\">")
+        .text(percent)
+        .raw("%</progress><span id=\"percent\">")
+        .text(percent)
+        .raw("%</span></div>\n<p id=\"phase\" class=\"phase\">");
+    phase_text(html, d);
+    html.raw("</p>\n<div id=\"error\" class=\"error\"");
+    if d.error.is_empty() {
+        html.raw(" hidden");
+    }
+    html.raw("><strong>Error</strong><pre id=\"error-text\">")
+        .text(clean_line(&d.error))
+        .raw("</pre></div>\n");
+}
+
+/// The release card: version, image, commit, notes, and the env's keys (never values).
+fn release_card(html: &mut Html, view: &DeploymentView, repo: &str) {
+    let d = &view.deployment;
+    html.raw("<section class=\"card\"><h2>Release</h2><dl>");
+    match &view.release {
+        Some(r) => {
+            html.raw("<dt>Version</dt><dd>v").text(r.version);
+            if r.active {
+                html.raw(" <span class=\"label\">live</span>");
+            }
+            html.raw("</dd><dt>Image</dt><dd><code>")
+                .text(&r.image)
+                .raw("</code></dd><dt>Commit</dt><dd>");
+            commit_link(html, &view.github, repo, &r.commit_sha, false);
+            html.raw("</dd><dt>Notes</dt><dd class=\"notes\">");
+            if r.notes.is_empty() {
+                html.raw("<span class=\"muted\">—</span>");
+            } else {
+                html.text(&r.notes);
+            }
+            html.raw("</dd>");
+        }
+        None => {
+            html.raw("<dt>Image</dt><dd><code>")
+                .text(&d.image)
+                .raw("</code></dd>");
+        }
+    }
+    html.raw("<dt>Env</dt><dd>");
+    if d.env.is_empty() {
+        html.raw("<span class=\"muted\">none</span>");
+    } else {
+        for (n, key) in d.env.keys().enumerate() {
+            if n > 0 {
+                html.raw(", ");
+            }
+            html.raw("<code>").text(key).raw("</code>");
+        }
+        html.raw(" <span class=\"muted\">(values are not shown)</span>");
+    }
+    html.raw("</dd></dl></section>\n");
+}
+
+/// The deployment card: id, strategy, initiator, trigger and times.
+fn deployment_card(html: &mut Html, view: &DeploymentView, repo: &str, now: DateTime<Utc>) {
+    let d = &view.deployment;
+    html.raw("<section class=\"card\"><h2>Deployment</h2><dl>")
+        .raw("<dt>Id</dt><dd><code>")
+        .text(d.id)
+        .raw("</code></dd><dt>Strategy</dt><dd>")
+        .text(&d.strategy)
+        .raw("</dd><dt>Initiator</dt><dd>")
+        .text(&d.initiator)
+        .raw("</dd><dt>Trigger</dt><dd>");
+    trigger(html, &view.github, repo, d);
+    html.raw("</dd><dt>Queued</dt><dd>")
+        .text(timestamp(d.created_at))
+        .raw("</dd><dt>Started</dt><dd id=\"started\">")
+        .text(
+            d.started_at
+                .map(timestamp)
+                .unwrap_or_else(|| "not yet".to_string()),
+        )
+        .raw("</dd><dt>Finished</dt><dd id=\"finished\">")
+        .text(
+            d.finished_at
+                .map(timestamp)
+                .unwrap_or_else(|| "not yet".to_string()),
+        )
+        .raw("</dd><dt>Took</dt><dd id=\"took\">")
+        .text(run_time(d, now).unwrap_or_else(|| "—".to_string()))
+        .raw("</dd></dl></section>\n");
+}
+
+/// The phases the strategy reported, read from its progress lines in the log.
+fn timeline(html: &mut Html, view: &DeploymentView) {
+    html.raw("<section><h2>Timeline</h2><ol id=\"timeline\" class=\"timeline\">");
+    if !view.log.iter().any(|entry| parse_step(entry).is_some()) {
+        html.raw("<li id=\"timeline-empty\" class=\"muted\">")
+            .raw(if view.deployment.state.is_final() {
+                "No phases were reported."
+            } else {
+                "No phase has started yet."
+            })
+            .raw("</li>");
+    }
+    for entry in &view.log {
+        if let Some((percent, phase, message)) = parse_step(entry) {
+            html.raw("<li><span class=\"pct\">")
+                .text(percent)
+                .raw("%</span> <strong>")
+                .text(phase)
+                .raw("</strong> ")
+                .text(clean_line(message))
+                .raw(" <time>")
+                .text(entry.at.format("%H:%M:%S"))
+                .raw("</time></li>");
+        }
+    }
+    html.raw("</ol></section>\n");
+}
+
+/// The log as loaded with the page; the script appends what follows.
+fn log(html: &mut Html, view: &DeploymentView) {
+    html.raw("<section><h2>Log <span id=\"live\" class=\"following\"");
+    if view.deployment.state.is_final() {
+        html.raw(" hidden");
+    }
+    html.raw(">● following live</span></h2>\n<pre id=\"log\" class=\"log\">");
+    if view.log.is_empty() {
+        html.raw("<span id=\"log-empty\" class=\"muted\">No log lines yet.</span>");
+    }
+    for entry in &view.log {
+        html.raw("<span class=\"line s-")
+            .text(&entry.stream)
+            .raw("\" data-seq=\"")
+            .text(entry.seq)
+            .raw("\"><span class=\"ts\">")
+            .text(entry.at.format("%H:%M:%S"))
+            .raw("</span>")
+            .text(clean_line(&entry.line))
+            .raw("\n</span>");
+    }
+    html.raw("</pre>\n");
+    if view.log_truncated {
+        html.raw("<p class=\"muted\">Only the first ")
+            .text(view.log.len())
+            .raw(" lines are shown.</p>\n");
+    }
+    html.raw("</section>");
 }
 
 fn phase_text(html: &mut Html, d: &Deployment) {
