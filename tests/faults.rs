@@ -1,9 +1,10 @@
 //! Faults under load, with the real binary: a steady stream of signed webhooks (some of
-//! them deploying) while `deploybot serve` is killed with SIGKILL and PostgreSQL is
-//! restarted under it, and two servers sharing one PostgreSQL. Afterwards every delivery
-//! that got a 2xx is stored exactly once, every deployment ended, each deployment ran at
-//! most once and never beside another of its instance, and GitHub heard every report
-//! exactly once and in order. Run with `--nocapture` to see the counts.
+//! them deploying) while `deploybot serve` is killed with SIGKILL and PostgreSQL (a
+//! server of the test's own) is restarted under it, and two servers sharing one
+//! PostgreSQL. Afterwards every delivery that got a 2xx is stored exactly once, every
+//! deployment ended, each deployment ran at most once and never beside another of its
+//! instance, and GitHub heard every report exactly once and in order. Run with
+//! `--nocapture` to see the counts.
 
 #[allow(dead_code)]
 #[path = "github/bot.rs"]
@@ -14,22 +15,22 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use bot::{Bot, SECRET, fixture, push, wait_until};
+use common::pg_cluster::{Binaries, OwnCluster};
 use common::{Sql, TestDb};
-use deploybot::github::signature;
+use deploybot::github::webhook::signature;
 use diesel::sql_types::{Nullable, Text};
 use diesel::{Connection, PgConnection, QueryableByName, RunQueryDsl};
 use serde_json::Value;
 
-/// The tests here restart PostgreSQL and load the machine: one at a time.
+/// The tests here load the machine: one at a time (when one process runs them all).
 static SERIAL: Mutex<()> = Mutex::new(());
 
-/// Taken before a test creates its database, which a restart under way would refuse.
+/// Taken before a test creates its database.
 fn serial() -> MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(PoisonError::into_inner)
 }
@@ -218,53 +219,24 @@ fn stream(ports: Vec<u16>, planned: Vec<Planned>, every: Duration) -> JoinHandle
 // PostgreSQL restarts
 // ---------------------------------------------------------------------------------------
 
-/// The local PostgreSQL cluster, restarted by the test; dropping it (also on a panic)
-/// starts the cluster again if it is not running.
-struct LocalPostgres {
-    version: String,
-}
+/// A PostgreSQL server of the test's own, restarted by the test (never the server other
+/// tests use); stopped and removed when dropped.
+struct OwnPostgres(OwnCluster);
 
-impl LocalPostgres {
-    /// The cluster behind the test databases, when it is the local Debian cluster.
-    fn find() -> Option<LocalPostgres> {
-        let admin =
-            std::env::var("TEST_DATABASE_URL").unwrap_or_else(|_| common::PG_DEFAULT.into());
-        if !(admin.contains("@127.0.0.1") || admin.contains("@localhost")) {
-            return None;
-        }
-        let versions: Vec<String> = std::fs::read_dir("/etc/postgresql")
-            .ok()?
-            .filter_map(|e| e.ok()?.file_name().into_string().ok())
-            .collect();
-        match versions.as_slice() {
-            [version] => Some(LocalPostgres {
-                version: version.clone(),
-            }),
-            _ => None,
-        }
+impl OwnPostgres {
+    /// A new server, when the server binaries are installed.
+    fn start() -> Option<OwnPostgres> {
+        Binaries::find().map(|bins| OwnPostgres(OwnCluster::start(&bins)))
     }
 
-    fn ctl(&self, action: &str) -> bool {
-        Command::new("pg_ctlcluster")
-            .args(["--skip-systemctl-redirect", &self.version, "main", action])
-            .stdout(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
+    fn admin_url(&self) -> String {
+        self.0.cluster.admin_url()
     }
 
     fn restart(&self) -> Duration {
         let started = Instant::now();
-        assert!(self.ctl("restart"), "pg_ctlcluster restart failed");
+        assert!(self.0.cluster.ctl("restart"), "pg_ctl restart failed");
         started.elapsed()
-    }
-}
-
-impl Drop for LocalPostgres {
-    fn drop(&mut self) {
-        if !self.ctl("status") {
-            eprintln!("starting PostgreSQL again");
-            self.ctl("start");
-        }
     }
 }
 
@@ -551,7 +523,7 @@ fn check(bot: &Bot, sent: &[Sent], deploying: &[&str]) -> (Counts, Vec<Deploymen
         let reports = sent_reports.get(d.id.as_str()).cloned().unwrap_or_default();
         let created = reports
             .iter()
-            .filter(|o| o.kind == deploybot::store::DEPLOYMENT_CREATED)
+            .filter(|o| o.kind == deploybot::github::outbox::DEPLOYMENT_CREATED)
             .count();
         assert_eq!(
             created, 1,
@@ -560,7 +532,7 @@ fn check(bot: &Bot, sent: &[Sent], deploying: &[&str]) -> (Counts, Vec<Deploymen
         );
         let expected: Vec<&str> = reports
             .iter()
-            .filter(|o| o.kind == deploybot::store::DEPLOYMENT_STATUS)
+            .filter(|o| o.kind == deploybot::github::outbox::DEPLOYMENT_STATUS)
             .map(|o| {
                 let p: Value = serde_json::from_str(&o.payload).unwrap();
                 github_state(
@@ -631,7 +603,7 @@ timeout = "1m"
 // 1. A steady stream while the server is killed and the database restarts
 // ---------------------------------------------------------------------------------------
 
-fn faults_under_a_steady_stream(db: TestDb, postgres: Option<LocalPostgres>) {
+fn faults_under_a_steady_stream(db: TestDb, postgres: Option<&OwnPostgres>) {
     let began = Instant::now();
     let scripts = tempfile::tempdir().unwrap();
     // A deploy that takes a moment, so that one is likely running at the kill.
@@ -667,7 +639,7 @@ fn faults_under_a_steady_stream(db: TestDb, postgres: Option<LocalPostgres>) {
     bot.kill9_and_restart();
     let restart = killed.elapsed();
     let mut pg_restart = None;
-    if let Some(pg) = &postgres {
+    if let Some(pg) = postgres {
         std::thread::sleep(Duration::from_secs(6));
         pg_restart = Some(pg.restart());
     }
@@ -692,11 +664,12 @@ fn faults_under_a_steady_stream(db: TestDb, postgres: Option<LocalPostgres>) {
 #[test]
 fn postgres_faults_under_a_steady_stream() {
     let _serial = serial();
-    let postgres = LocalPostgres::find();
-    if postgres.is_none() {
-        eprintln!("the test databases are not on the local cluster: PostgreSQL is not restarted");
-    }
-    faults_under_a_steady_stream(TestDb::postgres(), postgres);
+    let Some(postgres) = OwnPostgres::start() else {
+        eprintln!("no PostgreSQL server binaries to start a server of its own: not restarted");
+        return faults_under_a_steady_stream(TestDb::postgres(), None);
+    };
+    let db = TestDb::postgres_on(&postgres.admin_url(), None);
+    faults_under_a_steady_stream(db, Some(&postgres));
 }
 
 #[test]
@@ -867,7 +840,9 @@ echo "$DEPLOY_ID $DEPLOY_INSTANCE $DEPLOY_PHASE $PPID $start $end" >> '{}'"#,
 /// ends once, with one final report that matches its stored state.
 #[test]
 fn two_servers_settle_each_lost_lease_once() {
-    use deploybot::deploy::{DeployRequest, DeployState, Deployment, Release, Store};
+    use deploybot::deploy::{
+        DeployRequest, DeployState, Deployment, InstanceStore, QueueStore, Release, ReleaseStore,
+    };
     use deploybot::store::DieselStore;
 
     let _serial = serial();
@@ -948,7 +923,7 @@ fn two_servers_settle_each_lost_lease_once() {
         let finals: Vec<String> = outbox
             .iter()
             .filter(|o| o.deployment_id.as_deref() == Some(d.id.as_str()))
-            .filter(|o| o.kind == deploybot::store::DEPLOYMENT_STATUS)
+            .filter(|o| o.kind == deploybot::github::outbox::DEPLOYMENT_STATUS)
             .map(|o| serde_json::from_str::<Value>(&o.payload).unwrap())
             .map(|p| p["state"].as_str().unwrap_or_default().to_string())
             .filter(|s| s != "pending" && s != "running")

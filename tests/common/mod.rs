@@ -1,9 +1,16 @@
 //! Test databases: a fresh SQLite file or a fresh PostgreSQL database per test, so tests
-//! run in parallel without sharing state. PostgreSQL comes from `TEST_DATABASE_URL`
-//! (a server URL; its database part is replaced) or the local default server.
+//! run in parallel without sharing state. PostgreSQL is the server `TEST_DATABASE_URL`
+//! names (a server URL; its database part is replaced), else a throwaway server the test
+//! processes of a run share (`pg_shared`), whose databases are cloned from one migrated
+//! template. Benches, built without `cfg(test)`, use `TEST_DATABASE_URL` or the local
+//! server on 5432, so their numbers compare with earlier runs.
 #![allow(dead_code)]
 
 pub mod fake_github;
+#[cfg(test)]
+pub mod pg_cluster;
+#[cfg(test)]
+pub mod pg_shared;
 
 use std::sync::Arc;
 
@@ -11,6 +18,7 @@ use deploybot::store::DieselStore;
 use diesel::sql_types::BigInt;
 use diesel::{Connection, PgConnection, QueryableByName, RunQueryDsl, SqliteConnection};
 
+/// The benches' server when `TEST_DATABASE_URL` is unset.
 pub const PG_DEFAULT: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 
 /// A migrated database that is removed when dropped.
@@ -25,8 +33,21 @@ enum Cleanup {
     Postgres { admin_url: String, name: String },
 }
 
+/// The URL of the PostgreSQL server's `postgres` database, where test databases are made.
 pub fn admin_database_url() -> String {
-    std::env::var("TEST_DATABASE_URL").unwrap_or_else(|_| PG_DEFAULT.to_string())
+    std::env::var("TEST_DATABASE_URL").unwrap_or_else(|_| default_server().0)
+}
+
+/// The server used without `TEST_DATABASE_URL`, and its template database if it has one.
+#[cfg(test)]
+fn default_server() -> (String, Option<String>) {
+    let shared = pg_shared::shared();
+    (shared.admin_url.clone(), Some(shared.template.clone()))
+}
+
+#[cfg(not(test))]
+fn default_server() -> (String, Option<String>) {
+    (PG_DEFAULT.to_string(), None)
 }
 
 fn with_database(url: &str, name: &str) -> String {
@@ -49,22 +70,38 @@ impl TestDb {
         }
     }
 
+    /// A fresh database on the test server (see the module's documentation).
     pub fn postgres() -> Self {
-        let admin = admin_database_url();
+        let (admin, template) = match std::env::var("TEST_DATABASE_URL") {
+            Ok(url) => (url, None),
+            Err(_) => default_server(),
+        };
+        TestDb::postgres_on(&admin, template.as_deref())
+    }
+
+    /// A fresh database on the server whose `postgres` database is at `admin`: a clone of
+    /// `template` (already migrated), or a new database migrated here.
+    pub fn postgres_on(admin: &str, template: Option<&str>) -> Self {
         let name = format!("deploybot_test_{}", uuid::Uuid::now_v7().simple());
-        let mut conn = PgConnection::establish(&admin)
+        let mut conn = PgConnection::establish(admin)
             .unwrap_or_else(|e| panic!("PostgreSQL is needed for this test ({admin}): {e}"));
-        diesel::sql_query(format!("CREATE DATABASE {name}"))
+        let create = match template {
+            Some(template) => format!("CREATE DATABASE {name} TEMPLATE {template}"),
+            None => format!("CREATE DATABASE {name}"),
+        };
+        diesel::sql_query(create)
             .execute(&mut conn)
             .expect("create test database");
-        let url = with_database(&admin, &name);
+        let url = with_database(admin, &name);
         let store = DieselStore::connect(&url).expect("open postgres");
-        store.migrate().expect("migrate postgres");
+        if template.is_none() {
+            store.migrate().expect("migrate postgres");
+        }
         TestDb {
             store: Arc::new(store),
             url,
             cleanup: Cleanup::Postgres {
-                admin_url: admin,
+                admin_url: admin.to_string(),
                 name,
             },
         }
