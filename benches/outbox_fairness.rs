@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 
 use bot::{Bot, SECRET, push};
 use common::TestDb;
-use deploybot::deploy::{NewOutboxItem, Store};
+use deploybot::github::outbox::{CommentReply, NewOutboxItem, OutboxStore, Work};
 use deploybot::github::webhook::signature;
 use support::{Results, ms, stats};
 
@@ -69,12 +69,11 @@ fn run(db: TestDb, flood: usize, samples: usize, github: Duration) -> Run {
             tenant_id: "globex".into(),
             ordering_key: format!("comment:{n}"),
             deployment_id: None,
-            kind: deploybot::github::rules::COMMENT_REPLY.into(),
-            payload: serde_json::json!({
-                "repo": FLOODED,
-                "issue": 1,
-                "body": format!("reply {n}"),
-                "installation_id": null,
+            work: Work::CommentReply(CommentReply {
+                repo: FLOODED.into(),
+                issue: 1,
+                body: format!("reply {n}"),
+                installation_id: None,
             }),
         })
         .collect();

@@ -8,8 +8,13 @@ use std::sync::Arc;
 use chrono::Duration;
 use common::{Sql, TestDb};
 use deploybot::deploy::{
-    self, DeployRequest, DeployState, Deployment, Error, Instance, ListOptions, Release, Store,
+    self, DeployRequest, DeployState, Deployment, Error, Instance, InstanceStore, ListOptions,
+    QueueStore, Release, ReleaseStore, Store,
 };
+use deploybot::github::outbox::{
+    CommentReply, NewOutboxItem, OutboxItem, OutboxResult, OutboxStore, Work,
+};
+use deploybot::store::SchemaStore;
 use diesel::{Connection, RunQueryDsl};
 
 fn instance(db: &TestDb, tenant: &str, name: &str) -> Instance {
@@ -520,21 +525,41 @@ fn claims_read_only_pending_rows(db: &TestDb) {
     );
 }
 
+/// Stores an outbox row as it is, whatever its kind and payload: pending, due, in the
+/// lane of items that name no repository.
+fn store_outbox_row(
+    sql: &mut Sql,
+    tenant: &str,
+    key: &str,
+    kind: &str,
+    payload: &serde_json::Value,
+) {
+    let at = "2000-01-01 00:00:00";
+    sql.execute(&format!(
+        "INSERT INTO outbox (tenant_id, lane, ordering_key, kind, payload, state, attempts, \
+         next_attempt_at, last_error, created_at, updated_at) \
+         VALUES ('{tenant}', '', '{key}', '{kind}', '{payload}', 'pending', 0, '{at}', '', '{at}', '{at}')"
+    ));
+}
+
 /// The outbox sender claims, oldest first, only the oldest pending report of each ordering
 /// key, at most `limit` at a time, and no report is claimed by two senders at once.
 fn the_outbox_is_claimed_in_order_per_key_and_once(db: &TestDb) {
-    let item = |key: usize, n: usize| deploy::NewOutboxItem {
-        tenant_id: "acme".into(),
-        ordering_key: format!("key-{key}"),
-        deployment_id: None,
-        kind: "deployment.status".into(),
-        payload: serde_json::json!({"n": n}),
+    let mut sql = Sql::open(&db.url);
+    let mut item = |key: usize, n: usize| {
+        let payload = serde_json::json!({"n": n});
+        store_outbox_row(
+            &mut sql,
+            "acme",
+            &format!("key-{key}"),
+            "deployment.status",
+            &payload,
+        )
     };
-    let mut items: Vec<_> = (0..20).map(|key| item(key, 0)).collect();
-    items.push(item(0, 1));
-    db.store.enqueue(&items).unwrap();
+    (0..20).for_each(|key| item(key, 0));
+    item(0, 1);
     let lease = std::time::Duration::from_secs(60);
-    let keys = |claimed: &[deploy::OutboxItem]| -> Vec<String> {
+    let keys = |claimed: &[OutboxItem]| -> Vec<String> {
         claimed.iter().map(|i| i.ordering_key.clone()).collect()
     };
     let numbered = |range: std::ops::Range<usize>| -> Vec<String> {
@@ -563,7 +588,7 @@ fn the_outbox_is_claimed_in_order_per_key_and_once(db: &TestDb) {
     );
 
     db.store
-        .complete_outbox(first[0].id, "sender-a", &deploy::OutboxResult::Sent)
+        .complete_outbox(first[0].id, "sender-a", &OutboxResult::Sent)
         .unwrap();
     let next = db.store.claim_outbox("sender-b", lease, 16).unwrap();
     assert_eq!(keys(&next), numbered(0..1));
@@ -575,12 +600,16 @@ fn the_outbox_is_claimed_in_order_per_key_and_once(db: &TestDb) {
 /// The first claim already holds all six of theirs: the outbox is claimed round-robin by
 /// tenant and repository, not oldest first.
 fn a_flood_from_one_repository_does_not_hold_up_another_repositorys_reports(db: &TestDb) {
-    let item = |tenant: &str, repo: &str, key: String| deploy::NewOutboxItem {
+    let item = |tenant: &str, repo: &str, key: String| NewOutboxItem {
         tenant_id: tenant.into(),
         ordering_key: key,
         deployment_id: None,
-        kind: "comment.reply".into(),
-        payload: serde_json::json!({"repo": repo, "issue": 1, "body": "hi"}),
+        work: Work::CommentReply(CommentReply {
+            repo: repo.into(),
+            issue: 1,
+            body: "hi".into(),
+            installation_id: None,
+        }),
     };
     let flood: Vec<_> = (0..1000)
         .map(|n| item("acme", "acme/public", format!("comment:{n}")))
@@ -767,8 +796,8 @@ fn an_older_deployment_committed_late_does_not_supersede_a_newer_one(db: &TestDb
     std::thread::sleep(std::time::Duration::from_millis(5));
     let newer = triggered("img:newer");
     assert!(older.deployment.created_at < newer.deployment.created_at);
-    db.store.insert_triggered(&newer, &[]).unwrap();
-    db.store.insert_triggered(&older, &[]).unwrap();
+    db.store.insert_triggered(&newer).unwrap();
+    db.store.insert_triggered(&older).unwrap();
     let state = |id| db.store.get_deployment("acme", id).unwrap();
     let (older, newer) = (state(older.deployment.id), state(newer.deployment.id));
     assert_eq!(newer.state, DeployState::Pending, "{}", newer.error);
@@ -776,7 +805,7 @@ fn an_older_deployment_committed_late_does_not_supersede_a_newer_one(db: &TestDb
     assert_eq!(older.error, format!("superseded by {}", newer.id));
     // In the usual order, the newer one cancels the older one.
     let third = triggered("img:third");
-    db.store.insert_triggered(&third, &[]).unwrap();
+    db.store.insert_triggered(&third).unwrap();
     assert_eq!(state(newer.id).state, DeployState::Cancelled);
     assert_eq!(state(third.deployment.id).state, DeployState::Pending);
 }

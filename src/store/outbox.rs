@@ -10,21 +10,14 @@ use diesel::sql_types::{Array, BigInt, Text, Timestamp};
 
 use super::rows::{from_db, to_db};
 use super::schema::{deliveries, deployments, instances, outbox};
-use super::{DbConn, db_error};
-use crate::deploy::{
-    self, Delivery, DeliveryRecord, DeployState, Deployment, DeploymentId, Error, NewOutboxItem,
-    OutboxItem, OutboxResult, TriggeredDeployment,
+use super::{DbConn, DieselStore, db_error};
+use crate::deploy::{self, DeployState, Deployment, DeploymentId, Error, TriggeredDeployment};
+use crate::github::outbox::{
+    DEPLOYMENT_CREATED, DEPLOYMENT_STATUS, DeploymentCreated, DeploymentReaction, DeploymentReply,
+    GithubAcceptance, NewOutboxItem, OutboxItem, OutboxResult, OutboxStore, SENDER_LOST,
+    StatusReport, Work,
 };
-
-/// Item kinds written by the store itself.
-pub const DEPLOYMENT_CREATED: &str = "deployment.created";
-pub const DEPLOYMENT_STATUS: &str = "deployment.status";
-pub const DEPLOYMENT_REACTION: &str = "deployment.reaction";
-pub const DEPLOYMENT_REPLY: &str = "deployment.reply";
-
-/// The `last_error` of an item whose previous claim was never completed (its sender died
-/// or lost the database mid-send): GitHub may already have it, so look before resending.
-pub const SENDER_LOST: &str = "sender lost; GitHub may already have this report";
+use crate::github::store::{Delivery, DeliveryRecord};
 
 /// A running deployment reports progress to GitHub at most this often.
 pub const PROGRESS_EVERY: chrono::TimeDelta = chrono::TimeDelta::seconds(3);
@@ -64,6 +57,9 @@ struct Row {
 }
 
 impl Row {
+    /// The item as stored. Payload text that is not JSON is kept as a JSON string, which
+    /// no kind reads: the sender then parks the item as failed, naming why, instead of
+    /// every claim failing on it.
     fn into_domain(self) -> Result<OutboxItem, Error> {
         Ok(OutboxItem {
             id: self.id,
@@ -74,9 +70,9 @@ impl Row {
                 .map(|d| d.parse())
                 .transpose()
                 .map_err(|e| Error::Internal(format!("stored outbox item is corrupt: {e}")))?,
-            kind: self.kind,
             payload: serde_json::from_str(&self.payload)
-                .map_err(|e| Error::Internal(format!("stored outbox payload is corrupt: {e}")))?,
+                .unwrap_or(serde_json::Value::String(self.payload)),
+            kind: self.kind,
             attempts: self.attempts,
             last_error: self.last_error,
             state: self.state,
@@ -86,9 +82,9 @@ impl Row {
 }
 
 /// The lane an item is claimed in, round-robin with the others: its repository, from
-/// the payload or the deployment it reports on ("" when it has neither).
+/// the work or the deployment it reports on ("" when it has neither).
 fn lane_of(conn: &mut DbConn, item: &NewOutboxItem) -> Result<String, Error> {
-    if let Some(repo) = item.payload.get("repo").and_then(|r| r.as_str()) {
+    if let Some(repo) = item.work.repo() {
         return Ok(repo.to_lowercase());
     }
     let Some(id) = item.deployment_id else {
@@ -113,8 +109,8 @@ pub(super) fn enqueue(conn: &mut DbConn, item: &NewOutboxItem) -> Result<(), Err
             lane: &lane,
             ordering_key: &item.ordering_key,
             deployment_id: item.deployment_id.map(|d| d.to_string()),
-            kind: &item.kind,
-            payload: item.payload.to_string(),
+            kind: item.work.kind(),
+            payload: item.work.payload().to_string(),
             state: "pending",
             attempts: 0,
             next_attempt_at: at,
@@ -128,20 +124,14 @@ pub(super) fn enqueue(conn: &mut DbConn, item: &NewOutboxItem) -> Result<(), Err
 }
 
 /// A report about a deployment, ordered with the deployment's other reports.
-pub(super) fn report(
-    conn: &mut DbConn,
-    d: &Deployment,
-    kind: &str,
-    payload: serde_json::Value,
-) -> Result<(), Error> {
+pub(super) fn report(conn: &mut DbConn, d: &Deployment, work: Work) -> Result<(), Error> {
     enqueue(
         conn,
         &NewOutboxItem {
             tenant_id: d.tenant_id.clone(),
             ordering_key: d.id.to_string(),
             deployment_id: Some(d.id),
-            kind: kind.to_string(),
-            payload,
+            work,
         },
     )
 }
@@ -153,17 +143,16 @@ pub(super) fn report_state(
     state: DeployState,
     message: &str,
 ) -> Result<(), Error> {
-    report(
-        conn,
-        d,
-        DEPLOYMENT_STATUS,
-        serde_json::json!({"state": state.as_str(), "message": message}),
-    )
+    let status = StatusReport {
+        state,
+        message: message.to_string(),
+    };
+    report(conn, d, Work::DeploymentStatus(status))
 }
 
 /// A new deployment: its GitHub Deployment, then `queued`.
 pub(super) fn report_created(conn: &mut DbConn, d: &Deployment) -> Result<(), Error> {
-    report(conn, d, DEPLOYMENT_CREATED, serde_json::json!({}))?;
+    report(conn, d, Work::DeploymentCreated(DeploymentCreated {}))?;
     report_state(conn, d, DeployState::Pending, "queued")
 }
 
@@ -176,20 +165,17 @@ pub(super) fn report_final(conn: &mut DbConn, d: &Deployment) -> Result<(), Erro
         } else {
             "confused"
         };
-        report(
-            conn,
-            d,
-            DEPLOYMENT_REACTION,
-            serde_json::json!({"content": content}),
-        )?;
+        let reaction = DeploymentReaction {
+            content: content.into(),
+        };
+        report(conn, d, Work::DeploymentReaction(reaction))?;
         // The reply tells the outcome it is queued with: by the time it is sent, a later
         // rollback may have marked this deployment rolled back.
-        report(
-            conn,
-            d,
-            DEPLOYMENT_REPLY,
-            serde_json::json!({"state": d.state.as_str(), "error": d.error}),
-        )?;
+        let reply = DeploymentReply {
+            state: Some(d.state),
+            error: d.error.clone(),
+        };
+        report(conn, d, Work::DeploymentReply(reply))?;
     }
     Ok(())
 }
@@ -339,50 +325,7 @@ pub(super) fn record_deliveries(
             received_at,
         })
         .collect();
-    // Diesel's MultiConnection has no multi-row INSERT: it is written per backend.
-    let mut new: HashSet<String> = match conn {
-        // The unique key decides what is new, also against a concurrent copy of the
-        // delivery in another server (the insert waits for its transaction).
-        // The rows travel as one array per column, so the statement's text is the same
-        // whatever the batch size: PostgreSQL parses and plans it once per connection
-        // (a multi-row VALUES list was parsed and planned again for every batch).
-        DbConn::Pg(c) => {
-            let column = |f: for<'r> fn(&'r NewDelivery<'_>) -> &'r str| -> Vec<&str> {
-                rows.iter().map(f).collect()
-            };
-            InsertDeliveriesPg {
-                id: column(|r| r.id),
-                event: column(|r| r.event),
-                action: column(|r| r.action),
-                tenant_id: column(|r| r.tenant_id),
-                repo: column(|r| r.repo),
-                outcome: &nothing,
-                received_at,
-            }
-            .load::<InsertedId>(c)
-            .map_err(db_error)?
-            .into_iter()
-            .map(|row| row.id)
-            .collect()
-        }
-        // One cached single-row statement per delivery (under the write lock, BEGIN
-        // IMMEDIATE): the unique key skips a delivery seen before, and the row count says
-        // which it was.
-        DbConn::Sqlite(c) => {
-            let mut new = HashSet::with_capacity(rows.len());
-            for row in &rows {
-                let inserted = diesel::insert_into(deliveries::table)
-                    .values(row)
-                    .on_conflict_do_nothing()
-                    .execute(c)
-                    .map_err(db_error)?;
-                if inserted == 1 {
-                    new.insert(row.id.to_string());
-                }
-            }
-            new
-        }
-    };
+    let mut new = insert_new_deliveries(conn, &rows, (&nothing, received_at))?;
     let mut records = Vec::with_capacity(jobs.len());
     for job in jobs {
         if !new.remove(&job.delivery.id) {
@@ -393,18 +336,88 @@ pub(super) fn record_deliveries(
             });
             continue;
         }
-        let mut record = DeliveryRecord::default();
-        if !job.triggered.is_empty() || !job.items.is_empty() {
-            record = record_effects(conn, job.triggered, job.items, &insert)?;
-            diesel::update(deliveries::table.filter(deliveries::id.eq(&job.delivery.id)))
-                .set(deliveries::outcome.eq(outcome(&record, job.items.len())))
-                .execute(conn)
-                .map_err(db_error)?;
-        }
+        let mut record = record_delivery_effects(conn, job, &insert)?;
         record.batch = 1;
         records.push(record);
     }
     Ok(records)
+}
+
+/// Stores the deliveries whose id is not stored yet, each with the outcome and time
+/// given; returns those ids. Diesel's MultiConnection has no multi-row INSERT: it is
+/// written per backend.
+fn insert_new_deliveries(
+    conn: &mut DbConn,
+    rows: &[NewDelivery<'_>],
+    (outcome, received_at): (&str, NaiveDateTime),
+) -> Result<HashSet<String>, Error> {
+    match conn {
+        DbConn::Pg(c) => insert_new_deliveries_pg(c, rows, outcome, received_at),
+        // One cached single-row statement per delivery (under the write lock, BEGIN
+        // IMMEDIATE): the unique key skips a delivery seen before, and the row count says
+        // which it was.
+        DbConn::Sqlite(c) => {
+            let mut new = HashSet::with_capacity(rows.len());
+            for row in rows {
+                let inserted = diesel::insert_into(deliveries::table)
+                    .values(row)
+                    .on_conflict_do_nothing()
+                    .execute(c)
+                    .map_err(db_error)?;
+                if inserted == 1 {
+                    new.insert(row.id.to_string());
+                }
+            }
+            Ok(new)
+        }
+    }
+}
+
+/// PostgreSQL: the unique key decides what is new, also against a concurrent copy of the
+/// delivery in another server (the insert waits for its transaction). The rows travel as
+/// one array per column, so the statement's text is the same whatever the batch size:
+/// PostgreSQL parses and plans it once per connection (a multi-row VALUES list was parsed
+/// and planned again for every batch).
+fn insert_new_deliveries_pg(
+    c: &mut diesel::PgConnection,
+    rows: &[NewDelivery<'_>],
+    outcome: &str,
+    received_at: NaiveDateTime,
+) -> Result<HashSet<String>, Error> {
+    let column = |f: for<'r> fn(&'r NewDelivery<'_>) -> &'r str| -> Vec<&str> {
+        rows.iter().map(f).collect()
+    };
+    Ok(InsertDeliveriesPg {
+        id: column(|r| r.id),
+        event: column(|r| r.event),
+        action: column(|r| r.action),
+        tenant_id: column(|r| r.tenant_id),
+        repo: column(|r| r.repo),
+        outcome,
+        received_at,
+    }
+    .load::<InsertedId>(c)
+    .map_err(db_error)?
+    .into_iter()
+    .map(|row| row.id)
+    .collect())
+}
+
+/// A new delivery's deployments and items, and its outcome stored with it.
+fn record_delivery_effects(
+    conn: &mut DbConn,
+    job: &DeliveryJob<'_>,
+    insert: &impl Fn(&mut DbConn, &TriggeredDeployment) -> Result<Deployment, Error>,
+) -> Result<DeliveryRecord, Error> {
+    if job.triggered.is_empty() && job.items.is_empty() {
+        return Ok(DeliveryRecord::default());
+    }
+    let record = record_effects(conn, job.triggered, job.items, insert)?;
+    diesel::update(deliveries::table.filter(deliveries::id.eq(&job.delivery.id)))
+        .set(deliveries::outcome.eq(outcome(&record, job.items.len())))
+        .execute(conn)
+        .map_err(db_error)?;
+    Ok(record)
 }
 
 /// Creates the triggered deployments whose trigger key has not deployed yet and
@@ -536,14 +549,57 @@ fn claim_sql(template: &str, pg: bool, limit: u32) -> String {
 /// Claims up to `limit` items, fairly: round-robin by tenant, then by repository within
 /// a tenant, oldest first within a repository, so one repository's flood of items does
 /// not hold up another's reports.
-pub(super) fn claim(
+fn claim(
     conn: &mut DbConn,
     owner: &str,
     lease: Duration,
     limit: u32,
 ) -> Result<Vec<OutboxItem>, Error> {
     let now = to_db(deploy::now());
-    let lanes: Vec<LaneRow> = match conn {
+    let mut ids = claim_order(conn, now, limit)?;
+    // PostgreSQL: another sender may claim the same items meanwhile; lock them, skipping
+    // those it holds, and keep the ones still unclaimed. (SQLite: this transaction holds
+    // the write lock.)
+    if let DbConn::Pg(c) = conn {
+        let locked = lock_unclaimed(c, &ids, now)?;
+        ids.retain(|id| locked.contains(id));
+    }
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut rows = take_claims(conn, &ids, owner, lease)?;
+    // In claim order: the sender starts them in this order.
+    ids.into_iter()
+        .filter_map(|id| rows.remove(&id))
+        .map(Row::into_domain)
+        .collect()
+}
+
+/// The ids of up to `limit` claimable items, in the order they are claimed.
+fn claim_order(conn: &mut DbConn, now: NaiveDateTime, limit: u32) -> Result<Vec<i64>, Error> {
+    // At most `limit` lanes can have an item in this claim: the first ones in turn.
+    let turns = fair_order(
+        claimable_lanes(conn, now, limit)?
+            .into_iter()
+            .map(|l| ((l.tenant_id.clone(), l.oldest), vec![l]))
+            .collect(),
+        limit as usize,
+    );
+    let mut lanes = Vec::with_capacity(turns.len());
+    for lane in turns {
+        let ids = lane_items(conn, &lane, now, limit)?;
+        lanes.push(((lane.tenant_id, lane.oldest), ids));
+    }
+    Ok(fair_order(lanes, limit as usize))
+}
+
+/// The lanes with items that may be claimable now.
+fn claimable_lanes(
+    conn: &mut DbConn,
+    now: NaiveDateTime,
+    limit: u32,
+) -> Result<Vec<LaneRow>, Error> {
+    match conn {
         DbConn::Pg(c) => diesel::sql_query(claim_sql(LANES, true, limit))
             .bind::<Timestamp, _>(now)
             .load(c),
@@ -552,71 +608,73 @@ pub(super) fn claim(
             .bind::<Timestamp, _>(now)
             .load(c),
     }
+    .map_err(db_error)
+}
+
+/// One lane's claimable items, oldest first.
+fn lane_items(
+    conn: &mut DbConn,
+    lane: &LaneRow,
+    now: NaiveDateTime,
+    limit: u32,
+) -> Result<Vec<i64>, Error> {
+    let ids: Vec<IdRow> = match conn {
+        DbConn::Pg(c) => diesel::sql_query(claim_sql(CLAIM, true, limit))
+            .bind::<Text, _>(&lane.tenant_id)
+            .bind::<Text, _>(&lane.lane)
+            .bind::<Timestamp, _>(now)
+            .load(c),
+        DbConn::Sqlite(c) => diesel::sql_query(claim_sql(CLAIM, false, limit))
+            .bind::<Text, _>(&lane.tenant_id)
+            .bind::<Text, _>(&lane.lane)
+            .bind::<Timestamp, _>(now)
+            .bind::<Timestamp, _>(now)
+            .load(c),
+    }
     .map_err(db_error)?;
-    // At most `limit` lanes can have an item in this claim: the first ones in turn.
-    let turns = fair_order(
-        lanes
-            .into_iter()
-            .map(|l| ((l.tenant_id.clone(), l.oldest), vec![l]))
-            .collect(),
-        limit as usize,
-    );
-    let mut lanes = Vec::with_capacity(turns.len());
-    for lane in turns {
-        let ids: Vec<IdRow> = match conn {
-            DbConn::Pg(c) => diesel::sql_query(claim_sql(CLAIM, true, limit))
-                .bind::<Text, _>(&lane.tenant_id)
-                .bind::<Text, _>(&lane.lane)
-                .bind::<Timestamp, _>(now)
-                .load(c),
-            DbConn::Sqlite(c) => diesel::sql_query(claim_sql(CLAIM, false, limit))
-                .bind::<Text, _>(&lane.tenant_id)
-                .bind::<Text, _>(&lane.lane)
-                .bind::<Timestamp, _>(now)
-                .bind::<Timestamp, _>(now)
-                .load(c),
-        }
-        .map_err(db_error)?;
-        lanes.push((
-            (lane.tenant_id, lane.oldest),
-            ids.into_iter().map(|IdRow { id }| id).collect(),
-        ));
-    }
-    let mut ids = fair_order(lanes, limit as usize);
+    Ok(ids.into_iter().map(|IdRow { id }| id).collect())
+}
+
+/// PostgreSQL: locks those of `ids` still pending and unclaimed, skipping the rows
+/// another sender's transaction holds; returns the ids locked.
+fn lock_unclaimed(
+    c: &mut diesel::PgConnection,
+    ids: &[i64],
+    now: NaiveDateTime,
+) -> Result<HashSet<i64>, Error> {
     if ids.is_empty() {
-        return Ok(Vec::new());
+        return Ok(HashSet::new());
     }
-    // PostgreSQL: another sender may claim the same items meanwhile; lock them, skipping
-    // those it holds, and keep the ones still unclaimed. (SQLite: this transaction holds
-    // the write lock.)
-    if let DbConn::Pg(c) = conn {
-        let locked: HashSet<i64> = outbox::table
-            .filter(outbox::id.eq_any(&ids))
-            .filter(outbox::state.eq("pending"))
-            .filter(
-                outbox::locked_until
-                    .is_null()
-                    .or(outbox::locked_until.lt(now)),
-            )
-            .select(outbox::id)
-            .for_update()
-            .skip_locked()
-            .load::<i64>(c)
-            .map_err(db_error)?
-            .into_iter()
-            .collect();
-        ids.retain(|id| locked.contains(id));
-        if ids.is_empty() {
-            return Ok(Vec::new());
-        }
-    }
+    Ok(outbox::table
+        .filter(outbox::id.eq_any(ids))
+        .filter(outbox::state.eq("pending"))
+        .filter(
+            outbox::locked_until
+                .is_null()
+                .or(outbox::locked_until.lt(now)),
+        )
+        .select(outbox::id)
+        .for_update()
+        .skip_locked()
+        .load::<i64>(c)
+        .map_err(db_error)?
+        .into_iter()
+        .collect())
+}
+
+/// Claims `ids` for `owner` in one statement; returns the claimed rows by id.
+fn take_claims(
+    conn: &mut DbConn,
+    ids: &[i64],
+    owner: &str,
+    lease: Duration,
+) -> Result<HashMap<i64, Row>, Error> {
     let until = to_db(
         deploy::now() + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::seconds(30)),
     );
-    // One statement claims them all. Completing an item releases its lock, so a lock still
-    // held (and expired) marks an attempt whose outcome is unknown: SET sees the row as it
-    // was before the update.
-    let claimed = diesel::update(outbox::table.filter(outbox::id.eq_any(&ids))).set((
+    // Completing an item releases its lock, so a lock still held (and expired) marks an
+    // attempt whose outcome is unknown: SET sees the row as it was before the update.
+    let claimed = diesel::update(outbox::table.filter(outbox::id.eq_any(ids))).set((
         outbox::locked_by.eq(owner),
         outbox::locked_until.eq(until),
         outbox::last_error.eq(diesel::dsl::case_when(
@@ -630,16 +688,11 @@ pub(super) fn claim(
         DbConn::Sqlite(c) => claimed.returning(Row::as_select()).get_results(c),
     }
     .map_err(db_error)?;
-    // In claim order: the sender starts them in this order.
-    let mut rows: HashMap<i64, Row> = rows.into_iter().map(|row| (row.id, row)).collect();
-    ids.into_iter()
-        .filter_map(|id| rows.remove(&id))
-        .map(Row::into_domain)
-        .collect()
+    Ok(rows.into_iter().map(|row| (row.id, row)).collect())
 }
 
 /// Extends the claims `owner` still holds, while it is sending them.
-pub(super) fn renew(conn: &mut DbConn, owner: &str, lease: Duration) -> Result<(), Error> {
+fn renew(conn: &mut DbConn, owner: &str, lease: Duration) -> Result<(), Error> {
     let until = to_db(
         deploy::now() + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::seconds(30)),
     );
@@ -654,12 +707,7 @@ pub(super) fn renew(conn: &mut DbConn, owner: &str, lease: Duration) -> Result<(
     Ok(())
 }
 
-pub(super) fn complete(
-    conn: &mut DbConn,
-    id: i64,
-    owner: &str,
-    result: &OutboxResult,
-) -> Result<(), Error> {
+fn complete(conn: &mut DbConn, id: i64, owner: &str, result: &OutboxResult) -> Result<(), Error> {
     let now = deploy::now();
     let (state, error, next) = match result {
         OutboxResult::Sent => ("sent", String::new(), now),
@@ -690,11 +738,11 @@ pub(super) fn complete(
     Ok(())
 }
 
-pub(super) fn github_acceptance(
+fn github_acceptance(
     conn: &mut DbConn,
     tenant_id: &str,
     id: DeploymentId,
-) -> Result<deploy::GithubAcceptance, Error> {
+) -> Result<GithubAcceptance, Error> {
     let created: Option<(String, String)> = outbox::table
         .filter(outbox::tenant_id.eq(tenant_id))
         .filter(outbox::deployment_id.eq(id.to_string()))
@@ -704,17 +752,17 @@ pub(super) fn github_acceptance(
         .optional()
         .map_err(db_error)?;
     Ok(match created {
-        None => deploy::GithubAcceptance::NotAsked,
+        None => GithubAcceptance::NotAsked,
         Some((state, error)) => match state.as_str() {
-            "sent" => deploy::GithubAcceptance::Accepted,
-            "skipped" => deploy::GithubAcceptance::NotAsked,
-            "failed" => deploy::GithubAcceptance::Refused(error),
-            _ => deploy::GithubAcceptance::Waiting,
+            "sent" => GithubAcceptance::Accepted,
+            "skipped" => GithubAcceptance::NotAsked,
+            "failed" => GithubAcceptance::Refused(error),
+            _ => GithubAcceptance::Waiting,
         },
     })
 }
 
-pub(super) fn newer_status_pending(conn: &mut DbConn, item: &OutboxItem) -> Result<bool, Error> {
+fn newer_status_pending(conn: &mut DbConn, item: &OutboxItem) -> Result<bool, Error> {
     let newer: Option<i64> = outbox::table
         .filter(outbox::ordering_key.eq(&item.ordering_key))
         .filter(outbox::kind.eq(DEPLOYMENT_STATUS))
@@ -727,11 +775,7 @@ pub(super) fn newer_status_pending(conn: &mut DbConn, item: &OutboxItem) -> Resu
     Ok(newer.is_some())
 }
 
-pub(super) fn items_of(
-    conn: &mut DbConn,
-    tenant: &str,
-    id: DeploymentId,
-) -> Result<Vec<OutboxItem>, Error> {
+fn items_of(conn: &mut DbConn, tenant: &str, id: DeploymentId) -> Result<Vec<OutboxItem>, Error> {
     outbox::table
         .filter(outbox::tenant_id.eq(tenant))
         .filter(outbox::deployment_id.eq(id.to_string()))
@@ -744,7 +788,7 @@ pub(super) fn items_of(
         .collect()
 }
 
-pub(super) fn counts(conn: &mut DbConn) -> Result<(i64, i64), Error> {
+fn counts(conn: &mut DbConn) -> Result<(i64, i64), Error> {
     let pending = outbox::table
         .filter(outbox::state.eq("pending"))
         .count()
@@ -758,7 +802,7 @@ pub(super) fn counts(conn: &mut DbConn) -> Result<(i64, i64), Error> {
     Ok((pending, failed))
 }
 
-pub(super) fn set_github_id(
+fn set_github_id(
     conn: &mut DbConn,
     tenant: &str,
     id: DeploymentId,
@@ -773,6 +817,58 @@ pub(super) fn set_github_id(
     .execute(conn)
     .map_err(db_error)?;
     Ok(())
+}
+
+impl OutboxStore for DieselStore {
+    fn enqueue(&self, items: &[NewOutboxItem]) -> Result<(), Error> {
+        self.write(|conn| items.iter().try_for_each(|item| enqueue(conn, item)))
+    }
+
+    fn claim_outbox(
+        &self,
+        owner: &str,
+        lease: Duration,
+        limit: u32,
+    ) -> Result<Vec<OutboxItem>, Error> {
+        self.write(|conn| claim(conn, owner, lease, limit))
+    }
+
+    fn renew_outbox(&self, owner: &str, lease: Duration) -> Result<(), Error> {
+        self.write(|conn| renew(conn, owner, lease))
+    }
+
+    fn complete_outbox(&self, id: i64, owner: &str, result: &OutboxResult) -> Result<(), Error> {
+        self.write(|conn| complete(conn, id, owner, result))
+    }
+
+    fn github_acceptance(
+        &self,
+        tenant_id: &str,
+        id: DeploymentId,
+    ) -> Result<GithubAcceptance, Error> {
+        self.read(|conn| github_acceptance(conn, tenant_id, id))
+    }
+
+    fn newer_status_pending(&self, item: &OutboxItem) -> Result<bool, Error> {
+        self.read(|conn| newer_status_pending(conn, item))
+    }
+
+    fn outbox_items(&self, tenant_id: &str, id: DeploymentId) -> Result<Vec<OutboxItem>, Error> {
+        self.read(|conn| items_of(conn, tenant_id, id))
+    }
+
+    fn outbox_counts(&self) -> Result<(i64, i64), Error> {
+        self.read(counts)
+    }
+
+    fn set_github_deployment_id(
+        &self,
+        tenant_id: &str,
+        id: DeploymentId,
+        github_id: i64,
+    ) -> Result<(), Error> {
+        self.write(|conn| set_github_id(conn, tenant_id, id, github_id))
+    }
 }
 
 #[cfg(test)]

@@ -383,7 +383,8 @@ fn pull_request_events_are_accepted_quietly(db: TestDb) {
 /// Eight workers run the same step of one comment at once (replicas claiming a replay and
 /// its original): the step acts once, and its reply is queued once.
 fn a_step_run_by_many_workers_at_once_acts_once(db: TestDb) {
-    use deploybot::deploy::{CommentEffect, CommentStep, NewOutboxItem, Store};
+    use deploybot::github::outbox::{CommentReply, NewOutboxItem, Work};
+    use deploybot::github::store::{CommentEffect, CommentStep, DeliveryStore};
     let step = CommentStep {
         tenant_id: "acme".into(),
         repo: "acme/web".into(),
@@ -394,13 +395,17 @@ fn a_step_run_by_many_workers_at_once_acts_once(db: TestDb) {
         let runs: Vec<_> = (0..8)
             .map(|_| {
                 scope.spawn(|| {
-                    let reply = |_: &deploybot::deploy::CommentActed| {
+                    let reply = |_: &deploybot::github::store::CommentActed| {
                         vec![NewOutboxItem {
                             tenant_id: "acme".into(),
                             ordering_key: "pull:acme/web#1".into(),
                             deployment_id: None,
-                            kind: "comment.reply".into(),
-                            payload: serde_json::json!({"body": "once"}),
+                            work: Work::CommentReply(CommentReply {
+                                repo: "acme/web".into(),
+                                issue: 1,
+                                body: "once".into(),
+                                installation_id: None,
+                            }),
                         }]
                     };
                     db.store

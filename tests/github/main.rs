@@ -7,13 +7,15 @@ mod bot;
 mod commands;
 #[path = "../common/mod.rs"]
 mod common;
+mod upgrade;
 
 use std::time::Duration;
 
 use bot::{Bot, PR_SHA, SECRET, SHA, fixture, pr_comment, push, wait_until};
 use common::TestDb;
 use common::fake_github::FakeDeployment;
-use deploybot::deploy::{DeployState, Store};
+use deploybot::deploy::{DeployState, ServiceStore, Store};
+use deploybot::github::outbox::OutboxStore;
 use deploybot::github::webhook::signature;
 use serde_json::Value;
 
@@ -528,7 +530,7 @@ fn failures_and_cancellations_are_reported(db: TestDb) {
     rt.block_on(async {
         let catalog = deploybot::provider::catalog::ConfigCatalog::default();
         let service = deploybot::deploy::Service::new(
-            std::sync::Arc::clone(&bot.db.store) as std::sync::Arc<dyn Store>,
+            std::sync::Arc::clone(&bot.db.store) as std::sync::Arc<dyn ServiceStore>,
             std::sync::Arc::new(catalog),
         );
         service
@@ -951,12 +953,18 @@ fn a_report_github_is_slow_to_answer_does_not_hold_up_the_others(db: TestDb) {
     );
     bot.db
         .store
-        .enqueue(&[deploybot::deploy::NewOutboxItem {
+        .enqueue(&[deploybot::github::outbox::NewOutboxItem {
             tenant_id: "globex".into(),
             ordering_key: "comment:1".into(),
             deployment_id: None,
-            kind: deploybot::github::rules::COMMENT_REPLY.into(),
-            payload: serde_json::json!({"repo": "globex/public", "issue": 1, "body": "slow", "installation_id": null}),
+            work: deploybot::github::outbox::Work::CommentReply(
+                deploybot::github::outbox::CommentReply {
+                    repo: "globex/public".into(),
+                    issue: 1,
+                    body: "slow".into(),
+                    installation_id: None,
+                },
+            ),
         }])
         .unwrap();
     let mut sql = bot.sql();

@@ -1,0 +1,155 @@
+//! Jobs that need GitHub or the database before anything can be deployed: a pull
+//! request's new head, and a tag that arrived only as a `create` event (its commit). They
+//! run from the outbox, so a crash between the webhook's answer and the job loses nothing.
+//! (A comment's commands are the comment job of `github::commands`.)
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::Sender;
+use super::item::{OutboxItem, OutboxResult};
+use super::work::{PullHeadJob, ResolveTagJob};
+use crate::deploy::service::blocking;
+use crate::deploy::{DeployRequest, Error, Source};
+use crate::github::client::ApiError;
+use crate::github::rules::{ImageVars, render_image};
+use crate::github::store::PullHead;
+
+/// A GitHub API error: retried when GitHub says so, given up otherwise.
+pub(super) fn api(e: ApiError) -> OutboxResult {
+    match e {
+        ApiError::Retry { after, message } => OutboxResult::Retry {
+            after,
+            error: message,
+        },
+        refused => OutboxResult::Failed {
+            error: refused.to_string(),
+        },
+    }
+}
+
+/// A store error: retried while the database is unavailable, given up otherwise.
+pub(super) fn store_error(e: Error) -> OutboxResult {
+    match e {
+        Error::Unavailable(e) => retry(e),
+        other => OutboxResult::Failed {
+            error: other.to_string(),
+        },
+    }
+}
+
+/// Try again in two seconds (the database is unavailable).
+fn retry(error: String) -> OutboxResult {
+    OutboxResult::Retry {
+        after: Duration::from_secs(2),
+        error,
+    }
+}
+
+fn short(sha: &str) -> &str {
+    sha.get(..7).unwrap_or(sha)
+}
+
+/// Resolves a tag's commit through the API, then deploys it on each instance the job
+/// names (one deployment per instance and tag, shared with the tag's push event).
+pub(super) async fn resolve_tag(
+    sender: &Sender,
+    item: &OutboxItem,
+    job: &ResolveTagJob,
+) -> OutboxResult {
+    let Some(client) = sender.client_or_log(item) else {
+        return OutboxResult::Failed {
+            error: format!(
+                "tag {} arrived without a push event, and its commit cannot be resolved without GitHub credentials",
+                job.tag
+            ),
+        };
+    };
+    let sha = match client
+        .tag_commit(&job.repo, job.installation_id, &job.tag)
+        .await
+    {
+        Ok(sha) => sha,
+        Err(e) => return api(e),
+    };
+    for name in &job.instances {
+        match deploy_tag(sender, item, job, &sha, name).await {
+            Ok(()) => {}
+            Err(Error::Unavailable(e)) => return retry(e),
+            Err(e) => tracing::warn!(instance = %name, error = %e, "tag not deployed"),
+        }
+    }
+    OutboxResult::Sent
+}
+
+/// Prepares and queues the deployment of a tag on one instance, under the tag's trigger
+/// key. An instance no longer configured, or whose image the tag cannot fill, is skipped.
+async fn deploy_tag(
+    sender: &Sender,
+    item: &OutboxItem,
+    job: &ResolveTagJob,
+    sha: &str,
+    name: &str,
+) -> Result<(), Error> {
+    let tenant = item.tenant_id.as_str();
+    let Some(cfg) = sender.instance_config(tenant, name) else {
+        return Ok(());
+    };
+    let tag = job.tag.as_str();
+    let vars = ImageVars {
+        sha,
+        git_ref: &format!("refs/tags/{tag}"),
+        branch: None,
+        tag: Some(tag),
+        pr: None,
+    };
+    let image = match render_image(&cfg.image, &vars) {
+        Ok(image) => image,
+        Err(reason) => {
+            tracing::warn!(instance = name, %reason, "tag not deployed");
+            return Ok(());
+        }
+    };
+    let notes = format!("tag {tag} by @{} ({})", job.sender, short(sha));
+    let source = Source {
+        trigger: notes.clone(),
+        pull_request: None,
+        comment_id: None,
+        installation_id: job.installation_id,
+    };
+    let inst = sender.service.resolve_instance(tenant, name).await?;
+    let request = DeployRequest {
+        instance_id: inst.id,
+        image,
+        env: Default::default(),
+        strategy: String::new(),
+        notes,
+        commit_sha: sha.to_string(),
+    };
+    let mut triggered = sender
+        .service
+        .prepare(tenant, request, &job.sender, source)
+        .await?;
+    triggered.trigger_key = Some(format!("tag:{tag}:{sha}"));
+    sender.service.queue(triggered).await?;
+    Ok(())
+}
+
+/// Records a pull request's new head, with GitHub's time.
+pub(super) async fn pull_head(
+    sender: &Sender,
+    item: &OutboxItem,
+    job: &PullHeadJob,
+) -> OutboxResult {
+    let store = Arc::clone(&sender.store);
+    let tenant = item.tenant_id.clone();
+    let head = PullHead {
+        head_sha: job.head_sha.clone(),
+        at: job.at,
+    };
+    let (repo, pr) = (job.repo.to_lowercase(), job.pr);
+    match blocking(move || store.record_pull_head(&tenant, &repo, pr, &head)).await {
+        Ok(()) => OutboxResult::Sent,
+        Err(e) => store_error(e),
+    }
+}
