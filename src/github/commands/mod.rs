@@ -17,5 +17,5 @@ mod run;
 
 pub use help::HELP;
 pub use parser::{Command, ParseError, RollbackTo, parse};
-pub use route::{CommentCommand, CommentJob, MAX_COMMANDS, choices, route_comment};
+pub use route::{CommentCommand, CommentJob, MAX_COMMANDS, route_comment};
 pub use run::comment;

@@ -139,7 +139,7 @@ fn steps(
 }
 
 /// The environments of the repository that take commands, for replies.
-pub fn choices(instances: &[&InstanceConfig]) -> String {
+pub(super) fn choices(instances: &[&InstanceConfig]) -> String {
     instances
         .iter()
         .map(|i| format!("`{}`", i.environment))
@@ -212,4 +212,23 @@ fn instance<'a>(
             environment.unwrap_or_default().replace('`', "")
         )
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stored_comment_jobs_keep_their_json_shape() {
+        let stored = r#"{"repo":"Acme/Web","pr":42,"comment_id":7,"created_at":"2026-12-01T10:00:01Z","user":"octocat","installation_id":null,"steps":[{"command":"help"},{"command":"invalid","message":"no"},{"command":"deploy","instance":"web","strategy":null},{"command":"deploy","instance":"web","strategy":"canary"},{"command":"rollback","instance":"web","version":null},{"command":"rollback","instance":"web","version":3},{"command":"cancel","instance":"web","queued":true}]}"#;
+        let job: CommentJob = serde_json::from_str(stored).unwrap();
+        assert_eq!(
+            job.steps[5],
+            CommentCommand::Rollback {
+                instance: "web".into(),
+                version: Some(3)
+            }
+        );
+        assert_eq!(serde_json::to_string(&job).unwrap(), stored);
+    }
 }
