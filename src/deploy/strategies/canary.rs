@@ -5,11 +5,21 @@
 use async_trait::async_trait;
 
 use super::slots::Slots;
+use crate::deploy::provider::ProviderError;
 use crate::deploy::strategy::{Outcome, Plan, Strategy};
 
 pub struct Canary;
 
 const CANARY_SLOT: &str = "canary";
+
+/// How far a canary got before a phase failed: what its restore has to undo.
+#[derive(Debug, Default, Clone, Copy)]
+struct Reached {
+    /// Some traffic went to the canary.
+    shifted: bool,
+    /// The promotion began: the live slot may run the new release.
+    promoting: bool,
+}
 
 #[async_trait]
 impl Strategy for Canary {
@@ -19,55 +29,8 @@ impl Strategy for Canary {
 
     async fn execute(&self, plan: &Plan<'_>) -> Outcome {
         let live = Slots::of(plan).live;
-        let steps = &plan.canary.steps;
-        // Phases: start, one per step, promote, retire: spread over 0–100 %.
-        let total = steps.len() as i32 + 3;
-        let at = |phase: i32| phase * 100 / total;
-        let mut shifted = false;
-        let mut promoting = false;
-        let result = async {
-            plan.progress(
-                "start",
-                at(0),
-                format!("starting canary v{}", plan.run.release.version),
-            )
-            .await;
-            plan.provider
-                .start(plan.run, CANARY_SLOT, &plan.run.release)
-                .await?;
-            plan.gate(at(1), "canary").await?;
-            for (i, step) in steps.iter().enumerate() {
-                let phase = i as i32 + 1;
-                plan.progress("canary", at(phase), format!("canary {step}%"))
-                    .await;
-                shifted = true;
-                plan.provider
-                    .shift_traffic(plan.run, CANARY_SLOT, *step)
-                    .await?;
-                plan.pause(plan.canary.pause).await?;
-                plan.gate(at(phase), &format!("canary {step}%")).await?;
-                plan.progress("canary", at(phase), format!("canary {step}% — healthy"))
-                    .await;
-            }
-            let phase = steps.len() as i32 + 1;
-            plan.progress(
-                "promote",
-                at(phase),
-                format!("promoting v{} into {live}", plan.run.release.version),
-            )
-            .await;
-            promoting = true;
-            plan.provider
-                .start(plan.run, live, &plan.run.release)
-                .await?;
-            plan.provider.shift_traffic(plan.run, live, 100).await?;
-            plan.gate(at(phase + 1), "promoted release").await?;
-            plan.progress("retire", at(phase + 1), "retiring the canary")
-                .await;
-            plan.provider.retire(plan.run, CANARY_SLOT).await
-        }
-        .await;
-        match result {
+        let mut reached = Reached::default();
+        match run_phases(plan, live, &mut reached).await {
             Ok(()) => {
                 plan.progress(
                     "done",
@@ -82,10 +45,10 @@ impl Strategy for Canary {
             Err(error) => {
                 plan.after_failure(error, |previous| async move {
                     // A promotion that began has overwritten the live slot: put the old release back.
-                    if promoting {
+                    if reached.promoting {
                         plan.provider.start(plan.run, live, &previous).await?;
                     }
-                    if shifted {
+                    if reached.shifted {
                         plan.provider.shift_traffic(plan.run, live, 100).await?;
                     }
                     plan.provider.retire(plan.run, CANARY_SLOT).await
@@ -94,4 +57,56 @@ impl Strategy for Canary {
             }
         }
     }
+}
+
+/// Starts the canary, steps traffic to it, promotes it into `live` and retires it,
+/// noting in `reached` what a restore would have to undo.
+async fn run_phases(
+    plan: &Plan<'_>,
+    live: &str,
+    reached: &mut Reached,
+) -> Result<(), ProviderError> {
+    let steps = &plan.canary.steps;
+    // Phases: start, one per step, promote, retire: spread over 0–100 %.
+    let total = steps.len() as i32 + 3;
+    let at = |phase: i32| phase * 100 / total;
+    plan.progress(
+        "start",
+        at(0),
+        format!("starting canary v{}", plan.run.release.version),
+    )
+    .await;
+    plan.provider
+        .start(plan.run, CANARY_SLOT, &plan.run.release)
+        .await?;
+    plan.gate(at(1), "canary").await?;
+    for (i, step) in steps.iter().enumerate() {
+        let phase = i as i32 + 1;
+        plan.progress("canary", at(phase), format!("canary {step}%"))
+            .await;
+        reached.shifted = true;
+        plan.provider
+            .shift_traffic(plan.run, CANARY_SLOT, *step)
+            .await?;
+        plan.pause(plan.canary.pause).await?;
+        plan.gate(at(phase), &format!("canary {step}%")).await?;
+        plan.progress("canary", at(phase), format!("canary {step}% — healthy"))
+            .await;
+    }
+    let phase = steps.len() as i32 + 1;
+    plan.progress(
+        "promote",
+        at(phase),
+        format!("promoting v{} into {live}", plan.run.release.version),
+    )
+    .await;
+    reached.promoting = true;
+    plan.provider
+        .start(plan.run, live, &plan.run.release)
+        .await?;
+    plan.provider.shift_traffic(plan.run, live, 100).await?;
+    plan.gate(at(phase + 1), "promoted release").await?;
+    plan.progress("retire", at(phase + 1), "retiring the canary")
+        .await;
+    plan.provider.retire(plan.run, CANARY_SLOT).await
 }
