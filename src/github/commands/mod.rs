@@ -4,8 +4,9 @@
 //! (`deploy`, `rollback`, `cancel`, `help`), dispatched by an exhaustive `match`.
 //!
 //! Adding a command: its [`Command`] variant and parser case, its [`CommentCommand`]
-//! variant, its file with `USAGE` and `handle`, its row in [`HELP`] and in the docs; the
-//! compiler points at the `match`es that need its arm.
+//! variant, its file with `USAGE` and `handle`, its row in [`HELP`], in the README and in
+//! [`ParseError::UnknownCommand`]'s list; the compiler points at the `match`es that need
+//! its arm.
 
 mod cancel;
 mod deploy;

@@ -249,7 +249,8 @@ impl CommentRun<'_> {
         self.act(STRANGER_STEP, effect, items).await.map(|_| ())
     }
 
-    /// Runs step `step`: one command line of the comment.
+    /// Runs step `step`: one command line of the comment. A command on an environment
+    /// runs once the shared checks pass; a refused check has recorded its reply.
     async fn command(
         &self,
         step: i32,
@@ -262,31 +263,25 @@ impl CommentRun<'_> {
                 self.refuse_or_reply(step, message.clone(), true).await
             }
             CommentCommand::Deploy { instance, strategy } => {
-                match self
-                    .target(step, instance, &deploy::CHECKS, commenter)
-                    .await?
-                {
-                    Some(target) => deploy::handle(self, &target, strategy.clone()).await,
-                    None => Ok(()),
-                }
+                let checked = self.target(step, instance, &deploy::CHECKS, commenter);
+                let Some(target) = checked.await? else {
+                    return Ok(());
+                };
+                deploy::handle(self, &target, strategy.clone()).await
             }
             CommentCommand::Rollback { instance, version } => {
-                match self
-                    .target(step, instance, &rollback::CHECKS, commenter)
-                    .await?
-                {
-                    Some(target) => rollback::handle(self, &target, *version).await,
-                    None => Ok(()),
-                }
+                let checked = self.target(step, instance, &rollback::CHECKS, commenter);
+                let Some(target) = checked.await? else {
+                    return Ok(());
+                };
+                rollback::handle(self, &target, *version).await
             }
             CommentCommand::Cancel { instance, queued } => {
-                match self
-                    .target(step, instance, &cancel::CHECKS, commenter)
-                    .await?
-                {
-                    Some(target) => cancel::handle(self, &target, *queued).await,
-                    None => Ok(()),
-                }
+                let checked = self.target(step, instance, &cancel::CHECKS, commenter);
+                let Some(target) = checked.await? else {
+                    return Ok(());
+                };
+                cancel::handle(self, &target, *queued).await
             }
         }
     }
