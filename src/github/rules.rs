@@ -103,7 +103,8 @@ fn sanitize_tag(value: &str) -> String {
         .collect()
 }
 
-fn short(sha: &str) -> &str {
+/// A commit's short form, as notes and replies show it.
+pub(super) fn short(sha: &str) -> &str {
     sha.get(..7).unwrap_or(sha)
 }
 

@@ -3,11 +3,11 @@
 
 use std::sync::Arc;
 
-use super::run::{Checks, CommentRun, Forks, Stop, Target, short, store_error};
+use super::run::{Checks, CommentRun, Forks, Stop, Target, store_error};
 use crate::deploy::DeployRequest;
 use crate::deploy::service::blocking;
 use crate::github::client::PullRequest;
-use crate::github::rules::{ImageVars, render_image};
+use crate::github::rules::{ImageVars, render_image, short};
 use crate::github::store::PullHead;
 
 /// The command's syntax, as help and parse errors show it.

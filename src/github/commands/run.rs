@@ -59,11 +59,6 @@ fn retry(error: String) -> Stop {
     }
 }
 
-/// A commit's short form, as replies show it.
-pub(super) fn short(sha: &str) -> &str {
-    sha.get(..7).unwrap_or(sha)
-}
-
 /// One comment's commands. Nothing reaches GitHub before the commenter's permission is
 /// known. Each step (the acknowledgement, then each command) is recorded in the same
 /// transaction as its effect, so a redelivered comment or a re-run job acts once.
