@@ -6,7 +6,7 @@ use diesel::prelude::*;
 
 use super::rows::{from_db, to_db};
 use super::schema::{comment_commands, pull_heads, stranger_replies};
-use super::{DbConn, db_error, insert_triggered_in, outbox, queue};
+use super::{DbConn, db_error, insert_triggered_in, outbox, queue, recording};
 use crate::deploy::{self, Error};
 use crate::github::store::{CommentActed, CommentEffect, CommentItems, CommentStep, PullHead};
 
@@ -56,7 +56,7 @@ pub(super) fn act(
             within,
         } => acted.may_reply = stranger_may_reply(conn, step, *pull_request, login, *within)?,
         CommentEffect::Deploy(triggered) => {
-            let record = outbox::record_effects(
+            let record = recording::record_effects(
                 conn,
                 std::slice::from_ref(triggered.as_ref()),
                 &[],

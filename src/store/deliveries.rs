@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use diesel::prelude::*;
 
-use super::{DieselStore, comments, db_error, insert_triggered_in, outbox, schema};
+use super::{DieselStore, comments, db_error, insert_triggered_in, recording, schema};
 use crate::deploy::{Error, TriggeredDeployment};
 use crate::github::outbox::NewOutboxItem;
 use crate::github::store::{
@@ -21,14 +21,14 @@ impl DeliveryStore for DieselStore {
         triggered: &[TriggeredDeployment],
         items: &[NewOutboxItem],
     ) -> Result<DeliveryRecord, Error> {
-        let job = outbox::DeliveryJob {
+        let job = recording::DeliveryJob {
             delivery,
             triggered,
             items,
         };
         let attempt = || {
             self.write(|conn| {
-                outbox::record_deliveries(conn, std::slice::from_ref(&job), insert_triggered_in)
+                recording::record_deliveries(conn, std::slice::from_ref(&job), insert_triggered_in)
             })
             .map(|mut records| records.pop().unwrap_or_default())
         };

@@ -7,7 +7,7 @@ use diesel::prelude::*;
 use super::cursor::{self, DeploymentKey};
 use super::rows::{DeploymentRow, InstanceRow, ReleaseRow, to_db};
 use super::schema::{deployments, instances, releases};
-use super::{DbConn, DieselStore, db_error, load_instance, outbox, queue};
+use super::{DbConn, DieselStore, db_error, load_instance, outbox, queue, recording};
 use crate::deploy::{
     self, DeployListResult, Deployment, DeploymentId, Error, Instance, InstanceId, ListOptions,
     Release, ReleaseId, ReleaseListResult, ReleaseStore, TriggeredDeployment,
@@ -405,7 +405,7 @@ impl ReleaseStore for DieselStore {
     ) -> Result<Option<Deployment>, Error> {
         let attempt = || {
             self.write(|conn| {
-                outbox::record_effects(
+                recording::record_effects(
                     conn,
                     std::slice::from_ref(triggered),
                     &[],

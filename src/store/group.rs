@@ -28,7 +28,7 @@ use tokio::sync::oneshot;
 
 use super::rows::to_db;
 use super::schema::repositories;
-use super::{Backend, DbConn, DieselStore, db_error, insert_triggered_in, outbox};
+use super::{Backend, DbConn, DieselStore, db_error, insert_triggered_in, recording};
 use crate::deploy::{self, Error};
 use crate::github::store::{Delivery, DeliveryRecord, IngestError, RepositorySeen};
 
@@ -276,20 +276,20 @@ fn write_batch(
         None => store.conn()?,
     };
     let result = if one_statement {
-        let rows: Vec<outbox::DeliveryJob<'_>> = jobs.iter().map(delivery_job).collect();
-        outbox::record_deliveries(&mut pooled, &rows, insert_triggered_in)
+        let rows: Vec<recording::DeliveryJob<'_>> = jobs.iter().map(delivery_job).collect();
+        recording::record_deliveries(&mut pooled, &rows, insert_triggered_in)
             .map(|records| records.into_iter().map(Ok).collect())
     } else {
         within(&mut pooled, deadline, |conn| {
             let refused = check_pins(conn, jobs)?;
-            let rows: Vec<outbox::DeliveryJob<'_>> = jobs
+            let rows: Vec<recording::DeliveryJob<'_>> = jobs
                 .iter()
                 .zip(&refused)
                 .filter(|(_, refusal)| refusal.is_none())
                 .map(|(job, _)| delivery_job(job))
                 .collect();
             let mut records =
-                outbox::record_deliveries(conn, &rows, insert_triggered_in)?.into_iter();
+                recording::record_deliveries(conn, &rows, insert_triggered_in)?.into_iter();
             if deadline.is_some_and(|d| Instant::now() > d) {
                 return Err(too_late());
             }
@@ -308,8 +308,8 @@ fn write_batch(
     result
 }
 
-fn delivery_job(job: &Job) -> outbox::DeliveryJob<'_> {
-    outbox::DeliveryJob {
+fn delivery_job(job: &Job) -> recording::DeliveryJob<'_> {
+    recording::DeliveryJob {
         delivery: &job.delivery,
         triggered: &job.triggered,
         items: &job.items,

@@ -13,6 +13,7 @@ mod keys;
 mod logs;
 mod outbox;
 mod queue;
+mod recording;
 mod rows;
 pub mod schema;
 
