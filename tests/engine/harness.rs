@@ -135,12 +135,16 @@ fn service(db: &TestDb, defs: &[SpecDef], name: &str) -> Service {
     )
 }
 
-fn pool(db: &TestDb, defs: &[SpecDef], name: &str) -> (Service, CancellationToken) {
+fn pool(
+    db: &TestDb,
+    defs: &[SpecDef],
+    name: &str,
+) -> (Service, CancellationToken, tokio::task::JoinHandle<()>) {
     let service = service(db, defs, name);
     let shutdown = CancellationToken::new();
     let worker = Arc::new(Worker::new(db.store.clone(), &service, settings()));
-    tokio::spawn(worker.run(shutdown.clone()));
-    (service, shutdown)
+    let running = tokio::spawn(worker.run(shutdown.clone()));
+    (service, shutdown, running)
 }
 
 /// A second worker pool on the same database; stops when dropped.
@@ -158,6 +162,7 @@ pub struct Engine {
     defs: Vec<SpecDef>,
     instances: HashMap<String, Instance>,
     shutdown: CancellationToken,
+    running: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 impl Drop for Engine {
@@ -176,13 +181,14 @@ impl Engine {
                 .unwrap();
             instances.insert(def.name.clone(), inst);
         }
-        let (service, shutdown) = pool(&db, &defs, "pool1");
+        let (service, shutdown, running) = pool(&db, &defs, "pool1");
         Engine {
             db,
             service,
             defs,
             instances,
             shutdown,
+            running: std::sync::Mutex::new(Some(running)),
         }
     }
 
@@ -196,9 +202,14 @@ impl Engine {
             .await;
     }
 
-    /// Stops the engine's own worker pool (it claims nothing more).
-    pub fn stop_pool(&self) {
+    /// Stops the engine's own worker pool and waits until its run has returned (a claim
+    /// it had begun is over).
+    pub async fn stop_pool(&self) {
         self.shutdown.cancel();
+        let running = self.running.lock().unwrap().take();
+        if let Some(running) = running {
+            running.await.unwrap();
+        }
     }
 
     pub fn second_pool(&self) -> Pool {

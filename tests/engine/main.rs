@@ -679,7 +679,7 @@ async fn one_running_per_instance_fifo(db: TestDb) {
 /// waiting (each claim it made would be killed when the grace period ends).
 async fn a_worker_whose_shutdown_has_begun_claims_nothing(db: TestDb) {
     let engine = Engine::start(db, vec![noop_spec("web", "rolling")]).await;
-    engine.stop_pool();
+    engine.stop_pool().await;
     let queued = engine
         .service
         .deploy(
