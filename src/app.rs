@@ -12,7 +12,9 @@ use tokio_util::sync::CancellationToken;
 use crate::config::Config;
 use crate::deploy::{Error, InstanceStore, Service};
 use crate::github::client::GithubClient;
-use crate::github::outbox::{LogUrl, Sender};
+use crate::github::context::{Context, LogUrl};
+use crate::github::dispatch::Dispatch;
+use crate::github::outbox::Sender;
 use crate::github::webhook::redeliver::{self, Redeliverer};
 use crate::provider::catalog::{ConfigCatalog, secret_mask};
 use crate::server::pages::{self, PageKeys};
@@ -270,13 +272,15 @@ fn start_sender(
             pages::log_url(&log_config, &log_keys, d.id)
         }
     });
-    let sender = Arc::new(Sender::new(
-        Arc::clone(store) as _,
-        service.clone(),
-        Arc::clone(config),
+    let handler = Dispatch::new(Context {
+        store: Arc::clone(store) as _,
+        service: service.clone(),
+        config: Arc::clone(config),
         client,
         log_url,
-    ));
+    });
+    let wake = Arc::clone(service.wake());
+    let sender = Arc::new(Sender::new(Arc::clone(store) as _, Arc::new(handler), wake));
     tokio::spawn(sender.run(stop.clone()))
 }
 

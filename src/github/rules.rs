@@ -2,120 +2,13 @@
 //! event to the deployments to create now and the jobs that need GitHub first. Nothing
 //! here talks to GitHub or the database.
 
-use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
-
-use super::outbox::{NewOutboxItem, ResolveTagJob, Work};
-use super::webhook::events::{Event, PullRequestEvent, Push, RefType, Repository};
+use super::image::{ImageVars, render_image, short};
+use super::outbox::{NewOutboxItem, PullHeadJob, ResolveTagJob, Work};
+pub use super::routing::{PlannedDeploy, Routing};
+use super::routing::{instances_of, pull_key};
+use super::webhook::events::{Event, PullRequestEvent, Push, RefType};
 use crate::config::{Config, InstanceConfig};
 use crate::deploy::Source;
-
-/// A deployment an event asks for, before validation by the Service.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PlannedDeploy {
-    pub tenant: String,
-    pub instance: String,
-    pub image: String,
-    pub commit_sha: String,
-    pub notes: String,
-    pub initiator: String,
-    /// One deployment per instance and key: `tag:v1.2.0:<sha>`, `push:refs/heads/main:<before>..<after>`.
-    pub trigger_key: String,
-    pub source: Source,
-}
-
-/// What to do with an event.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Routing {
-    /// A `ping`: answer with the zen.
-    Pong { zen: String },
-    /// Nothing to do, and why.
-    Ignored { reason: String },
-    /// Deployments to create now and outbox items (jobs, reactions, replies).
-    Act {
-        tenant: String,
-        deploys: Vec<PlannedDeploy>,
-        items: Vec<NewOutboxItem>,
-        /// Instances the event matched but that cannot deploy it: (instance, why), told in
-        /// the webhook's answer (GitHub's delivery log) and the log.
-        refused: Vec<(String, String)>,
-    },
-}
-
-/// Values for the image template's placeholders; a placeholder without a value is an error.
-#[derive(Debug, Default, Clone)]
-pub struct ImageVars<'a> {
-    pub sha: &'a str,
-    pub git_ref: &'a str,
-    pub branch: Option<&'a str>,
-    pub tag: Option<&'a str>,
-    pub pr: Option<u64>,
-}
-
-/// Fills `{sha} {short_sha} {ref} {branch} {tag} {pr}` in an image template.
-pub fn render_image(template: &str, vars: &ImageVars<'_>) -> Result<String, String> {
-    let short: String = vars.sha.chars().take(7).collect();
-    let pr = vars.pr.map(|n| n.to_string());
-    let mut out = String::with_capacity(template.len() + 40);
-    let mut rest = template;
-    while let Some(start) = rest.find('{') {
-        out.push_str(&rest[..start]);
-        let Some(len) = rest[start..].find('}') else {
-            out.push_str(&rest[start..]);
-            return Ok(out);
-        };
-        let name = &rest[start + 1..start + len];
-        let value = match name {
-            "sha" => Some(vars.sha),
-            "short_sha" => Some(short.as_str()),
-            "ref" => Some(vars.git_ref),
-            "branch" => vars.branch,
-            "tag" => vars.tag,
-            "pr" => pr.as_deref(),
-            _ => None,
-        };
-        match value {
-            Some(v) if !v.is_empty() => out.push_str(&sanitize_tag(v)),
-            _ => {
-                return Err(format!(
-                    "the image template {template:?} uses {{{name}}}, which this trigger does not provide"
-                ));
-            }
-        }
-        rest = &rest[start + len + 1..];
-    }
-    out.push_str(rest);
-    Ok(out)
-}
-
-/// Branch names may hold characters an image reference cannot (`feature/x`): keep the
-/// reference valid and free of anything a shell or a registry would read specially.
-fn sanitize_tag(value: &str) -> String {
-    value
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
-                c
-            } else {
-                '-'
-            }
-        })
-        .collect()
-}
-
-/// A commit's short form, as notes and replies show it.
-pub(super) fn short(sha: &str) -> &str {
-    sha.get(..7).unwrap_or(sha)
-}
-
-/// The instances configured for a repository.
-pub(super) fn instances_of<'a>(config: &'a Config, repo: &Repository) -> Vec<&'a InstanceConfig> {
-    config
-        .instances
-        .iter()
-        .filter(|i| i.repo.eq_ignore_ascii_case(&repo.full_name))
-        .collect()
-}
 
 /// Decides what an event does.
 pub fn route(config: &Config, event: &Event) -> Routing {
@@ -301,21 +194,6 @@ fn push_deploys(
     (deploys, refused)
 }
 
-/// The job recording a pull request's new head.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PullHeadJob {
-    pub repo: String,
-    pub pr: u64,
-    pub head_sha: String,
-    pub at: DateTime<Utc>,
-}
-
-/// The ordering key of everything about one pull request: its head changes and its
-/// comments' jobs run in the order GitHub sent them.
-pub fn pull_key(repo: &str, pr: u64) -> String {
-    format!("pull:{}#{pr}", repo.to_lowercase())
-}
-
 fn route_pull_request(config: &Config, event: &PullRequestEvent) -> Routing {
     if !event.sets_head() {
         return Routing::Ignored {
@@ -352,8 +230,7 @@ fn route_pull_request(config: &Config, event: &PullRequestEvent) -> Routing {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::github::commands::{CommentCommand, CommentJob};
-    use crate::github::outbox::{JOB_COMMAND, JOB_PULL_HEAD};
+    use crate::github::outbox::{CommentCommand, CommentJob, JOB_COMMAND, JOB_PULL_HEAD};
 
     const CONFIG: &str = r#"
 webhook_secrets = ["s"]
@@ -454,36 +331,5 @@ kind = "noop"
         v["action"] = "labeled".into();
         let routing = route(&config(), &event("pull_request", v.to_string().as_bytes()));
         assert!(matches!(routing, Routing::Ignored { .. }), "{routing:?}");
-    }
-
-    #[test]
-    fn images_are_rendered_and_missing_values_refused() {
-        let vars = ImageVars {
-            sha: "a10867b14bb761a232cd80139fbd4c0d33264240",
-            git_ref: "refs/heads/feature/x",
-            branch: Some("feature/x"),
-            tag: None,
-            pr: Some(42),
-        };
-        assert_eq!(
-            render_image("ghcr.io/acme/web:{short_sha}-{branch}-pr{pr}", &vars).unwrap(),
-            "ghcr.io/acme/web:a10867b-feature-x-pr42"
-        );
-        let err = render_image("ghcr.io/acme/web:{tag}", &vars).unwrap_err();
-        assert!(err.contains("{tag}"), "{err}");
-        // Shell metacharacters from a branch name never survive into the image.
-        let evil = ImageVars {
-            branch: Some("main;rm -rf ~"),
-            ..vars.clone()
-        };
-        assert_eq!(
-            render_image("img:{branch}", &evil).unwrap(),
-            "img:main-rm--rf--"
-        );
-        let evil = ImageVars {
-            tag: Some("$(reboot)"),
-            ..vars
-        };
-        assert_eq!(render_image("img:{tag}", &evil).unwrap(), "img:--reboot-");
     }
 }

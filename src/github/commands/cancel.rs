@@ -1,7 +1,7 @@
 //! `/cancel [ENV] [--queued]`: stop the running deployment of an environment (the release
 //! it replaces is restored), or with `--queued` cancel the deployments waiting for it.
 
-use super::run::{Checks, CommentRun, Forks, Outgoing, Stop, Target, store_error};
+use super::run::{Checks, CommentRun, Forks, Outgoing, Stop, Target};
 use crate::deploy::{DeployState, DeploymentId, ListOptions};
 use crate::github::outbox::NewOutboxItem;
 use crate::github::store::{CommentActed, CommentEffect};
@@ -43,7 +43,7 @@ pub(super) async fn handle(
     let Some(acted) = run.act(target.step, effect, items).await? else {
         return Ok(());
     };
-    let service = &run.sender.service;
+    let service = &run.cx.service;
     for d in acted.cancelled {
         if d.state == DeployState::Running {
             service.stop_running(d.id);
@@ -59,12 +59,12 @@ async fn cancellable(
     target: &Target<'_>,
     queued: bool,
 ) -> Result<Cancellable, Stop> {
-    let service = &run.sender.service;
+    let service = &run.cx.service;
     let tenant = &run.item.tenant_id;
     let inst = service
         .resolve_instance(tenant, &target.cfg.name)
         .await
-        .map_err(store_error)?;
+        .map_err(Stop::from_store)?;
     let page = service
         .list_deployments(
             tenant,
@@ -75,7 +75,7 @@ async fn cancellable(
             },
         )
         .await
-        .map_err(store_error)?;
+        .map_err(Stop::from_store)?;
     let wanted = if queued {
         DeployState::Pending
     } else {

@@ -3,11 +3,11 @@
 
 use std::sync::Arc;
 
-use super::run::{Checks, CommentRun, Forks, Stop, Target, store_error};
+use super::run::{Checks, CommentRun, Forks, Stop, Target};
 use crate::deploy::DeployRequest;
 use crate::deploy::service::blocking;
 use crate::github::client::PullRequest;
-use crate::github::rules::{ImageVars, render_image, short};
+use crate::github::image::{ImageVars, render_image, short};
 use crate::github::store::PullHead;
 
 /// The command's syntax, as help and parse errors show it.
@@ -45,7 +45,7 @@ pub(super) async fn handle(
         }
     };
     let prepared = async {
-        let service = &run.sender.service;
+        let service = &run.cx.service;
         let inst = service
             .resolve_instance(&run.item.tenant_id, &cfg.name)
             .await?;
@@ -80,11 +80,11 @@ pub(super) async fn handle(
 async fn head_moved(run: &CommentRun<'_>, pull: &PullRequest) -> Result<Option<String>, Stop> {
     let job = run.job;
     let heads = {
-        let store = Arc::clone(&run.sender.store);
+        let store = Arc::clone(&run.cx.store);
         let (tenant, repo, pr) = (run.item.tenant_id.clone(), run.repo_key.clone(), job.pr);
         blocking(move || store.pull_heads(&tenant, &repo, pr))
             .await
-            .map_err(store_error)?
+            .map_err(Stop::from_store)?
     };
     let before = heads.iter().rev().find(|h| h.at < job.created_at);
     let moved_after = heads.iter().any(|h| h.at >= job.created_at);
@@ -104,7 +104,7 @@ async fn head_moved(run: &CommentRun<'_>, pull: &PullRequest) -> Result<Option<S
     // The head seen now counts from now on, so that the next comment can deploy it
     // even when GitHub's event for it never arrives.
     if heads.last().is_none_or(|h| h.head_sha != pull.head_sha) {
-        let store = Arc::clone(&run.sender.store);
+        let store = Arc::clone(&run.cx.store);
         let (tenant, repo, pr) = (run.item.tenant_id.clone(), run.repo_key.clone(), job.pr);
         let head = PullHead {
             head_sha: pull.head_sha.clone(),
@@ -112,7 +112,7 @@ async fn head_moved(run: &CommentRun<'_>, pull: &PullRequest) -> Result<Option<S
         };
         blocking(move || store.record_pull_head(&tenant, &repo, pr, &head))
             .await
-            .map_err(store_error)?;
+            .map_err(Stop::from_store)?;
     }
     Ok(Some(refusal))
 }

@@ -1,12 +1,15 @@
 //! Pull-request comment commands. The parser turns a comment into [`Command`]s, the route
-//! resolves each to a stored [`CommentCommand`] of the comment's job, and the job runs them
-//! from the outbox: the checks they share in `run`, each command's own work in its file
-//! (`deploy`, `rollback`, `cancel`, `help`), dispatched by an exhaustive `match`.
+//! resolves each to a stored [`CommentCommand`] of the comment's job (outbox work), and
+//! the job runs them from the outbox: the checks they share in `run`, each command's own
+//! work in its file (`deploy`, `rollback`, `cancel`, `help`), dispatched by an exhaustive
+//! `match`.
 //!
 //! Adding a command: its [`Command`] variant and parser case, its [`CommentCommand`]
-//! variant, its file with `USAGE` and `handle`, its row in [`HELP`], in the README and in
-//! [`ParseError::UnknownCommand`]'s list; the compiler points at the `match`es that need
+//! variant in `outbox/work.rs`, its file with `USAGE` and `handle`, its row in [`HELP`],
+//! in the README and in [`ParseError::UnknownCommand`]'s list; the compiler points at the `match`es that need
 //! its arm.
+//!
+//! [`CommentCommand`]: crate::github::outbox::CommentCommand
 
 mod cancel;
 mod deploy;
@@ -18,5 +21,5 @@ mod run;
 
 pub use help::HELP;
 pub use parser::{Command, ParseError, RollbackTo, parse};
-pub use route::{CommentCommand, CommentJob, MAX_COMMANDS, route_comment};
+pub use route::{MAX_COMMANDS, route_comment};
 pub use run::comment;

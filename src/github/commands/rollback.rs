@@ -21,7 +21,7 @@ pub(super) async fn handle(
 ) -> Result<(), Stop> {
     let rollback_to = version.map_or(RollbackTarget::Previous, RollbackTarget::Version);
     let prepared = async {
-        let service = &run.sender.service;
+        let service = &run.cx.service;
         let inst = service
             .resolve_instance(&run.item.tenant_id, &target.cfg.name)
             .await?;

@@ -2,58 +2,15 @@
 //! line with its environment resolved, and the stored form of the job. Pure: nothing here
 //! talks to GitHub or the database.
 
-use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
-
 use super::HELP;
 use super::parser::{self, Command, ParseError, RollbackTo};
 use crate::config::{Config, InstanceConfig};
-use crate::github::outbox::{NewOutboxItem, Work};
-use crate::github::rules::{Routing, instances_of, pull_key};
+use crate::github::outbox::{CommentCommand, CommentJob, NewOutboxItem, Work};
+use crate::github::routing::{Routing, instances_of, pull_key};
 use crate::github::webhook::events::{CommentAction, IssueComment};
 
 /// The most command lines of one comment that deploybot acts on.
 pub const MAX_COMMANDS: usize = 5;
-
-/// The job of one pull-request comment: who wrote it when, and what each command line
-/// asks. The job checks the commenter's permission before anything is written to GitHub.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CommentJob {
-    /// `owner/name` as GitHub spells it.
-    pub repo: String,
-    pub pr: u64,
-    pub comment_id: u64,
-    /// GitHub's time of the comment: `/deploy` ships the head the pull request had then.
-    pub created_at: DateTime<Utc>,
-    pub user: String,
-    pub installation_id: Option<u64>,
-    /// The command lines, in order; step N of the comment is `steps[N - 1]`.
-    pub steps: Vec<CommentCommand>,
-}
-
-/// What one command line of a comment asks, with its instance resolved.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "command", rename_all = "snake_case")]
-pub enum CommentCommand {
-    /// `/help`.
-    Help,
-    /// A line deploybot cannot run; the reply says why.
-    Invalid { message: String },
-    Deploy {
-        instance: String,
-        strategy: Option<String>,
-    },
-    Rollback {
-        instance: String,
-        /// A version, or the previous release when None.
-        version: Option<i64>,
-    },
-    Cancel {
-        instance: String,
-        /// The queued deployments instead of the running one.
-        queued: bool,
-    },
-}
 
 /// What a comment asks: its job, or why it is ignored.
 pub fn route_comment(config: &Config, event: &IssueComment) -> Routing {
@@ -212,23 +169,4 @@ fn instance<'a>(
             environment.unwrap_or_default().replace('`', "")
         )
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn stored_comment_jobs_keep_their_json_shape() {
-        let stored = r#"{"repo":"Acme/Web","pr":42,"comment_id":7,"created_at":"2026-12-01T10:00:01Z","user":"octocat","installation_id":null,"steps":[{"command":"help"},{"command":"invalid","message":"no"},{"command":"deploy","instance":"web","strategy":null},{"command":"deploy","instance":"web","strategy":"canary"},{"command":"rollback","instance":"web","version":null},{"command":"rollback","instance":"web","version":3},{"command":"cancel","instance":"web","queued":true}]}"#;
-        let job: CommentJob = serde_json::from_str(stored).unwrap();
-        assert_eq!(
-            job.steps[5],
-            CommentCommand::Rollback {
-                instance: "web".into(),
-                version: Some(3)
-            }
-        );
-        assert_eq!(serde_json::to_string(&job).unwrap(), stored);
-    }
 }

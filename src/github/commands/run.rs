@@ -6,14 +6,15 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::route::{CommentCommand, CommentJob};
 use super::{cancel, deploy, help, rollback};
 use crate::config::InstanceConfig;
 use crate::deploy::service::blocking;
 use crate::deploy::{Error, Source, TriggeredDeployment};
-use crate::github::client::{ApiError, GithubClient, PullRequest};
+use crate::github::client::{GithubClient, PullRequest};
+use crate::github::context::Context;
 use crate::github::outbox::{
-    CommentReaction, CommentReply, NewOutboxItem, OutboxItem, OutboxResult, Sender, Work,
+    CommentCommand, CommentJob, CommentReaction, CommentReply, NewOutboxItem, OutboxItem,
+    OutboxResult, Work,
 };
 use crate::github::store::{CommentActed, CommentEffect, CommentStep};
 
@@ -29,42 +30,12 @@ const SEEN_STEP: i32 = 0;
 /// Why a step stopped the job: retried later or given up, as the outbox decides.
 pub(super) type Stop = OutboxResult;
 
-/// A GitHub API error: retried when GitHub says so, given up otherwise.
-pub(super) fn api(e: ApiError) -> Stop {
-    match e {
-        ApiError::Retry { after, message } => OutboxResult::Retry {
-            after,
-            error: message,
-        },
-        refused => OutboxResult::Failed {
-            error: refused.to_string(),
-        },
-    }
-}
-
-/// A store error: retried while the database is unavailable, given up otherwise.
-pub(super) fn store_error(e: Error) -> Stop {
-    match e {
-        Error::Unavailable(e) => retry(e),
-        other => OutboxResult::Failed {
-            error: other.to_string(),
-        },
-    }
-}
-
-fn retry(error: String) -> Stop {
-    OutboxResult::Retry {
-        after: Duration::from_secs(2),
-        error,
-    }
-}
-
 /// One comment's commands. Nothing reaches GitHub before the commenter's permission is
 /// known. Each step (the acknowledgement, then each command) is recorded in the same
 /// transaction as its effect, so a redelivered comment or a re-run job acts once.
-pub async fn comment(sender: &Sender, item: &OutboxItem, job: &CommentJob) -> OutboxResult {
+pub async fn comment(cx: &Context, item: &OutboxItem, job: &CommentJob) -> OutboxResult {
     let run = CommentRun {
-        sender,
+        cx,
         item,
         repo_key: job.repo.to_lowercase(),
         job,
@@ -85,7 +56,7 @@ pub async fn comment(sender: &Sender, item: &OutboxItem, job: &CommentJob) -> Ou
 
 /// One run of a comment job.
 pub(super) struct CommentRun<'a> {
-    pub(super) sender: &'a Sender,
+    pub(super) cx: &'a Context,
     pub(super) item: &'a OutboxItem,
     /// `owner/name`, lower-cased, as the comment's records are kept.
     pub(super) repo_key: String,
@@ -163,7 +134,7 @@ impl CommentRun<'_> {
 
     /// The steps of this comment that acted before.
     async fn done_steps(&self) -> Result<Vec<i32>, Stop> {
-        let store = Arc::clone(&self.sender.store);
+        let store = Arc::clone(&self.cx.store);
         let (tenant, repo, id) = (
             self.item.tenant_id.clone(),
             self.repo_key.clone(),
@@ -171,13 +142,13 @@ impl CommentRun<'_> {
         );
         blocking(move || store.comment_steps(&tenant, &repo, id))
             .await
-            .map_err(store_error)
+            .map_err(Stop::from_store)
     }
 
     /// The commenter's role and the environments that take commands; None when no
     /// environment of the repository takes commands any more.
     async fn commenter(&self) -> Result<Option<Commenter<'_>>, Stop> {
-        let Some(client) = self.sender.client_or_log(self.item) else {
+        let Some(client) = self.cx.client_or_log(self.item) else {
             return Err(OutboxResult::Failed {
                 error: "commands need GitHub credentials to check the commenter's permission"
                     .into(),
@@ -187,9 +158,9 @@ impl CommentRun<'_> {
         let role = client
             .permission(&job.repo, job.installation_id, &job.user)
             .await
-            .map_err(api)?;
+            .map_err(Stop::from_api)?;
         let instances: Vec<&InstanceConfig> = self
-            .sender
+            .cx
             .config
             .instances
             .iter()
@@ -293,7 +264,7 @@ impl CommentRun<'_> {
     ) -> Result<Option<Target<'c>>, Stop> {
         let job = self.job;
         let verb = checks.verb;
-        let Some(cfg) = self.sender.instance_config(&self.item.tenant_id, instance) else {
+        let Some(cfg) = self.cx.instance_config(&self.item.tenant_id, instance) else {
             let text = format!("`{instance}` is no longer configured in deploybot.");
             return self.refused(step, text).await;
         };
@@ -314,7 +285,7 @@ impl CommentRun<'_> {
                 .client
                 .pull(&job.repo, job.installation_id, job.pr)
                 .await
-                .map_err(api)?,
+                .map_err(Stop::from_api)?,
         };
         let pull = &*commenter.pull.insert(pull);
         if !pull.open {
@@ -369,7 +340,7 @@ impl CommentRun<'_> {
         let cfg = target.cfg;
         let mut triggered = match prepared {
             Ok(triggered) => triggered,
-            Err(Error::Unavailable(e)) => return Err(retry(e)),
+            Err(Error::Unavailable(e)) => return Err(Stop::unavailable(e)),
             Err(e) => {
                 let text = format!("Could not {verb} `{}`: {e}", cfg.environment);
                 return self.refuse_or_reply(target.step, text, true).await;
@@ -378,7 +349,7 @@ impl CommentRun<'_> {
         triggered.trigger_key = Some(format!("comment:{}:{}", self.job.comment_id, cfg.name));
         let effect = CommentEffect::Deploy(Box::new(triggered));
         self.act(target.step, effect, |_| Vec::new()).await?;
-        self.sender.service.wake().notify_waiters();
+        self.cx.service.wake().notify_waiters();
         Ok(())
     }
 
@@ -411,12 +382,12 @@ impl CommentRun<'_> {
             comment_id: self.job.comment_id,
             step,
         };
-        let store = Arc::clone(&self.sender.store);
+        let store = Arc::clone(&self.cx.store);
         match blocking(move || store.act_on_comment(&step, &effect, &items)).await {
             Ok(acted) => Ok(acted),
             // Another run of the same step committed first: it acted.
             Err(Error::Conflict(_)) => Ok(None),
-            Err(e) => Err(store_error(e)),
+            Err(e) => Err(Stop::from_store(e)),
         }
     }
 }

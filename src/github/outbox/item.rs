@@ -4,7 +4,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::work::{DecodeError, Work};
-use crate::deploy::DeploymentId;
+use crate::deploy::{DeploymentId, Error};
+use crate::github::client::ApiError;
 
 /// The `last_error` of an item whose previous claim was never completed (its sender died
 /// or lost the database mid-send): GitHub may already have it, so look before resending.
@@ -82,4 +83,37 @@ pub enum OutboxResult {
     Skipped {
         reason: String,
     },
+}
+
+impl OutboxResult {
+    /// A GitHub API error: retried when GitHub says so, given up otherwise.
+    pub fn from_api(e: ApiError) -> Self {
+        match e {
+            ApiError::Retry { after, message } => OutboxResult::Retry {
+                after,
+                error: message,
+            },
+            refused => OutboxResult::Failed {
+                error: refused.to_string(),
+            },
+        }
+    }
+
+    /// A store error: retried while the database is unavailable, given up otherwise.
+    pub fn from_store(e: Error) -> Self {
+        match e {
+            Error::Unavailable(e) => Self::unavailable(e),
+            other => OutboxResult::Failed {
+                error: other.to_string(),
+            },
+        }
+    }
+
+    /// Try again in two seconds: the database is unavailable.
+    pub fn unavailable(error: String) -> Self {
+        OutboxResult::Retry {
+            after: std::time::Duration::from_secs(2),
+            error,
+        }
+    }
 }

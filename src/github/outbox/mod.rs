@@ -1,11 +1,10 @@
 //! The outbox: typed reports and jobs ([`Work`]), where they are kept ([`OutboxStore`]),
-//! and their sender, which delivers reports to GitHub in order per key (a deployment, a
-//! comment), with retries and backoff, and runs the jobs that need GitHub. Several
-//! processes can send from one database: each item is claimed by exactly one.
+//! and their sender, which claims items in order per key (a deployment, a comment), hands
+//! each to a [`WorkHandler`], and records the outcome with retries and backoff. Several
+//! processes can send from one database: each item is claimed by exactly one. What each
+//! kind of work does is the handler's, not the outbox's.
 
 mod item;
-mod jobs;
-mod reports;
 mod store;
 mod work;
 
@@ -15,21 +14,16 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use super::client::{ApiError, GithubClient};
-use crate::config::{Config, InstanceConfig};
 use crate::deploy::service::blocking;
-use crate::deploy::{Deployment, DeploymentId, Error, Instance, Release, Service};
-use crate::github::store::GithubStore;
 use crate::metrics::SendResult;
 
 pub use item::{GithubAcceptance, NewOutboxItem, OutboxItem, OutboxResult, SENDER_LOST};
-pub use reports::clip;
 pub use store::OutboxStore;
 pub use work::{
-    COMMENT_REACTION, COMMENT_REPLY, CommentReaction, CommentReply, DEPLOYMENT_CREATED,
-    DEPLOYMENT_REACTION, DEPLOYMENT_REPLY, DEPLOYMENT_STATUS, DecodeError, DeploymentCreated,
-    DeploymentReaction, DeploymentReply, JOB_COMMAND, JOB_PULL_HEAD, JOB_RESOLVE_TAG,
-    ResolveTagJob, StatusReport, Work,
+    COMMENT_REACTION, COMMENT_REPLY, CommentCommand, CommentJob, CommentReaction, CommentReply,
+    DEPLOYMENT_CREATED, DEPLOYMENT_REACTION, DEPLOYMENT_REPLY, DEPLOYMENT_STATUS, DecodeError,
+    DeploymentCreated, DeploymentReaction, DeploymentReply, JOB_COMMAND, JOB_PULL_HEAD,
+    JOB_RESOLVE_TAG, PullHeadJob, ResolveTagJob, StatusReport, Work,
 };
 
 /// An item that keeps failing is given up after this many attempts.
@@ -42,16 +36,17 @@ const CLAIM_LEASE: Duration = Duration::from_secs(15);
 /// How many items are sent at once.
 const IN_FLIGHT: usize = 16;
 
-/// Builds the `log_url` of a deployment: its page, with a read token when pages are private.
-pub type LogUrl = Arc<dyn Fn(&Deployment) -> String + Send + Sync>;
+/// Does what one item asks: sends a report or runs a job. The sender records the outcome.
+#[async_trait::async_trait]
+pub trait WorkHandler: Send + Sync + 'static {
+    /// Sends one report or runs one job, read from `item` as `work`.
+    async fn handle(&self, item: &OutboxItem, work: &Work) -> OutboxResult;
+}
 
-/// Sends the outbox: everything a handler needs.
+/// Sends the outbox: claims items, hands each to the handler, records how it ended.
 pub struct Sender {
-    pub store: Arc<dyn GithubStore>,
-    pub service: Service,
-    pub config: Arc<Config>,
-    pub client: Option<Arc<GithubClient>>,
-    pub log_url: LogUrl,
+    store: Arc<dyn OutboxStore>,
+    handler: Arc<dyn WorkHandler>,
     owner: String,
     wake: Arc<Notify>,
 }
@@ -64,20 +59,16 @@ fn backoff(attempts: i32, suggested: Duration) -> Duration {
 }
 
 impl Sender {
+    /// A sender reading `store`, handing items to `handler`, and looking again at once
+    /// when `wake` is notified (new items were written).
     pub fn new(
-        store: Arc<dyn GithubStore>,
-        service: Service,
-        config: Arc<Config>,
-        client: Option<Arc<GithubClient>>,
-        log_url: LogUrl,
+        store: Arc<dyn OutboxStore>,
+        handler: Arc<dyn WorkHandler>,
+        wake: Arc<Notify>,
     ) -> Self {
-        let wake = Arc::clone(service.wake());
         Self {
             store,
-            service,
-            config,
-            client,
-            log_url,
+            handler,
             owner: format!(
                 "sender:{}:{}",
                 std::process::id(),
@@ -96,11 +87,6 @@ impl Sender {
     /// key (the claim never hands out an item while an older one of its key is pending),
     /// not the items claimed with it.
     pub async fn run(self: Arc<Self>, stop: CancellationToken) {
-        if self.client.is_none() {
-            tracing::warn!(
-                "no GitHub credentials (GITHUB_TOKEN or GITHUB_APP_ID + key): reports are written to the log and the pages only"
-            );
-        }
         let mut sending = tokio::task::JoinSet::new();
         let mut renew_at = tokio::time::Instant::now() + CLAIM_LEASE / 3;
         while !stop.is_cancelled() {
@@ -185,7 +171,7 @@ impl Sender {
     pub async fn process(&self, item: OutboxItem) {
         let result = match item.work() {
             Ok(work) => {
-                let result = give_up_or_back_off(&item, self.handle(&item, &work).await);
+                let result = give_up_or_back_off(&item, self.handler.handle(&item, &work).await);
                 log_outcome(&item, &result);
                 result
             }
@@ -209,48 +195,6 @@ impl Sender {
         if let Err(e) = blocking(move || store.complete_outbox(id, &owner, &result)).await {
             tracing::warn!(item = id, error = %e, "cannot record the outcome of a report; it will be retried");
         }
-    }
-
-    /// Sends one report or runs one job.
-    async fn handle(&self, item: &OutboxItem, work: &Work) -> OutboxResult {
-        let outcome = match work {
-            Work::DeploymentCreated(_) => self.deployment_created(item).await,
-            Work::DeploymentStatus(report) => self.deployment_status(item, report).await,
-            Work::DeploymentReaction(reaction) => self.deployment_reaction(item, reaction).await,
-            Work::DeploymentReply(reply) => self.deployment_reply(item, reply).await,
-            Work::CommentReaction(reaction) => self.comment_reaction(item, reaction).await,
-            Work::CommentReply(reply) => self.comment_reply(item, reply).await,
-            Work::ResolveTag(job) => return jobs::resolve_tag(self, item, job).await,
-            Work::PullHead(job) => return jobs::pull_head(self, item, job).await,
-            Work::Comment(job) => return super::commands::comment(self, item, job).await,
-        };
-        match outcome {
-            Ok(result) => result,
-            Err(Failure::Api(e)) => jobs::api(e),
-            Err(Failure::Store(e)) => jobs::store_error(e),
-        }
-    }
-
-    /// The client, or the log line of a report that cannot be sent.
-    pub fn client_or_log(&self, item: &OutboxItem) -> Option<&GithubClient> {
-        if self.client.is_none() {
-            tracing::info!(kind = %item.kind, deployment = ?item.deployment_id, payload = %item.payload, "no GitHub credentials: would report");
-        }
-        self.client.as_deref()
-    }
-
-    pub(crate) async fn load(
-        &self,
-        tenant: &str,
-        id: DeploymentId,
-    ) -> Result<(Deployment, Release, Instance), Error> {
-        let store = Arc::clone(&self.store);
-        let tenant = tenant.to_string();
-        blocking(move || store.get_deployment_context(&tenant, id)).await
-    }
-
-    pub(crate) fn instance_config(&self, tenant: &str, name: &str) -> Option<&InstanceConfig> {
-        self.config.instance(tenant, name)
     }
 }
 
@@ -283,24 +227,6 @@ fn log_outcome(item: &OutboxItem, result: &OutboxResult) {
         OutboxResult::Skipped { reason } => {
             tracing::info!(item = item.id, kind = %item.kind, deployment = ?item.deployment_id, %reason, "report not sent")
         }
-    }
-}
-
-/// Why handling an item failed.
-pub(crate) enum Failure {
-    Api(ApiError),
-    Store(Error),
-}
-
-impl From<ApiError> for Failure {
-    fn from(e: ApiError) -> Self {
-        Failure::Api(e)
-    }
-}
-
-impl From<Error> for Failure {
-    fn from(e: Error) -> Self {
-        Failure::Store(e)
     }
 }
 

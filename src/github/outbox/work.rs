@@ -3,12 +3,11 @@
 //! struct as JSON, so what is written is what the sender reads back. An item this version
 //! cannot read is refused by [`Work::decode`], never run as something else.
 
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::deploy::DeployState;
-pub use crate::github::commands::CommentJob;
-pub use crate::github::rules::PullHeadJob;
 
 /// The stored kind of a deployment's GitHub Deployment (created once, before its statuses).
 pub const DEPLOYMENT_CREATED: &str = "deployment.created";
@@ -115,6 +114,55 @@ pub struct ResolveTagJob {
     pub sender: String,
     pub installation_id: Option<u64>,
     pub instances: Vec<String>,
+}
+
+/// The job recording a pull request's new head.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PullHeadJob {
+    pub repo: String,
+    pub pr: u64,
+    pub head_sha: String,
+    pub at: DateTime<Utc>,
+}
+
+/// The job of one pull-request comment: who wrote it when, and what each command line
+/// asks. The job checks the commenter's permission before anything is written to GitHub.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommentJob {
+    /// `owner/name` as GitHub spells it.
+    pub repo: String,
+    pub pr: u64,
+    pub comment_id: u64,
+    /// GitHub's time of the comment: `/deploy` ships the head the pull request had then.
+    pub created_at: DateTime<Utc>,
+    pub user: String,
+    pub installation_id: Option<u64>,
+    /// The command lines, in order; step N of the comment is `steps[N - 1]`.
+    pub steps: Vec<CommentCommand>,
+}
+
+/// What one command line of a comment asks, with its instance resolved.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "command", rename_all = "snake_case")]
+pub enum CommentCommand {
+    /// `/help`.
+    Help,
+    /// A line deploybot cannot run; the reply says why.
+    Invalid { message: String },
+    Deploy {
+        instance: String,
+        strategy: Option<String>,
+    },
+    Rollback {
+        instance: String,
+        /// A version, or the previous release when None.
+        version: Option<i64>,
+    },
+    Cancel {
+        instance: String,
+        /// The queued deployments instead of the running one.
+        queued: bool,
+    },
 }
 
 /// Why a stored item cannot be read by this version.
@@ -345,5 +393,19 @@ mod tests {
         assert!(command.to_string().contains("steps[0]"), "{command}");
         let text = Work::decode(COMMENT_REPLY, &Value::String("{not json".into())).unwrap_err();
         assert!(text.to_string().contains("not a JSON object"), "{text}");
+    }
+
+    #[test]
+    fn stored_comment_jobs_keep_their_json_shape() {
+        let stored = r#"{"repo":"Acme/Web","pr":42,"comment_id":7,"created_at":"2026-12-01T10:00:01Z","user":"octocat","installation_id":null,"steps":[{"command":"help"},{"command":"invalid","message":"no"},{"command":"deploy","instance":"web","strategy":null},{"command":"deploy","instance":"web","strategy":"canary"},{"command":"rollback","instance":"web","version":null},{"command":"rollback","instance":"web","version":3},{"command":"cancel","instance":"web","queued":true}]}"#;
+        let job: CommentJob = serde_json::from_str(stored).unwrap();
+        assert_eq!(
+            job.steps[5],
+            CommentCommand::Rollback {
+                instance: "web".into(),
+                version: Some(3)
+            }
+        );
+        assert_eq!(serde_json::to_string(&job).unwrap(), stored);
     }
 }

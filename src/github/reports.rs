@@ -5,17 +5,17 @@ use std::sync::Arc;
 
 use serde_json::{Value, json};
 
-use super::item::{OutboxItem, OutboxResult};
-use super::work::{
-    CommentReaction, CommentReply, DeploymentReaction, DeploymentReply, StatusReport,
+use super::client::{ApiError, GithubClient};
+use super::context::Context;
+use super::outbox::{
+    CommentReaction, CommentReply, DeploymentReaction, DeploymentReply, OutboxItem, OutboxResult,
+    StatusReport,
 };
-use super::{Failure, Sender};
 use crate::config::InstanceConfig;
 use crate::deploy::service::blocking;
 use crate::deploy::{
-    DeployKind, DeployState, Deployment, DeploymentId, Instance, Release, WORKER_LOST,
+    DeployKind, DeployState, Deployment, DeploymentId, Error, Instance, Release, WORKER_LOST,
 };
-use crate::github::client::GithubClient;
 
 /// GitHub caps descriptions at 140 characters.
 pub fn clip(text: &str, max: usize) -> String {
@@ -27,8 +27,36 @@ pub fn clip(text: &str, max: usize) -> String {
     out
 }
 
+/// Why sending a report failed.
+pub(super) enum Failure {
+    Api(ApiError),
+    Store(Error),
+}
+
+impl From<ApiError> for Failure {
+    fn from(e: ApiError) -> Self {
+        Failure::Api(e)
+    }
+}
+
+impl From<Error> for Failure {
+    fn from(e: Error) -> Self {
+        Failure::Store(e)
+    }
+}
+
+impl Failure {
+    /// How the report ends: retried or given up, as the error says.
+    pub(super) fn into_result(self) -> OutboxResult {
+        match self {
+            Failure::Api(e) => OutboxResult::from_api(e),
+            Failure::Store(e) => OutboxResult::from_store(e),
+        }
+    }
+}
+
 /// What a deployment report is sent with: the client, and the deployment as it is now.
-struct Context<'a> {
+struct Report<'a> {
     client: &'a GithubClient,
     id: DeploymentId,
     d: Deployment,
@@ -38,7 +66,7 @@ struct Context<'a> {
     log_url: String,
 }
 
-impl Context<'_> {
+impl Report<'_> {
     fn repo(&self) -> &str {
         &self.instance.repo
     }
@@ -55,196 +83,194 @@ fn logged_only() -> OutboxResult {
     }
 }
 
-impl Sender {
-    /// The context of a deployment report, or how the report ends without one.
-    async fn context<'a>(
-        &'a self,
-        item: &OutboxItem,
-    ) -> Result<Result<Context<'a>, OutboxResult>, Failure> {
-        let Some(id) = item.deployment_id else {
-            return Ok(Err(OutboxResult::Failed {
-                error: "a deployment report without a deployment".into(),
-            }));
-        };
-        let Some(client) = self.client_or_log(item) else {
-            return Ok(Err(logged_only()));
-        };
-        let (d, release, instance) = self.load(&item.tenant_id, id).await?;
-        let cfg = self.instance_config(&item.tenant_id, &instance.name);
-        let log_url = (self.log_url)(&d);
-        Ok(Ok(Context {
-            client,
-            id,
-            d,
-            release,
-            instance,
-            cfg,
-            log_url,
-        }))
-    }
+/// What a deployment report is sent with, or how the report ends without it.
+async fn load_report<'a>(
+    context: &'a Context,
+    item: &OutboxItem,
+) -> Result<Result<Report<'a>, OutboxResult>, Failure> {
+    let Some(id) = item.deployment_id else {
+        return Ok(Err(OutboxResult::Failed {
+            error: "a deployment report without a deployment".into(),
+        }));
+    };
+    let Some(client) = context.client_or_log(item) else {
+        return Ok(Err(logged_only()));
+    };
+    let (d, release, instance) = context.load(&item.tenant_id, id).await?;
+    let cfg = context.instance_config(&item.tenant_id, &instance.name);
+    let log_url = (context.log_url)(&d);
+    Ok(Ok(Report {
+        client,
+        id,
+        d,
+        release,
+        instance,
+        cfg,
+        log_url,
+    }))
+}
 
-    /// Creates the GitHub Deployment mirroring a deployment (once, even when an earlier
-    /// attempt's outcome is unknown) and stores its id.
-    pub(super) async fn deployment_created(
-        &self,
-        item: &OutboxItem,
-    ) -> Result<OutboxResult, Failure> {
-        let cx = match self.context(item).await? {
-            Ok(cx) => cx,
-            Err(ended) => return Ok(ended),
-        };
-        let (d, release, instance) = (&cx.d, &cx.release, &cx.instance);
-        if release.commit_sha.is_empty() {
-            return Ok(OutboxResult::Skipped {
-                reason: "the release has no commit SHA: not mirrored on GitHub".into(),
-            });
-        }
-        let found = if item.in_doubt() {
-            let id = d.id.to_string();
-            let (sha, environment) = (&release.commit_sha, &instance.environment);
+/// Creates the GitHub Deployment mirroring a deployment (once, even when an earlier
+/// attempt's outcome is unknown) and stores its id.
+pub(super) async fn deployment_created(
+    context: &Context,
+    item: &OutboxItem,
+) -> Result<OutboxResult, Failure> {
+    let cx = match load_report(context, item).await? {
+        Ok(cx) => cx,
+        Err(ended) => return Ok(ended),
+    };
+    let (d, release, instance) = (&cx.d, &cx.release, &cx.instance);
+    if release.commit_sha.is_empty() {
+        return Ok(OutboxResult::Skipped {
+            reason: "the release has no commit SHA: not mirrored on GitHub".into(),
+        });
+    }
+    let found = if item.in_doubt() {
+        let id = d.id.to_string();
+        let (sha, environment) = (&release.commit_sha, &instance.environment);
+        cx.client
+            .find_deployment(cx.repo(), cx.installation(), sha, environment, &id)
+            .await?
+    } else {
+        None
+    };
+    let github_id = match found {
+        Some(github_id) => github_id,
+        None => {
+            let body = deployment_body(&cx);
             cx.client
-                .find_deployment(cx.repo(), cx.installation(), sha, environment, &id)
+                .create_deployment(cx.repo(), cx.installation(), &body)
                 .await?
-        } else {
-            None
-        };
-        let github_id = match found {
-            Some(github_id) => github_id,
-            None => {
-                let body = deployment_body(&cx);
-                cx.client
-                    .create_deployment(cx.repo(), cx.installation(), &body)
-                    .await?
-            }
-        };
-        let store = Arc::clone(&self.store);
-        let (tenant, id) = (item.tenant_id.clone(), cx.id);
-        blocking(move || store.set_github_deployment_id(&tenant, id, github_id)).await?;
-        Ok(OutboxResult::Sent)
-    }
-
-    /// Sends a deployment status, unless a newer one already replaces it.
-    pub(super) async fn deployment_status(
-        &self,
-        item: &OutboxItem,
-        report: &StatusReport,
-    ) -> Result<OutboxResult, Failure> {
-        let cx = match self.context(item).await? {
-            Ok(cx) => cx,
-            Err(ended) => return Ok(ended),
-        };
-        let Some(github_id) = cx.d.github_deployment_id else {
-            return Ok(OutboxResult::Skipped {
-                reason: "no GitHub Deployment to report to".into(),
-            });
-        };
-        // Progress that a newer status already replaces is not sent; the first
-        // in_progress ("started") always is, so GitHub shows the deployment ran.
-        if report.state == DeployState::Running && report.message != "started" {
-            let store = Arc::clone(&self.store);
-            let stale = item.clone();
-            if blocking(move || store.newer_status_pending(&stale)).await? {
-                return Ok(OutboxResult::Skipped {
-                    reason: "stale: a newer status replaces it".into(),
-                });
-            }
         }
-        let body = status_body(&cx, report.state, &report.message);
-        let (repo, installation) = (cx.repo(), cx.installation());
-        if item.in_doubt()
-            && cx
-                .client
-                .has_status(repo, installation, github_id, &body)
-                .await?
-        {
-            return Ok(OutboxResult::Sent);
+    };
+    let store = Arc::clone(&context.store);
+    let (tenant, id) = (item.tenant_id.clone(), cx.id);
+    blocking(move || store.set_github_deployment_id(&tenant, id, github_id)).await?;
+    Ok(OutboxResult::Sent)
+}
+
+/// Sends a deployment status, unless a newer one already replaces it.
+pub(super) async fn deployment_status(
+    context: &Context,
+    item: &OutboxItem,
+    report: &StatusReport,
+) -> Result<OutboxResult, Failure> {
+    let cx = match load_report(context, item).await? {
+        Ok(cx) => cx,
+        Err(ended) => return Ok(ended),
+    };
+    let Some(github_id) = cx.d.github_deployment_id else {
+        return Ok(OutboxResult::Skipped {
+            reason: "no GitHub Deployment to report to".into(),
+        });
+    };
+    // Progress that a newer status already replaces is not sent; the first
+    // in_progress ("started") always is, so GitHub shows the deployment ran.
+    if report.state == DeployState::Running && report.message != "started" {
+        let store = Arc::clone(&context.store);
+        let stale = item.clone();
+        if blocking(move || store.newer_status_pending(&stale)).await? {
+            return Ok(OutboxResult::Skipped {
+                reason: "stale: a newer status replaces it".into(),
+            });
         }
-        cx.client
-            .create_status(repo, installation, github_id, &body)
-            .await?;
-        Ok(OutboxResult::Sent)
     }
+    let body = status_body(&cx, report.state, &report.message);
+    let (repo, installation) = (cx.repo(), cx.installation());
+    if item.in_doubt()
+        && cx
+            .client
+            .has_status(repo, installation, github_id, &body)
+            .await?
+    {
+        return Ok(OutboxResult::Sent);
+    }
+    cx.client
+        .create_status(repo, installation, github_id, &body)
+        .await?;
+    Ok(OutboxResult::Sent)
+}
 
-    /// Reacts to the comment that started a deployment.
-    pub(super) async fn deployment_reaction(
-        &self,
-        item: &OutboxItem,
-        reaction: &DeploymentReaction,
-    ) -> Result<OutboxResult, Failure> {
-        let cx = match self.context(item).await? {
-            Ok(cx) => cx,
-            Err(ended) => return Ok(ended),
-        };
-        let Some(comment) = cx.d.source.comment_id else {
-            return Ok(OutboxResult::Skipped {
-                reason: "not triggered by a comment".into(),
-            });
-        };
-        cx.client
-            .react(cx.repo(), cx.installation(), comment, &reaction.content)
-            .await?;
-        Ok(OutboxResult::Sent)
-    }
+/// Reacts to the comment that started a deployment.
+pub(super) async fn deployment_reaction(
+    context: &Context,
+    item: &OutboxItem,
+    reaction: &DeploymentReaction,
+) -> Result<OutboxResult, Failure> {
+    let cx = match load_report(context, item).await? {
+        Ok(cx) => cx,
+        Err(ended) => return Ok(ended),
+    };
+    let Some(comment) = cx.d.source.comment_id else {
+        return Ok(OutboxResult::Skipped {
+            reason: "not triggered by a comment".into(),
+        });
+    };
+    cx.client
+        .react(cx.repo(), cx.installation(), comment, &reaction.content)
+        .await?;
+    Ok(OutboxResult::Sent)
+}
 
-    /// Replies on the pull request of a command with its deployment's outcome.
-    pub(super) async fn deployment_reply(
-        &self,
-        item: &OutboxItem,
-        reply: &DeploymentReply,
-    ) -> Result<OutboxResult, Failure> {
-        let cx = match self.context(item).await? {
-            Ok(cx) => cx,
-            Err(ended) => return Ok(ended),
-        };
-        let Some(pr) = cx.d.source.pull_request else {
-            return Ok(OutboxResult::Skipped {
-                reason: "not triggered on a pull request".into(),
-            });
-        };
-        let reported = as_reported(&cx.d, reply);
-        let text = outcome_reply(&reported, &cx.release, &cx.instance, &cx.log_url);
-        let key = cx.d.id.to_string();
-        let target = (cx.repo(), cx.installation(), pr);
-        reply_once(cx.client, target, &key, &text, item.in_doubt()).await
-    }
+/// Replies on the pull request of a command with its deployment's outcome.
+pub(super) async fn deployment_reply(
+    context: &Context,
+    item: &OutboxItem,
+    reply: &DeploymentReply,
+) -> Result<OutboxResult, Failure> {
+    let cx = match load_report(context, item).await? {
+        Ok(cx) => cx,
+        Err(ended) => return Ok(ended),
+    };
+    let Some(pr) = cx.d.source.pull_request else {
+        return Ok(OutboxResult::Skipped {
+            reason: "not triggered on a pull request".into(),
+        });
+    };
+    let reported = as_reported(&cx.d, reply);
+    let text = outcome_reply(&reported, &cx.release, &cx.instance, &cx.log_url);
+    let key = cx.d.id.to_string();
+    let target = (cx.repo(), cx.installation(), pr);
+    reply_once(cx.client, target, &key, &text, item.in_doubt()).await
+}
 
-    /// Reacts to a comment.
-    pub(super) async fn comment_reaction(
-        &self,
-        item: &OutboxItem,
-        reaction: &CommentReaction,
-    ) -> Result<OutboxResult, Failure> {
-        let Some(client) = self.client_or_log(item) else {
-            return Ok(logged_only());
-        };
-        client
-            .react(
-                &reaction.repo,
-                reaction.installation_id,
-                reaction.comment_id,
-                &reaction.content,
-            )
-            .await?;
-        Ok(OutboxResult::Sent)
-    }
+/// Reacts to a comment.
+pub(super) async fn comment_reaction(
+    context: &Context,
+    item: &OutboxItem,
+    reaction: &CommentReaction,
+) -> Result<OutboxResult, Failure> {
+    let Some(client) = context.client_or_log(item) else {
+        return Ok(logged_only());
+    };
+    client
+        .react(
+            &reaction.repo,
+            reaction.installation_id,
+            reaction.comment_id,
+            &reaction.content,
+        )
+        .await?;
+    Ok(OutboxResult::Sent)
+}
 
-    /// Replies on an issue or pull request, once.
-    pub(super) async fn comment_reply(
-        &self,
-        item: &OutboxItem,
-        reply: &CommentReply,
-    ) -> Result<OutboxResult, Failure> {
-        let Some(client) = self.client_or_log(item) else {
-            return Ok(logged_only());
-        };
-        let key = format!("outbox-{}", item.id);
-        let target = (reply.repo.as_str(), reply.installation_id, reply.issue);
-        reply_once(client, target, &key, &reply.body, item.in_doubt()).await
-    }
+/// Replies on an issue or pull request, once.
+pub(super) async fn comment_reply(
+    context: &Context,
+    item: &OutboxItem,
+    reply: &CommentReply,
+) -> Result<OutboxResult, Failure> {
+    let Some(client) = context.client_or_log(item) else {
+        return Ok(logged_only());
+    };
+    let key = format!("outbox-{}", item.id);
+    let target = (reply.repo.as_str(), reply.installation_id, reply.issue);
+    reply_once(client, target, &key, &reply.body, item.in_doubt()).await
 }
 
 /// The GitHub Deployment of a deployment, as GitHub wants it.
-fn deployment_body(cx: &Context<'_>) -> Value {
+fn deployment_body(cx: &Report<'_>) -> Value {
     let (d, release, instance, cfg) = (&cx.d, &cx.release, &cx.instance, cx.cfg);
     let trigger = if d.source.trigger.is_empty() {
         &d.initiator
@@ -273,7 +299,7 @@ fn deployment_body(cx: &Context<'_>) -> Value {
 }
 
 /// A deployment status as GitHub wants it.
-fn status_body(cx: &Context<'_>, state: DeployState, message: &str) -> Value {
+fn status_body(cx: &Report<'_>, state: DeployState, message: &str) -> Value {
     let (github_state, description) = status_line(&cx.d, &cx.release, state, message);
     let mut body = json!({
         "state": github_state,

@@ -4,60 +4,22 @@
 //! (A comment's commands are the comment job of `github::commands`.)
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use super::Sender;
-use super::item::{OutboxItem, OutboxResult};
-use super::work::{PullHeadJob, ResolveTagJob};
+use super::context::Context;
+use super::image::{ImageVars, render_image, short};
+use super::outbox::{OutboxItem, OutboxResult, PullHeadJob, ResolveTagJob};
+use super::store::PullHead;
 use crate::deploy::service::blocking;
 use crate::deploy::{DeployRequest, Error, Source};
-use crate::github::client::ApiError;
-use crate::github::rules::{ImageVars, render_image};
-use crate::github::store::PullHead;
-
-/// A GitHub API error: retried when GitHub says so, given up otherwise.
-pub(super) fn api(e: ApiError) -> OutboxResult {
-    match e {
-        ApiError::Retry { after, message } => OutboxResult::Retry {
-            after,
-            error: message,
-        },
-        refused => OutboxResult::Failed {
-            error: refused.to_string(),
-        },
-    }
-}
-
-/// A store error: retried while the database is unavailable, given up otherwise.
-pub(super) fn store_error(e: Error) -> OutboxResult {
-    match e {
-        Error::Unavailable(e) => retry(e),
-        other => OutboxResult::Failed {
-            error: other.to_string(),
-        },
-    }
-}
-
-/// Try again in two seconds (the database is unavailable).
-fn retry(error: String) -> OutboxResult {
-    OutboxResult::Retry {
-        after: Duration::from_secs(2),
-        error,
-    }
-}
-
-fn short(sha: &str) -> &str {
-    sha.get(..7).unwrap_or(sha)
-}
 
 /// Resolves a tag's commit through the API, then deploys it on each instance the job
 /// names (one deployment per instance and tag, shared with the tag's push event).
 pub(super) async fn resolve_tag(
-    sender: &Sender,
+    cx: &Context,
     item: &OutboxItem,
     job: &ResolveTagJob,
 ) -> OutboxResult {
-    let Some(client) = sender.client_or_log(item) else {
+    let Some(client) = cx.client_or_log(item) else {
         return OutboxResult::Failed {
             error: format!(
                 "tag {} arrived without a push event, and its commit cannot be resolved without GitHub credentials",
@@ -70,12 +32,12 @@ pub(super) async fn resolve_tag(
         .await
     {
         Ok(sha) => sha,
-        Err(e) => return api(e),
+        Err(e) => return OutboxResult::from_api(e),
     };
     for name in &job.instances {
-        match deploy_tag(sender, item, job, &sha, name).await {
+        match deploy_tag(cx, item, job, &sha, name).await {
             Ok(()) => {}
-            Err(Error::Unavailable(e)) => return retry(e),
+            Err(Error::Unavailable(e)) => return OutboxResult::unavailable(e),
             Err(e) => tracing::warn!(instance = %name, error = %e, "tag not deployed"),
         }
     }
@@ -85,14 +47,14 @@ pub(super) async fn resolve_tag(
 /// Prepares and queues the deployment of a tag on one instance, under the tag's trigger
 /// key. An instance no longer configured, or whose image the tag cannot fill, is skipped.
 async fn deploy_tag(
-    sender: &Sender,
+    cx: &Context,
     item: &OutboxItem,
     job: &ResolveTagJob,
     sha: &str,
     name: &str,
 ) -> Result<(), Error> {
     let tenant = item.tenant_id.as_str();
-    let Some(cfg) = sender.instance_config(tenant, name) else {
+    let Some(cfg) = cx.instance_config(tenant, name) else {
         return Ok(());
     };
     let tag = job.tag.as_str();
@@ -117,7 +79,7 @@ async fn deploy_tag(
         comment_id: None,
         installation_id: job.installation_id,
     };
-    let inst = sender.service.resolve_instance(tenant, name).await?;
+    let inst = cx.service.resolve_instance(tenant, name).await?;
     let request = DeployRequest {
         instance_id: inst.id,
         image,
@@ -126,22 +88,18 @@ async fn deploy_tag(
         notes,
         commit_sha: sha.to_string(),
     };
-    let mut triggered = sender
+    let mut triggered = cx
         .service
         .prepare(tenant, request, &job.sender, source)
         .await?;
     triggered.trigger_key = Some(format!("tag:{tag}:{sha}"));
-    sender.service.queue(triggered).await?;
+    cx.service.queue(triggered).await?;
     Ok(())
 }
 
 /// Records a pull request's new head, with GitHub's time.
-pub(super) async fn pull_head(
-    sender: &Sender,
-    item: &OutboxItem,
-    job: &PullHeadJob,
-) -> OutboxResult {
-    let store = Arc::clone(&sender.store);
+pub(super) async fn pull_head(cx: &Context, item: &OutboxItem, job: &PullHeadJob) -> OutboxResult {
+    let store = Arc::clone(&cx.store);
     let tenant = item.tenant_id.clone();
     let head = PullHead {
         head_sha: job.head_sha.clone(),
@@ -150,6 +108,6 @@ pub(super) async fn pull_head(
     let (repo, pr) = (job.repo.to_lowercase(), job.pr);
     match blocking(move || store.record_pull_head(&tenant, &repo, pr, &head)).await {
         Ok(()) => OutboxResult::Sent,
-        Err(e) => store_error(e),
+        Err(e) => OutboxResult::from_store(e),
     }
 }
