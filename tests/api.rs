@@ -17,6 +17,7 @@ use deploybot::deploy::{
     CanarySteps, DeployState, Deployment, DeploymentId, Instance, InstanceSpec, InstanceStore,
     LogStore, Release, ReleaseId, ReleaseStore, Service, ServiceStore,
 };
+use deploybot::github::outbox::{CommentReply, NewOutboxItem, OutboxResult, OutboxStore, Work};
 use deploybot::provider::catalog::ConfigCatalog;
 use deploybot::provider::noop::NoopProvider;
 use deploybot::server::AppState;
@@ -41,6 +42,8 @@ const ROLE_TOKENS: [(Role, &str, &str); 3] = [
 ];
 /// Tenant acme, token name "web-team": role deploy, instances `w*` (covers `web`, not `api`).
 const WEB_TEAM: &str = "acme-web-team-token-0123456789";
+/// Tenant acme, token name "web-admin": role admin, instances `w*`.
+const WEB_ADMIN: &str = "acme-web-admin-token-0123456789";
 
 fn token(name: &str, tenant: &str, secret: &str) -> ApiToken {
     scoped_token(name, tenant, secret, Role::default(), &[])
@@ -159,6 +162,7 @@ impl Api {
                     token("ops", "acme", ACME_OPS),
                     token("globex-ci", "globex", GLOBEX),
                     scoped_token("web-team", "acme", WEB_TEAM, Role::Deploy, &["w*"]),
+                    scoped_token("web-admin", "acme", WEB_ADMIN, Role::Admin, &["w*"]),
                 ]
                 .into_iter()
                 .chain(
@@ -856,6 +860,115 @@ async fn bad_ids_cursors_and_limits_are_400(db: TestDb) {
     api.stop().await;
 }
 
+/// Stores a reply on issue `issue` of `tenant` and ends it as GitHub refusing it for good
+/// with `error`; with no `error` it is left pending.
+fn store_reply(api: &Api, tenant: &str, issue: u64, error: Option<&str>) {
+    let key = format!("{tenant}/web#{issue}");
+    let work = Work::CommentReply(CommentReply {
+        repo: format!("{tenant}/web"),
+        issue,
+        body: "the text of a reply".into(),
+        installation_id: None,
+    });
+    let store = &api.db.store;
+    store
+        .enqueue(&[NewOutboxItem {
+            tenant_id: tenant.into(),
+            ordering_key: key.clone(),
+            deployment_id: None,
+            work,
+        }])
+        .unwrap();
+    let Some(error) = error else {
+        return;
+    };
+    let claimed = store
+        .claim_outbox("test", Duration::from_secs(60), 100)
+        .unwrap();
+    let item = claimed.iter().find(|i| i.ordering_key == key).unwrap();
+    let failed = OutboxResult::Failed {
+        error: error.into(),
+    };
+    store.complete_outbox(item.id, "test", &failed).unwrap();
+}
+
+/// GitHub refused three of acme's replies for good and one more waits; globex has a
+/// refused reply too. Acme's admin lists acme's three, newest first, each with GitHub's
+/// reason and without the reply's text; `limit` takes the newest; a bad limit is 400; a
+/// deploy token, and an admin token scoped to some instances, are 403.
+async fn an_admin_lists_the_tenants_failed_outbox_items_newest_first(db: TestDb) {
+    let api = Api::start(db).await;
+    for issue in 1..=3 {
+        store_reply(
+            &api,
+            "acme",
+            issue,
+            Some(&format!("422 refused reply {issue}")),
+        );
+    }
+    store_reply(&api, "acme", 4, None);
+    store_reply(&api, "globex", 5, Some("422 refused globex's reply"));
+    let admin = ROLE_TOKENS[2].2;
+
+    let answer = api
+        .call(Some(admin), "GET", "/v1/outbox/failed", None)
+        .await;
+    assert_eq!(answer.status, 200, "{}", answer.text);
+    let items = answer.json()["items"].as_array().unwrap().clone();
+    let errors: Vec<&str> = items
+        .iter()
+        .map(|i| i["last_error"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        errors,
+        [
+            "422 refused reply 3",
+            "422 refused reply 2",
+            "422 refused reply 1"
+        ]
+    );
+    for item in &items {
+        assert_eq!(item["kind"], "comment.reply", "{item}");
+        assert_eq!(item["state"], "failed", "{item}");
+        assert_eq!(item["deployment_id"], Value::Null, "{item}");
+        assert!(item.get("payload").is_none(), "{item}");
+        assert!(!item.to_string().contains("the text of a reply"), "{item}");
+    }
+
+    let newest = api
+        .call(Some(admin), "GET", "/v1/outbox/failed?limit=1", None)
+        .await
+        .json();
+    assert_eq!(newest["items"].as_array().unwrap().len(), 1, "{newest}");
+    assert_eq!(newest["items"][0]["last_error"], "422 refused reply 3");
+    for (query, needles) in [
+        ("limit=0", &["`limit`", "1 to 100"][..]),
+        ("limit=101", &["`limit`", "1 to 100"]),
+        ("limit=abc", &["`limit`", "abc"]),
+        ("limt=5", &["unknown field `limt`"]),
+    ] {
+        api.call(
+            Some(admin),
+            "GET",
+            &format!("/v1/outbox/failed?{query}"),
+            None,
+        )
+        .await
+        .assert_error(400, "invalid_request", needles);
+    }
+    api.call(Some(ACME), "GET", "/v1/outbox/failed", None)
+        .await
+        .assert_error(403, "forbidden", &["needs the admin role"]);
+    api.call(Some(WEB_ADMIN), "GET", "/v1/outbox/failed", None)
+        .await
+        .assert_error(
+            403,
+            "forbidden",
+            &["'web-admin' covers only", "without `instances`"],
+        );
+    api.stop().await;
+}
+
 async fn cancelling_a_finished_deployment_is_409(db: TestDb) {
     let api = Api::start(db).await;
     let d = api.deploy("web", "x:1").await;
@@ -942,6 +1055,7 @@ const EXPECTED_ROUTES: &[(&str, &str)] = &[
     ("POST", "/v1/instances/{instance}/rollback"),
     ("GET", "/v1/instances/{instance}/releases"),
     ("GET", "/v1/releases/{id}"),
+    ("GET", "/v1/outbox/failed"),
     ("GET", "/v1/openapi.json"),
 ];
 
@@ -969,6 +1083,23 @@ fn assert_fits_schema(doc: &Value, response: &Value, answer: &Value, what: &str)
             "{what}: {key} is not documented in {name}"
         );
     }
+}
+
+/// A token of tenant acme allowed to call the route: `ACME` (deploy), or the admin token
+/// where the route needs more.
+fn token_allowed(method: &str, path: &str) -> &'static str {
+    let needed = NEEDED_ROLES
+        .iter()
+        .find(|(m, p, _)| *m == method && *p == path)
+        .map_or(Role::Read, |(_, _, role)| *role);
+    if needed <= Role::Deploy {
+        return ACME;
+    }
+    ROLE_TOKENS
+        .iter()
+        .find(|(role, _, _)| *role >= needed)
+        .map(|(_, _, secret)| *secret)
+        .unwrap()
 }
 
 async fn the_openapi_document_lists_every_route_and_each_answers(db: TestDb) {
@@ -1037,7 +1168,7 @@ async fn the_openapi_document_lists_every_route_and_each_answers(db: TestDb) {
         let what = format!("{method} {path}");
         let answer = api
             .call(
-                Some(ACME),
+                Some(token_allowed(method, path)),
                 method,
                 &concrete,
                 body.as_deref().map(|b| ("application/json", b)),
@@ -1135,6 +1266,7 @@ const NEEDED_ROLES: &[(&str, &str, Role)] = &[
     ("POST", "/v1/instances/{instance}/rollback", Role::Deploy),
     ("GET", "/v1/instances/{instance}/releases", Role::Read),
     ("GET", "/v1/releases/{id}", Role::Read),
+    ("GET", "/v1/outbox/failed", Role::Admin),
 ];
 
 /// A dashboard token (read) can look at everything and change nothing; a deploy token can
@@ -1350,4 +1482,5 @@ both_backends_async!(
     unknown_routes_are_404_in_the_api_shape,
     each_role_can_call_exactly_the_routes_its_role_allows,
     a_token_scoped_to_some_instances_cannot_see_or_touch_the_others,
+    an_admin_lists_the_tenants_failed_outbox_items_newest_first,
 );

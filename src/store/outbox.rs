@@ -534,6 +534,20 @@ fn items_of(conn: &mut DbConn, tenant: &str, id: DeploymentId) -> Result<Vec<Out
         .collect()
 }
 
+fn failed_of(conn: &mut DbConn, tenant: &str, limit: u32) -> Result<Vec<OutboxItem>, Error> {
+    outbox::table
+        .filter(outbox::tenant_id.eq(tenant))
+        .filter(outbox::state.eq("failed"))
+        .order(outbox::id.desc())
+        .limit(i64::from(limit))
+        .select(Row::as_select())
+        .load(conn)
+        .map_err(db_error)?
+        .into_iter()
+        .map(Row::into_domain)
+        .collect()
+}
+
 fn counts(conn: &mut DbConn) -> Result<(i64, i64), Error> {
     let pending = outbox::table
         .filter(outbox::state.eq("pending"))
@@ -601,6 +615,10 @@ impl OutboxStore for DieselStore {
 
     fn outbox_items(&self, tenant_id: &str, id: DeploymentId) -> Result<Vec<OutboxItem>, Error> {
         self.read(|conn| items_of(conn, tenant_id, id))
+    }
+
+    fn failed_outbox(&self, tenant_id: &str, limit: u32) -> Result<Vec<OutboxItem>, Error> {
+        self.read(|conn| failed_of(conn, tenant_id, limit))
     }
 
     fn outbox_counts(&self) -> Result<(i64, i64), Error> {

@@ -8,6 +8,7 @@ use deploybot::deploy::{DeployState, Deployment};
 use deploybot::github::outbox::OutboxStore;
 use deploybot::github::store::DeliveryStore;
 use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
 
 use crate::bot::{Bot, PR_SHA, SHA, fixture, pr_comment, wait_until};
 use crate::common::{self, Sql, TestDb};
@@ -16,6 +17,24 @@ const OK_SCRIPT: &str = "echo deployed";
 
 /// A commit a pull request moved to, recorded by a stored `job.pull_head`.
 const NEW_HEAD: &str = "9f8e7d6c5b4a39281706f5e4d3c2b1a098765432";
+
+/// Tenant acme's admin token, configured by [`api_tokens`].
+const ADMIN_TOKEN: &str = "upgrade-admin-token-0123456789";
+/// Tenant acme's read token, configured by [`api_tokens`].
+const READ_TOKEN: &str = "upgrade-read-token-0123456789";
+
+/// `[[api.tokens]]` for acme: an admin token and a read token.
+fn api_tokens() -> String {
+    [("root", ADMIN_TOKEN, "admin"), ("dash", READ_TOKEN, "read")]
+        .iter()
+        .map(|(name, secret, role)| {
+            format!(
+                "\n[[api.tokens]]\nname = \"{name}\"\ntenant = \"acme\"\nsha256 = \"{}\"\nrole = \"{role}\"\n",
+                hex::encode(Sha256::digest(secret.as_bytes()))
+            )
+        })
+        .collect()
+}
 
 /// One outbox row as the previous version wrote it: pending, due, never tried.
 struct Row<'a> {
@@ -229,8 +248,10 @@ fn sample(metrics: &str, name: &str) -> Option<f64> {
 /// version has, and a comment job naming a command this version lacks. Each ends
 /// `failed`, its reason naming the kind and what is wrong, counted in the metrics (an
 /// unknown kind under `unknown`); GitHub gets no status, no comment, and nothing deploys.
+/// The tenant's admin lists the three, newest first, with their reasons, through the API
+/// (another tenant's failed item is not among them); a read token may not.
 pub fn stored_items_this_version_cannot_read_are_parked_as_failed(db: TestDb) {
-    let bot = Bot::start(db, OK_SCRIPT, "");
+    let bot = Bot::start(db, OK_SCRIPT, &api_tokens());
     let mut push = fixture("push_tag");
     push["ref"] = "refs/tags/v1.0.0".into();
     push["after"] = SHA.into();
@@ -334,6 +355,44 @@ pub fn stored_items_this_version_cannot_read_are_parked_as_failed(db: TestDb) {
         1,
         "nothing deployed"
     );
+    the_api_lists_the_failed_items(&bot, &mut sql, &d);
+}
+
+/// `GET /v1/outbox/failed` with acme's admin token: the three unreadable items, newest
+/// first, each naming its problem, and not globex's failed reply; a read token gets 403.
+fn the_api_lists_the_failed_items(bot: &Bot, sql: &mut Sql, d: &Deployment) {
+    let at = "2000-01-01 00:00:00";
+    sql.execute(&format!(
+        "INSERT INTO outbox (tenant_id, lane, ordering_key, deployment_id, kind, payload, state, \
+         attempts, next_attempt_at, last_error, created_at, updated_at) \
+         VALUES ('globex', 'globex/web', 'pull:globex/web#7', NULL, 'comment.reply', '{{}}', \
+         'failed', 1, '{at}', 'globex reply refused', '{at}', '{at}')"
+    ));
+    let (status, body) = common::http(bot.port, "GET", "/v1/outbox/failed", Some(ADMIN_TOKEN), "");
+    assert_eq!(status, 200, "{body}");
+    let answer: Value = serde_json::from_str(&body).unwrap();
+    let items = answer["items"].as_array().unwrap();
+    let deployment = json!(d.id.to_string());
+    for (item, (kind, deployment, problem)) in items.iter().zip([
+        ("job.comment", &Value::Null, "steps[0]"),
+        ("deployment.lock", &deployment, "unknown kind"),
+        ("deployment.status", &deployment, "message"),
+    ]) {
+        assert_eq!(item["kind"], kind, "{item}");
+        assert_eq!(item["state"], "failed", "{item}");
+        assert_eq!(&item["deployment_id"], deployment, "{item}");
+        assert!(item.get("payload").is_none(), "{item}");
+        let error = item["last_error"].as_str().unwrap();
+        for word in ["cannot read this stored report", kind, problem] {
+            assert!(error.contains(word), "{word}: {error}");
+        }
+    }
+    assert_eq!(items.len(), 3, "acme's three, not globex's: {answer}");
+
+    let (status, body) = common::http(bot.port, "GET", "/v1/outbox/failed", Some(READ_TOKEN), "");
+    assert_eq!(status, 403, "{body}");
+    let refusal: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(refusal["error"]["code"], "forbidden", "{body}");
 }
 
 crate::both_backends_owned!(

@@ -40,6 +40,10 @@ pub trait OutboxStore: Send + Sync + 'static {
     /// The reports of one deployment, in order (for its page).
     fn outbox_items(&self, tenant_id: &str, id: DeploymentId) -> Result<Vec<OutboxItem>, Error>;
 
+    /// The tenant's newest `limit` failed items, newest first: what GitHub refused for
+    /// good and what this version cannot read, each with its reason in `last_error`.
+    fn failed_outbox(&self, tenant_id: &str, limit: u32) -> Result<Vec<OutboxItem>, Error>;
+
     /// (pending, failed) outbox items, for metrics.
     fn outbox_counts(&self) -> Result<(i64, i64), Error>;
 

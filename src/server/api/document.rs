@@ -81,6 +81,7 @@ pub fn methods_of(item: &utoipa::openapi::PathItem) -> Vec<String> {
         (name = "instances", description = "Configured deploy targets"),
         (name = "deployments", description = "Attempts to run a release on an instance"),
         (name = "releases", description = "Immutable, numbered snapshots of what runs"),
+        (name = "outbox", description = "Reports to GitHub and jobs that failed for good"),
         (name = "meta", description = "This document"),
     )
 )]

@@ -9,6 +9,7 @@ mod document;
 mod input;
 mod instances;
 mod logs;
+mod outbox;
 mod releases;
 
 use actix_web::dev::{ServiceFactory, ServiceRequest};
@@ -45,6 +46,7 @@ where
         .service(deployments::cancel)
         .service(logs::logs)
         .service(releases::get_release)
+        .service(outbox::failed_outbox)
         .service(document::openapi_json)
 }
 
