@@ -40,7 +40,7 @@ impl ApiToken {
 /// What an API token may do. Each role includes the ones before it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Role {
-    /// Read through `GET` routes, and sign in to the pages.
+    /// Read through the `GET` routes (all but the failed outbox), and sign in to the pages.
     Read,
     /// Also deploy, roll back and cancel.
     #[default]
