@@ -810,11 +810,44 @@ fn an_older_deployment_committed_late_does_not_supersede_a_newer_one(db: &TestDb
     assert_eq!(state(third.deployment.id).state, DeployState::Pending);
 }
 
+/// A stored report whose deployment id is not one is claimed like any other, so the
+/// sender parks it as failed, naming why, while the reports behind it still go out; a
+/// long error is stored cut short.
+fn a_corrupt_outbox_row_is_parked_and_does_not_stop_the_others(db: &TestDb) {
+    let mut sql = Sql::open(&db.url);
+    let status = serde_json::json!({"state": "running", "message": "m"});
+    store_outbox_row(&mut sql, "acme", "key-bad", "deployment.status", &status);
+    store_outbox_row(&mut sql, "globex", "key-good", "deployment.status", &status);
+    sql.execute("UPDATE outbox SET deployment_id = 'dep_bogus' WHERE ordering_key = 'key-bad'");
+    let lease = std::time::Duration::from_secs(60);
+    let claimed = db.store.claim_outbox("sender-a", lease, 16).unwrap();
+    assert_eq!(claimed.len(), 2, "both rows are claimed: {claimed:?}");
+    let bad = claimed
+        .iter()
+        .find(|i| i.ordering_key == "key-bad")
+        .unwrap();
+    let good = claimed
+        .iter()
+        .find(|i| i.ordering_key == "key-good")
+        .unwrap();
+    let why = bad.work().unwrap_err().to_string();
+    assert!(why.contains("deployment id"), "{why}");
+    assert!(good.work().is_ok());
+    let long = "x".repeat(5000);
+    db.store
+        .complete_outbox(bad.id, "sender-a", &OutboxResult::Failed { error: long })
+        .unwrap();
+    let failed = db.store.failed_outbox("acme", 10).unwrap();
+    assert_eq!(failed.len(), 1);
+    assert!(failed[0].last_error.chars().count() <= 1001, "stored whole");
+}
+
 both_backends!(
     an_older_deployment_committed_late_does_not_supersede_a_newer_one,
     a_cancel_racing_a_claim_asks_the_running_deployment_to_stop,
     claims_read_only_pending_rows,
     the_outbox_is_claimed_in_order_per_key_and_once,
+    a_corrupt_outbox_row_is_parked_and_does_not_stop_the_others,
     a_flood_from_one_repository_does_not_hold_up_another_repositorys_reports,
     env_round_trips,
     fifty_concurrent_deploys_get_versions_one_to_fifty,

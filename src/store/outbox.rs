@@ -58,18 +58,23 @@ struct Row {
 
 impl Row {
     /// The item as stored. Payload text that is not JSON is kept as a JSON string, which
-    /// no kind reads: the sender then parks the item as failed, naming why, instead of
-    /// every claim failing on it.
+    /// no kind reads, and a deployment id that is not one is kept as `corrupt`: the sender
+    /// then parks the item as failed, naming why, instead of every claim failing on it.
     fn into_domain(self) -> Result<OutboxItem, Error> {
+        let (deployment_id, corrupt) = match self.deployment_id.map(|d| d.parse()) {
+            None => (None, None),
+            Some(Ok(id)) => (Some(id), None),
+            Some(Err(_)) => (
+                None,
+                Some("its deployment id is not a deployment id".to_string()),
+            ),
+        };
         Ok(OutboxItem {
             id: self.id,
             tenant_id: self.tenant_id,
             ordering_key: self.ordering_key,
-            deployment_id: self
-                .deployment_id
-                .map(|d| d.parse())
-                .transpose()
-                .map_err(|e| Error::Internal(format!("stored outbox item is corrupt: {e}")))?,
+            deployment_id,
+            corrupt,
             payload: serde_json::from_str(&self.payload)
                 .unwrap_or(serde_json::Value::String(self.payload)),
             kind: self.kind,
@@ -453,6 +458,18 @@ fn renew(conn: &mut DbConn, owner: &str, lease: Duration) -> Result<(), Error> {
     Ok(())
 }
 
+/// The longest `last_error` stored, in characters: an error quoting what it could not
+/// read stays short in the API and the logs.
+const LAST_ERROR_MAX: usize = 1000;
+
+/// `text` cut to `LAST_ERROR_MAX` characters, with `…` where it was cut.
+fn capped(text: String) -> String {
+    match text.char_indices().nth(LAST_ERROR_MAX) {
+        Some((end, _)) => format!("{}…", &text[..end]),
+        None => text,
+    }
+}
+
 fn complete(conn: &mut DbConn, id: i64, owner: &str, result: &OutboxResult) -> Result<(), Error> {
     let now = deploy::now();
     let (state, error, next) = match result {
@@ -472,7 +489,7 @@ fn complete(conn: &mut DbConn, id: i64, owner: &str, result: &OutboxResult) -> R
     )
     .set((
         outbox::state.eq(state),
-        outbox::last_error.eq(error),
+        outbox::last_error.eq(capped(error)),
         outbox::attempts.eq(outbox::attempts + 1),
         outbox::next_attempt_at.eq(to_db(next)),
         outbox::locked_by.eq(None::<String>),

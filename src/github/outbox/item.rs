@@ -20,6 +20,9 @@ pub struct OutboxItem {
     pub tenant_id: String,
     pub ordering_key: String,
     pub deployment_id: Option<DeploymentId>,
+    /// Why the stored row itself cannot be read (a column that is not what it must be):
+    /// such an item is parked as failed, like one whose work cannot be decoded.
+    pub corrupt: Option<String>,
     pub kind: String,
     pub payload: serde_json::Value,
     pub attempts: i32,
@@ -31,6 +34,11 @@ pub struct OutboxItem {
 impl OutboxItem {
     /// What the item asks for, or why this version cannot read it.
     pub fn work(&self) -> Result<Work, DecodeError> {
+        if let Some(reason) = &self.corrupt {
+            return Err(DecodeError::Corrupt {
+                reason: reason.clone(),
+            });
+        }
         Work::decode(&self.kind, &self.payload)
     }
 

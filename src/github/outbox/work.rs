@@ -174,6 +174,8 @@ pub enum DecodeError {
     NotAnObject { kind: String },
     #[error("a {kind} whose payload is malformed: {reason}")]
     Malformed { kind: String, reason: String },
+    #[error("the stored row is corrupt: {reason}")]
+    Corrupt { reason: String },
 }
 
 impl Work {
@@ -243,7 +245,7 @@ impl Work {
     pub fn decode(kind: &str, payload: &Value) -> Result<Work, DecodeError> {
         if !Self::KINDS.contains(&kind) {
             return Err(DecodeError::UnknownKind {
-                kind: kind.to_string(),
+                kind: clip(kind, KIND_SHOWN),
             });
         }
         if !payload.is_object() {
@@ -277,10 +279,48 @@ fn reason(e: &serde_path_to_error::Error<serde_json::Error>) -> String {
         .strip_prefix("payload.")
         .or_else(|| path.strip_prefix("payload"))
         .unwrap_or(&path);
+    let problem = without_value(&e.inner().to_string());
     if field.is_empty() || field == "." {
-        e.inner().to_string()
+        problem
     } else {
-        format!("{field}: {}", e.inner())
+        format!("{}: {problem}", clip(field, KIND_SHOWN))
+    }
+}
+
+/// How many characters of a stored kind or field path a reason shows.
+const KIND_SHOWN: usize = 64;
+
+fn clip(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        Some((end, _)) => format!("{}…", &text[..end]),
+        None => text.to_string(),
+    }
+}
+
+/// serde's message without the stored value it quotes (`invalid type: string "…"`,
+/// ``unknown variant `…` ``): a payload may hold text that must not reach the API or the
+/// logs. A missing field's name is the reader's own and is kept.
+fn without_value(message: &str) -> String {
+    if message.starts_with("missing field") {
+        return message.to_string();
+    }
+    let Some(start) = message.find(['"', '`']) else {
+        return message.to_string();
+    };
+    let quote = &message[start..start + 1];
+    // The value ends at the quote before ", expected" (serde's shape), else at the last
+    // quote: a quote inside the value cannot end the masking early.
+    let end = message
+        .rfind(&format!("{quote}, expected"))
+        .or_else(|| message.rfind(quote))
+        .filter(|end| *end > start);
+    match end {
+        Some(end) => format!(
+            "{}{quote}…{quote}{}",
+            &message[..start],
+            &message[end + 1..]
+        ),
+        None => format!("{}{quote}…", &message[..start]),
     }
 }
 
@@ -289,6 +329,31 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+
+    #[test]
+    fn reasons_name_the_field_but_never_the_stored_value() {
+        for (kind, payload) in [
+            (
+                COMMENT_REPLY,
+                json!({"repo": "acme/web", "issue": "ghp_SECRET\"x`, expected", "body": "hi"}),
+            ),
+            (
+                DEPLOYMENT_STATUS,
+                json!({"state": "ghp_SECRET", "message": "m"}),
+            ),
+        ] {
+            let error = Work::decode(kind, &payload).unwrap_err().to_string();
+            assert!(!error.contains("ghp_SECRET"), "{error}");
+            assert!(error.contains(kind), "{error}");
+        }
+        let missing = Work::decode(DEPLOYMENT_STATUS, &json!({"state": "running"}))
+            .unwrap_err()
+            .to_string();
+        assert!(missing.contains("missing field `message`"), "{missing}");
+        let long = "k".repeat(5000);
+        let unknown = Work::decode(&long, &json!({})).unwrap_err().to_string();
+        assert!(unknown.len() < 300, "{unknown}");
+    }
 
     /// One payload per kind, exactly as the version before typed work wrote it.
     fn stored_today() -> Vec<(&'static str, Value)> {
