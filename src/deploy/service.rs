@@ -127,10 +127,6 @@ impl Service {
         }
     }
 
-    pub fn store(&self) -> &Arc<dyn ServiceStore> {
-        &self.store
-    }
-
     pub fn catalog(&self) -> &Arc<dyn Catalog> {
         &self.catalog
     }

@@ -151,19 +151,6 @@ impl DieselStore {
             Ok(pinned)
         })
     }
-
-    /// The repository id pinned for `full_name`, if any.
-    pub fn pinned_repository(&self, full_name: &str) -> Result<Option<i64>, Error> {
-        let name = full_name.to_ascii_lowercase();
-        self.read(|conn| {
-            repositories::table
-                .filter(repositories::full_name.eq(&name))
-                .select(repositories::repository_id)
-                .first(conn)
-                .optional()
-                .map_err(db_error)
-        })
-    }
 }
 
 fn run(store: &DieselStore, jobs: &mpsc::Receiver<Job>) {
