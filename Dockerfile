@@ -16,11 +16,8 @@
 # background processes behind want `docker run --init`, so orphans are reaped.
 
 FROM rust:1-bookworm AS build
-# Debian's own package versions are not pinned: the archive only keeps the current one.
-# hadolint ignore=DL3008
-RUN apt-get update \
-    && apt-get install -y --no-install-recommends libpq-dev \
-    && rm -rf /var/lib/apt/lists/*
+# libpq, OpenSSL and SQLite are built from source into the binary (the image already has
+# the C compiler, perl and make that takes), so no -dev package is installed.
 WORKDIR /src
 # Only what the release build reads: the manifest, the sources, the embedded migrations,
 # and the bench target the manifest declares.
@@ -35,11 +32,12 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry,sharing=locked \
     && install -m 0755 target/release/deploybot /usr/local/bin/deploybot
 
 FROM debian:bookworm-slim
-# libpq5: the PostgreSQL client library (SQLite is built in); ca-certificates: TLS to
-# GitHub and to PostgreSQL with sslmode=verify-full.
+# The binary needs no system library beyond libc (libpq, OpenSSL and SQLite are built in);
+# ca-certificates: TLS to GitHub and to PostgreSQL with sslmode=verify-full.
+# Debian's own package versions are not pinned: the archive only keeps the current one.
 # hadolint ignore=DL3008
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends libpq5 ca-certificates \
+    && apt-get install -y --no-install-recommends ca-certificates \
     && rm -rf /var/lib/apt/lists/* \
     && groupadd --system --gid 10001 deploybot \
     && useradd --system --uid 10001 --gid deploybot --home-dir /app --no-create-home \
