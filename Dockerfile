@@ -1,16 +1,21 @@
 # syntax=docker/dockerfile:1
 #
 # deploybot in a container: a build stage with the Rust toolchain and a small runtime.
+# The binary carries SQLite and PostgreSQL's client library (libpq, with OpenSSL) itself.
 #
 #   docker build -t deploybot .
-#   docker run -p 8080:8080 -v deploybot-data:/data \
-#     -e DEPLOYBOT_WEBHOOK_SECRET=... -e DEPLOYBOT_PUBLIC_URL=https://deploybot.example.com \
-#     -v "$PWD/deploybot.toml:/app/config/deploybot.toml:ro" deploybot
+#   docker run -p 8080:8080 -v deploybot-data:/data --env-file deploybot.env \
+#     -v "$PWD/deploybot.toml:/app/config/deploybot.toml:ro" \
+#     -v "$PWD/github-app.pem:/run/secrets/github-app.pem:ro" deploybot
+#
+# deploybot.env holds the secrets, e.g. DEPLOYBOT_WEBHOOK_SECRET, DEPLOYBOT_PUBLIC_URL,
+# GITHUB_APP_ID, GITHUB_APP_PRIVATE_KEY_PATH=/run/secrets/github-app.pem and, for
+# PostgreSQL, DATABASE_URL=postgres://...; docs/operations.md walks through it.
 #
 # The image holds no configuration, no token and no example: it reads
 # /app/config/deploybot.toml (DEPLOYBOT_CONFIG), and started without one it exits with a
-# message saying what to mount and which variables to set. For PostgreSQL set
-# DATABASE_URL=postgres://...; the SQLite default lives on the /data volume.
+# message saying what to mount and which variables to set. Without DATABASE_URL the SQLite
+# default lives on the /data volume. Mounted files must be readable by uid 10001.
 # Give running deployments their grace period on stop: `docker stop --time 40` (the
 # worker's default grace is 30 s; Docker's default is 10 s). Deploy commands that leave
 # background processes behind want `docker run --init`, so orphans are reaped.
