@@ -1360,7 +1360,7 @@ impl Site {
     }
 }
 
-/// HMAC-SHA256 of `message` under `key`, as the old scheme computed its tags.
+/// HMAC-SHA256 of `message` under `key`, to forge tags with keys derived from the webhook secret.
 fn hmac_sha256(key: &[u8], message: &[u8]) -> Vec<u8> {
     use hmac::digest::{KeyInit, Mac};
     let mut mac = <hmac::Hmac<Sha256> as KeyInit>::new_from_slice(key).unwrap();
@@ -1369,8 +1369,8 @@ fn hmac_sha256(key: &[u8], message: &[u8]) -> Vec<u8> {
 }
 
 /// Someone who knows the webhook secret (whoever set up a webhook) mints a session cookie
-/// and a log link with keys derived from it, as deploybot once did: both are refused, while
-/// the genuine session with the same contents is accepted.
+/// and a log link with keys derived from it: both are refused, while the genuine session
+/// with the same contents is accepted.
 async fn a_session_or_log_link_signed_with_the_webhook_secret_is_refused(db: TestDb) {
     let site = Site::start(db, false, None, false).await;
     let deployment = site
