@@ -3,7 +3,7 @@
 //! names (a server URL; its database part is replaced), else a throwaway server the test
 //! processes of a run share (`pg_shared`), whose databases are cloned from one migrated
 //! template. Benches, built without `cfg(test)`, use `TEST_DATABASE_URL` or the local
-//! server on 5432, so their numbers compare with earlier runs.
+//! server on 5432 that `bench/run.sh` starts.
 #![allow(dead_code)]
 
 pub mod fake_github;
