@@ -9,6 +9,7 @@ pub mod github;
 pub mod id;
 pub mod metrics;
 pub mod provider;
+pub mod sandbox;
 pub mod server;
 pub mod store;
 pub mod worker;

@@ -110,7 +110,7 @@ fn github() -> FakeGithub {
     github
 }
 
-/// Checks an answer against one of GitHub's response schemas in tests/fixtures/openapi.
+/// Checks an answer against one of GitHub's response schemas in src/sandbox/openapi.
 fn assert_shape(fixture: &str, value: &Value) {
     let document: Value = serde_json::from_str(fixture).expect("fixture is JSON");
     let errors = fake_github::validate(&document["schema"], value);
@@ -168,7 +168,7 @@ fn permission_reports_legacy_permission_and_role_name() {
         assert_eq!(body["permission"], permission, "{user}");
         assert_eq!(body["role_name"], role, "{user}");
         assert_shape(
-            include_str!("fixtures/openapi/repository-collaborator-permission.response.json"),
+            include_str!("../src/sandbox/openapi/repository-collaborator-permission.response.json"),
             &body,
         );
     }
@@ -234,7 +234,7 @@ fn annotated_tags_dereference_to_their_commit() {
         json!({"sha": SHA, "type": "commit", "url": light["object"]["url"]})
     );
     assert_shape(
-        include_str!("fixtures/openapi/git-ref.response.json"),
+        include_str!("../src/sandbox/openapi/git-ref.response.json"),
         &light,
     );
 
@@ -254,7 +254,10 @@ fn annotated_tags_dereference_to_their_commit() {
     assert_eq!(tag["tag"], "v2.0.0");
     assert_eq!(tag["object"]["type"], "commit");
     assert_eq!(tag["object"]["sha"], OTHER_SHA);
-    assert_shape(include_str!("fixtures/openapi/git-tag.response.json"), &tag);
+    assert_shape(
+        include_str!("../src/sandbox/openapi/git-tag.response.json"),
+        &tag,
+    );
 
     assert_eq!(
         client.get("/repos/acme/web/git/ref/tags/v3.0.0").status,
@@ -288,7 +291,7 @@ fn create_deployment_stores_every_field_and_counts_ids_up() {
     assert_eq!(created.status, 201, "{}", created.body);
     let first = created.json();
     assert_shape(
-        include_str!("fixtures/openapi/deployment.response.json"),
+        include_str!("../src/sandbox/openapi/deployment.response.json"),
         &first,
     );
     assert_eq!(first["ref"], SHA);
@@ -439,7 +442,7 @@ fn deployment_statuses_follow_github_rules() {
     assert_eq!(queued.status, 201, "{}", queued.body);
     let queued = queued.json();
     assert_shape(
-        include_str!("fixtures/openapi/deployment-status.response.json"),
+        include_str!("../src/sandbox/openapi/deployment-status.response.json"),
         &queued,
     );
     assert_eq!(queued["state"], "queued");
@@ -582,7 +585,7 @@ fn comments_are_created_listed_and_validated() {
     assert_eq!(created.status, 201, "{}", created.body);
     let comment = created.json();
     assert_shape(
-        include_str!("fixtures/openapi/issue-comment.response.json"),
+        include_str!("../src/sandbox/openapi/issue-comment.response.json"),
         &comment,
     );
     assert_eq!(comment["body"], "Deployed v3 to production.");
@@ -643,7 +646,7 @@ fn reactions_are_created_once_per_user_and_content() {
     let eyes = client.post(&path, json!({"content": "eyes"}));
     assert_eq!(eyes.status, 201, "{}", eyes.body);
     assert_shape(
-        include_str!("fixtures/openapi/reaction.response.json"),
+        include_str!("../src/sandbox/openapi/reaction.response.json"),
         &eyes.json(),
     );
     let again = client.post(&path, json!({"content": "eyes"}));

@@ -1,0 +1,133 @@
+//! Issue comments and reactions.
+
+use serde_json::Value;
+
+use super::http::Incoming;
+use super::json::{comment_json, reaction_json};
+use super::openapi::{CREATE_COMMENT_REACTION, CREATE_ISSUE_COMMENT, CREATE_ISSUE_REACTION};
+use super::reply::{Reply, custom_error, find_repo, find_repo_mut, paginate, parse_body};
+use super::state::{DOCS, Reaction, State, Subject, now};
+use super::types::FakeComment;
+
+impl State {
+    pub(super) fn list_comments(
+        &self,
+        req: &Incoming,
+        owner: &str,
+        name: &str,
+        issue: u64,
+    ) -> Reply {
+        let Ok(repo) = find_repo(&self.repos, owner, name) else {
+            return Reply::not_found(DOCS);
+        };
+        if !repo.has_issue(issue) {
+            return Reply::not_found(DOCS);
+        }
+        let comments = repo.comments.iter().filter(|c| c.issue == issue);
+        let items = comments
+            .map(|c| comment_json(&self.base_url, repo, c))
+            .collect();
+        paginate(&self.base_url, req, items)
+    }
+
+    pub(super) fn create_comment(
+        &mut self,
+        req: &Incoming,
+        owner: &str,
+        name: &str,
+        issue: u64,
+        actor: &str,
+    ) -> Reply {
+        let excerpt = &CREATE_ISSUE_COMMENT;
+        let docs = excerpt.documentation_url();
+        match find_repo(&self.repos, owner, name) {
+            Ok(repo) if repo.has_issue(issue) => {}
+            _ => return Reply::not_found(&docs),
+        }
+        let body = match parse_body(req, excerpt) {
+            Ok(body) => body,
+            Err(reply) => return reply,
+        };
+        let text = body.get("body").and_then(Value::as_str).unwrap_or_default();
+        if text.trim().is_empty() {
+            return custom_error(excerpt, "body", "missing_field", "body wasn't supplied");
+        }
+        if text.chars().count() > 65536 {
+            let message = "Body is too long (maximum is 65536 characters)";
+            return custom_error(excerpt, "body", "custom", message);
+        }
+        let id = self.next_id("comment");
+        let repo = find_repo_mut(&mut self.repos, owner, name).expect("checked above");
+        let kind = if repo.pulls.contains_key(&issue) {
+            "pull"
+        } else {
+            "issues"
+        };
+        let comment = FakeComment {
+            id,
+            issue,
+            body: text.to_string(),
+            user: actor.to_string(),
+            html_url: format!(
+                "https://github.com/{}/{kind}/{issue}#issuecomment-{id}",
+                repo.full_name
+            ),
+            created_at: now(),
+        };
+        let answer = comment_json(&self.base_url, repo, &comment);
+        repo.comments.push(comment);
+        Reply::json(201, answer)
+    }
+
+    /// 201 for a new reaction; 200 with the existing one when this user already reacted
+    /// with the same content.
+    pub(super) fn create_reaction(
+        &mut self,
+        req: &Incoming,
+        owner: &str,
+        name: &str,
+        subject: Subject,
+        actor: &str,
+    ) -> Reply {
+        let excerpt = match subject {
+            Subject::Comment(_) => &CREATE_COMMENT_REACTION,
+            Subject::Issue(_) => &CREATE_ISSUE_REACTION,
+        };
+        let docs = excerpt.documentation_url();
+        let exists = find_repo(&self.repos, owner, name).is_ok_and(|repo| match subject {
+            Subject::Comment(id) => repo.comments.iter().any(|c| c.id == id),
+            Subject::Issue(number) => repo.has_issue(number),
+        });
+        if !exists {
+            return Reply::not_found(&docs);
+        }
+        let body = match parse_body(req, excerpt) {
+            Ok(body) => body,
+            Err(reply) => return reply,
+        };
+        let content = body
+            .get("content")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        let repo = find_repo(&self.repos, owner, name).expect("checked above");
+        let same = repo
+            .reactions
+            .iter()
+            .find(|r| r.subject == subject && r.content == content && r.user == actor);
+        if let Some(reaction) = same {
+            return Reply::json(200, reaction_json(reaction));
+        }
+        let reaction = Reaction {
+            id: self.next_id("reaction"),
+            subject,
+            content,
+            user: actor.to_string(),
+            created_at: now(),
+        };
+        let answer = reaction_json(&reaction);
+        let repo = find_repo_mut(&mut self.repos, owner, name).expect("checked above");
+        repo.reactions.push(reaction);
+        Reply::json(201, answer)
+    }
+}
