@@ -102,4 +102,16 @@ pub trait PullSource: Send + Sync {
     /// A number that grows whenever anything the pages show changes, so that a page can
     /// ask cheaply whether to refresh.
     fn version(&self) -> u64;
+    /// Every repository with the numbers of its pull requests, so that a page asked for
+    /// something unknown can say what exists.
+    fn repositories(&self) -> Vec<RepositoryView>;
+}
+
+/// One repository of the stand-in and its pull requests.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct RepositoryView {
+    /// `owner/name`, as the repository was added.
+    pub repo: String,
+    /// Its pull requests' numbers, ascending.
+    pub pulls: Vec<u64>,
 }
