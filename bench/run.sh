@@ -12,7 +12,8 @@
 #   BENCH_MAX_ROWS=1000000   the store bench's largest table (10000, 100000 or 1000000)
 #   BENCH_STORE=run|reuse|skip   run the store bench (default), reuse its last results in
 #                            target/criterion, or leave it out
-#   TEST_DATABASE_URL        the PostgreSQL server (default postgres://postgres@127.0.0.1:5432/postgres)
+#   TEST_DATABASE_URL        the PostgreSQL server (default postgres://postgres@127.0.0.1:5432/postgres);
+#                            the store bench gets it as BENCH_DATABASE_URL unless that is set
 #   PGSSLMODE=disable        libpq's TLS mode for it (no TLS over loopback by default)
 #   BENCH_OUT=bench/out      where the raw results, logs and wrk outputs go
 #   BENCH_QUIET_LOAD=0.7     after building, wait (up to BENCH_QUIET_WAIT=1800 s) until the
@@ -59,6 +60,7 @@ apt_install() {
 
 say "installing what the benchmarks need"
 command -v wrk >/dev/null || apt_install wrk
+command -v jq >/dev/null || apt_install jq
 dpkg -s libpq-dev >/dev/null 2>&1 || apt_install libpq-dev
 command -v node >/dev/null || apt_install nodejs npm
 if [ ! -d bench/node/node_modules/@octokit/webhooks ]; then
@@ -70,7 +72,7 @@ if [ ! -x bench/python/.venv/bin/python ] ||
     bench/python/.venv/bin/pip install -q -r bench/python/requirements.txt
 fi
 
-# PostgreSQL on 127.0.0.1:5432, as .ci/run starts it.
+# PostgreSQL on 127.0.0.1:5432: the local Debian cluster, started if nothing answers there.
 if ! pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then
     command -v pg_ctlcluster >/dev/null || apt_install postgresql
     version=$(ls /etc/postgresql | sort -V | tail -n 1)
@@ -147,7 +149,8 @@ bench in_progress
 # are read from target/criterion.
 case "$STORE" in
 run)
-    bench store BENCH_BACKENDS=postgres BENCH_MAX_ROWS="$MAX_ROWS"
+    bench store BENCH_BACKENDS=postgres BENCH_MAX_ROWS="$MAX_ROWS" \
+        BENCH_DATABASE_URL="${BENCH_DATABASE_URL:-$PG_URL}"
     ;;
 reuse | skip) echo "store bench not run (BENCH_STORE=$STORE)" >>"$ACTIVITY" ;;
 *) echo "BENCH_STORE is run, reuse or skip" >&2 && exit 2 ;;

@@ -1,4 +1,4 @@
-//! Webhook → `in_progress` latency (issue 5): the real `deploybot serve` binary (built by
+//! Webhook → `in_progress` latency: the real `deploybot serve` binary (built by
 //! `cargo bench` with the bench profile, i.e. release), a fresh SQLite or PostgreSQL
 //! database and the stateful fake GitHub of the tests, all on 127.0.0.1 — started by the
 //! tests' own `Bot` harness (`tests/github/bot.rs`).

@@ -1,4 +1,4 @@
-//! Webhook ingest (issues 4 and 7) and memory: signed `push` webhooks per second and
+//! Webhook ingest and memory: signed `push` webhooks per second and
 //! latency percentiles on 127.0.0.1, measured with `wrk` and the same script, payload and
 //! settings for every subject:
 //!

@@ -1,4 +1,4 @@
-//! Queue overhead (issue 3): the deploy Service and a Worker in this process, with the
+//! Queue overhead: the deploy Service and a Worker in this process, with the
 //! `noop` provider, on SQLite (a temp file) and PostgreSQL (a fresh database), both
 //! created like the tests do (`tests/common`).
 //!

@@ -16,7 +16,8 @@
 //! BUFFERS)` of the prepared query as a custom and as a generic plan) and warns when it
 //! does not use `deployments_instance_page`; on PostgreSQL it also checks from
 //! `pg_stat_user_indexes` that the store's own calls scan that index. A diagnostic then
-//! times the store's cursor condition against the row-value form `(created_at, id) < (…)`.
+//! times the store's row-value cursor condition `(created_at, id) < (…)` against the
+//! equivalent `created_at < … OR (created_at = … AND id < …)`, which is only filtered.
 //!
 //! Run: `cargo bench --bench store`. Environment:
 //! - `BENCH_DATABASE_URL`: a PostgreSQL server URL whose database part is replaced
@@ -408,9 +409,9 @@ impl BenchDb {
     /// Prints, for each page, the plan its query gets and warns when the plan does not
     /// use `deployments_instance_page`.
     ///
-    /// SQLite: `EXPLAIN QUERY PLAN` of the store's SQL with its placeholders (two
-    /// distinct ones for the cursor time, as Diesel binds it), and for cursor pages also
-    /// with the values written inline, because SQLite plans the two differently.
+    /// SQLite: `EXPLAIN QUERY PLAN` of the store's SQL with its placeholders, as Diesel
+    /// binds it, and for cursor pages also with the values written inline, because SQLite
+    /// may plan the two differently.
     ///
     /// PostgreSQL: Diesel keeps the page query as a named prepared statement, so the
     /// plan is either a custom plan (the values known: the first five executions, and
@@ -419,7 +420,7 @@ impl BenchDb {
     fn explain_pages(&mut self, size: u64, instance: InstanceId, pages: &[PagePos]) {
         let pg = matches!(self.raw, Raw::Pg(_));
         for page in pages {
-            let cursor = page.after.as_ref().map(|_| Form::Or);
+            let cursor = page.after.as_ref().map(|_| Form::RowValue);
             let sql = page_query(pg, cursor);
             println!(
                 "[{}] plan at {size} rows, {} page (rows {}..{}):",
@@ -472,9 +473,9 @@ impl BenchDb {
             Some(after) => {
                 let at = ts(after.created_at.naive_utc());
                 (
-                    "text, text, timestamp, timestamp, text, bigint".to_string(),
+                    "text, text, timestamp, text, bigint".to_string(),
                     format!(
-                        "'{TENANT}', '{instance}', '{at}', '{at}', '{}', {}",
+                        "'{TENANT}', '{instance}', '{at}', '{}', {}",
                         after.id,
                         PAGE + 1
                     ),
@@ -526,10 +527,10 @@ impl BenchDb {
     }
 
     /// A diagnostic beside the benchmark, for the middle and last pages: the store's
-    /// cursor condition `created_at < $t OR (created_at = $t2 AND id < $i)` against the
-    /// row-value form `(created_at, id) < ($t, $i)`, both run on our own connection
+    /// row-value cursor condition `(created_at, id) < ($t, $i)` against the equivalent
+    /// `created_at < $t OR (created_at = $t2 AND id < $i)`, both run on our own connection
     /// with bound parameters (as prepared statements, like the store's), and the plan of
-    /// the row-value form.
+    /// the OR form.
     fn compare_row_value_form(&mut self, size: u64, instance: InstanceId, pages: &[PagePos]) {
         let runs = 100;
         for page in pages
@@ -538,8 +539,8 @@ impl BenchDb {
         {
             let after = page.after.as_ref().expect("a cursor page");
             for (label, form) in [
-                ("OR form (as the store)", Form::Or),
-                ("row-value form", Form::RowValue),
+                ("row-value form (as the store)", Form::RowValue),
+                ("OR form", Form::Or),
             ] {
                 let started = Instant::now();
                 for _ in 0..runs {
@@ -559,8 +560,8 @@ impl BenchDb {
             }
         }
         if let Some(last) = pages.iter().find(|p| p.label == "last") {
-            let sql = page_query(matches!(self.raw, Raw::Pg(_)), Some(Form::RowValue));
-            println!("[{}] plan of the row-value form, last page:", self.backend);
+            let sql = page_query(matches!(self.raw, Raw::Pg(_)), Some(Form::Or));
+            println!("[{}] plan of the OR form, last page:", self.backend);
             println!("    {sql}");
             let plan = match self.raw {
                 Raw::Pg(_) => {
@@ -568,14 +569,14 @@ impl BenchDb {
                     let at = ts(after.created_at.naive_utc());
                     self.raw.exec(&format!(
                         "SET plan_cache_mode = force_generic_plan; \
-                         PREPARE bench_row (text, text, timestamp, text, bigint) AS {sql}"
+                         PREPARE bench_or (text, text, timestamp, timestamp, text, bigint) AS {sql}"
                     ));
                     let plan = self.raw.explain(&format!(
-                        "EXECUTE bench_row ('{TENANT}', '{instance}', '{at}', '{}', {})",
+                        "EXECUTE bench_or ('{TENANT}', '{instance}', '{at}', '{at}', '{}', {})",
                         after.id,
                         PAGE + 1
                     ));
-                    self.raw.exec("DEALLOCATE bench_row; RESET plan_cache_mode");
+                    self.raw.exec("DEALLOCATE bench_or; RESET plan_cache_mode");
                     plan
                 }
                 Raw::Sqlite(_) => self.raw.explain(&sql),
@@ -620,9 +621,10 @@ impl BenchDb {
 /// The cursor condition of a page query.
 #[derive(Clone, Copy)]
 enum Form {
-    /// `created_at < $t OR (created_at = $t2 AND id < $i)`: what the store runs.
+    /// `created_at < $t OR (created_at = $t2 AND id < $i)`: the same rows, for the
+    /// diagnostic.
     Or,
-    /// `(created_at, id) < ($t, $i)`: a comparison for the diagnostic.
+    /// `(created_at, id) < ($t, $i)`: what the store runs.
     RowValue,
 }
 
@@ -663,7 +665,7 @@ fn inline_values(sql: &str, instance: InstanceId, page: &PagePos) -> String {
     let mut values = vec![format!("'{TENANT}'"), format!("'{instance}'")];
     if let Some(after) = &page.after {
         let at = format!("'{}'", ts(after.created_at.naive_utc()));
-        values.extend([at.clone(), at, format!("'{}'", after.id)]);
+        values.extend([at, format!("'{}'", after.id)]);
     }
     values.push((PAGE + 1).to_string());
     let mut values = values.into_iter();
