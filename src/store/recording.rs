@@ -39,7 +39,7 @@ struct NewDelivery<'a> {
 /// PostgreSQL: stores a batch of deliveries, given as one array per column, and returns
 /// the ids that were new. The statement's text is the same whatever the batch size, so
 /// PostgreSQL parses and plans it once per connection (diesel caches it, as its query id
-/// is static; a multi-row `VALUES` list, or `sql_query`, was parsed again for every batch).
+/// is static; a multi-row `VALUES` list, or `sql_query`, would be parsed for every batch).
 struct InsertDeliveriesPg<'a> {
     id: Vec<&'a str>,
     event: Vec<&'a str>,
@@ -191,8 +191,8 @@ fn insert_new_deliveries(
 /// PostgreSQL: the unique key decides what is new, also against a concurrent copy of the
 /// delivery in another server (the insert waits for its transaction). The rows travel as
 /// one array per column, so the statement's text is the same whatever the batch size:
-/// PostgreSQL parses and plans it once per connection (a multi-row VALUES list was parsed
-/// and planned again for every batch).
+/// PostgreSQL parses and plans it once per connection (a multi-row VALUES list would be
+/// parsed and planned for every batch).
 fn insert_new_deliveries_pg(
     c: &mut diesel::PgConnection,
     rows: &[NewDelivery<'_>],
