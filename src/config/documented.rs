@@ -229,7 +229,7 @@ fn page() -> String {
 }
 
 /// The table a heading names: `[github]` → `github`, `[[api.tokens]]` → `api.tokens`,
-/// "Top level" → ``; `None` for any other heading.
+/// "Top-level keys" → the empty path; `None` for any other heading.
 fn heading_table(heading: &str) -> Option<String> {
     let named = heading
         .split('`')
