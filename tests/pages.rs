@@ -23,6 +23,7 @@ use deploybot::deploy::{
     CanarySteps, DeployRequest, DeployState, Deployment, Instance, InstanceSpec, InstanceStore,
     LogStore, Progress, QueueStore, Service, ServiceStore,
 };
+use deploybot::github::outbox::OutboxStore;
 use deploybot::provider::catalog::ConfigCatalog;
 use deploybot::provider::command::CommandProvider;
 use deploybot::provider::noop::NoopProvider;
@@ -495,6 +496,106 @@ async fn a_deployment_shows_its_trigger_and_pull_request(db: TestDb) {
         .await;
     page.assert_contains(&["<dt>Trigger</dt><dd>API (octocat)</dd>"]);
     assert!(!page.body.contains("/pull/"), "no pull request to link");
+}
+
+impl Site {
+    /// Queues a deployment of web-production as if GitHub had started it from `source`.
+    async fn deploy_from(&self, source: deploybot::deploy::Source) -> Deployment {
+        let request = DeployRequest {
+            instance_id: self.web.id,
+            image: "ghcr.io/acme/web:gh".into(),
+            env: Default::default(),
+            strategy: String::new(),
+            notes: String::new(),
+            commit_sha: SHA.into(),
+        };
+        let prepared = self
+            .service
+            .prepare("acme", request, "octocat", source)
+            .await
+            .unwrap();
+        self.service.queue(prepared).await.unwrap().expect("queued")
+    }
+
+    /// Records that GitHub accepted `d` as its Deployment `github_id`.
+    fn mirrored(&self, d: &Deployment, github_id: i64) {
+        self.store
+            .set_github_deployment_id(&d.tenant_id, d.id, github_id)
+            .unwrap();
+    }
+}
+
+fn pull_request_source(pr: u64) -> deploybot::deploy::Source {
+    deploybot::deploy::Source {
+        trigger: format!("/deploy on #{pr} by @octocat"),
+        pull_request: Some(pr),
+        comment_id: Some(7),
+        ..Default::default()
+    }
+}
+
+fn push_source() -> deploybot::deploy::Source {
+    deploybot::deploy::Source {
+        trigger: "push to main by @octocat (a10867b)".into(),
+        ..Default::default()
+    }
+}
+
+/// A deployment that GitHub mirrors links to its pull request and to the GitHub
+/// Deployment on its environment's page; a push deployment links to the Deployment only,
+/// and one GitHub has not accepted yet has no GitHub links.
+async fn a_deployment_links_to_its_pull_request_and_github_deployment(db: TestDb) {
+    let site = Site::start(db, true, None, false).await;
+    let from_pr = site.deploy_from(pull_request_source(42)).await;
+    site.mirrored(&from_pr, 9001);
+    let page = site
+        .get(&format!("/deployments/{}", from_pr.id), None)
+        .await;
+    assert_eq!(page.status, 200);
+    page.assert_contains(&["<p class=\"lede github\">On GitHub: \
+         <a href=\"https://github.com/acme/web/pull/42\">pull request #42</a> · \
+         <a href=\"https://github.com/acme/web/deployments/production\">Deployment 9001 in production</a></p>"]);
+
+    let pushed = site.deploy_from(push_source()).await;
+    site.mirrored(&pushed, 9002);
+    let page = site.get(&format!("/deployments/{}", pushed.id), None).await;
+    assert_eq!(page.status, 200);
+    page.assert_contains(&[
+        "<dt>Trigger</dt><dd>push to main by @octocat (a10867b)</dd>",
+        "On GitHub: <a href=\"https://github.com/acme/web/deployments/production\">Deployment 9002 in production</a>",
+    ]);
+    assert!(!page.body.contains("/pull/"), "a push has no pull request");
+
+    let unmirrored = site.deploy_from(push_source()).await;
+    let page = site
+        .get(&format!("/deployments/{}", unmirrored.id), None)
+        .await;
+    assert_eq!(page.status, 200);
+    assert!(!page.body.contains("On GitHub"), "{}", page.body);
+    assert!(!page.body.contains("/deployments/production"));
+    site.stop().await;
+}
+
+/// The links follow the configured GitHub web address (GitHub Enterprise, or the
+/// sandbox's own pages), escaped.
+async fn github_links_use_the_configured_web_address(db: TestDb) {
+    let site = Site::start_with(Arc::new(db), None, true, None, false, |config| {
+        config.github.web_url = "https://ghe.example/a&b\"c/".into();
+    })
+    .await;
+    let from_pr = site.deploy_from(pull_request_source(3)).await;
+    site.mirrored(&from_pr, 77);
+    let page = site
+        .get(&format!("/deployments/{}", from_pr.id), None)
+        .await;
+    assert_eq!(page.status, 200);
+    page.assert_contains(&[
+        "<a href=\"https://ghe.example/a&amp;b&quot;c/acme/web/pull/3\">pull request #3</a>",
+        "<a href=\"https://ghe.example/a&amp;b&quot;c/acme/web/deployments/production\">Deployment 77 in production</a>",
+        &format!("href=\"https://ghe.example/a&amp;b&quot;c/acme/web/commit/{SHA}\""),
+    ]);
+    assert!(!page.body.contains("https://github.com"), "{}", page.body);
+    site.stop().await;
 }
 
 /// `/` lists every instance with its active release and the latest deployments, each with
@@ -1576,6 +1677,8 @@ async fn a_session_shows_only_the_instances_its_token_covers(db: TestDb) {
 both_backends_async!(
     index_lists_instances_and_latest_deployments,
     a_deployment_shows_its_trigger_and_pull_request,
+    a_deployment_links_to_its_pull_request_and_github_deployment,
+    github_links_use_the_configured_web_address,
     deployment_page_shows_release_strategy_progress_and_error,
     values_from_the_database_are_escaped,
     env_values_never_appear,

@@ -12,6 +12,8 @@ use super::shape::RawGithub;
 
 /// Default `github.api_url`: GitHub's API.
 pub const DEFAULT_GITHUB_API_URL: &str = "https://api.github.com";
+/// GitHub's web address for the default API.
+pub const DEFAULT_GITHUB_WEB_URL: &str = "https://github.com";
 /// Default `github.redeliver_interval`.
 pub const DEFAULT_REDELIVER_INTERVAL: Duration = Duration::from_secs(5 * 60);
 /// Default `github.redeliver_lookback`.
@@ -22,6 +24,11 @@ pub const DEFAULT_REDELIVER_LOOKBACK: Duration = Duration::from_secs(3 * 24 * 36
 pub struct GithubConfig {
     /// API base without a trailing slash (GitHub Enterprise: `https://HOST/api/v3`).
     pub api_url: String,
+    /// GitHub's web address without a trailing slash, for the links on deploybot's pages
+    /// (pull requests, commits, deployments). Derived from `api_url` (see [`web_url_for`]);
+    /// whoever builds the configuration may replace it (the sandbox points it at its own
+    /// pages).
+    pub web_url: String,
     pub token: Option<String>,
     pub app_id: Option<u64>,
     /// PEM text of the GitHub App private key.
@@ -37,6 +44,7 @@ impl Default for GithubConfig {
     fn default() -> Self {
         GithubConfig {
             api_url: DEFAULT_GITHUB_API_URL.to_string(),
+            web_url: DEFAULT_GITHUB_WEB_URL.to_string(),
             token: None,
             app_id: None,
             app_private_key: None,
@@ -51,6 +59,7 @@ impl fmt::Debug for GithubConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("GithubConfig")
             .field("api_url", &self.api_url)
+            .field("web_url", &self.web_url)
             .field("token", &self.token.as_ref().map(|_| Redacted))
             .field("app_id", &self.app_id)
             .field(
@@ -85,6 +94,7 @@ pub(super) fn build_github(
     check_app_credentials(check, &app_id, &key, &key_path);
 
     GithubConfig {
+        web_url: web_url_for(&api_url),
         api_url,
         token,
         app_id: app_id.map(|(id, _)| id),
@@ -118,6 +128,24 @@ fn api_url(
             url.trim_end_matches('/').to_string()
         }
         None => DEFAULT_GITHUB_API_URL.to_string(),
+    }
+}
+
+/// GitHub's web address for an API base: `https://api.github.com` → `https://github.com`,
+/// `https://api.SUBDOMAIN.ghe.com` → `https://SUBDOMAIN.ghe.com`, GitHub Enterprise Server's
+/// `https://HOST/api/v3` → `https://HOST`. Any other API base is taken as its own web
+/// address (a GitHub stand-in serves both).
+fn web_url_for(api_url: &str) -> String {
+    let api = api_url.trim_end_matches('/');
+    if let Some(base) = api.strip_suffix("/api/v3") {
+        return base.to_string();
+    }
+    let Some((scheme, rest)) = api.split_once("://") else {
+        return api.to_string();
+    };
+    match rest.strip_prefix("api.") {
+        Some(host) if !host.is_empty() && !host.contains('/') => format!("{scheme}://{host}"),
+        _ => api.to_string(),
     }
 }
 
@@ -215,6 +243,31 @@ mod tests {
             .to_string();
         assert_mentions(&err, &["GITHUB_APP_PRIVATE_KEY", "App ID"]);
         assert!(!err.contains("BEGIN SECRET"), "{err}");
+    }
+
+    #[test]
+    fn web_links_follow_the_api_address() {
+        let web = |api: &str| web_url_for(api);
+        assert_eq!(web("https://api.github.com"), "https://github.com");
+        assert_eq!(web("https://api.github.com/"), "https://github.com");
+        assert_eq!(web("https://api.acme.ghe.com"), "https://acme.ghe.com");
+        assert_eq!(web("https://ghe.example/api/v3"), "https://ghe.example");
+        assert_eq!(web("https://ghe.example/api/v3/"), "https://ghe.example");
+        assert_eq!(web("http://127.0.0.1:9000"), "http://127.0.0.1:9000");
+        assert_eq!(
+            web("https://api.example/github"),
+            "https://api.example/github"
+        );
+
+        assert_eq!(parse_ok("").github.web_url, "https://github.com");
+        let ghe = parse_ok("[github]\napi_url = \"https://ghe.example/api/v3/\"\n");
+        assert_eq!(ghe.github.web_url, "https://ghe.example");
+        let from_env = with_env(
+            "",
+            &[("DEPLOYBOT_GITHUB_API_URL", "https://git.corp/api/v3")],
+        )
+        .unwrap();
+        assert_eq!(from_env.github.web_url, "https://git.corp");
     }
 
     #[test]

@@ -39,7 +39,7 @@ use chrono::Utc;
 use sha2::{Digest, Sha256};
 
 use super::AppState;
-use crate::config::{Config, DEFAULT_GITHUB_API_URL};
+use crate::config::Config;
 use crate::deploy::Error;
 use crate::deploy::service::blocking;
 use access::Session;
@@ -108,17 +108,9 @@ fn configured_tenants(config: &Config) -> Vec<String> {
     tenants
 }
 
-/// The web address of the GitHub the API address belongs to (GitHub Enterprise:
-/// `https://HOST/api/v3` → `https://HOST`).
+/// GitHub's web address for links (`[github]`'s `web_url`, without a trailing slash).
 fn github_web(config: &Config) -> String {
-    let api = config.github.api_url.trim_end_matches('/');
-    if api == DEFAULT_GITHUB_API_URL {
-        return "https://github.com".to_string();
-    }
-    match api.strip_suffix("/api/v3") {
-        Some(base) => base.to_string(),
-        None => "https://github.com".to_string(),
-    }
+    config.github.web_url.trim_end_matches('/').to_string()
 }
 
 /// The one Content-Security-Policy of the pages: only our inline script and style (by

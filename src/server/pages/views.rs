@@ -120,16 +120,69 @@ fn trigger(html: &mut Html, github: &str, repo: &str, d: &Deployment) {
     if let Some(pr) = d.source.pull_request
         && !repo.is_empty()
     {
-        html.raw(" · <a href=\"")
-            .text(github)
+        html.raw(" · ");
+        pull_link(html, github, repo, pr);
+    }
+}
+
+/// `pull request #42`, linked to `{github}/{repo}/pull/42`.
+fn pull_link(html: &mut Html, github: &str, repo: &str, pr: u64) {
+    html.raw("<a href=\"")
+        .text(github)
+        .raw("/")
+        .text(repo)
+        .raw("/pull/")
+        .text(pr)
+        .raw("\">pull request #")
+        .text(pr)
+        .raw("</a>");
+}
+
+/// A path segment percent-encoded (unreserved characters stay).
+fn path_segment(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for b in value.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// Where the deployment is on GitHub: its pull request (a comment command's) and the
+/// GitHub Deployment that mirrors it, once created. GitHub shows a Deployment on its
+/// environment's page, `{github}/{repo}/deployments/{environment}`. Nothing when there
+/// is neither.
+fn github_links(html: &mut Html, view: &DeploymentView, place: &Place<'_>) {
+    let d = &view.deployment;
+    if place.repo.is_empty()
+        || (d.source.pull_request.is_none() && d.github_deployment_id.is_none())
+    {
+        return;
+    }
+    html.raw("<p class=\"lede github\">On GitHub: ");
+    if let Some(pr) = d.source.pull_request {
+        pull_link(html, &view.github, place.repo, pr);
+    }
+    if let Some(id) = d.github_deployment_id {
+        if d.source.pull_request.is_some() {
+            html.raw(" · ");
+        }
+        html.raw("<a href=\"")
+            .text(&view.github)
             .raw("/")
-            .text(repo)
-            .raw("/pull/")
-            .text(pr)
-            .raw("\">pull request #")
-            .text(pr)
+            .text(place.repo)
+            .raw("/deployments/")
+            .text(path_segment(place.environment))
+            .raw("\">Deployment ")
+            .text(id)
+            .raw(" in ")
+            .text(place.environment)
             .raw("</a>");
     }
+    html.raw("</p>\n");
 }
 
 fn badge(html: &mut Html, d: &Deployment, id: Option<&'static str>) {
@@ -362,6 +415,7 @@ pub(super) fn deployment(
             html.raw("<p class=\"crumbs\"><a href=\"/\">← All deployments</a></p>\n");
         }
         heading(html, view, &place, version, now);
+        github_links(html, view, &place);
         progress(html, d);
         html.raw("<div class=\"grid\">\n");
         release_card(html, view, place.repo);
@@ -636,4 +690,16 @@ pub(super) fn line_json(entry: &LogEntry) -> serde_json::Value {
         "at": entry.at,
         "time": entry.at.format("%H:%M:%S").to_string(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::path_segment;
+
+    #[test]
+    fn an_environment_name_is_one_path_segment() {
+        assert_eq!(path_segment("production"), "production");
+        assert_eq!(path_segment("eu west/1"), "eu%20west%2F1");
+        assert_eq!(path_segment("prod?x=1#y"), "prod%3Fx%3D1%23y");
+    }
 }
