@@ -9,8 +9,12 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::input::{ApiJson, ListQuery, parse_id};
+use super::input::{ApiJson, ListQuery, parse_id, present};
 use super::instances::{covers_instance, resolve};
+use super::schema::{
+    DeploymentIdSchema, InstanceIdSchema, InstanceKeySchema, ReleaseEnvSchema, ReleaseIdSchema,
+    RequestedStrategySchema, RollbackBodySchema, StrategySchema,
+};
 use crate::deploy::{
     DeployKind, DeployListResult, DeployRequest, DeployState, Deployment, DeploymentId, Error,
     Instance, Progress, ReleaseId, RollbackTarget, Source,
@@ -89,18 +93,18 @@ impl From<Progress> for ProgressJson {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[schema(as = Deployment)]
 pub struct DeploymentJson {
-    #[schema(example = "dep_01h455vb4pex5vsknk084sn02q")]
+    #[schema(value_type = DeploymentIdSchema)]
     pub id: String,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     #[schema(example = "acme")]
     pub tenant_id: String,
-    #[schema(example = "inst_01h455vb4pex5vsknk084sn02q")]
+    #[schema(value_type = InstanceIdSchema)]
     pub instance_id: String,
-    #[schema(example = "rel_01h455vb4pex5vsknk084sn02q")]
+    #[schema(value_type = ReleaseIdSchema)]
     pub release_id: String,
     pub state: DeployStateJson,
-    #[schema(example = "canary")]
+    #[schema(value_type = StrategySchema)]
     pub strategy: String,
     #[schema(example = "ghcr.io/acme/web:v1.2.3")]
     pub image: String,
@@ -208,39 +212,49 @@ impl From<DeployListResult> for DeployListJson {
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DeployBody {
-    /// The image reference to run.
-    #[schema(example = "ghcr.io/acme/web:v1.2.3")]
+    /// The image reference to run: printable ASCII without spaces, at most 1024 characters.
+    #[schema(
+        example = "ghcr.io/acme/web:v1.2.3",
+        pattern = "^[!-~]+$",
+        min_length = 1,
+        max_length = 1024
+    )]
     pub image: String,
-    /// Environment variables of the release.
     #[serde(default)]
+    #[schema(value_type = ReleaseEnvSchema)]
     pub env: BTreeMap<String, String>,
     /// `rolling`, `recreate`, `blue-green` or `canary`; empty: the instance's strategy.
     #[serde(default)]
+    #[schema(value_type = RequestedStrategySchema)]
     pub strategy: String,
+    /// Free text kept with the release: at most 4096 bytes of UTF-8.
     #[serde(default)]
+    #[schema(example = "hotfix for the login page", max_length = 4096)]
     pub notes: String,
-    /// The commit the image was built from (7 to 64 hex characters).
+    /// The commit the image was built from: 7 to 64 hexadecimal characters, or empty.
     #[serde(default)]
-    #[schema(example = "9fceb02d0ae598e95dc970b74767f19372d61af8")]
+    #[schema(
+        example = "9fceb02d0ae598e95dc970b74767f19372d61af8",
+        pattern = "^(?:[0-9a-fA-F]{7,64})?$",
+        max_length = 64
+    )]
     pub commit_sha: String,
 }
 
-/// A rollback: at most one of `release_id`, `version` and `to`; none means the previous
-/// release (the one that was active before the active one).
-#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+/// A rollback: at most one of `release_id`, `version` and `to`, none of them null; none
+/// means the previous release (the one that was active before the active one). Its
+/// schema in the document is `RollbackBodySchema`.
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RollbackBody {
     /// Return to this release (`rel_…`) of the instance.
-    #[serde(default)]
-    #[schema(example = "rel_01h455vb4pex5vsknk084sn02q")]
+    #[serde(default, deserialize_with = "present")]
     pub release_id: Option<String>,
     /// Return to this version of the instance.
-    #[serde(default)]
-    #[schema(minimum = 1)]
+    #[serde(default, deserialize_with = "present")]
     pub version: Option<i64>,
     /// `previous` (the default).
-    #[serde(default)]
-    #[schema(example = "previous")]
+    #[serde(default, deserialize_with = "present")]
     pub to: Option<String>,
 }
 
@@ -316,6 +330,18 @@ fn check_api_env(
     Ok(())
 }
 
+/// An image reference is printable ASCII without spaces, as the document's pattern says
+/// (the service refuses an empty or over-long one, naming which).
+fn check_image(image: &str) -> Result<(), ApiError> {
+    if image.bytes().all(|b| b.is_ascii_graphic()) {
+        return Ok(());
+    }
+    Err(ApiError::invalid_request(format!(
+        "image {:?} is not an image reference: use printable ASCII without spaces, such as ghcr.io/acme/web:v1.2.3",
+        image.chars().take(80).collect::<String>()
+    )))
+}
+
 fn created(deployment: Deployment) -> HttpResponse {
     let location = format!("/v1/deployments/{}", deployment.id);
     HttpResponse::Created()
@@ -326,18 +352,19 @@ fn created(deployment: Deployment) -> HttpResponse {
 /// Queue a deployment of a new release of the instance; it runs later, in a worker.
 #[utoipa::path(
     tag = "deployments",
-    params(("instance" = String, Path, description = "An instance id (`inst_…`) or name")),
+    params(("instance" = InstanceKeySchema, Path, description = "An instance id (`inst_…`) or name")),
     request_body(content = DeployBody, content_type = "application/json"),
     responses(
         (status = 201, description = "Queued (pending)", body = DeploymentJson,
             headers(("Location" = String, description = "The deployment's URL"))),
-        (status = 400, description = "The body or a value in it is wrong", body = ErrorBody),
+        (status = 400, description = "The body or a value in it is wrong, the instance key is malformed, or the strategy is one the instance's provider cannot run", body = ErrorBody),
         (status = 401, description = "No valid bearer token", body = ErrorBody),
         (status = 403, description = "The token's role is weaker than deploy", body = ErrorBody),
         (status = 404, description = "No such instance for the tenant (or outside the token's instances)", body = ErrorBody),
         (status = 413, description = "The body is too large", body = ErrorBody),
         (status = 415, description = "The body is not JSON", body = ErrorBody),
         (status = 422, description = "An env name is refused, or not in the instance's api_env", body = ErrorBody),
+        (status = 503, description = "The database is unavailable; retry after `Retry-After` seconds", body = ErrorBody),
     ),
     security(("bearer" = []))
 )]
@@ -350,6 +377,7 @@ pub(super) async fn deploy(
 ) -> Result<HttpResponse, ApiError> {
     let instance = resolve(&state, &caller, &instance).await?;
     let ApiJson(body) = body;
+    check_image(&body.image)?;
     check_api_env(&state, &caller.tenant, &instance, &body.env)?;
     let request = DeployRequest {
         instance_id: instance.id,
@@ -369,17 +397,19 @@ pub(super) async fn deploy(
 /// Queue a deployment of an existing release of the instance (no new release).
 #[utoipa::path(
     tag = "deployments",
-    params(("instance" = String, Path, description = "An instance id (`inst_…`) or name")),
-    request_body(content = RollbackBody, content_type = "application/json",
+    params(("instance" = InstanceKeySchema, Path, description = "An instance id (`inst_…`) or name")),
+    request_body(content = RollbackBodySchema, content_type = "application/json",
         description = "`{\"release_id\": …}`, `{\"version\": …}`, or `{}` / `{\"to\": \"previous\"}`"),
     responses(
         (status = 201, description = "Queued (pending)", body = DeploymentJson,
             headers(("Location" = String, description = "The deployment's URL"))),
-        (status = 400, description = "The body is wrong, or there is no previous release", body = ErrorBody),
+        (status = 400, description = "The body or the instance key is malformed, or there is no previous release", body = ErrorBody),
         (status = 401, description = "No valid bearer token", body = ErrorBody),
         (status = 403, description = "The token's role is weaker than deploy", body = ErrorBody),
         (status = 404, description = "No such instance, release or version for the tenant (or outside the token's instances)", body = ErrorBody),
+        (status = 413, description = "The body is too large", body = ErrorBody),
         (status = 415, description = "The body is not JSON", body = ErrorBody),
+        (status = 503, description = "The database is unavailable; retry after `Retry-After` seconds", body = ErrorBody),
     ),
     security(("bearer" = []))
 )]
@@ -402,12 +432,13 @@ pub(super) async fn rollback(
 /// The instance's deployments, newest first, one page at a time.
 #[utoipa::path(
     tag = "deployments",
-    params(("instance" = String, Path, description = "An instance id (`inst_…`) or name"), ListQuery),
+    params(("instance" = InstanceKeySchema, Path, description = "An instance id (`inst_…`) or name"), ListQuery),
     responses(
         (status = 200, description = "One page", body = DeployListJson),
-        (status = 400, description = "A bad cursor or limit", body = ErrorBody),
+        (status = 400, description = "A bad cursor, limit or instance key, or an unknown query parameter", body = ErrorBody),
         (status = 401, description = "No valid bearer token", body = ErrorBody),
         (status = 404, description = "No such instance for the tenant (or outside the token's instances)", body = ErrorBody),
+        (status = 503, description = "The database is unavailable; retry after `Retry-After` seconds", body = ErrorBody),
     ),
     security(("bearer" = []))
 )]
@@ -430,12 +461,13 @@ pub(super) async fn list_deployments(
 /// One deployment.
 #[utoipa::path(
     tag = "deployments",
-    params(("id" = String, Path, description = "A deployment id (`dep_…`)")),
+    params(("id" = DeploymentIdSchema, Path, description = "A deployment id (`dep_…`)")),
     responses(
         (status = 200, description = "The deployment", body = DeploymentJson),
         (status = 400, description = "The id is malformed", body = ErrorBody),
         (status = 401, description = "No valid bearer token", body = ErrorBody),
         (status = 404, description = "No such deployment for the tenant (or outside the token's instances)", body = ErrorBody),
+        (status = 503, description = "The database is unavailable; retry after `Retry-After` seconds", body = ErrorBody),
     ),
     security(("bearer" = []))
 )]
@@ -453,7 +485,7 @@ pub(super) async fn get_deployment(
 /// Cancel a deployment: a pending one at once, a running one is stopped by its worker.
 #[utoipa::path(
     tag = "deployments",
-    params(("id" = String, Path, description = "A deployment id (`dep_…`)")),
+    params(("id" = DeploymentIdSchema, Path, description = "A deployment id (`dep_…`)")),
     responses(
         (status = 204, description = "Cancelled, or cancellation requested"),
         (status = 400, description = "The id is malformed", body = ErrorBody),
@@ -461,6 +493,7 @@ pub(super) async fn get_deployment(
         (status = 403, description = "The token's role is weaker than deploy", body = ErrorBody),
         (status = 404, description = "No such deployment for the tenant (or outside the token's instances)", body = ErrorBody),
         (status = 409, description = "The deployment has already finished", body = ErrorBody),
+        (status = 503, description = "The database is unavailable; retry after `Retry-After` seconds", body = ErrorBody),
     ),
     security(("bearer" = []))
 )]

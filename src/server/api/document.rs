@@ -7,6 +7,10 @@ use utoipa::openapi::{Components, OpenApi as OpenApiDocument};
 use utoipa::{Modify, OpenApi};
 use utoipa_actix_web::OpenApiFactory;
 
+use super::schema::{
+    CursorSchema, DeploymentIdSchema, InstanceIdSchema, InstanceKeySchema, ReleaseEnvSchema,
+    ReleaseIdSchema, RequestedStrategySchema, RollbackBodySchema, StrategySchema,
+};
 use crate::server::auth::HOW_TO_AUTHENTICATE;
 use crate::server::error::ApiError;
 
@@ -76,6 +80,17 @@ pub fn methods_of(item: &utoipa::openapi::PathItem) -> Vec<String> {
         title = "deploybot REST API",
         description = "The deploy Service over HTTP. Authenticate with `Authorization: Bearer <token>`; the tenant comes from the token. Errors are `{\"error\": {\"code\", \"message\"}}`."
     ),
+    components(schemas(
+        DeploymentIdSchema,
+        ReleaseIdSchema,
+        InstanceIdSchema,
+        InstanceKeySchema,
+        CursorSchema,
+        StrategySchema,
+        RequestedStrategySchema,
+        ReleaseEnvSchema,
+        RollbackBodySchema,
+    )),
     modifiers(&BearerAuth),
     tags(
         (name = "instances", description = "Configured deploy targets"),

@@ -10,8 +10,8 @@ use actix_web::dev::Payload;
 use actix_web::http::header;
 use actix_web::web::Bytes;
 use actix_web::{FromRequest, HttpRequest};
-use serde::Deserialize;
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer};
 use utoipa::IntoParams;
 
 use super::BODY_LIMIT;
@@ -25,6 +25,7 @@ use crate::server::error::{self, ApiError};
 #[into_params(parameter_in = Query)]
 pub struct ListQuery {
     /// The `next_cursor` of the previous page; omit it for the first page.
+    #[param(value_type = Option<super::schema::CursorSchema>)]
     pub cursor: Option<String>,
     /// Items per page, 1 to 100 (default 20).
     #[param(value_type = Option<u32>, minimum = 1, maximum = 100)]
@@ -67,6 +68,16 @@ pub(super) fn parse_id<T: FromStr<Err = IdError>>(what: &str, text: &str) -> Res
         .map_err(|e: IdError| ApiError::invalid_request(format!("{what}: {e}")))
 }
 
+/// A field that may be left out but, when given, holds a value: `null` is refused, naming
+/// the field, as for any other wrong type.
+pub(super) fn present<'de, D, T>(de: D) -> Result<Option<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    T::deserialize(de).map(Some)
+}
+
 /// A JSON request body read with the field path in every error (`env.PORT: invalid type…`),
 /// limited to `BODY_LIMIT`. An empty body reads as `{}`.
 pub struct ApiJson<T>(pub T);
@@ -101,6 +112,12 @@ fn decode_json<T: DeserializeOwned>(req: &HttpRequest, bytes: &[u8]) -> Result<T
     de.end().map_err(|e| {
         ApiError::invalid_request(format!("the request body is not valid JSON: {e}"))
     })?;
+    // serde reads a struct from an array too (`["x:1"]`); every body of the API is an object.
+    if bytes.trim_ascii_start().first() != Some(&b'{') {
+        return Err(ApiError::invalid_request(
+            "the request body is invalid: it is a JSON array; send a JSON object ({\"field\": value, …})",
+        ));
+    }
     // JSON can carry U+0000 only as the escape `\u0000`; most bodies skip the second read.
     if bytes.windows(6).any(|w| w == b"\\u0000")
         && let Ok(parsed) = serde_json::from_slice::<serde_json::Value>(bytes)

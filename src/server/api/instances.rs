@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::ReleaseJson;
+use super::schema::is_instance_key;
 use crate::deploy::service::blocking;
 use crate::deploy::{Error, Instance, InstanceId, Release};
 use crate::server::AppState;
@@ -19,7 +20,7 @@ use crate::server::error::{ApiError, ErrorBody};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[schema(as = Instance)]
 pub struct InstanceJson {
-    #[schema(example = "inst_01h455vb4pex5vsknk084sn02q")]
+    #[schema(value_type = super::schema::InstanceIdSchema)]
     pub id: String,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
@@ -66,6 +67,12 @@ pub(super) async fn resolve(
     caller: &Caller,
     key: &str,
 ) -> Result<Instance, ApiError> {
+    if !is_instance_key(key) {
+        return Err(ApiError::invalid_request(format!(
+            "path parameter `instance`: {:?} is neither an instance id (`inst_` followed by 26 base32 characters) nor an instance name (1-63 characters of a-z, 0-9 and -, not starting with -)",
+            key.chars().take(80).collect::<String>()
+        )));
+    }
     let instance = state.service.resolve_instance(&caller.tenant, key).await?;
     if !caller.covers(&instance.name) {
         return Err(Error::not_found("instance", key).into());
@@ -95,6 +102,7 @@ pub(super) async fn covers_instance(
     responses(
         (status = 200, description = "The tenant's instances, by name", body = InstanceListJson),
         (status = 401, description = "No valid bearer token", body = ErrorBody),
+        (status = 503, description = "The database is unavailable; retry after `Retry-After` seconds", body = ErrorBody),
     ),
     security(("bearer" = []))
 )]

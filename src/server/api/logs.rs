@@ -20,6 +20,7 @@ pub const LOG_PAGE_LIMIT: u32 = 1000;
 #[schema(as = LogEntry)]
 pub struct LogEntryJson {
     /// 1, 2, 3 … per deployment.
+    #[schema(minimum = 1)]
     pub seq: i64,
     /// `stdout`, `stderr` or `deploybot`.
     pub stream: String,
@@ -44,6 +45,7 @@ impl From<LogEntry> for LogEntryJson {
 pub struct LogPageJson {
     pub items: Vec<LogEntryJson>,
     /// Pass as `after` to read the lines that follow (the last `seq`, or `after` when empty).
+    #[schema(minimum = 0)]
     pub next_after: i64,
 }
 
@@ -63,12 +65,13 @@ pub struct LogQuery {
 /// A deployment's log lines after `after` (to follow a deployment, pass `next_after` back).
 #[utoipa::path(
     tag = "deployments",
-    params(("id" = String, Path, description = "A deployment id (`dep_…`)"), LogQuery),
+    params(("id" = super::schema::DeploymentIdSchema, Path, description = "A deployment id (`dep_…`)"), LogQuery),
     responses(
         (status = 200, description = "Log lines, oldest first", body = LogPageJson),
-        (status = 400, description = "The id, after or limit is malformed", body = ErrorBody),
+        (status = 400, description = "The id, after or limit is malformed, or a query parameter is unknown", body = ErrorBody),
         (status = 401, description = "No valid bearer token", body = ErrorBody),
         (status = 404, description = "No such deployment for the tenant (or outside the token's instances)", body = ErrorBody),
+        (status = 503, description = "The database is unavailable; retry after `Retry-After` seconds", body = ErrorBody),
     ),
     security(("bearer" = []))
 )]

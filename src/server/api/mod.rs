@@ -11,6 +11,7 @@ mod instances;
 mod logs;
 mod outbox;
 mod releases;
+mod schema;
 
 use actix_web::dev::{ServiceFactory, ServiceRequest};
 use actix_web::web;

@@ -36,7 +36,7 @@ pub struct OutboxItemJson {
     /// Why it failed: GitHub's answer, or what this version cannot read in it.
     pub last_error: String,
     /// The deployment it reports on; null for comment replies and jobs.
-    #[schema(example = "dep_01h455vb4pex5vsknk084sn02q")]
+    #[schema(value_type = Option<super::schema::DeploymentIdSchema>)]
     pub deployment_id: Option<String>,
     pub created_at: DateTime<Utc>,
 }
@@ -79,9 +79,10 @@ pub struct FailedOutboxQuery {
     params(FailedOutboxQuery),
     responses(
         (status = 200, description = "The newest failed items", body = FailedOutboxJson),
-        (status = 400, description = "A bad limit", body = ErrorBody),
+        (status = 400, description = "A bad limit, or an unknown query parameter", body = ErrorBody),
         (status = 401, description = "No valid bearer token", body = ErrorBody),
         (status = 403, description = "The token's role is weaker than admin, or it covers only some instances", body = ErrorBody),
+        (status = 503, description = "The database is unavailable; retry after `Retry-After` seconds", body = ErrorBody),
     ),
     security(("bearer" = []))
 )]

@@ -9,6 +9,7 @@ use utoipa::ToSchema;
 
 use super::input::{ListQuery, parse_id};
 use super::instances::{covers_instance, resolve};
+use super::schema::{InstanceIdSchema, ReleaseIdSchema};
 use crate::deploy::{Error, Release, ReleaseId, ReleaseListResult};
 use crate::server::AppState;
 use crate::server::auth::{Authorized, need};
@@ -18,15 +19,15 @@ use crate::server::error::{ApiError, ErrorBody};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[schema(as = Release)]
 pub struct ReleaseJson {
-    #[schema(example = "rel_01h455vb4pex5vsknk084sn02q")]
+    #[schema(value_type = ReleaseIdSchema)]
     pub id: String,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub tenant_id: String,
-    #[schema(example = "inst_01h455vb4pex5vsknk084sn02q")]
+    #[schema(value_type = InstanceIdSchema)]
     pub instance_id: String,
     /// 1, 2, 3 … per instance.
-    #[schema(example = 3)]
+    #[schema(example = 3, minimum = 1)]
     pub version: i64,
     pub image: String,
     pub env: BTreeMap<String, String>,
@@ -81,12 +82,13 @@ impl From<ReleaseListResult> for ReleaseListJson {
 /// The instance's releases, highest version first, one page at a time.
 #[utoipa::path(
     tag = "releases",
-    params(("instance" = String, Path, description = "An instance id (`inst_…`) or name"), ListQuery),
+    params(("instance" = super::schema::InstanceKeySchema, Path, description = "An instance id (`inst_…`) or name"), ListQuery),
     responses(
         (status = 200, description = "One page", body = ReleaseListJson),
-        (status = 400, description = "A bad cursor or limit", body = ErrorBody),
+        (status = 400, description = "A bad cursor, limit or instance key, or an unknown query parameter", body = ErrorBody),
         (status = 401, description = "No valid bearer token", body = ErrorBody),
         (status = 404, description = "No such instance for the tenant (or outside the token's instances)", body = ErrorBody),
+        (status = 503, description = "The database is unavailable; retry after `Retry-After` seconds", body = ErrorBody),
     ),
     security(("bearer" = []))
 )]
@@ -109,12 +111,13 @@ pub(super) async fn list_releases(
 /// One release.
 #[utoipa::path(
     tag = "releases",
-    params(("id" = String, Path, description = "A release id (`rel_…`)")),
+    params(("id" = ReleaseIdSchema, Path, description = "A release id (`rel_…`)")),
     responses(
         (status = 200, description = "The release", body = ReleaseJson),
         (status = 400, description = "The id is malformed", body = ErrorBody),
         (status = 401, description = "No valid bearer token", body = ErrorBody),
         (status = 404, description = "No such release for the tenant (or outside the token's instances)", body = ErrorBody),
+        (status = 503, description = "The database is unavailable; retry after `Retry-After` seconds", body = ErrorBody),
     ),
     security(("bearer" = []))
 )]
