@@ -84,13 +84,13 @@ fn status(state: &str, description: &str, at: &str) -> StatusView {
 
 fn deployment(id: u64, sha: &str, state: &str, statuses: Vec<StatusView>) -> DeploymentView {
     DeploymentView {
+        created_at: statuses[0].created_at.clone(),
         id,
         git_ref: "feature/greeting".into(),
         sha: sha.into(),
         task: "deploy".into(),
         description: format!("deploy {}", &sha[..7]),
         creator: "deploybot[bot]".into(),
-        created_at: "2026-12-07T03:00:00Z".into(),
         state: state.into(),
         active: false,
         statuses,
@@ -338,6 +338,31 @@ async fn the_pull_request_page_shows_the_conversation_as_github_would() {
     ]
     .iter()
     .map(|id| page.body.find(id).unwrap_or_else(|| panic!("no {id}")))
+    .collect();
+    assert!(order.is_sorted(), "{order:?}");
+    // Deployments of the branch appear in the conversation as GitHub's events, in time order.
+    let conversation = section(&page.body, "id=\"conversation\"", "<aside");
+    let event = section(conversation, "id=\"deployed-202\"", "</div></div>");
+    assert!(
+        event.contains(
+            "<strong>deploybot</strong> <span class=\"label\">bot</span> deployed to \
+             <strong class=\"env-name\">staging</strong> \
+             <span class=\"badge badge-active\">Active</span>"
+        ),
+        "{event}"
+    );
+    assert!(
+        event.contains("<a href=\"https://staging.acme.example\">View deployment</a>"),
+        "{event}"
+    );
+    let order: Vec<usize> = [
+        "id=\"comment-1\"",
+        "id=\"deployed-201\"",
+        "id=\"comment-3\"",
+        "id=\"deployed-202\"",
+    ]
+    .iter()
+    .map(|id| conversation.find(id).unwrap_or_else(|| panic!("no {id}")))
     .collect();
     assert!(order.is_sorted(), "{order:?}");
     // The HTML comment that marks the bot's reply stays invisible, as on GitHub.
@@ -920,3 +945,4 @@ async fn in_chromium_the_page_follows_deployments_without_a_reload() {
     );
     site.stop().await;
 }
+

@@ -77,7 +77,7 @@ fn safe_url(url: CowStr<'_>) -> CowStr<'_> {
 /// True for `http:`, `https:` and `mailto:` addresses and for relative ones (no scheme).
 pub(super) fn is_safe_url(url: &str) -> bool {
     let url = url.trim();
-    let scheme_end = url.find(|c: char| matches!(c, ':' | '/' | '?' | '#'));
+    let scheme_end = url.find([':', '/', '?', '#']);
     match scheme_end {
         Some(i) if url[i..].starts_with(':') => {
             let scheme = url[..i].to_ascii_lowercase();

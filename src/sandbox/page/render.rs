@@ -101,13 +101,54 @@ pub(super) fn pull_content(view: &PullView) -> String {
         reactions: Vec::new(),
     };
     comment(&mut out, &description, "pull-description");
-    for c in &view.comments {
-        comment(&mut out, c, &format!("comment-{}", c.id));
-    }
+    timeline(&mut out, view);
     out.push_str("</div>\n<aside class=\"sidebar\">\n");
     deployments_panel(&mut out, &view.environments);
     out.push_str("</aside>\n</div>\n");
     out
+}
+
+/// The conversation after the description: the comments in their order, and between them,
+/// by time, each deployment of the pull request's branch or head as GitHub's event.
+fn timeline(out: &mut String, view: &PullView) {
+    let mut deployed: Vec<(&str, &DeploymentView)> = view
+        .environments
+        .iter()
+        .flat_map(|env| env.deployments.iter().map(move |d| (env.name.as_str(), d)))
+        .filter(|(_, d)| d.git_ref == view.head_ref || d.sha == view.head_sha)
+        .collect();
+    deployed.sort_by(|a, b| (&a.1.created_at, a.1.id).cmp(&(&b.1.created_at, b.1.id)));
+    let mut events = deployed.into_iter().peekable();
+    for c in &view.comments {
+        while let Some((env, d)) = events.next_if(|(_, d)| d.created_at < c.created_at) {
+            deployment_event(out, env, d);
+        }
+        comment(out, c, &format!("comment-{}", c.id));
+    }
+    for (env, d) in events {
+        deployment_event(out, env, d);
+    }
+}
+
+/// "deploybot deployed to staging — Active", as GitHub's timeline shows a deployment.
+fn deployment_event(out: &mut String, environment: &str, d: &DeploymentView) {
+    let (label, class) = deployment_badge(d);
+    let _ = write!(
+        out,
+        "<div class=\"timeline-item event\" id=\"deployed-{}\">\
+         <span class=\"event-icon\" aria-hidden=\"true\">🚀</span><div class=\"event-body\">\
+         {} deployed to <strong class=\"env-name\">{}</strong> \
+         <span class=\"badge badge-{class}\">{label}</span> {}",
+        d.id,
+        login(&d.creator),
+        Esc(environment),
+        when(&d.created_at),
+    );
+    let mut sites = d.statuses.iter().rev().map(|s| s.environment_url.as_str());
+    if let Some(url) = sites.find(|url| is_web_url(url)) {
+        let _ = write!(out, " <a href=\"{}\">View deployment</a>", Esc(url));
+    }
+    out.push_str("</div></div>\n");
 }
 
 fn pull_header(out: &mut String, view: &PullView) {
