@@ -945,4 +945,3 @@ async fn in_chromium_the_page_follows_deployments_without_a_reload() {
     );
     site.stop().await;
 }
-
