@@ -1,6 +1,6 @@
 //! Creating deployments and their statuses, as GitHub checks and records them.
 
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 
 use super::http::Incoming;
 use super::json::{deployment_json, status_json};
@@ -26,82 +26,24 @@ impl State {
             Ok(body) => body,
             Err(reply) => return reply,
         };
-        let text = |key: &str| body.get(key).and_then(Value::as_str).map(str::to_string);
-        let git_ref = text("ref").unwrap_or_default();
-        let environment = text("environment").unwrap_or_else(|| "production".to_string());
-        let required_contexts: Option<Vec<String>> = body.get("required_contexts").map(|c| {
-            let items = c.as_array().into_iter().flatten();
-            items
-                .filter_map(|i| i.as_str().map(str::to_string))
-                .collect()
-        });
-        let payload = match body.get("payload") {
-            None => json!({}),
-            Some(Value::String(s)) => serde_json::from_str(s).unwrap_or_else(|_| json!(s)),
-            Some(other) => other.clone(),
+        let mut deployment = new_deployment(&body, actor);
+        let Ok(repo) = find_repo(&self.repos, owner, name) else {
+            return Reply::not_found(&docs);
         };
-        let repo = find_repo(&self.repos, owner, name).expect("checked above");
-        let Some(sha) = resolve_ref(repo, &git_ref) else {
-            return Reply::error(422, &format!("No ref found for: {git_ref}"), &docs);
+        let Some(sha) = resolve_ref(repo, &deployment.git_ref) else {
+            let message = format!("No ref found for: {}", deployment.git_ref);
+            return Reply::error(422, &message, &docs);
         };
-        // GitHub checks the newest status of each required context on the commit; a
-        // context without one is "missing".
-        let failing: Vec<Value> = required_contexts
-            .iter()
-            .flatten()
-            .filter_map(|context| {
-                let state = repo
-                    .commit_statuses
-                    .iter()
-                    .rev()
-                    .find(|(s, c, _)| *s == sha && c == context)
-                    .map_or("missing", |(_, _, state)| state.as_str());
-                (state != "success").then(|| json!({"context": context, "state": state}))
-            })
-            .collect();
-        if !failing.is_empty() {
-            return Reply::json(
-                409,
-                json!({
-                    "message": format!("Conflict: Commit status checks failed for {git_ref}."),
-                    "errors": [{"contexts": failing, "resource": "Deployment", "field": "required_contexts", "code": "invalid"}],
-                    "documentation_url": docs,
-                    "status": "409",
-                }),
-            );
+        if let Some(conflict) = failing_contexts(repo, &deployment, &sha, &docs) {
+            return conflict;
         }
-        let id = self.next_id("deployment");
-        let deployment = FakeDeployment {
-            id,
-            git_ref,
-            sha,
-            task: text("task").unwrap_or_else(|| "deploy".to_string()),
-            production_environment: body
-                .get("production_environment")
-                .and_then(Value::as_bool)
-                .unwrap_or(environment == "production"),
-            transient_environment: body
-                .get("transient_environment")
-                .and_then(Value::as_bool)
-                .unwrap_or(false),
-            original_environment: environment.clone(),
-            environment,
-            description: match body.get("description") {
-                None => Some(String::new()),
-                Some(d) => d.as_str().map(str::to_string),
-            },
-            payload,
-            auto_merge: body
-                .get("auto_merge")
-                .and_then(Value::as_bool)
-                .unwrap_or(true),
-            required_contexts,
-            creator: actor.to_string(),
-            created_at: now(),
-            statuses: Vec::new(),
+        deployment.sha = sha;
+        deployment.id = self.next_id("deployment");
+        let base_url = self.base_url.clone();
+        let Ok(repo) = find_repo_mut(&mut self.repos, owner, name) else {
+            return Reply::not_found(&docs);
         };
-        let repo = find_repo_mut(&mut self.repos, owner, name).expect("checked above");
-        let answer = deployment_json(&self.base_url, repo, &deployment);
+        let answer = deployment_json(&base_url, repo, &deployment);
         repo.deployments.push(deployment);
         Reply::json(201, answer)
     }
@@ -150,12 +92,13 @@ impl State {
         let state = text("state").unwrap_or_default();
         let auto_inactive = body.get("auto_inactive").and_then(Value::as_bool);
         let status_id = self.next_id("status");
-        let repo = find_repo_mut(&mut self.repos, owner, name).expect("checked above");
-        let deployment = repo
-            .deployments
-            .iter_mut()
-            .find(|d| d.id == id)
-            .expect("checked above");
+        let base_url = self.base_url.clone();
+        let Ok(repo) = find_repo_mut(&mut self.repos, owner, name) else {
+            return Reply::not_found(&docs);
+        };
+        let Some(deployment) = repo.deployments.iter_mut().find(|d| d.id == id) else {
+            return Reply::not_found(&docs);
+        };
         // No environment: the previous status's, else the deployment's. One given moves the deployment.
         let environment = match text("environment") {
             Some(environment) => {
@@ -185,7 +128,7 @@ impl State {
         };
         deployment.statuses.push(status.clone());
         let deployment = deployment.clone();
-        let answer = status_json(&self.base_url, repo, &deployment, &status);
+        let answer = status_json(&base_url, repo, &deployment, &status);
         if state == "success" && auto_inactive.unwrap_or(true) {
             self.mark_earlier_inactive(owner, name, id, &environment, actor);
         }
@@ -195,7 +138,7 @@ impl State {
     /// `auto_inactive` (GitHub's default: true): every earlier deployment of the same
     /// environment whose latest status is `success` gets a new `inactive` status.
     /// GitHub's text says "non-transient, non-production", but it marks production
-    /// deployments too; the fake does not model transient environments specially.
+    /// deployments too; the stand-in does not model transient environments specially.
     pub(super) fn mark_earlier_inactive(
         &mut self,
         owner: &str,
@@ -204,7 +147,9 @@ impl State {
         environment: &str,
         actor: &str,
     ) {
-        let repo = find_repo(&self.repos, owner, name).expect("checked by the caller");
+        let Ok(repo) = find_repo(&self.repos, owner, name) else {
+            return;
+        };
         let earlier: Vec<u64> = repo
             .deployments
             .iter()
@@ -214,14 +159,16 @@ impl State {
             .collect();
         for earlier_id in earlier {
             let status_id = self.next_id("status");
-            let repo = find_repo_mut(&mut self.repos, owner, name).expect("checked by the caller");
+            let Ok(repo) = find_repo_mut(&mut self.repos, owner, name) else {
+                return;
+            };
             let deployment = repo.deployments.iter_mut().find(|d| d.id == earlier_id);
-            let deployment = deployment.expect("listed above");
-            let previous = deployment
-                .statuses
-                .last()
-                .cloned()
-                .expect("has a success status");
+            let Some(deployment) = deployment else {
+                continue;
+            };
+            let Some(previous) = deployment.statuses.last().cloned() else {
+                continue;
+            };
             deployment.statuses.push(FakeDeploymentStatus {
                 id: status_id,
                 state: "inactive".to_string(),
@@ -262,4 +209,75 @@ pub(super) fn resolve_ref(repo: &Repo, git_ref: &str) -> Option<String> {
             .cloned();
     }
     None
+}
+
+/// A deployment as the request body describes it, with GitHub's defaults; its id and
+/// commit are set once it is accepted.
+fn new_deployment(body: &Map<String, Value>, actor: &str) -> FakeDeployment {
+    let text = |key: &str| body.get(key).and_then(Value::as_str).map(str::to_string);
+    let flag = |key: &str| body.get(key).and_then(Value::as_bool);
+    let environment = text("environment").unwrap_or_else(|| "production".to_string());
+    let required_contexts: Option<Vec<String>> = body.get("required_contexts").map(|c| {
+        let items = c.as_array().into_iter().flatten();
+        items
+            .filter_map(|i| i.as_str().map(str::to_string))
+            .collect()
+    });
+    let payload = match body.get("payload") {
+        None => json!({}),
+        Some(Value::String(s)) => serde_json::from_str(s).unwrap_or_else(|_| json!(s)),
+        Some(other) => other.clone(),
+    };
+    FakeDeployment {
+        id: 0,
+        git_ref: text("ref").unwrap_or_default(),
+        sha: String::new(),
+        task: text("task").unwrap_or_else(|| "deploy".to_string()),
+        production_environment: flag("production_environment")
+            .unwrap_or(environment == "production"),
+        transient_environment: flag("transient_environment").unwrap_or(false),
+        original_environment: environment.clone(),
+        environment,
+        description: match body.get("description") {
+            None => Some(String::new()),
+            Some(d) => d.as_str().map(str::to_string),
+        },
+        payload,
+        auto_merge: flag("auto_merge").unwrap_or(true),
+        required_contexts,
+        creator: actor.to_string(),
+        created_at: now(),
+        statuses: Vec::new(),
+    }
+}
+
+/// GitHub's 409 when a required context's newest status on `sha` is not success (a
+/// context without one is "missing"), else `None`.
+fn failing_contexts(repo: &Repo, d: &FakeDeployment, sha: &str, docs: &str) -> Option<Reply> {
+    let failing: Vec<Value> = d
+        .required_contexts
+        .iter()
+        .flatten()
+        .filter_map(|context| {
+            let state = repo
+                .commit_statuses
+                .iter()
+                .rev()
+                .find(|(s, c, _)| s == sha && c == context)
+                .map_or("missing", |(_, _, state)| state.as_str());
+            (state != "success").then(|| json!({"context": context, "state": state}))
+        })
+        .collect();
+    if failing.is_empty() {
+        return None;
+    }
+    Some(Reply::json(
+        409,
+        json!({
+            "message": format!("Conflict: Commit status checks failed for {}.", d.git_ref),
+            "errors": [{"contexts": failing, "resource": "Deployment", "field": "required_contexts", "code": "invalid"}],
+            "documentation_url": docs,
+            "status": "409",
+        }),
+    ))
 }

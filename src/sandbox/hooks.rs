@@ -1,5 +1,7 @@
 //! The App's webhook: deliveries, their listing and redelivery.
 
+use std::io::{Read, Write};
+use std::net::TcpStream;
 use std::sync::{Arc, Mutex};
 
 use serde_json::{Value, json};
@@ -9,7 +11,9 @@ use super::openapi::{LIST_HOOK_DELIVERIES_PARAMETERS, REDELIVER_HOOK_DELIVERY_RE
 use super::reply::Reply;
 use super::state::{State, lock, now};
 use super::types::{HOOK_TIMEOUT, HookAttempt, HookSend};
+use crate::github::webhook::signature;
 
+/// GitHub's summary of an answer: (status, status_code).
 pub(super) fn hook_status(status_code: u16) -> (String, u16) {
     let status = match status_code {
         200..=299 => "OK".to_string(),
@@ -22,20 +26,31 @@ pub(super) fn hook_status(status_code: u16) -> (String, u16) {
 
 /// Sends one attempt to the target (blocking, at most [`HOOK_TIMEOUT`]) and records it.
 pub(super) fn deliver_hook(shared: &Arc<Mutex<State>>, send: HookSend) -> HookAttempt {
-    let target = {
-        let state = lock(shared);
-        let installation = state.app.as_ref().map(|a| (a.app_id, a.installation_id));
-        state.hook_target.as_ref().map(|t| {
-            let signature =
-                crate::github::webhook::signature::sign(t.secret.as_bytes(), send.body.as_bytes());
-            (t.url.clone(), signature, installation)
-        })
-    };
+    deliver(shared, send, false).0
+}
+
+/// Like [`deliver_hook`], and also answers the receiver's body (empty when there was none).
+pub(super) fn deliver_hook_reading(
+    shared: &Arc<Mutex<State>>,
+    send: HookSend,
+) -> (HookAttempt, String) {
+    deliver(shared, send, true)
+}
+
+/// Where and how one attempt goes: the URL, the signature and the App's ids.
+struct HookRequest {
+    url: String,
+    signature: String,
+    installation: Option<(u64, u64)>,
+}
+
+fn deliver(shared: &Arc<Mutex<State>>, send: HookSend, read_body: bool) -> (HookAttempt, String) {
+    let request = hook_request(&lock(shared), &send);
     let started = std::time::Instant::now();
-    let status_code = match target {
-        Some((url, signature, installation)) => post_hook(&url, &signature, installation, &send)
-            .unwrap_or_else(|timed_out| if timed_out { 504 } else { 502 }),
-        None => 502,
+    let (status_code, body) = match request {
+        Some(request) => post_hook(&request, &send, read_body)
+            .unwrap_or_else(|timed_out| (if timed_out { 504 } else { 502 }, String::new())),
+        None => (502, String::new()),
     };
     let mut state = lock(shared);
     let attempt = state.hook_attempt(
@@ -44,69 +59,146 @@ pub(super) fn deliver_hook(shared: &Arc<Mutex<State>>, send: HookSend) -> HookAt
         started.elapsed().as_secs_f64(),
     );
     state.hook_attempts.push(attempt.clone());
-    attempt
+    state.version += 1;
+    (attempt, body)
 }
 
-/// One HTTP/1.1 POST with GitHub's webhook headers; the answer's status, or whether
-/// it failed by timing out.
-pub(super) fn post_hook(
-    url: &str,
-    signature: &str,
-    installation: Option<(u64, u64)>,
-    send: &HookSend,
-) -> Result<u16, bool> {
-    use std::io::{Read, Write};
+/// The target's URL and the signature with the secret of the repository's owner (else the
+/// App's secret), or `None` when no target is set.
+fn hook_request(state: &State, send: &HookSend) -> Option<HookRequest> {
+    let target = state.hook_target.as_ref()?;
+    let payload: Value = serde_json::from_str(&send.body).unwrap_or(Value::Null);
+    let owner = payload["repository"]["owner"]["login"]
+        .as_str()
+        .map(str::to_lowercase);
+    let secret = owner
+        .and_then(|owner| target.owner_secrets.get(&owner))
+        .unwrap_or(&target.secret);
+    let signature = signature::sign(secret.as_bytes(), send.body.as_bytes());
+    Some(HookRequest {
+        url: target.url.clone(),
+        signature,
+        installation: state.app.as_ref().map(|a| (a.app_id, a.installation_id)),
+    })
+}
+
+/// A connection to the `http://HOST:PORT` of `url` with GitHub's timeouts, and the path.
+fn connect(url: &str) -> Result<(TcpStream, String, String), bool> {
     let rest = url.strip_prefix("http://").ok_or(false)?;
     let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
     let address = std::net::ToSocketAddrs::to_socket_addrs(host)
         .map_err(|_| false)?
         .next()
         .ok_or(false)?;
-    let mut stream =
-        std::net::TcpStream::connect_timeout(&address, HOOK_TIMEOUT).map_err(|_| false)?;
+    let stream = TcpStream::connect_timeout(&address, HOOK_TIMEOUT).map_err(|_| false)?;
     stream
         .set_read_timeout(Some(HOOK_TIMEOUT))
         .map_err(|_| false)?;
     stream
         .set_write_timeout(Some(HOOK_TIMEOUT))
         .map_err(|_| false)?;
-    let (app_id, _) = installation.unwrap_or_default();
+    Ok((stream, host.to_string(), path.to_string()))
+}
+
+/// One HTTP/1.1 POST with GitHub's webhook headers; the answer's status (and its body when
+/// `read_body`), or whether it failed by timing out.
+fn post_hook(
+    request: &HookRequest,
+    send: &HookSend,
+    read_body: bool,
+) -> Result<(u16, String), bool> {
+    let (mut stream, host, path) = connect(&request.url)?;
+    let (app_id, _) = request.installation.unwrap_or_default();
     let head = format!(
         "POST /{path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: GitHub-Hookshot/fake\r\n\
          Accept: */*\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\
          X-GitHub-Event: {}\r\nX-GitHub-Delivery: {}\r\nX-GitHub-Hook-ID: 1\r\n\
          X-GitHub-Hook-Installation-Target-Type: integration\r\n\
          X-GitHub-Hook-Installation-Target-ID: {app_id}\r\n\
-         X-Hub-Signature-256: {signature}\r\nConnection: close\r\n\r\n",
+         X-Hub-Signature-256: {}\r\nConnection: close\r\n\r\n",
         send.body.len(),
         send.event,
         send.guid,
+        request.signature,
     );
-    let timed_out = |e: std::io::Error| {
-        matches!(
-            e.kind(),
-            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-        )
-    };
     stream
         .write_all(head.as_bytes())
         .and_then(|()| stream.write_all(send.body.as_bytes()))
-        .map_err(timed_out)?;
-    // The status line is all GitHub records.
-    let mut answer = Vec::new();
-    let mut buffer = [0u8; 1024];
-    while !answer.windows(2).any(|w| w == b"\r\n") {
-        match stream.read(&mut buffer) {
-            Ok(0) => break,
-            Ok(n) => answer.extend_from_slice(&buffer[..n]),
-            Err(e) => return Err(timed_out(e)),
-        }
-    }
-    let line = String::from_utf8_lossy(&answer);
-    line.split_whitespace()
+        .map_err(|e| timed_out(&e))?;
+    let answer = read_answer(&mut stream, read_body)?;
+    let text = String::from_utf8_lossy(&answer);
+    let status = text
+        .split_whitespace()
         .nth(1)
         .and_then(|code| code.parse().ok())
-        .ok_or(false)
+        .ok_or(false)?;
+    Ok((
+        status,
+        if read_body {
+            answer_body(&text)
+        } else {
+            String::new()
+        },
+    ))
+}
+
+fn timed_out(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+    )
+}
+
+/// The answer's bytes: up to the status line (all GitHub records), or the whole answer
+/// (at most 1 MiB) when `whole`.
+fn read_answer(stream: &mut TcpStream, whole: bool) -> Result<Vec<u8>, bool> {
+    const LIMIT: usize = 1024 * 1024;
+    let mut answer = Vec::new();
+    let mut buffer = [0u8; 4096];
+    loop {
+        let done = if whole {
+            answer.len() >= LIMIT
+        } else {
+            answer.windows(2).any(|w| w == b"\r\n")
+        };
+        if done {
+            break;
+        }
+        match stream.read(&mut buffer) {
+            Ok(0) => break,
+            Ok(n) => answer.extend_from_slice(buffer.get(..n).unwrap_or_default()),
+            Err(_) if whole && !answer.is_empty() => break,
+            Err(e) => return Err(timed_out(&e)),
+        }
+    }
+    Ok(answer)
+}
+
+/// The body of an HTTP/1.1 answer, with a chunked body put back together.
+fn answer_body(answer: &str) -> String {
+    let Some((head, body)) = answer.split_once("\r\n\r\n") else {
+        return String::new();
+    };
+    let chunked = head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked");
+    if !chunked {
+        return body.to_string();
+    }
+    let mut out = String::new();
+    let mut rest = body;
+    while let Some((size, after)) = rest.split_once("\r\n") {
+        let size = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if size == 0 {
+            break;
+        }
+        out.push_str(after.get(..size).unwrap_or(after));
+        rest = after
+            .get(size..)
+            .unwrap_or_default()
+            .trim_start_matches("\r\n");
+    }
+    out
 }
 
 impl State {

@@ -25,26 +25,49 @@ pub(super) struct Incoming {
     pub(super) authorization: Option<String>,
 }
 
+/// The one handler of every request: waits as a slow GitHub would, answers, records the
+/// call, and sends the redeliveries the answer asked for.
 pub(super) async fn serve(
     req: HttpRequest,
     body: web::Bytes,
     state: web::Data<Mutex<State>>,
 ) -> HttpResponse {
-    let delay = {
-        let state = lock(&state);
-        let path = percent_decode(req.path());
-        state
-            .slow_paths
-            .iter()
-            .filter(|(method, prefix, _)| {
-                method == req.method().as_str() && path.starts_with(prefix)
-            })
-            .map(|(_, _, delay)| *delay)
-            .fold(state.delay, std::time::Duration::max)
-    };
+    let delay = delay_for(&lock(&state), &req);
     if !delay.is_zero() {
         actix_web::rt::time::sleep(delay).await;
     }
+    let (incoming, mut call) = read_request(&req, &body);
+    let shared = state.clone().into_inner();
+    let mut state = lock(&state);
+    state.rate_remaining = state.rate_remaining.saturating_sub(1);
+    let reply = state.answer(&incoming, &mut call);
+    if incoming.method != "GET" && reply.status < 400 {
+        state.version += 1;
+    }
+    // Redeliveries go out after the answer, as GitHub's do, each on its own thread.
+    for send in std::mem::take(&mut state.hook_sends) {
+        let shared = Arc::clone(&shared);
+        let thread = std::thread::Builder::new().name("stand-in-redeliver".into());
+        let _ = thread.spawn(move || deliver_hook(&shared, send));
+    }
+    call.status = reply.status;
+    state.calls.push(call);
+    respond(&state, reply)
+}
+
+/// How long the request waits: the longest of the general delay and its path's.
+fn delay_for(state: &State, req: &HttpRequest) -> std::time::Duration {
+    let path = percent_decode(req.path());
+    state
+        .slow_paths
+        .iter()
+        .filter(|(method, prefix, _)| method == req.method().as_str() && path.starts_with(prefix))
+        .map(|(_, _, delay)| *delay)
+        .fold(state.delay, std::time::Duration::max)
+}
+
+/// The parts of the request the stand-in reads, and its record of the call.
+fn read_request(req: &HttpRequest, body: &[u8]) -> (Incoming, Call) {
     let header = |name: &str| {
         let value = req.headers().get(name)?;
         Some(String::from_utf8_lossy(value.as_bytes()).into_owned())
@@ -60,42 +83,31 @@ pub(super) async fn serve(
         user_agent: header("user-agent").filter(|ua| !ua.trim().is_empty()),
         authorization: header("authorization"),
     };
-    let raw_body = String::from_utf8_lossy(&body).into_owned();
-    let mut call = Call {
+    let call = Call {
         method: incoming.method.clone(),
         path: incoming.path.clone(),
         query: incoming.raw_query.clone(),
-        body: serde_json::from_slice(&body).ok(),
-        raw_body,
+        body: serde_json::from_slice(body).ok(),
+        raw_body: String::from_utf8_lossy(body).into_owned(),
         status: 0,
         accept: header("accept"),
         api_version: header("x-github-api-version"),
         user_agent: incoming.user_agent.clone(),
         auth: CallAuth::None,
     };
+    (incoming, call)
+}
 
-    let shared = state.clone().into_inner();
-    let mut state = lock(&state);
-    state.rate_remaining = state.rate_remaining.saturating_sub(1);
-    let reply = state.answer(&incoming, &mut call);
-    // Redeliveries go out after the answer, as GitHub's do, each on its own thread.
-    for send in std::mem::take(&mut state.hook_sends) {
-        let shared = Arc::clone(&shared);
-        std::thread::spawn(move || deliver_hook(&shared, send));
-    }
-    call.status = reply.status;
-    state.calls.push(call);
+/// The HTTP response of `reply`, with GitHub's rate-limit and request-id headers.
+fn respond(state: &State, reply: Reply) -> HttpResponse {
     let request_id = format!("FAKE:{:08X}", state.calls.len());
-
     let status = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let mut response = HttpResponse::build(status);
+    let used = RATE_LIMIT.saturating_sub(state.rate_remaining);
     response
         .insert_header(("x-ratelimit-limit", RATE_LIMIT.to_string()))
         .insert_header(("x-ratelimit-remaining", state.rate_remaining.to_string()))
-        .insert_header((
-            "x-ratelimit-used",
-            (RATE_LIMIT - state.rate_remaining).to_string(),
-        ))
+        .insert_header(("x-ratelimit-used", used.to_string()))
         .insert_header(("x-ratelimit-reset", state.rate_reset.to_string()))
         .insert_header(("x-ratelimit-resource", "core"))
         .insert_header(("x-github-request-id", request_id))
@@ -157,7 +169,6 @@ impl State {
     }
 
     pub(super) fn route(&mut self, req: &Incoming, segments: &[&str], actor: &str) -> Reply {
-        let id = |text: &str| text.parse::<u64>().ok();
         match (req.method.as_str(), segments) {
             ("POST", ["app", "installations", installation, "access_tokens"]) => {
                 self.create_installation_token(req, installation)
@@ -166,72 +177,64 @@ impl State {
             ("POST", ["app", "hook", "deliveries", delivery, "attempts"]) => {
                 self.redeliver_hook_delivery(delivery)
             }
-            ("GET", ["repos", owner, name, "installation"]) => {
-                self.get_repo_installation(owner, name)
+            (_, ["repos", owner, name, rest @ ..]) => {
+                self.route_repo(req, (owner, name), rest, actor)
             }
-            ("GET", ["repos", owner, name, "collaborators", user, "permission"]) => {
+            _ => Reply::not_found(DOCS),
+        }
+    }
+
+    /// The routes under `/repos/{owner}/{name}/`.
+    fn route_repo(
+        &mut self,
+        req: &Incoming,
+        (owner, name): (&str, &str),
+        rest: &[&str],
+        actor: &str,
+    ) -> Reply {
+        let id = |text: &str| text.parse::<u64>().ok();
+        let method = req.method.as_str();
+        match (method, rest) {
+            ("GET", ["installation"]) => self.get_repo_installation(owner, name),
+            ("GET", ["collaborators", user, "permission"]) => {
                 self.get_permission(owner, name, user)
             }
-            ("GET", ["repos", owner, name, "pulls", number]) => match id(number) {
+            ("GET", ["pulls", number]) => match id(number) {
                 Some(number) => self.get_pull(owner, name, number),
                 None => Reply::not_found(DOCS),
             },
-            ("GET", ["repos", owner, name, "git", "ref", git_ref @ ..]) if !git_ref.is_empty() => {
+            ("GET", ["git", "ref", git_ref @ ..]) if !git_ref.is_empty() => {
                 self.get_git_ref(owner, name, &git_ref.join("/"))
             }
-            ("GET", ["repos", owner, name, "git", "tags", sha]) => {
-                self.get_git_tag(owner, name, sha)
-            }
-            ("GET", ["repos", owner, name, "deployments"]) => {
-                self.list_deployments(req, owner, name)
-            }
-            ("POST", ["repos", owner, name, "deployments"]) => {
-                self.create_deployment(req, owner, name, actor)
-            }
-            ("GET", ["repos", owner, name, "deployments", deployment]) => match id(deployment) {
-                Some(deployment) => self.get_deployment(owner, name, deployment),
+            ("GET", ["git", "tags", sha]) => self.get_git_tag(owner, name, sha),
+            ("GET", ["deployments"]) => self.list_deployments(req, owner, name),
+            ("POST", ["deployments"]) => self.create_deployment(req, owner, name, actor),
+            (_, ["deployments", deployment, more @ ..]) => match id(deployment) {
+                Some(deployment) => match (method, more) {
+                    ("GET", []) => self.get_deployment(owner, name, deployment),
+                    ("GET", ["statuses"]) => self.list_statuses(req, owner, name, deployment),
+                    ("POST", ["statuses"]) => {
+                        self.create_status(req, owner, name, deployment, actor)
+                    }
+                    _ => Reply::not_found(DOCS),
+                },
                 None => Reply::not_found(DOCS),
             },
-            ("GET", ["repos", owner, name, "deployments", deployment, "statuses"]) => {
-                match id(deployment) {
-                    Some(deployment) => self.list_statuses(req, owner, name, deployment),
-                    None => Reply::not_found(DOCS),
-                }
-            }
-            ("POST", ["repos", owner, name, "deployments", deployment, "statuses"]) => {
-                match id(deployment) {
-                    Some(deployment) => self.create_status(req, owner, name, deployment, actor),
-                    None => Reply::not_found(DOCS),
-                }
-            }
-            ("GET", ["repos", owner, name, "issues", issue, "comments"]) => match id(issue) {
-                Some(issue) => self.list_comments(req, owner, name, issue),
-                None => Reply::not_found(DOCS),
-            },
-            ("POST", ["repos", owner, name, "issues", issue, "comments"]) => match id(issue) {
-                Some(issue) => self.create_comment(req, owner, name, issue, actor),
-                None => Reply::not_found(DOCS),
-            },
-            (
-                "POST",
-                [
-                    "repos",
-                    owner,
-                    name,
-                    "issues",
-                    "comments",
-                    comment,
-                    "reactions",
-                ],
-            ) => match id(comment) {
+            ("POST", ["issues", "comments", comment, "reactions"]) => match id(comment) {
                 Some(comment) => {
                     self.create_reaction(req, owner, name, Subject::Comment(comment), actor)
                 }
                 None => Reply::not_found(DOCS),
             },
-            ("POST", ["repos", owner, name, "issues", issue, "reactions"]) => match id(issue) {
-                Some(issue) => self.create_reaction(req, owner, name, Subject::Issue(issue), actor),
-                None => Reply::not_found(DOCS),
+            (_, ["issues", issue, what]) => match (method, id(issue), *what) {
+                ("GET", Some(issue), "comments") => self.list_comments(req, owner, name, issue),
+                ("POST", Some(issue), "comments") => {
+                    self.create_comment(req, owner, name, issue, actor)
+                }
+                ("POST", Some(issue), "reactions") => {
+                    self.create_reaction(req, owner, name, Subject::Issue(issue), actor)
+                }
+                _ => Reply::not_found(DOCS),
             },
             _ => Reply::not_found(DOCS),
         }

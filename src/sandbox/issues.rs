@@ -57,7 +57,9 @@ impl State {
             return custom_error(excerpt, "body", "custom", message);
         }
         let id = self.next_id("comment");
-        let repo = find_repo_mut(&mut self.repos, owner, name).expect("checked above");
+        let Ok(repo) = find_repo_mut(&mut self.repos, owner, name) else {
+            return Reply::not_found(&docs);
+        };
         let kind = if repo.pulls.contains_key(&issue) {
             "pull"
         } else {
@@ -110,7 +112,9 @@ impl State {
             .and_then(Value::as_str)
             .unwrap_or_default()
             .to_string();
-        let repo = find_repo(&self.repos, owner, name).expect("checked above");
+        let Ok(repo) = find_repo(&self.repos, owner, name) else {
+            return Reply::not_found(&docs);
+        };
         let same = repo
             .reactions
             .iter()
@@ -126,7 +130,9 @@ impl State {
             created_at: now(),
         };
         let answer = reaction_json(&reaction);
-        let repo = find_repo_mut(&mut self.repos, owner, name).expect("checked above");
+        let Ok(repo) = find_repo_mut(&mut self.repos, owner, name) else {
+            return Reply::not_found(&docs);
+        };
         repo.reactions.push(reaction);
         Reply::json(201, answer)
     }

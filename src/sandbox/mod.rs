@@ -19,10 +19,14 @@ mod hooks;
 mod http;
 mod issues;
 mod json;
+pub mod mount;
 pub mod openapi;
 pub mod page;
 mod reply;
 mod routes;
+pub mod seed;
+pub mod setup;
+mod source;
 mod state;
 mod types;
 pub mod view;
@@ -208,7 +212,6 @@ impl FakeGithub {
         repo.pulls.insert(
             number,
             Pull {
-                number,
                 head_sha: head_sha.to_string(),
                 head_ref,
                 from_fork,
@@ -389,7 +392,19 @@ impl FakeGithub {
         self.state().hook_target = Some(HookTarget {
             url: url.to_string(),
             secret: secret.to_string(),
+            owner_secrets: HashMap::new(),
         });
+    }
+
+    /// The webhooks of `owner`'s repositories are signed with `secret` instead of the
+    /// target's (a tenant with its own webhook secret). Set the target first.
+    pub fn set_owner_webhook_secret(&self, owner: &str, secret: &str) {
+        let mut state = self.state();
+        let target = state.hook_target.as_mut();
+        let target = target.expect("GitHub stand-in: set_webhook_target first");
+        target
+            .owner_secrets
+            .insert(owner.to_lowercase(), secret.to_string());
     }
 
     /// Delivers an App webhook as GitHub does (a new GUID, GitHub's headers, signed),

@@ -143,7 +143,7 @@ pub(super) fn paginate(base_url: &str, req: &Incoming, items: Vec<Value>) -> Rep
     let last = items.len().div_ceil(per_page).max(1);
     let slice: Vec<Value> = items
         .into_iter()
-        .skip((page - 1) * per_page)
+        .skip((page - 1).saturating_mul(per_page))
         .take(per_page)
         .collect();
     let mut reply = Reply::json(200, Value::Array(slice));

@@ -122,20 +122,7 @@ impl State {
         };
         let base = &self.base_url;
         let full = &repo.full_name;
-        let repo_json = |full_name: &str, id: u64, fork: bool| {
-            let owner = full_name.split('/').next().unwrap_or_default();
-            json!({
-                "id": id,
-                "name": full_name.split('/').nth(1).unwrap_or_default(),
-                "full_name": full_name,
-                "owner": user_json(owner, "Organization"),
-                "private": false,
-                "fork": fork,
-                "html_url": format!("https://github.com/{full_name}"),
-                "url": format!("{base}/repos/{full_name}"),
-                "default_branch": "main",
-            })
-        };
+        let repo_json = |full_name: &str, id: u64, fork: bool| repo_json(base, full_name, id, fork);
         let head_repo_name = if pull.from_fork {
             format!("{}/{}", pull.author, repo.name())
         } else {
@@ -160,9 +147,9 @@ impl State {
                 "number": number,
                 "state": pull.state,
                 "locked": false,
-                "title": format!("Pull request #{number}"),
+                "title": pull.title,
                 "user": user_json(&pull.author, "User"),
-                "body": null,
+                "body": if pull.body.is_empty() { Value::Null } else { json!(pull.body) },
                 "labels": [],
                 "created_at": pull.created_at,
                 "updated_at": pull.created_at,
@@ -180,7 +167,7 @@ impl State {
                 "base": {
                     "label": format!("{}:main", repo.owner()),
                     "ref": "main",
-                    "sha": fake_sha(&[full, "main"]),
+                    "sha": repo.branches.get("main").cloned().unwrap_or_else(|| fake_sha(&[full, "main"])),
                     "user": user_json(repo.owner(), "Organization"),
                     "repo": repo_json(full, repo.id, false),
                 },
@@ -281,4 +268,20 @@ impl State {
             None => Reply::not_found(docs),
         }
     }
+}
+
+/// A repository as a pull request's `head` and `base` carry it.
+fn repo_json(base: &str, full_name: &str, id: u64, fork: bool) -> Value {
+    let owner = full_name.split('/').next().unwrap_or_default();
+    json!({
+        "id": id,
+        "name": full_name.split('/').nth(1).unwrap_or_default(),
+        "full_name": full_name,
+        "owner": user_json(owner, "Organization"),
+        "private": false,
+        "fork": fork,
+        "html_url": format!("https://github.com/{full_name}"),
+        "url": format!("{base}/repos/{full_name}"),
+        "default_branch": "main",
+    })
 }

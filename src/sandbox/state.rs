@@ -13,7 +13,6 @@ pub(super) const DOCS: &str = "https://docs.github.com/rest";
 pub(super) const ROLES: [&str; 6] = ["admin", "maintain", "write", "triage", "read", "none"];
 
 pub(super) struct Pull {
-    pub(super) number: u64,
     pub(super) head_sha: String,
     pub(super) head_ref: String,
     pub(super) from_fork: bool,

@@ -109,6 +109,8 @@ impl HookAttempt {
 pub(super) struct HookTarget {
     pub(super) url: String,
     pub(super) secret: String,
+    /// Lower-cased owner → the secret its repositories' webhooks are signed with instead.
+    pub(super) owner_secrets: std::collections::HashMap<String, String>,
 }
 
 /// An attempt the sender still has to make.

@@ -1,0 +1,269 @@
+//! What `deploybot sandbox` adds to the bot's HTTP server: the pull-request pages (`page`)
+//! and `POST /sandbox/{owner}/{repo}/pull/{number}/comments`, where a person comments as
+//! one of the stand-in's users. The stand-in records the comment, sends the bot the
+//! signed `issue_comment` webhook GitHub would send, and answers with what the bot said.
+
+use std::sync::{Arc, Mutex};
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, web};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::FakeGithub;
+use super::hooks::deliver_hook_reading;
+use super::page;
+use super::state::{Repo, State, lock, now};
+use super::types::{FakeComment, HookSend};
+use crate::cli::simulate::sandbox::{PullFacts, comment_payload};
+
+/// The header every answer of the comment route carries, so that `deploybot simulate`
+/// knows it talks to a sandbox (a plain `serve` answers 404 without it).
+pub const SANDBOX_HEADER: &str = "x-deploybot-sandbox";
+/// The longest comment GitHub accepts, in characters.
+const MAX_BODY: usize = 65536;
+
+/// What the comment route needs: the stand-in's state.
+struct Comments {
+    state: Arc<Mutex<State>>,
+}
+
+/// The body of `POST …/comments`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewComment {
+    /// The login commenting: one of the repository's users.
+    user: String,
+    /// The comment's Markdown, e.g. `/deploy staging`.
+    body: String,
+    /// The webhook's `X-GitHub-Delivery` (default: a fresh UUID).
+    #[serde(default)]
+    delivery: Option<String>,
+}
+
+/// A comment recorded, and the webhook to send for it.
+struct Recorded {
+    comment_id: u64,
+    send: HookSend,
+}
+
+impl FakeGithub {
+    /// Registers the sandbox's routes (the pages and the comment route) on a server's
+    /// configuration; `server` calls it for each of its workers.
+    pub fn routes(&self) -> impl Fn(&mut web::ServiceConfig) + Send + Sync + 'static {
+        let source = self.pull_source();
+        let comments = web::Data::new(Comments {
+            state: Arc::clone(&self.state),
+        });
+        move |cfg: &mut web::ServiceConfig| {
+            page::routes(cfg, Arc::clone(&source));
+            cfg.service(
+                web::resource("/sandbox/{owner}/{repo}/pull/{number}/comments")
+                    .app_data(comments.clone())
+                    .route(web::post().to(post_comment)),
+            );
+        }
+    }
+}
+
+async fn post_comment(
+    path: web::Path<(String, String, String)>,
+    body: web::Bytes,
+    comments: web::Data<Comments>,
+) -> HttpResponse {
+    let (owner, name, number) = path.into_inner();
+    let request = match parse_request(&body) {
+        Ok(request) => request,
+        Err(answer) => return answer,
+    };
+    let Ok(number) = number.parse::<u64>() else {
+        let message = format!("{number:?} is not a pull request number: use e.g. /pull/1");
+        return refuse(StatusCode::NOT_FOUND, "not_found", message);
+    };
+    let recorded = {
+        let mut state = lock(&comments.state);
+        record(&mut state, &format!("{owner}/{name}"), number, request)
+    };
+    let Recorded { comment_id, send } = match recorded {
+        Ok(recorded) => recorded,
+        Err(answer) => return answer,
+    };
+    let delivery = send.guid.clone();
+    let shared = Arc::clone(&comments.state);
+    match web::block(move || deliver_hook_reading(&shared, send)).await {
+        Ok((attempt, answer)) => sandbox_answer(StatusCode::CREATED).json(json!({
+            "comment_id": comment_id,
+            "delivery": delivery,
+            "webhook_status": attempt.status_code,
+            "webhook_answer": serde_json::from_str::<Value>(&answer).unwrap_or(json!(answer)),
+        })),
+        Err(_) => refuse(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "the comment was recorded, but its webhook could not be sent: try again".into(),
+        ),
+    }
+}
+
+/// The JSON body, or a 400 naming what is wrong with it.
+fn parse_request(body: &[u8]) -> Result<NewComment, HttpResponse> {
+    let request: NewComment = serde_json::from_slice(body).map_err(|e| {
+        let message = format!(
+            "the body must be JSON like {{\"user\": \"alice\", \"body\": \"/deploy staging\"}}: {e}"
+        );
+        refuse(StatusCode::BAD_REQUEST, "invalid_request", message)
+    })?;
+    if request.body.trim().is_empty() {
+        let message = "body is empty: write the comment, e.g. \"/deploy staging\"".to_string();
+        return Err(refuse(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_request",
+            message,
+        ));
+    }
+    if request.body.chars().count() > MAX_BODY {
+        let message = format!("body is longer than GitHub's {MAX_BODY} characters");
+        return Err(refuse(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_request",
+            message,
+        ));
+    }
+    let valid_delivery = |d: &String| {
+        (1..=100).contains(&d.len())
+            && d.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    };
+    if request
+        .delivery
+        .as_ref()
+        .is_some_and(|d| !valid_delivery(d))
+    {
+        let message = "delivery must be 1 to 100 letters, digits, '-', '_' or '.'".to_string();
+        return Err(refuse(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_request",
+            message,
+        ));
+    }
+    Ok(request)
+}
+
+/// Records the comment as `request.user` on pull request `number` of `full_name` and
+/// builds its webhook, or refuses naming what is unknown and what exists.
+fn record(
+    state: &mut State,
+    full_name: &str,
+    number: u64,
+    request: NewComment,
+) -> Result<Recorded, HttpResponse> {
+    let Some(repo) = state.repos.get(&full_name.to_lowercase()) else {
+        let known: Vec<&str> = state.repos.values().map(|r| r.full_name.as_str()).collect();
+        let message = format!(
+            "the sandbox has no repository {full_name}; it has: {}",
+            list(&known)
+        );
+        return Err(refuse(StatusCode::NOT_FOUND, "not_found", message));
+    };
+    let login = user_of(repo, &request.user)?;
+    let Some(pull) = repo.pulls.get(&number) else {
+        let known: Vec<String> = repo.pulls.keys().map(|n| format!("#{n}")).collect();
+        let known: Vec<&str> = known.iter().map(String::as_str).collect();
+        let message = format!(
+            "{} has no pull request #{number}; it has: {}",
+            repo.full_name,
+            list(&known)
+        );
+        return Err(refuse(StatusCode::NOT_FOUND, "not_found", message));
+    };
+    if state.hook_target.is_none() {
+        let message = "the sandbox has no webhook to send the comment to".to_string();
+        return Err(refuse(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            message,
+        ));
+    }
+    let facts = PullFacts {
+        title: pull.title.clone(),
+        author: pull.author.clone(),
+        body: pull.body.clone(),
+    };
+    let full_name = repo.full_name.clone();
+    let id = state.next_id("comment");
+    let payload = comment_payload(&full_name, number, &facts, &login, &request.body, id)
+        .ok_or_else(|| {
+            let message = format!("{full_name} is not a repository name GitHub accepts");
+            refuse(StatusCode::UNPROCESSABLE_ENTITY, "invalid_request", message)
+        })?;
+    add_comment(state, &full_name, number, id, &login, &request.body);
+    let guid = request
+        .delivery
+        .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
+    Ok(Recorded {
+        comment_id: id,
+        send: HookSend {
+            guid,
+            event: "issue_comment".to_string(),
+            body: payload.to_string(),
+            redelivery: false,
+        },
+    })
+}
+
+/// The login of `user` as the repository knows it, or a 422 listing its users.
+fn user_of(repo: &Repo, user: &str) -> Result<String, HttpResponse> {
+    if let Some((login, _)) = repo.roles.get(&user.to_lowercase()) {
+        return Ok(login.clone());
+    }
+    let mut users: Vec<String> = repo
+        .roles
+        .values()
+        .map(|(login, role)| format!("{login} ({role})"))
+        .collect();
+    users.sort();
+    let users: Vec<&str> = users.iter().map(String::as_str).collect();
+    let message = format!(
+        "{user:?} is not a user of {}; its users are: {}",
+        repo.full_name,
+        list(&users)
+    );
+    Err(refuse(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_request",
+        message,
+    ))
+}
+
+fn add_comment(state: &mut State, full_name: &str, issue: u64, id: u64, login: &str, body: &str) {
+    if let Some(repo) = state.repos.get_mut(&full_name.to_lowercase()) {
+        repo.comments.push(FakeComment {
+            id,
+            issue,
+            body: body.to_string(),
+            user: login.to_string(),
+            html_url: format!("https://github.com/{full_name}/pull/{issue}#issuecomment-{id}"),
+            created_at: now(),
+        });
+    }
+    state.version += 1;
+}
+
+fn list(names: &[&str]) -> String {
+    if names.is_empty() {
+        "none".to_string()
+    } else {
+        names.join(", ")
+    }
+}
+
+fn sandbox_answer(status: StatusCode) -> actix_web::HttpResponseBuilder {
+    let mut answer = HttpResponse::build(status);
+    answer.insert_header((SANDBOX_HEADER, "1"));
+    answer
+}
+
+/// An error in the API's shape: `{"error": {"code", "message"}}`.
+fn refuse(status: StatusCode, code: &str, message: String) -> HttpResponse {
+    sandbox_answer(status).json(json!({"error": {"code": code, "message": message}}))
+}
