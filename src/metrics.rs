@@ -147,7 +147,7 @@ pub fn global() -> &'static Metrics {
 
 /// Event names kept as a label even when the request was not verified; any other
 /// unverified name becomes "other", so unsigned requests cannot grow the label set.
-const SUBSCRIBED_EVENTS: [&str; 4] = ["push", "create", "issue_comment", "ping"];
+const SUBSCRIBED_EVENTS: [&str; 5] = ["push", "create", "issue_comment", "pull_request", "ping"];
 
 /// The `event` label: GitHub's event name when it looks like one and the request was
 /// verified; for requests refused before verification, only the events deploybot
