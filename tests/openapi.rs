@@ -787,6 +787,12 @@ fn generate_object(
     {
         object.extend(example);
     }
+    // A map whose keys the document leaves free gets the emptiest key of all.
+    let values = &schema["additionalProperties"];
+    if mode.bound == Bound::Wild && values.is_object() && schema.get("propertyNames").is_none() {
+        let value = generate(doc, values, mode, fx, path)?;
+        object.insert(String::new(), value);
+    }
     Some(Value::Object(object))
 }
 
