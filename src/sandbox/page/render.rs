@@ -309,12 +309,12 @@ fn deployment(out: &mut String, d: &DeploymentView) {
         out,
         "<li class=\"deployment\" id=\"deployment-{}\" data-state=\"{label}\">\n\
          <div class=\"deployment-head\"><span class=\"badge badge-{class}\">{label}</span> \
-         <code class=\"sha\" title=\"{}\">{}</code> <span class=\"ref\">{}</span></div>\n\
+         <code class=\"sha\" title=\"{}\">{}</code>{}</div>\n\
          <div class=\"deployment-meta\">{} deployed {}</div>\n",
         d.id,
         Esc(&d.sha),
         Esc(short_sha(&d.sha)),
-        Esc(&d.git_ref),
+        git_ref(d),
         login(&d.creator),
         when(&d.created_at),
     );
@@ -328,6 +328,15 @@ fn deployment(out: &mut String, d: &DeploymentView) {
     statuses(out, &d.statuses);
     links(out, &d.statuses);
     out.push_str("</li>\n");
+}
+
+/// The branch or tag a deployment was made for; nothing when it was made for the commit
+/// itself (the SHA already shows).
+fn git_ref(d: &DeploymentView) -> String {
+    if d.git_ref.is_empty() || d.git_ref.eq_ignore_ascii_case(&d.sha) {
+        return String::new();
+    }
+    format!(" <span class=\"ref\">{}</span>", Esc(&d.git_ref))
 }
 
 /// The word and colour GitHub gives a deployment: the environment's newest success is
