@@ -66,6 +66,8 @@ pub struct FakeGithub {
     state: Arc<Mutex<State>>,
     server: ServerHandle,
     thread: Option<JoinHandle<()>>,
+    /// `pull_request` payloads still to send to the bot (`announce_pulls`).
+    announcements: Arc<Mutex<Vec<String>>>,
 }
 
 impl FakeGithub {
@@ -117,6 +119,7 @@ impl FakeGithub {
             state,
             server,
             thread: Some(thread),
+            announcements: Arc::default(),
         })
     }
 

@@ -2,6 +2,7 @@
 //! and `POST /sandbox/{owner}/{repo}/pull/{number}/comments`, where a person comments as
 //! one of the stand-in's users. The stand-in records the comment, sends the bot the
 //! signed `issue_comment` webhook GitHub would send, and answers with what the bot said.
+//! `GET /sandbox/{owner}/{repo}/pull/{number}/view` answers what the page shows, as JSON.
 
 use std::sync::{Arc, Mutex};
 
@@ -13,8 +14,10 @@ use serde_json::{Value, json};
 use super::FakeGithub;
 use super::hooks::deliver_hook_reading;
 use super::page;
+use super::seed::announce;
 use super::state::{Repo, State, lock, now};
 use super::types::{FakeComment, HookSend};
+use super::view::PullSource;
 use crate::cli::simulate::sandbox::{PullFacts, comment_payload};
 
 /// The header every answer of the comment route carries, so that `deploybot simulate`
@@ -26,6 +29,8 @@ const MAX_BODY: usize = 65536;
 /// What the comment route needs: the stand-in's state.
 struct Comments {
     state: Arc<Mutex<State>>,
+    /// What the stand-in still has to announce before a comment (`seed::announce`).
+    announcements: Arc<Mutex<Vec<String>>>,
 }
 
 /// The body of `POST …/comments`.
@@ -52,8 +57,10 @@ impl FakeGithub {
     /// configuration; `server` calls it for each of its workers.
     pub fn routes(&self) -> impl Fn(&mut web::ServiceConfig) + Send + Sync + 'static {
         let source = self.pull_source();
+        let views = web::Data::from(Arc::clone(&source));
         let comments = web::Data::new(Comments {
             state: Arc::clone(&self.state),
+            announcements: Arc::clone(&self.announcements),
         });
         move |cfg: &mut web::ServiceConfig| {
             page::routes(cfg, Arc::clone(&source));
@@ -61,7 +68,38 @@ impl FakeGithub {
                 web::resource("/sandbox/{owner}/{repo}/pull/{number}/comments")
                     .app_data(comments.clone())
                     .route(web::post().to(post_comment)),
+            )
+            .service(
+                web::resource("/sandbox/{owner}/{repo}/pull/{number}/view")
+                    .app_data(views.clone())
+                    .route(web::get().to(get_view)),
             );
+        }
+    }
+}
+
+/// `GET …/pull/{number}/view`: what the pull request's page shows, as JSON (`PullView`).
+async fn get_view(
+    path: web::Path<(String, String, String)>,
+    source: web::Data<dyn PullSource>,
+) -> HttpResponse {
+    let (owner, name, number) = path.into_inner();
+    let repo = format!("{owner}/{name}");
+    let view = number.parse().ok().and_then(|n| source.pull_view(&repo, n));
+    match view {
+        Some(view) => sandbox_answer(StatusCode::OK).json(view),
+        None => {
+            let known: Vec<String> = source
+                .repositories()
+                .iter()
+                .flat_map(|r| r.pulls.iter().map(move |n| format!("{}#{n}", r.repo)))
+                .collect();
+            let known: Vec<&str> = known.iter().map(String::as_str).collect();
+            let message = format!(
+                "the sandbox has no pull request {repo}#{number}; it has: {}",
+                list(&known)
+            );
+            refuse(StatusCode::NOT_FOUND, "not_found", message)
         }
     }
 }
@@ -90,7 +128,12 @@ async fn post_comment(
     };
     let delivery = send.guid.clone();
     let shared = Arc::clone(&comments.state);
-    match web::block(move || deliver_hook_reading(&shared, send)).await {
+    let announcements = Arc::clone(&comments.announcements);
+    let delivered = web::block(move || {
+        announce(&shared, &announcements);
+        deliver_hook_reading(&shared, send)
+    });
+    match delivered.await {
         Ok((attempt, answer)) => sandbox_answer(StatusCode::CREATED).json(json!({
             "comment_id": comment_id,
             "delivery": delivery,

@@ -119,21 +119,25 @@ impl FakeGithub {
     /// Sends `pull_request` `opened` for every open pull request, as GitHub did when each
     /// was opened, so that the bot knows their heads from before any comment. Runs on a
     /// thread of its own: each delivery is tried again, a second apart, until the bot
-    /// accepts it (it may still be starting) or a minute has passed.
+    /// accepts it (it may still be starting) or a minute has passed. A comment through
+    /// the sandbox's comment route waits until they are sent.
     pub fn announce_pulls(&self) {
-        let shared = Arc::clone(&self.state);
+        lock(&self.announcements).extend(opened_payloads(&lock(&self.state)));
+        let (shared, announcements) = (Arc::clone(&self.state), Arc::clone(&self.announcements));
         let spawned = std::thread::Builder::new()
             .name("stand-in-announce".into())
-            .spawn(move || announce(&shared));
+            .spawn(move || announce(&shared, &announcements));
         if let Err(e) = spawned {
             tracing::warn!(error = %e, "the GitHub stand-in cannot announce its pull requests");
         }
     }
 }
 
-fn announce(shared: &Arc<Mutex<State>>) {
-    let bodies = opened_payloads(&lock(shared));
-    for body in bodies {
+/// Sends the announcements still to send; holds them while it does, so that whoever calls
+/// it next finds them sent.
+pub(super) fn announce(shared: &Arc<Mutex<State>>, announcements: &Mutex<Vec<String>>) {
+    let mut pending = lock(announcements);
+    for body in std::mem::take(&mut *pending) {
         let guid = uuid::Uuid::now_v7().to_string();
         for attempt in 0..ANNOUNCE_ATTEMPTS {
             let send = HookSend {

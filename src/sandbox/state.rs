@@ -161,7 +161,7 @@ impl State {
             .unwrap_or_else(|| panic!("GitHub stand-in: add_repo(\"{full_name}\") first"))
     }
 }
-pub(super) fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
+pub(super) fn lock<T>(state: &Mutex<T>) -> MutexGuard<'_, T> {
     // A test that panicked while holding the lock must not hide later assertions.
     state.lock().unwrap_or_else(PoisonError::into_inner)
 }

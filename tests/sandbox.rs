@@ -1,0 +1,545 @@
+//! `deploybot sandbox`, run as a person runs it: the real binary with a configuration like
+//! config/deploybot.toml on a free port of 127.0.0.1, commented on with `deploybot simulate
+//! comment`. What a person sees is checked: the pull request's conversation and
+//! deployments as the sandbox shows them (`/sandbox/…/pull/1/view`, the page's data), and
+//! the deployments through deploybot's API. Waits are bounded by deadlines; nothing is
+//! asserted about time.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+const BIN: &str = env!("CARGO_BIN_EXE_deploybot");
+const SECRET: &str = "sandbox-test-secret";
+/// The API token of the configuration (its SHA-256 is in `CONFIG`).
+const API_TOKEN: &str = "dev-token";
+/// A GitHub token in the user's environment, which the sandbox must never use.
+const USERS_GITHUB_TOKEN: &str = "ghp_the_users_own_token_never_to_be_sent";
+const LIMIT: Duration = Duration::from_secs(90);
+
+const CONFIG: &str = r#"
+[github]
+api_url = "GITHUB_TRAP"
+
+[[api.tokens]]
+name = "laptop"
+tenant = "acme"
+sha256 = "c91cbbedf8c712e8e2b7517ddeca8fe4fde839ebd8339e0b2001363002b37712"
+
+[pages]
+public = true
+
+[[instances]]
+name = "web-staging"
+repo = "acme/web"
+environment = "staging"
+image = "ghcr.io/acme/web:{short_sha}"
+strategy = "rolling"
+on_push = ["main"]
+commands = true
+allowed_permissions = ["write", "maintain", "admin"]
+
+[instances.provider]
+kind = "noop"
+"#;
+
+/// A listener standing where real GitHub would be: it records every request it gets.
+struct RealGithubTrap {
+    url: String,
+    requests: Arc<Mutex<Vec<String>>>,
+}
+
+impl RealGithubTrap {
+    fn start() -> RealGithubTrap {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind the trap");
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let seen = Arc::clone(&requests);
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let mut stream = stream;
+                let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+                let mut head = [0u8; 4096];
+                let n = stream.read(&mut head).unwrap_or(0);
+                seen.lock()
+                    .unwrap()
+                    .push(String::from_utf8_lossy(&head[..n]).into_owned());
+                let _ = stream.write_all(b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\n\r\n");
+            }
+        });
+        RealGithubTrap { url, requests }
+    }
+
+    fn requests(&self) -> Vec<String> {
+        self.requests.lock().unwrap().clone()
+    }
+}
+
+/// A running `deploybot sandbox`, stopped when dropped.
+struct Sandbox {
+    child: Child,
+    base: String,
+    dir: tempfile::TempDir,
+    stdout: Arc<Mutex<Vec<String>>>,
+    stderr: Arc<Mutex<String>>,
+    _trap: Arc<RealGithubTrap>,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl Sandbox {
+    fn start(trap: Arc<RealGithubTrap>) -> Sandbox {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("deploybot.toml");
+        std::fs::write(&config, CONFIG.replace("GITHUB_TRAP", &trap.url)).unwrap();
+        let port = free_port();
+        let mut child = Command::new(BIN)
+            .args(["sandbox", "--config"])
+            .arg(&config)
+            .current_dir(dir.path())
+            .env_remove("DATABASE_URL")
+            .env_remove("DEPLOYBOT_PUBLIC_URL")
+            .env_remove("DEPLOYBOT_GITHUB_API_URL")
+            .env_remove("GITHUB_APP_ID")
+            .env_remove("GITHUB_APP_PRIVATE_KEY")
+            .env_remove("GITHUB_APP_PRIVATE_KEY_PATH")
+            .env("DEPLOYBOT_LISTEN", format!("127.0.0.1:{port}"))
+            .env("DEPLOYBOT_WEBHOOK_SECRET", SECRET)
+            .env("GITHUB_TOKEN", USERS_GITHUB_TOKEN)
+            .env("DEPLOYBOT_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start deploybot sandbox");
+        let stdout = Arc::new(Mutex::new(Vec::new()));
+        let lines = Arc::clone(&stdout);
+        let out = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                lines.lock().unwrap().push(line);
+            }
+        });
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let text = Arc::clone(&stderr);
+        let mut err = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            let mut buffer = [0u8; 4096];
+            while let Ok(n) = err.read(&mut buffer) {
+                if n == 0 {
+                    break;
+                }
+                text.lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&buffer[..n]));
+            }
+        });
+        let sandbox = Sandbox {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+            dir,
+            stdout,
+            stderr,
+            _trap: trap,
+        };
+        sandbox.wait_until("the sandbox answers /readyz", || {
+            get(&format!("{}/readyz", sandbox.base), None).0 == 200
+        });
+        sandbox
+    }
+
+    fn wait_until(&self, what: &str, mut done: impl FnMut() -> bool) {
+        let start = Instant::now();
+        while !done() {
+            if start.elapsed() > LIMIT {
+                let stderr = self.stderr.lock().unwrap().clone();
+                panic!("gave up waiting until {what}; stderr:\n{stderr}");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// `deploybot simulate comment …` as a person types it; its exit code and output.
+    fn comment(&self, user: &str, body: &str) -> (i32, String) {
+        let output = Command::new(BIN)
+            .args(["simulate", "comment", "--repo", "acme/web", "--pr", "1"])
+            .args(["--user", user, "--body", body, "--url", &self.base])
+            .env("DEPLOYBOT_WEBHOOK_SECRET", SECRET)
+            .env_remove("DEPLOYBOT_CONFIG")
+            .current_dir(self.dir.path())
+            .output()
+            .expect("run deploybot simulate");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        (output.status.code().unwrap_or(-1), text)
+    }
+
+    /// The pull request as the sandbox's page shows it.
+    fn view(&self) -> Value {
+        let (status, body) = get(&format!("{}/sandbox/acme/web/pull/1/view", self.base), None);
+        assert_eq!(status, 200, "{body}");
+        serde_json::from_str(&body).unwrap()
+    }
+
+    /// The comments of pull request #1, each as (author, body, reactions).
+    fn conversation(&self) -> Vec<(String, String, Vec<String>)> {
+        let view = self.view();
+        let comments = view["comments"].as_array().cloned().unwrap_or_default();
+        comments
+            .iter()
+            .map(|c| {
+                let reactions = c["reactions"].as_array().cloned().unwrap_or_default();
+                (
+                    c["author"].as_str().unwrap_or_default().to_string(),
+                    c["body"].as_str().unwrap_or_default().to_string(),
+                    reactions
+                        .iter()
+                        .map(|r| r["content"].as_str().unwrap_or_default().to_string())
+                        .collect(),
+                )
+            })
+            .collect()
+    }
+
+    /// The bot's replies, oldest first.
+    fn replies(&self) -> Vec<String> {
+        let conversation = self.conversation();
+        let by_bot = conversation
+            .into_iter()
+            .filter(|(author, _, _)| author == "deploybot");
+        by_bot.map(|(_, body, _)| body).collect()
+    }
+
+    /// The GitHub Deployments of `staging`, newest first.
+    fn staging(&self) -> Vec<Value> {
+        let view = self.view();
+        let environments = view["environments"].as_array().cloned().unwrap_or_default();
+        environments
+            .into_iter()
+            .find(|e| e["name"] == "staging")
+            .and_then(|e| e["deployments"].as_array().cloned())
+            .unwrap_or_default()
+    }
+
+    /// web-staging's deployments through deploybot's API, newest first.
+    fn api_deployments(&self) -> Vec<Value> {
+        let url = format!("{}/v1/instances/web-staging/deployments", self.base);
+        let (status, body) = get(&url, Some(API_TOKEN));
+        assert_eq!(status, 200, "{body}");
+        let value: Value = serde_json::from_str(&body).unwrap();
+        value["items"].as_array().cloned().unwrap_or_default()
+    }
+
+    fn wait_idle(&self) {
+        self.wait_until("no deployment of web-staging is pending or running", || {
+            self.api_deployments()
+                .iter()
+                .all(|d| !matches!(d["state"].as_str(), Some("pending" | "running")))
+        });
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(15) {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn get(url: &str, token: Option<&str>) -> (u16, String) {
+    runtime().block_on(async {
+        let mut request = reqwest::Client::new().get(url);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        match request.send().await {
+            Ok(response) => (
+                response.status().as_u16(),
+                response.text().await.unwrap_or_default(),
+            ),
+            Err(_) => (0, String::new()),
+        }
+    })
+}
+
+fn post(url: &str, body: &Value) -> (u16, Value) {
+    runtime().block_on(async {
+        let response = reqwest::Client::new()
+            .post(url)
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+            .await
+            .expect("the sandbox answers");
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap_or_default();
+        (status, serde_json::from_str(&text).unwrap_or(json!(text)))
+    })
+}
+
+fn sandbox() -> Sandbox {
+    Sandbox::start(Arc::new(RealGithubTrap::start()))
+}
+
+#[test]
+fn alice_deploys_the_pull_requests_head_to_staging_through_the_stand_in() {
+    let sandbox = sandbox();
+    let printed = sandbox.stdout.lock().unwrap().clone();
+    let page = format!("sandbox: open {}/sandbox/acme/web/pull/1", sandbox.base);
+    assert!(printed.contains(&page), "{printed:#?}");
+    let head = sandbox.view()["head_sha"].as_str().unwrap().to_string();
+
+    let (code, output) = sandbox.comment("alice", "/deploy staging");
+    assert_eq!(code, 0, "{output}");
+    assert!(output.contains("202 Accepted"), "{output}");
+    sandbox.wait_until("the bot's reply ends with success", || {
+        sandbox
+            .staging()
+            .first()
+            .is_some_and(|d| d["state"] == "success")
+            && sandbox.replies().iter().any(|r| r.contains("succeeded"))
+    });
+
+    let deployments = sandbox.staging();
+    assert_eq!(deployments.len(), 1, "{deployments:#?}");
+    assert_eq!(deployments[0]["sha"], json!(head));
+    assert_eq!(deployments[0]["active"], json!(true));
+    let states: Vec<&str> = deployments[0]["statuses"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["state"].as_str().unwrap())
+        .collect();
+    assert_eq!(states.last(), Some(&"success"), "{states:?}");
+    let conversation = sandbox.conversation();
+    let command = conversation
+        .iter()
+        .find(|(author, body, _)| author == "alice" && body == "/deploy staging")
+        .expect("alice's comment is in the conversation");
+    assert!(command.2.contains(&"eyes".to_string()), "{conversation:#?}");
+    sandbox.wait_until("the rocket on alice's comment", || {
+        sandbox.conversation().iter().any(|(author, _, reactions)| {
+            author == "alice" && reactions.contains(&"rocket".to_string())
+        })
+    });
+    let api = sandbox.api_deployments();
+    assert_eq!(api[0]["state"], "succeeded", "{api:#?}");
+    let release = api[0]["release_id"].as_str().unwrap();
+    let (status, release) = get(
+        &format!("{}/v1/releases/{release}", sandbox.base),
+        Some(API_TOKEN),
+    );
+    assert_eq!(status, 200, "{release}");
+    let release: Value = serde_json::from_str(&release).unwrap();
+    assert_eq!(release["commit_sha"], json!(head), "{release:#}");
+}
+
+#[test]
+fn bob_with_read_access_is_refused_and_nothing_is_deployed() {
+    let sandbox = sandbox();
+    let (code, output) = sandbox.comment("bob", "/deploy staging");
+    assert_eq!(code, 0, "the webhook itself is accepted: {output}");
+    sandbox.wait_until("the bot replies to bob", || !sandbox.replies().is_empty());
+    let replies = sandbox.replies();
+    assert!(
+        replies[0].contains("bob") && replies[0].contains("read"),
+        "the reply names bob's permission: {replies:#?}"
+    );
+    sandbox.wait_until("the confused reaction on bob's comment", || {
+        sandbox.conversation().iter().any(|(author, _, reactions)| {
+            author == "bob" && reactions.contains(&"confused".to_string())
+        })
+    });
+    assert!(sandbox.staging().is_empty(), "{:#?}", sandbox.staging());
+    assert!(sandbox.api_deployments().is_empty());
+}
+
+#[test]
+fn rollback_after_two_deploys_returns_to_the_previous_release() {
+    let sandbox = sandbox();
+    for _ in 0..2 {
+        let (code, output) = sandbox.comment("alice", "/deploy staging");
+        assert_eq!(code, 0, "{output}");
+        sandbox.wait_idle();
+    }
+    sandbox.wait_until("two successful deployments", || {
+        sandbox.api_deployments().len() == 2
+            && sandbox
+                .api_deployments()
+                .iter()
+                .all(|d| d["state"] == "succeeded")
+    });
+    let (code, output) = sandbox.comment("alice", "/rollback staging");
+    assert_eq!(code, 0, "{output}");
+    sandbox.wait_until("the rollback succeeded", || {
+        let api = sandbox.api_deployments();
+        api.len() == 3 && api[0]["state"] == "succeeded"
+    });
+    let api = sandbox.api_deployments();
+    let release = |d: &Value| d["release_id"].as_str().unwrap_or_default().to_string();
+    assert_eq!(
+        release(&api[0]),
+        release(&api[2]),
+        "the rollback runs the first release again: {api:#?}"
+    );
+    assert_eq!(api[1]["state"], "rolled_back", "{api:#?}");
+}
+
+#[test]
+fn the_sandbox_never_calls_github_with_the_users_token() {
+    let trap = Arc::new(RealGithubTrap::start());
+    let sandbox = Sandbox::start(Arc::clone(&trap));
+    let (code, output) = sandbox.comment("alice", "/deploy staging");
+    assert_eq!(code, 0, "{output}");
+    sandbox.wait_until("the deployment reached the stand-in", || {
+        sandbox
+            .staging()
+            .first()
+            .is_some_and(|d| d["state"] == "success")
+    });
+    assert!(
+        trap.requests().is_empty(),
+        "the configured GitHub was called: {:#?}",
+        trap.requests()
+    );
+    let stderr = sandbox.stderr.lock().unwrap().clone();
+    let stdout = sandbox.stdout.lock().unwrap().join("\n");
+    assert!(!stderr.contains(USERS_GITHUB_TOKEN) && !stdout.contains(USERS_GITHUB_TOKEN));
+}
+
+#[test]
+fn the_comment_route_names_what_is_unknown_and_what_exists() {
+    let sandbox = sandbox();
+    let route = |path: &str| format!("{}/sandbox/{path}/comments", sandbox.base);
+    let (status, answer) = post(
+        &route("acme/nope/pull/1"),
+        &json!({"user": "alice", "body": "/deploy staging"}),
+    );
+    assert_eq!(status, 404);
+    let message = answer["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("acme/nope") && message.contains("acme/web"),
+        "{message}"
+    );
+
+    let (status, answer) = post(
+        &route("acme/web/pull/7"),
+        &json!({"user": "alice", "body": "/deploy staging"}),
+    );
+    assert_eq!(status, 404);
+    let message = answer["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("#7") && message.contains("#1"),
+        "{message}"
+    );
+
+    let (status, answer) = post(
+        &route("acme/web/pull/1"),
+        &json!({"user": "mallory", "body": "/deploy staging"}),
+    );
+    assert_eq!(status, 422);
+    let message = answer["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("mallory") && message.contains("alice (write)"),
+        "{message}"
+    );
+
+    let (status, answer) = post(&route("acme/web/pull/1"), &json!({"user": "alice"}));
+    assert_eq!(status, 400, "{answer}");
+    let (status, answer) = post(
+        &route("acme/web/pull/1"),
+        &json!({"user": "alice", "body": "hi", "delivery": "a\r\nX-Injected: 1"}),
+    );
+    assert_eq!(status, 422, "{answer}");
+
+    let (status, answer) = post(
+        &route("acme/web/pull/1"),
+        &json!({"user": "alice", "body": "Looks good to me"}),
+    );
+    assert_eq!(status, 201, "{answer}");
+    assert_eq!(answer["webhook_status"], 202, "{answer}");
+    let id = answer["comment_id"].as_u64().unwrap();
+    let conversation = sandbox.view()["comments"].clone();
+    let ours = conversation
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == id);
+    assert_eq!(ours.unwrap()["body"], "Looks good to me");
+}
+
+#[test]
+fn serve_has_no_sandbox_routes() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("deploybot.toml");
+    std::fs::write(
+        &config,
+        CONFIG.replace("GITHUB_TRAP", "https://api.github.com"),
+    )
+    .unwrap();
+    let port = free_port();
+    let mut child = Command::new(BIN)
+        .args(["serve", "--config"])
+        .arg(&config)
+        .current_dir(dir.path())
+        .env(
+            "DATABASE_URL",
+            format!("sqlite://{}/db.sqlite", dir.path().display()),
+        )
+        .env("DEPLOYBOT_LISTEN", format!("127.0.0.1:{port}"))
+        .env("DEPLOYBOT_WEBHOOK_SECRET", SECRET)
+        .env_remove("GITHUB_TOKEN")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let start = Instant::now();
+    while get(&format!("{base}/readyz"), None).0 != 200 {
+        assert!(start.elapsed() < LIMIT, "serve did not become ready");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(get(&format!("{base}/sandbox/acme/web/pull/1"), None).0, 404);
+    assert_eq!(
+        get(&format!("{base}/sandbox/acme/web/pull/1/view"), None).0,
+        404
+    );
+    let (status, _) = post(
+        &format!("{base}/sandbox/acme/web/pull/1/comments"),
+        &json!({"user": "alice", "body": "/deploy staging"}),
+    );
+    assert_eq!(status, 404);
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let _ = child.wait();
+}
