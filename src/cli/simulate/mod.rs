@@ -17,6 +17,7 @@ mod delivery;
 mod ids;
 mod payload;
 mod repo;
+pub mod sandbox;
 mod send;
 
 pub use delivery::{Delivery, build};
@@ -137,7 +138,10 @@ pub async fn run(event: Event) -> Result<Outcome, CliError> {
         request.print(&url);
         return Ok(Outcome::Success);
     }
-    let answer = request.send(&url).await?;
+    let answer = match sandbox::through_sandbox(&event, &repo, &url, &delivery).await? {
+        Some(answer) => answer,
+        None => request.send(&url).await?,
+    };
     if target.json {
         println!("{}", answer.text.trim());
     } else {

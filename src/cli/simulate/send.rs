@@ -132,6 +132,17 @@ pub(super) struct Answer {
 }
 
 impl Answer {
+    /// An answer the sandbox relays: what the bot answered its stand-in's webhook.
+    pub(super) fn relayed(status: u16, text: String) -> Answer {
+        let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
+        let value = serde_json::from_str(&text).ok();
+        Answer {
+            status,
+            text,
+            value,
+        }
+    }
+
     /// What was sent, the status and the answer, then the next steps it suggests.
     pub(super) fn print(&self, delivery: &Delivery, repo: &Repo, url: &str) {
         println!("sent {} on {}", delivery.summary, repo.full_name);
