@@ -375,7 +375,8 @@ fn has_type(value: &Value, name: &str) -> bool {
     match name {
         "null" => value.is_null(),
         "boolean" => value.is_boolean(),
-        "integer" => value.is_i64() || value.is_u64(),
+        // JSON Schema counts 3.0 as an integer too.
+        "integer" => value.as_f64().is_some_and(|f| f.fract() == 0.0),
         "number" => value.is_number(),
         "string" => value.is_string(),
         "array" => value.is_array(),
@@ -577,6 +578,7 @@ struct Operation {
     path: String,
     params: Vec<Param>,
     body: Option<Value>,
+    body_required: bool,
     responses: Value,
     secured: bool,
 }
@@ -611,6 +613,7 @@ fn operations(doc: &Value) -> Vec<Operation> {
                 path: path.clone(),
                 params,
                 body: (!body.is_null()).then_some(body),
+                body_required: op["requestBody"]["required"] == true,
                 responses: op["responses"].clone(),
                 secured: op.get("security").is_some(),
             });
@@ -714,10 +717,15 @@ fn generate(doc: &Value, schema: &Value, mode: Mode, fx: &Fixtures, path: &str) 
                 Bound::Low => min.or(max).cloned(),
                 _ => None,
             };
-            value
+            let value = value
                 .or_else(|| example_of(schema))
                 .or_else(|| min.cloned())
-                .or(Some(json!(1)))
+                .unwrap_or(json!(1));
+            // The free-text pass writes whole numbers with a fraction: `3.0`.
+            match value.as_f64() {
+                Some(f) if mode.bound == Bound::Wild => Some(json!(f)),
+                _ => Some(value),
+            }
         }
         "boolean" => Some(json!(true)),
         "array" => {
@@ -799,6 +807,9 @@ fn generate_object(
 fn as_param_text(value: &Value) -> String {
     match value {
         Value::String(s) => s.clone(),
+        Value::Number(n) if !n.is_i64() && n.as_f64().is_some_and(|f| f.fract() == 0.0) => {
+            (n.as_f64().unwrap() as i64).to_string()
+        }
         other => other.to_string(),
     }
 }
@@ -826,8 +837,11 @@ fn valid_request(doc: &Value, op: &Operation, mode: Mode, fx: &Fixtures) -> Opti
             (Some(_), other) => panic!("{}: parameters in {other} are not generated", op.name()),
         }
     }
-    if let Some(body) = &op.body {
-        request.body = Some(generate(doc, body, mode, fx, &op.path)?);
+    match &op.body {
+        // An optional body is left out when optional parts are.
+        Some(_) if !mode.full && !op.body_required => {}
+        Some(body) => request.body = Some(generate(doc, body, mode, fx, &op.path)?),
+        None => {}
     }
     Some(request)
 }
@@ -863,8 +877,10 @@ fn request_errors(doc: &Value, op: &Operation, request: &Request) -> Vec<String>
         };
         errors.extend(check(doc, &param.schema, &value, &param.name));
     }
-    if let (Some(schema), Some(body)) = (&op.body, &request.body) {
-        errors.extend(check(doc, schema, body, "body"));
+    match (&op.body, &request.body) {
+        (Some(schema), Some(body)) => errors.extend(check(doc, schema, body, "body")),
+        (Some(_), None) if op.body_required => errors.push("the body is missing".into()),
+        _ => {}
     }
     errors
 }

@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::input::{ApiJson, ListQuery, parse_id, present};
+use super::input::{ApiJson, ListQuery, parse_id, present, present_integer};
 use super::instances::{covers_instance, resolve};
 use super::schema::{
     DeploymentIdSchema, InstanceIdSchema, InstanceKeySchema, ReleaseEnvSchema, ReleaseIdSchema,
@@ -251,7 +251,7 @@ pub struct RollbackBody {
     #[serde(default, deserialize_with = "present")]
     pub release_id: Option<String>,
     /// Return to this version of the instance.
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "present_integer")]
     pub version: Option<i64>,
     /// `previous` (the default).
     #[serde(default, deserialize_with = "present")]
@@ -398,7 +398,7 @@ pub(super) async fn deploy(
 #[utoipa::path(
     tag = "deployments",
     params(("instance" = InstanceKeySchema, Path, description = "An instance id (`inst_…`) or name")),
-    request_body(content = RollbackBodySchema, content_type = "application/json",
+    request_body(content = Option<RollbackBodySchema>, content_type = "application/json",
         description = "`{\"release_id\": …}`, `{\"version\": …}`, or `{}` / `{\"to\": \"previous\"}`"),
     responses(
         (status = 201, description = "Queued (pending)", body = DeploymentJson,

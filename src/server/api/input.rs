@@ -78,6 +78,27 @@ where
     T::deserialize(de).map(Some)
 }
 
+/// `present` for an integer that JSON may also write with a zero fraction (`3.0`, as
+/// JSON Schema's `integer` allows); `1.5` is refused as not an integer.
+pub(super) fn present_integer<'de, D>(de: D) -> Result<Option<i64>, D::Error>
+where
+    D: Deserializer<'de>,
+{
+    let number = serde_json::Number::deserialize(de)?;
+    if let Some(n) = number.as_i64() {
+        return Ok(Some(n));
+    }
+    match number.as_f64() {
+        // i64::MAX as f64 rounds up to 2^63, so the upper bound is exclusive.
+        Some(f) if f.fract() == 0.0 && f >= i64::MIN as f64 && f < i64::MAX as f64 => {
+            Ok(Some(f as i64))
+        }
+        _ => Err(serde::de::Error::custom(format!(
+            "{number} is not a whole number: versions are 1, 2, 3 …"
+        ))),
+    }
+}
+
 /// A JSON request body read with the field path in every error (`env.PORT: invalid type…`),
 /// limited to `BODY_LIMIT`. An empty body reads as `{}`.
 pub struct ApiJson<T>(pub T);
