@@ -9,6 +9,7 @@ use actix_web::web;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::cli::{EXIT_FAILED, EXIT_UNREACHABLE, EXIT_USAGE};
 use crate::config::Config;
 use crate::deploy::{Error, InstanceStore, Service};
 use crate::github::client::GithubClient;
@@ -37,13 +38,73 @@ pub enum ServeError {
     Instance { instance: String, message: String },
     #[error("GitHub credentials: {0}")]
     Github(String),
-    #[error("cannot listen on {listen}: {source}")]
+    #[error(
+        "cannot listen on {listen}: {}; set DEPLOYBOT_LISTEN or `listen`",
+        listen_reason(.source)
+    )]
     Listen {
         listen: String,
         source: std::io::Error,
     },
     #[error("the HTTP server failed: {0}")]
     Http(std::io::Error),
+}
+
+impl ServeError {
+    /// The exit code of `serve` stopping with this error (see `cli::EXIT_CODES_HELP`).
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            ServeError::NoWebhookSecret(_) | ServeError::Github(_) | ServeError::Listen { .. } => {
+                EXIT_USAGE
+            }
+            ServeError::Store(e) => store_exit_code(e),
+            ServeError::Instance { .. } | ServeError::Http(_) => EXIT_FAILED,
+        }
+    }
+}
+
+/// The exit code of a command that stopped with a store error: 3 when the database cannot
+/// be reached, 2 when its URL is wrong, else 1.
+pub fn store_exit_code(error: &Error) -> u8 {
+    match error {
+        Error::Unavailable(_) => EXIT_UNREACHABLE,
+        Error::InvalidRequest(_) => EXIT_USAGE,
+        _ => EXIT_FAILED,
+    }
+}
+
+/// Why the listen address cannot be bound, in a person's words.
+fn listen_reason(error: &std::io::Error) -> String {
+    match error.kind() {
+        std::io::ErrorKind::AddrInUse => "address already in use".into(),
+        std::io::ErrorKind::AddrNotAvailable => "no network interface has this address".into(),
+        std::io::ErrorKind::PermissionDenied => {
+            "permission denied (ports below 1024 need privileges)".into()
+        }
+        _ => error.to_string(),
+    }
+}
+
+/// Pending connections the kernel queues for the listener (actix-web's own default).
+const LISTEN_BACKLOG: i32 = 2048;
+
+/// Binds the listen address. `serve` does this before it opens the database, so that a
+/// port in use stops it before anything is migrated or started.
+pub fn bind(listen: &str) -> Result<std::net::TcpListener, ServeError> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let failed = |source| ServeError::Listen {
+        listen: listen.to_string(),
+        source,
+    };
+    let addr: std::net::SocketAddr = listen
+        .parse()
+        .map_err(|e| failed(std::io::Error::new(std::io::ErrorKind::InvalidInput, e)))?;
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))
+        .map_err(failed)?;
+    socket.set_reuse_address(true).map_err(failed)?;
+    socket.bind(&addr.into()).map_err(failed)?;
+    socket.listen(LISTEN_BACKLOG).map_err(failed)?;
+    Ok(socket.into())
 }
 
 /// Options of `deploybot serve` that are not configuration.
@@ -97,7 +158,15 @@ struct Running {
 
 /// Runs the server until SIGTERM or SIGINT, then shuts down gracefully.
 pub async fn serve(config: Config, options: ServeOptions) -> Result<(), ServeError> {
+    match config.source_message() {
+        Ok(read) => tracing::info!("{read}"),
+        Err(none) => tracing::warn!("{none}"),
+    }
+    for warning in config.image_warnings() {
+        tracing::warn!("{warning}");
+    }
     check_signatures(&config, &options)?;
+    let listener = bind(&config.listen)?;
     let config = Arc::new(config);
     let store = {
         let config = Arc::clone(&config);
@@ -125,12 +194,11 @@ pub async fn serve(config: Config, options: ServeOptions) -> Result<(), ServeErr
     let settings = webhook::WebhookSettings {
         insecure_no_signature: options.insecure_no_signature,
     };
-    let http = server::http_server(state, settings, &config.listen).map_err(|source| {
-        ServeError::Listen {
+    let http =
+        server::http_server(state, settings, listener).map_err(|source| ServeError::Listen {
             listen: config.listen.clone(),
             source,
-        }
-    })?;
+        })?;
     tracing::info!(listen = %config.listen, public_url = %config.public_url, instances = config.instances.len(), "deploybot is serving");
     let handle = http.handle();
     let http = tokio::spawn(http);

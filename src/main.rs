@@ -2,26 +2,22 @@
 //! library (`deploybot::cli` for the client commands, `deploybot::app` for the server and
 //! its database). Everything it does lives there.
 
-use std::path::PathBuf;
+use std::fmt::Display;
 use std::process::ExitCode;
 
-use anyhow::Context;
 use clap::{Parser, Subcommand};
 use deploybot::app::{self, ServeOptions};
-use deploybot::cli::{self, client, simulate};
-use deploybot::config::Config;
-
-/// mimalloc as the allocator, built without transparent huge pages (`no_thp` in
-/// Cargo.toml): against glibc's malloc it measured faster for webhook ingest at about the
-/// same resident size; huge pages only added memory (BENCHMARKS.md, Memory).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+use deploybot::cli::{
+    self, ConfigFlag, DatabaseFlags, EXIT_FAILED, EXIT_SUCCESS, EXIT_USAGE, ServerFlags, client,
+    simulate,
+};
 
 #[derive(Parser)]
 #[command(
     name = "deploybot",
     version,
-    about = "A GitHub deploy bot: pushes, tags and /deploy comments become deployments."
+    about = "A GitHub deploy bot: pushes, tags and /deploy comments become deployments.",
+    after_help = cli::EXIT_CODES_HELP
 )]
 struct Cli {
     #[command(subcommand)]
@@ -31,10 +27,10 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the server: webhooks, REST API, pages and the worker.
+    #[command(after_help = cli::SERVER_ENV_HELP)]
     Serve {
-        /// Configuration file (default: $DEPLOYBOT_CONFIG, else config/deploybot.toml when present).
-        #[arg(long)]
-        config: Option<PathBuf>,
+        #[command(flatten)]
+        server: ServerFlags,
         /// Accept webhooks without a valid signature. For local experiments only: anyone
         /// who can reach the server can then deploy.
         #[arg(long)]
@@ -42,8 +38,8 @@ enum Command {
     },
     /// Apply database migrations and exit.
     Migrate {
-        #[arg(long)]
-        config: Option<PathBuf>,
+        #[command(flatten)]
+        database: DatabaseFlags,
     },
     /// Work with the configuration.
     Config {
@@ -78,10 +74,10 @@ enum Command {
 
 #[derive(Subcommand)]
 enum ConfigCommand {
-    /// Validate the configuration and print the instances.
+    /// Validate the configuration, say which file was read, and print the instances.
     Check {
-        #[arg(long)]
-        config: Option<PathBuf>,
+        #[command(flatten)]
+        config: ConfigFlag,
     },
 }
 
@@ -92,33 +88,96 @@ enum ReposCommand {
     Accept {
         /// The repository, e.g. acme/web.
         repo: String,
-        #[arg(long)]
-        config: Option<PathBuf>,
+        #[command(flatten)]
+        database: DatabaseFlags,
     },
-}
-
-fn load(path: Option<PathBuf>) -> anyhow::Result<Config> {
-    Ok(Config::load(path.as_deref())?)
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     cli::init_logging();
-    let opens_database = matches!(
-        cli.command,
-        Command::Serve { .. } | Command::Migrate { .. } | Command::Repos { .. }
-    );
-    let code = match run(cli) {
-        Ok(code) => code,
-        Err(e) => {
-            eprintln!("deploybot: {e:#}");
-            ExitCode::FAILURE
-        }
-    };
-    if opens_database {
-        exit_now(code == ExitCode::SUCCESS);
+    match cli.command {
+        Command::Serve {
+            server,
+            insecure_no_signature,
+        } => exit_now(serve(&server, insecure_no_signature)),
+        Command::Migrate { database } => exit_now(migrate(&database)),
+        Command::Repos {
+            command: ReposCommand::Accept { repo, database },
+        } => exit_now(accept_repo(&repo, &database)),
+        Command::Config {
+            command: ConfigCommand::Check { config },
+        } => cli::check_config(config.path()),
+        Command::Simulate { event } => cli::run(simulate::run(event)),
+        Command::Deploy(args) => cli::run(client::deploy(args)),
+        Command::Rollback(args) => cli::run(client::rollback(args)),
+        Command::Cancel(args) => cli::run(client::cancel(args)),
+        Command::Deployments(args) => cli::run(client::deployments(args)),
+        Command::Releases(args) => cli::run(client::releases(args)),
+        Command::Instances(args) => cli::run(client::instances(args)),
+        Command::Watch(args) => cli::run(client::watch(args)),
     }
+}
+
+/// Prints `error` as `deploybot: …` and returns `code`.
+fn fail(code: u8, error: impl Display) -> u8 {
+    eprintln!("deploybot: {error}");
     code
+}
+
+fn serve(flags: &ServerFlags, insecure_no_signature: bool) -> u8 {
+    let config = match flags.load() {
+        Ok(config) => config,
+        Err(e) => return fail(EXIT_USAGE, e),
+    };
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(e) => return fail(EXIT_FAILED, format!("cannot start the async runtime: {e}")),
+    };
+    let options = ServeOptions {
+        insecure_no_signature,
+    };
+    match runtime.block_on(app::serve(config, options)) {
+        Ok(()) => EXIT_SUCCESS,
+        Err(e) => fail(e.exit_code(), e),
+    }
+}
+
+fn migrate(flags: &DatabaseFlags) -> u8 {
+    let config = match flags.load() {
+        Ok(config) => config,
+        Err(e) => return fail(EXIT_USAGE, e),
+    };
+    let applied = match app::open_store(&config) {
+        Ok((_, applied)) => applied,
+        Err(e) => return fail(app::store_exit_code(&e), e),
+    };
+    if applied.is_empty() {
+        println!("the database is up to date");
+    }
+    for name in applied {
+        println!("applied {name}");
+    }
+    EXIT_SUCCESS
+}
+
+fn accept_repo(repo: &str, flags: &DatabaseFlags) -> u8 {
+    let config = match flags.load() {
+        Ok(config) => config,
+        Err(e) => return fail(EXIT_USAGE, e),
+    };
+    let forgotten = app::open_store(&config).and_then(|(store, _)| store.forget_repository(repo));
+    let repo = repo.to_ascii_lowercase();
+    match forgotten {
+        Ok(Some(id)) => println!(
+            "{repo} was pinned to repository id {id}; the next delivery for it pins the id it carries"
+        ),
+        Ok(None) => println!(
+            "{repo} has no pinned repository id; the next delivery for it pins the id it carries"
+        ),
+        Err(e) => return fail(app::store_exit_code(&e), e),
+    }
+    EXIT_SUCCESS
 }
 
 /// Ends the process without running the C libraries' exit handlers.
@@ -130,69 +189,10 @@ fn main() -> ExitCode {
 /// run in fifteen of a test under load). Everything deploybot must keep is committed by
 /// then, and Rust runs no destructors at exit anyway; only the standard streams need
 /// flushing.
-fn exit_now(success: bool) -> ! {
+fn exit_now(code: u8) -> ! {
     use std::io::Write;
     let _ = std::io::stdout().flush();
     let _ = std::io::stderr().flush();
     // SAFETY: _exit ends the process at once; it has no memory-safety preconditions.
-    unsafe { libc::_exit(if success { 0 } else { 1 }) }
-}
-
-fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    match cli.command {
-        Command::Serve {
-            config,
-            insecure_no_signature,
-        } => {
-            let config = load(config)?;
-            let runtime =
-                tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
-            runtime.block_on(app::serve(
-                config,
-                ServeOptions {
-                    insecure_no_signature,
-                },
-            ))?;
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Migrate { config } => {
-            let config = load(config)?;
-            let (_, applied) = app::open_store(&config)?;
-            if applied.is_empty() {
-                println!("the database is up to date");
-            }
-            for name in applied {
-                println!("applied {name}");
-            }
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Config {
-            command: ConfigCommand::Check { config },
-        } => Ok(cli::check_config(config.as_deref())),
-        Command::Repos {
-            command: ReposCommand::Accept { repo, config },
-        } => {
-            let config = load(config)?;
-            let (store, _) = app::open_store(&config)?;
-            match store.forget_repository(&repo)? {
-                Some(id) => println!(
-                    "{} was pinned to repository id {id}; the next delivery for it pins the id it carries",
-                    repo.to_ascii_lowercase()
-                ),
-                None => println!(
-                    "{} has no pinned repository id; the next delivery for it pins the id it carries",
-                    repo.to_ascii_lowercase()
-                ),
-            }
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Simulate { event } => Ok(cli::run(simulate::run(event))),
-        Command::Deploy(args) => Ok(cli::run(client::deploy(args))),
-        Command::Rollback(args) => Ok(cli::run(client::rollback(args))),
-        Command::Cancel(args) => Ok(cli::run(client::cancel(args))),
-        Command::Deployments(args) => Ok(cli::run(client::deployments(args))),
-        Command::Releases(args) => Ok(cli::run(client::releases(args))),
-        Command::Instances(args) => Ok(cli::run(client::instances(args))),
-        Command::Watch(args) => Ok(cli::run(client::watch(args))),
-    }
+    unsafe { libc::_exit(i32::from(code)) }
 }

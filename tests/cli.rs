@@ -1,7 +1,9 @@
 //! The command line as a person uses it: the real `deploybot` binary against a real
 //! `deploybot serve` child process (noop provider, canary strategy), on SQLite and on
 //! PostgreSQL. Webhooks come from `deploybot simulate`, everything else from the API
-//! commands; every command is checked by its exit code and what it prints.
+//! commands; every command is checked by its exit code and what it prints. Also the
+//! command line without a server: configuration files named or missing, the help of every
+//! flag, the exit-code classes, and `serve` on a port already in use.
 
 mod common;
 
@@ -164,52 +166,65 @@ impl Server {
         self.run_with(args, &[])
     }
 
+    /// Same with more variables; an empty value removes the variable.
     fn run_with(&self, args: &[&str], env: &[(&str, &str)]) -> Run {
-        let out = self.dir.path().join("out");
-        let err = self.dir.path().join("err");
-        let mut command = Command::new(BIN);
-        for name in SCRUBBED {
+        let config = self.config.display().to_string();
+        let mut all = vec![
+            ("DEPLOYBOT_URL", self.url.as_str()),
+            ("DEPLOYBOT_TOKEN", TOKEN),
+            ("DEPLOYBOT_CONFIG", config.as_str()),
+        ];
+        all.extend_from_slice(env);
+        run_in(self.dir.path(), args, &all)
+    }
+}
+
+/// Runs `deploybot ARGS` in `dir` with the developer's variables scrubbed and `env` set
+/// (an empty value removes the variable), within `COMMAND_LIMIT`.
+fn run_in(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Run {
+    let out = dir.join("out");
+    let err = dir.join("err");
+    let mut command = Command::new(BIN);
+    for name in SCRUBBED {
+        command.env_remove(name);
+    }
+    command.args(args).env("DEPLOYBOT_LOG", "warn");
+    for (name, value) in env {
+        if value.is_empty() {
             command.env_remove(name);
-        }
-        command
-            .args(args)
-            .env("DEPLOYBOT_URL", &self.url)
-            .env("DEPLOYBOT_TOKEN", TOKEN)
-            .env("DEPLOYBOT_CONFIG", &self.config)
-            .env("DEPLOYBOT_LOG", "warn");
-        for (name, value) in env {
+        } else {
             command.env(name, value);
         }
-        let mut child = command
-            .current_dir(self.dir.path())
-            .stdin(Stdio::null())
-            .stdout(std::fs::File::create(&out).unwrap())
-            .stderr(std::fs::File::create(&err).unwrap())
-            .spawn()
-            .unwrap();
-        let started = Instant::now();
-        let status = loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                break status;
-            }
-            if started.elapsed() > COMMAND_LIMIT {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!(
-                    "`deploybot {}` did not end within {COMMAND_LIMIT:?}; it printed:\n{}\n{}",
-                    args.join(" "),
-                    std::fs::read_to_string(&out).unwrap_or_default(),
-                    std::fs::read_to_string(&err).unwrap_or_default()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        Run {
-            args: args.join(" "),
-            code: status.code().unwrap_or(-1),
-            stdout: std::fs::read_to_string(&out).unwrap(),
-            stderr: std::fs::read_to_string(&err).unwrap(),
+    }
+    let mut child = command
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&out).unwrap())
+        .stderr(std::fs::File::create(&err).unwrap())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
         }
+        if started.elapsed() > COMMAND_LIMIT {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "`deploybot {}` did not end within {COMMAND_LIMIT:?}; it printed:\n{}\n{}",
+                args.join(" "),
+                std::fs::read_to_string(&out).unwrap_or_default(),
+                std::fs::read_to_string(&err).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    Run {
+        args: args.join(" "),
+        code: status.code().unwrap_or(-1),
+        stdout: std::fs::read_to_string(&out).unwrap(),
+        stderr: std::fs::read_to_string(&err).unwrap(),
     }
 }
 
@@ -503,30 +518,30 @@ fn the_tour(db: &TestDb) {
     assert_eq!(all["total"], 4);
     assert!(all.get("next_cursor").is_none(), "{all}");
 
-    // Cancelling a finished deployment: exit 2 with the server's 409 message.
-    server.run(&["cancel", &manual]).expect(2).stderr_has(&[
+    // Cancelling a finished deployment is refused: exit 1 with the server's 409 message.
+    server.run(&["cancel", &manual]).expect(1).stderr_has(&[
         &format!("cannot cancel {manual}"),
         "cannot become cancelled",
         "HTTP 409",
     ]);
 
-    // A wrong token: exit 2 with the server's 401 message and what to check.
+    // A wrong token is refused: exit 1 with the server's 401 message and what to check.
     server
         .run(&["instances", "--token", "wrong-token"])
-        .expect(2)
+        .expect(1)
         .stderr_has(&["HTTP 401", "not valid", "--token"]);
-    // A read-only token lists but cannot deploy: exit 2 with the server's 403 message.
+    // A read-only token lists but cannot deploy: exit 1 with the server's 403 message.
     server
         .run(&["instances", "--token", READ_TOKEN])
         .expect(0)
         .stdout_has(&["web"]);
     server
         .run(&["deploy", "web", "--image", "x", "--token", READ_TOKEN])
-        .expect(2)
+        .expect(1)
         .stderr_has(&["HTTP 403", "needs the deploy role; token 'dash' has read"]);
     server
         .run_with(&["deployments", "web"], &[("DEPLOYBOT_TOKEN", "")])
-        .expect(2)
+        .expect(1)
         .stderr_has(&["HTTP 401", "No token was given"]);
 
     // instances shows the active release.
@@ -590,19 +605,90 @@ fn the_tour(db: &TestDb) {
         .stdout_has(&[&format!("✗ {broken} failed")]);
     server
         .run(&["deploy", "nope", "--image", "x"])
-        .expect(2)
+        .expect(1)
         .stderr_has(&["cannot deploy nope", "HTTP 404"]);
 
-    // Nothing listens: exit 2, naming the URL and how to start the server.
+    // Bad arguments: exit 2, naming the problem.
+    server
+        .run(&["deploy", "web", "--image", "x", "--url", "127.0.0.1:1"])
+        .expect(2)
+        .stderr_has(&["--url", "is not a URL", "http://"]);
+    server
+        .run(&["deploy", "web"])
+        .expect(2)
+        .stderr_has(&["--image"]);
+
+    // Nothing listens: exit 3, naming the URL and how to start the server.
     let closed = format!("http://127.0.0.1:{}", free_port());
     server
         .run(&["instances", "--url", &closed])
-        .expect(2)
+        .expect(3)
         .stderr_has(&[&closed, "connection refused", "deploybot serve"]);
     server
         .run(&["simulate", "ping", "--repo", "acme/web", "--url", &closed])
-        .expect(2)
+        .expect(3)
         .stderr_has(&[&closed, "deploybot serve"]);
+    // DEPLOYBOT_URL names the server for simulate as for the API commands.
+    server
+        .run_with(
+            &["simulate", "ping", "--repo", "acme/web"],
+            &[("DEPLOYBOT_URL", &closed)],
+        )
+        .expect(3)
+        .stderr_has(&[&closed]);
+
+    finds_the_server_without_a_url(&server);
+}
+
+/// Without --url and DEPLOYBOT_URL, every client command and simulate find the server the
+/// same way: the configuration's public_url, else http:// and its listen address, with the
+/// environment's overrides (DEPLOYBOT_LISTEN).
+fn finds_the_server_without_a_url(server: &Server) {
+    let no_url = [("DEPLOYBOT_URL", "")];
+    server
+        .run_with(&["instances"], &no_url)
+        .expect(0)
+        .stdout_has(&["acme/web"]);
+    server
+        .run_with(
+            &["simulate", "ping", "--repo", "acme/web", "--json"],
+            &no_url,
+        )
+        .expect(0);
+    let listen = server.url.trim_start_matches("http://");
+    let elsewhere = tempfile::tempdir().unwrap();
+    // No configuration file there: the defaults, with DEPLOYBOT_LISTEN over them.
+    let run = run_in(
+        elsewhere.path(),
+        &["deployments", "web"],
+        &[("DEPLOYBOT_TOKEN", TOKEN), ("DEPLOYBOT_LISTEN", listen)],
+    );
+    run.expect(0).stdout_has(&["succeeded"]);
+    // The configuration's public_url wins over its listen address.
+    let other = elsewhere.path().join("other.toml");
+    std::fs::write(
+        &other,
+        format!(
+            "listen = \"127.0.0.1:1\"\npublic_url = \"{}/\"\n",
+            server.url
+        ),
+    )
+    .unwrap();
+    let other = other.display().to_string();
+    run_in(
+        elsewhere.path(),
+        &["simulate", "ping", "--repo", "acme/web", "--secret", SECRET],
+        &[("DEPLOYBOT_CONFIG", &other)],
+    )
+    .expect(0)
+    .stdout_has(&["200 OK", "pong"]);
+    run_in(
+        elsewhere.path(),
+        &["instances", "--config", &other],
+        &[("DEPLOYBOT_TOKEN", TOKEN)],
+    )
+    .expect(0)
+    .stdout_has(&["acme/web"]);
 }
 
 #[test]
@@ -678,4 +764,333 @@ fn simulate_dry_run_prints_a_signed_request() {
     let payload: Value = serde_json::from_str(body).unwrap();
     assert_eq!(payload["comment"]["body"], "/deploy production");
     assert_eq!(payload["issue"]["number"], 7);
+}
+
+/// An instance whose image uses `{branch}` but deploys only on tags (no PR commands).
+const TAG_ONLY_BRANCH_IMAGE: &str = r#"[[instances]]
+name = "web-production"
+repo = "acme/web"
+environment = "production"
+image = "ghcr.io/acme/web:{branch}"
+on_tag = ["v*"]
+commands = false
+
+[instances.provider]
+kind = "noop"
+"#;
+
+#[test]
+fn a_configuration_file_that_is_named_must_exist() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = [("DEPLOYBOT_WEBHOOK_SECRET", SECRET)];
+    run_in(
+        dir.path(),
+        &["config", "check", "--config", "nope.toml"],
+        &secret,
+    )
+    .expect(2)
+    .stderr_has(&["nope.toml", "(named by --config) does not exist"]);
+    run_in(
+        dir.path(),
+        &["config", "check"],
+        &[("DEPLOYBOT_CONFIG", "missing/deploybot.toml")],
+    )
+    .expect(2)
+    .stderr_has(&[
+        "missing/deploybot.toml",
+        "(named by DEPLOYBOT_CONFIG) does not exist",
+    ]);
+    let database = dir.path().join("never.db");
+    let database_url = format!("sqlite://{}", database.display());
+    run_in(
+        dir.path(),
+        &["serve"],
+        &[
+            ("DEPLOYBOT_CONFIG", "gone.toml"),
+            ("DEPLOYBOT_WEBHOOK_SECRET", SECRET),
+            ("DATABASE_URL", &database_url),
+        ],
+    )
+    .expect(2)
+    .stderr_has(&["gone.toml", "does not exist"]);
+    run_in(dir.path(), &["migrate", "--config", "gone.toml"], &[])
+        .expect(2)
+        .stderr_has(&["gone.toml", "does not exist"]);
+    run_in(
+        dir.path(),
+        &["instances", "--config", "gone.toml"],
+        &[("DEPLOYBOT_TOKEN", TOKEN)],
+    )
+    .expect(2)
+    .stderr_has(&["gone.toml", "does not exist"]);
+    assert!(!database.exists(), "serve opened the database");
+}
+
+#[test]
+fn config_check_says_which_file_it_read_and_warns_when_none() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = [("DEPLOYBOT_WEBHOOK_SECRET", SECRET)];
+    run_in(dir.path(), &["config", "check"], &secret)
+        .expect(0)
+        .stderr_has(&[
+            "no configuration file: config/deploybot.toml does not exist; using defaults and the environment",
+        ]);
+    std::fs::create_dir(dir.path().join("config")).unwrap();
+    std::fs::write(dir.path().join("config/deploybot.toml"), "").unwrap();
+    let run = run_in(dir.path(), &["config", "check"], &secret);
+    run.expect(0)
+        .stderr_has(&["reading configuration from config/deploybot.toml"]);
+    assert!(
+        !run.stderr.contains("no configuration file"),
+        "{}",
+        run.stderr
+    );
+    // Without a webhook secret the configuration cannot serve: a configuration error.
+    run_in(dir.path(), &["config", "check"], &[])
+        .expect(2)
+        .stderr_has(&["DEPLOYBOT_WEBHOOK_SECRET"]);
+}
+
+#[test]
+fn config_check_warns_about_a_placeholder_a_trigger_never_fills() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("tag-only.toml");
+    std::fs::write(&file, TAG_ONLY_BRANCH_IMAGE).unwrap();
+    let file = file.display().to_string();
+    let run = run_in(
+        dir.path(),
+        &["config", "check", "--config", &file],
+        &[("DEPLOYBOT_WEBHOOK_SECRET", SECRET)],
+    );
+    run.expect(0).stdout_has(&["web-production"]).stderr_has(&[
+        &format!("reading configuration from {file}"),
+        "warning: web-production: image uses {branch}, but only tags deploy it (on_tag); a tag deploy would be refused",
+    ]);
+    // The same instance with an image tags fill: no warning.
+    std::fs::write(&file, TAG_ONLY_BRANCH_IMAGE.replace("{branch}", "{tag}")).unwrap();
+    let run = run_in(
+        dir.path(),
+        &["config", "check", "--config", &file],
+        &[("DEPLOYBOT_WEBHOOK_SECRET", SECRET)],
+    );
+    run.expect(0);
+    assert!(!run.stderr.contains("warning"), "{}", run.stderr);
+}
+
+#[test]
+fn invalid_configuration_is_a_configuration_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("bad.toml");
+    std::fs::write(&file, "listen = \"here\"\n").unwrap();
+    let file = file.display().to_string();
+    run_in(dir.path(), &["config", "check", "--config", &file], &[])
+        .expect(2)
+        .stderr_has(&["listen", "not a socket address"]);
+    run_in(dir.path(), &["serve", "--config", &file], &[])
+        .expect(2)
+        .stderr_has(&["listen", "not a socket address"]);
+    // --listen stands for DEPLOYBOT_LISTEN, over the file: serve gets as far as listening.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let listen = taken.local_addr().unwrap().to_string();
+    let database_url = format!("sqlite://{}", dir.path().join("d.db").display());
+    run_in(
+        dir.path(),
+        &["serve", "--config", &file, "--listen", &listen],
+        &[
+            ("DEPLOYBOT_WEBHOOK_SECRET", SECRET),
+            ("DATABASE_URL", &database_url),
+        ],
+    )
+    .expect(2)
+    .stderr_has(&[&format!(
+        "cannot listen on {listen}: address already in use"
+    )]);
+}
+
+#[test]
+fn serve_on_a_port_in_use_says_so_once_before_touching_the_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let listen = taken.local_addr().unwrap().to_string();
+    let database = dir.path().join("fresh.db");
+    let database_url = format!("sqlite://{}", database.display());
+    let run = run_in(
+        dir.path(),
+        &["serve"],
+        &[
+            ("DEPLOYBOT_LISTEN", &listen),
+            ("DATABASE_URL", &database_url),
+            ("DEPLOYBOT_WEBHOOK_SECRET", SECRET),
+            ("DEPLOYBOT_LOG", "info"),
+        ],
+    );
+    let message = format!(
+        "cannot listen on {listen}: address already in use; set DEPLOYBOT_LISTEN or `listen`"
+    );
+    run.expect(2).stderr_has(&[
+        &message,
+        "no configuration file: config/deploybot.toml does not exist",
+    ]);
+    assert_eq!(
+        run.stderr.matches("already in use").count(),
+        1,
+        "{}",
+        run.stderr
+    );
+    assert!(!run.stderr.contains("migration"), "{}", run.stderr);
+    assert!(
+        !database.exists(),
+        "serve created the database before it could listen"
+    );
+    // The same with the listen address as a flag.
+    run_in(
+        dir.path(),
+        &[
+            "serve",
+            "--listen",
+            &listen,
+            "--database-url",
+            &database_url,
+        ],
+        &[("DEPLOYBOT_WEBHOOK_SECRET", SECRET)],
+    )
+    .expect(2)
+    .stderr_has(&[&message]);
+    assert!(!database.exists());
+    drop(taken);
+}
+
+#[test]
+fn serve_says_which_file_it_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let config = write_config(dir.path(), port);
+    let log = std::fs::File::create(dir.path().join("serve.log")).unwrap();
+    let mut command = Command::new(BIN);
+    for name in SCRUBBED {
+        command.env_remove(name);
+    }
+    let mut child = command
+        .args(["serve", "--config"])
+        .arg(&config)
+        .env(
+            "DATABASE_URL",
+            format!("sqlite://{}", dir.path().join("serve.db").display()),
+        )
+        .env("DEPLOYBOT_LOG", "info")
+        .current_dir(dir.path())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(child.try_wait().unwrap().is_none(), "serve exited");
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "serve never listened"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let log = std::fs::read_to_string(dir.path().join("serve.log")).unwrap();
+    assert!(
+        log.contains(&format!("reading configuration from {}", config.display())),
+        "{log}"
+    );
+}
+
+#[test]
+fn an_unreachable_database_is_exit_3() {
+    let dir = tempfile::tempdir().unwrap();
+    let closed = format!(
+        "postgres://deploybot@127.0.0.1:{}/deploybot?connect_timeout=2",
+        free_port()
+    );
+    run_in(dir.path(), &["migrate", "--database-url", &closed], &[])
+        .expect(3)
+        .stderr_has(&["cannot connect"]);
+}
+
+#[test]
+fn help_shows_exit_codes_variables_and_defaults_but_no_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    let top = run_in(dir.path(), &["--help"], &[]);
+    top.expect(0).stdout_has(&[
+        "Exit codes (every command):",
+        "0  success",
+        "1  what was asked did not succeed",
+        "2  usage or configuration error",
+        "3  unreachable",
+    ]);
+    let secrets = [
+        ("DEPLOYBOT_WEBHOOK_SECRET", "hook-secret-4b1d"),
+        ("GITHUB_TOKEN", "ghp_token_9c2e"),
+        ("DATABASE_URL", "postgres://u:db-password-77@127.0.0.1/d"),
+        ("DEPLOYBOT_TOKEN", "api-token-51aa"),
+        ("DEPLOYBOT_LISTEN", "127.0.0.1:9999"),
+    ];
+    let serve = run_in(dir.path(), &["serve", "--help"], &secrets);
+    serve.expect(0).stdout_has(&[
+        "[env: DATABASE_URL",
+        "[env: DEPLOYBOT_LISTEN=127.0.0.1:9999]",
+        "[env: DEPLOYBOT_PUBLIC_URL=]",
+        "[env: DEPLOYBOT_WEBHOOK_SECRET",
+        "[env: GITHUB_TOKEN",
+        "[env: GITHUB_APP_ID=]",
+        "[env: GITHUB_APP_PRIVATE_KEY_PATH=]",
+        "[env: DEPLOYBOT_GITHUB_API_URL=]",
+        "[env: DEPLOYBOT_CONFIG=]",
+        "GITHUB_APP_PRIVATE_KEY ",
+        "DEPLOYBOT_SESSION_KEY",
+    ]);
+    for command in [&["serve", "--help"][..], &["instances", "--help"][..]] {
+        let help = run_in(dir.path(), command, &secrets);
+        for (_, secret) in &secrets[..4] {
+            assert!(!help.stdout.contains(secret), "{}", help.stdout);
+        }
+    }
+    run_in(dir.path(), &["simulate", "push", "--help"], &[])
+        .expect(0)
+        .stdout_has(&[
+            "[env: DEPLOYBOT_URL=]",
+            "[env: DEPLOYBOT_CONFIG=]",
+            "[default: main]",
+        ]);
+    run_in(dir.path(), &["watch", "--help"], &[])
+        .expect(0)
+        .stdout_has(&[
+            "[env: DEPLOYBOT_URL=]",
+            "[env: DEPLOYBOT_TOKEN",
+            "[default: 500ms]",
+        ]);
+    // Each command's --json says what that command prints.
+    let json_help = |command: &str| {
+        let help = run_in(dir.path(), &[command, "--help"], &[]);
+        let at = help.stdout.find("--json").expect("--json is listed");
+        help.stdout[at..]
+            .lines()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let helps: Vec<String> = [
+        "watch",
+        "deploy",
+        "rollback",
+        "cancel",
+        "deployments",
+        "instances",
+    ]
+    .iter()
+    .map(|c| json_help(c))
+    .collect();
+    for (i, a) in helps.iter().enumerate() {
+        for b in &helps[i + 1..] {
+            assert_ne!(a, b, "two commands share one --json help");
+        }
+    }
+    assert!(helps[4].contains("next_cursor"), "{}", helps[4]);
+    assert!(helps[5].contains("instances"), "{}", helps[5]);
 }

@@ -1,29 +1,53 @@
 //! The `deploybot` command line, below the argument parsing in `main.rs`: the REST API
 //! commands for a person at a terminal (`client`: `deploy`, `rollback`, `cancel`,
 //! `deployments`, `releases`, `instances`, `watch`), `simulate` (signed GitHub webhooks sent
-//! to a running server), `config check`, and the process's logging.
+//! to a running server), `config check`, the flags the server commands share, where the
+//! server is (`server_url`), the exit codes, and the process's logging.
 //!
-//! Exit codes: 0 success; 1 the thing asked about failed (a deployment that did not succeed,
-//! a webhook the server refused); 2 the command could not do its job (usage, unreachable
-//! server, an API error).
+//! Every command, client and server alike, ends with one of the exit codes below
+//! (`EXIT_CODES_HELP` is the table `deploybot --help` prints).
 
 use std::future::Future;
 use std::process::ExitCode;
 
 mod check;
 pub mod client;
+mod flags;
 mod http;
 mod logging;
+mod server_url;
 pub mod simulate;
 mod table;
 
 pub use check::check_config;
+pub use flags::{ConfigFlag, DatabaseFlags, SERVER_ENV_HELP, ServerFlags};
 pub use logging::init_logging;
+pub use server_url::{ServerUrl, server_url};
 
-/// Exit code when the command worked and what it reports did not succeed.
+/// Exit code: what was asked succeeded.
+pub const EXIT_SUCCESS: u8 = 0;
+/// Exit code: what was asked did not succeed. A deployment failed, was rolled back or
+/// cancelled; the server refused the request (any HTTP error answer: not found, invalid
+/// state, forbidden, a bad token); a webhook was not accepted; the server stopped with an
+/// error.
 pub const EXIT_FAILED: u8 = 1;
-/// Exit code for usage errors, API errors and an unreachable server.
-pub const EXIT_ERROR: u8 = 2;
+/// Exit code: a usage or configuration error. Bad arguments (clap's own usage errors are
+/// 2 as well), a configuration file that is missing or invalid, a port already in use.
+pub const EXIT_USAGE: u8 = 2;
+/// Exit code: what the command must talk to cannot be reached. The deploybot server for
+/// the client commands and `simulate`; the database for `serve`, `migrate` and `repos`.
+pub const EXIT_UNREACHABLE: u8 = 3;
+
+/// The exit codes as `deploybot --help` lists them.
+pub const EXIT_CODES_HELP: &str = "\
+Exit codes (every command):
+  0  success
+  1  what was asked did not succeed: a deployment failed, was rolled back or cancelled;
+     the server refused the request; a webhook was not accepted
+  2  usage or configuration error: bad arguments, a missing or invalid configuration
+     file, a port already in use
+  3  unreachable: no deploybot server answered (client commands, simulate), or the
+     database cannot be reached (serve, migrate, repos)";
 
 /// How a command that ran to its end turned out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,7 +58,8 @@ pub enum Outcome {
     Failed,
 }
 
-/// Why a command could not do its job (exit 2). `Display` is the whole message for a person.
+/// Why a command could not do its job; `exit_code` says which class it is. `Display` is
+/// the whole message for a person.
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {
     /// Nothing answered at the URL.
@@ -66,6 +91,16 @@ pub enum CliError {
 }
 
 impl CliError {
+    /// The exit code of this error: 1 when the server refused, 2 for usage and
+    /// configuration, 3 when no deploybot server answered as one.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            CliError::Api { .. } | CliError::Io(_) => EXIT_FAILED,
+            CliError::Usage(_) | CliError::Config(_) => EXIT_USAGE,
+            CliError::Unreachable { .. } | CliError::Protocol { .. } => EXIT_UNREACHABLE,
+        }
+    }
+
     /// Says what was being done: an API error becomes "cannot cancel dep_…: <message>".
     pub fn context(self, what: impl std::fmt::Display) -> CliError {
         match self {
@@ -104,7 +139,7 @@ where
         Ok(runtime) => runtime,
         Err(e) => {
             eprintln!("deploybot: cannot start the async runtime: {e}");
-            return ExitCode::from(EXIT_ERROR);
+            return ExitCode::from(EXIT_FAILED);
         }
     };
     match runtime.block_on(command) {
@@ -112,7 +147,7 @@ where
         Ok(Outcome::Failed) => ExitCode::from(EXIT_FAILED),
         Err(e) => {
             eprintln!("deploybot: {e}");
-            ExitCode::from(EXIT_ERROR)
+            ExitCode::from(e.exit_code())
         }
     }
 }

@@ -56,6 +56,8 @@ use shape::RawConfig;
 
 /// The file read when neither `--config` nor `DEPLOYBOT_CONFIG` names one.
 pub const DEFAULT_CONFIG_PATH: &str = "config/deploybot.toml";
+/// The variable naming the configuration file.
+pub const CONFIG_ENV: &str = "DEPLOYBOT_CONFIG";
 /// Default `database_url`.
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://deploybot.db";
 /// Default `listen` address.
@@ -214,14 +216,32 @@ impl fmt::Debug for Config {
 
 impl Config {
     /// Reads the file (explicit path, else $DEPLOYBOT_CONFIG, else config/deploybot.toml when
-    /// present, else defaults), then applies env overrides, then validates.
+    /// present, else defaults), then applies env overrides, then validates. A file named by
+    /// `path` or `DEPLOYBOT_CONFIG` must exist.
     pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
-        let env = |key: &str| std::env::var(key).ok();
+        Config::load_with(path, &[])
+    }
+
+    /// Same, with `overrides` (variable name, value) taking the place of the environment's
+    /// values for those variables: command-line flags that stand for a variable.
+    pub fn load_with(
+        path: Option<&Path>,
+        overrides: &[(&str, String)],
+    ) -> Result<Config, ConfigError> {
+        let env = |key: &str| {
+            overrides
+                .iter()
+                .find(|(name, _)| *name == key)
+                .map(|(_, value)| value.clone())
+                .or_else(|| std::env::var(key).ok())
+        };
+        let named_in_env = non_empty(env(CONFIG_ENV)).map(PathBuf::from);
         let named = match path {
+            // The command line hands DEPLOYBOT_CONFIG's value over as the path: name the
+            // variable when the path is its value.
+            Some(p) if named_in_env.as_deref() == Some(p) => Some((p.to_path_buf(), CONFIG_ENV)),
             Some(p) => Some((p.to_path_buf(), "--config")),
-            None => {
-                non_empty(env("DEPLOYBOT_CONFIG")).map(|p| (PathBuf::from(p), "DEPLOYBOT_CONFIG"))
-            }
+            None => named_in_env.map(|p| (p, CONFIG_ENV)),
         };
         let file = match named {
             Some((file, named_by)) => {
@@ -257,6 +277,18 @@ impl Config {
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Config, ConfigError> {
         parse(text, None, env)
+    }
+
+    /// What `config check` and `serve` say about the file they read: `Ok` names it, `Err`
+    /// is the warning that they read none.
+    pub fn source_message(&self) -> Result<String, String> {
+        match &self.source {
+            Some(file) => Ok(format!("reading configuration from {}", file.display())),
+            None => Err(format!(
+                "no configuration file: {DEFAULT_CONFIG_PATH} does not exist; using defaults and \
+                 the environment"
+            )),
+        }
     }
 
     /// The instance called `name` in `tenant` (compared case-insensitively).

@@ -61,12 +61,12 @@ pub struct AppState {
     pub keys: pages::PageKeys,
 }
 
-/// The HTTP server for `state`, bound to `listen`; it serves once awaited, until its
-/// handle stops it (it does not watch signals itself).
+/// The HTTP server for `state` on `listener` (bound by the caller); it serves once awaited,
+/// until its handle stops it (it does not watch signals itself).
 pub fn http_server(
     state: web::Data<AppState>,
     settings: webhook::WebhookSettings,
-    listen: &str,
+    listener: std::net::TcpListener,
 ) -> std::io::Result<Server> {
     let settings = web::Data::new(settings);
     Ok(HttpServer::new(move || {
@@ -77,7 +77,7 @@ pub fn http_server(
     })
     .disable_signals()
     .shutdown_timeout(10)
-    .bind(listen)?
+    .listen(listener)?
     .run())
 }
 

@@ -6,31 +6,36 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use super::Connection;
-use crate::cli::{CliError, http};
-
-const UNREACHABLE_HINT: &str = "is the server running? Start it with `deploybot serve`, or \
-                                point --url (or DEPLOYBOT_URL) at it";
+use crate::cli::{CliError, http, server_url};
 
 /// The REST API at one base URL, with one token.
 pub(super) struct Api {
     http: reqwest::Client,
     base: Url,
     shown: String,
+    /// What to do when nothing answers there.
+    hint: String,
     token: Option<String>,
 }
 
 impl Api {
     pub(super) fn new(connection: &Connection) -> Result<Api, CliError> {
-        let shown = http::base_url("--url", &connection.url)?;
+        let server = server_url(connection.url.as_deref(), connection.config.as_deref())?;
+        let shown = server.url;
         let base = Url::parse(&shown).map_err(|e| {
             CliError::Usage(format!(
-                "--url {:?} is not a URL ({e}): use http://HOST:PORT",
-                connection.url
+                "{} {shown:?} is not a URL ({e}): use http://HOST:PORT",
+                server.from
             ))
         })?;
         Ok(Api {
             http: http::client()?,
             base,
+            hint: format!(
+                "is the server running? Start it with `deploybot serve`, or point --url (or \
+                 DEPLOYBOT_URL) at it (this URL is {})",
+                server.from
+            ),
             shown,
             token: connection.token.clone().filter(|t| !t.trim().is_empty()),
         })
@@ -75,12 +80,12 @@ impl Api {
         let response = request
             .send()
             .await
-            .map_err(|e| http::unreachable(&self.shown, &e, UNREACHABLE_HINT))?;
+            .map_err(|e| http::unreachable(&self.shown, &e, &self.hint))?;
         let status = response.status();
         let text = response
             .text()
             .await
-            .map_err(|e| http::unreachable(&self.shown, &e, UNREACHABLE_HINT))?;
+            .map_err(|e| http::unreachable(&self.shown, &e, &self.hint))?;
         if status.is_success() {
             return Ok(text);
         }
@@ -142,9 +147,9 @@ mod tests {
     #[test]
     fn urls_encode_segments_and_keep_a_path_prefix() {
         let api = Api::new(&Connection {
-            url: "https://ops.acme.dev/deploybot/".into(),
+            url: Some("https://ops.acme.dev/deploybot/".into()),
             token: None,
-            json: false,
+            config: None,
         })
         .unwrap();
         let url = api

@@ -43,6 +43,10 @@ pub struct DeployArgs {
     /// Follow the deployment until it ends, as `watch` does.
     #[arg(long)]
     pub watch: bool,
+    /// Print the created deployment as the server's JSON (for scripts); with --watch, only
+    /// the deployment as it ended.
+    #[arg(long)]
+    pub json: bool,
     #[command(flatten)]
     pub connection: Connection,
 }
@@ -61,6 +65,10 @@ pub struct RollbackArgs {
     /// Follow the deployment until it ends, as `watch` does.
     #[arg(long)]
     pub watch: bool,
+    /// Print the rollback deployment as the server's JSON (for scripts); with --watch, only
+    /// the deployment as it ended.
+    #[arg(long)]
+    pub json: bool,
     #[command(flatten)]
     pub connection: Connection,
 }
@@ -70,6 +78,9 @@ pub struct RollbackArgs {
 pub struct CancelArgs {
     /// The deployment (dep_…).
     pub deployment: String,
+    /// Print the deployment after the cancel request as the server's JSON (for scripts).
+    #[arg(long)]
+    pub json: bool,
     #[command(flatten)]
     pub connection: Connection,
 }
@@ -107,7 +118,7 @@ pub async fn deploy(args: DeployArgs) -> Result<Outcome, CliError> {
         &deployment,
         &raw,
         args.watch,
-        &args.connection,
+        args.json,
     )
     .await
 }
@@ -130,7 +141,7 @@ pub async fn rollback(args: RollbackArgs) -> Result<Outcome, CliError> {
         &deployment,
         &raw,
         args.watch,
-        &args.connection,
+        args.json,
     )
     .await
 }
@@ -142,15 +153,15 @@ async fn created(
     deployment: &DeploymentJson,
     raw: &str,
     watch: bool,
-    connection: &Connection,
+    json: bool,
 ) -> Result<Outcome, CliError> {
     if watch {
-        if !connection.json {
+        if !json {
             print!("{}", summary(instance, deployment));
         }
-        return follow(api, &deployment.id, connection.json, WATCH_INTERVAL).await;
+        return follow(api, &deployment.id, json, WATCH_INTERVAL).await;
     }
-    if connection.json {
+    if json {
         print_raw(raw);
     } else {
         print!("{}", summary(instance, deployment));
@@ -195,7 +206,7 @@ pub async fn cancel(args: CancelArgs) -> Result<Outcome, CliError> {
         .map_err(|e| e.context(format_args!("cannot cancel {}", args.deployment)))?;
     let (deployment, raw): (DeploymentJson, _) =
         api.get(&["deployments", &args.deployment], &[]).await?;
-    if args.connection.json {
+    if args.json {
         print_raw(&raw);
     } else if deployment.state == DeployStateJson::Cancelled {
         println!("cancelled {}", deployment.id);
@@ -216,7 +227,7 @@ pub async fn deployments(args: ListArgs) -> Result<Outcome, CliError> {
     let api = Api::new(&args.connection)?;
     let (list, raw): (DeployListJson, _) =
         pages(&api, &["instances", &args.instance, "deployments"], &args).await?;
-    if args.connection.json {
+    if args.json {
         print_list(&list, &raw)?;
         return Ok(Outcome::Success);
     }

@@ -10,6 +10,10 @@ use crate::server::api::{InstanceJson, InstanceListJson};
 /// `deploybot instances`
 #[derive(Debug, Clone, Args)]
 pub struct InstancesArgs {
+    /// Print the server's JSON list of instances, each with its active release, instead of
+    /// the table (for scripts).
+    #[arg(long)]
+    pub json: bool,
     #[command(flatten)]
     pub connection: Connection,
 }
@@ -18,7 +22,7 @@ pub struct InstancesArgs {
 pub async fn instances(args: InstancesArgs) -> Result<Outcome, CliError> {
     let api = Api::new(&args.connection)?;
     let (list, raw): (InstanceListJson, _) = api.get(&["instances"], &[]).await?;
-    if args.connection.json {
+    if args.json {
         print_raw(&raw);
         return Ok(Outcome::Success);
     }

@@ -1,11 +1,14 @@
 //! The REST API commands for a person at a terminal: `deploy`, `rollback`, `cancel`,
-//! `deployments`, `releases`, `instances` and `watch`. They talk to `--url`/`DEPLOYBOT_URL`
-//! with the bearer token `--token`/`DEPLOYBOT_TOKEN`, print aligned tables (or the server's
-//! JSON with `--json`), and read the answers with the API's own types, so the client cannot
-//! drift from the server.
+//! `deployments`, `releases`, `instances` and `watch`. They find the server with
+//! `cli::server_url` (`--url`, `DEPLOYBOT_URL`, then the configuration), send the bearer
+//! token `--token`/`DEPLOYBOT_TOKEN`, print aligned tables (or the server's JSON with
+//! `--json`), and read the answers with the API's own types, so the client cannot drift
+//! from the server.
 //!
 //! `api` holds the connection, `paging` what the list commands share, and one file per
 //! command group: `deployments`, `releases`, `instances`, `watch`.
+
+use std::path::PathBuf;
 
 use clap::Args;
 
@@ -26,22 +29,20 @@ pub use paging::ListArgs;
 pub use releases::releases;
 pub use watch::{WatchArgs, watch};
 
-/// The server when neither `--url` nor `DEPLOYBOT_URL` names one.
-pub const DEFAULT_URL: &str = "http://127.0.0.1:8080";
-
 /// Where the server is and how to talk to it; every API command takes these.
 #[derive(Debug, Clone, Args)]
 pub struct Connection {
-    /// The deploybot server.
-    #[arg(long, env = "DEPLOYBOT_URL", default_value = DEFAULT_URL)]
-    pub url: String,
+    /// The deploybot server, e.g. http://127.0.0.1:8080. Without it: the configuration's
+    /// public_url, else http:// and its listen address.
+    #[arg(long, env = "DEPLOYBOT_URL")]
+    pub url: Option<String>,
     /// An API token of the server's [[api.tokens]]; it decides the tenant.
     #[arg(long, env = "DEPLOYBOT_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
-    /// Print the server's JSON instead of tables (for scripts); `watch` prints only the
-    /// deployment as it ended.
-    #[arg(long)]
-    pub json: bool,
+    /// The configuration file to find the server in when no URL is given; without it,
+    /// config/deploybot.toml is read when it exists.
+    #[arg(long, env = "DEPLOYBOT_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
 }
 
 /// The server's JSON as received, for `--json`.

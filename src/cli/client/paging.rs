@@ -26,6 +26,10 @@ pub struct ListArgs {
     /// Read every page.
     #[arg(long)]
     pub all: bool,
+    /// Print the server's JSON page, `{items, next_cursor, total}`, instead of the table
+    /// (for scripts); with --all, every page joined into one.
+    #[arg(long)]
+    pub json: bool,
     #[command(flatten)]
     pub connection: Connection,
 }

@@ -10,7 +10,7 @@ pub async fn releases(args: ListArgs) -> Result<Outcome, CliError> {
     let api = Api::new(&args.connection)?;
     let (list, raw): (ReleaseListJson, _) =
         pages(&api, &["instances", &args.instance, "releases"], &args).await?;
-    if args.connection.json {
+    if args.json {
         print_list(&list, &raw)?;
         return Ok(Outcome::Success);
     }

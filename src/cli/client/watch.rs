@@ -28,6 +28,10 @@ pub struct WatchArgs {
     /// Time between polls.
     #[arg(long, default_value = "500ms", value_parser = humantime::parse_duration)]
     pub interval: Duration,
+    /// Print nothing while following, then the deployment as it ended, as the server's
+    /// JSON (for scripts).
+    #[arg(long)]
+    pub json: bool,
     #[command(flatten)]
     pub connection: Connection,
 }
@@ -36,7 +40,7 @@ pub struct WatchArgs {
 pub async fn watch(args: WatchArgs) -> Result<Outcome, CliError> {
     let api = Api::new(&args.connection)?;
     let interval = args.interval.max(MIN_INTERVAL);
-    follow(&api, &args.deployment, args.connection.json, interval).await
+    follow(&api, &args.deployment, args.json, interval).await
 }
 
 /// Polls the deployment and its log every `interval` until the deployment ends. Exit 0 when

@@ -99,12 +99,13 @@ pub struct Target {
     /// The repository, as in an instance's `repo`.
     #[arg(long, value_name = "OWNER/NAME")]
     pub repo: String,
-    /// The server (default: `public_url` of the configuration, else http://LISTEN).
-    #[arg(long)]
+    /// The deploybot server, e.g. http://127.0.0.1:8080. Without it: the configuration's
+    /// public_url, else http:// and its listen address.
+    #[arg(long, env = "DEPLOYBOT_URL")]
     pub url: Option<String>,
-    /// Configuration file to take the secret and URL from, as for `serve`
-    /// (default: $DEPLOYBOT_CONFIG, else config/deploybot.toml when present).
-    #[arg(long)]
+    /// The configuration file to take the secret and the server from, as for `serve`;
+    /// without it, config/deploybot.toml is read when it exists.
+    #[arg(long, env = "DEPLOYBOT_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// Sign with this secret instead of the first of the configured webhook secrets
     /// (DEPLOYBOT_WEBHOOK_SECRET or `webhook_secrets`).

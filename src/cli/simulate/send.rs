@@ -5,25 +5,24 @@ use reqwest::StatusCode;
 use serde_json::Value;
 
 use super::{Delivery, Repo, Target};
-use crate::cli::{CliError, Outcome, http};
+use crate::cli::{CliError, Outcome, http, server_url};
 use crate::config::Config;
 use crate::github::webhook::signature;
 
 const UNREACHABLE_HINT: &str = "is `deploybot serve` running there? Start it with `deploybot \
-                                serve`, or pass --url (the default is public_url, else \
-                                http://LISTEN, of the configuration)";
+                                serve`, or point --url (or DEPLOYBOT_URL) at it; without \
+                                them the URL is public_url, else http://LISTEN, of the \
+                                configuration";
 
-/// The secret to sign with and the server's base URL: from the flags, else the configuration.
+/// The secret to sign with and the server's base URL: from the flags, else the
+/// configuration (the URL as `cli::server_url` finds it).
 pub(super) fn secret_and_url(target: &Target) -> Result<(String, String), CliError> {
-    let config = if target.secret.is_none() || target.url.is_none() {
-        Some(Config::load(target.config.as_deref())?)
-    } else {
-        None
-    };
-    let secret = match (&target.secret, &config) {
-        (Some(secret), _) => Some(secret.clone()),
-        (None, Some(config)) => config.webhook_secrets.first().cloned(),
-        (None, None) => None,
+    let secret = match &target.secret {
+        Some(secret) => Some(secret.clone()),
+        None => Config::load(target.config.as_deref())?
+            .webhook_secrets
+            .first()
+            .cloned(),
     };
     let secret = secret.filter(|s| !s.is_empty()).ok_or_else(|| {
         CliError::Usage(
@@ -32,25 +31,8 @@ pub(super) fn secret_and_url(target: &Target) -> Result<(String, String), CliErr
                 .into(),
         )
     })?;
-    let url = match (&target.url, &config) {
-        (Some(url), _) => http::base_url("--url", url)?,
-        (None, Some(config)) => http::base_url(
-            "public_url of the configuration",
-            &connectable(&config.public_url),
-        )?,
-        (None, None) => {
-            return Err(CliError::Usage(
-                "no server URL: pass --url http://HOST:PORT".into(),
-            ));
-        }
-    };
-    Ok((secret, url))
-}
-
-/// A listen-derived URL with a wildcard address made connectable (`0.0.0.0` → `127.0.0.1`).
-fn connectable(url: &str) -> String {
-    url.replacen("://0.0.0.0", "://127.0.0.1", 1)
-        .replacen("://[::]", "://[::1]", 1)
+    let server = server_url(target.url.as_deref(), target.config.as_deref())?;
+    Ok((secret, server.url))
 }
 
 /// A delivery as it goes on the wire: the body and GitHub's headers, signature included.
@@ -214,19 +196,4 @@ fn hints(answer: &Value) -> Vec<String> {
         _ => {}
     }
     out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn wildcard_listen_addresses_become_connectable() {
-        assert_eq!(connectable("http://0.0.0.0:8080"), "http://127.0.0.1:8080");
-        assert_eq!(connectable("http://[::]:8080"), "http://[::1]:8080");
-        assert_eq!(
-            connectable("https://deploy.acme.dev"),
-            "https://deploy.acme.dev"
-        );
-    }
 }
