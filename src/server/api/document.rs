@@ -2,8 +2,9 @@
 //! `/v1/openapi.json`, and read to answer 405 or 404 for paths and methods it lacks.
 
 use actix_web::{HttpRequest, HttpResponse, ResponseError, get, web};
+use utoipa::openapi::schema::{SchemaType, Type};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::openapi::{Components, OpenApi as OpenApiDocument};
+use utoipa::openapi::{Components, OpenApi as OpenApiDocument, RefOr, Schema};
 use utoipa::{Modify, OpenApi};
 use utoipa_actix_web::OpenApiFactory;
 
@@ -122,10 +123,49 @@ impl Modify for BearerAuth {
     }
 }
 
+/// An optional body (`Option<T>` in `request_body`) is declared as not required, not as one
+/// that may be `null`: the API reads an empty body as `{}` and refuses `null`.
+fn optional_bodies_are_not_nullable(doc: &mut OpenApiDocument) {
+    let operations = doc.paths.paths.values_mut().flat_map(|item| {
+        [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.patch,
+        ]
+    });
+    for operation in operations.flatten() {
+        let Some(RefOr::T(body)) = operation.request_body.as_mut() else {
+            continue;
+        };
+        if body.required.is_some() {
+            continue;
+        }
+        for content in body.content.values_mut() {
+            let RefOr::T(content) = content else {
+                continue;
+            };
+            let Some(RefOr::T(Schema::OneOf(one_of))) = &content.schema else {
+                continue;
+            };
+            let mut items = one_of.items.iter().filter(|item| !is_null(item));
+            if let (Some(only), None) = (items.next(), items.next()) {
+                content.schema = Some(only.clone());
+            }
+        }
+    }
+}
+
+fn is_null(schema: &RefOr<Schema>) -> bool {
+    matches!(schema, RefOr::T(Schema::Object(o)) if o.schema_type == SchemaType::Type(Type::Null))
+}
+
 /// The document: the fixed parts of `ApiDoc` plus the paths and schemas of `scope`.
 pub(super) fn document(scope: &impl OpenApiFactory) -> OpenApiDocument {
     let mut doc = ApiDoc::openapi();
     doc.paths.merge(scope.paths());
+    optional_bodies_are_not_nullable(&mut doc);
     let mut schemas = Vec::new();
     scope.schemas(&mut schemas);
     doc.components
