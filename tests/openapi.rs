@@ -1071,7 +1071,12 @@ fn invalid_requests(
         }
     }
     if let (Some(schema), Some(body)) = (&op.body, &base.body) {
-        for (what, value) in body_breakers(doc, schema, body, "body", fx) {
+        // `null` for the whole body (kept only where the document refuses it).
+        let whole = [("body: null".to_string(), Value::Null)];
+        for (what, value) in whole
+            .into_iter()
+            .chain(body_breakers(doc, schema, body, "body", fx))
+        {
             let mut request = base.clone();
             request.body = Some(value);
             out.push((what, request));

@@ -175,7 +175,7 @@ string_schema!(
     ObjectBuilder::new()
         .schema_type(SchemaType::Type(Type::Object))
         .description(Some(
-            "Environment variables of the release. Each name is 1 to 64 characters of A-Z, 0-9 and _, not starting with a digit and not starting with DEPLOY_; a name a loader, shell or runtime reads as code (LD_PRELOAD, BASH_ENV, NODE_OPTIONS, …), one deploybot sets itself (PATH, HOME, LANG, LC_*) or one outside the instance's `api_env` is a 422 naming it",
+            "Environment variables of the release. Each name is 1 to 64 characters of A-Z, 0-9 and _, not starting with a digit. A name starting with DEPLOY_, one a loader, shell or runtime reads as code (LD_PRELOAD, BASH_ENV, NODE_OPTIONS, …), one deploybot sets itself (PATH, HOME, LANG, LC_*) or one outside the instance's `api_env` is a 422 naming it",
         ))
         .property_names(Some(
             string()
