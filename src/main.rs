@@ -12,6 +12,12 @@ use deploybot::cli::{
     simulate,
 };
 
+/// mimalloc as the allocator, built without transparent huge pages (`no_thp` in
+/// Cargo.toml): against glibc's malloc it measured faster for webhook ingest at about the
+/// same resident size; huge pages only added memory (BENCHMARKS.md, Memory).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "deploybot",
