@@ -158,6 +158,15 @@ struct Running {
 
 /// Runs the server until SIGTERM or SIGINT, then shuts down gracefully.
 pub async fn serve(config: Config, options: ServeOptions) -> Result<(), ServeError> {
+    serve_with(config, options, None).await
+}
+
+/// `serve` with `extra` routes on the HTTP server (the sandbox's).
+async fn serve_with(
+    config: Config,
+    options: ServeOptions,
+    extra: Option<server::ExtraRoutes>,
+) -> Result<(), ServeError> {
     match config.source_message() {
         Ok(read) => tracing::info!("{read}"),
         Err(none) => tracing::warn!("{none}"),
@@ -194,11 +203,12 @@ pub async fn serve(config: Config, options: ServeOptions) -> Result<(), ServeErr
     let settings = webhook::WebhookSettings {
         insecure_no_signature: options.insecure_no_signature,
     };
-    let http =
-        server::http_server(state, settings, listener).map_err(|source| ServeError::Listen {
+    let http = server::http_server(state, settings, listener, extra).map_err(|source| {
+        ServeError::Listen {
             listen: config.listen.clone(),
             source,
-        })?;
+        }
+    })?;
     tracing::info!(listen = %config.listen, public_url = %config.public_url, instances = config.instances.len(), "deploybot is serving");
     let handle = http.handle();
     let http = tokio::spawn(http);
@@ -218,6 +228,48 @@ pub async fn serve(config: Config, options: ServeOptions) -> Result<(), ServeErr
         Ok(Err(e)) => Err(ServeError::Http(e)),
         Err(e) => Err(ServeError::Http(std::io::Error::other(e))),
     }
+}
+
+/// Options of `deploybot sandbox` that are not configuration.
+#[derive(Debug, Clone, Default)]
+pub struct SandboxOptions {
+    /// The database to use instead of a fresh SQLite file in a temporary directory.
+    pub database_url: Option<String>,
+}
+
+/// `deploybot sandbox`: starts the GitHub stand-in on 127.0.0.1, seeds it from the
+/// configuration's repositories, and runs the bot as `serve` does against it (with a token
+/// only the stand-in accepts and, unless named, a fresh database removed at exit), with the
+/// sandbox's pages and comment route on the bot's server. Prints where the pages are.
+pub async fn sandbox(config: Config, options: SandboxOptions) -> Result<(), ServeError> {
+    use crate::sandbox::{FakeGithub, setup};
+    let standin = FakeGithub::try_start().map_err(ServeError::Http)?;
+    let token = setup::sandbox_token();
+    standin.set_token(&token);
+    let (database_url, scratch) = match options.database_url {
+        Some(url) => (url, None),
+        None => {
+            let dir = setup::ScratchDir::create().map_err(ServeError::Http)?;
+            (setup::sqlite_url(dir.path()), Some(dir))
+        }
+    };
+    let config = setup::sandbox_config(config, &standin.url, &token, &database_url);
+    let seeded = standin.seed(&config, &setup::webhook_url(&config.listen));
+    println!("sandbox: GitHub stand-in at {} (in this process)", standin.url);
+    println!("sandbox: database {database_url}");
+    if seeded.is_empty() {
+        println!("sandbox: the configuration has no instances, so no repositories to try");
+    }
+    for repo in &seeded {
+        let page = setup::pull_page_url(&config, &repo.repo, crate::sandbox::seed::PULL_NUMBER);
+        println!("sandbox: open {page}");
+    }
+    standin.announce_pulls();
+    let routes: server::ExtraRoutes = Arc::new(standin.routes());
+    let served = serve_with(config, ServeOptions::default(), Some(routes)).await;
+    drop(standin);
+    drop(scratch);
+    served
 }
 
 /// Refuses to start when webhooks could not be verified, unless asked to accept unsigned

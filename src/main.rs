@@ -42,6 +42,23 @@ enum Command {
         #[arg(long)]
         insecure_no_signature: bool,
     },
+    /// Try the bot on a laptop: the server with a built-in GitHub stand-in, seeded from
+    /// the configuration's repositories (pull request #1, users octocat, alice and bob).
+    /// Comment with `deploybot simulate comment --repo OWNER/NAME --pr 1 --user alice
+    /// --body "/deploy ENV"` and watch http://LISTEN/sandbox/OWNER/NAME/pull/1. It never
+    /// calls GitHub: GITHUB_TOKEN and the App credentials are not used.
+    Sandbox {
+        #[command(flatten)]
+        config: cli::ConfigFlag,
+        /// The address to listen on (the file's `listen`; by default 127.0.0.1:8080).
+        #[arg(long, env = "DEPLOYBOT_LISTEN", value_name = "ADDRESS")]
+        listen: Option<String>,
+        /// The database. By default a fresh SQLite file in a temporary directory, removed
+        /// at exit; DATABASE_URL and the file's `database_url` are not used, so that the
+        /// sandbox never writes into a real database.
+        #[arg(long, value_name = "URL")]
+        database_url: Option<String>,
+    },
     /// Apply database migrations and exit.
     Migrate {
         #[command(flatten)]
@@ -107,6 +124,11 @@ fn main() -> ExitCode {
             server,
             insecure_no_signature,
         } => exit_now(serve(&server, insecure_no_signature)),
+        Command::Sandbox {
+            config,
+            listen,
+            database_url,
+        } => exit_now(sandbox(&config, listen, database_url)),
         Command::Migrate { database } => exit_now(migrate(&database)),
         Command::Repos {
             command: ReposCommand::Accept { repo, database },
@@ -144,6 +166,22 @@ fn serve(flags: &ServerFlags, insecure_no_signature: bool) -> u8 {
         insecure_no_signature,
     };
     match runtime.block_on(app::serve(config, options)) {
+        Ok(()) => EXIT_SUCCESS,
+        Err(e) => fail(e.exit_code(), e),
+    }
+}
+
+fn sandbox(config: &cli::ConfigFlag, listen: Option<String>, database_url: Option<String>) -> u8 {
+    let overrides: Vec<_> = listen.map(|l| ("DEPLOYBOT_LISTEN", l)).into_iter().collect();
+    let config = match deploybot::config::Config::load_with(config.path(), &overrides) {
+        Ok(config) => config,
+        Err(e) => return fail(EXIT_USAGE, e),
+    };
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(e) => return fail(EXIT_FAILED, format!("cannot start the async runtime: {e}")),
+    };
+    match runtime.block_on(app::sandbox(config, app::SandboxOptions { database_url })) {
         Ok(()) => EXIT_SUCCESS,
         Err(e) => fail(e.exit_code(), e),
     }

@@ -61,19 +61,31 @@ pub struct AppState {
     pub keys: pages::PageKeys,
 }
 
+/// Routes whoever runs the server adds to it (`deploybot sandbox`: its pages and comment
+/// route); registered for each worker.
+pub type ExtraRoutes = Arc<dyn Fn(&mut web::ServiceConfig) + Send + Sync>;
+
 /// The HTTP server for `state` on `listener` (bound by the caller); it serves once awaited,
-/// until its handle stops it (it does not watch signals itself).
+/// until its handle stops it (it does not watch signals itself). `extra` routes are added
+/// to every route of the server.
 pub fn http_server(
     state: web::Data<AppState>,
     settings: webhook::WebhookSettings,
     listener: std::net::TcpListener,
+    extra: Option<ExtraRoutes>,
 ) -> std::io::Result<Server> {
     let settings = web::Data::new(settings);
     Ok(HttpServer::new(move || {
+        let extra = extra.clone();
         App::new()
             .app_data(state.clone())
             .app_data(settings.clone())
             .configure(routes)
+            .configure(move |cfg| {
+                if let Some(extra) = &extra {
+                    extra(cfg);
+                }
+            })
     })
     .disable_signals()
     .shutdown_timeout(10)
