@@ -99,7 +99,7 @@ async fn get_view(
                 "the sandbox has no pull request {repo}#{number}; it has: {}",
                 list(&known)
             );
-            refuse(StatusCode::NOT_FOUND, "not_found", message)
+            refuse(StatusCode::NOT_FOUND, "not_found", message).answer()
         }
     }
 }
@@ -112,11 +112,11 @@ async fn post_comment(
     let (owner, name, number) = path.into_inner();
     let request = match parse_request(&body) {
         Ok(request) => request,
-        Err(answer) => return answer,
+        Err(refusal) => return refusal.answer(),
     };
     let Ok(number) = number.parse::<u64>() else {
         let message = format!("{number:?} is not a pull request number: use e.g. /pull/1");
-        return refuse(StatusCode::NOT_FOUND, "not_found", message);
+        return refuse(StatusCode::NOT_FOUND, "not_found", message).answer();
     };
     let recorded = {
         let mut state = lock(&comments.state);
@@ -124,7 +124,7 @@ async fn post_comment(
     };
     let Recorded { comment_id, send } = match recorded {
         Ok(recorded) => recorded,
-        Err(answer) => return answer,
+        Err(refusal) => return refusal.answer(),
     };
     let delivery = send.guid.clone();
     let shared = Arc::clone(&comments.state);
@@ -144,12 +144,13 @@ async fn post_comment(
             StatusCode::SERVICE_UNAVAILABLE,
             "unavailable",
             "the comment was recorded, but its webhook could not be sent: try again".into(),
-        ),
+        )
+        .answer(),
     }
 }
 
 /// The JSON body, or a 400 naming what is wrong with it.
-fn parse_request(body: &[u8]) -> Result<NewComment, HttpResponse> {
+fn parse_request(body: &[u8]) -> Result<NewComment, Refusal> {
     let request: NewComment = serde_json::from_slice(body).map_err(|e| {
         let message = format!(
             "the body must be JSON like {{\"user\": \"alice\", \"body\": \"/deploy staging\"}}: {e}"
@@ -199,7 +200,7 @@ fn record(
     full_name: &str,
     number: u64,
     request: NewComment,
-) -> Result<Recorded, HttpResponse> {
+) -> Result<Recorded, Refusal> {
     let Some(repo) = state.repos.get(&full_name.to_lowercase()) else {
         let known: Vec<&str> = state.repos.values().map(|r| r.full_name.as_str()).collect();
         let message = format!(
@@ -255,7 +256,7 @@ fn record(
 }
 
 /// The login of `user` as the repository knows it, or a 422 listing its users.
-fn user_of(repo: &Repo, user: &str) -> Result<String, HttpResponse> {
+fn user_of(repo: &Repo, user: &str) -> Result<String, Refusal> {
     if let Some((login, _)) = repo.roles.get(&user.to_lowercase()) {
         return Ok(login.clone());
     }
@@ -306,7 +307,24 @@ fn sandbox_answer(status: StatusCode) -> actix_web::HttpResponseBuilder {
     answer
 }
 
-/// An error in the API's shape: `{"error": {"code", "message"}}`.
-fn refuse(status: StatusCode, code: &str, message: String) -> HttpResponse {
-    sandbox_answer(status).json(json!({"error": {"code": code, "message": message}}))
+/// A refusal, answered in the API's error shape: `{"error": {"code", "message"}}`.
+struct Refusal {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+}
+
+impl Refusal {
+    fn answer(self) -> HttpResponse {
+        let body = json!({"error": {"code": self.code, "message": self.message}});
+        sandbox_answer(self.status).json(body)
+    }
+}
+
+fn refuse(status: StatusCode, code: &'static str, message: String) -> Refusal {
+    Refusal {
+        status,
+        code,
+        message,
+    }
 }
