@@ -945,3 +945,230 @@ async fn in_chromium_the_page_follows_deployments_without_a_reload() {
     );
     site.stop().await;
 }
+
+// ---------------------------------------------------------------------------------------------
+// End to end: the real `deploybot sandbox` in Chromium
+// ---------------------------------------------------------------------------------------------
+
+const BIN: &str = env!("CARGO_BIN_EXE_deploybot");
+
+/// Variables of the person running the tests that must not reach the binaries.
+const SCRUBBED: [&str; 10] = [
+    "DATABASE_URL",
+    "DEPLOYBOT_CONFIG",
+    "DEPLOYBOT_LISTEN",
+    "DEPLOYBOT_PUBLIC_URL",
+    "DEPLOYBOT_URL",
+    "DEPLOYBOT_TOKEN",
+    "GITHUB_TOKEN",
+    "GITHUB_APP_ID",
+    "GITHUB_APP_PRIVATE_KEY",
+    "GITHUB_APP_PRIVATE_KEY_PATH",
+];
+
+/// `deploybot sandbox` with the shipped example configuration on a free port; stopped when
+/// dropped.
+struct Sandbox {
+    child: Child,
+    base: String,
+    config: PathBuf,
+    dir: tempfile::TempDir,
+}
+
+impl Sandbox {
+    fn start() -> Sandbox {
+        let dir = tempfile::tempdir().unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let shipped = std::fs::read_to_string(root.join("config/deploybot.toml")).unwrap();
+        let ship = root.join("config/ship.sh");
+        let config = shipped
+            .replace(
+                "listen = \"127.0.0.1:8080\"",
+                &format!("listen = \"127.0.0.1:{port}\""),
+            )
+            .replace(
+                "\"config/ship.sh\"",
+                &format!("{:?}", ship.display().to_string()),
+            );
+        assert!(
+            config.contains(&format!(":{port}\"")),
+            "the example sets listen"
+        );
+        let path = dir.path().join("deploybot.toml");
+        std::fs::write(&path, config).unwrap();
+        let log = std::fs::File::create(dir.path().join("sandbox.log")).unwrap();
+        let mut command = Command::new(BIN);
+        for name in SCRUBBED {
+            command.env_remove(name);
+        }
+        let mut child = command
+            .args(["sandbox", "--config"])
+            .arg(&path)
+            .env("DEPLOYBOT_WEBHOOK_SECRET", "sandbox-page-test-secret")
+            .current_dir(dir.path())
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let base = format!("http://127.0.0.1:{port}");
+        let page = format!("{base}/sandbox/acme/web/pull/1");
+        let printed = wait_for_line(child.stdout.take().unwrap(), &page);
+        let mut sandbox = Sandbox {
+            child,
+            base,
+            config: path,
+            dir,
+        };
+        if !printed {
+            let log = sandbox.log();
+            let _ = sandbox.child.kill();
+            panic!("`deploybot sandbox` never printed {page}:\n{log}");
+        }
+        sandbox
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("sandbox.log")).unwrap_or_default()
+    }
+
+    /// `deploybot simulate comment` on acme/web#1 as `user`.
+    fn comment(&self, user: &str, body: &str) -> std::process::Output {
+        let mut command = Command::new(BIN);
+        for name in SCRUBBED {
+            command.env_remove(name);
+        }
+        command
+            .args(["simulate", "comment", "--repo", "acme/web", "--pr", "1"])
+            .args(["--user", user, "--body", body, "--config"])
+            .arg(&self.config)
+            .env("DEPLOYBOT_URL", &self.base)
+            .env("DEPLOYBOT_WEBHOOK_SECRET", "sandbox-page-test-secret")
+            .current_dir(self.dir.path())
+            .output()
+            .unwrap()
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        // SIGTERM first, so that the sandbox removes its temporary database.
+        let pid = libc::pid_t::try_from(self.child.id()).unwrap();
+        // SAFETY: a signal to the child this test started, which has not been waited for.
+        unsafe { libc::kill(pid, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// True once the child prints a line containing `wanted` (within 60 s); the rest of its
+/// output is read and dropped, so that it never blocks on a full pipe.
+fn wait_for_line(stdout: std::process::ChildStdout, wanted: &str) -> bool {
+    let (sender, lines) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { return };
+            let _ = sender.send(line);
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match lines.recv_timeout(left) {
+            Ok(line) if line.contains(wanted) => return true,
+            Ok(_) => {}
+            Err(_) => return false,
+        }
+    }
+}
+
+/// The tour in a real browser: the sandbox's page for acme/web#1, then alice's
+/// `/deploy staging` through `deploybot simulate comment`; the open page shows her comment,
+/// the bot's reply and a staging deployment that becomes Active, without a reload.
+#[test]
+fn in_chromium_a_deploy_comment_in_the_sandbox_becomes_an_active_staging_deployment() {
+    let Some(binary) = chromium_binary() else {
+        skip_without_browser("sandbox end-to-end browser test");
+        return;
+    };
+    let sandbox = Sandbox::start();
+    let mut browser = Chromium::launch(&binary);
+    let tab = browser.open(&format!("{}/sandbox/acme/web/pull/1", sandbox.base));
+    let heading = browser.eval(&tab, "document.querySelector('.pr-header').innerText");
+    assert!(heading.as_str().unwrap().contains("#1"), "{heading}");
+    assert_eq!(
+        browser.eval(&tab, "document.querySelectorAll('.deployment').length"),
+        json!(0),
+        "no deployment before the comment"
+    );
+    browser.eval(&tab, "window.stillHere = 1");
+
+    let sent = sandbox.comment("alice", "/deploy staging");
+    assert!(
+        sent.status.success(),
+        "simulate comment: {}\n{}\n{}",
+        String::from_utf8_lossy(&sent.stdout),
+        String::from_utf8_lossy(&sent.stderr),
+        sandbox.log()
+    );
+    let staging = "document.querySelector('[data-environment=\"staging\"] .deployment')";
+    browser.wait_until(
+        &tab,
+        &format!("!!{staging} && {staging}.dataset.state === 'Active'"),
+    );
+    browser.wait_until(
+        &tab,
+        "[...document.querySelectorAll('.comment.bot .comment-body')].some(b => b.innerText.includes('succeeded'))",
+    );
+    let text = browser.eval(&tab, "document.getElementById('conversation').innerText");
+    let text = text.as_str().unwrap();
+    assert!(text.contains("alice commented"), "{text}");
+    assert!(text.contains("/deploy staging"), "{text}");
+    let statuses = browser.eval(
+        &tab,
+        &format!("[...{staging}.querySelectorAll('.status')].map(s => s.dataset.state)"),
+    );
+    assert_eq!(
+        statuses.as_array().unwrap().last(),
+        Some(&json!("success")),
+        "{statuses}"
+    );
+    let logs = browser.eval(
+        &tab,
+        &format!("{staging}.querySelector('.links a').textContent"),
+    );
+    assert_eq!(logs, json!("View logs"));
+    let href = browser.eval(&tab, &format!("{staging}.querySelector('.links a').href"));
+    let deployment_page = format!("{}/deployments/dep_", sandbox.base);
+    assert!(
+        href.as_str().unwrap().starts_with(&deployment_page),
+        "{href}"
+    );
+    // The deployment was made for the head commit: its SHA shows once, not again as a ref.
+    assert_eq!(
+        browser.eval(&tab, &format!("{staging}.querySelectorAll('.ref').length")),
+        json!(0)
+    );
+    assert_eq!(
+        browser.eval(&tab, "window.stillHere"),
+        json!(1),
+        "the page reloaded"
+    );
+    // For a person to look at: what the tour shows.
+    let shot = browser.screenshot(&tab);
+    let picture = Picture::decode(&shot);
+    assert_eq!((picture.width, picture.height), (WIDTH, HEIGHT));
+    let path = Path::new(env!("CARGO_TARGET_TMPDIR")).join("sandbox-tour.png");
+    std::fs::write(&path, &shot).unwrap();
+}
