@@ -255,7 +255,10 @@ pub async fn sandbox(config: Config, options: SandboxOptions) -> Result<(), Serv
     };
     let config = setup::sandbox_config(config, &standin.url, &token, &database_url);
     let seeded = standin.seed(&config, &setup::webhook_url(&config.listen));
-    println!("sandbox: GitHub stand-in at {} (in this process)", standin.url);
+    println!(
+        "sandbox: GitHub stand-in at {} (in this process)",
+        standin.url
+    );
     println!("sandbox: database {database_url}");
     if seeded.is_empty() {
         println!("sandbox: the configuration has no instances, so no repositories to try");

@@ -172,7 +172,10 @@ fn serve(flags: &ServerFlags, insecure_no_signature: bool) -> u8 {
 }
 
 fn sandbox(config: &cli::ConfigFlag, listen: Option<String>, database_url: Option<String>) -> u8 {
-    let overrides: Vec<_> = listen.map(|l| ("DEPLOYBOT_LISTEN", l)).into_iter().collect();
+    let overrides: Vec<_> = listen
+        .map(|l| ("DEPLOYBOT_LISTEN", l))
+        .into_iter()
+        .collect();
     let config = match deploybot::config::Config::load_with(config.path(), &overrides) {
         Ok(config) => config,
         Err(e) => return fail(EXIT_USAGE, e),
