@@ -32,6 +32,13 @@ pub enum ServeError {
         .0.join("; ")
     )]
     NoWebhookSecret(Vec<String>),
+    /// `deploybot sandbox` has no webhook secret to sign its stand-in's webhooks with.
+    #[error(
+        "webhook secrets: {}; the sandbox signs its webhooks with it, and `deploybot simulate` \
+         too: e.g. export DEPLOYBOT_WEBHOOK_SECRET=dev-secret",
+        .0.join("; ")
+    )]
+    SandboxWithoutSecret(Vec<String>),
     #[error(transparent)]
     Store(#[from] Error),
     #[error("cannot set up instance {instance}: {message}")]
@@ -54,9 +61,10 @@ impl ServeError {
     /// The exit code of `serve` stopping with this error (see `cli::EXIT_CODES_HELP`).
     pub fn exit_code(&self) -> u8 {
         match self {
-            ServeError::NoWebhookSecret(_) | ServeError::Github(_) | ServeError::Listen { .. } => {
-                EXIT_USAGE
-            }
+            ServeError::NoWebhookSecret(_)
+            | ServeError::SandboxWithoutSecret(_)
+            | ServeError::Github(_)
+            | ServeError::Listen { .. } => EXIT_USAGE,
             ServeError::Store(e) => store_exit_code(e),
             ServeError::Instance { .. } | ServeError::Http(_) => EXIT_FAILED,
         }
@@ -243,6 +251,12 @@ pub struct SandboxOptions {
 /// sandbox's pages and comment route on the bot's server. Prints where the pages are.
 pub async fn sandbox(config: Config, options: SandboxOptions) -> Result<(), ServeError> {
     use crate::sandbox::{FakeGithub, setup};
+    let secret_problems = config.webhook_secret_problems();
+    if !secret_problems.is_empty() {
+        return Err(ServeError::SandboxWithoutSecret(secret_problems));
+    }
+    // A port in use stops the sandbox before it says where its pages are.
+    drop(bind(&config.listen)?);
     let standin = FakeGithub::try_start().map_err(ServeError::Http)?;
     let token = setup::sandbox_token();
     standin.set_token(&token);
