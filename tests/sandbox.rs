@@ -89,6 +89,11 @@ struct Sandbox {
     _trap: Arc<RealGithubTrap>,
 }
 
+/// Where the user's own database would be, were DATABASE_URL used.
+fn users_database(dir: &std::path::Path) -> String {
+    format!("{}/users-own.db", dir.display())
+}
+
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -107,7 +112,10 @@ impl Sandbox {
             .args(["sandbox", "--config"])
             .arg(&config)
             .current_dir(dir.path())
-            .env_remove("DATABASE_URL")
+            .env(
+                "DATABASE_URL",
+                format!("sqlite://{}", users_database(dir.path())),
+            )
             .env_remove("DEPLOYBOT_PUBLIC_URL")
             .env_remove("DEPLOYBOT_GITHUB_API_URL")
             .env_remove("GITHUB_APP_ID")
@@ -251,8 +259,19 @@ impl Sandbox {
     }
 }
 
-impl Drop for Sandbox {
-    fn drop(&mut self) {
+impl Sandbox {
+    /// Stops the sandbox (SIGTERM) and waits until it has exited; the temporary directory
+    /// of the test stays until the answer is dropped.
+    fn child_stopped(mut self) -> tempfile::TempDir {
+        self.stop();
+        let dir = tempfile::tempdir().unwrap();
+        std::mem::replace(&mut self.dir, dir)
+    }
+
+    fn stop(&mut self) {
+        if let Ok(Some(_)) = self.child.try_wait() {
+            return;
+        }
         let _ = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .status();
@@ -265,6 +284,12 @@ impl Drop for Sandbox {
         }
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        self.stop();
     }
 }
 
@@ -434,6 +459,53 @@ fn the_sandbox_never_calls_github_with_the_users_token() {
     let stderr = sandbox.stderr.lock().unwrap().clone();
     let stdout = sandbox.stdout.lock().unwrap().join("\n");
     assert!(!stderr.contains(USERS_GITHUB_TOKEN) && !stdout.contains(USERS_GITHUB_TOKEN));
+}
+
+#[test]
+fn the_sandbox_keeps_its_data_in_a_fresh_database_removed_at_exit() {
+    let sandbox = sandbox();
+    let users_own = users_database(sandbox.dir.path());
+    let printed = sandbox.stdout.lock().unwrap().clone();
+    let database = printed
+        .iter()
+        .find_map(|line| line.strip_prefix("sandbox: database sqlite://"))
+        .expect("the sandbox says where its database is")
+        .to_string();
+    assert!(std::path::Path::new(&database).exists(), "{database}");
+    let (code, output) = sandbox.comment("alice", "/deploy staging");
+    assert_eq!(code, 0, "{output}");
+    sandbox.wait_until("the deployment succeeded", || {
+        sandbox
+            .staging()
+            .first()
+            .is_some_and(|d| d["state"] == "success")
+    });
+    let _dir = sandbox.child_stopped();
+    assert!(
+        !std::path::Path::new(&database).exists(),
+        "{database} is removed at exit"
+    );
+    assert!(
+        !std::path::Path::new(&users_own).exists(),
+        "DATABASE_URL is not used"
+    );
+}
+
+#[test]
+fn without_a_webhook_secret_the_sandbox_says_what_to_export() {
+    let output = Command::new(BIN)
+        .arg("sandbox")
+        .env_remove("DEPLOYBOT_WEBHOOK_SECRET")
+        .env_remove("DEPLOYBOT_CONFIG")
+        .env("DEPLOYBOT_LISTEN", format!("127.0.0.1:{}", free_port()))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("DEPLOYBOT_WEBHOOK_SECRET"), "{stderr}");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(!stdout.contains("sandbox: open"), "{stdout}");
 }
 
 #[test]
