@@ -10,7 +10,8 @@
 //! secret, and lists and redelivers them.
 //!
 //! `deploybot sandbox` seeds it from the configuration (`seed`), serves the pull-request
-//! pages from its state (`source`, `page`) and lets people comment through it (`web`).
+//! pages from its state (`source`, `page`), lets people comment through it (`mount`), and
+//! `setup` builds the configuration the bot runs with.
 //! Request handling never panics: it faces browsers and curl. The setup methods of
 //! [`FakeGithub`] assert their arguments, as a test wants.
 

@@ -95,7 +95,7 @@ pub(super) struct Fault {
     pub(super) after_applying: bool,
 }
 
-/// Everything the fake knows, behind one lock.
+/// Everything the stand-in knows, behind one lock.
 pub(super) struct State {
     pub(super) base_url: String,
     pub(super) repos: BTreeMap<String, Repo>,
