@@ -187,9 +187,10 @@ fn hints(answer: &Value) -> Vec<String> {
             let jobs = answer["jobs"].as_u64().unwrap_or(0);
             if jobs > 0 {
                 out.push(format!(
-                    "{jobs} job(s) queued for GitHub (commands check the commenter's permission \
-                     and the pull request's head there): without GitHub credentials the server \
-                     only logs them"
+                    "{jobs} job(s) queued for GitHub: commands ask it for the commenter's \
+                     permission and the pull request's head before they deploy (a server \
+                     without GitHub credentials only logs them; `deploybot sandbox` has a \
+                     GitHub of its own)"
                 ));
             }
         }

@@ -6,8 +6,8 @@
 //!
 //! Adding a command: its [`Command`] variant and parser case, its [`CommentCommand`]
 //! variant in `outbox/work.rs`, its file with `USAGE` and `handle`, its row in [`HELP`],
-//! in the README and in [`ParseError::UnknownCommand`]'s list; the compiler points at the `match`es that need
-//! its arm.
+//! in docs/commands.md and the README's table, and in [`ParseError::UnknownCommand`]'s
+//! list; the compiler points at the `match`es that need its arm.
 //!
 //! [`CommentCommand`]: crate::github::outbox::CommentCommand
 
