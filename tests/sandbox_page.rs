@@ -469,6 +469,36 @@ async fn each_environment_lists_its_deployments_with_their_state_statuses_and_li
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_links_of_the_bots_pages_open_one_environment_or_one_commit() {
+    let site = Site::start(Source::new()).await;
+    let production = site.get("/sandbox/acme/web/deployments/production").await;
+    assert_eq!(production.status, 200, "{}", production.body);
+    assert!(
+        production.body.contains("id=\"deployment-302\""),
+        "{}",
+        production.body
+    );
+    assert!(
+        !production.body.contains("id=\"deployment-202\""),
+        "staging is left out"
+    );
+    let commit = site
+        .get(&format!("/sandbox/acme/web/commit/{}", &OLD[..12]))
+        .await;
+    assert_eq!(commit.status, 200, "{}", commit.body);
+    for shown in ["id=\"deployment-201\"", "id=\"deployment-301\""] {
+        assert!(commit.body.contains(shown), "{shown} in {}", commit.body);
+    }
+    for hidden in ["id=\"deployment-202\"", "id=\"deployment-302\""] {
+        assert!(
+            !commit.body.contains(hidden),
+            "{hidden} is another commit's"
+        );
+    }
+    site.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_repositories_and_pull_requests_get_a_404_that_says_what_exists() {
     let site = Site::start(Source::new()).await;
     for (path, says) in [

@@ -15,7 +15,7 @@ use actix_web::http::{StatusCode, header};
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Serialize;
 
-use crate::sandbox::view::{PullSource, RepositoryView};
+use crate::sandbox::view::{EnvironmentView, PullSource, RepositoryView};
 use render::Document;
 
 const STYLE: &str = include_str!("page/page.css");
@@ -33,7 +33,8 @@ struct Pages {
 
 /// Registers the pages:
 /// `GET /sandbox/{owner}/{repo}/pull/{number}`, `GET /sandbox/{owner}/{repo}/deployments`
-/// and their assets under `/sandbox/assets/`.
+/// (also `/deployments/{environment}`, one environment's, and `/commit/{sha}`, one
+/// commit's, which is where the bot's pages link) and their assets under `/sandbox/assets/`.
 pub fn routes(cfg: &mut web::ServiceConfig, source: Arc<dyn PullSource>) {
     let pages = web::Data::new(Pages { source });
     cfg.service(
@@ -51,8 +52,18 @@ pub fn routes(cfg: &mut web::ServiceConfig, source: Arc<dyn PullSource>) {
     )
     .service(
         web::resource("/sandbox/{owner}/{repo}/deployments")
-            .app_data(pages)
+            .app_data(pages.clone())
             .route(web::get().to(deployments_page)),
+    )
+    .service(
+        web::resource("/sandbox/{owner}/{repo}/deployments/{environment}")
+            .app_data(pages.clone())
+            .route(web::get().to(environment_page)),
+    )
+    .service(
+        web::resource("/sandbox/{owner}/{repo}/commit/{sha}")
+            .app_data(pages)
+            .route(web::get().to(commit_page)),
     );
 }
 
@@ -112,8 +123,63 @@ async fn deployments_page(
     path: web::Path<(String, String)>,
 ) -> HttpResponse {
     let (owner, name) = path.into_inner();
-    let repo = format!("{owner}/{name}");
-    let since = since(&req);
+    deployments_of(&req, &pages, &format!("{owner}/{name}"), &Only::All)
+}
+
+async fn environment_page(
+    req: HttpRequest,
+    pages: web::Data<Pages>,
+    path: web::Path<(String, String, String)>,
+) -> HttpResponse {
+    let (owner, name, environment) = path.into_inner();
+    let only = Only::Environment(environment);
+    deployments_of(&req, &pages, &format!("{owner}/{name}"), &only)
+}
+
+async fn commit_page(
+    req: HttpRequest,
+    pages: web::Data<Pages>,
+    path: web::Path<(String, String, String)>,
+) -> HttpResponse {
+    let (owner, name, sha) = path.into_inner();
+    let only = Only::Commit(sha.to_ascii_lowercase());
+    deployments_of(&req, &pages, &format!("{owner}/{name}"), &only)
+}
+
+/// Which of a repository's deployments a deployments page shows.
+enum Only {
+    All,
+    /// The environment of this name (GitHub compares environment names case-insensitively).
+    Environment(String),
+    /// Deployments of the commit whose SHA starts with this.
+    Commit(String),
+}
+
+impl Only {
+    fn keep(&self, environments: Vec<EnvironmentView>) -> Vec<EnvironmentView> {
+        match self {
+            Only::All => environments,
+            Only::Environment(name) => environments
+                .into_iter()
+                .filter(|e| e.name.eq_ignore_ascii_case(name))
+                .collect(),
+            Only::Commit(sha) => environments
+                .into_iter()
+                .map(|mut e| {
+                    e.deployments
+                        .retain(|d| !sha.is_empty() && d.sha.starts_with(sha));
+                    e
+                })
+                .filter(|e| !e.deployments.is_empty())
+                .collect(),
+        }
+    }
+}
+
+/// A deployments page: the repository's environments that `only` keeps.
+fn deployments_of(req: &HttpRequest, pages: &Pages, repo: &str, only: &Only) -> HttpResponse {
+    let repo = repo.to_string();
+    let since = since(req);
     let source = &pages.source;
     let version = source.version();
     if since == Some(version) {
@@ -123,6 +189,7 @@ async fn deployments_page(
         let message = format!("There is no repository {repo} in this sandbox.");
         return not_found(source.as_ref(), &message, since.is_some());
     };
+    let environments = only.keep(environments);
     let known = find_repo(&source.repositories(), &repo);
     let (shown, pulls) = known.map_or((repo.clone(), Vec::new()), |r| (r.repo, r.pulls));
     let rendered = Rendered {
