@@ -273,7 +273,10 @@ pub async fn sandbox(config: Config, options: SandboxOptions) -> Result<(), Serv
         "sandbox: GitHub stand-in at {} (in this process)",
         standin.url
     );
-    println!("sandbox: database {database_url}");
+    println!(
+        "sandbox: database {}",
+        crate::config::redact_url(&database_url)
+    );
     if seeded.is_empty() {
         println!("sandbox: the configuration has no instances, so no repositories to try");
     }

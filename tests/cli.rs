@@ -1013,6 +1013,87 @@ fn an_unreachable_database_is_exit_3() {
         .stderr_has(&["cannot connect"]);
 }
 
+/// A database URL libpq cannot read, with a password in the clear and percent-encoded.
+const MALFORMED_DATABASE_URL: &str = "postgres://bot:DBPASS%40value@[bad/deploybot";
+
+#[track_caller]
+fn hides_the_database_password(run: &Run) {
+    let printed = format!("{}{}", run.stdout, run.stderr);
+    for secret in ["DBPASS", "%40value", "@value"] {
+        assert!(
+            !printed.contains(secret),
+            "`deploybot {}` printed the database password ({secret:?}):\n{printed}",
+            run.args
+        );
+    }
+}
+
+#[test]
+fn a_malformed_database_url_is_refused_without_its_password() {
+    let dir = tempfile::tempdir().unwrap();
+    let listen = format!("127.0.0.1:{}", free_port());
+    let from_env = [
+        ("DATABASE_URL", MALFORMED_DATABASE_URL),
+        ("DEPLOYBOT_WEBHOOK_SECRET", SECRET),
+        ("DEPLOYBOT_LISTEN", listen.as_str()),
+    ];
+    for args in [&["serve"][..], &["migrate"][..]] {
+        let run = run_in(dir.path(), args, &from_env);
+        run.stderr_has(&[
+            "postgres://bot:***@[bad/deploybot",
+            "not one PostgreSQL can read",
+        ]);
+        hides_the_database_password(&run);
+        assert_ne!(run.code, 0, "{}", run.stderr);
+    }
+    let run = run_in(
+        dir.path(),
+        &["migrate", "--database-url", MALFORMED_DATABASE_URL],
+        &[],
+    );
+    run.stderr_has(&["postgres://bot:***@[bad/deploybot"]);
+    hides_the_database_password(&run);
+    let run = run_in(
+        dir.path(),
+        &["sandbox", "--database-url", MALFORMED_DATABASE_URL],
+        &from_env[1..],
+    );
+    run.stderr_has(&["postgres://bot:***@[bad/deploybot"]);
+    hides_the_database_password(&run);
+    assert!(
+        !run.stderr.contains("named by DATABASE_URL"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn client_messages_hide_the_password_of_the_server_url() {
+    let dir = tempfile::tempdir().unwrap();
+    let closed = format!("http://admin:URLPASS@127.0.0.1:{}/", free_port());
+    for (url, needle) in [
+        (
+            closed.as_str(),
+            "cannot reach deploybot at http://admin:***@127.0.0.1:",
+        ),
+        ("htp://admin:URLPASS@127.0.0.1:1/", "is not a URL"),
+        ("admin:URLPASS@127.0.0.1:1", "is not a URL"),
+    ] {
+        for run in [
+            run_in(dir.path(), &["instances"], &[("DEPLOYBOT_URL", url)]),
+            run_in(dir.path(), &["instances", "--url", url], &[]),
+        ] {
+            run.stderr_has(&[needle, "admin:***@"]);
+            assert!(
+                !format!("{}{}", run.stdout, run.stderr).contains("URLPASS"),
+                "`deploybot {}` printed the password:\n{}",
+                run.args,
+                run.stderr
+            );
+        }
+    }
+}
+
 #[test]
 fn help_shows_exit_codes_variables_and_defaults_but_no_secret() {
     let dir = tempfile::tempdir().unwrap();

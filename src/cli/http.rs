@@ -32,16 +32,23 @@ pub(crate) fn base_url(what: &str, url: &str) -> Result<String, CliError> {
     match rest {
         Some(host) if !host.is_empty() => Ok(trimmed.to_string()),
         _ => Err(CliError::Usage(format!(
-            "{what} {url:?} is not a URL: use http://HOST:PORT or https://HOST"
+            "{what} {:?} is not a URL: use http://HOST:PORT or https://HOST",
+            shown(url)
         ))),
     }
+}
+
+/// `url` as messages show it: the password of its user info (`user:password@`) replaced
+/// by `***`, even when it is not a URL at all.
+pub(crate) fn shown(url: &str) -> String {
+    crate::config::hide_url_passwords(url, url)
 }
 
 /// A failed request (no HTTP answer) as an error naming the URL tried, why, and `hint`.
 pub(crate) fn unreachable(url: &str, err: &reqwest::Error, hint: &str) -> CliError {
     CliError::Unreachable {
-        url: url.to_string(),
-        reason: reason(err),
+        url: shown(url),
+        reason: crate::config::hide_url_passwords(&reason(err), url),
         hint: hint.to_string(),
     }
 }

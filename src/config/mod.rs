@@ -39,7 +39,7 @@ pub use globs::globs_cover;
 pub use instance::{InstanceConfig, PERMISSIONS};
 pub use placeholders::IMAGE_PLACEHOLDERS;
 pub use provider::{HealthConfig, ProviderConfig, ProviderKind};
-pub use secrets::{SESSION_KEY_MIN_BYTES, redact_url};
+pub use secrets::{SESSION_KEY_MIN_BYTES, hide_url_passwords, redact_url};
 pub use strategy::{CanaryConfig, StrategyKind};
 pub use tenants::TenantConfig;
 pub use tokens::{ApiConfig, ApiToken, Role};

@@ -62,21 +62,35 @@ impl Config {
 /// The password of a database URL (user info or `?password=`), as written and
 /// percent-decoded.
 fn database_passwords(url: &str) -> Vec<String> {
-    let Some((_, rest)) = url.split_once("://") else {
-        return Vec::new();
-    };
-    let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
-    let mut found = Vec::new();
-    if let Some((userinfo, _)) = authority.rsplit_once('@')
-        && let Some((_, password)) = userinfo.split_once(':')
-    {
-        found.push(password.to_string());
+    url_passwords(url)
+}
+
+/// The passwords a URL may carry: the user info's (`user:password@`, found by hand so that
+/// a URL that does not parse, or has no scheme, still gives it up) and `password=` query
+/// parameters, as written and percent-decoded.
+fn url_passwords(url: &str) -> Vec<String> {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let end_of = |stops: &[char]| rest.find(stops).unwrap_or(rest.len());
+    // The host follows the last `@` of the authority; a password holding an unencoded `/`
+    // pushes that `@` past the first `/`, so the text before the query is tried too.
+    let authority = &rest[..end_of(&['/', '?', '#'])];
+    let before_query = &rest[..end_of(&['?', '#'])];
+    let mut found: Vec<String> = Vec::new();
+    for part in [authority, before_query] {
+        if let Some((userinfo, _)) = part.rsplit_once('@')
+            && let Some((_, password)) = userinfo.split_once(':')
+            && !password.is_empty()
+            && !found.iter().any(|f| f == password)
+        {
+            found.push(password.to_string());
+        }
     }
     if let Some((_, query)) = rest.split_once('?') {
         let query = query.split('#').next().unwrap_or("");
         for pair in query.split('&') {
             if let Some((k, v)) = pair.split_once('=')
                 && k.eq_ignore_ascii_case("password")
+                && !v.is_empty()
             {
                 found.push(v.to_string());
             }
@@ -85,6 +99,17 @@ fn database_passwords(url: &str) -> Vec<String> {
     let decoded: Vec<String> = found.iter().filter_map(|p| percent_decode(p)).collect();
     found.extend(decoded);
     found
+}
+
+/// `text` with every password `url` carries (see `url_passwords`) replaced by `***`: for
+/// messages that may quote the URL, whole or in part (a driver's or an HTTP client's error).
+pub fn hide_url_passwords(text: &str, url: &str) -> String {
+    let mut passwords = url_passwords(url);
+    // The longest first, so that a password holding another is hidden whole.
+    passwords.sort_by_key(|p| std::cmp::Reverse(p.len()));
+    passwords.iter().fold(text.to_string(), |out, password| {
+        out.replace(password.as_str(), "***")
+    })
 }
 
 /// `%XX` decoded; `None` when nothing was encoded or the result is not UTF-8.
@@ -308,6 +333,31 @@ mod tests {
             "postgres://u:***@h/db?sslmode=require&password=***"
         );
         assert_eq!(redact_url("postgres://u@h/db"), "postgres://u@h/db");
+    }
+
+    #[test]
+    fn passwords_are_hidden_even_in_urls_that_do_not_parse() {
+        let hide = |url: &str| hide_url_passwords(&format!("error in URI: \"{url}\""), url);
+        assert_eq!(
+            hide("postgres://u:DBPASS@[bad/db"),
+            "error in URI: \"postgres://u:***@[bad/db\""
+        );
+        assert_eq!(
+            hide("postgres://u:pa/ss@h/db"),
+            "error in URI: \"postgres://u:***@h/db\""
+        );
+        assert_eq!(
+            hide("u:PASS@127.0.0.1:1"),
+            "error in URI: \"u:***@127.0.0.1:1\""
+        );
+        assert_eq!(
+            hide_url_passwords("p@ss and p%40ss", "postgres://u:p%40ss@h/db"),
+            "*** and ***"
+        );
+        assert_eq!(
+            hide("postgres://u@h/db"),
+            "error in URI: \"postgres://u@h/db\""
+        );
     }
 
     #[test]

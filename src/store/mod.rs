@@ -29,6 +29,7 @@ use diesel::r2d2::{self, ManageConnection};
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 
+use crate::config::{hide_url_passwords, redact_url};
 use crate::deploy::{Error, InstanceId};
 use deployments::insert_triggered_in;
 use instances::load_instance;
@@ -88,6 +89,13 @@ impl DatabaseUrl {
                 target: path.to_string(),
             })
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            if let Some(problem) = pg_url_problem(url) {
+                return Err(Error::InvalidRequest(format!(
+                    "the database URL {} is not one PostgreSQL can read ({}); write postgres://USER:PASSWORD@HOST:PORT/DB, percent-encoding special characters such as @ / : [ ] in the user and password",
+                    redact_url(url),
+                    hide_url_passwords(&problem, url)
+                )));
+            }
             Ok(Self {
                 backend: Backend::Postgres,
                 target: url.to_string(),
@@ -98,6 +106,34 @@ impl DatabaseUrl {
             ))
         }
     }
+}
+
+/// libpq's complaint about a connection URL it cannot read, found without connecting.
+fn pg_url_problem(url: &str) -> Option<String> {
+    use std::ffi::{CStr, CString, c_char};
+    let Ok(text) = CString::new(url) else {
+        return Some("it holds a NUL character".into());
+    };
+    let mut message: *mut c_char = std::ptr::null_mut();
+    // SAFETY: `text` is a NUL-terminated string that outlives the call; libpq allocates the
+    // options and the message, and both are freed below with libpq's own functions.
+    let options = unsafe { pq_sys::PQconninfoParse(text.as_ptr(), &mut message) };
+    if !options.is_null() {
+        // SAFETY: `options` came from PQconninfoParse and is freed once.
+        unsafe { pq_sys::PQconninfoFree(options) };
+    }
+    if message.is_null() {
+        return None;
+    }
+    // SAFETY: libpq set `message` to a NUL-terminated string it allocated; it is copied
+    // before being freed once.
+    let problem = unsafe { CStr::from_ptr(message) }
+        .to_string_lossy()
+        .trim()
+        .to_string();
+    // SAFETY: as above.
+    unsafe { pq_sys::PQfreemem(message.cast()) };
+    Some(problem)
 }
 
 /// A connection held by the pool, with when it last answered.
@@ -259,6 +295,7 @@ impl DieselStore {
 
     /// Connects with a pool of at most `max_size` connections.
     pub fn connect_with(url: &str, max_size: u32) -> Result<Self, Error> {
+        let shown = url.to_string();
         let url = DatabaseUrl::parse(url)?;
         let backend = url.backend;
         let target: Arc<str> = url.target.as_str().into();
@@ -274,7 +311,9 @@ impl DieselStore {
             .build(manager)
             .map_err(|e| {
                 Error::Unavailable(format!(
-                    "cannot connect to the {backend:?} database named by DATABASE_URL: {e}"
+                    "cannot connect to the {backend:?} database at {}: {}",
+                    redact_url(&shown),
+                    hide_url_passwords(&e.to_string(), &shown)
                 ))
             })?;
         Ok(Self {
@@ -301,8 +340,12 @@ impl DieselStore {
             Backend::Postgres => {
                 // A connection of its own, closed afterwards: closing it releases the lock
                 // whatever happened in between.
-                let mut c = PgConnection::establish(&self.target)
-                    .map_err(|e| Error::Unavailable(format!("the database is unavailable: {e}")))?;
+                let mut c = PgConnection::establish(&self.target).map_err(|e| {
+                    Error::Unavailable(format!(
+                        "the database is unavailable: {}",
+                        hide_url_passwords(&e.to_string(), &self.target)
+                    ))
+                })?;
                 diesel::sql_query(format!("SELECT pg_advisory_lock({MIGRATION_LOCK})"))
                     .execute(&mut c)
                     .map_err(|e| {

@@ -24,8 +24,9 @@ impl Api {
         let shown = server.url;
         let base = Url::parse(&shown).map_err(|e| {
             CliError::Usage(format!(
-                "{} {shown:?} is not a URL ({e}): use http://HOST:PORT",
-                server.from
+                "{} {:?} is not a URL ({e}): use http://HOST:PORT",
+                server.from,
+                http::shown(&shown)
             ))
         })?;
         Ok(Api {
@@ -46,7 +47,10 @@ impl Api {
         let mut url = self.base.clone();
         url.path_segments_mut()
             .map_err(|()| {
-                CliError::Usage(format!("--url {} cannot have a path appended", self.shown))
+                CliError::Usage(format!(
+                    "--url {} cannot have a path appended",
+                    http::shown(&self.shown)
+                ))
             })?
             .pop_if_empty()
             .push("v1")
@@ -135,7 +139,7 @@ impl Api {
 
 fn decode<T: DeserializeOwned>(url: &Url, text: &str) -> Result<T, CliError> {
     serde_json::from_str(text).map_err(|e| CliError::Protocol {
-        url: url.to_string(),
+        url: http::shown(url.as_str()),
         detail: format!("{e}; is this a deploybot server of the same version?"),
     })
 }
