@@ -391,6 +391,32 @@ async fn hostile_html_in_a_comment_shows_as_text() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commenters_image_is_a_link_and_the_page_loads_no_image_from_elsewhere() {
+    let source = Source::new();
+    source.change(|pull| {
+        pull.comments.push(comment(
+            9,
+            "mallory",
+            false,
+            "look ![tracking pixel](https://evil.example/p.png)",
+        ));
+    });
+    let site = Site::start(source).await;
+    let page = site.get("/sandbox/acme/web/pull/1").await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    let policy: Vec<&str> = page.csp.split(';').map(str::trim).collect();
+    assert!(policy.contains(&"img-src 'self' data:"), "{}", page.csp);
+    assert!(!page.csp.contains("https:"), "{}", page.csp);
+    let mallory = section(&page.body, "id=\"comment-9\"", "</article>");
+    assert!(
+        mallory.contains("<a href=\"https://evil.example/p.png\">tracking pixel</a>"),
+        "{mallory}"
+    );
+    assert!(!page.body.contains("<img"), "{}", page.body);
+    site.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reactions_show_under_their_comment_with_counts() {
     let site = Site::start(Source::new()).await;
     let page = site.get("/sandbox/acme/web/pull/1").await;
@@ -499,6 +525,17 @@ async fn the_links_of_the_bots_pages_open_one_environment_or_one_commit() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_environment_page_of_a_repository_without_deployments_is_a_404() {
+    let source = Source::new();
+    source.change(|pull| pull.environments.clear());
+    let site = Site::start(source).await;
+    let page = site.get("/sandbox/acme/web/deployments/staging").await;
+    assert_eq!(page.status, 404, "{}", page.body);
+    page.assert_contains(&["acme/web has no environment “staging”: it has no deployments yet."]);
+    site.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_repositories_and_pull_requests_get_a_404_that_says_what_exists() {
     let site = Site::start(Source::new()).await;
     for (path, says) in [
@@ -525,6 +562,14 @@ async fn unknown_repositories_and_pull_requests_get_a_404_that_says_what_exists(
         (
             "/sandbox/acme/%3Cscript%3E/pull/1",
             "There is no repository acme/&lt;script&gt; in",
+        ),
+        (
+            "/sandbox/acme/web/deployments/qa",
+            "acme/web has no environment “qa”; its environments: production, staging.",
+        ),
+        (
+            "/sandbox/acme/web/commit/not-a-sha",
+            "“not-a-sha” is not a commit SHA",
         ),
     ] {
         let page = site.get(path).await;

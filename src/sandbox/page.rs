@@ -21,9 +21,10 @@ use render::Document;
 const STYLE: &str = include_str!("page/page.css");
 const SCRIPT: &str = include_str!("page/page.js");
 
-/// Only this server's script and style; no framing, no forms.
+/// Only this server's script, style and images; no framing, no forms. Comments' images
+/// show as links, so no other host is contacted by a viewer's browser.
 const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
-     img-src 'self' data: https:; connect-src 'self'; base-uri 'none'; form-action 'none'; \
+     img-src 'self' data:; connect-src 'self'; base-uri 'none'; form-action 'none'; \
      frame-ancestors 'none'";
 
 #[derive(Clone)]
@@ -142,6 +143,13 @@ async fn commit_page(
     path: web::Path<(String, String, String)>,
 ) -> HttpResponse {
     let (owner, name, sha) = path.into_inner();
+    if sha.is_empty() || !sha.chars().all(|c| c.is_ascii_hexdigit()) {
+        let message = format!(
+            "“{sha}” is not a commit SHA: use the hexadecimal SHA of a commit, e.g. \
+             {owner}/{name}/commit/3f2a9c1."
+        );
+        return not_found(pages.source.as_ref(), &message, since(&req).is_some());
+    }
     let only = Only::Commit(sha.to_ascii_lowercase());
     deployments_of(&req, &pages, &format!("{owner}/{name}"), &only)
 }
@@ -189,9 +197,16 @@ fn deployments_of(req: &HttpRequest, pages: &Pages, repo: &str, only: &Only) -> 
         let message = format!("There is no repository {repo} in this sandbox.");
         return not_found(source.as_ref(), &message, since.is_some());
     };
-    let environments = only.keep(environments);
     let known = find_repo(&source.repositories(), &repo);
     let (shown, pulls) = known.map_or((repo.clone(), Vec::new()), |r| (r.repo, r.pulls));
+    let names: Vec<String> = environments.iter().map(|e| e.name.clone()).collect();
+    let environments = only.keep(environments);
+    if let Only::Environment(name) = only
+        && environments.is_empty()
+    {
+        let message = missing_environment(&shown, name, &names);
+        return not_found(source.as_ref(), &message, since.is_some());
+    }
     let rendered = Rendered {
         title: format!("Deployments · {shown}"),
         content: render::deployments_content(&shown, &environments, &pulls),
@@ -215,6 +230,17 @@ fn find_repo(repositories: &[RepositoryView], repo: &str) -> Option<RepositoryVi
         .iter()
         .find(|r| r.repo.eq_ignore_ascii_case(repo))
         .cloned()
+}
+
+/// Why there is no page for environment `name` of `repo`, naming those that exist.
+fn missing_environment(repo: &str, name: &str, names: &[String]) -> String {
+    if names.is_empty() {
+        return format!("{repo} has no environment “{name}”: it has no deployments yet.");
+    }
+    format!(
+        "{repo} has no environment “{name}”; its environments: {}.",
+        names.join(", ")
+    )
 }
 
 /// Why there is no page for pull request `number` of `repo`.

@@ -2,7 +2,8 @@
 //! GitHub's extensions, line breaks kept, and raw HTML reduced to what is safe. HTML
 //! comments vanish (as on GitHub), `<details>`, `<summary>` and `<br>` stay (balanced),
 //! and every other tag shows as the text it is. Links and images keep only `http`,
-//! `https`, `mailto` and relative addresses.
+//! `https`, `mailto` and relative addresses. An image shows as a link to it (its alt
+//! text, else its address): viewers' browsers load nothing a commenter names.
 
 use pulldown_cmark::{CowStr, Event, Options, Parser, Tag, TagEnd, html};
 
@@ -15,6 +16,8 @@ pub(super) fn render(markdown: &str) -> String {
     let mut raw = RawHtml::default();
     let mut events: Vec<Event> = Vec::new();
     let mut block: Option<String> = None;
+    // Each open image: where its link starts in `events`, and the text it shows if empty.
+    let mut images: Vec<(usize, String)> = Vec::new();
     for event in Parser::new_ext(markdown, options) {
         match event {
             Event::Start(Tag::HtmlBlock) => block = Some(String::new()),
@@ -27,6 +30,35 @@ pub(super) fn render(markdown: &str) -> String {
                 None => events.push(Event::InlineHtml(raw.clean(&text).into())),
             },
             Event::SoftBreak => events.push(Event::HardBreak),
+            Event::Start(Tag::Image {
+                link_type,
+                dest_url,
+                title,
+                id,
+            }) => {
+                let dest_url = safe_url(dest_url);
+                let shown = if &*dest_url == "#" {
+                    "image"
+                } else {
+                    &dest_url
+                };
+                images.push((events.len(), shown.to_string()));
+                let link = Tag::Link {
+                    link_type,
+                    dest_url,
+                    title,
+                    id,
+                };
+                events.push(Event::Start(link));
+            }
+            Event::End(TagEnd::Image) => {
+                if let Some((start, shown)) = images.pop()
+                    && events.len() == start + 1
+                {
+                    events.push(Event::Text(shown.into()));
+                }
+                events.push(Event::End(TagEnd::Link));
+            }
             Event::Start(tag) => events.push(Event::Start(safe_tag(tag))),
             other => events.push(other),
         }
@@ -246,6 +278,22 @@ mod tests {
         let html = render("![x](data:text/html;base64,AAAA) [y](JaVaScRiPt:x)");
         assert!(
             !html.contains("data:") && !html.to_lowercase().contains("javascript"),
+            "{html}"
+        );
+    }
+
+    #[test]
+    fn images_show_as_links_and_nothing_is_loaded() {
+        let html = render(
+            "see ![the chart](https://evil.example/p.png) and ![](https://evil.example/q.png)",
+        );
+        assert!(!html.contains("<img"), "{html}");
+        assert!(
+            html.contains("<a href=\"https://evil.example/p.png\">the chart</a>"),
+            "{html}"
+        );
+        assert!(
+            html.contains("<a href=\"https://evil.example/q.png\">https://evil.example/q.png</a>"),
             "{html}"
         );
     }
