@@ -573,7 +573,7 @@ fn numbers_and_strings_at_their_limits(db: TestDb) {
     assert_eq!(answer["refused"][0]["instance"], "web-staging");
     assert_eq!(
         answer["refused"][0]["reason"],
-        "notes are longer than 4096 bytes"
+        "notes are longer than 4096 characters"
     );
 
     // A megabyte comment with the command at its end still finds the command.

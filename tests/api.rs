@@ -736,6 +736,19 @@ async fn bad_bodies_are_400_naming_the_field(db: TestDb) {
             .await;
         assert_eq!(answer.status, 201, "{content_type}: {}", answer.text);
     }
+    // Notes are counted in characters, as the document's `maxLength` counts them: 4096
+    // two-byte characters are accepted, one more is refused.
+    let notes = json!({"image": "x:1", "notes": "é".repeat(4096)});
+    let answer = api.post(deploy, notes).await;
+    assert_eq!(answer.status, 201, "{}", answer.text);
+    let answer = api
+        .post(deploy, json!({"image": "x:1", "notes": "é".repeat(4097)}))
+        .await;
+    answer.assert_error(
+        400,
+        "invalid_request",
+        &["notes are longer than 4096 characters"],
+    );
     // Too large.
     let huge = json!({"image": "x:1", "notes": "n".repeat(300 * 1024)}).to_string();
     let answer = api
@@ -748,9 +761,9 @@ async fn bad_bodies_are_400_naming_the_field(db: TestDb) {
         .await;
     answer.assert_error(413, "payload_too_large", &["bytes"]);
 
-    // Only the two good deploys were queued.
+    // Only the three good deploys were queued.
     let page = api.get("/v1/instances/web/deployments").await.json();
-    assert_eq!(page["total"], 2);
+    assert_eq!(page["total"], 3);
     api.stop().await;
 }
 

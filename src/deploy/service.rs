@@ -16,6 +16,9 @@ use super::{
     ServiceStore, Source, TriggeredDeployment, strategies,
 };
 
+/// The most characters (not bytes) a release's notes hold: the API document's `maxLength`.
+const MAX_NOTES_CHARS: usize = 4096;
+
 /// How one configured instance deploys.
 pub struct InstanceSpec {
     pub name: String,
@@ -212,10 +215,10 @@ impl Service {
                 "commit_sha {sha:?} is not a commit SHA (7 to 64 hexadecimal characters)"
             )));
         }
-        if request.notes.len() > 4096 {
-            return Err(Error::InvalidRequest(
-                "notes are longer than 4096 bytes".into(),
-            ));
+        if request.notes.chars().count() > MAX_NOTES_CHARS {
+            return Err(Error::InvalidRequest(format!(
+                "notes are longer than {MAX_NOTES_CHARS} characters"
+            )));
         }
         for key in request.env.keys() {
             super::env::check_release_name(key)

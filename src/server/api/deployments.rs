@@ -227,7 +227,7 @@ pub struct DeployBody {
     #[serde(default)]
     #[schema(value_type = RequestedStrategySchema)]
     pub strategy: String,
-    /// Free text kept with the release: at most 4096 bytes of UTF-8.
+    /// Free text kept with the release: at most 4096 characters.
     #[serde(default)]
     #[schema(example = "hotfix for the login page", max_length = 4096)]
     pub notes: String,
