@@ -172,6 +172,12 @@ fn serve(flags: &ServerFlags, insecure_no_signature: bool) -> u8 {
 }
 
 fn sandbox(config: &cli::ConfigFlag, listen: Option<String>, database_url: Option<String>) -> u8 {
+    if let Some(Err(e)) = database_url
+        .as_deref()
+        .map(deploybot::store::DatabaseUrl::parse)
+    {
+        return fail(EXIT_USAGE, format!("--database-url: {e}"));
+    }
     let overrides: Vec<_> = listen
         .map(|l| ("DEPLOYBOT_LISTEN", l))
         .into_iter()

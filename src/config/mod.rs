@@ -40,6 +40,7 @@ pub use instance::{InstanceConfig, PERMISSIONS};
 pub use placeholders::IMAGE_PLACEHOLDERS;
 pub use provider::{HealthConfig, ProviderConfig, ProviderKind};
 pub use secrets::{SESSION_KEY_MIN_BYTES, hide_url_passwords, redact_url};
+pub use server::pg_url_problem;
 pub use strategy::{CanaryConfig, StrategyKind};
 pub use tenants::TenantConfig;
 pub use tokens::{ApiConfig, ApiToken, Role};

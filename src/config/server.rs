@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use super::checks::{Checker, is_http_url};
 use super::env::pick;
-use super::secrets::redact_url;
+use super::secrets::{hide_url_passwords, redact_url};
 use super::{
     DEFAULT_DATABASE_URL, DEFAULT_LISTEN, DEFAULT_WEBHOOK_BODY_TIMEOUT, DEFAULT_WEBHOOK_MAX_BYTES,
     DEFAULT_WEBHOOK_MAX_PENDING, DEFAULT_WEBHOOK_PENDING_BYTES, DEFAULT_WEBHOOK_STORE_TIMEOUT,
@@ -39,11 +39,51 @@ pub(super) fn database_url(
                         redact_url(&url)
                     ),
                 );
+            } else if path.is_none()
+                && let Some(problem) = pg_url_problem(&url)
+            {
+                check.err_at(
+                    origin,
+                    format!(
+                        "\"{}\" is not a URL PostgreSQL can read ({}); write postgres://USER:PASSWORD@HOST:PORT/DB, percent-encoding special characters such as @ / : [ ] in the user and password",
+                        redact_url(&url),
+                        hide_url_passwords(&problem, &url)
+                    ),
+                );
             }
             url
         }
         None => DEFAULT_DATABASE_URL.to_string(),
     }
+}
+
+/// libpq's complaint about a PostgreSQL connection URL it cannot read, found without
+/// connecting.
+pub fn pg_url_problem(url: &str) -> Option<String> {
+    use std::ffi::{CStr, CString, c_char};
+    let Ok(text) = CString::new(url) else {
+        return Some("it holds a NUL character".into());
+    };
+    let mut message: *mut c_char = std::ptr::null_mut();
+    // SAFETY: `text` is a NUL-terminated string that outlives the call; libpq allocates the
+    // options and the message, and both are freed below with libpq's own functions.
+    let options = unsafe { pq_sys::PQconninfoParse(text.as_ptr(), &mut message) };
+    if !options.is_null() {
+        // SAFETY: `options` came from PQconninfoParse and is freed once.
+        unsafe { pq_sys::PQconninfoFree(options) };
+    }
+    if message.is_null() {
+        return None;
+    }
+    // SAFETY: libpq set `message` to a NUL-terminated string it allocated; it is copied
+    // before being freed once.
+    let problem = unsafe { CStr::from_ptr(message) }
+        .to_string_lossy()
+        .trim()
+        .to_string();
+    // SAFETY: as above.
+    unsafe { pq_sys::PQfreemem(message.cast()) };
+    Some(problem)
 }
 
 /// `listen` (or `DEPLOYBOT_LISTEN`): a socket address.

@@ -29,7 +29,7 @@ use diesel::r2d2::{self, ManageConnection};
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 
-use crate::config::{hide_url_passwords, redact_url};
+use crate::config::{hide_url_passwords, pg_url_problem, redact_url};
 use crate::deploy::{Error, InstanceId};
 use deployments::insert_triggered_in;
 use instances::load_instance;
@@ -81,7 +81,7 @@ impl DatabaseUrl {
         if let Some(path) = url.strip_prefix("sqlite://") {
             if path.is_empty() {
                 return Err(Error::InvalidRequest(
-                    "DATABASE_URL `sqlite://` names no file: write sqlite://PATH, e.g. sqlite://deploybot.db".into(),
+                    "the database URL `sqlite://` names no file: write sqlite://PATH, e.g. sqlite://deploybot.db".into(),
                 ));
             }
             Ok(Self {
@@ -102,38 +102,11 @@ impl DatabaseUrl {
             })
         } else {
             Err(Error::InvalidRequest(
-                "DATABASE_URL must start with sqlite:// (embedded) or postgres:// (server)".into(),
+                "the database URL must start with sqlite:// (embedded) or postgres:// (server)"
+                    .into(),
             ))
         }
     }
-}
-
-/// libpq's complaint about a connection URL it cannot read, found without connecting.
-fn pg_url_problem(url: &str) -> Option<String> {
-    use std::ffi::{CStr, CString, c_char};
-    let Ok(text) = CString::new(url) else {
-        return Some("it holds a NUL character".into());
-    };
-    let mut message: *mut c_char = std::ptr::null_mut();
-    // SAFETY: `text` is a NUL-terminated string that outlives the call; libpq allocates the
-    // options and the message, and both are freed below with libpq's own functions.
-    let options = unsafe { pq_sys::PQconninfoParse(text.as_ptr(), &mut message) };
-    if !options.is_null() {
-        // SAFETY: `options` came from PQconninfoParse and is freed once.
-        unsafe { pq_sys::PQconninfoFree(options) };
-    }
-    if message.is_null() {
-        return None;
-    }
-    // SAFETY: libpq set `message` to a NUL-terminated string it allocated; it is copied
-    // before being freed once.
-    let problem = unsafe { CStr::from_ptr(message) }
-        .to_string_lossy()
-        .trim()
-        .to_string();
-    // SAFETY: as above.
-    unsafe { pq_sys::PQfreemem(message.cast()) };
-    Some(problem)
 }
 
 /// A connection held by the pool, with when it last answered.
