@@ -166,14 +166,16 @@ struct Running {
 
 /// Runs the server until SIGTERM or SIGINT, then shuts down gracefully.
 pub async fn serve(config: Config, options: ServeOptions) -> Result<(), ServeError> {
-    serve_with(config, options, None).await
+    serve_on(config, options, None, None).await
 }
 
-/// `serve` with `extra` routes on the HTTP server (the sandbox's).
-async fn serve_with(
+/// `serve` with `extra` routes on the HTTP server (the sandbox's), on `listener` when the
+/// caller bound it already, else on the listen address.
+async fn serve_on(
     config: Config,
     options: ServeOptions,
     extra: Option<server::ExtraRoutes>,
+    listener: Option<std::net::TcpListener>,
 ) -> Result<(), ServeError> {
     match config.source_message() {
         Ok(read) => tracing::info!("{read}"),
@@ -183,7 +185,10 @@ async fn serve_with(
         tracing::warn!("{warning}");
     }
     check_signatures(&config, &options)?;
-    let listener = bind(&config.listen)?;
+    let listener = match listener {
+        Some(listener) => listener,
+        None => bind(&config.listen)?,
+    };
     let config = Arc::new(config);
     let store = {
         let config = Arc::clone(&config);
@@ -255,8 +260,10 @@ pub async fn sandbox(config: Config, options: SandboxOptions) -> Result<(), Serv
     if !secret_problems.is_empty() {
         return Err(ServeError::SandboxWithoutSecret(secret_problems));
     }
-    // A port in use stops the sandbox before it says where its pages are.
-    drop(bind(&config.listen)?);
+    // A port in use stops the sandbox before it says where its pages are; the port it
+    // really bound (port 0 asks for any) is the one its pages and webhooks use.
+    let listener = bind(&config.listen)?;
+    let config = bound_config(config, &listener)?;
     let standin = FakeGithub::try_start().map_err(ServeError::Http)?;
     let token = setup::sandbox_token();
     standin.set_token(&token);
@@ -286,10 +293,33 @@ pub async fn sandbox(config: Config, options: SandboxOptions) -> Result<(), Serv
     }
     standin.announce_pulls();
     let routes: server::ExtraRoutes = Arc::new(standin.routes());
-    let served = serve_with(config, ServeOptions::default(), Some(routes)).await;
+    let served = serve_on(
+        config,
+        ServeOptions::default(),
+        Some(routes),
+        Some(listener),
+    )
+    .await;
     drop(standin);
     drop(scratch);
     served
+}
+
+/// `config` with the address `listener` really bound as its listen address, and as its
+/// public URL when that was the listen address.
+fn bound_config(
+    mut config: Config,
+    listener: &std::net::TcpListener,
+) -> Result<Config, ServeError> {
+    let bound = listener.local_addr().map_err(|source| ServeError::Listen {
+        listen: config.listen.clone(),
+        source,
+    })?;
+    if config.public_url == format!("http://{}", config.listen) {
+        config.public_url = format!("http://{bound}");
+    }
+    config.listen = bound.to_string();
+    Ok(config)
 }
 
 /// Refuses to start when webhooks could not be verified, unless asked to accept unsigned

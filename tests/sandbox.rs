@@ -104,10 +104,15 @@ fn free_port() -> u16 {
 
 impl Sandbox {
     fn start(trap: Arc<RealGithubTrap>) -> Sandbox {
+        Sandbox::start_on(trap, free_port())
+    }
+
+    /// The sandbox listening on `port` of 127.0.0.1 (0: any free port, which it names in
+    /// the address of its page).
+    fn start_on(trap: Arc<RealGithubTrap>, port: u16) -> Sandbox {
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("deploybot.toml");
         std::fs::write(&config, CONFIG.replace("GITHUB_TRAP", &trap.url)).unwrap();
-        let port = free_port();
         let mut child = Command::new(BIN)
             .args(["sandbox", "--config"])
             .arg(&config)
@@ -151,7 +156,7 @@ impl Sandbox {
                     .push_str(&String::from_utf8_lossy(&buffer[..n]));
             }
         });
-        let sandbox = Sandbox {
+        let mut sandbox = Sandbox {
             child,
             base: format!("http://127.0.0.1:{port}"),
             dir,
@@ -159,10 +164,27 @@ impl Sandbox {
             stderr,
             _trap: trap,
         };
+        if port == 0 {
+            sandbox.wait_until("the sandbox prints its page", || {
+                sandbox.page_address().is_some()
+            });
+            let page = sandbox.page_address().unwrap();
+            sandbox.base = page[..page.find("/sandbox/").unwrap()].to_string();
+            assert!(!sandbox.base.ends_with(":0"), "it printed port 0: {page}");
+        }
         sandbox.wait_until("the sandbox answers /readyz", || {
             get(&format!("{}/readyz", sandbox.base), None).0 == 200
         });
         sandbox
+    }
+
+    /// The address of the page the sandbox prints, once it has.
+    fn page_address(&self) -> Option<String> {
+        let stdout = self.stdout.lock().unwrap();
+        stdout
+            .iter()
+            .find_map(|line| line.strip_prefix("sandbox: open "))
+            .map(str::to_string)
     }
 
     fn wait_until(&self, what: &str, mut done: impl FnMut() -> bool) {
@@ -312,6 +334,32 @@ fn get(url: &str, token: Option<&str>) -> (u16, String) {
                 response.text().await.unwrap_or_default(),
             ),
             Err(_) => (0, String::new()),
+        }
+    })
+}
+
+/// What the comment route answered a raw request: its status, whether it carries the
+/// sandbox's header, and its body as JSON (a string when it is not JSON).
+struct Raw {
+    status: u16,
+    sandbox_header: bool,
+    body: Value,
+}
+
+fn post_raw(url: &str, headers: &[(&str, &str)], body: String) -> Raw {
+    runtime().block_on(async {
+        let mut request = reqwest::Client::new().post(url).body(body);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let response = request.send().await.expect("the sandbox answers");
+        let status = response.status().as_u16();
+        let sandbox_header = response.headers().contains_key("x-deploybot-sandbox");
+        let text = response.text().await.unwrap_or_default();
+        Raw {
+            status,
+            sandbox_header,
+            body: serde_json::from_str(&text).unwrap_or(json!(text)),
         }
     })
 }
@@ -567,6 +615,125 @@ fn the_comment_route_names_what_is_unknown_and_what_exists() {
         .iter()
         .find(|c| c["id"] == id);
     assert_eq!(ours.unwrap()["body"], "Looks good to me");
+}
+
+#[test]
+fn a_page_of_another_site_cannot_comment_as_a_user_of_the_sandbox() {
+    let sandbox = sandbox();
+    let route = format!("{}/sandbox/acme/web/pull/1/comments", sandbox.base);
+    let deploy = json!({"user": "alice", "body": "/deploy staging"}).to_string();
+    let json_type = ("content-type", "application/json");
+    // What a page of another site can send without asking first, and what a browser adds
+    // to a request a page of another site makes.
+    let refused: [(&[(&str, &str)], String, u16, &str); 5] = [
+        (
+            &[("content-type", "text/plain")],
+            deploy.clone(),
+            415,
+            "application/json",
+        ),
+        (
+            &[("content-type", "application/x-www-form-urlencoded")],
+            "user=alice&body=%2Fdeploy+staging".into(),
+            415,
+            "application/json",
+        ),
+        (
+            &[json_type, ("origin", "http://evil.example")],
+            deploy.clone(),
+            403,
+            "another site",
+        ),
+        (
+            &[json_type, ("sec-fetch-site", "cross-site")],
+            deploy.clone(),
+            403,
+            "another site",
+        ),
+        (
+            &[("content-type", "text/plain"), ("origin", "null")],
+            deploy.clone(),
+            403,
+            "another site",
+        ),
+    ];
+    for (headers, body, status, says) in refused {
+        let answer = post_raw(&route, headers, body);
+        assert_eq!(answer.status, status, "{headers:?}: {}", answer.body);
+        assert!(answer.sandbox_header, "{headers:?}");
+        let message = answer.body["error"]["message"].as_str().unwrap_or_default();
+        assert!(message.contains(says), "{headers:?}: {}", answer.body);
+    }
+    assert!(
+        sandbox
+            .conversation()
+            .iter()
+            .all(|(_, body, _)| body != "/deploy staging"),
+        "a refused request left a comment"
+    );
+    assert!(
+        sandbox.api_deployments().is_empty(),
+        "a refused request deployed"
+    );
+
+    let own = post_raw(
+        &route,
+        &[
+            json_type,
+            ("origin", &sandbox.base),
+            ("sec-fetch-site", "same-origin"),
+        ],
+        json!({"user": "alice", "body": "Looks good"}).to_string(),
+    );
+    assert_eq!(own.status, 201, "{}", own.body);
+    assert!(own.sandbox_header);
+}
+
+#[test]
+fn a_comment_as_long_as_github_allows_fits_and_a_larger_body_is_refused_in_json() {
+    let sandbox = sandbox();
+    let route = format!("{}/sandbox/acme/web/pull/1/comments", sandbox.base);
+    let json_type = [("content-type", "application/json")];
+    // 65,536 characters, each written as a JSON surrogate pair: 12 bytes a character.
+    let longest = format!(
+        "{{\"user\": \"alice\", \"body\": \"{}\"}}",
+        "\\ud83d\\ude00".repeat(65536)
+    );
+    let answer = post_raw(&route, &json_type, longest);
+    assert_eq!(answer.status, 201, "{}", answer.body);
+    assert!(answer.sandbox_header);
+
+    let too_long = format!(
+        "{{\"user\": \"alice\", \"body\": \"{}\"}}",
+        "x".repeat(2 * 1024 * 1024)
+    );
+    let answer = post_raw(&route, &json_type, too_long);
+    assert_eq!(answer.status, 413, "{}", answer.body);
+    assert!(answer.sandbox_header);
+    assert_eq!(
+        answer.body["error"]["code"], "payload_too_large",
+        "{}",
+        answer.body
+    );
+    let message = answer.body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("65536 characters"), "{message}");
+}
+
+#[test]
+fn on_port_0_the_sandbox_uses_the_port_it_was_given() {
+    let sandbox = Sandbox::start_on(Arc::new(RealGithubTrap::start()), 0);
+    let page = sandbox.page_address().unwrap();
+    let (status, body) = get(&page, None);
+    assert_eq!(status, 200, "{page}: {body}");
+    let (status, answer) = post(
+        &format!("{}/sandbox/acme/web/pull/1/comments", sandbox.base),
+        &json!({"user": "alice", "body": "Looks good"}),
+    );
+    assert_eq!(status, 201, "{answer}");
+    assert_eq!(
+        answer["webhook_status"], 202,
+        "the bot got the webhook: {answer}"
+    );
 }
 
 #[test]

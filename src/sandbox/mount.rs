@@ -6,8 +6,9 @@
 
 use std::sync::{Arc, Mutex};
 
-use actix_web::http::StatusCode;
-use actix_web::{HttpResponse, web};
+use actix_web::error::PayloadError;
+use actix_web::http::{StatusCode, header};
+use actix_web::{HttpMessage, HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -25,6 +26,9 @@ use crate::cli::simulate::sandbox::{PullFacts, comment_payload};
 pub const SANDBOX_HEADER: &str = "x-deploybot-sandbox";
 /// The longest comment GitHub accepts, in characters.
 const MAX_BODY: usize = 65536;
+/// The largest request body of the comment route, in bytes: room for a comment of
+/// `MAX_BODY` characters written as JSON escapes (up to 12 bytes each, `\ud83d\ude00`).
+const MAX_REQUEST_BYTES: usize = 1 << 20;
 
 /// What the comment route needs: the stand-in's state.
 struct Comments {
@@ -67,6 +71,7 @@ impl FakeGithub {
             cfg.service(
                 web::resource("/sandbox/{owner}/{repo}/pull/{number}/comments")
                     .app_data(comments.clone())
+                    .app_data(web::PayloadConfig::new(MAX_REQUEST_BYTES))
                     .route(web::post().to(post_comment)),
             )
             .service(
@@ -105,11 +110,19 @@ async fn get_view(
 }
 
 async fn post_comment(
+    req: HttpRequest,
     path: web::Path<(String, String, String)>,
-    body: web::Bytes,
+    body: Result<web::Bytes, actix_web::Error>,
     comments: web::Data<Comments>,
 ) -> HttpResponse {
     let (owner, name, number) = path.into_inner();
+    let checked = same_origin(&req)
+        .and_then(|()| json_content(&req))
+        .and_then(|()| body.map_err(|e| unreadable(&e)));
+    let body = match checked {
+        Ok(body) => body,
+        Err(refusal) => return refusal.answer(),
+    };
     let request = match parse_request(&body) {
         Ok(request) => request,
         Err(refusal) => return refusal.answer(),
@@ -146,6 +159,73 @@ async fn post_comment(
             "the comment was recorded, but its webhook could not be sent: try again".into(),
         )
         .answer(),
+    }
+}
+
+/// Refuses a request a web page of another site made (a browser names the page's origin
+/// and, in `Sec-Fetch-Site`, whether it is this server's): only this server's own pages
+/// and clients that are not browsers (`deploybot simulate comment`) may comment.
+fn same_origin(req: &HttpRequest) -> Result<(), Refusal> {
+    let headers = req.headers();
+    let site = headers
+        .get("sec-fetch-site")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let cross_site = ["cross-site", "same-site"]
+        .iter()
+        .any(|s| site.eq_ignore_ascii_case(s));
+    let foreign_origin = headers.get(header::ORIGIN).is_some_and(|origin| {
+        let host = headers
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("");
+        let origin = origin.to_str().unwrap_or("");
+        host.is_empty()
+            || !["http", "https"]
+                .iter()
+                .any(|scheme| origin.eq_ignore_ascii_case(&format!("{scheme}://{host}")))
+    });
+    if cross_site || foreign_origin {
+        let message = "comments come only from this server's own pages or from clients that \
+                       send no Origin header, such as `deploybot simulate comment`: a page of \
+                       another site cannot comment"
+            .to_string();
+        return Err(refuse(StatusCode::FORBIDDEN, "forbidden", message));
+    }
+    Ok(())
+}
+
+/// Refuses a body that is not declared JSON (what a form or a page of another site can
+/// send without asking first).
+fn json_content(req: &HttpRequest) -> Result<(), Refusal> {
+    let is_json = matches!(req.mime_type(), Ok(Some(m)) if m.essence_str() == "application/json");
+    if is_json {
+        return Ok(());
+    }
+    let message = "the body must be JSON sent with `Content-Type: application/json`, like \
+                   {\"user\": \"alice\", \"body\": \"/deploy staging\"}"
+        .to_string();
+    Err(refuse(
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "unsupported_media_type",
+        message,
+    ))
+}
+
+/// Why the body could not be read: a 413 naming the limit, or a 400.
+fn unreadable(error: &actix_web::Error) -> Refusal {
+    match error.as_error::<PayloadError>() {
+        Some(PayloadError::Overflow) => {
+            let message = format!(
+                "the request body is larger than the {MAX_REQUEST_BYTES} bytes the sandbox \
+                 accepts: a comment holds at most {MAX_BODY} characters"
+            );
+            refuse(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", message)
+        }
+        _ => {
+            let message = format!("the request body could not be read: {error}");
+            refuse(StatusCode::BAD_REQUEST, "invalid_request", message)
+        }
     }
 }
 
