@@ -341,9 +341,12 @@ impl DieselStore {
     }
 
     pub(crate) fn conn(&self) -> Result<Conn, Error> {
-        self.pool
-            .get()
-            .map_err(|e| Error::Unavailable(format!("the database is unavailable: {e}")))
+        self.pool.get().map_err(|e| {
+            Error::Unavailable(format!(
+                "the database is unavailable: {}",
+                hide_url_passwords(&e.to_string(), &self.target)
+            ))
+        })
     }
 
     /// The database's plans for the two claim queries (the outbox sender's, then the
