@@ -1100,6 +1100,30 @@ fn client_messages_hide_the_password_of_the_server_url() {
             );
         }
     }
+    // `simulate` shows where it sends the delivery, with the password hidden too.
+    let comment = [
+        "simulate", "comment", "--repo", "acme/web", "--pr", "7", "--body", "/help",
+    ];
+    let env = [
+        ("DEPLOYBOT_URL", closed.as_str()),
+        ("DEPLOYBOT_WEBHOOK_SECRET", SECRET),
+    ];
+    let dry_run = run_in(dir.path(), &[&comment[..], &["--dry-run"]].concat(), &env);
+    dry_run
+        .expect(0)
+        .stdout_has(&["POST http://admin:***@127.0.0.1:"]);
+    let sent = run_in(dir.path(), &comment, &env);
+    sent.expect(3)
+        .stderr_has(&["cannot reach deploybot at http://admin:***@127.0.0.1:"]);
+    for run in [dry_run, sent] {
+        assert!(
+            !format!("{}{}", run.stdout, run.stderr).contains("URLPASS"),
+            "`deploybot {}` printed the password:\n{}{}",
+            run.args,
+            run.stdout,
+            run.stderr
+        );
+    }
 }
 
 #[test]

@@ -71,7 +71,7 @@ impl Signed {
 
     /// `--dry-run`: the request as it would be sent.
     pub(super) fn print(&self, url: &str) {
-        println!("POST {url}");
+        println!("POST {}", http::shown(url));
         for (name, value) in &self.headers {
             println!("{name}: {value}");
         }
@@ -129,8 +129,10 @@ impl Answer {
     pub(super) fn print(&self, delivery: &Delivery, repo: &Repo, url: &str) {
         println!("sent {} on {}", delivery.summary, repo.full_name);
         println!(
-            "POST {url} (X-GitHub-Event: {}, X-GitHub-Delivery: {})",
-            delivery.event, delivery.id
+            "POST {} (X-GitHub-Event: {}, X-GitHub-Delivery: {})",
+            http::shown(url),
+            delivery.event,
+            delivery.id
         );
         println!(
             "{} {}",
