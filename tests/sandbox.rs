@@ -338,6 +338,9 @@ fn get(url: &str, token: Option<&str>) -> (u16, String) {
     })
 }
 
+/// A request's headers, by name.
+type Headers<'a> = &'a [(&'a str, &'a str)];
+
 /// What the comment route answered a raw request: its status, whether it carries the
 /// sandbox's header, and its body as JSON (a string when it is not JSON).
 struct Raw {
@@ -346,7 +349,7 @@ struct Raw {
     body: Value,
 }
 
-fn post_raw(url: &str, headers: &[(&str, &str)], body: String) -> Raw {
+fn post_raw(url: &str, headers: Headers, body: String) -> Raw {
     runtime().block_on(async {
         let mut request = reqwest::Client::new().post(url).body(body);
         for (name, value) in headers {
@@ -625,7 +628,7 @@ fn a_page_of_another_site_cannot_comment_as_a_user_of_the_sandbox() {
     let json_type = ("content-type", "application/json");
     // What a page of another site can send without asking first, and what a browser adds
     // to a request a page of another site makes.
-    let refused: [(&[(&str, &str)], String, u16, &str); 5] = [
+    let refused: [(Headers, String, u16, &str); 5] = [
         (
             &[("content-type", "text/plain")],
             deploy.clone(),

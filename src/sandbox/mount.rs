@@ -202,9 +202,9 @@ fn json_content(req: &HttpRequest) -> Result<(), Refusal> {
     if is_json {
         return Ok(());
     }
-    let message = "the body must be JSON sent with `Content-Type: application/json`, like \
-                   {\"user\": \"alice\", \"body\": \"/deploy staging\"}"
-        .to_string();
+    let example = r#"{"user": "alice", "body": "/deploy staging"}"#;
+    let message =
+        format!("send the body as JSON with `Content-Type: application/json`, like {example}");
     Err(refuse(
         StatusCode::UNSUPPORTED_MEDIA_TYPE,
         "unsupported_media_type",
