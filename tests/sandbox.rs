@@ -667,6 +667,25 @@ fn a_page_of_another_site_cannot_comment_as_a_user_of_the_sandbox() {
         let message = answer.body["error"]["message"].as_str().unwrap_or_default();
         assert!(message.contains(says), "{headers:?}: {}", answer.body);
     }
+    // A page of another site whose name resolves to this machine (DNS rebinding) is
+    // same-origin to the browser; its requests name that site in Host.
+    let port = sandbox.base.rsplit(':').next().unwrap_or_default();
+    let rebound = format!("evil.example:{port}");
+    let rebound_origin = format!("http://{rebound}");
+    let answer = post_raw(
+        &route,
+        &[
+            json_type,
+            ("host", &rebound),
+            ("origin", &rebound_origin),
+            ("sec-fetch-site", "same-origin"),
+        ],
+        deploy.clone(),
+    );
+    assert_eq!(answer.status, 403, "{}", answer.body);
+    assert!(answer.sandbox_header);
+    let message = answer.body["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("evil.example"), "{}", answer.body);
     assert!(
         sandbox
             .conversation()

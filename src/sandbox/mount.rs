@@ -116,7 +116,8 @@ async fn post_comment(
     comments: web::Data<Comments>,
 ) -> HttpResponse {
     let (owner, name, number) = path.into_inner();
-    let checked = same_origin(&req)
+    let checked = own_host(&req, &comments)
+        .and_then(|()| same_origin(&req))
         .and_then(|()| json_content(&req))
         .and_then(|()| body.map_err(|e| unreadable(&e)));
     let body = match checked {
@@ -160,6 +161,49 @@ async fn post_comment(
         )
         .answer(),
     }
+}
+
+/// Refuses a request addressed to a name that is not this server's: a loopback name or
+/// address, or the host of the bot's own URL. A page of another site whose name was made to
+/// resolve to this machine (DNS rebinding) is same-origin to the browser, but its requests
+/// carry its own name in `Host`.
+fn own_host(req: &HttpRequest, comments: &Comments) -> Result<(), Refusal> {
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("");
+    let name = host_name(host);
+    let bot = {
+        let state = lock(&comments.state);
+        state.hook_target.as_ref().map(|t| t.url.clone())
+    };
+    let bot_name = bot
+        .as_deref()
+        .and_then(|url| url.split_once("://"))
+        .map(|(_, rest)| host_name(rest.split('/').next().unwrap_or("")));
+    let loopback = name.eq_ignore_ascii_case("localhost")
+        || name
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    if !name.is_empty() && (loopback || bot_name.is_some_and(|b| b.eq_ignore_ascii_case(name))) {
+        return Ok(());
+    }
+    let message = format!(
+        "this sandbox answers comments addressed to localhost, a loopback address or its own \
+         URL's host, not to {host:?}"
+    );
+    Err(refuse(StatusCode::FORBIDDEN, "forbidden", message))
+}
+
+/// The name part of a `Host` value: `127.0.0.1` of `127.0.0.1:8080`, `[::1]` of `[::1]:8080`.
+fn host_name(host: &str) -> &str {
+    if host.starts_with('[') {
+        return host.split_inclusive(']').next().unwrap_or(host);
+    }
+    host.rsplit_once(':').map_or(host, |(name, _)| name)
 }
 
 /// Refuses a request a web page of another site made (a browser names the page's origin
