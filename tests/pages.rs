@@ -4,11 +4,9 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use actix_web::dev::ServerHandle;
@@ -17,6 +15,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{TimeDelta, Utc};
 use common::TestDb;
+use common::chromium::{self, Chromium};
 use deploybot::config::{ApiConfig, ApiToken, Config, InstanceConfig, PagesConfig, Role};
 use deploybot::deploy::provider::Provider;
 use deploybot::deploy::{
@@ -1084,210 +1083,6 @@ async fn unknown_and_malformed_ids_get_a_friendly_404(db: TestDb) {
 // Real browser
 // ---------------------------------------------------------------------------------------------
 
-/// Headless Chromium driven over the DevTools protocol on a pipe (`--remote-debugging-pipe`:
-/// JSON messages separated by NUL bytes on file descriptors 3 and 4), so no WebDriver and no
-/// WebSocket client is needed.
-struct Browser {
-    child: Child,
-    to_browser: std::io::PipeWriter,
-    replies: mpsc::Receiver<Value>,
-    next_id: u64,
-    _profile: tempfile::TempDir,
-}
-
-/// The Chromium binary: `DEPLOYBOT_CHROMIUM`, else the first of the usual names on PATH.
-fn find_chromium() -> Option<PathBuf> {
-    if let Some(path) = std::env::var_os("DEPLOYBOT_CHROMIUM") {
-        return Some(PathBuf::from(path)).filter(|p| p.is_file());
-    }
-    let path = std::env::var_os("PATH")?;
-    [
-        "chromium",
-        "chromium-browser",
-        "google-chrome",
-        "google-chrome-stable",
-    ]
-    .iter()
-    .flat_map(|name| std::env::split_paths(&path).map(move |dir| dir.join(name)))
-    .find(|candidate| candidate.is_file())
-}
-
-impl Browser {
-    fn launch(binary: &Path) -> Browser {
-        use std::os::fd::AsRawFd;
-        use std::os::unix::process::CommandExt;
-        let profile = tempfile::tempdir().unwrap();
-        let (browser_reads, to_browser) = std::io::pipe().unwrap();
-        let (from_browser, browser_writes) = std::io::pipe().unwrap();
-        let (fd_in, fd_out) = (browser_reads.as_raw_fd(), browser_writes.as_raw_fd());
-        let mut command = Command::new(binary);
-        command
-            .args([
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-dev-shm-usage",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--no-first-run",
-                "--window-size=1280,1100",
-                "--remote-debugging-pipe",
-            ])
-            .arg(format!("--user-data-dir={}", profile.path().display()))
-            .arg("about:blank")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        // SAFETY: between fork and exec only async-signal-safe calls (fcntl, dup2, close).
-        unsafe {
-            command.pre_exec(move || {
-                // Move both ends above 3 and 4 first, so placing one cannot clobber the other.
-                let a = libc::fcntl(fd_in, libc::F_DUPFD, 10);
-                let b = libc::fcntl(fd_out, libc::F_DUPFD, 10);
-                if a < 0 || b < 0 || libc::dup2(a, 3) < 0 || libc::dup2(b, 4) < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                libc::close(a);
-                libc::close(b);
-                Ok(())
-            });
-        }
-        let child = command.spawn().unwrap();
-        drop((browser_reads, browser_writes));
-        let (tx, replies) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut reader = BufReader::new(from_browser);
-            let mut message = Vec::new();
-            while reader.read_until(0, &mut message).unwrap_or(0) > 0 {
-                message.pop_if(|b| *b == 0);
-                if let Ok(value) = serde_json::from_slice::<Value>(&message)
-                    && tx.send(value).is_err()
-                {
-                    return;
-                }
-                message.clear();
-            }
-        });
-        Browser {
-            child,
-            to_browser,
-            replies,
-            next_id: 1,
-            _profile: profile,
-        }
-    }
-
-    fn call(&mut self, session: Option<&str>, method: &str, params: Value) -> Value {
-        let id = self.next_id;
-        self.next_id += 1;
-        let mut message = json!({"id": id, "method": method, "params": params});
-        if let Some(session) = session {
-            message["sessionId"] = json!(session);
-        }
-        let mut bytes = serde_json::to_vec(&message).unwrap();
-        bytes.push(0);
-        self.to_browser.write_all(&bytes).unwrap();
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let reply = self
-                .replies
-                .recv_timeout(left)
-                .unwrap_or_else(|e| panic!("Chromium did not answer {method}: {e}"));
-            if reply["id"] == id {
-                assert!(reply.get("error").is_none(), "{method} failed: {reply}");
-                return reply["result"].clone();
-            }
-        }
-    }
-
-    /// Opens `url` in a new tab and waits until it has loaded; returns the tab's session.
-    fn open(&mut self, url: &str) -> String {
-        let target = self.call(None, "Target.createTarget", json!({"url": url}));
-        let target_id = target["targetId"].as_str().unwrap().to_string();
-        let attached = self.call(
-            None,
-            "Target.attachToTarget",
-            json!({"targetId": target_id, "flatten": true}),
-        );
-        let session = attached["sessionId"].as_str().unwrap().to_string();
-        let check = format!(
-            "location.href === {} && document.readyState === 'complete'",
-            json!(url)
-        );
-        self.wait_for(&session, &check, Duration::from_secs(30));
-        session
-    }
-
-    fn eval(&mut self, session: &str, expression: &str) -> Value {
-        let result = self.call(
-            Some(session),
-            "Runtime.evaluate",
-            json!({"expression": expression, "returnByValue": true}),
-        );
-        assert!(
-            result.get("exceptionDetails").is_none(),
-            "{expression}: {result}"
-        );
-        result["result"]["value"].clone()
-    }
-
-    /// Waits until `expression` is true in the tab.
-    fn wait_for(&mut self, session: &str, expression: &str, timeout: Duration) {
-        let deadline = Instant::now() + timeout;
-        while self.eval(session, expression) != json!(true) {
-            assert!(
-                Instant::now() < deadline,
-                "still not true after {timeout:?}: {expression}"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    fn screenshot(&mut self, session: &str, path: &Path) {
-        use base64::Engine as _;
-        let shot = self.call(
-            Some(session),
-            "Page.captureScreenshot",
-            json!({"format": "png"}),
-        );
-        let png = base64::engine::general_purpose::STANDARD
-            .decode(shot["data"].as_str().unwrap())
-            .unwrap();
-        std::fs::write(path, png).unwrap();
-    }
-}
-
-impl Drop for Browser {
-    fn drop(&mut self) {
-        let _ = self
-            .to_browser
-            .write_all(b"{\"id\":0,\"method\":\"Browser.close\"}\0");
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Says loudly (past the test harness's output capture) that the browser test did not run.
-fn skip_browser(reason: &str) {
-    if std::env::var_os("DEPLOYBOT_REQUIRE_BROWSER").is_some() {
-        panic!("DEPLOYBOT_REQUIRE_BROWSER is set but {reason}");
-    }
-    let _ = writeln!(
-        std::io::stderr(),
-        "SKIPPED pages browser test: {reason}. Install Chromium (`apt-get install -y chromium`) \
-         or point DEPLOYBOT_CHROMIUM at a Chromium binary to run it."
-    );
-}
-
 /// A deploy script that prints a line every 200 ms for about six seconds.
 fn chatty_script(dir: &Path) -> PathBuf {
     let path = dir.join("deploy.sh");
@@ -1305,10 +1100,7 @@ fn chatty_script(dir: &Path) -> PathBuf {
 /// Real headless Chromium loads `/` and a running deployment's page, and the page's script
 /// appends the log lines the worker writes while the deployment runs, until it succeeds.
 async fn a_browser_follows_a_running_deployment(db: TestDb) {
-    let Some(chromium) = find_chromium() else {
-        skip_browser(
-            "no Chromium binary was found (DEPLOYBOT_CHROMIUM, or chromium, chromium-browser, google-chrome on PATH)",
-        );
+    let Some(binary) = chromium::find_or_skip("pages browser test") else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
@@ -1345,11 +1137,11 @@ async fn a_browser_follows_a_running_deployment(db: TestDb) {
     let id = d.id.to_string();
     let screenshot = std::env::var_os("DEPLOYBOT_SCREENSHOT").map(PathBuf::from);
     let seen = tokio::task::spawn_blocking(move || {
-        let mut browser = Browser::launch(&chromium);
+        let mut browser = Chromium::launch(&binary);
 
         let index = browser.open(&format!("{base}/"));
         if let Some(path) = &screenshot {
-            browser.screenshot(&index, &path.with_extension("index.png"));
+            std::fs::write(path.with_extension("index.png"), browser.screenshot(&index)).unwrap();
         }
         let text = browser.eval(&index, "document.querySelector('main').innerText");
         let text = text.as_str().unwrap();
@@ -1366,17 +1158,17 @@ async fn a_browser_follows_a_running_deployment(db: TestDb) {
         let rendered = browser.eval(&tab, count).as_u64().unwrap();
         assert!(rendered >= 3, "the server rendered {rendered} lines");
         // The script appends what the worker writes from now on.
-        browser.wait_for(
+        browser.wait_within(
             &tab,
             &format!("{count} > {rendered} && document.querySelectorAll('#log .line.live').length > 0"),
             Duration::from_secs(15),
         );
         let midway = browser.eval(&tab, count).as_u64().unwrap();
         if let Some(path) = &screenshot {
-            browser.screenshot(&tab, path);
+            std::fs::write(path, browser.screenshot(&tab)).unwrap();
         }
         // … until the deployment succeeds and the log is complete.
-        browser.wait_for(
+        browser.wait_within(
             &tab,
             "document.getElementById('state').textContent === 'succeeded' && document.getElementById('live').hidden",
             Duration::from_secs(60),

@@ -4,6 +4,8 @@
 //! 404s. Then a real headless Chromium: the page follows the source's changes without a
 //! reload, and its screenshot is decoded and checked.
 
+mod common;
+
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -19,6 +21,8 @@ use deploybot::sandbox::view::{
     RepositoryView, StatusView,
 };
 use serde_json::{Value, json};
+
+use common::chromium::{self, Chromium, HEIGHT, WIDTH};
 
 const HEAD: &str = "3f786850e387550fdab836ed7e6dc881de23001b";
 const OLD: &str = "89e6c98d92887913cadf06b2adb97f26cde4849b";
@@ -634,230 +638,6 @@ async fn a_page_asks_whether_anything_changed_and_gets_the_new_content() {
 // Headless Chromium
 // ---------------------------------------------------------------------------------------------
 
-/// The Chromium binary: `DEPLOYBOT_CHROMIUM`, else `chromium`, `chromium-browser`,
-/// `google-chrome` or `google-chrome-stable` on PATH.
-fn chromium_binary() -> Option<PathBuf> {
-    if let Some(path) = std::env::var_os("DEPLOYBOT_CHROMIUM") {
-        return Some(PathBuf::from(path)).filter(|p| p.is_file());
-    }
-    let path = std::env::var_os("PATH")?;
-    let names = [
-        "chromium",
-        "chromium-browser",
-        "google-chrome",
-        "google-chrome-stable",
-    ];
-    std::env::split_paths(&path)
-        .flat_map(|dir| names.map(|name| dir.join(name)))
-        .find(|candidate| candidate.is_file())
-}
-
-/// Says past the harness's capture that a browser test did not run; fails instead when
-/// `DEPLOYBOT_REQUIRE_BROWSER` is set (CI sets it).
-fn skip_without_browser(test: &str) {
-    let reason = "no Chromium binary was found (DEPLOYBOT_CHROMIUM, or chromium, chromium-browser, google-chrome on PATH)";
-    assert!(
-        std::env::var_os("DEPLOYBOT_REQUIRE_BROWSER").is_none(),
-        "DEPLOYBOT_REQUIRE_BROWSER is set but {reason}"
-    );
-    let _ = writeln!(
-        std::io::stderr(),
-        "SKIPPED {test}: {reason}. Install Chromium (`apt-get install -y chromium`) or point \
-         DEPLOYBOT_CHROMIUM at a Chromium binary to run it."
-    );
-}
-
-const WIDTH: u32 = 1280;
-const HEIGHT: u32 = 1000;
-
-/// Headless Chromium spoken to over the DevTools protocol on a pipe: NUL-terminated JSON
-/// messages, commands on file descriptor 3, answers and events on 4.
-struct Chromium {
-    child: Child,
-    commands: std::io::PipeWriter,
-    answers: mpsc::Receiver<Value>,
-    last_id: u64,
-    _profile: tempfile::TempDir,
-}
-
-impl Chromium {
-    fn launch(binary: &Path) -> Chromium {
-        use std::os::fd::AsRawFd;
-        use std::os::unix::process::CommandExt;
-        let profile = tempfile::tempdir().unwrap();
-        let (its_commands, commands) = std::io::pipe().unwrap();
-        let (answers_in, its_answers) = std::io::pipe().unwrap();
-        let (read_fd, write_fd) = (its_commands.as_raw_fd(), its_answers.as_raw_fd());
-        let mut command = Command::new(binary);
-        command
-            .args([
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-dev-shm-usage",
-            ])
-            .args([
-                "--no-first-run",
-                "--disable-sync",
-                "--disable-background-networking",
-            ])
-            .args(["--hide-scrollbars", "--force-device-scale-factor=1"])
-            .arg(format!("--window-size={WIDTH},{HEIGHT}"))
-            .arg("--remote-debugging-pipe")
-            .arg(format!("--user-data-dir={}", profile.path().display()))
-            .arg("about:blank")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        // SAFETY: only fcntl, dup2 and close run between fork and exec (async-signal-safe).
-        unsafe {
-            command.pre_exec(move || {
-                // Lift both ends above 4 first, so that placing one cannot close the other.
-                let high_read = libc::fcntl(read_fd, libc::F_DUPFD, 10);
-                let high_write = libc::fcntl(write_fd, libc::F_DUPFD, 10);
-                if high_read < 0
-                    || high_write < 0
-                    || libc::dup2(high_read, 3) < 0
-                    || libc::dup2(high_write, 4) < 0
-                {
-                    return Err(std::io::Error::last_os_error());
-                }
-                libc::close(high_read);
-                libc::close(high_write);
-                Ok(())
-            });
-        }
-        let child = command.spawn().unwrap();
-        drop((its_commands, its_answers));
-        let (sender, answers) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut reader = BufReader::new(answers_in);
-            let mut message = Vec::new();
-            while reader.read_until(0, &mut message).unwrap_or(0) > 0 {
-                if message.last() == Some(&0) {
-                    message.pop();
-                }
-                let parsed = serde_json::from_slice::<Value>(&message);
-                if parsed.is_ok_and(|value| sender.send(value).is_err()) {
-                    return;
-                }
-                message.clear();
-            }
-        });
-        Chromium {
-            child,
-            commands,
-            answers,
-            last_id: 0,
-            _profile: profile,
-        }
-    }
-
-    fn send(&mut self, session: Option<&str>, method: &str, params: Value) -> Value {
-        self.last_id += 1;
-        let id = self.last_id;
-        let mut message = json!({"id": id, "method": method, "params": params});
-        if let Some(session) = session {
-            message["sessionId"] = json!(session);
-        }
-        let mut bytes = serde_json::to_vec(&message).unwrap();
-        bytes.push(0);
-        self.commands.write_all(&bytes).unwrap();
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let answer = self
-                .answers
-                .recv_timeout(left)
-                .unwrap_or_else(|e| panic!("Chromium did not answer {method}: {e}"));
-            if answer["id"] == id {
-                assert!(answer.get("error").is_none(), "{method}: {answer}");
-                return answer["result"].clone();
-            }
-        }
-    }
-
-    /// A new tab showing `url`, once it has loaded; returns the tab's session.
-    fn open(&mut self, url: &str) -> String {
-        let target = self.send(None, "Target.createTarget", json!({"url": url}));
-        let attached = self.send(
-            None,
-            "Target.attachToTarget",
-            json!({"targetId": target["targetId"], "flatten": true}),
-        );
-        let session = attached["sessionId"].as_str().unwrap().to_string();
-        // The whole window is page: the screenshot has exactly the window's size.
-        self.send(
-            Some(&session),
-            "Emulation.setDeviceMetricsOverride",
-            json!({"width": WIDTH, "height": HEIGHT, "deviceScaleFactor": 1, "mobile": false}),
-        );
-        let loaded = format!(
-            "location.href === {} && document.readyState === 'complete'",
-            json!(url)
-        );
-        self.wait_until(&session, &loaded);
-        session
-    }
-
-    fn eval(&mut self, session: &str, expression: &str) -> Value {
-        let result = self.send(
-            Some(session),
-            "Runtime.evaluate",
-            json!({"expression": expression, "returnByValue": true, "awaitPromise": true}),
-        );
-        assert!(
-            result.get("exceptionDetails").is_none(),
-            "{expression}: {result}"
-        );
-        result["result"]["value"].clone()
-    }
-
-    /// Waits (at most 30 s) until `expression` is true in the tab.
-    fn wait_until(&mut self, session: &str, expression: &str) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while self.eval(session, expression) != json!(true) {
-            if Instant::now() > deadline {
-                let dom = self.eval(session, "document.documentElement.outerHTML");
-                panic!(
-                    "never true: {expression}\nthe page:\n{}",
-                    dom.as_str().unwrap_or("")
-                );
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    fn screenshot(&mut self, session: &str) -> Vec<u8> {
-        use base64::Engine as _;
-        let shot = self.send(
-            Some(session),
-            "Page.captureScreenshot",
-            json!({"format": "png"}),
-        );
-        base64::engine::general_purpose::STANDARD
-            .decode(shot["data"].as_str().unwrap())
-            .unwrap()
-    }
-}
-
-impl Drop for Chromium {
-    fn drop(&mut self) {
-        let _ = self
-            .commands
-            .write_all(b"{\"id\":0,\"method\":\"Browser.close\"}\0");
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// A decoded screenshot, RGBA or RGB.
 struct Picture {
     width: u32,
@@ -924,8 +704,7 @@ fn close_to(colour: [u8; 3], target: [u8; 3]) -> bool {
 /// the reader opened stays open. Its screenshot shows the panel as GitHub would.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn in_chromium_the_page_follows_deployments_without_a_reload() {
-    let Some(binary) = chromium_binary() else {
-        skip_without_browser("sandbox page browser test");
+    let Some(binary) = chromium::find_or_skip("sandbox page browser test") else {
         return;
     };
     let source = Source::new();
@@ -1135,15 +914,7 @@ impl Drop for Sandbox {
         let pid = libc::pid_t::try_from(self.child.id()).unwrap();
         // SAFETY: a signal to the child this test started, which has not been waited for.
         unsafe { libc::kill(pid, libc::SIGTERM) };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        chromium::wait_or_kill(&mut self.child, Duration::from_secs(10));
     }
 }
 
@@ -1173,8 +944,7 @@ fn wait_for_line(stdout: std::process::ChildStdout, wanted: &str) -> bool {
 /// the bot's reply and a staging deployment that becomes Active, without a reload.
 #[test]
 fn in_chromium_a_deploy_comment_in_the_sandbox_becomes_an_active_staging_deployment() {
-    let Some(binary) = chromium_binary() else {
-        skip_without_browser("sandbox end-to-end browser test");
+    let Some(binary) = chromium::find_or_skip("sandbox end-to-end browser test") else {
         return;
     };
     let sandbox = Sandbox::start();

@@ -6,6 +6,7 @@
 //! server on 5432 that `bench/run.sh` starts.
 #![allow(dead_code)]
 
+pub mod chromium;
 pub mod fake_github;
 #[cfg(test)]
 pub mod pg_cluster;

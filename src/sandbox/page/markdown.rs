@@ -7,6 +7,8 @@
 
 use pulldown_cmark::{CowStr, Event, Options, Parser, Tag, TagEnd, html};
 
+use crate::server::pages::escape_into;
+
 /// The HTML of `markdown`, safe to place inside an element.
 pub(super) fn render(markdown: &str) -> String {
     let options = Options::ENABLE_TABLES
@@ -186,20 +188,6 @@ impl RawHtml {
             .rev()
             .map(|open| format!("</{open}>"))
             .collect()
-    }
-}
-
-/// Escapes `&`, `<`, `>`, `"` and `'`: safe in element content and quoted attribute values.
-pub(super) fn escape_into(out: &mut String, s: &str) {
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
     }
 }
 

@@ -4,11 +4,12 @@
 
 use std::fmt::{self, Display, Write};
 
-use super::markdown::{self, escape_into, is_safe_url};
+use super::markdown::{self, is_safe_url};
 use crate::sandbox::view::{
     CommentView, DeploymentView, EnvironmentView, PullView, ReactionCount, RepositoryView,
     StatusView,
 };
+use crate::server::pages::escape_into;
 
 /// Text written escaped by `Display`.
 pub(super) struct Esc<'a>(pub(super) &'a str);

@@ -46,6 +46,7 @@ use access::Session;
 use load::load_index;
 
 pub use access::{LOG_TOKEN_TTL, LogTokenError, PageKeys, log_token, log_url, verify_log_token};
+pub(crate) use html::escape_into;
 
 /// Who is looking at a page.
 #[derive(Debug, Clone, PartialEq, Eq)]
