@@ -125,7 +125,13 @@ pub struct ServeOptions {
 /// Opens the database named by the configuration and applies the migrations that have
 /// not run yet; returns the store and the names of the migrations applied.
 pub fn open_store(config: &Config) -> Result<(DieselStore, Vec<String>), Error> {
-    let store = DieselStore::connect(&config.database_url)?;
+    let store = DieselStore::connect(&config.database_url).map_err(|e| match e {
+        Error::Unavailable(message) => Error::Unavailable(format!(
+            "{message}\nThe database URL comes from --database-url, else DATABASE_URL, else \
+             `database_url` in the configuration file (the sandbox reads only --database-url)."
+        )),
+        other => other,
+    })?;
     let applied = store.migrate()?;
     Ok((store, applied))
 }
