@@ -64,6 +64,7 @@ fn engine(db: &TestDb) -> (Service, Vec<Instance>) {
                 },
                 wait_for_github: false,
                 env: Default::default(),
+                control: Default::default(),
             },
         );
     }
@@ -97,6 +98,8 @@ fn request(instance: &Instance, n: usize) -> DeployRequest {
         strategy: String::new(),
         notes: format!("bench {n}"),
         commit_sha: format!("{n:040x}"),
+        params: Default::default(),
+        noop: false,
     }
 }
 

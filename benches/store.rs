@@ -697,6 +697,8 @@ fn release_for(inst: &Instance, v: usize) -> Release {
             strategy: "rolling".into(),
             notes: "bench".into(),
             commit_sha: "a10867b14bb761a232cd80139fbd4c0d33264240".into(),
+            params: Default::default(),
+            noop: false,
         },
     )
 }

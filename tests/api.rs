@@ -79,6 +79,7 @@ fn spec(name: &str) -> InstanceSpec {
         },
         wait_for_github: false,
         env: Default::default(),
+        control: Default::default(),
     }
 }
 

@@ -209,6 +209,8 @@ impl Setup {
             strategy: String::new(),
             notes: String::new(),
             commit_sha: String::new(),
+            params: Default::default(),
+            noop: false,
         };
         self.rt
             .block_on(self.service.deploy("acme", req, "test"))

@@ -861,6 +861,8 @@ fn two_servers_settle_each_lost_lease_once() {
             strategy: "recreate".into(),
             notes: String::new(),
             commit_sha: sha(i),
+            params: Default::default(),
+            noop: false,
         };
         let release = Release::from_request("acme", &request);
         let deployment = Deployment::pending(&release, "recreate", "ci");

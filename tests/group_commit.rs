@@ -182,6 +182,8 @@ fn orphan() -> TriggeredDeployment {
         strategy: "recreate".into(),
         notes: String::new(),
         commit_sha: "a10867b14bb761a232cd80139fbd4c0d33264240".into(),
+        params: Default::default(),
+        noop: false,
     };
     let release = Release::from_request("acme", &request);
     let deployment = Deployment::pending(&release, "recreate", "octocat");
@@ -191,6 +193,7 @@ fn orphan() -> TriggeredDeployment {
         trigger_key: Some("push:main:a10867b".into()),
         supersede: false,
         new_release: true,
+        waits_for_locks: false,
     }
 }
 

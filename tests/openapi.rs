@@ -85,6 +85,7 @@ async fn start() -> Server {
             },
             wait_for_github: false,
             env: Default::default(),
+            control: Default::default(),
         },
     );
     let service = Service::new(

@@ -79,6 +79,7 @@ fn spec(
         },
         wait_for_github: false,
         env: Default::default(),
+        control: Default::default(),
     }
 }
 
@@ -266,6 +267,8 @@ impl Site {
             strategy: String::new(),
             notes: request.notes.into(),
             commit_sha: SHA.into(),
+            params: Default::default(),
+            noop: false,
         };
         self.service
             .deploy(tenant, request, "octocat")
@@ -467,6 +470,8 @@ async fn a_deployment_shows_its_trigger_and_pull_request(db: TestDb) {
         strategy: String::new(),
         notes: String::new(),
         commit_sha: SHA.into(),
+        params: Default::default(),
+        noop: false,
     };
     let source = deploybot::deploy::Source {
         trigger: "/deploy on #42 by @octocat".into(),
@@ -507,6 +512,8 @@ impl Site {
             strategy: String::new(),
             notes: String::new(),
             commit_sha: SHA.into(),
+            params: Default::default(),
+            noop: false,
         };
         let prepared = self
             .service

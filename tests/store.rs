@@ -31,6 +31,8 @@ fn request(inst: &Instance, image: &str) -> DeployRequest {
         strategy: "rolling".into(),
         notes: "push to main by @octocat (abc1234)".into(),
         commit_sha: "a10867b14bb761a232cd80139fbd4c0d33264240".into(),
+        params: Default::default(),
+        noop: false,
     }
 }
 
@@ -790,6 +792,7 @@ fn an_older_deployment_committed_late_does_not_supersede_a_newer_one(db: &TestDb
             trigger_key: None,
             supersede: true,
             new_release: true,
+            waits_for_locks: false,
         }
     };
     let older = triggered("img:older");

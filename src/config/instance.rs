@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use super::checks::{Checker, is_http_url};
 use super::child_env::{build_child_env_names, release_env};
+use super::freeze::FreezeWindow;
 use super::globs::{check_globs, matches_any};
 use super::placeholders;
 use super::provider::{HealthConfig, ProviderConfig, build_health, build_provider};
@@ -53,6 +54,18 @@ pub struct InstanceConfig {
     pub required_contexts: Vec<String>,
     pub production_environment: Option<bool>,
     pub transient_environment: bool,
+    /// `params`: the names accepted after `|` and in the API's `params`.
+    pub params: Vec<String>,
+    /// `deployers`: GitHub logins and `@org/team`s who may deploy here, pass a lock (with a
+    /// rollback) or a freeze with `--force`; empty: whoever `allowed_permissions` allows,
+    /// and nobody may force.
+    pub deployers: Vec<String>,
+    /// `lock_on_rollback` (default true): an automatic rollback locks the instance.
+    pub lock_on_rollback: bool,
+    /// `unlock_on_merge`: a lock taken from a pull request ends when it is merged or closed.
+    pub unlock_on_merge: bool,
+    /// `[[instances.freeze]]`: this instance's own freeze windows.
+    pub freezes: Vec<FreezeWindow>,
 }
 
 impl InstanceConfig {
@@ -86,6 +99,11 @@ impl InstanceConfig {
             required_contexts: Vec::new(),
             production_environment: None,
             transient_environment: false,
+            params: Vec::new(),
+            deployers: Vec::new(),
+            lock_on_rollback: true,
+            unlock_on_merge: false,
+            freezes: Vec::new(),
         }
     }
 
@@ -195,6 +213,11 @@ fn build_instance(index: usize, raw: RawInstance, check: &mut Checker) -> Instan
         required_contexts,
         production_environment: raw.production_environment,
         transient_environment: raw.transient_environment.unwrap_or(false),
+        params: Vec::new(),
+        deployers: Vec::new(),
+        lock_on_rollback: true,
+        unlock_on_merge: false,
+        freezes: Vec::new(),
     }
 }
 

@@ -18,6 +18,7 @@ mod checks;
 mod child_env;
 mod describe;
 mod env;
+mod freeze;
 mod github;
 mod globs;
 mod instance;
@@ -32,6 +33,7 @@ mod tenants;
 mod tokens;
 mod worker;
 
+pub use freeze::{FreezeWhen, FreezeWindow, freeze_state};
 pub use github::{
     DEFAULT_GITHUB_API_URL, DEFAULT_REDELIVER_INTERVAL, DEFAULT_REDELIVER_LOOKBACK, GithubConfig,
 };
@@ -107,6 +109,10 @@ pub struct Config {
     pub api: ApiConfig,
     pub pages: PagesConfig,
     pub instances: Vec<InstanceConfig>,
+    /// `command_prefix`: what starts a pull-request command, `/` (default) or `.`.
+    pub command_prefix: char,
+    /// `[[freeze]]`: freeze windows of every instance.
+    pub freezes: Vec<FreezeWindow>,
     /// The file this configuration was read from; `None` for defaults or a string.
     pub source: Option<PathBuf>,
 }
@@ -187,6 +193,8 @@ impl Default for Config {
             api: ApiConfig::default(),
             pages: PagesConfig::default(),
             instances: Vec::new(),
+            command_prefix: '/',
+            freezes: Vec::new(),
             source: None,
         }
     }
@@ -362,6 +370,8 @@ fn build(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>, check: &mut Check
         api,
         pages,
         instances,
+        command_prefix: '/',
+        freezes: Vec::new(),
         source: None,
     };
     child_env::check_passed_values(&config, env, check);

@@ -17,6 +17,15 @@ pub enum Error {
     /// A uniqueness rule would be broken (a duplicate id, a second active release).
     #[error("{0}")]
     Conflict(String),
+    /// Another's lock holds the instance; the message names holder, reason and expiry.
+    #[error("{0}")]
+    Locked(String),
+    /// A freeze window is in force; the message names it and when it ends.
+    #[error("{0}")]
+    Frozen(String),
+    /// The caller is known but may not do this here; the message says who may.
+    #[error("{0}")]
+    Forbidden(String),
     /// The database (or another dependency) cannot be reached now; try again later.
     #[error("{0}")]
     Unavailable(String),

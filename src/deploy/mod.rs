@@ -1,6 +1,8 @@
 //! The deploy domain: what a deployment and a release are, the states a deployment
 //! moves through, and the store traits it is kept in. Nothing here knows about HTTP or SQL.
 
+mod admission;
+pub mod control;
 pub mod env;
 mod error;
 pub mod provider;
@@ -16,10 +18,17 @@ use chrono::{DateTime, SubsecRound, Utc};
 use serde::{Deserialize, Serialize};
 
 pub use crate::id::{DeploymentId, InstanceId, ReleaseId};
+pub use admission::{MAX_PARAM_CHARS, MAX_REASON_CHARS};
+pub use control::{
+    ActiveFreeze, Actor, Admission, Ask, AuditEvent, AuditPage, Lock, LockTarget, Origin, WaitKind,
+    WaitingFor,
+};
 pub use error::Error;
 pub use service::{Catalog, InstanceSpec, RollbackTarget, Service};
 pub use state::{DeployState, InvalidTransition};
-pub use store::{InstanceStore, LogStore, QueueStore, ReleaseStore, ServiceStore, Store};
+pub use store::{
+    AuditStore, InstanceStore, LockStore, LogStore, QueueStore, ReleaseStore, ServiceStore, Store,
+};
 pub use strategy::{CanarySteps, Outcome, Plan, ProgressSink, Strategy};
 
 /// Environment variables handed to a release; ordered so that output is stable.
@@ -47,6 +56,13 @@ pub struct DeployRequest {
     pub notes: String,
     #[serde(default)]
     pub commit_sha: String,
+    /// Parameters (`/deploy ENV | KEY=VALUE`, the API's `params`): only names the instance
+    /// lists in `params`; they reach the provider as `DEPLOY_PARAM_<KEY>`.
+    #[serde(default)]
+    pub params: Env,
+    /// A dry run: the provider plans, nothing changes, no release becomes active.
+    #[serde(default)]
+    pub noop: bool,
 }
 
 /// Where a running deployment is: the phase it is in and how far along it is.
@@ -108,6 +124,15 @@ pub struct Deployment {
     /// The id of the GitHub Deployment that mirrors this one, once created.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub github_deployment_id: Option<i64>,
+    /// A dry run: the provider plans in one `plan` phase; its release never becomes active.
+    #[serde(default)]
+    pub noop: bool,
+    /// The parameters it was asked with, passed to the provider as `DEPLOY_PARAM_<KEY>`.
+    #[serde(default)]
+    pub params: Env,
+    /// What a pending deployment waits for before a worker may claim it (None: nothing).
+    #[serde(default)]
+    pub waiting_for: Option<WaitingFor>,
 }
 
 /// Where a deployment came from: the trigger in words, and the GitHub objects to report to.
@@ -151,6 +176,9 @@ impl Deployment {
             kind: DeployKind::Deploy,
             source: Source::default(),
             github_deployment_id: None,
+            noop: false,
+            params: Env::new(),
+            waiting_for: None,
         }
     }
 
@@ -253,6 +281,9 @@ pub struct TriggeredDeployment {
     pub supersede: bool,
     /// False for a rollback: the release exists and is not inserted again.
     pub new_release: bool,
+    /// A push or a tag: when a lock covers the instance as it is stored, the store marks
+    /// it waiting for the lock (in the same transaction).
+    pub waits_for_locks: bool,
 }
 
 /// What a worker learns when it renews the lease of a running deployment.

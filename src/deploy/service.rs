@@ -37,6 +37,19 @@ pub struct InstanceSpec {
     /// The instance's `env`: every new release gets it, under the request's own `env`
     /// (a key the request names wins).
     pub env: BTreeMap<String, String>,
+    /// Locks, freezes and parameters.
+    pub control: ControlSpec,
+}
+
+/// Deploy control of one instance, from its configuration.
+#[derive(Debug, Clone, Default)]
+pub struct ControlSpec {
+    /// The parameter names accepted (`params`).
+    pub params: Vec<String>,
+    /// The instance's freeze windows and the top-level ones.
+    pub freezes: Vec<crate::config::FreezeWindow>,
+    /// An automatic rollback locks the instance against pushes.
+    pub lock_on_rollback: bool,
 }
 
 /// The configured instances, looked up by tenant and name.
@@ -99,9 +112,9 @@ where
 /// The deploy service.
 #[derive(Clone)]
 pub struct Service {
-    store: Arc<dyn ServiceStore>,
-    catalog: Arc<dyn Catalog>,
-    wake: Arc<Notify>,
+    pub(super) store: Arc<dyn ServiceStore>,
+    pub(super) catalog: Arc<dyn Catalog>,
+    pub(super) wake: Arc<Notify>,
     running: Arc<Running>,
 }
 
@@ -112,6 +125,35 @@ fn refuse_nul(field: &str, text: &str) -> Result<(), Error> {
         return Err(Error::InvalidRequest(format!(
             "{field} contains a NUL character (U+0000), which deploybot cannot store: remove it"
         )));
+    }
+    Ok(())
+}
+
+/// Parameters name only what the instance lists in `params`, follow the rules of env
+/// names, and hold short single-line values.
+fn check_params(spec: &InstanceSpec, params: &super::Env) -> Result<(), Error> {
+    for (name, value) in params {
+        if !spec.control.params.iter().any(|p| p == name) {
+            let accepted = if spec.control.params.is_empty() {
+                format!(
+                    "{} accepts no parameters (its `params` is empty)",
+                    spec.name
+                )
+            } else {
+                format!("{} accepts {}", spec.name, spec.control.params.join(", "))
+            };
+            return Err(Error::InvalidRequest(format!(
+                "parameter {name:?} is not accepted: {accepted}"
+            )));
+        }
+        super::env::check_release_name(name)
+            .map_err(|e| Error::InvalidRequest(format!("parameter {name:?}: {e}")))?;
+        if value.chars().count() > super::MAX_PARAM_CHARS || value.chars().any(char::is_control) {
+            return Err(Error::InvalidRequest(format!(
+                "parameter {name}: values are at most {} characters on one line, without control characters",
+                super::MAX_PARAM_CHARS
+            )));
+        }
     }
     Ok(())
 }
@@ -145,7 +187,7 @@ impl Service {
 
     /// The instance and its configured spec; an instance that left the configuration
     /// keeps its history but cannot be deployed.
-    async fn deployable(
+    pub(super) async fn deployable(
         &self,
         tenant: &str,
         instance: InstanceId,
@@ -270,6 +312,7 @@ impl Service {
         source: Source,
     ) -> Result<TriggeredDeployment, Error> {
         let strategy = Self::choose_strategy(spec, &request.strategy)?;
+        check_params(spec, &request.params)?;
         request.image = request.image.trim().to_string();
         if !spec.env.is_empty() {
             let mut env = spec.env.clone();
@@ -279,12 +322,15 @@ impl Service {
         let release = Release::from_request(tenant, &request);
         let mut deployment = Deployment::pending(&release, &strategy, initiator);
         deployment.source = source;
+        deployment.noop = request.noop;
+        deployment.params = request.params;
         Ok(TriggeredDeployment {
             release,
             deployment,
             trigger_key: None,
             supersede: spec.supersede,
             new_release: true,
+            waits_for_locks: false,
         })
     }
 
@@ -407,6 +453,7 @@ impl Service {
             trigger_key,
             supersede: false,
             new_release: false,
+            waits_for_locks: false,
         })
     }
 

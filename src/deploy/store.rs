@@ -4,10 +4,12 @@
 
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
+
 use super::{
-    DeployListResult, DeployState, Deployment, DeploymentId, Error, ExpiredLease, Instance,
-    InstanceId, Lease, ListOptions, LogEntry, Release, ReleaseId, ReleaseListResult,
-    TriggeredDeployment,
+    AuditEvent, AuditPage, DeployListResult, DeployState, Deployment, DeploymentId, Error,
+    ExpiredLease, Instance, InstanceId, Lease, ListOptions, Lock, LockTarget, LogEntry, Release,
+    ReleaseId, ReleaseListResult, TriggeredDeployment, WaitKind, WaitingFor,
 };
 
 /// Where deployments and releases are kept: the seed's eight methods. Implementations are
@@ -146,6 +148,82 @@ pub trait QueueStore: Send + Sync + 'static {
 
     /// How many deployments of all tenants are in each state (absent states: none), for metrics.
     fn count_by_state(&self) -> Result<Vec<(DeployState, i64)>, Error>;
+
+    /// Pending deployments of every tenant that wait for something, oldest first, at
+    /// most `limit`.
+    fn waiting_deployments(&self, limit: u32) -> Result<Vec<Deployment>, Error>;
+
+    /// Changes what a pending deployment waits for (None: a worker may claim it now), and
+    /// writes its status report (and, for a command's deployment, its reply's refresh) in
+    /// the same transaction. Invalid state when it is no longer pending.
+    fn set_waiting(
+        &self,
+        tenant_id: &str,
+        id: DeploymentId,
+        waiting: Option<&WaitingFor>,
+    ) -> Result<Deployment, Error>;
+
+    /// Of the instance's pending deployments that wait for one of `kinds`: the newest may
+    /// run now (its `waiting_for` cleared) and the older ones end cancelled, superseded by
+    /// it, with their final reports; one transaction. Returns the one released.
+    fn release_waiting(
+        &self,
+        tenant_id: &str,
+        instance_id: InstanceId,
+        kinds: &[WaitKind],
+    ) -> Result<Option<Deployment>, Error>;
+}
+
+/// Locks on instances and repositories. A lock whose `expires_at` passed is not held,
+/// whether or not its row is gone yet.
+pub trait LockStore: Send + Sync + 'static {
+    /// Takes `lock`, or renews it when its holder already holds the target (reason,
+    /// expiry and pull request are replaced; `created_at` is kept). Another holder's live
+    /// lock is `Error::Locked` naming it; an expired one is replaced.
+    fn acquire_lock(&self, lock: &Lock) -> Result<Lock, Error>;
+
+    /// Removes the lock on `target`; the lock that was held, if any.
+    fn release_lock(&self, tenant_id: &str, target: &LockTarget) -> Result<Option<Lock>, Error>;
+
+    /// The live lock on `target` itself.
+    fn get_lock(&self, tenant_id: &str, target: &LockTarget) -> Result<Option<Lock>, Error>;
+
+    /// The live lock that covers an instance: its own, else its repository's.
+    fn lock_covering(
+        &self,
+        tenant_id: &str,
+        instance_id: InstanceId,
+    ) -> Result<Option<Lock>, Error>;
+
+    /// The tenant's live locks, oldest first.
+    fn list_locks(&self, tenant_id: &str) -> Result<Vec<Lock>, Error>;
+
+    /// Removes every tenant's locks that expired at or before `now`; returns them.
+    fn expire_locks(&self, now: DateTime<Utc>) -> Result<Vec<Lock>, Error>;
+
+    /// Removes the live locks taken from pull request `pull_request` of `repo`
+    /// (`owner/name`, any case); returns them.
+    fn release_pull_locks(
+        &self,
+        tenant_id: &str,
+        repo: &str,
+        pull_request: u64,
+    ) -> Result<Vec<Lock>, Error>;
+}
+
+/// Who did what: the audit trail.
+pub trait AuditStore: Send + Sync + 'static {
+    /// Appends one event (its `id` is assigned by the store).
+    fn record_audit(&self, event: &AuditEvent) -> Result<(), Error>;
+
+    /// The tenant's events, newest first, one page at a time; only one instance's when
+    /// `instance_id` is given.
+    fn list_audit(
+        &self,
+        tenant_id: &str,
+        instance_id: Option<InstanceId>,
+        options: &ListOptions,
+    ) -> Result<AuditPage, Error>;
 }
 
 /// The deployments' logs.
@@ -191,7 +269,11 @@ pub trait InstanceStore: Send + Sync + 'static {
     fn list_instances(&self, tenant_id: &str) -> Result<Vec<Instance>, Error>;
 }
 
-/// What the `Service` reads and writes: releases and deployments, instances and logs.
-pub trait ServiceStore: ReleaseStore + InstanceStore + LogStore {}
+/// What the `Service` reads and writes: releases and deployments, instances, logs, locks
+/// and the audit trail.
+pub trait ServiceStore: ReleaseStore + InstanceStore + LogStore + LockStore + AuditStore {}
 
-impl<T: ReleaseStore + InstanceStore + LogStore + ?Sized> ServiceStore for T {}
+impl<T: ReleaseStore + InstanceStore + LogStore + LockStore + AuditStore + ?Sized> ServiceStore
+    for T
+{
+}

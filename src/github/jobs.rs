@@ -87,11 +87,14 @@ async fn deploy_tag(
         strategy: String::new(),
         notes,
         commit_sha: sha.to_string(),
+        params: Default::default(),
+        noop: false,
     };
     let mut triggered = cx
         .service
         .prepare(tenant, request, &job.sender, source)
         .await?;
+    cx.service.hold_for_push(tenant, &inst, &mut triggered);
     triggered.trigger_key = Some(format!("tag:{tag}:{sha}"));
     cx.service.queue(triggered).await?;
     Ok(())

@@ -431,6 +431,8 @@ mod tests {
             strategy: String::new(),
             notes: String::new(),
             commit_sha: "a10867b14bb761a232cd80139fbd4c0d33264240".into(),
+            params: Default::default(),
+            noop: false,
         };
         let release = Release::from_request("acme", &request);
         let mut d = Deployment::pending(&release, "rolling", "octocat");

@@ -8,8 +8,9 @@ use super::child_env::{self, SecretMask};
 use super::command::CommandProvider;
 use super::health::{CommandHealth, HttpHealth, Probe};
 use super::noop::NoopProvider;
-use crate::config::{Config, InstanceConfig, ProviderKind};
+use crate::config::{Config, FreezeWindow, InstanceConfig, ProviderKind};
 use crate::deploy::provider::{HealthCheck, Provider, ProviderError};
+use crate::deploy::service::ControlSpec;
 use crate::deploy::{CanarySteps, Catalog, InstanceSpec};
 
 /// Instance specs by (tenant, name).
@@ -24,7 +25,7 @@ impl ConfigCatalog {
         for instance in &config.instances {
             specs.insert(
                 (instance.tenant(), instance.name.clone()),
-                Arc::new(spec_of(instance)?),
+                Arc::new(spec_of(instance, &config.freezes)?),
             );
         }
         Ok(Self { specs })
@@ -45,8 +46,11 @@ impl Catalog for ConfigCatalog {
     }
 }
 
-/// The spec of one configured instance.
-pub fn spec_of(instance: &InstanceConfig) -> Result<InstanceSpec, ProviderError> {
+/// The spec of one configured instance; `freezes` are the top-level `[[freeze]]` windows.
+pub fn spec_of(
+    instance: &InstanceConfig,
+    freezes: &[FreezeWindow],
+) -> Result<InstanceSpec, ProviderError> {
     let provider: Arc<dyn Provider> = match instance.provider.kind {
         ProviderKind::Noop => Arc::new(NoopProvider),
         ProviderKind::Command => Arc::new(CommandProvider {
@@ -88,6 +92,11 @@ pub fn spec_of(instance: &InstanceConfig) -> Result<InstanceSpec, ProviderError>
         },
         wait_for_github: !instance.required_contexts.is_empty(),
         env: instance.env.clone(),
+        control: ControlSpec {
+            params: instance.params.clone(),
+            freezes: instance.freezes.iter().chain(freezes).cloned().collect(),
+            lock_on_rollback: instance.lock_on_rollback,
+        },
     })
 }
 

@@ -32,6 +32,10 @@ pub enum ErrorCode {
     InvalidEnv,
     /// 409: a uniqueness rule would be broken.
     Conflict,
+    /// 409: another's lock holds the instance.
+    Locked,
+    /// 409: a freeze window is in force.
+    Frozen,
     /// 401: no token, a malformed header or an unknown token.
     Unauthenticated,
     /// 403: the caller is known but may not do this.
@@ -52,7 +56,10 @@ impl ErrorCode {
         match self {
             ErrorCode::NotFound => StatusCode::NOT_FOUND,
             ErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            ErrorCode::InvalidState | ErrorCode::Conflict => StatusCode::CONFLICT,
+            ErrorCode::InvalidState
+            | ErrorCode::Conflict
+            | ErrorCode::Locked
+            | ErrorCode::Frozen => StatusCode::CONFLICT,
             ErrorCode::InvalidRequest => StatusCode::BAD_REQUEST,
             ErrorCode::InvalidEnv => StatusCode::UNPROCESSABLE_ENTITY,
             ErrorCode::Unauthenticated => StatusCode::UNAUTHORIZED,
@@ -73,6 +80,8 @@ impl ErrorCode {
             ErrorCode::InvalidRequest => "invalid_request",
             ErrorCode::InvalidEnv => "invalid_env",
             ErrorCode::Conflict => "conflict",
+            ErrorCode::Locked => "locked",
+            ErrorCode::Frozen => "frozen",
             ErrorCode::Unauthenticated => "unauthenticated",
             ErrorCode::Forbidden => "forbidden",
             ErrorCode::PayloadTooLarge => "payload_too_large",
@@ -262,6 +271,9 @@ impl From<Error> for ApiError {
             Error::InvalidState(e) => Self::new(ErrorCode::InvalidState, e.to_string()),
             Error::InvalidRequest(message) => Self::invalid_request(message),
             Error::Conflict(message) => Self::new(ErrorCode::Conflict, message),
+            Error::Locked(message) => Self::new(ErrorCode::Locked, message),
+            Error::Frozen(message) => Self::new(ErrorCode::Frozen, message),
+            Error::Forbidden(message) => Self::new(ErrorCode::Forbidden, message),
             Error::Unavailable(detail) => Self::unavailable(&detail),
             Error::Internal(detail) => Self::internal(&detail),
         }

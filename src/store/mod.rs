@@ -10,6 +10,7 @@ mod deployments;
 mod group;
 mod instances;
 mod keys;
+mod locks;
 mod logs;
 mod outbox;
 mod queue;

@@ -595,4 +595,26 @@ impl QueueStore for DieselStore {
                 .collect()
         })
     }
+
+    fn waiting_deployments(&self, _limit: u32) -> Result<Vec<Deployment>, Error> {
+        todo!("store: waiting_deployments")
+    }
+
+    fn set_waiting(
+        &self,
+        _tenant_id: &str,
+        _id: DeploymentId,
+        _waiting: Option<&crate::deploy::WaitingFor>,
+    ) -> Result<Deployment, Error> {
+        todo!("store: set_waiting")
+    }
+
+    fn release_waiting(
+        &self,
+        _tenant_id: &str,
+        _instance_id: crate::deploy::InstanceId,
+        _kinds: &[crate::deploy::WaitKind],
+    ) -> Result<Option<Deployment>, Error> {
+        todo!("store: release_waiting")
+    }
 }

@@ -140,6 +140,9 @@ pub(crate) struct DeploymentRow {
     pub source: String,
     pub github_deployment_id: Option<i64>,
     pub trigger_key: Option<String>,
+    pub waiting_for: Option<String>,
+    pub noop: bool,
+    pub params: String,
 }
 
 impl DeploymentRow {
@@ -171,6 +174,14 @@ impl DeploymentRow {
                 .map_err(|e| Error::Internal(format!("source cannot be encoded: {e}")))?,
             github_deployment_id: d.github_deployment_id,
             trigger_key: None,
+            waiting_for: d
+                .waiting_for
+                .as_ref()
+                .map(serde_json::to_string)
+                .transpose()
+                .map_err(|e| Error::Internal(format!("waiting_for cannot be encoded: {e}")))?,
+            noop: d.noop,
+            params: env_to_db(&d.params)?,
         })
     }
 
@@ -212,6 +223,14 @@ impl DeploymentRow {
             },
             source: serde_json::from_str(&self.source).map_err(|e| corrupt("source", e))?,
             github_deployment_id: self.github_deployment_id,
+            noop: self.noop,
+            params: env_from_db(&self.params)?,
+            waiting_for: self
+                .waiting_for
+                .as_deref()
+                .map(serde_json::from_str)
+                .transpose()
+                .map_err(|e| corrupt("waiting_for", e))?,
         })
     }
 }

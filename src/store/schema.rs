@@ -58,6 +58,9 @@ diesel::table! {
         source -> Text,
         github_deployment_id -> Nullable<BigInt>,
         trigger_key -> Nullable<Text>,
+        waiting_for -> Nullable<Text>,
+        noop -> Bool,
+        params -> Text,
     }
 }
 
@@ -150,6 +153,45 @@ diesel::table! {
         pull_request -> BigInt,
         login -> Text,
         replied_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    locks (tenant_id, target) {
+        tenant_id -> Text,
+        target -> Text,
+        repo -> Text,
+        instance_id -> Nullable<Text>,
+        holder -> Text,
+        reason -> Text,
+        pull_request -> Nullable<BigInt>,
+        created_at -> Timestamp,
+        expires_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    audit_events (id) {
+        id -> BigInt,
+        tenant_id -> Text,
+        at -> Timestamp,
+        actor -> Text,
+        action -> Text,
+        instance_id -> Nullable<Text>,
+        deployment_id -> Nullable<Text>,
+        detail -> Text,
+    }
+}
+
+diesel::table! {
+    replies (tenant_id, reply_key) {
+        tenant_id -> Text,
+        reply_key -> Text,
+        repo -> Text,
+        issue -> BigInt,
+        marker -> Text,
+        comment_id -> Nullable<BigInt>,
+        edited_at -> Nullable<Timestamp>,
     }
 }
 

@@ -112,6 +112,7 @@ fn build(def: &SpecDef, pool: &str) -> InstanceSpec {
         },
         wait_for_github: false,
         env: Default::default(),
+        control: Default::default(),
     }
 }
 

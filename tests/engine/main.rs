@@ -21,6 +21,8 @@ fn request(engine: &Engine, instance: &str, image: &str) -> DeployRequest {
         strategy: String::new(),
         notes: "test".into(),
         commit_sha: "a10867b14bb761a232cd80139fbd4c0d33264240".into(),
+        params: Default::default(),
+        noop: false,
     }
 }
 

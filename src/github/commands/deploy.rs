@@ -61,6 +61,8 @@ pub(super) async fn handle(
                 short(&pull.head_sha)
             ),
             commit_sha: pull.head_sha.clone(),
+            params: Default::default(),
+            noop: false,
         };
         service
             .prepare(

@@ -386,6 +386,8 @@ pub(super) async fn deploy(
         strategy: body.strategy,
         notes: body.notes,
         commit_sha: body.commit_sha,
+        params: Default::default(),
+        noop: false,
     };
     let deployment = state
         .service

@@ -358,6 +358,8 @@ async fn prepare(
         strategy: String::new(),
         notes: planned.notes,
         commit_sha: planned.commit_sha,
+        params: Default::default(),
+        noop: false,
     };
     let mut triggered = state
         .service
@@ -369,6 +371,9 @@ async fn prepare(
             planned.source,
         )
         .map_err(|e| (planned.instance.clone(), e))?;
+    state
+        .service
+        .hold_for_push(tenant, &instance, &mut triggered);
     triggered.trigger_key = Some(planned.trigger_key);
     Ok(triggered)
 }

@@ -1,0 +1,287 @@
+//! The `Service`'s deploy control: locks, freezes, the admission of a request, parameters
+//! and the audit trail. Every path (pushes, commands, the API, the CLI, the pages) goes
+//! through these methods, so one rule decides everywhere.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+use super::control::{self, Admission, Ask};
+use super::service::{Service, blocking};
+use super::{
+    ActiveFreeze, Actor, AuditEvent, AuditPage, Error, Instance, InstanceId, ListOptions, Lock,
+    LockTarget, Origin, TriggeredDeployment,
+};
+
+/// The most characters a parameter's value holds.
+pub const MAX_PARAM_CHARS: usize = 256;
+
+/// The most characters a lock's reason holds.
+pub const MAX_REASON_CHARS: usize = 500;
+
+impl Service {
+    /// The freeze of the named instance in force at `now`, if any.
+    pub fn freeze_now(
+        &self,
+        tenant: &str,
+        instance: &str,
+        now: DateTime<Utc>,
+    ) -> Option<ActiveFreeze> {
+        let spec = self.catalog.spec(tenant, instance)?;
+        let (current, _) = crate::config::freeze_state(&spec.control.freezes, now);
+        current.map(|(w, start, end)| ActiveFreeze {
+            reason: w.reason.clone(),
+            start,
+            end,
+        })
+    }
+
+    /// The next freeze of the named instance to start after `now`, if any.
+    pub fn next_freeze(
+        &self,
+        tenant: &str,
+        instance: &str,
+        now: DateTime<Utc>,
+    ) -> Option<ActiveFreeze> {
+        let spec = self.catalog.spec(tenant, instance)?;
+        let (_, next) = crate::config::freeze_state(&spec.control.freezes, now);
+        next.map(|(w, start, end)| ActiveFreeze {
+            reason: w.reason.clone(),
+            start,
+            end,
+        })
+    }
+
+    /// The live lock covering an instance (its own, else its repository's).
+    pub async fn lock_covering(
+        &self,
+        tenant: &str,
+        instance: InstanceId,
+    ) -> Result<Option<Lock>, Error> {
+        let store = Arc::clone(&self.store);
+        let tenant = tenant.to_string();
+        blocking(move || store.lock_covering(&tenant, instance)).await
+    }
+
+    /// Marks a push's or a tag's deployment to wait: for a lock (decided by the store as it
+    /// is written) and for a freeze in force now.
+    pub fn hold_for_push(
+        &self,
+        tenant: &str,
+        instance: &Instance,
+        triggered: &mut TriggeredDeployment,
+    ) {
+        triggered.waits_for_locks = true;
+        if let Some(freeze) = self.freeze_now(tenant, &instance.name, super::now()) {
+            triggered.deployment.waiting_for = Some(freeze.waiting());
+        }
+    }
+
+    /// Admits a person's request (a command, the API, the CLI, a page): it runs, or it is
+    /// refused with `Error::Locked` or `Error::Frozen`. What `force` passed is recorded in
+    /// the audit trail.
+    pub async fn admit(
+        &self,
+        tenant: &str,
+        instance: &Instance,
+        triggered: &TriggeredDeployment,
+        actor: &Actor,
+        force: bool,
+    ) -> Result<(), Error> {
+        let lock = self.lock_covering(tenant, instance.id).await?;
+        let freeze = self.freeze_now(tenant, &instance.name, super::now());
+        let ask = Ask {
+            kind: triggered.deployment.kind,
+            noop: triggered.deployment.noop,
+            force,
+        };
+        let admission = control::admit(Origin::Person, actor, ask, lock.as_ref(), freeze.as_ref());
+        let refused = match admission {
+            Ok(Admission::Run { forced }) if forced.is_empty() => return Ok(()),
+            Ok(Admission::Run { forced }) => {
+                let mut event = AuditEvent::new(
+                    tenant,
+                    &actor.id,
+                    "force",
+                    format!(
+                        "{} of {} passed {} with --force",
+                        triggered.deployment.kind.as_str(),
+                        instance.name,
+                        forced.join(" and ")
+                    ),
+                );
+                event.instance_id = Some(instance.id);
+                event.deployment_id = Some(triggered.deployment.id);
+                self.record_audit(event).await?;
+                return Ok(());
+            }
+            Ok(Admission::Wait(_)) => {
+                return Err(Error::Internal(
+                    "a person's request was asked to wait".into(),
+                ));
+            }
+            Err(e) => e,
+        };
+        let mut event = AuditEvent::new(
+            tenant,
+            &actor.id,
+            "refused",
+            format!(
+                "{} of {} refused: {refused}",
+                triggered.deployment.kind.as_str(),
+                instance.name
+            ),
+        );
+        event.instance_id = Some(instance.id);
+        self.record_audit(event).await?;
+        Err(refused)
+    }
+
+    /// Takes (or renews) the lock on an instance, or with `global` on every instance of its
+    /// repository; `Error::Locked` when another holds it.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn lock(
+        &self,
+        tenant: &str,
+        instance: &Instance,
+        global: bool,
+        actor: &Actor,
+        reason: &str,
+        ttl: Option<Duration>,
+        pull_request: Option<u64>,
+    ) -> Result<Lock, Error> {
+        let reason = reason.trim();
+        if reason.chars().count() > MAX_REASON_CHARS || reason.contains('\0') {
+            return Err(Error::InvalidRequest(format!(
+                "the lock's reason is longer than {MAX_REASON_CHARS} characters or holds a NUL: shorten it"
+            )));
+        }
+        let now = super::now();
+        let expires_at = match ttl {
+            None => None,
+            Some(ttl) if ttl.is_zero() => {
+                return Err(Error::InvalidRequest(
+                    "a lock's duration must be more than 0".into(),
+                ));
+            }
+            Some(ttl) => Some(
+                chrono::Duration::from_std(ttl)
+                    .ok()
+                    .and_then(|d| now.checked_add_signed(d))
+                    .ok_or_else(|| {
+                        Error::InvalidRequest("the lock's duration is too long".into())
+                    })?,
+            ),
+        };
+        let lock = Lock {
+            tenant_id: tenant.to_string(),
+            target: target(instance, global),
+            repo: instance.repo.to_ascii_lowercase(),
+            holder: actor.id.clone(),
+            reason: reason.to_string(),
+            pull_request,
+            created_at: now,
+            expires_at,
+        };
+        let store = Arc::clone(&self.store);
+        let taken = blocking(move || store.acquire_lock(&lock)).await?;
+        let mut event = AuditEvent::new(
+            tenant,
+            &actor.id,
+            "lock",
+            format!("{} {}", scope_name(instance, global), taken.describe()),
+        );
+        event.instance_id = (!global).then_some(instance.id);
+        self.record_audit(event).await?;
+        Ok(taken)
+    }
+
+    /// Releases the lock on an instance (or with `global` its repository's); the lock that
+    /// was held, if any. The worker then lets the newest waiting push run.
+    pub async fn unlock(
+        &self,
+        tenant: &str,
+        instance: &Instance,
+        global: bool,
+        actor: &Actor,
+    ) -> Result<Option<Lock>, Error> {
+        let store = Arc::clone(&self.store);
+        let (tenant_owned, target) = (tenant.to_string(), target(instance, global));
+        let released = blocking(move || store.release_lock(&tenant_owned, &target)).await?;
+        if let Some(lock) = &released {
+            let mut event = AuditEvent::new(
+                tenant,
+                &actor.id,
+                "unlock",
+                format!(
+                    "{} unlocked (it was {})",
+                    scope_name(instance, global),
+                    lock.describe()
+                ),
+            );
+            event.instance_id = (!global).then_some(instance.id);
+            self.record_audit(event).await?;
+            self.wake.notify_waiters();
+        }
+        Ok(released)
+    }
+
+    /// The tenant's live locks.
+    pub async fn locks(&self, tenant: &str) -> Result<Vec<Lock>, Error> {
+        let store = Arc::clone(&self.store);
+        let tenant = tenant.to_string();
+        blocking(move || store.list_locks(&tenant)).await
+    }
+
+    /// The live lock on an instance itself (or with `global` on its repository).
+    pub async fn get_lock(
+        &self,
+        tenant: &str,
+        instance: &Instance,
+        global: bool,
+    ) -> Result<Option<Lock>, Error> {
+        let store = Arc::clone(&self.store);
+        let (tenant, target) = (tenant.to_string(), target(instance, global));
+        blocking(move || store.get_lock(&tenant, &target)).await
+    }
+
+    /// Appends one event to the audit trail.
+    pub async fn record_audit(&self, event: AuditEvent) -> Result<(), Error> {
+        let store = Arc::clone(&self.store);
+        blocking(move || store.record_audit(&event)).await
+    }
+
+    /// The tenant's audit trail, newest first.
+    pub async fn list_audit(
+        &self,
+        tenant: &str,
+        instance: Option<InstanceId>,
+        options: ListOptions,
+    ) -> Result<AuditPage, Error> {
+        let store = Arc::clone(&self.store);
+        let tenant = tenant.to_string();
+        blocking(move || store.list_audit(&tenant, instance, &options)).await
+    }
+}
+
+/// What a lock on `instance` (or with `global` its repository) is kept under.
+fn target(instance: &Instance, global: bool) -> LockTarget {
+    if global {
+        LockTarget::Repo {
+            repo: instance.repo.to_ascii_lowercase(),
+        }
+    } else {
+        LockTarget::Instance {
+            instance_id: instance.id,
+        }
+    }
+}
+
+fn scope_name(instance: &Instance, global: bool) -> String {
+    if global {
+        format!("every environment of {}", instance.repo)
+    } else {
+        format!("{} ({})", instance.name, instance.environment)
+    }
+}
