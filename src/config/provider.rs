@@ -62,6 +62,9 @@ pub struct ProviderConfig {
     pub kind: ProviderKind,
     /// argv; no shell unless the command is one. Non-empty for `command`.
     pub run: Vec<String>,
+    /// `noop_run`: the argv a dry run runs in its `plan` phase; empty: `run` with
+    /// `DEPLOY_NOOP=1`.
+    pub noop_run: Vec<String>,
     /// The longest one provider call may take (default 15m).
     pub timeout: Duration,
     /// Between SIGTERM and SIGKILL when a call is cancelled or times out (default 10s).
@@ -73,6 +76,7 @@ impl Default for ProviderConfig {
         ProviderConfig {
             kind: ProviderKind::Noop,
             run: Vec::new(),
+            noop_run: Vec::new(),
             timeout: Duration::from_secs(15 * 60),
             kill_grace: Duration::from_secs(10),
         }
@@ -131,6 +135,7 @@ pub(super) fn build_provider(p: &str, raw: RawProvider, check: &mut Checker) -> 
     ProviderConfig {
         kind,
         run,
+        noop_run: Vec::new(),
         timeout,
         kill_grace,
     }

@@ -1,0 +1,15 @@
+//! Deploy control end to end, through the real `deploybot serve` binary and the fake
+//! GitHub, on both databases: locks, dry runs, parameters, freeze windows and the one
+//! live reply of each command.
+
+#[allow(dead_code)]
+#[path = "../github/bot.rs"]
+mod bot;
+#[allow(dead_code)]
+#[path = "../common/mod.rs"]
+mod common;
+
+mod api;
+mod commands;
+mod holds;
+mod replies;
