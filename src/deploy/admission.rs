@@ -10,8 +10,8 @@ use chrono::{DateTime, Utc};
 use super::control::{self, Admission, Ask};
 use super::service::{Service, blocking};
 use super::{
-    ActiveFreeze, Actor, AuditEvent, AuditPage, Error, Instance, InstanceId, ListOptions, Lock,
-    LockTarget, Origin, TriggeredDeployment,
+    ActiveFreeze, Actor, AuditEvent, AuditPage, DeployKind, Error, Instance, InstanceId,
+    ListOptions, Lock, LockTarget, Origin, TriggeredDeployment,
 };
 
 /// The most characters a parameter's value holds.
@@ -98,18 +98,28 @@ impl Service {
         };
         let admission = control::admit(Origin::Person, actor, ask, lock.as_ref(), freeze.as_ref());
         let refused = match admission {
-            Ok(Admission::Run { forced }) if forced.is_empty() => return Ok(()),
             Ok(Admission::Run { forced }) => {
+                if !forced.is_empty() {
+                    let mut event = AuditEvent::new(
+                        tenant,
+                        &actor.id,
+                        "force",
+                        format!(
+                            "{} of {} passed {} with --force",
+                            triggered.deployment.kind.as_str(),
+                            instance.name,
+                            forced.join(" and ")
+                        ),
+                    );
+                    event.instance_id = Some(instance.id);
+                    event.deployment_id = Some(triggered.deployment.id);
+                    self.record_audit(event).await?;
+                }
                 let mut event = AuditEvent::new(
                     tenant,
                     &actor.id,
-                    "force",
-                    format!(
-                        "{} of {} passed {} with --force",
-                        triggered.deployment.kind.as_str(),
-                        instance.name,
-                        forced.join(" and ")
-                    ),
+                    requested_action(triggered),
+                    requested_detail(instance, triggered),
                 );
                 event.instance_id = Some(instance.id);
                 event.deployment_id = Some(triggered.deployment.id);
@@ -152,9 +162,9 @@ impl Service {
         pull_request: Option<u64>,
     ) -> Result<Lock, Error> {
         let reason = reason.trim();
-        if reason.chars().count() > MAX_REASON_CHARS || reason.contains('\0') {
+        if reason.chars().count() > MAX_REASON_CHARS || reason.chars().any(char::is_control) {
             return Err(Error::InvalidRequest(format!(
-                "the lock's reason is longer than {MAX_REASON_CHARS} characters or holds a NUL: shorten it"
+                "the lock's reason is longer than {MAX_REASON_CHARS} characters or holds control characters: shorten it to one line"
             )));
         }
         let now = super::now();
@@ -246,6 +256,73 @@ impl Service {
         blocking(move || store.get_lock(&tenant, &target)).await
     }
 
+    /// Releases the live locks taken from pull request `pr` of `repo` (`owner/name`) whose
+    /// target `releases` accepts (the instances that set `unlock_on_merge`), records each
+    /// as `lock.released_on_merge` by deploybot and wakes the worker, so the newest push
+    /// that waited runs. The locks released.
+    pub async fn release_pull_locks(
+        &self,
+        tenant: &str,
+        repo: &str,
+        pr: u64,
+        releases: impl Fn(&LockTarget) -> bool,
+    ) -> Result<Vec<Lock>, Error> {
+        let held: Vec<Lock> = self
+            .locks(tenant)
+            .await?
+            .into_iter()
+            .filter(|l| l.pull_request == Some(pr) && l.repo.eq_ignore_ascii_case(repo))
+            .collect();
+        if held.is_empty() {
+            return Ok(Vec::new());
+        }
+        let store = Arc::clone(&self.store);
+        let tenant_owned = tenant.to_string();
+        let released = if held.iter().all(|l| releases(&l.target)) {
+            let repo = repo.to_string();
+            blocking(move || store.release_pull_locks(&tenant_owned, &repo, pr)).await?
+        } else {
+            let targets: Vec<LockTarget> = held
+                .into_iter()
+                .map(|l| l.target)
+                .filter(|t| releases(t))
+                .collect();
+            blocking(move || {
+                let mut released = Vec::new();
+                for target in targets {
+                    // Only the pull request's own lock: another taken meanwhile stays.
+                    match store.get_lock(&tenant_owned, &target)? {
+                        Some(lock) if lock.pull_request == Some(pr) => {
+                            released.extend(store.release_lock(&tenant_owned, &target)?);
+                        }
+                        _ => {}
+                    }
+                }
+                Ok(released)
+            })
+            .await?
+        };
+        for lock in &released {
+            let mut event = AuditEvent::new(
+                tenant,
+                "deploybot",
+                "lock.released_on_merge",
+                format!(
+                    "pull request #{pr} of {repo} closed: released the lock it took ({})",
+                    lock.describe()
+                ),
+            );
+            if let LockTarget::Instance { instance_id } = &lock.target {
+                event.instance_id = Some(*instance_id);
+            }
+            self.record_audit(event).await?;
+        }
+        if !released.is_empty() {
+            self.wake.notify_waiters();
+        }
+        Ok(released)
+    }
+
     /// Appends one event to the audit trail.
     pub async fn record_audit(&self, event: AuditEvent) -> Result<(), Error> {
         let store = Arc::clone(&self.store);
@@ -263,6 +340,39 @@ impl Service {
         let tenant = tenant.to_string();
         blocking(move || store.list_audit(&tenant, instance, &options)).await
     }
+}
+
+/// The audit action of an admitted request: `deploy`, `noop` or `rollback`.
+fn requested_action(triggered: &TriggeredDeployment) -> &'static str {
+    match (triggered.deployment.kind, triggered.deployment.noop) {
+        (DeployKind::Rollback, _) => "rollback",
+        (DeployKind::Deploy, true) => "noop",
+        (DeployKind::Deploy, false) => "deploy",
+    }
+}
+
+/// "dry run of web (production) to v4 (ghcr.io/acme/web:4), API (ci)".
+fn requested_detail(instance: &Instance, triggered: &TriggeredDeployment) -> String {
+    let d = &triggered.deployment;
+    let what = match (d.kind, d.noop) {
+        (DeployKind::Rollback, _) => "rollback",
+        (DeployKind::Deploy, true) => "dry run",
+        (DeployKind::Deploy, false) => "deploy",
+    };
+    let mut line = format!("{what} of {} ({})", instance.name, instance.environment);
+    if triggered.new_release {
+        line.push_str(&format!(" with {}", d.image));
+    } else {
+        line.push_str(&format!(" to v{} ({})", triggered.release.version, d.image));
+    }
+    if !d.params.is_empty() {
+        let params: Vec<String> = d.params.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        line.push_str(&format!(" with {}", params.join(" ")));
+    }
+    if !d.source.trigger.is_empty() {
+        line.push_str(&format!(", {}", d.source.trigger));
+    }
+    line
 }
 
 /// What a lock on `instance` (or with `global` its repository) is kept under.

@@ -11,13 +11,16 @@ use tokio_util::sync::CancellationToken;
 use super::provider::{HealthCheck, Provider};
 use super::strategy::CanarySteps;
 use super::{
-    DeployKind, DeployListResult, DeployRequest, DeployState, Deployment, DeploymentId, Error,
-    Instance, InstanceId, ListOptions, LogEntry, Release, ReleaseId, ReleaseListResult,
-    ServiceStore, Source, TriggeredDeployment, strategies,
+    Actor, AuditEvent, DeployKind, DeployListResult, DeployRequest, DeployState, Deployment,
+    DeploymentId, Error, Instance, InstanceId, ListOptions, LogEntry, Release, ReleaseId,
+    ReleaseListResult, ServiceStore, Source, TriggeredDeployment, strategies,
 };
 
 /// The most characters (not bytes) a release's notes hold: the API document's `maxLength`.
 const MAX_NOTES_CHARS: usize = 4096;
+
+/// How the notes of a dry run's release start.
+pub const DRY_RUN_NOTES: &str = "dry run: ";
 
 /// How one configured instance deploys.
 pub struct InstanceSpec {
@@ -156,6 +159,15 @@ fn check_params(spec: &InstanceSpec, params: &super::Env) -> Result<(), Error> {
         }
     }
     Ok(())
+}
+
+/// The name a person's deployment records as its initiator: a token's name, a login.
+pub fn actor_name(actor: &Actor) -> &str {
+    actor
+        .id
+        .strip_prefix("token:")
+        .or_else(|| actor.id.strip_prefix('@'))
+        .unwrap_or(&actor.id)
 }
 
 fn is_hex(s: &str) -> bool {
@@ -319,6 +331,9 @@ impl Service {
             env.append(&mut request.env);
             request.env = env;
         }
+        if request.noop && !request.notes.starts_with(DRY_RUN_NOTES) {
+            request.notes = format!("{DRY_RUN_NOTES}{}", request.notes);
+        }
         let release = Release::from_request(tenant, &request);
         let mut deployment = Deployment::pending(&release, &strategy, initiator);
         deployment.source = source;
@@ -350,6 +365,68 @@ impl Service {
         self.queue(triggered).await?.ok_or_else(|| {
             Error::Internal("a deployment without a trigger key was not created".into())
         })
+    }
+
+    /// A person's deploy (the API, the CLI, a page): checked, admitted through locks and
+    /// freezes as `actor` (`force` passes what it may), recorded in the audit trail and
+    /// queued.
+    pub async fn deploy_as(
+        &self,
+        tenant: &str,
+        request: DeployRequest,
+        actor: &Actor,
+        force: bool,
+        source: Source,
+    ) -> Result<Deployment, Error> {
+        Self::validate(&request)?;
+        let (instance, spec) = self.deployable(tenant, request.instance_id).await?;
+        let initiator = actor_name(actor);
+        let triggered = Self::triggered(tenant, &spec, request, initiator, source)?;
+        self.admit(tenant, &instance, &triggered, actor, force)
+            .await?;
+        self.queue(triggered).await?.ok_or_else(|| {
+            Error::Internal("a deployment without a trigger key was not created".into())
+        })
+    }
+
+    /// A person's rollback (the API, the CLI, a page): admitted through locks and freezes
+    /// as `actor` (a rollback passes another's lock with `force` by one who may force),
+    /// with its `reason` in its trigger and the audit trail.
+    pub async fn rollback_as(
+        &self,
+        tenant: &str,
+        instance: InstanceId,
+        target: RollbackTarget,
+        actor: &Actor,
+        force: bool,
+        reason: &str,
+    ) -> Result<Deployment, Error> {
+        let reason = reason.trim();
+        if reason.chars().count() > super::MAX_REASON_CHARS || reason.chars().any(char::is_control)
+        {
+            return Err(Error::InvalidRequest(format!(
+                "the rollback's reason is longer than {} characters or holds control characters: shorten it to one line",
+                super::MAX_REASON_CHARS
+            )));
+        }
+        let initiator = actor_name(actor);
+        let mut trigger = format!("rollback by {initiator}");
+        if !reason.is_empty() {
+            trigger.push_str(&format!(": {reason}"));
+        }
+        let source = Source {
+            trigger,
+            ..Source::default()
+        };
+        let triggered = self
+            .prepare_rollback(tenant, instance, target, initiator, source, None)
+            .await?;
+        let loaded = self.resolve_instance(tenant, &instance.to_string()).await?;
+        self.admit(tenant, &loaded, &triggered, actor, force)
+            .await?;
+        self.queue(triggered)
+            .await?
+            .ok_or_else(|| Error::Conflict("this rollback was already requested".into()))
     }
 
     /// Writes a prepared deployment (unless its trigger key already deployed: then `None`)
@@ -463,19 +540,54 @@ impl Service {
     }
 
     /// pending → cancelled at once; running → stopped by its worker, then cancelled.
+    /// Recorded in the audit trail with `by` as the actor.
     pub async fn cancel(
         &self,
         tenant: &str,
         id: DeploymentId,
         by: &str,
     ) -> Result<Deployment, Error> {
+        self.cancel_recorded(tenant, id, by, by).await
+    }
+
+    /// `cancel` by a person or a token: the deployment names `actor` by its name, the
+    /// audit trail by its id (`@alice`, `token:ci`).
+    pub async fn cancel_as(
+        &self,
+        tenant: &str,
+        id: DeploymentId,
+        actor: &Actor,
+    ) -> Result<Deployment, Error> {
+        self.cancel_recorded(tenant, id, actor_name(actor), &actor.id)
+            .await
+    }
+
+    async fn cancel_recorded(
+        &self,
+        tenant: &str,
+        id: DeploymentId,
+        by: &str,
+        audit_actor: &str,
+    ) -> Result<Deployment, Error> {
         let store = Arc::clone(&self.store);
-        let tenant = tenant.to_string();
+        let tenant_owned = tenant.to_string();
         let by = by.to_string();
-        let deployment = blocking(move || store.request_cancel(&tenant, id, &by)).await?;
-        if deployment.state == DeployState::Running {
+        let deployment = blocking(move || store.request_cancel(&tenant_owned, id, &by)).await?;
+        let what = if deployment.state == DeployState::Running {
             self.running.cancel(id);
-        }
+            "cancellation requested"
+        } else {
+            "cancelled"
+        };
+        let mut event = AuditEvent::new(
+            tenant,
+            audit_actor,
+            "cancel",
+            format!("deployment {} {what}", deployment.id),
+        );
+        event.instance_id = Some(deployment.instance_id);
+        event.deployment_id = Some(deployment.id);
+        self.record_audit(event).await?;
         Ok(deployment)
     }
 

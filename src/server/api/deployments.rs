@@ -12,12 +12,13 @@ use utoipa::ToSchema;
 use super::input::{ApiJson, ListQuery, parse_id, present, present_integer};
 use super::instances::{covers_instance, resolve};
 use super::schema::{
-    DeploymentIdSchema, InstanceIdSchema, InstanceKeySchema, ReleaseEnvSchema, ReleaseIdSchema,
-    RequestedStrategySchema, RollbackBodySchema, StrategySchema,
+    DeploymentIdSchema, InstanceIdSchema, InstanceKeySchema, ParamsSchema, ReleaseEnvSchema,
+    ReleaseIdSchema, RequestedStrategySchema, RollbackBodySchema, StrategySchema,
 };
+use crate::config::Role;
 use crate::deploy::{
-    DeployKind, DeployListResult, DeployRequest, DeployState, Deployment, DeploymentId, Error,
-    Instance, Progress, ReleaseId, RollbackTarget, Source,
+    Actor, DeployKind, DeployListResult, DeployRequest, DeployState, Deployment, DeploymentId,
+    Error, Instance, Progress, ReleaseId, RollbackTarget, Source, WaitKind, WaitingFor,
 };
 use crate::server::AppState;
 use crate::server::auth::{Authorized, Caller, need};
@@ -129,6 +130,66 @@ pub struct DeploymentJson {
     /// The id of the GitHub Deployment that mirrors this one, once created.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub github_deployment_id: Option<i64>,
+    /// A dry run: the provider only plans; its release never becomes active.
+    #[serde(default)]
+    pub noop: bool,
+    /// The parameters it was asked with (passed to the provider as `DEPLOY_PARAM_<KEY>`).
+    #[serde(default)]
+    #[schema(value_type = ParamsSchema)]
+    pub params: BTreeMap<String, String>,
+    /// What a pending deployment waits for before it may run; null when nothing.
+    #[serde(default)]
+    pub waiting_for: Option<WaitingForJson>,
+}
+
+/// What a pending deployment waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[schema(as = WaitKind)]
+pub enum WaitKindJson {
+    Lock,
+    Freeze,
+    Checks,
+    Promotion,
+    Approval,
+}
+
+impl From<WaitKind> for WaitKindJson {
+    fn from(kind: WaitKind) -> Self {
+        match kind {
+            WaitKind::Lock => Self::Lock,
+            WaitKind::Freeze => Self::Freeze,
+            WaitKind::Checks => Self::Checks,
+            WaitKind::Promotion => Self::Promotion,
+            WaitKind::Approval => Self::Approval,
+        }
+    }
+}
+
+/// What a pending deployment waits for, why, and until when (when known).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[schema(as = WaitingFor)]
+pub struct WaitingForJson {
+    pub kind: WaitKindJson,
+    /// "locked by @alice: incident 42", "end-of-year freeze".
+    #[schema(example = "locked by @alice: incident 42")]
+    pub reason: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until: Option<DateTime<Utc>>,
+    /// The whole of it in one line, as statuses and replies show it.
+    #[schema(example = "waiting for the lock to end (locked by @alice: incident 42)")]
+    pub description: String,
+}
+
+impl From<WaitingFor> for WaitingForJson {
+    fn from(w: WaitingFor) -> Self {
+        Self {
+            kind: w.kind.into(),
+            description: w.describe(),
+            reason: w.reason,
+            until: w.until,
+        }
+    }
 }
 
 /// Where a deployment came from.
@@ -182,6 +243,9 @@ impl From<Deployment> for DeploymentJson {
             kind: d.kind.into(),
             source: d.source.into(),
             github_deployment_id: d.github_deployment_id,
+            noop: d.noop,
+            params: d.params,
+            waiting_for: d.waiting_for.map(Into::into),
         }
     }
 }
@@ -239,6 +303,16 @@ pub struct DeployBody {
         max_length = 64
     )]
     pub commit_sha: String,
+    /// Parameters: only names the instance lists in its `params`.
+    #[serde(default)]
+    #[schema(value_type = ParamsSchema)]
+    pub params: BTreeMap<String, String>,
+    /// A dry run: the provider plans and changes nothing; a freeze does not refuse it.
+    #[serde(default)]
+    pub noop: bool,
+    /// Pass a freeze in force (an admin token only).
+    #[serde(default)]
+    pub force: bool,
 }
 
 /// A rollback: at most one of `release_id`, `version` and `to`, none of them null; none
@@ -256,10 +330,16 @@ pub struct RollbackBody {
     /// `previous` (the default).
     #[serde(default, deserialize_with = "present")]
     pub to: Option<String>,
+    /// Pass another's lock or a freeze in force (an admin token only).
+    #[serde(default)]
+    pub force: bool,
+    /// Why: kept in the deployment's trigger and the audit trail.
+    #[serde(default)]
+    pub reason: String,
 }
 
 impl RollbackBody {
-    fn target(self) -> Result<RollbackTarget, ApiError> {
+    fn target(&self) -> Result<RollbackTarget, ApiError> {
         let given = [
             self.release_id.is_some(),
             self.version.is_some(),
@@ -270,8 +350,8 @@ impl RollbackBody {
                 "give at most one of release_id, version and to",
             ));
         }
-        if let Some(text) = self.release_id {
-            return parse_id::<ReleaseId>("field `release_id`", &text).map(RollbackTarget::Release);
+        if let Some(text) = &self.release_id {
+            return parse_id::<ReleaseId>("field `release_id`", text).map(RollbackTarget::Release);
         }
         if let Some(version) = self.version {
             if version < 1 {
@@ -342,6 +422,11 @@ fn check_image(image: &str) -> Result<(), ApiError> {
     )))
 }
 
+/// How locks and the audit trail name the caller: `token:<name>`; an admin token may force.
+pub(super) fn actor(caller: &Caller) -> Actor {
+    Actor::token(&caller.name, caller.role == Role::Admin)
+}
+
 fn created(deployment: Deployment) -> HttpResponse {
     let location = format!("/v1/deployments/{}", deployment.id);
     HttpResponse::Created()
@@ -361,6 +446,7 @@ fn created(deployment: Deployment) -> HttpResponse {
         (status = 401, description = "No valid bearer token", body = ErrorBody),
         (status = 403, description = "The token's role is weaker than deploy", body = ErrorBody),
         (status = 404, description = "No such instance for the tenant (or outside the token's instances)", body = ErrorBody),
+        (status = 409, description = "`locked`: another holds a lock on the instance (the message names holder, reason and expiry); `frozen`: a freeze is in force and the request is neither a dry run nor forced by an admin token", body = ErrorBody),
         (status = 413, description = "The body is too large", body = ErrorBody),
         (status = 415, description = "The body is not JSON", body = ErrorBody),
         (status = 422, description = "An env name is refused, or not in the instance's api_env", body = ErrorBody),
@@ -386,12 +472,16 @@ pub(super) async fn deploy(
         strategy: body.strategy,
         notes: body.notes,
         commit_sha: body.commit_sha,
-        params: Default::default(),
-        noop: false,
+        params: body.params,
+        noop: body.noop,
+    };
+    let source = Source {
+        trigger: format!("API ({})", caller.name),
+        ..Source::default()
     };
     let deployment = state
         .service
-        .deploy(&caller.tenant, request, &caller.name)
+        .deploy_as(&caller.tenant, request, &actor(&caller), body.force, source)
         .await?;
     Ok(created(deployment))
 }
@@ -409,6 +499,7 @@ pub(super) async fn deploy(
         (status = 401, description = "No valid bearer token", body = ErrorBody),
         (status = 403, description = "The token's role is weaker than deploy", body = ErrorBody),
         (status = 404, description = "No such instance, release or version for the tenant (or outside the token's instances)", body = ErrorBody),
+        (status = 409, description = "`locked`: another holds a lock on the instance and the rollback is not forced by an admin token; `frozen`: a freeze is in force and the rollback is not forced by an admin token", body = ErrorBody),
         (status = 413, description = "The body is too large", body = ErrorBody),
         (status = 415, description = "The body is not JSON", body = ErrorBody),
         (status = 503, description = "The database is unavailable; retry after `Retry-After` seconds", body = ErrorBody),
@@ -422,11 +513,19 @@ pub(super) async fn rollback(
     instance: web::Path<String>,
     body: ApiJson<RollbackBody>,
 ) -> Result<HttpResponse, ApiError> {
-    let target = body.0.target()?;
+    let ApiJson(body) = body;
+    let target = body.target()?;
     let instance = resolve(&state, &caller, &instance).await?;
     let deployment = state
         .service
-        .rollback(&caller.tenant, instance.id, target, &caller.name)
+        .rollback_as(
+            &caller.tenant,
+            instance.id,
+            target,
+            &actor(&caller),
+            body.force,
+            &body.reason,
+        )
         .await?;
     Ok(created(deployment))
 }
@@ -509,7 +608,7 @@ pub(super) async fn cancel(
     visible_deployment(&state, &caller, id).await?;
     state
         .service
-        .cancel(&caller.tenant, id, &caller.name)
+        .cancel_as(&caller.tenant, id, &actor(&caller))
         .await?;
     Ok(HttpResponse::NoContent().finish())
 }

@@ -9,8 +9,9 @@ use utoipa::{Modify, OpenApi};
 use utoipa_actix_web::OpenApiFactory;
 
 use super::schema::{
-    CursorSchema, DeploymentIdSchema, InstanceIdSchema, InstanceKeySchema, ReleaseEnvSchema,
-    ReleaseIdSchema, RequestedStrategySchema, RollbackBodySchema, StrategySchema,
+    CursorSchema, DeploymentIdSchema, InstanceIdSchema, InstanceKeySchema, LockBodySchema,
+    ParamsSchema, ReleaseEnvSchema, ReleaseIdSchema, RequestedStrategySchema, RollbackBodySchema,
+    StrategySchema,
 };
 use crate::server::auth::HOW_TO_AUTHENTICATE;
 use crate::server::error::ApiError;
@@ -79,7 +80,7 @@ pub fn methods_of(item: &utoipa::openapi::PathItem) -> Vec<String> {
 #[openapi(
     info(
         title = "deploybot REST API",
-        description = "The deploy Service over HTTP. Authenticate with `Authorization: Bearer <token>`; the tenant comes from the token. Errors are `{\"error\": {\"code\", \"message\"}}`."
+        description = "The deploy Service over HTTP. Authenticate with `Authorization: Bearer <token>`; the tenant comes from the token. Errors are `{\"error\": {\"code\", \"message\"}}`; a deploy refused by a lock or a freeze is a 409 with code `locked` or `frozen`."
     ),
     components(schemas(
         DeploymentIdSchema,
@@ -91,12 +92,16 @@ pub fn methods_of(item: &utoipa::openapi::PathItem) -> Vec<String> {
         RequestedStrategySchema,
         ReleaseEnvSchema,
         RollbackBodySchema,
+        ParamsSchema,
+        LockBodySchema,
     )),
     modifiers(&BearerAuth),
     tags(
         (name = "instances", description = "Configured deploy targets"),
         (name = "deployments", description = "Attempts to run a release on an instance"),
         (name = "releases", description = "Immutable, numbered snapshots of what runs"),
+        (name = "locks", description = "Locks that hold instances for their holder: others' deploys are refused, pushes wait"),
+        (name = "audit", description = "Who did what: deploys, dry runs, rollbacks, cancels, locks, forced passes and refusals"),
         (name = "outbox", description = "Reports to GitHub and jobs that failed for good"),
         (name = "meta", description = "This document"),
     )

@@ -9,9 +9,10 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::ReleaseJson;
+use super::locks::LockJson;
 use super::schema::is_instance_key;
 use crate::deploy::service::blocking;
-use crate::deploy::{Error, Instance, InstanceId, Release};
+use crate::deploy::{ActiveFreeze, Error, Instance, InstanceId, Release};
 use crate::server::AppState;
 use crate::server::auth::{Authorized, Caller, need};
 use crate::server::error::{ApiError, ErrorBody};
@@ -35,6 +36,40 @@ pub struct InstanceJson {
     pub configured: bool,
     /// The release running now; null before the first successful deployment.
     pub active_release: Option<ReleaseJson>,
+    /// The lock holding the instance (its own, else its repository's); null when none.
+    #[serde(default)]
+    pub lock: Option<LockJson>,
+    /// The freeze window in force now and the next one to start.
+    #[serde(default)]
+    pub freeze: FreezeStateJson,
+}
+
+/// A freeze window: why, and from when to when.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[schema(as = Freeze)]
+pub struct FreezeJson {
+    #[schema(example = "end-of-year freeze")]
+    pub reason: String,
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
+}
+
+impl From<ActiveFreeze> for FreezeJson {
+    fn from(f: ActiveFreeze) -> Self {
+        Self {
+            reason: f.reason,
+            start: f.start,
+            end: f.end,
+        }
+    }
+}
+
+/// The freeze in force now and the next to start; each null when there is none.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[schema(as = FreezeState)]
+pub struct FreezeStateJson {
+    pub current: Option<FreezeJson>,
+    pub next: Option<FreezeJson>,
 }
 
 impl InstanceJson {
@@ -49,6 +84,8 @@ impl InstanceJson {
             environment: i.environment,
             configured,
             active_release: active.map(Into::into),
+            lock: None,
+            freeze: FreezeStateJson::default(),
         }
     }
 }
@@ -96,7 +133,7 @@ pub(super) async fn covers_instance(
     Ok(caller.covers(&instance.name))
 }
 
-/// List the caller's instances, each with its active release.
+/// List the caller's instances, each with its active release, its lock and its freezes.
 #[utoipa::path(
     tag = "instances",
     responses(
@@ -126,12 +163,25 @@ pub(super) async fn list_instances(
     })
     .await?;
     let catalog = state.service.catalog();
-    let items = with_active
-        .into_iter()
-        .map(|(i, active)| {
-            let configured = catalog.spec(&caller.tenant, &i.name).is_some();
-            InstanceJson::new(i, active, configured)
-        })
-        .collect();
+    let now = crate::deploy::now();
+    let mut items = Vec::with_capacity(with_active.len());
+    for (i, active) in with_active {
+        let configured = catalog.spec(&caller.tenant, &i.name).is_some();
+        let lock = state.service.lock_covering(&caller.tenant, i.id).await?;
+        let freeze = FreezeStateJson {
+            current: state
+                .service
+                .freeze_now(&caller.tenant, &i.name, now)
+                .map(Into::into),
+            next: state
+                .service
+                .next_freeze(&caller.tenant, &i.name, now)
+                .map(Into::into),
+        };
+        let mut json = InstanceJson::new(i, active, configured);
+        json.lock = lock.map(Into::into);
+        json.freeze = freeze;
+        items.push(json);
+    }
     Ok(HttpResponse::Ok().json(InstanceListJson { items }))
 }

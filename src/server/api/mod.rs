@@ -4,10 +4,12 @@
 //! it in the OpenAPI document served at `/v1/openapi.json`. This module holds the route
 //! table; each resource's answers, inputs and routes live in its own file.
 
+mod audit;
 mod deployments;
 mod document;
 mod input;
 mod instances;
+mod locks;
 mod logs;
 mod outbox;
 mod releases;
@@ -18,14 +20,16 @@ use actix_web::web;
 use utoipa::openapi::OpenApi as OpenApiDocument;
 
 use super::error;
+pub use audit::{AuditEventJson, AuditPageJson};
 pub use deployments::{
     DeployBody, DeployKindJson, DeployListJson, DeployStateJson, DeploymentJson, ProgressJson,
-    RollbackBody, SourceJson,
+    RollbackBody, SourceJson, WaitKindJson, WaitingForJson,
 };
 pub use document::methods_of;
 use document::{ApiDocument, document, unknown_route};
 pub use input::{ApiJson, ListQuery};
-pub use instances::{InstanceJson, InstanceListJson};
+pub use instances::{FreezeJson, FreezeStateJson, InstanceJson, InstanceListJson};
+pub use locks::{LockJson, LockListJson, LockScopeJson, parse_ttl};
 pub use logs::{LOG_PAGE_LIMIT, LogEntryJson, LogPageJson, LogQuery};
 pub use releases::{ReleaseJson, ReleaseListJson};
 
@@ -47,6 +51,11 @@ where
         .service(deployments::cancel)
         .service(logs::logs)
         .service(releases::get_release)
+        .service(locks::list_locks)
+        .service(locks::get_lock)
+        .service(locks::put_lock)
+        .service(locks::delete_lock)
+        .service(audit::list_audit)
         .service(outbox::failed_outbox)
         .service(document::openapi_json)
 }

@@ -190,6 +190,53 @@ string_schema!(
         .into()
 );
 
+string_schema!(
+    /// The `params` of a deploy: names the instance lists in its `params`.
+    ParamsSchema,
+    "Params",
+    ObjectBuilder::new()
+        .schema_type(SchemaType::Type(Type::Object))
+        .description(Some(
+            "Parameters of the deployment, passed to the provider as DEPLOY_PARAM_<NAME>. Each name is 1 to 64 characters of A-Z, 0-9 and _, not starting with a digit, and must be one the instance lists in its `params` (a 400 names the accepted ones); each value is at most 256 characters without control characters",
+        ))
+        .property_names(Some(
+            string()
+                .pattern(Some("^[A-Z_][A-Z0-9_]{0,63}$"))
+                .min_length(Some(1))
+                .max_length(Some(crate::deploy::env::MAX_NAME_LEN)),
+        ))
+        .additional_properties(Some(AdditionalProperties::RefOr(RefOr::T(
+            Schema::Object(
+                string()
+                    .max_length(Some(crate::deploy::MAX_PARAM_CHARS))
+                    .pattern(Some("^[^\\x00-\\x1f\\x7f-\\x9f]*$"))
+                    .build()
+            ),
+        ))))
+        .examples([json!({"REGION": "eu-west-1"})])
+        .into()
+);
+
+/// The `reason` of a rollback or a lock: one line of at most 500 characters.
+pub fn reason_schema() -> ObjectBuilder {
+    string()
+        .description(Some(
+            "Why: one line of at most 500 characters, kept in the audit trail",
+        ))
+        .max_length(Some(crate::deploy::MAX_REASON_CHARS))
+        .pattern(Some("^[^\\x00-\\x1f\\x7f-\\x9f]*$"))
+        .examples([json!("incident 42")])
+}
+
+/// `force` of a request: pass what an admin token may pass.
+fn force_schema() -> ObjectBuilder {
+    ObjectBuilder::new()
+        .schema_type(SchemaType::Type(Type::Boolean))
+        .description(Some(
+            "Pass another's lock (a rollback) or a freeze in force; only an admin token may",
+        ))
+}
+
 /// An object schema that refuses properties it does not list.
 fn closed_object() -> ObjectBuilder {
     ObjectBuilder::new()
@@ -198,17 +245,47 @@ fn closed_object() -> ObjectBuilder {
 }
 
 string_schema!(
+    /// The body of `PUT /v1/instances/{instance}/lock`.
+    LockBodySchema,
+    "LockBody",
+    closed_object()
+        .description(Some(
+            "The lock to take: `reason`, `ttl` (a whole number and a unit s, m, h or d, such as `30m`; absent or empty: until unlocked) and `global` (every instance of the repository). None may be null",
+        ))
+        .property("reason", reason_schema())
+        .property(
+            "ttl",
+            string()
+                .description(Some(
+                    "How long the lock holds: a whole number of up to 4 digits and a unit, s, m, h or d; empty: until unlocked",
+                ))
+                .pattern(Some(super::locks::TTL_PATTERN))
+                .max_length(Some(5))
+                .examples([json!("30m")]),
+        )
+        .property(
+            "global",
+            ObjectBuilder::new()
+                .schema_type(SchemaType::Type(Type::Boolean))
+                .description(Some("Lock every instance of the instance's repository")),
+        )
+        .into()
+);
+
+string_schema!(
     /// The rollback body: exactly one way to name the release to return to.
     RollbackBodySchema,
     "RollbackBody",
     utoipa::openapi::schema::OneOfBuilder::new()
         .description(Some(
-            "Which release to return to: `{\"release_id\": …}`, `{\"version\": …}`, or `{}` / `{\"to\": \"previous\"}` for the release that was active before the active one. At most one of the three; none may be null",
+            "Which release to return to: `{\"release_id\": …}`, `{\"version\": …}`, or `{}` / `{\"to\": \"previous\"}` for the release that was active before the active one. At most one of the three; none may be null. `force` passes another's lock or a freeze (admin tokens only); `reason` is kept in the deployment's trigger and the audit trail",
         ))
         .item(
             closed_object()
                 .title(Some("By release id"))
                 .property("release_id", ReleaseIdSchema::schema())
+                .property("force", force_schema())
+                .property("reason", reason_schema())
                 .required("release_id"),
         )
         .item(
@@ -224,15 +301,21 @@ string_schema!(
                         .minimum(Some(1))
                         .examples([json!(3)]),
                 )
+                .property("force", force_schema())
+                .property("reason", reason_schema())
                 .required("version"),
         )
         .item(
-            closed_object().title(Some("The previous release")).property(
-                "to",
-                string()
-                    .enum_values(Some(["previous"]))
-                    .examples([json!("previous")]),
-            ),
+            closed_object()
+                .title(Some("The previous release"))
+                .property(
+                    "to",
+                    string()
+                        .enum_values(Some(["previous"]))
+                        .examples([json!("previous")]),
+                )
+                .property("force", force_schema())
+                .property("reason", reason_schema()),
         )
         .into()
 );
