@@ -590,35 +590,61 @@ impl GithubClient {
         .map(|_| ())
     }
 
-    /// Comments on an issue or pull request.
+    /// Comments on an issue or pull request; returns the comment's id.
     pub async fn comment(
         &self,
         repo: &str,
         installation: Option<u64>,
         issue: u64,
         body: &str,
+    ) -> Result<u64, ApiError> {
+        let created = self
+            .request(
+                repo,
+                installation,
+                reqwest::Method::POST,
+                &format!("/repos/{}/issues/{issue}/comments", repo_path(repo)),
+                Some(&json!({"body": body})),
+            )
+            .await?;
+        created["id"].as_u64().ok_or_else(|| ApiError::Refused {
+            status: 200,
+            message: "GitHub's answer to a new comment names no comment id".into(),
+        })
+    }
+
+    /// Replaces the body of an issue or pull-request comment
+    /// (`PATCH /repos/{owner}/{repo}/issues/comments/{comment_id}`).
+    pub async fn edit_comment(
+        &self,
+        repo: &str,
+        installation: Option<u64>,
+        comment: u64,
+        body: &str,
     ) -> Result<(), ApiError> {
         self.request(
             repo,
             installation,
-            reqwest::Method::POST,
-            &format!("/repos/{}/issues/{issue}/comments", repo_path(repo)),
+            reqwest::Method::PATCH,
+            &format!("/repos/{}/issues/comments/{comment}", repo_path(repo)),
             Some(&json!({"body": body})),
         )
         .await
         .map(|_| ())
     }
 
-    /// Whether a comment on issue or pull request `issue` contains `marker`: a reply that
-    /// an attempt whose outcome was lost may already have posted. Reads every page of the
-    /// issue's comments (100 a page, at most 3,000 comments).
-    pub async fn has_comment(
+    /// The comment on issue or pull request `issue` that carries `marker` (an HTML
+    /// comment line of its own): a reply that an attempt whose outcome was lost may
+    /// already have posted. Only a line equal to the marker counts, so a comment that
+    /// merely quotes part of it does not. Reads every page of the issue's comments (100 a
+    /// page, at most 3,000 comments).
+    pub async fn find_comment(
         &self,
         repo: &str,
         installation: Option<u64>,
         issue: u64,
         marker: &str,
-    ) -> Result<bool, ApiError> {
+    ) -> Result<Option<u64>, ApiError> {
         for page in 1..=30 {
             let path = format!(
                 "/repos/{}/issues/{issue}/comments?per_page=100&page={page}",
@@ -626,17 +652,19 @@ impl GithubClient {
             );
             let listed = self.get(repo, installation, &path).await?;
             let comments = listed.as_array().map(Vec::as_slice).unwrap_or_default();
-            if comments
-                .iter()
-                .any(|c| c["body"].as_str().is_some_and(|b| b.contains(marker)))
-            {
-                return Ok(true);
+            let found = comments.iter().find(|c| {
+                c["body"]
+                    .as_str()
+                    .is_some_and(|b| b.lines().any(|line| line.trim_end() == marker))
+            });
+            if let Some(id) = found.and_then(|c| c["id"].as_u64()) {
+                return Ok(Some(id));
             }
             if comments.len() < 100 {
                 break;
             }
         }
-        Ok(false)
+        Ok(None)
     }
 
     /// The user's role on the repository: admin, maintain, write, triage, read or none.
@@ -658,6 +686,29 @@ impl GithubClient {
             Ok(v) => Ok(role_of(&v).to_string()),
             // Not a collaborator at all.
             Err(ApiError::Refused { status: 404, .. }) => Ok("none".into()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Whether `user` is an active member of team `team` (its slug) of organization `org`.
+    /// A pending invitation, or no membership at all, is not.
+    pub async fn team_membership(
+        &self,
+        repo: &str,
+        installation: Option<u64>,
+        org: &str,
+        team: &str,
+        user: &str,
+    ) -> Result<bool, ApiError> {
+        let path = format!(
+            "/orgs/{}/teams/{}/memberships/{}",
+            encode_path(org),
+            encode_path(team),
+            encode_path(user)
+        );
+        match self.get(repo, installation, &path).await {
+            Ok(v) => Ok(v["state"].as_str() == Some("active")),
+            Err(ApiError::Refused { status: 404, .. }) => Ok(false),
             Err(e) => Err(e),
         }
     }

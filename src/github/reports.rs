@@ -11,6 +11,7 @@ use super::outbox::{
     CommentReaction, CommentReply, DeploymentReaction, DeploymentReply, OutboxItem, OutboxResult,
     StatusReport,
 };
+use super::store::{GithubStore, QueueEntry};
 use crate::config::InstanceConfig;
 use crate::deploy::service::blocking;
 use crate::deploy::{
@@ -213,7 +214,9 @@ pub(super) async fn deployment_reaction(
     Ok(OutboxResult::Sent)
 }
 
-/// Replies on the pull request of a command with its deployment's outcome.
+/// The one reply comment of a command's deployment: created on the first send, edited
+/// in place afterwards, telling the deployment's current state (queued with its place in
+/// line, waiting, running) or the final outcome it was queued with.
 pub(super) async fn deployment_reply(
     context: &Context,
     item: &OutboxItem,
@@ -228,11 +231,239 @@ pub(super) async fn deployment_reply(
             reason: "not triggered on a pull request".into(),
         });
     };
+    let store = Arc::clone(&context.store);
+    let (tenant, key, repo) = (
+        item.tenant_id.clone(),
+        cx.d.id.to_string(),
+        cx.repo().to_string(),
+    );
+    let record = blocking(move || store.reply_record(&tenant, &key, &repo, pr)).await?;
     let reported = as_reported(&cx.d, reply);
-    let text = outcome_reply(&reported, &cx.release, &cx.instance, &cx.log_url);
-    let key = cx.d.id.to_string();
-    let target = (cx.repo(), cx.installation(), pr);
-    reply_once(cx.client, target, &key, &text, item.in_doubt()).await
+    let now = crate::deploy::now();
+    if reply.state.is_none()
+        && reported.state == DeployState::Running
+        && running_shown_recently(&reported, record.edited_at, now)
+    {
+        return Ok(OutboxResult::Skipped {
+            reason: "the reply showed this run less than 3 s ago".into(),
+        });
+    }
+    let text = reply_text(context, &cx, &reported, reply.state.is_some()).await?;
+    let body = format!("{text}\n\n{}", reply_marker(&record.marker));
+    let (repo, installation) = (cx.repo(), cx.installation());
+    let existing = match record.comment_id {
+        Some(id) => Some(id),
+        None if item.in_doubt() => {
+            let marker = reply_marker(&record.marker);
+            cx.client
+                .find_comment(repo, installation, pr, &marker)
+                .await?
+        }
+        None => None,
+    };
+    let comment = match existing {
+        Some(id) => {
+            match cx.client.edit_comment(repo, installation, id, &body).await {
+                Ok(()) => id,
+                // Someone deleted the reply: there is nothing left to edit.
+                Err(ApiError::Refused { status: 404, .. }) => {
+                    return Ok(OutboxResult::Skipped {
+                        reason: format!("the reply comment {id} is gone"),
+                    });
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        None => cx.client.comment(repo, installation, pr, &body).await?,
+    };
+    let store = Arc::clone(&context.store);
+    let (tenant, key) = (item.tenant_id.clone(), record.reply_key.clone());
+    blocking(move || store.set_reply_comment(&tenant, &key, comment, now)).await?;
+    Ok(OutboxResult::Sent)
+}
+
+/// How often a running deployment's reply is edited at most.
+const RUNNING_EDIT_EVERY: chrono::Duration = chrono::Duration::seconds(3);
+
+/// Whether the reply was written while the deployment already ran, less than 3 s ago:
+/// then it shows this run, and the newer progress waits for the next edit.
+fn running_shown_recently(
+    d: &Deployment,
+    edited_at: Option<chrono::DateTime<chrono::Utc>>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> bool {
+    match (edited_at, d.started_at) {
+        (Some(edited), Some(started)) => edited >= started && now - edited < RUNNING_EDIT_EVERY,
+        _ => false,
+    }
+}
+
+/// The invisible line that marks a reply comment as this reply's.
+fn reply_marker(marker: &str) -> String {
+    format!("<!-- deploybot:reply:{marker} -->")
+}
+
+/// The reply's text for the deployment as reported: its final outcome when `last` (or it
+/// has finished), otherwise its state now.
+async fn reply_text(
+    context: &Context,
+    cx: &Report<'_>,
+    d: &Deployment,
+    last: bool,
+) -> Result<String, Failure> {
+    let (release, instance) = (&cx.release, &cx.instance);
+    let ended = !matches!(d.state, DeployState::Pending | DeployState::Running);
+    let mut text = if last || ended {
+        let plan = if d.noop {
+            let store = Arc::clone(&context.store);
+            let (tenant, id) = (d.tenant_id.clone(), d.id);
+            Some(blocking(move || last_log_lines(store.as_ref(), &tenant, id, PLAN_LINES)).await?)
+        } else {
+            None
+        };
+        let mut text = outcome_reply(d, release, instance, &cx.log_url);
+        if let Some(lines) = plan {
+            text.push_str(&plan_block(&lines));
+        }
+        text
+    } else {
+        let what = reply_subject(d, release, instance);
+        match (d.state, &d.waiting_for) {
+            (DeployState::Pending, Some(waiting)) => {
+                format!("⏸️ {what} is {}.", waiting.describe())
+            }
+            (DeployState::Pending, None) => {
+                let store = Arc::clone(&context.store);
+                let (tenant, instance_id) = (d.tenant_id.clone(), d.instance_id);
+                let queue = blocking(move || store.instance_queue(&tenant, instance_id)).await?;
+                format!("⏳ {what} is {}.", queued_line(d.id, &queue))
+            }
+            _ => {
+                let p = &d.progress;
+                let phase = if p.phase.is_empty() {
+                    "starting"
+                } else {
+                    p.phase.as_str()
+                };
+                format!(
+                    "🔄 {what} is running: {phase} ({}%).",
+                    p.percent.clamp(0, 100)
+                )
+            }
+        }
+    };
+    if !d.params.is_empty() {
+        let listed: Vec<String> = d
+            .params
+            .iter()
+            .map(|(k, v)| code_span(&format!("{k}={v}")))
+            .collect();
+        text.push_str(&format!("\n\nParameters: {}", listed.join(", ")));
+    }
+    Ok(text)
+}
+
+/// How many of a dry run's last log lines its reply shows.
+const PLAN_LINES: usize = 30;
+
+/// The last `n` stored log lines of a deployment (stored logs have their secrets masked).
+fn last_log_lines(
+    store: &dyn GithubStore,
+    tenant: &str,
+    id: DeploymentId,
+    n: usize,
+) -> Result<Vec<String>, Error> {
+    let mut tail = std::collections::VecDeque::with_capacity(n + 1);
+    let mut after = 0;
+    // At most 200 pages of 500 lines: a plan longer than that shows its 100,000th line last.
+    for _ in 0..200 {
+        let page = store.read_logs(tenant, id, after, 500)?;
+        let Some(last) = page.last() else { break };
+        after = last.seq;
+        let full = page.len() == 500;
+        for entry in page {
+            tail.push_back(entry.line);
+            if tail.len() > n {
+                tail.pop_front();
+            }
+        }
+        if !full {
+            break;
+        }
+    }
+    Ok(tail.into())
+}
+
+/// The plan's output as a collapsed block, fenced so that no line of it is read as
+/// Markdown (a fence inside the output is broken up).
+fn plan_block(lines: &[String]) -> String {
+    if lines.is_empty() {
+        return "\n\nThe plan wrote no output.".into();
+    }
+    let output: Vec<String> = lines
+        .iter()
+        .map(|l| l.replace("```", "`\u{200b}``"))
+        .collect();
+    format!(
+        "\n\n<details><summary>Plan output</summary>\n\n```\n{}\n```\n\n</details>",
+        output.join("\n")
+    )
+}
+
+/// `text` as inline code, whatever backticks it holds.
+fn code_span(text: &str) -> String {
+    let longest = text.split(|c| c != '`').map(str::len).max().unwrap_or(0);
+    let ticks = "`".repeat(longest + 1);
+    if longest == 0 {
+        format!("{ticks}{text}{ticks}")
+    } else {
+        format!("{ticks} {text} {ticks}")
+    }
+}
+
+/// "queued: 2nd in line behind v12 (running)": the deployment's place among the running
+/// and pending deployments of its instance, and what is ahead of it.
+fn queued_line(id: DeploymentId, queue: &[QueueEntry]) -> String {
+    let Some(at) = queue.iter().position(|e| e.id == id) else {
+        return "queued".into();
+    };
+    if at == 0 {
+        return "queued: next in line".into();
+    }
+    let ahead: Vec<String> = queue[..at]
+        .iter()
+        .take(5)
+        .map(|e| {
+            let state = match (e.state, e.waiting) {
+                (DeployState::Running, _) => "running",
+                (_, true) => "waiting",
+                _ => "queued",
+            };
+            format!("v{} ({state})", e.version)
+        })
+        .collect();
+    let more = if at > 5 {
+        format!(" and {} more", at - 5)
+    } else {
+        String::new()
+    };
+    format!(
+        "queued: {} in line behind {}{more}",
+        ordinal(at + 1),
+        ahead.join(", ")
+    )
+}
+
+/// 1st, 2nd, 3rd, 4th … 11th, 12th, 13th, 21st.
+fn ordinal(n: usize) -> String {
+    let suffix = match (n % 10, n % 100) {
+        (_, 11..=13) => "th",
+        (1, _) => "st",
+        (2, _) => "nd",
+        (3, _) => "rd",
+        _ => "th",
+    };
+    format!("{n}{suffix}")
 }
 
 /// Reacts to a comment.
@@ -277,14 +508,23 @@ fn deployment_body(cx: &Report<'_>) -> Value {
     } else {
         &d.source.trigger
     };
+    // A dry run is its own task, so that GitHub never takes it for the live deployment.
+    let (task, description) = if d.noop {
+        (
+            "deploy:noop",
+            format!("dry run of v{} · {}", release.version, trigger),
+        )
+    } else {
+        ("deploy", format!("v{} · {}", release.version, trigger))
+    };
     let mut body = json!({
         "ref": release.commit_sha,
-        "task": "deploy",
+        "task": task,
         "environment": instance.environment,
         "auto_merge": false,
         "required_contexts": cfg.map(|c| c.required_contexts.clone()).unwrap_or_default(),
         "transient_environment": cfg.is_some_and(|c| c.transient_environment),
-        "description": clip(&format!("v{} · {}", release.version, trigger), 140),
+        "description": clip(&description, 140),
         "payload": {"deploybot": {
             "deployment_id": d.id.to_string(),
             "release_id": release.id.to_string(),
@@ -292,6 +532,12 @@ fn deployment_body(cx: &Report<'_>) -> Value {
             "image": release.image,
         }},
     });
+    if d.noop {
+        body["payload"]["deploybot"]["noop"] = json!(true);
+    }
+    if !d.params.is_empty() {
+        body["payload"]["deploybot"]["params"] = json!(d.params);
+    }
     if let Some(production) = cfg.and_then(|c| c.production_environment) {
         body["production_environment"] = json!(production);
     }
@@ -310,7 +556,11 @@ fn status_body(cx: &Report<'_>, state: DeployState, message: &str) -> Value {
     if let Some(url) = cx.cfg.and_then(|c| c.environment_url.clone()) {
         body["environment_url"] = json!(url);
     }
-    if github_state == "success" {
+    // A dry run's success must not mark the live deployment inactive (GitHub does when
+    // `auto_inactive` is left out, so a dry run says false).
+    if cx.d.noop {
+        body["auto_inactive"] = json!(false);
+    } else if github_state == "success" {
         body["auto_inactive"] = json!(true);
     }
     body
@@ -324,8 +574,12 @@ fn status_line(
     message: &str,
 ) -> (&'static str, String) {
     let v = release.version;
+    if d.noop {
+        return noop_status_line(v, state, message);
+    }
     match state {
-        DeployState::Pending => ("queued", format!("v{v} queued")),
+        DeployState::Pending if message.is_empty() => ("queued", format!("v{v} queued")),
+        DeployState::Pending => ("queued", format!("v{v} {message}")),
         DeployState::Running if message == "started" => {
             ("in_progress", format!("v{v} {} started", d.strategy))
         }
@@ -351,6 +605,23 @@ fn status_line(
     }
 }
 
+/// GitHub's state and the status's description for a dry run.
+fn noop_status_line(v: i64, state: DeployState, message: &str) -> (&'static str, String) {
+    match state {
+        DeployState::Pending if message.is_empty() => ("queued", format!("dry run of v{v} queued")),
+        DeployState::Pending => ("queued", format!("dry run of v{v} {message}")),
+        DeployState::Running if message == "started" => {
+            ("in_progress", format!("dry run of v{v} planning"))
+        }
+        DeployState::Running => ("in_progress", format!("dry run of v{v} {message}")),
+        DeployState::Succeeded => ("success", format!("dry run of v{v} succeeded")),
+        DeployState::Cancelled => ("error", format!("dry run of v{v} cancelled")),
+        DeployState::Failed | DeployState::RolledBack => {
+            ("failure", format!("dry run of v{v} failed: {message}"))
+        }
+    }
+}
+
 /// Posts `text` on the issue or pull request once: the comment carries an HTML comment
 /// (invisible on GitHub) naming `key`, and when an earlier attempt is in doubt, a comment
 /// with that marker already there counts as sent.
@@ -361,11 +632,12 @@ async fn reply_once(
     text: &str,
     in_doubt: bool,
 ) -> Result<OutboxResult, Failure> {
-    let marker = format!("<!-- deploybot:reply:{key} -->");
+    let marker = reply_marker(key);
     if in_doubt
         && client
-            .has_comment(repo, installation, issue, &marker)
+            .find_comment(repo, installation, issue, &marker)
             .await?
+            .is_some()
     {
         return Ok(OutboxResult::Sent);
     }
@@ -386,20 +658,32 @@ fn as_reported(d: &Deployment, reply: &DeploymentReply) -> Deployment {
     d
 }
 
-/// The one reply to a command, when its deployment ends.
-fn outcome_reply(d: &Deployment, release: &Release, instance: &Instance, log_url: &str) -> String {
-    let what = match d.kind {
+/// What a reply is about: "Deployment of **v3** to **production**".
+fn reply_subject(d: &Deployment, release: &Release, instance: &Instance) -> String {
+    match d.kind {
         DeployKind::Rollback => format!(
             "Rollback of **{}** to **v{}**",
             instance.environment, release.version
+        ),
+        DeployKind::Deploy if d.noop => format!(
+            "Dry run of **v{}** on **{}**",
+            release.version, instance.environment
         ),
         DeployKind::Deploy => format!(
             "Deployment of **v{}** to **{}**",
             release.version, instance.environment
         ),
-    };
+    }
+}
+
+/// The reply to a command when its deployment ends.
+fn outcome_reply(d: &Deployment, release: &Release, instance: &Instance, log_url: &str) -> String {
+    let what = reply_subject(d, release, instance);
     let short: String = release.commit_sha.chars().take(7).collect();
     let line = match d.state {
+        DeployState::Succeeded if d.noop => {
+            format!("🧪 {what} succeeded: nothing was changed.")
+        }
         DeployState::Succeeded => {
             format!("🚀 {what} succeeded ({}, `{}`).", d.strategy, release.image)
         }
@@ -447,6 +731,92 @@ mod tests {
         let old = as_reported(&d, &reply(json!({})));
         assert_eq!(old.state, DeployState::RolledBack);
         assert_eq!(old.error, "rolled back by dep_x");
+    }
+
+    fn entry(version: i64, state: DeployState, waiting: bool) -> QueueEntry {
+        QueueEntry {
+            id: DeploymentId::new(),
+            state,
+            version,
+            waiting,
+        }
+    }
+
+    #[test]
+    fn a_queued_reply_names_its_place_and_what_runs_ahead() {
+        let running = entry(12, DeployState::Running, false);
+        let waiting = entry(13, DeployState::Pending, true);
+        let me = entry(14, DeployState::Pending, false);
+        let queue = vec![running.clone(), waiting, me.clone()];
+        assert_eq!(
+            queued_line(me.id, &queue),
+            "queued: 3rd in line behind v12 (running), v13 (waiting)"
+        );
+        assert_eq!(
+            queued_line(me.id, &[running, me.clone()]),
+            "queued: 2nd in line behind v12 (running)"
+        );
+        assert_eq!(queued_line(me.id, &[me.clone()]), "queued: next in line");
+        let long: Vec<QueueEntry> = (1..=8)
+            .map(|v| entry(v, DeployState::Pending, false))
+            .chain([me.clone()])
+            .collect();
+        assert_eq!(
+            queued_line(me.id, &long),
+            "queued: 9th in line behind v1 (queued), v2 (queued), v3 (queued), v4 (queued), v5 (queued) and 3 more"
+        );
+        assert_eq!(ordinal(11), "11th");
+        assert_eq!(ordinal(22), "22nd");
+    }
+
+    #[test]
+    fn plan_output_cannot_close_its_fence() {
+        let block = plan_block(&["ok".into(), "```".into(), "</details> **bold**".into()]);
+        assert_eq!(block.matches("```").count(), 2, "{block}");
+        assert!(block.starts_with("\n\n<details><summary>Plan output</summary>"));
+        assert!(block.ends_with("```\n\n</details>"));
+        assert!(block.contains("ok\n`\u{200b}``\n</details> **bold**"));
+        assert_eq!(code_span("A=b`c"), "`` A=b`c ``");
+        assert_eq!(code_span("A=b"), "`A=b`");
+    }
+
+    #[test]
+    fn a_dry_run_is_its_own_task_and_never_retires_the_live_deployment() {
+        let (state, text) = noop_status_line(3, DeployState::Succeeded, "");
+        assert_eq!(
+            (state, text.as_str()),
+            ("success", "dry run of v3 succeeded")
+        );
+        let (state, text) =
+            noop_status_line(3, DeployState::Pending, "waiting for the lock to end");
+        assert_eq!(state, "queued");
+        assert!(text.starts_with("dry run of v3 waiting"), "{text}");
+    }
+
+    #[test]
+    fn a_running_reply_is_edited_at_most_every_three_seconds() {
+        let request = crate::deploy::DeployRequest {
+            instance_id: crate::deploy::InstanceId::new(),
+            image: "ghcr.io/acme/web:1".into(),
+            env: Default::default(),
+            strategy: String::new(),
+            notes: String::new(),
+            commit_sha: String::new(),
+            params: Default::default(),
+            noop: false,
+        };
+        let release = Release::from_request("acme", &request);
+        let mut d = Deployment::pending(&release, "rolling", "octocat");
+        let now = chrono::Utc::now();
+        let ago = |ms: i64| Some(now - chrono::Duration::milliseconds(ms));
+        d.started_at = ago(10_000);
+        assert!(running_shown_recently(&d, ago(1_000), now));
+        assert!(!running_shown_recently(&d, ago(4_000), now));
+        // Last written just before the run started: it still says queued, so it is edited.
+        d.started_at = ago(1_000);
+        assert!(!running_shown_recently(&d, ago(2_000), now));
+        assert!(running_shown_recently(&d, ago(500), now));
+        assert!(!running_shown_recently(&d, None, now));
     }
 
     #[test]

@@ -8,7 +8,8 @@ use chrono::{DateTime, Utc};
 
 use super::outbox::{NewOutboxItem, OutboxStore};
 use crate::deploy::{
-    Deployment, DeploymentId, Error, InstanceStore, ReleaseStore, TriggeredDeployment,
+    DeployState, Deployment, DeploymentId, Error, InstanceId, InstanceStore, LogStore,
+    ReleaseStore, TriggeredDeployment,
 };
 
 /// A webhook delivery as recorded.
@@ -185,8 +186,70 @@ pub trait DeliveryStore: Send + Sync + 'static {
     ) -> Result<Vec<PullHead>, Error>;
 }
 
-/// What the GitHub sender and its jobs read and write: deployments with their releases
-/// and instances, deliveries and comments, and the outbox.
-pub trait GithubStore: ReleaseStore + InstanceStore + DeliveryStore + OutboxStore {}
+/// The one reply comment of a command (`reply_key`: the deployment's id), edited in place.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplyRecord {
+    pub tenant_id: String,
+    pub reply_key: String,
+    /// `owner/name`.
+    pub repo: String,
+    pub issue: u64,
+    /// 32 hex digits from the operating system's random source, written invisibly into the
+    /// comment: finds it again when the answer to its creation was lost. Unguessable, so
+    /// that nobody else's comment can pass for it.
+    pub marker: String,
+    /// The GitHub comment, once created.
+    pub comment_id: Option<u64>,
+    /// When the comment was last written (created or edited).
+    pub edited_at: Option<DateTime<Utc>>,
+}
 
-impl<T: ReleaseStore + InstanceStore + DeliveryStore + OutboxStore + ?Sized> GithubStore for T {}
+/// A deployment of an instance's queue: running or pending, oldest first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueEntry {
+    pub id: DeploymentId,
+    pub state: DeployState,
+    pub version: i64,
+    /// It waits for something (a lock, a freeze) before it may run.
+    pub waiting: bool,
+}
+
+/// The reply comments of commands, and what their text reads.
+pub trait ReplyStore: Send + Sync + 'static {
+    /// The record of the reply `reply_key`, created with a fresh marker on first use.
+    fn reply_record(
+        &self,
+        tenant_id: &str,
+        reply_key: &str,
+        repo: &str,
+        issue: u64,
+    ) -> Result<ReplyRecord, Error>;
+
+    /// Records the comment the reply is (created or found) and when it was written.
+    fn set_reply_comment(
+        &self,
+        tenant_id: &str,
+        reply_key: &str,
+        comment_id: u64,
+        at: DateTime<Utc>,
+    ) -> Result<(), Error>;
+
+    /// The running and pending deployments of an instance, oldest first.
+    fn instance_queue(
+        &self,
+        tenant_id: &str,
+        instance_id: InstanceId,
+    ) -> Result<Vec<QueueEntry>, Error>;
+}
+
+/// What the GitHub sender and its jobs read and write: deployments with their releases,
+/// instances and logs, deliveries and comments, reply comments, and the outbox.
+pub trait GithubStore:
+    ReleaseStore + InstanceStore + LogStore + DeliveryStore + ReplyStore + OutboxStore
+{
+}
+
+impl<T: ReleaseStore + InstanceStore + LogStore + DeliveryStore + ReplyStore + OutboxStore + ?Sized>
+    GithubStore for T
+{
+}

@@ -220,6 +220,10 @@ impl State {
                 },
                 None => Reply::not_found(DOCS),
             },
+            ("PATCH", ["issues", "comments", comment]) => match id(comment) {
+                Some(comment) => self.update_comment(req, owner, name, comment, actor),
+                None => Reply::not_found(DOCS),
+            },
             ("POST", ["issues", "comments", comment, "reactions"]) => match id(comment) {
                 Some(comment) => {
                     self.create_reaction(req, owner, name, Subject::Comment(comment), actor)

@@ -4,7 +4,9 @@ use serde_json::Value;
 
 use super::http::Incoming;
 use super::json::{comment_json, reaction_json};
-use super::openapi::{CREATE_COMMENT_REACTION, CREATE_ISSUE_COMMENT, CREATE_ISSUE_REACTION};
+use super::openapi::{
+    CREATE_COMMENT_REACTION, CREATE_ISSUE_COMMENT, CREATE_ISSUE_REACTION, UPDATE_ISSUE_COMMENT,
+};
 use super::reply::{Reply, custom_error, find_repo, find_repo_mut, paginate, parse_body};
 use super::state::{DOCS, Reaction, State, Subject, now};
 use super::types::FakeComment;
@@ -65,20 +67,68 @@ impl State {
         } else {
             "issues"
         };
-        let comment = FakeComment {
-            id,
-            issue,
-            body: text.to_string(),
-            user: actor.to_string(),
-            html_url: format!(
-                "https://github.com/{}/{kind}/{issue}#issuecomment-{id}",
-                repo.full_name
-            ),
-            created_at: now(),
-        };
+        let html_url = format!(
+            "https://github.com/{}/{kind}/{issue}#issuecomment-{id}",
+            repo.full_name
+        );
+        let comment = FakeComment::new(id, issue, text, actor, html_url);
         let answer = comment_json(&self.base_url, repo, &comment);
         repo.comments.push(comment);
         Reply::json(201, answer)
+    }
+
+    /// Replaces a comment's body (`PATCH /repos/{owner}/{repo}/issues/comments/{id}`).
+    /// As on GitHub, only its author may (a repository admin may too, which the stand-in
+    /// does not model); the comment keeps its id, its old body goes to its history.
+    pub(super) fn update_comment(
+        &mut self,
+        req: &Incoming,
+        owner: &str,
+        name: &str,
+        comment: u64,
+        actor: &str,
+    ) -> Reply {
+        let excerpt = &UPDATE_ISSUE_COMMENT;
+        let docs = excerpt.documentation_url();
+        let exists = find_repo(&self.repos, owner, name)
+            .is_ok_and(|repo| repo.comments.iter().any(|c| c.id == comment));
+        if !exists {
+            return Reply::not_found(&docs);
+        }
+        let body = match parse_body(req, excerpt) {
+            Ok(body) => body,
+            Err(reply) => return reply,
+        };
+        let text = body.get("body").and_then(Value::as_str).unwrap_or_default();
+        if text.trim().is_empty() {
+            return custom_error(excerpt, "body", "missing_field", "body wasn't supplied");
+        }
+        if text.chars().count() > 65536 {
+            let message = "Body is too long (maximum is 65536 characters)";
+            return custom_error(excerpt, "body", "custom", message);
+        }
+        let base_url = self.base_url.clone();
+        let Ok(repo) = find_repo_mut(&mut self.repos, owner, name) else {
+            return Reply::not_found(&docs);
+        };
+        let Some(found) = repo.comments.iter_mut().find(|c| c.id == comment) else {
+            return Reply::not_found(&docs);
+        };
+        if !found.user.eq_ignore_ascii_case(actor) {
+            return Reply::json(
+                403,
+                serde_json::json!({
+                    "message": "Must have admin rights to Repository.",
+                    "documentation_url": docs,
+                    "status": "403",
+                }),
+            );
+        }
+        let old = std::mem::replace(&mut found.body, text.to_string());
+        found.history.push(old);
+        found.updated_at = now();
+        let found = found.clone();
+        Reply::json(200, comment_json(&base_url, repo, &found))
     }
 
     /// 201 for a new reaction; 200 with the existing one when this user already reacted

@@ -101,7 +101,7 @@ pub(super) fn comment_json(base_url: &str, repo: &Repo, c: &FakeComment) -> Valu
         "body": c.body,
         "user": user_json(&c.user, actor_kind(&c.user)),
         "created_at": c.created_at,
-        "updated_at": c.created_at,
+        "updated_at": c.updated_at,
         "issue_url": format!("{repo_url}/issues/{}", c.issue),
         "author_association": "NONE",
         "performed_via_github_app": null,

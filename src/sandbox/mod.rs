@@ -44,7 +44,7 @@ pub use openapi::{
     CREATE_COMMENT_REACTION, CREATE_DEPLOYMENT, CREATE_DEPLOYMENT_STATUS,
     CREATE_INSTALLATION_TOKEN, CREATE_ISSUE_COMMENT, CREATE_ISSUE_REACTION,
     LIST_HOOK_DELIVERIES_PARAMETERS, LIST_HOOK_DELIVERIES_RESPONSE, OpenApiExcerpt,
-    REDELIVER_HOOK_DELIVERY_RESPONSE, SchemaError, validate,
+    REDELIVER_HOOK_DELIVERY_RESPONSE, SchemaError, UPDATE_ISSUE_COMMENT, validate,
 };
 pub use types::{
     Call, CallAuth, FakeComment, FakeDeployment, FakeDeploymentStatus, HOOK_TIMEOUT, HookAttempt,
@@ -283,14 +283,8 @@ impl FakeGithub {
             "https://github.com/{}/pull/{issue}#issuecomment-{id}",
             repo.full_name
         );
-        repo.comments.push(FakeComment {
-            id,
-            issue,
-            body: body.to_string(),
-            user: user.to_string(),
-            html_url,
-            created_at: now(),
-        });
+        repo.comments
+            .push(FakeComment::new(id, issue, body, user, html_url));
         id
     }
 

@@ -16,7 +16,7 @@ use super::FakeGithub;
 use super::hooks::deliver_hook_reading;
 use super::page;
 use super::seed::announce;
-use super::state::{Repo, State, lock, now};
+use super::state::{Repo, State, lock};
 use super::types::{FakeComment, HookSend};
 use super::view::PullSource;
 use crate::cli::simulate::sandbox::{PullFacts, comment_payload};
@@ -405,14 +405,13 @@ fn user_of(repo: &Repo, user: &str) -> Result<String, Refusal> {
 
 fn add_comment(state: &mut State, full_name: &str, issue: u64, id: u64, login: &str, body: &str) {
     if let Some(repo) = state.repos.get_mut(&full_name.to_lowercase()) {
-        repo.comments.push(FakeComment {
+        repo.comments.push(FakeComment::new(
             id,
             issue,
-            body: body.to_string(),
-            user: login.to_string(),
-            html_url: format!("https://github.com/{full_name}/pull/{issue}#issuecomment-{id}"),
-            created_at: now(),
-        });
+            body,
+            login,
+            format!("https://github.com/{full_name}/pull/{issue}#issuecomment-{id}"),
+        ));
     }
     state.version += 1;
 }

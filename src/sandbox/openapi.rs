@@ -43,6 +43,10 @@ pub const CREATE_ISSUE_COMMENT: OpenApiExcerpt = OpenApiExcerpt {
     resource: "IssueComment",
     text: include_str!("openapi/create-issue-comment.request.json"),
 };
+pub const UPDATE_ISSUE_COMMENT: OpenApiExcerpt = OpenApiExcerpt {
+    resource: "IssueComment",
+    text: include_str!("openapi/update-issue-comment.request.json"),
+};
 pub const CREATE_COMMENT_REACTION: OpenApiExcerpt = OpenApiExcerpt {
     resource: "Reaction",
     text: include_str!("openapi/create-reaction-for-issue-comment.request.json"),

@@ -128,8 +128,35 @@ pub const HOOK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10)
 pub struct FakeComment {
     pub id: u64,
     pub issue: u64,
+    /// The body as it reads now.
     pub body: String,
     pub user: String,
     pub html_url: String,
     pub created_at: String,
+    /// When it was created or last edited.
+    pub updated_at: String,
+    /// The bodies it had before each edit, oldest first (empty: never edited).
+    pub history: Vec<String>,
+}
+
+impl FakeComment {
+    /// A comment as it is created.
+    pub fn new(id: u64, issue: u64, body: &str, user: &str, html_url: String) -> FakeComment {
+        let at = super::state::now();
+        FakeComment {
+            id,
+            issue,
+            body: body.to_string(),
+            user: user.to_string(),
+            html_url,
+            created_at: at.clone(),
+            updated_at: at,
+            history: Vec::new(),
+        }
+    }
+
+    /// How many times it was edited.
+    pub fn edits(&self) -> usize {
+        self.history.len()
+    }
 }

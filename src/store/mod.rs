@@ -15,6 +15,7 @@ mod logs;
 mod outbox;
 mod queue;
 mod recording;
+mod replies;
 mod rows;
 pub mod schema;
 
