@@ -2,7 +2,7 @@
 //! strategy and provider while holding a lease, stores progress and logs as they happen,
 //! and recovers deployments whose worker died.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,12 +12,13 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::deploy::provider::{LogLine, LogMask, LogSink, ReleaseSpec, RunContext};
+use crate::deploy::provider::{LogLine, LogMask, LogSink, ProviderError, ReleaseSpec, RunContext};
 use crate::deploy::service::{Running, blocking};
 use crate::deploy::{
-    self as deploy, Catalog, DeployKind, DeployState, Deployment, DeploymentId, Error,
-    ExpiredLease, Instance, InstanceSpec, InstanceStore, LogStore, Outcome, Plan, Progress,
-    ProgressSink, QueueStore, Release, ReleaseStore, strategies,
+    self as deploy, ActiveFreeze, AuditEvent, AuditStore, Catalog, DeployKind, DeployState,
+    Deployment, DeploymentId, Error, ExpiredLease, Instance, InstanceId, InstanceSpec,
+    InstanceStore, Lock, LockStore, LockTarget, LogStore, Outcome, Plan, Progress, ProgressSink,
+    QueueStore, Release, ReleaseStore, WaitKind, WaitingFor, strategies,
 };
 use crate::github::outbox::{GithubAcceptance, OutboxStore};
 use crate::provider::SecretMask;
@@ -28,6 +29,19 @@ const GITHUB_GATE_TIMEOUT: Duration = Duration::from_secs(15 * 60);
 
 /// How long a deploy command left by a lost worker gets between SIGTERM and SIGKILL.
 const LEFTOVER_GRACE: Duration = Duration::from_secs(5);
+
+/// How often the gatekeeper looks at locks, freezes and waiting deployments when nothing
+/// wakes it.
+const GATE_EVERY: Duration = Duration::from_secs(1);
+
+/// The least time between two looks of the gatekeeper, however often it is woken.
+const GATE_MIN_GAP: Duration = Duration::from_millis(100);
+
+/// The most waiting deployments the gatekeeper reads at one look.
+const GATE_BATCH: u32 = 500;
+
+/// Who the bot is in locks and the audit trail when it acts by itself.
+pub const BOT_ACTOR: &str = "deploybot";
 
 /// The machine of a lease's holder: a worker's `owner` is `host:pid:run` (`Worker::new`).
 fn owner_host(owner: &str) -> Option<&str> {
@@ -179,11 +193,23 @@ impl Default for LogCap {
 }
 
 /// What a worker reads and writes: the queue and its leases, deployments with their
-/// releases and instances, logs, and whether GitHub accepted a deployment.
-pub trait WorkerStore: ReleaseStore + InstanceStore + QueueStore + LogStore + OutboxStore {}
+/// releases and instances, logs, whether GitHub accepted a deployment, and the locks and
+/// audit trail its gatekeeper keeps.
+pub trait WorkerStore:
+    ReleaseStore + InstanceStore + QueueStore + LogStore + OutboxStore + LockStore + AuditStore
+{
+}
 
-impl<T: ReleaseStore + InstanceStore + QueueStore + LogStore + OutboxStore + ?Sized> WorkerStore
-    for T
+impl<
+    T: ReleaseStore
+        + InstanceStore
+        + QueueStore
+        + LogStore
+        + OutboxStore
+        + LockStore
+        + AuditStore
+        + ?Sized,
+> WorkerStore for T
 {
 }
 
@@ -259,6 +285,7 @@ impl Worker {
         let slots = Arc::new(Semaphore::new(self.settings.concurrency.max(1)));
         let mut tasks = JoinSet::new();
         let recovery = tokio::spawn(Arc::clone(&self).recover_loop(shutdown.clone()));
+        let gatekeeper = tokio::spawn(Arc::clone(&self).gate_loop(shutdown.clone()));
         tracing::info!(owner = %self.owner, concurrency = self.settings.concurrency, "worker started");
         loop {
             // `biased`: once shutdown has begun, nothing new is claimed, even when a slot
@@ -323,6 +350,236 @@ impl Worker {
             tasks.abort_all();
         }
         recovery.abort();
+        gatekeeper.abort();
+    }
+
+    /// The gatekeeper: every second, and whenever the worker is woken (an unlock, a new
+    /// deployment), expires the locks whose time is up and lets waiting deployments run
+    /// once neither a lock nor a freeze holds their instance. Every replica runs it; each
+    /// store call is one transaction, so replicas agree.
+    async fn gate_loop(self: Arc<Self>, shutdown: CancellationToken) {
+        loop {
+            let notified = self.wake.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if let Err(e) = self.gate_once().await {
+                tracing::warn!(error = %e, "cannot look at waiting deployments; retrying");
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = &mut notified => {}
+                _ = tokio::time::sleep(GATE_EVERY) => {}
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(GATE_MIN_GAP) => {}
+            }
+        }
+    }
+
+    /// One look of the gatekeeper; returns how many deployments it let run.
+    pub async fn gate_once(&self) -> Result<usize, Error> {
+        let now = deploy::now();
+        let store = Arc::clone(&self.store);
+        let expired = blocking(move || store.expire_locks(now)).await?;
+        for lock in expired {
+            let mut event = AuditEvent::new(
+                &lock.tenant_id,
+                BOT_ACTOR,
+                "lock.expired",
+                format!("the lock expired (it was {})", lock.describe()),
+            );
+            if let LockTarget::Instance { instance_id } = lock.target {
+                event.instance_id = Some(instance_id);
+            }
+            let store = Arc::clone(&self.store);
+            if let Err(e) = blocking(move || store.record_audit(&event)).await {
+                tracing::warn!(error = %e, "cannot record a lock's expiry in the audit trail");
+            }
+        }
+        let store = Arc::clone(&self.store);
+        let waiting = blocking(move || store.waiting_deployments(GATE_BATCH)).await?;
+        let mut by_instance: BTreeMap<(String, InstanceId), Vec<Deployment>> = BTreeMap::new();
+        for d in waiting {
+            if d.waiting_for
+                .as_ref()
+                .is_some_and(|w| matches!(w.kind, WaitKind::Lock | WaitKind::Freeze))
+            {
+                by_instance
+                    .entry((d.tenant_id.clone(), d.instance_id))
+                    .or_default()
+                    .push(d);
+            }
+        }
+        let mut released = 0;
+        let mut changed = false;
+        for ((tenant, instance_id), deployments) in by_instance {
+            match self.gate_instance(&tenant, instance_id, &deployments).await {
+                Ok(Gated::Released) => {
+                    released += 1;
+                    changed = true;
+                }
+                Ok(Gated::Marked) => changed = true,
+                Ok(Gated::Unchanged) => {}
+                Err(e) => {
+                    tracing::warn!(tenant = %tenant, instance = %instance_id, error = %e, "cannot update the instance's waiting deployments")
+                }
+            }
+        }
+        if changed {
+            // A released deployment can be claimed, and new reports wait in the outbox.
+            self.wake.notify_waiters();
+        }
+        Ok(released)
+    }
+
+    /// Lets the instance's newest waiting deployment run when nothing holds it any more,
+    /// else marks each with what holds it now.
+    async fn gate_instance(
+        &self,
+        tenant: &str,
+        instance_id: InstanceId,
+        deployments: &[Deployment],
+    ) -> Result<Gated, Error> {
+        let store = Arc::clone(&self.store);
+        let t = tenant.to_string();
+        let (lock, instance) = blocking(move || {
+            Ok((
+                store.lock_covering(&t, instance_id)?,
+                store.get_instance(&t, instance_id)?,
+            ))
+        })
+        .await?;
+        let freeze = self.freeze_now(tenant, &instance.name, deploy::now());
+        match hold(lock.as_ref(), freeze.as_ref()) {
+            None => {
+                let store = Arc::clone(&self.store);
+                let t = tenant.to_string();
+                let released = blocking(move || {
+                    store.release_waiting(&t, instance_id, &[WaitKind::Lock, WaitKind::Freeze])
+                })
+                .await?;
+                Ok(match released {
+                    Some(d) => {
+                        tracing::info!(deployment = %d.id, instance = %instance.name, "nothing holds the instance any more; the newest waiting deployment runs");
+                        Gated::Released
+                    }
+                    None => Gated::Unchanged,
+                })
+            }
+            Some(waiting) => {
+                let mut marked = false;
+                for d in deployments
+                    .iter()
+                    .filter(|d| d.waiting_for.as_ref() != Some(&waiting))
+                {
+                    let store = Arc::clone(&self.store);
+                    let (t, id, w) = (tenant.to_string(), d.id, waiting.clone());
+                    match blocking(move || store.set_waiting(&t, id, Some(&w))).await {
+                        Ok(_) => marked = true,
+                        // Claimed, released or cancelled meanwhile.
+                        Err(Error::Conflict(_) | Error::NotFound { .. }) => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+                Ok(if marked {
+                    Gated::Marked
+                } else {
+                    Gated::Unchanged
+                })
+            }
+        }
+    }
+
+    /// The freeze of the named instance in force at `now`, if any.
+    fn freeze_now(
+        &self,
+        tenant: &str,
+        instance: &str,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Option<ActiveFreeze> {
+        let spec = self.catalog.spec(tenant, instance)?;
+        let (current, _) = crate::config::freeze_state(&spec.control.freezes, now);
+        current.map(|(w, start, end)| ActiveFreeze {
+            reason: w.reason.clone(),
+            start,
+            end,
+        })
+    }
+
+    /// After an automatic rollback of a deploy: locks the instance against pushes, held by
+    /// the bot, when its `lock_on_rollback` says so and no lock covers it yet.
+    async fn lock_on_rollback(&self, deployment: &Deployment) {
+        if deployment.state != DeployState::RolledBack
+            || deployment.kind != DeployKind::Deploy
+            || deployment.noop
+        {
+            return;
+        }
+        let store = Arc::clone(&self.store);
+        let d = deployment.clone();
+        let loaded = blocking(move || {
+            Ok((
+                store.get_instance(&d.tenant_id, d.instance_id)?,
+                store.get_release(&d.tenant_id, d.release_id)?,
+                store.lock_covering(&d.tenant_id, d.instance_id)?,
+            ))
+        })
+        .await;
+        let (instance, release, covering) = match loaded {
+            Ok(loaded) => loaded,
+            Err(e) => {
+                tracing::warn!(deployment = %deployment.id, error = %e, "cannot lock the instance after its rollback");
+                return;
+            }
+        };
+        let wanted = self
+            .catalog
+            .spec(&deployment.tenant_id, &instance.name)
+            .is_some_and(|spec| spec.control.lock_on_rollback);
+        if !wanted || covering.is_some() {
+            return;
+        }
+        let lock = Lock {
+            tenant_id: deployment.tenant_id.clone(),
+            target: LockTarget::Instance {
+                instance_id: instance.id,
+            },
+            repo: instance.repo.to_ascii_lowercase(),
+            holder: BOT_ACTOR.to_string(),
+            reason: rollback_lock_reason(&release, &deployment.error),
+            pull_request: None,
+            created_at: deploy::now(),
+            expires_at: None,
+        };
+        let store = Arc::clone(&self.store);
+        let taken = match blocking(move || store.acquire_lock(&lock)).await {
+            Ok(taken) => taken,
+            // Someone locked it meanwhile: their lock holds pushes already.
+            Err(Error::Locked(_)) => return,
+            Err(e) => {
+                tracing::warn!(deployment = %deployment.id, error = %e, "cannot lock the instance after its rollback");
+                return;
+            }
+        };
+        tracing::info!(deployment = %deployment.id, instance = %instance.name, "rolled back: instance locked against pushes");
+        let mut event = AuditEvent::new(
+            &deployment.tenant_id,
+            BOT_ACTOR,
+            "lock.on_rollback",
+            format!(
+                "{} ({}) {}",
+                instance.name,
+                instance.environment,
+                taken.describe()
+            ),
+        );
+        event.instance_id = Some(instance.id);
+        event.deployment_id = Some(deployment.id);
+        let store = Arc::clone(&self.store);
+        if let Err(e) = blocking(move || store.record_audit(&event)).await {
+            tracing::warn!(deployment = %deployment.id, error = %e, "cannot record the rollback's lock in the audit trail");
+        }
     }
 
     async fn recover_loop(self: Arc<Self>, shutdown: CancellationToken) {
@@ -486,6 +743,9 @@ impl Worker {
             tracing::error!(deployment = %id, error = %e, "impossible final state");
             return;
         }
+        // Locked before the outcome is visible, so that whoever sees the rollback also
+        // finds the instance locked.
+        self.lock_on_rollback(&deployment).await;
         self.write_outcome(&deployment, &lost).await;
     }
 
@@ -571,6 +831,8 @@ impl Worker {
             release: release_spec(&stored.release),
             cancel,
             log,
+            params: deployment.params.clone(),
+            noop: deployment.noop,
         };
         let previous = stored
             .active
@@ -578,6 +840,15 @@ impl Worker {
             .filter(|a| a.id != stored.release.id)
             .map(release_spec);
         log_start(&run, deployment, &stored, &spec, previous.as_ref());
+        if deployment.noop {
+            // The live slot is unchanged: the next deployment's strategy reads it from here.
+            let live_ref = stored
+                .last
+                .as_ref()
+                .map(|d| d.provider_ref.clone())
+                .unwrap_or_default();
+            return Ok(dry_run(spec.provider.as_ref(), &run, progress, live_ref).await);
+        }
         let plan = Plan {
             provider: spec.provider.as_ref(),
             health: spec.health.as_deref(),
@@ -707,6 +978,19 @@ fn log_start(
     spec: &InstanceSpec,
     previous: Option<&ReleaseSpec>,
 ) {
+    if deployment.noop {
+        run.log.system(format!(
+            "dry run of v{} ({}) on {} via the {} provider: it plans, nothing changes{}",
+            stored.release.version,
+            stored.release.image,
+            stored.instance.name,
+            spec.provider.kind(),
+            previous
+                .map(|p| format!("; v{} runs now and stays", p.version))
+                .unwrap_or_default()
+        ));
+        return;
+    }
     run.log.system(format!(
         "{} v{} ({}) on {} with {} via the {} provider{}",
         if deployment.kind == DeployKind::Rollback {
@@ -723,6 +1007,82 @@ fn log_start(
             .map(|p| format!("; v{} runs now", p.version))
             .unwrap_or_default()
     ));
+}
+
+/// A dry run: the one `plan` phase, with its progress; no strategy, no traffic, no health
+/// gate. Succeeds with `live_ref` (what runs is unchanged).
+async fn dry_run(
+    provider: &dyn deploy::provider::Provider,
+    run: &RunContext,
+    progress: &dyn ProgressSink,
+    live_ref: String,
+) -> Outcome {
+    let report = |percent: i32, message: String| {
+        run.log.system(format!("[{percent:>3}%] plan: {message}"));
+        progress.report(Progress {
+            phase: "plan".into(),
+            percent,
+            message,
+        })
+    };
+    report(
+        0,
+        format!("planning v{} ({})", run.release.version, run.release.image),
+    )
+    .await;
+    match provider.plan(run, &run.release).await {
+        Ok(()) => {
+            report(100, "planned; nothing was changed".into()).await;
+            Outcome::Succeeded {
+                provider_ref: live_ref,
+            }
+        }
+        Err(e) if e == ProviderError::Cancelled || run.cancel.is_cancelled() => Outcome::Cancelled,
+        Err(e) => {
+            run.log
+                .system(format!("the plan failed: {e}; nothing was changed"));
+            Outcome::Failed {
+                reason: e.to_string(),
+            }
+        }
+    }
+}
+
+/// How one look of the gatekeeper left an instance's waiting deployments.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Gated {
+    /// The newest runs now (the older ones were superseded).
+    Released,
+    /// What they wait for changed.
+    Marked,
+    Unchanged,
+}
+
+/// What a push waits for while `lock` and `freeze` hold its instance: the lock first,
+/// then the freeze; None when nothing holds it.
+fn hold(lock: Option<&Lock>, freeze: Option<&ActiveFreeze>) -> Option<WaitingFor> {
+    lock.map(Lock::waiting)
+        .or_else(|| freeze.map(ActiveFreeze::waiting))
+}
+
+/// The reason of the lock an automatic rollback takes: "v3 (abc1234) failed and was rolled
+/// back: …", within the longest reason a lock holds.
+fn rollback_lock_reason(release: &Release, error: &str) -> String {
+    let what = if release.commit_sha.is_empty() {
+        release.image.clone()
+    } else {
+        release.commit_sha.chars().take(7).collect()
+    };
+    let reason = format!(
+        "v{} ({what}) failed and was rolled back: {error}",
+        release.version
+    );
+    if reason.chars().count() <= deploy::MAX_REASON_CHARS {
+        return reason;
+    }
+    let mut cut: String = reason.chars().take(deploy::MAX_REASON_CHARS - 1).collect();
+    cut.push('…');
+    cut
 }
 
 /// Ends the deployment's log: notes how many lines the writer fell behind on, sends

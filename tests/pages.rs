@@ -1113,6 +1113,7 @@ async fn a_browser_follows_a_running_deployment(db: TestDb) {
     let dir = tempfile::tempdir().unwrap();
     let provider = Arc::new(CommandProvider {
         argv: vec![chatty_script(dir.path()).display().to_string()],
+        noop_run: Vec::new(),
         timeout: Duration::from_secs(60),
         kill_grace: Duration::from_secs(2),
         pass_env: Vec::new(),

@@ -176,6 +176,11 @@ pub struct RunContext {
     pub release: ReleaseSpec,
     pub cancel: CancellationToken,
     pub log: LogSink,
+    /// The deployment's parameters; the command provider passes each as
+    /// `DEPLOY_PARAM_<KEY>`.
+    pub params: Env,
+    /// A dry run: only [`Provider::plan`] is asked for.
+    pub noop: bool,
 }
 
 /// Why a provider step did not succeed.
@@ -222,6 +227,21 @@ pub trait Provider: Send + Sync {
 
     /// Stops what runs in `slot`.
     async fn retire(&self, run: &RunContext, slot: &str) -> Result<(), ProviderError>;
+
+    /// A dry run: says what deploying `release` would change, changing nothing. A provider
+    /// that cannot plan says so in the log and succeeds.
+    async fn plan(&self, run: &RunContext, release: &ReleaseSpec) -> Result<(), ProviderError> {
+        if run.cancel.is_cancelled() {
+            return Err(ProviderError::Cancelled);
+        }
+        run.log.system(format!(
+            "the {} provider has nothing to plan for v{} ({})",
+            self.kind(),
+            release.version,
+            release.image
+        ));
+        Ok(())
+    }
 }
 
 /// Checks that what runs is healthy: one probe, retried by the health gate.

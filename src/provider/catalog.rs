@@ -55,6 +55,7 @@ pub fn spec_of(
         ProviderKind::Noop => Arc::new(NoopProvider),
         ProviderKind::Command => Arc::new(CommandProvider {
             argv: instance.provider.run.clone(),
+            noop_run: instance.provider.noop_run.clone(),
             timeout: instance.provider.timeout,
             kill_grace: instance.provider.kill_grace,
             pass_env: child_env::passed(&instance.pass_env),

@@ -56,4 +56,15 @@ impl Provider for NoopProvider {
         run.log.system(format!("noop: would retire slot {slot}"));
         Ok(())
     }
+
+    async fn plan(&self, run: &RunContext, release: &ReleaseSpec) -> Result<(), ProviderError> {
+        if run.cancel.is_cancelled() {
+            return Err(ProviderError::Cancelled);
+        }
+        run.log.system(format!(
+            "noop: nothing to plan; deploying v{} ({}) would change nothing",
+            release.version, release.image
+        ));
+        Ok(())
+    }
 }

@@ -94,6 +94,7 @@ fn build(def: &SpecDef, pool: &str) -> InstanceSpec {
         ProviderDef::RecreateOnly => Arc::new(RecreateOnly),
         ProviderDef::Script(path) => Arc::new(CommandProvider {
             argv: vec![path.display().to_string(), pool.to_string()],
+            noop_run: Vec::new(),
             timeout: Duration::from_secs(60),
             kill_grace: Duration::from_secs(2),
             pass_env: Vec::new(),

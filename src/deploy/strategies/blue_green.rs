@@ -146,6 +146,8 @@ mod tests {
             release: release(2),
             cancel: CancellationToken::new(),
             log: LogSink::discard(),
+            params: Default::default(),
+            noop: false,
         };
         let plan = Plan {
             provider: &provider,
