@@ -1,5 +1,6 @@
 //! Opaque keyset cursors. A cursor names the list it belongs to (deployments or releases
-//! of one instance) and the last key of the page it ends; anything else is refused with
+//! of one instance, the audit trail of a tenant or of one instance) and the last key of the
+//! page it ends; anything else is refused with
 //! an invalid-request error rather than silently restarting or failing later.
 
 use base64::Engine;
@@ -11,9 +12,9 @@ use crate::deploy::{Error, InstanceId};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Wire {
-    /// "dep" or "rel": which list.
+    /// "dep", "rel" or "aud": which list.
     k: String,
-    /// The instance whose list this is.
+    /// The instance whose list this is ("" for a tenant's whole audit trail).
     i: String,
     /// Deployments: created_at in microseconds since the epoch.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -21,7 +22,7 @@ struct Wire {
     /// Deployments: the id that breaks ties between equal timestamps.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     d: Option<String>,
-    /// Releases: the version.
+    /// Releases: the version; audit trail: the event's id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     v: Option<i64>,
 }
@@ -45,7 +46,7 @@ fn invalid(why: &str) -> Error {
     ))
 }
 
-fn decode(cursor: &str, kind: &str, instance: InstanceId) -> Result<Wire, Error> {
+fn decode(cursor: &str, kind: &str, instance: &str) -> Result<Wire, Error> {
     if cursor.len() > 512 {
         return Err(invalid("it is too long"));
     }
@@ -54,7 +55,7 @@ fn decode(cursor: &str, kind: &str, instance: InstanceId) -> Result<Wire, Error>
         .map_err(|_| invalid("it is not a cursor this server produced"))?;
     let wire: Wire = serde_json::from_slice(&bytes)
         .map_err(|_| invalid("it is not a cursor this server produced"))?;
-    if wire.k != kind || wire.i != instance.to_string() {
+    if wire.k != kind || wire.i != instance {
         return Err(invalid("it belongs to another list"));
     }
     Ok(wire)
@@ -79,7 +80,7 @@ pub(crate) fn decode_deployment(
     cursor: &str,
     instance: InstanceId,
 ) -> Result<DeploymentKey, Error> {
-    let wire = decode(cursor, "dep", instance)?;
+    let wire = decode(cursor, "dep", &instance.to_string())?;
     match (wire.t, wire.d, wire.v) {
         (Some(t), Some(_), None) if !(0..=LAST_MICROS).contains(&t) => {
             Err(invalid("its time is out of range"))
@@ -103,10 +104,34 @@ pub(crate) fn encode_release(instance: InstanceId, version: i64) -> String {
 }
 
 pub(crate) fn decode_release(cursor: &str, instance: InstanceId) -> Result<i64, Error> {
-    let wire = decode(cursor, "rel", instance)?;
+    let wire = decode(cursor, "rel", &instance.to_string())?;
     match (wire.t, wire.d, wire.v) {
         (None, None, Some(version)) if version > 0 => Ok(version),
         _ => Err(invalid("it is not a releases cursor")),
+    }
+}
+
+fn audit_list(instance: Option<InstanceId>) -> String {
+    instance.map(|i| i.to_string()).unwrap_or_default()
+}
+
+/// The position after the last event of an audit page (of one instance's events when
+/// `instance` is given): the event's id.
+pub(crate) fn encode_audit(instance: Option<InstanceId>, id: i64) -> String {
+    encode(&Wire {
+        k: "aud".into(),
+        i: audit_list(instance),
+        t: None,
+        d: None,
+        v: Some(id),
+    })
+}
+
+pub(crate) fn decode_audit(cursor: &str, instance: Option<InstanceId>) -> Result<i64, Error> {
+    let wire = decode(cursor, "aud", &audit_list(instance))?;
+    match (wire.t, wire.d, wire.v) {
+        (None, None, Some(id)) if id > 0 => Ok(id),
+        _ => Err(invalid("it is not an audit trail cursor")),
     }
 }
 
@@ -147,5 +172,19 @@ mod tests {
         assert!(decode_deployment(&rel, inst).is_err());
         // Negative or zero versions are forged.
         assert!(decode_release(&encode_release(inst, 0), inst).is_err());
+    }
+
+    #[test]
+    fn audit_cursors_belong_to_their_list() {
+        let inst = InstanceId::new();
+        let all = encode_audit(None, 7);
+        let one = encode_audit(Some(inst), 7);
+        assert_eq!(decode_audit(&all, None).unwrap(), 7);
+        assert_eq!(decode_audit(&one, Some(inst)).unwrap(), 7);
+        assert!(decode_audit(&all, Some(inst)).is_err());
+        assert!(decode_audit(&one, None).is_err());
+        assert!(decode_audit(&one, Some(InstanceId::new())).is_err());
+        assert!(decode_audit(&encode_release(inst, 7), Some(inst)).is_err());
+        assert!(decode_audit(&encode_audit(None, 0), None).is_err());
     }
 }

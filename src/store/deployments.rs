@@ -7,7 +7,7 @@ use diesel::prelude::*;
 use super::cursor::{self, DeploymentKey};
 use super::rows::{DeploymentRow, InstanceRow, ReleaseRow, to_db};
 use super::schema::{deployments, instances, releases};
-use super::{DbConn, DieselStore, db_error, load_instance, outbox, queue, recording};
+use super::{DbConn, DieselStore, db_error, load_instance, locks, outbox, queue, recording};
 use crate::deploy::{
     self, DeployListResult, Deployment, DeploymentId, Error, Instance, InstanceId, ListOptions,
     Release, ReleaseId, ReleaseListResult, ReleaseStore, TriggeredDeployment,
@@ -136,17 +136,25 @@ fn insert_deployment_row(
     outbox::report_created(conn, deployment)
 }
 
-/// Inserts a triggered deployment (release, deployment, key, superseding) in `conn`'s transaction.
+/// Inserts a triggered deployment (release, deployment, key, superseding) in `conn`'s
+/// transaction. A push's or a tag's deployment (`waits_for_locks`) waits for the lock
+/// covering its instance as it is written, if one does.
 pub(super) fn insert_triggered_in(
     conn: &mut DbConn,
     t: &TriggeredDeployment,
 ) -> Result<Deployment, Error> {
     let key = t.trigger_key.as_deref();
+    let mut deployment = t.deployment.clone();
+    if t.waits_for_locks
+        && let Some(lock) = locks::covering(conn, &deployment.tenant_id, deployment.instance_id)?
+    {
+        deployment.waiting_for = Some(lock.waiting());
+    }
     let deployment = if t.new_release {
-        insert_both(conn, &t.release, &t.deployment, key)?.1
+        insert_both(conn, &t.release, &deployment, key)?.1
     } else {
-        insert_deployment_in(conn, &t.deployment, key)?;
-        t.deployment.clone()
+        insert_deployment_in(conn, &deployment, key)?;
+        deployment
     };
     if t.supersede {
         queue::supersede(conn, &deployment)?;

@@ -1,62 +1,290 @@
-//! Locks and the audit trail: the domain's `LockStore` and `AuditStore`.
+//! Locks on instances and repositories: the domain's `LockStore`. One row per (tenant,
+//! target); a row whose `expires_at` has passed is not held, whether or not it is gone yet.
+//! Taking a lock is decided by the primary key: of two takers at once, one inserts or
+//! updates the row and the other then finds it held.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDateTime, Utc};
+use diesel::prelude::*;
 
-use super::DieselStore;
-use crate::deploy::{
-    AuditEvent, AuditPage, AuditStore, Error, InstanceId, ListOptions, Lock, LockStore, LockTarget,
-};
+use super::rows::{from_db, to_db};
+use super::schema::{instances, locks};
+use super::{DbConn, DieselStore, db_error};
+use crate::deploy::{self, Error, InstanceId, Lock, LockStore, LockTarget};
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = locks, treat_none_as_default_value = false)]
+struct LockRow {
+    tenant_id: String,
+    target: String,
+    repo: String,
+    instance_id: Option<String>,
+    holder: String,
+    reason: String,
+    pull_request: Option<i64>,
+    created_at: NaiveDateTime,
+    expires_at: Option<NaiveDateTime>,
+}
+
+impl LockRow {
+    fn from_domain(lock: &Lock) -> Result<Self, Error> {
+        let instance_id = match &lock.target {
+            LockTarget::Instance { instance_id } => Some(instance_id.to_string()),
+            LockTarget::Repo { .. } => None,
+        };
+        let pull_request = lock
+            .pull_request
+            .map(i64::try_from)
+            .transpose()
+            .map_err(|_| Error::InvalidRequest("the pull request number is too large".into()))?;
+        Ok(Self {
+            tenant_id: lock.tenant_id.clone(),
+            target: lock.target.key(),
+            repo: lock.repo.to_ascii_lowercase(),
+            instance_id,
+            holder: lock.holder.clone(),
+            reason: lock.reason.clone(),
+            pull_request,
+            created_at: to_db(lock.created_at),
+            expires_at: lock.expires_at.map(to_db),
+        })
+    }
+
+    fn into_domain(self) -> Result<Lock, Error> {
+        let target = LockTarget::from_key(&self.target).ok_or_else(|| {
+            Error::Internal(format!("stored lock target is corrupt: {}", self.target))
+        })?;
+        Ok(Lock {
+            tenant_id: self.tenant_id,
+            target,
+            repo: self.repo,
+            holder: self.holder,
+            reason: self.reason,
+            pull_request: self.pull_request.and_then(|n| u64::try_from(n).ok()),
+            created_at: from_db(self.created_at),
+            expires_at: self.expires_at.map(from_db),
+        })
+    }
+
+    fn live_at(&self, now: NaiveDateTime) -> bool {
+        self.expires_at.is_none_or(|until| until > now)
+    }
+}
+
+/// The stored row of `target`, live or not; on PostgreSQL locked for this transaction, so
+/// a concurrent taker waits for it and then reads what this one wrote.
+fn stored_row(conn: &mut DbConn, tenant: &str, target: &str) -> Result<Option<LockRow>, Error> {
+    let query = || {
+        locks::table
+            .filter(locks::tenant_id.eq(tenant))
+            .filter(locks::target.eq(target))
+    };
+    match conn {
+        DbConn::Pg(c) => query()
+            .select(LockRow::as_select())
+            .for_update()
+            .first(c)
+            .optional(),
+        DbConn::Sqlite(c) => query().select(LockRow::as_select()).first(c).optional(),
+    }
+    .map_err(db_error)
+}
+
+fn acquire(conn: &mut DbConn, lock: &Lock) -> Result<Lock, Error> {
+    let mut row = LockRow::from_domain(lock)?;
+    let now = to_db(deploy::now());
+    match stored_row(conn, &row.tenant_id, &row.target)? {
+        Some(held) if held.live_at(now) && !held.holder.eq_ignore_ascii_case(&row.holder) => {
+            Err(Error::Locked(held.into_domain()?.describe()))
+        }
+        Some(held) => {
+            // Renewed by its holder (keeping when it was taken), or an expired lock replaced.
+            if held.live_at(now) {
+                row.created_at = held.created_at;
+                row.holder = held.holder;
+            }
+            diesel::update(
+                locks::table
+                    .filter(locks::tenant_id.eq(&row.tenant_id))
+                    .filter(locks::target.eq(&row.target)),
+            )
+            .set((
+                locks::repo.eq(&row.repo),
+                locks::instance_id.eq(&row.instance_id),
+                locks::holder.eq(&row.holder),
+                locks::reason.eq(&row.reason),
+                locks::pull_request.eq(row.pull_request),
+                locks::created_at.eq(row.created_at),
+                locks::expires_at.eq(row.expires_at),
+            ))
+            .execute(conn)
+            .map_err(db_error)?;
+            row.into_domain()
+        }
+        None => {
+            diesel::insert_into(locks::table)
+                .values(&row)
+                .execute(conn)
+                .map_err(db_error)?;
+            row.into_domain()
+        }
+    }
+}
+
+fn release(conn: &mut DbConn, tenant: &str, target: &LockTarget) -> Result<Option<Lock>, Error> {
+    let now = to_db(deploy::now());
+    let delete = diesel::delete(
+        locks::table
+            .filter(locks::tenant_id.eq(tenant))
+            .filter(locks::target.eq(target.key())),
+    );
+    let removed: Option<LockRow> = match conn {
+        DbConn::Pg(c) => delete.returning(LockRow::as_select()).get_result(c),
+        DbConn::Sqlite(c) => delete.returning(LockRow::as_select()).get_result(c),
+    }
+    .optional()
+    .map_err(db_error)?;
+    removed
+        .filter(|row| row.live_at(now))
+        .map(LockRow::into_domain)
+        .transpose()
+}
+
+/// The live locks of the tenant on `targets`.
+fn live_on(conn: &mut DbConn, tenant: &str, targets: &[String]) -> Result<Vec<LockRow>, Error> {
+    let now = to_db(deploy::now());
+    locks::table
+        .filter(locks::tenant_id.eq(tenant))
+        .filter(locks::target.eq_any(targets))
+        .filter(locks::expires_at.is_null().or(locks::expires_at.gt(now)))
+        .select(LockRow::as_select())
+        .load(conn)
+        .map_err(db_error)
+}
+
+/// The live lock covering the instance: its own, else its repository's.
+pub(super) fn covering(
+    conn: &mut DbConn,
+    tenant: &str,
+    instance: InstanceId,
+) -> Result<Option<Lock>, Error> {
+    let repo: Option<String> = instances::table
+        .filter(instances::tenant_id.eq(tenant))
+        .filter(instances::id.eq(instance.to_string()))
+        .select(instances::repo)
+        .first(conn)
+        .optional()
+        .map_err(db_error)?;
+    let Some(repo) = repo else {
+        return Err(Error::not_found("instance", instance));
+    };
+    let own = LockTarget::Instance {
+        instance_id: instance,
+    }
+    .key();
+    let repo = LockTarget::Repo { repo }.key();
+    let mut rows = live_on(conn, tenant, &[own.clone(), repo])?;
+    rows.sort_by_key(|row| row.target != own);
+    rows.into_iter()
+        .next()
+        .map(LockRow::into_domain)
+        .transpose()
+}
+
+fn expire(conn: &mut DbConn, now: DateTime<Utc>) -> Result<Vec<Lock>, Error> {
+    let delete = diesel::delete(locks::table.filter(locks::expires_at.le(to_db(now))));
+    let mut rows: Vec<LockRow> = match conn {
+        DbConn::Pg(c) => delete.returning(LockRow::as_select()).get_results(c),
+        DbConn::Sqlite(c) => delete.returning(LockRow::as_select()).get_results(c),
+    }
+    .map_err(db_error)?;
+    rows.sort_by(|a, b| (&a.tenant_id, a.expires_at).cmp(&(&b.tenant_id, b.expires_at)));
+    rows.into_iter().map(LockRow::into_domain).collect()
+}
+
+fn release_pull(
+    conn: &mut DbConn,
+    tenant: &str,
+    repo: &str,
+    pull_request: u64,
+) -> Result<Vec<Lock>, Error> {
+    let Ok(pull_request) = i64::try_from(pull_request) else {
+        return Ok(Vec::new());
+    };
+    let now = to_db(deploy::now());
+    let delete = diesel::delete(
+        locks::table
+            .filter(locks::tenant_id.eq(tenant))
+            .filter(locks::repo.eq(repo.to_ascii_lowercase()))
+            .filter(locks::pull_request.eq(pull_request)),
+    );
+    let rows: Vec<LockRow> = match conn {
+        DbConn::Pg(c) => delete.returning(LockRow::as_select()).get_results(c),
+        DbConn::Sqlite(c) => delete.returning(LockRow::as_select()).get_results(c),
+    }
+    .map_err(db_error)?;
+    let mut live: Vec<LockRow> = rows.into_iter().filter(|row| row.live_at(now)).collect();
+    live.sort_by(|a, b| (a.created_at, &a.target).cmp(&(b.created_at, &b.target)));
+    live.into_iter().map(LockRow::into_domain).collect()
+}
 
 impl LockStore for DieselStore {
-    fn acquire_lock(&self, _lock: &Lock) -> Result<Lock, Error> {
-        todo!("store: acquire_lock")
+    fn acquire_lock(&self, lock: &Lock) -> Result<Lock, Error> {
+        // Two first takers at once (no row yet): the second insert fails on the primary
+        // key after the first commits, and the second attempt finds the first's lock.
+        match self.write(|conn| acquire(conn, lock)) {
+            Err(Error::Conflict(_)) => self.write(|conn| acquire(conn, lock)),
+            other => other,
+        }
     }
 
-    fn release_lock(&self, _tenant_id: &str, _target: &LockTarget) -> Result<Option<Lock>, Error> {
-        todo!("store: release_lock")
+    fn release_lock(&self, tenant_id: &str, target: &LockTarget) -> Result<Option<Lock>, Error> {
+        self.write(|conn| release(conn, tenant_id, target))
     }
 
-    fn get_lock(&self, _tenant_id: &str, _target: &LockTarget) -> Result<Option<Lock>, Error> {
-        todo!("store: get_lock")
+    fn get_lock(&self, tenant_id: &str, target: &LockTarget) -> Result<Option<Lock>, Error> {
+        self.read(|conn| {
+            live_on(conn, tenant_id, &[target.key()])?
+                .into_iter()
+                .next()
+                .map(LockRow::into_domain)
+                .transpose()
+        })
     }
 
     fn lock_covering(
         &self,
-        _tenant_id: &str,
-        _instance_id: InstanceId,
+        tenant_id: &str,
+        instance_id: InstanceId,
     ) -> Result<Option<Lock>, Error> {
-        todo!("store: lock_covering")
+        self.read(|conn| covering(conn, tenant_id, instance_id))
     }
 
-    fn list_locks(&self, _tenant_id: &str) -> Result<Vec<Lock>, Error> {
-        todo!("store: list_locks")
+    fn list_locks(&self, tenant_id: &str) -> Result<Vec<Lock>, Error> {
+        let now = to_db(deploy::now());
+        self.read(|conn| {
+            locks::table
+                .filter(locks::tenant_id.eq(tenant_id))
+                .filter(locks::expires_at.is_null().or(locks::expires_at.gt(now)))
+                .order((locks::created_at.asc(), locks::target.asc()))
+                .select(LockRow::as_select())
+                .load(conn)
+                .map_err(db_error)?
+                .into_iter()
+                .map(LockRow::into_domain)
+                .collect()
+        })
     }
 
-    fn expire_locks(&self, _now: DateTime<Utc>) -> Result<Vec<Lock>, Error> {
-        todo!("store: expire_locks")
+    fn expire_locks(&self, now: DateTime<Utc>) -> Result<Vec<Lock>, Error> {
+        self.write(|conn| expire(conn, now))
     }
 
     fn release_pull_locks(
         &self,
-        _tenant_id: &str,
-        _repo: &str,
-        _pull_request: u64,
+        tenant_id: &str,
+        repo: &str,
+        pull_request: u64,
     ) -> Result<Vec<Lock>, Error> {
-        todo!("store: release_pull_locks")
-    }
-}
-
-impl AuditStore for DieselStore {
-    fn record_audit(&self, _event: &AuditEvent) -> Result<(), Error> {
-        todo!("store: record_audit")
-    }
-
-    fn list_audit(
-        &self,
-        _tenant_id: &str,
-        _instance_id: Option<InstanceId>,
-        _options: &ListOptions,
-    ) -> Result<AuditPage, Error> {
-        todo!("store: list_audit")
+        self.write(|conn| release_pull(conn, tenant_id, repo, pull_request))
     }
 }

@@ -3,6 +3,7 @@
 //! migrations, transactions and the mapping of database errors.
 //! `DATABASE_URL` picks the backend: `sqlite://PATH` or `postgres://…`.
 
+mod audit;
 mod comments;
 mod cursor;
 mod deliveries;

@@ -155,10 +155,35 @@ pub(super) fn report_state(
     report(conn, d, Work::DeploymentStatus(status))
 }
 
-/// A new deployment: its GitHub Deployment, then `queued`.
+/// A new deployment: its GitHub Deployment, then `queued` (or what it waits for), and
+/// for a comment command its reply.
 pub(super) fn report_created(conn: &mut DbConn, d: &Deployment) -> Result<(), Error> {
     report(conn, d, Work::DeploymentCreated(DeploymentCreated {}))?;
-    report_state(conn, d, DeployState::Pending, "queued")
+    report_pending(conn, d)
+}
+
+/// The status of a pending deployment: what it waits for, or `queued`; and for a comment
+/// command its reply's refresh.
+pub(super) fn report_pending(conn: &mut DbConn, d: &Deployment) -> Result<(), Error> {
+    let message = d
+        .waiting_for
+        .as_ref()
+        .map_or_else(|| "queued".to_string(), |w| w.describe());
+    report_state(conn, d, DeployState::Pending, &message)?;
+    report_reply_refresh(conn, d)
+}
+
+/// For a comment command's deployment: its one reply is brought up to date with the
+/// deployment's state when this item is sent.
+pub(super) fn report_reply_refresh(conn: &mut DbConn, d: &Deployment) -> Result<(), Error> {
+    if d.source.comment_id.is_none() {
+        return Ok(());
+    }
+    let refresh = DeploymentReply {
+        state: None,
+        error: String::new(),
+    };
+    report(conn, d, Work::DeploymentReply(refresh))
 }
 
 /// The final reports: the status, and for a comment command a reaction and one reply.
@@ -185,7 +210,7 @@ pub(super) fn report_final(conn: &mut DbConn, d: &Deployment) -> Result<(), Erro
     Ok(())
 }
 
-/// Progress of a running deployment, at most every few seconds.
+/// Progress of a running deployment (and its reply's refresh), at most every few seconds.
 pub(super) fn report_progress(conn: &mut DbConn, d: &Deployment) -> Result<(), Error> {
     let last: Option<NaiveDateTime> = outbox::table
         .filter(outbox::deployment_id.eq(d.id.to_string()))
@@ -204,7 +229,8 @@ pub(super) fn report_progress(conn: &mut DbConn, d: &Deployment) -> Result<(), E
     } else {
         d.progress.message.clone()
     };
-    report_state(conn, d, DeployState::Running, &message)
+    report_state(conn, d, DeployState::Running, &message)?;
+    report_reply_refresh(conn, d)
 }
 
 /// The lanes (tenant, repository) with items that may be claimable now, each with its

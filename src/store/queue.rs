@@ -7,25 +7,29 @@ use std::time::Duration;
 use diesel::prelude::*;
 use diesel::sql_types::Text;
 
-use super::outbox::{report_final, report_progress, report_state};
+use super::outbox::{
+    report_final, report_pending, report_progress, report_reply_refresh, report_state,
+};
 use super::rows::{DeploymentRow, ReleaseRow, from_db, to_db};
 use super::schema::{deployments, releases};
 use super::{DbConn, DieselStore, db_error};
 use crate::deploy::{
     self, DeployKind, DeployState, Deployment, DeploymentId, Error, InstanceId, InvalidTransition,
-    Lease, QueueStore, Release,
+    Lease, QueueStore, Release, WaitKind, WaitingFor,
 };
 
 pub use crate::deploy::WORKER_LOST;
 
 /// The next deployment to run: the oldest among the instances' queue heads (each
-/// instance's oldest pending deployment), of instances with nothing running. It walks the
+/// instance's oldest pending deployment that waits for nothing), of instances with
+/// nothing running. It walks the
 /// instances, not the queue, and finds each head through `deployments_instance_pending`:
 /// its cost grows neither with a long queue behind a running deployment nor with the
 /// instance's history.
 pub(super) const CANDIDATE: &str = "SELECT d.id FROM instances i \
     JOIN deployments d ON d.id = (SELECT h.id FROM deployments h \
         WHERE h.tenant_id = i.tenant_id AND h.instance_id = i.id AND h.state = 'pending' \
+        AND h.waiting_for IS NULL \
         ORDER BY h.created_at, h.id LIMIT 1) \
     WHERE NOT EXISTS (SELECT 1 FROM deployments r WHERE r.tenant_id = i.tenant_id \
         AND r.instance_id = i.id AND r.state = 'running') \
@@ -97,6 +101,7 @@ pub(super) fn claim_next(
     };
     let deployment = claimed.into_domain()?;
     report_state(conn, &deployment, DeployState::Running, "started")?;
+    report_reply_refresh(conn, &deployment)?;
     Ok(Some(deployment))
 }
 
@@ -241,7 +246,8 @@ pub(super) fn finish(conn: &mut DbConn, d: &Deployment, owner: &str) -> Result<(
     };
     let finished = finished.into_domain()?;
     report_final(conn, &finished)?;
-    if d.state != DeployState::Succeeded {
+    // A dry run changes nothing: its release never becomes active, and it replaces nothing.
+    if finished.state != DeployState::Succeeded || finished.noop {
         return Ok(());
     }
     let instance = d.instance_id.to_string();
@@ -500,6 +506,125 @@ fn cancel_queued(
         .collect::<Result<Vec<_>, _>>()
 }
 
+/// Pending deployments of every tenant that wait for something, oldest first.
+fn waiting(conn: &mut DbConn, limit: u32) -> Result<Vec<Deployment>, Error> {
+    deployments::table
+        .filter(deployments::state.eq(DeployState::Pending.as_str()))
+        .filter(deployments::waiting_for.is_not_null())
+        .order((deployments::created_at.asc(), deployments::id.asc()))
+        .limit(i64::from(limit))
+        .select(DeploymentRow::as_select())
+        .load(conn)
+        .map_err(db_error)?
+        .into_iter()
+        .map(DeploymentRow::into_domain)
+        .collect()
+}
+
+fn encode_waiting(waiting: Option<&WaitingFor>) -> Result<Option<String>, Error> {
+    waiting
+        .map(serde_json::to_string)
+        .transpose()
+        .map_err(|e| Error::Internal(format!("waiting_for cannot be encoded: {e}")))
+}
+
+/// Changes what a pending deployment waits for, and reports it.
+fn set_waiting(
+    conn: &mut DbConn,
+    tenant: &str,
+    id: DeploymentId,
+    waiting: Option<&WaitingFor>,
+) -> Result<Deployment, Error> {
+    let key = id.to_string();
+    let update = diesel::update(
+        deployments::table
+            .filter(deployments::tenant_id.eq(tenant))
+            .filter(deployments::id.eq(&key))
+            .filter(deployments::state.eq(DeployState::Pending.as_str())),
+    )
+    .set((
+        deployments::waiting_for.eq(encode_waiting(waiting)?),
+        deployments::updated_at.eq(to_db(deploy::now())),
+    ));
+    let updated = match conn {
+        DbConn::Pg(c) => update.returning(DeploymentRow::as_select()).get_result(c),
+        DbConn::Sqlite(c) => update.returning(DeploymentRow::as_select()).get_result(c),
+    }
+    .optional()
+    .map_err(db_error)?;
+    let Some(updated) = updated else {
+        let state: Option<String> = deployments::table
+            .filter(deployments::tenant_id.eq(tenant))
+            .filter(deployments::id.eq(&key))
+            .select(deployments::state)
+            .first(conn)
+            .optional()
+            .map_err(db_error)?;
+        let state: DeployState = state
+            .ok_or_else(|| Error::not_found("deployment", id))?
+            .parse()
+            .map_err(Error::Internal)?;
+        return Err(Error::InvalidState(InvalidTransition {
+            from: state,
+            to: DeployState::Pending,
+        }));
+    };
+    let deployment = updated.into_domain()?;
+    report_pending(conn, &deployment)?;
+    Ok(deployment)
+}
+
+/// Lets the newest of the instance's deployments waiting for one of `kinds` run; the
+/// older ones are superseded by it.
+fn release_waiting(
+    conn: &mut DbConn,
+    tenant: &str,
+    instance: InstanceId,
+    kinds: &[WaitKind],
+) -> Result<Option<Deployment>, Error> {
+    let instance_key = instance.to_string();
+    let query = || {
+        deployments::table
+            .filter(deployments::tenant_id.eq(tenant))
+            .filter(deployments::instance_id.eq(&instance_key))
+            .filter(deployments::state.eq(DeployState::Pending.as_str()))
+            .filter(deployments::waiting_for.is_not_null())
+            .order((deployments::created_at.desc(), deployments::id.desc()))
+    };
+    // PostgreSQL: another process releasing the same instance waits here, then finds
+    // these rows no longer waiting.
+    let rows: Vec<DeploymentRow> = match conn {
+        DbConn::Pg(c) => query()
+            .select(DeploymentRow::as_select())
+            .for_update()
+            .load(c),
+        DbConn::Sqlite(c) => query().select(DeploymentRow::as_select()).load(c),
+    }
+    .map_err(db_error)?;
+    let mut held = Vec::with_capacity(rows.len());
+    for row in rows {
+        let d = row.into_domain()?;
+        if d.waiting_for
+            .as_ref()
+            .is_some_and(|w| kinds.contains(&w.kind))
+        {
+            held.push(d);
+        }
+    }
+    let mut held = held.into_iter();
+    let Some(newest) = held.next() else {
+        return Ok(None);
+    };
+    let released = set_waiting(conn, tenant, newest.id, None)?;
+    let older: Vec<String> = held.map(|d| d.id.to_string()).collect();
+    let mut superseded = cancel_queued(conn, tenant, &older, &released.id.to_string())?;
+    superseded.sort_by_key(|d| (d.created_at, d.id));
+    for d in &superseded {
+        report_final(conn, d)?;
+    }
+    Ok(Some(released))
+}
+
 pub(super) fn active_release(
     conn: &mut DbConn,
     tenant: &str,
@@ -596,25 +721,25 @@ impl QueueStore for DieselStore {
         })
     }
 
-    fn waiting_deployments(&self, _limit: u32) -> Result<Vec<Deployment>, Error> {
-        todo!("store: waiting_deployments")
+    fn waiting_deployments(&self, limit: u32) -> Result<Vec<Deployment>, Error> {
+        self.read(|conn| waiting(conn, limit))
     }
 
     fn set_waiting(
         &self,
-        _tenant_id: &str,
-        _id: DeploymentId,
-        _waiting: Option<&crate::deploy::WaitingFor>,
+        tenant_id: &str,
+        id: DeploymentId,
+        waiting: Option<&WaitingFor>,
     ) -> Result<Deployment, Error> {
-        todo!("store: set_waiting")
+        self.write(|conn| set_waiting(conn, tenant_id, id, waiting))
     }
 
     fn release_waiting(
         &self,
-        _tenant_id: &str,
-        _instance_id: crate::deploy::InstanceId,
-        _kinds: &[crate::deploy::WaitKind],
+        tenant_id: &str,
+        instance_id: InstanceId,
+        kinds: &[WaitKind],
     ) -> Result<Option<Deployment>, Error> {
-        todo!("store: release_waiting")
+        self.write(|conn| release_waiting(conn, tenant_id, instance_id, kinds))
     }
 }
