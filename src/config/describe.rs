@@ -1,5 +1,9 @@
-//! The table of instances `deploybot config check` prints.
+//! The table of instances `deploybot config check` prints, followed by each instance's
+//! deploy control: parameters, deployers, and the freeze in force and the next one.
 
+use chrono::{DateTime, SecondsFormat, Utc};
+
+use super::freeze::{FreezeWindow, Occurrence, freeze_state};
 use super::{Config, InstanceConfig, ProviderKind};
 
 /// The table's columns.
@@ -15,16 +19,93 @@ const HEADER: [&str; 7] = [
 
 impl Config {
     /// Human-readable table of instances for `deploybot config check` (name, tenant, repo,
-    /// environment, strategy, provider, triggers).
+    /// environment, strategy, provider, triggers), then one line per instance with deploy
+    /// control settings and freezes as of now.
     pub fn describe(&self) -> String {
+        self.describe_at(Utc::now())
+    }
+
+    /// Same, with the freezes as of `now`.
+    pub fn describe_at(&self, now: DateTime<Utc>) -> String {
         if self.instances.is_empty() {
             return "no instances configured (add an [[instances]] table to the config file)\n"
                 .to_string();
         }
         let mut rows: Vec<[String; 7]> = vec![HEADER.map(str::to_string)];
         rows.extend(self.instances.iter().map(row));
-        render(&rows)
+        let mut out = render(&rows);
+        let controls: Vec<String> = self
+            .instances
+            .iter()
+            .filter_map(|i| control(i, &self.freezes, now))
+            .collect();
+        if self.command_prefix != '/' || !controls.is_empty() {
+            out.push('\n');
+        }
+        if self.command_prefix != '/' {
+            out.push_str(&format!(
+                "commands start with {0} ({0}deploy, {0}lock, …)\n",
+                self.command_prefix
+            ));
+        }
+        for line in controls {
+            out.push_str(&line);
+        }
+        out
     }
+}
+
+/// An instance's deploy control in a line or three, `None` when every setting is the
+/// default and no freeze applies.
+fn control(i: &InstanceConfig, global: &[FreezeWindow], now: DateTime<Utc>) -> Option<String> {
+    let mut settings = Vec::new();
+    if !i.params.is_empty() {
+        settings.push(format!("params {}", i.params.join(", ")));
+    }
+    if !i.deployers.is_empty() {
+        settings.push(format!("deployers {}", i.deployers.join(", ")));
+    }
+    if !i.lock_on_rollback {
+        settings.push("no lock on rollback".to_string());
+    }
+    if i.unlock_on_merge {
+        settings.push("unlock on merge".to_string());
+    }
+    if !i.provider.noop_run.is_empty() {
+        settings.push(format!("dry run {}", i.provider.noop_run.join(" ")));
+    }
+    let windows: Vec<FreezeWindow> = i.freezes.iter().chain(global).cloned().collect();
+    let (current, next) = freeze_state(&windows, now);
+    if settings.is_empty() && windows.is_empty() {
+        return None;
+    }
+    let mut out = format!("{}:", i.name);
+    if !settings.is_empty() {
+        out.push(' ');
+        out.push_str(&settings.join("; "));
+    }
+    out.push('\n');
+    match current {
+        Some(occurrence) => {
+            out.push_str(&format!("  frozen now: {}\n", occurrence_text(occurrence)))
+        }
+        None if !windows.is_empty() => out.push_str("  not frozen now\n"),
+        None => {}
+    }
+    if let Some(occurrence) = next {
+        out.push_str(&format!("  next freeze: {}\n", occurrence_text(occurrence)));
+    }
+    Some(out)
+}
+
+/// `"reason" from START until END` (UTC).
+fn occurrence_text((window, start, end): Occurrence<'_>) -> String {
+    format!(
+        "\"{}\" from {} until {}",
+        window.reason,
+        start.to_rfc3339_opts(SecondsFormat::AutoSi, true),
+        end.to_rfc3339_opts(SecondsFormat::AutoSi, true)
+    )
 }
 
 /// One instance's cells, in the order of `HEADER`.

@@ -5,12 +5,13 @@ use std::collections::{BTreeMap, HashMap};
 
 use super::checks::{Checker, is_http_url};
 use super::child_env::{build_child_env_names, release_env};
-use super::freeze::FreezeWindow;
+use super::freeze::{FreezeWindow, build_freezes};
 use super::globs::{check_globs, matches_any};
 use super::placeholders;
 use super::provider::{HealthConfig, ProviderConfig, build_health, build_provider};
 use super::shape::RawInstance;
 use super::strategy::{CanaryConfig, StrategyKind, build_canary, strategy};
+use crate::deploy::env::EnvNameError;
 
 /// The GitHub repository permissions `allowed_permissions` may list.
 pub const PERMISSIONS: &[&str] = &["admin", "maintain", "write", "triage", "read"];
@@ -189,6 +190,9 @@ fn build_instance(index: usize, raw: RawInstance, check: &mut Checker) -> Instan
     let health = raw.health.map(|h| build_health(&p, h, check));
     let canary = build_canary(&p, raw.canary.unwrap_or_default(), check);
     let required_contexts = required_contexts(check, &p, raw.required_contexts);
+    let params = params(check, &p, raw.params);
+    let deployers = deployers(check, &p, raw.deployers);
+    let freezes = build_freezes(&key("freeze"), raw.freeze, check);
 
     InstanceConfig {
         name,
@@ -213,11 +217,11 @@ fn build_instance(index: usize, raw: RawInstance, check: &mut Checker) -> Instan
         required_contexts,
         production_environment: raw.production_environment,
         transient_environment: raw.transient_environment.unwrap_or(false),
-        params: Vec::new(),
-        deployers: Vec::new(),
-        lock_on_rollback: true,
-        unlock_on_merge: false,
-        freezes: Vec::new(),
+        params,
+        deployers,
+        lock_on_rollback: raw.lock_on_rollback.unwrap_or(true),
+        unlock_on_merge: raw.unlock_on_merge.unwrap_or(false),
+        freezes,
     }
 }
 
@@ -310,6 +314,94 @@ fn required_contexts(check: &mut Checker, p: &str, raw: Option<Vec<String>>) -> 
         }
     }
     required_contexts
+}
+
+/// `params` of the instance `p`: environment-variable names (they reach the provider as
+/// `DEPLOY_PARAM_<NAME>`), each once.
+fn params(check: &mut Checker, p: &str, raw: Option<Vec<String>>) -> Vec<String> {
+    let params = raw.unwrap_or_default();
+    for (n, name) in params.iter().enumerate() {
+        let key = format!("{p}.params[{n}]");
+        if let Err(e) = crate::deploy::env::check_release_name(name) {
+            let hint = match e {
+                EnvNameError::Malformed(_) => {
+                    "use upper-case letters, digits and '_', not starting with a digit, e.g. \"REGION\""
+                }
+                _ => "choose another name",
+            };
+            check.err(
+                &key,
+                format!("parameter name \"{name}\" is refused ({e}); {hint}"),
+            );
+        } else if let Some(first) = params[..n].iter().position(|other| other == name) {
+            check.err(
+                &key,
+                format!("\"{name}\" is listed twice (also params[{first}])"),
+            );
+        }
+    }
+    params
+}
+
+/// `deployers` of the instance `p`: GitHub logins (`alice`) and teams (`@acme/sre`), each
+/// once, lower-cased (GitHub compares both without case).
+fn deployers(check: &mut Checker, p: &str, raw: Option<Vec<String>>) -> Vec<String> {
+    let mut deployers: Vec<String> = Vec::new();
+    for (n, entry) in raw.unwrap_or_default().iter().enumerate() {
+        let key = format!("{p}.deployers[{n}]");
+        let entry = entry.trim();
+        let valid = match entry.strip_prefix('@') {
+            Some(team) => team
+                .split_once('/')
+                .is_some_and(|(org, slug)| valid_login(org) && valid_team_slug(slug)),
+            None => valid_login(entry),
+        };
+        if !valid {
+            let hint = if entry.starts_with('@') && !entry.contains('/') {
+                format!(
+                    "a login is written without '@' (\"{}\"); a team is \"@org/team\"",
+                    &entry[1..]
+                )
+            } else {
+                "write a GitHub login (\"alice\") or a team as \"@org/team\" (\"@acme/sre\")"
+                    .to_string()
+            };
+            check.err(
+                &key,
+                format!("\"{entry}\" is not a GitHub login or team; {hint}"),
+            );
+            continue;
+        }
+        let entry = entry.to_ascii_lowercase();
+        if let Some(first) = deployers.iter().position(|d| *d == entry) {
+            check.err(
+                &key,
+                format!("\"{entry}\" is listed twice (also deployers[{first}])"),
+            );
+        } else {
+            deployers.push(entry);
+        }
+    }
+    deployers
+}
+
+/// A GitHub account name: 1-39 letters, digits and single hyphens, not at the start or end.
+fn valid_login(login: &str) -> bool {
+    (1..=39).contains(&login.len())
+        && !login.starts_with('-')
+        && !login.ends_with('-')
+        && !login.contains("--")
+        && login
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+}
+
+/// A team's slug as GitHub writes it in URLs: letters, digits, `-` and `_`.
+fn valid_team_slug(slug: &str) -> bool {
+    (1..=255).contains(&slug.len())
+        && slug
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 /// 1-63 characters of `[a-z0-9-]`, not starting with `-`.

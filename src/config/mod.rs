@@ -352,6 +352,8 @@ fn build(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>, check: &mut Check
         check,
     );
     let tenants = tenants::build_tenants(raw.tenants, env, check);
+    let command_prefix = command_prefix(raw.command_prefix.as_deref(), check);
+    let freezes = freeze::build_freezes("freeze", raw.freeze, check);
     let config = Config {
         database_url,
         listen,
@@ -370,12 +372,29 @@ fn build(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>, check: &mut Check
         api,
         pages,
         instances,
-        command_prefix: '/',
-        freezes: Vec::new(),
+        command_prefix,
+        freezes,
         source: None,
     };
     child_env::check_passed_values(&config, env, check);
     config
+}
+
+/// `command_prefix`: `/` (default) or `.`.
+fn command_prefix(raw: Option<&str>, check: &mut Checker) -> char {
+    match raw {
+        None | Some("/") => '/',
+        Some(".") => '.',
+        Some(other) => {
+            check.err(
+                "command_prefix",
+                format!(
+                    "\"{other}\" is not a command prefix; use \"/\" (/deploy) or \".\" (.deploy)"
+                ),
+            );
+            '/'
+        }
+    }
 }
 
 #[cfg(test)]

@@ -122,6 +122,20 @@ pub(super) fn build_provider(p: &str, raw: RawProvider, check: &mut Checker) -> 
             "kind = \"command\" needs the program to run as an argv array, e.g. run = [\"./deploy/ship.sh\"]",
         );
     }
+    let noop_run = raw.noop_run.unwrap_or_default();
+    if !noop_run.is_empty() {
+        if kind != ProviderKind::Command {
+            check.err(
+                &format!("{p}.provider.noop_run"),
+                "only a kind = \"command\" provider runs a program; remove noop_run (a noop provider's dry run plans nothing)",
+            );
+        } else if noop_run.iter().any(|arg| arg.is_empty()) || noop_run[0].trim().is_empty() {
+            check.err(
+                &format!("{p}.provider.noop_run"),
+                "has an empty string; write the program and its arguments, e.g. noop_run = [\"./deploy/plan.sh\"]",
+            );
+        }
+    }
     let timeout = check.positive_duration(
         &format!("{p}.provider.timeout"),
         raw.timeout.as_deref(),
@@ -135,7 +149,7 @@ pub(super) fn build_provider(p: &str, raw: RawProvider, check: &mut Checker) -> 
     ProviderConfig {
         kind,
         run,
-        noop_run: Vec::new(),
+        noop_run,
         timeout,
         kill_grace,
     }

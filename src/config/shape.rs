@@ -30,6 +30,27 @@ pub(super) struct RawConfig {
     pub(super) pages: RawPages,
     #[serde(default)]
     pub(super) instances: Vec<RawInstance>,
+    pub(super) command_prefix: Option<String>,
+    #[serde(default)]
+    pub(super) freeze: Vec<RawFreeze>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawFreeze {
+    pub(super) reason: Option<String>,
+    /// A string or a TOML date-time.
+    pub(super) start: Option<toml::Value>,
+    pub(super) end: Option<toml::Value>,
+    pub(super) weekly: Option<RawWeekly>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawWeekly {
+    pub(super) from: Option<String>,
+    pub(super) until: Option<String>,
+    pub(super) timezone: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -109,6 +130,12 @@ pub(super) struct RawInstance {
     pub(super) required_contexts: Option<Vec<String>>,
     pub(super) production_environment: Option<bool>,
     pub(super) transient_environment: Option<bool>,
+    pub(super) params: Option<Vec<String>>,
+    pub(super) deployers: Option<Vec<String>>,
+    pub(super) lock_on_rollback: Option<bool>,
+    pub(super) unlock_on_merge: Option<bool>,
+    #[serde(default)]
+    pub(super) freeze: Vec<RawFreeze>,
 }
 
 #[derive(Deserialize, Default)]
@@ -116,6 +143,7 @@ pub(super) struct RawInstance {
 pub(super) struct RawProvider {
     pub(super) kind: Option<String>,
     pub(super) run: Option<Vec<String>>,
+    pub(super) noop_run: Option<Vec<String>>,
     pub(super) timeout: Option<String>,
     pub(super) kill_grace: Option<String>,
 }
