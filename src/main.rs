@@ -93,6 +93,16 @@ enum Command {
     Instances(client::InstancesArgs),
     /// Follow a deployment's progress and log until it ends (exit 0 succeeded, 1 not).
     Watch(client::WatchArgs),
+    /// Lock an instance (or with --global every instance of its repository): others'
+    /// deploys are refused (exit 1), pushes wait until it ends.
+    Lock(client::LockArgs),
+    /// Release the lock on an instance (or with --global its repository's).
+    Unlock(client::UnlockArgs),
+    /// List the live locks.
+    Locks(client::LocksArgs),
+    /// Read the audit trail, newest first: deploys, dry runs, rollbacks, cancels, locks,
+    /// forced passes and refusals.
+    Audit(client::AuditArgs),
 }
 
 #[derive(Subcommand)]
@@ -144,6 +154,10 @@ fn main() -> ExitCode {
         Command::Releases(args) => cli::run(client::releases(args)),
         Command::Instances(args) => cli::run(client::instances(args)),
         Command::Watch(args) => cli::run(client::watch(args)),
+        Command::Lock(args) => cli::run(client::lock(args)),
+        Command::Unlock(args) => cli::run(client::unlock(args)),
+        Command::Locks(args) => cli::run(client::locks(args)),
+        Command::Audit(args) => cli::run(client::audit(args)),
     }
 }
 

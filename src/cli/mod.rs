@@ -1,6 +1,6 @@
 //! The `deploybot` command line, below the argument parsing in `main.rs`: the REST API
 //! commands for a person at a terminal (`client`: `deploy`, `rollback`, `cancel`,
-//! `deployments`, `releases`, `instances`, `watch`), `simulate` (signed GitHub webhooks sent
+//! `deployments`, `releases`, `instances`, `watch`, `lock`, `unlock`, `locks`, `audit`), `simulate` (signed GitHub webhooks sent
 //! to a running server), `config check`, the flags the server commands share, where the
 //! server is (`server_url`), the exit codes, and the process's logging.
 //!
@@ -28,7 +28,7 @@ pub use server_url::{ServerUrl, server_url};
 pub const EXIT_SUCCESS: u8 = 0;
 /// Exit code: what was asked did not succeed. A deployment failed, was rolled back or
 /// cancelled; the server refused the request (any HTTP error answer: not found, invalid
-/// state, forbidden, a bad token); a webhook was not accepted; the server stopped with an
+/// state, forbidden, a bad token, another's lock, a freeze); a webhook was not accepted; the server stopped with an
 /// error.
 pub const EXIT_FAILED: u8 = 1;
 /// Exit code: a usage or configuration error. Bad arguments (clap's own usage errors are
@@ -43,7 +43,8 @@ pub const EXIT_CODES_HELP: &str = "\
 Exit codes (every command):
   0  success
   1  what was asked did not succeed: a deployment failed, was rolled back or cancelled;
-     the server refused the request; a webhook was not accepted
+     the server refused the request (also when locked or frozen); a webhook was not
+     accepted
   2  usage or configuration error: bad arguments, a missing or invalid configuration
      file, a port already in use
   3  unreachable: no deploybot server answered (client commands, simulate), or the

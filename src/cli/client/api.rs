@@ -135,6 +135,17 @@ impl Api {
         let text = self.call(Method::POST, url.clone(), Some(body)).await?;
         Ok((decode(&url, &text)?, text))
     }
+
+    /// A PUT of `body` read as `T`, with the raw body for `--json`.
+    pub(super) async fn put<T: DeserializeOwned>(
+        &self,
+        segments: &[&str],
+        body: &Value,
+    ) -> Result<(T, String), CliError> {
+        let url = self.url(segments, &[])?;
+        let text = self.call(Method::PUT, url.clone(), Some(body)).await?;
+        Ok((decode(&url, &text)?, text))
+    }
 }
 
 fn decode<T: DeserializeOwned>(url: &Url, text: &str) -> Result<T, CliError> {

@@ -14,7 +14,7 @@ use super::watch::follow;
 use super::{Connection, print_raw, state_name};
 use crate::cli::{CliError, Outcome, table};
 use crate::server::api::{
-    DeployKindJson, DeployListJson, DeployStateJson, DeploymentJson, ReleaseListJson,
+    DeployKindJson, DeployListJson, DeployStateJson, DeploymentJson, ReleaseListJson, WaitKindJson,
 };
 
 /// How often `--watch` of `deploy` and `rollback` polls.
@@ -40,6 +40,15 @@ pub struct DeployArgs {
     /// The commit the image was built from (7 to 64 hex characters).
     #[arg(long)]
     pub sha: Option<String>,
+    /// A parameter the instance accepts (its `params`); repeat for more.
+    #[arg(long = "param", value_name = "KEY=VALUE", value_parser = parse_param)]
+    pub params: Vec<(String, String)>,
+    /// A dry run: the provider plans and changes nothing (a freeze does not refuse it).
+    #[arg(long)]
+    pub noop: bool,
+    /// Pass a freeze in force (an admin token only).
+    #[arg(long)]
+    pub force: bool,
     /// Follow the deployment until it ends, as `watch` does.
     #[arg(long)]
     pub watch: bool,
@@ -62,6 +71,12 @@ pub struct RollbackArgs {
     /// Return to this release (rel_…).
     #[arg(long, value_name = "REL_ID")]
     pub release: Option<String>,
+    /// Pass another's lock or a freeze in force (an admin token only).
+    #[arg(long)]
+    pub force: bool,
+    /// Why: kept in the deployment's trigger and the audit trail.
+    #[arg(long, value_name = "TEXT")]
+    pub reason: Option<String>,
     /// Follow the deployment until it ends, as `watch` does.
     #[arg(long)]
     pub watch: bool,
@@ -97,6 +112,18 @@ fn parse_env(text: &str) -> Result<(String, String), String> {
     }
 }
 
+/// `KEY=VALUE` of `--param`.
+fn parse_param(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((key, value)) if !key.trim().is_empty() => {
+            Ok((key.trim().to_string(), value.to_string()))
+        }
+        _ => Err(format!(
+            "{text:?} is not KEY=VALUE, e.g. --param REGION=eu-west-1"
+        )),
+    }
+}
+
 /// `deploy`: queue a new release of the instance; with `--watch`, follow it.
 pub async fn deploy(args: DeployArgs) -> Result<Outcome, CliError> {
     let api = Api::new(&args.connection)?;
@@ -107,6 +134,9 @@ pub async fn deploy(args: DeployArgs) -> Result<Outcome, CliError> {
         "strategy": args.strategy.unwrap_or_default(),
         "notes": args.notes.unwrap_or_default(),
         "commit_sha": args.sha.unwrap_or_default(),
+        "params": args.params.into_iter().collect::<BTreeMap<_, _>>(),
+        "noop": args.noop,
+        "force": args.force,
     });
     let (deployment, raw): (DeploymentJson, _) = api
         .post(&["instances", &args.instance, "deploy"], &body)
@@ -126,11 +156,15 @@ pub async fn deploy(args: DeployArgs) -> Result<Outcome, CliError> {
 /// `rollback`: queue a deployment of an earlier release (default: the previous one).
 pub async fn rollback(args: RollbackArgs) -> Result<Outcome, CliError> {
     let api = Api::new(&args.connection)?;
-    let body = match (args.version, &args.release) {
+    let mut body = match (args.version, &args.release) {
         (Some(version), _) => json!({"version": version}),
         (None, Some(release)) => json!({"release_id": release}),
         (None, None) => json!({}),
     };
+    body["force"] = json!(args.force);
+    if let Some(reason) = &args.reason {
+        body["reason"] = json!(reason);
+    }
     let (deployment, raw): (DeploymentJson, _) = api
         .post(&["instances", &args.instance, "rollback"], &body)
         .await
@@ -172,9 +206,10 @@ async fn created(
 
 /// A created deployment, key by key.
 fn summary(instance: &str, d: &DeploymentJson) -> String {
-    let what = match d.kind {
-        DeployKindJson::Deploy => "deployment",
-        DeployKindJson::Rollback => "rollback",
+    let what = match (d.kind, d.noop) {
+        (DeployKindJson::Rollback, _) => "rollback",
+        (DeployKindJson::Deploy, true) => "dry run",
+        (DeployKindJson::Deploy, false) => "deployment",
     };
     let mut rows = vec![
         ("image", d.image.clone()),
@@ -185,6 +220,13 @@ fn summary(instance: &str, d: &DeploymentJson) -> String {
     if !d.env.is_empty() {
         let env: Vec<String> = d.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
         rows.push(("env", env.join(" ")));
+    }
+    if !d.params.is_empty() {
+        let params: Vec<String> = d.params.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        rows.push(("params", params.join(" ")));
+    }
+    if let Some(waiting) = &d.waiting_for {
+        rows.push(("waiting", waiting.description.clone()));
     }
     let mut out = format!(
         "{what} {} queued for {instance} ({})\n",
@@ -267,6 +309,11 @@ pub async fn deployments(args: ListArgs) -> Result<Outcome, CliError> {
     for d in list.items.iter().filter(|d| !d.error.is_empty()) {
         println!("{}: {}", d.id, d.error);
     }
+    for d in &list.items {
+        if let Some(waiting) = &d.waiting_for {
+            println!("{}: {}", d.id, waiting.description);
+        }
+    }
     if let Some(line) = more(&list, "deployments", &args) {
         println!("{line}");
     }
@@ -279,9 +326,10 @@ fn deployment_row(d: &DeploymentJson, versions: &HashMap<String, i64>) -> Vec<St
     let version = versions
         .get(&d.release_id)
         .map_or_else(|| "-".to_string(), |v| format!("v{v}"));
-    let version = match d.kind {
-        DeployKindJson::Rollback => format!("{version} (rollback)"),
-        DeployKindJson::Deploy => version,
+    let version = match (d.kind, d.noop) {
+        (DeployKindJson::Rollback, _) => format!("{version} (rollback)"),
+        (DeployKindJson::Deploy, true) => format!("{version} (dry run)"),
+        (DeployKindJson::Deploy, false) => version,
     };
     let duration = match (&d.started_at, &d.finished_at) {
         (Some(start), Some(end)) => table::duration(start, end),
@@ -301,13 +349,27 @@ fn deployment_row(d: &DeploymentJson, versions: &HashMap<String, i64>) -> Vec<St
     ]
 }
 
-/// `45% shift traffic` (the phase is left out once a deployment succeeded).
+/// `45% shift traffic` (the phase is left out once a deployment succeeded); `waiting (lock)`
+/// for a pending deployment that waits.
 fn progress_cell(d: &DeploymentJson) -> String {
+    if let Some(waiting) = &d.waiting_for {
+        return format!("waiting ({})", waiting_kind(waiting.kind));
+    }
     let p = &d.progress;
     if p.phase.is_empty() || d.state == DeployStateJson::Succeeded {
         format!("{}%", p.percent)
     } else {
         format!("{}% {}", p.percent, p.phase)
+    }
+}
+
+fn waiting_kind(kind: WaitKindJson) -> &'static str {
+    match kind {
+        WaitKindJson::Lock => "lock",
+        WaitKindJson::Freeze => "freeze",
+        WaitKindJson::Checks => "checks",
+        WaitKindJson::Promotion => "promotion",
+        WaitKindJson::Approval => "approval",
     }
 }
 

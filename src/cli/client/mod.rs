@@ -1,12 +1,12 @@
 //! The REST API commands for a person at a terminal: `deploy`, `rollback`, `cancel`,
-//! `deployments`, `releases`, `instances` and `watch`. They find the server with
+//! `deployments`, `releases`, `instances`, `watch`, `lock`, `unlock`, `locks` and `audit`. They find the server with
 //! `cli::server_url` (`--url`, `DEPLOYBOT_URL`, then the configuration), send the bearer
 //! token `--token`/`DEPLOYBOT_TOKEN`, print aligned tables (or the server's JSON with
 //! `--json`), and read the answers with the API's own types, so the client cannot drift
 //! from the server.
 //!
 //! `api` holds the connection, `paging` what the list commands share, and one file per
-//! command group: `deployments`, `releases`, `instances`, `watch`.
+//! command group: `deployments`, `releases`, `instances`, `watch`, `locks` (with `audit`).
 
 use std::path::PathBuf;
 
@@ -17,6 +17,7 @@ use crate::server::api::DeployStateJson;
 mod api;
 mod deployments;
 mod instances;
+mod locks;
 mod paging;
 mod releases;
 mod watch;
@@ -25,6 +26,7 @@ pub use deployments::{
     CancelArgs, DeployArgs, RollbackArgs, cancel, deploy, deployments, rollback,
 };
 pub use instances::{InstancesArgs, instances};
+pub use locks::{AuditArgs, LockArgs, LocksArgs, UnlockArgs, audit, lock, locks, unlock};
 pub use paging::ListArgs;
 pub use releases::releases;
 pub use watch::{WatchArgs, watch};
