@@ -38,6 +38,7 @@ impl WorkHandler for Dispatch {
             Work::ResolveTag(job) => return jobs::resolve_tag(cx, item, job).await,
             Work::PullHead(job) => return jobs::pull_head(cx, item, job).await,
             Work::Comment(job) => return commands::comment(cx, item, job).await,
+            Work::PullClosed(job) => return jobs::pull_closed(cx, item, job).await,
         };
         outcome.unwrap_or_else(|failure| failure.into_result())
     }

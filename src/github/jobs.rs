@@ -1,5 +1,6 @@
 //! Jobs that need GitHub or the database before anything can be deployed: a pull
-//! request's new head, and a tag that arrived only as a `create` event (its commit). They
+//! request's new head, a tag that arrived only as a `create` event (its commit), and a
+//! closed pull request's locks (`unlock_on_merge`). They
 //! run from the outbox, so a crash between the webhook's answer and the job loses nothing.
 //! (A comment's commands are the comment job of `github::commands`.)
 
@@ -7,10 +8,10 @@ use std::sync::Arc;
 
 use super::context::Context;
 use super::image::{ImageVars, render_image, short};
-use super::outbox::{OutboxItem, OutboxResult, PullHeadJob, ResolveTagJob};
+use super::outbox::{OutboxItem, OutboxResult, PullClosedJob, PullHeadJob, ResolveTagJob};
 use super::store::PullHead;
 use crate::deploy::service::blocking;
-use crate::deploy::{DeployRequest, Error, Source};
+use crate::deploy::{DeployRequest, Error, LockTarget, Source};
 
 /// Resolves a tag's commit through the API, then deploys it on each instance the job
 /// names (one deployment per instance and tag, shared with the tag's push event).
@@ -111,6 +112,54 @@ pub(super) async fn pull_head(cx: &Context, item: &OutboxItem, job: &PullHeadJob
     let (repo, pr) = (job.repo.to_lowercase(), job.pr);
     match blocking(move || store.record_pull_head(&tenant, &repo, pr, &head)).await {
         Ok(()) => OutboxResult::Sent,
+        Err(e) => OutboxResult::from_store(e),
+    }
+}
+
+/// Releases the locks taken from a closed pull request on the instances of its repository
+/// that set `unlock_on_merge`; a lock on the whole repository when all of them set it.
+/// The worker then runs the newest push that waited.
+pub(super) async fn pull_closed(
+    cx: &Context,
+    item: &OutboxItem,
+    job: &PullClosedJob,
+) -> OutboxResult {
+    let tenant = item.tenant_id.as_str();
+    let of_repo: Vec<_> = cx
+        .config
+        .instances
+        .iter()
+        .filter(|i| {
+            i.repo.eq_ignore_ascii_case(&job.repo) && i.tenant().eq_ignore_ascii_case(tenant)
+        })
+        .collect();
+    let mut unlocking = Vec::new();
+    for cfg in of_repo.iter().filter(|i| i.unlock_on_merge) {
+        match cx.service.resolve_instance(tenant, &cfg.name).await {
+            Ok(instance) => unlocking.push(instance.id),
+            Err(Error::Unavailable(e)) => return OutboxResult::unavailable(e),
+            Err(e) => tracing::warn!(instance = %cfg.name, error = %e, "instance not found"),
+        }
+    }
+    if unlocking.is_empty() {
+        return OutboxResult::Sent;
+    }
+    let whole_repo = of_repo.iter().all(|i| i.unlock_on_merge);
+    let releases = |target: &LockTarget| match target {
+        LockTarget::Instance { instance_id } => unlocking.contains(instance_id),
+        LockTarget::Repo { .. } => whole_repo,
+    };
+    match cx
+        .service
+        .release_pull_locks(tenant, &job.repo, job.pr, releases)
+        .await
+    {
+        Ok(released) => {
+            for lock in released {
+                tracing::info!(repo = %job.repo, pr = job.pr, lock = %lock.describe(), "pull request closed: its lock released");
+            }
+            OutboxResult::Sent
+        }
         Err(e) => OutboxResult::from_store(e),
     }
 }

@@ -3,10 +3,10 @@
 //! here talks to GitHub or the database.
 
 use super::image::{ImageVars, render_image, short};
-use super::outbox::{NewOutboxItem, PullHeadJob, ResolveTagJob, Work};
+use super::outbox::{NewOutboxItem, PullClosedJob, PullHeadJob, ResolveTagJob, Work};
 pub use super::routing::{PlannedDeploy, Routing};
 use super::routing::{instances_of, pull_key};
-use super::webhook::events::{Event, PullRequestEvent, Push, RefType};
+use super::webhook::events::{Event, PullRequestAction, PullRequestEvent, Push, RefType};
 use crate::config::{Config, InstanceConfig};
 use crate::deploy::Source;
 
@@ -195,9 +195,12 @@ fn push_deploys(
 }
 
 fn route_pull_request(config: &Config, event: &PullRequestEvent) -> Routing {
+    if event.action == PullRequestAction::Closed {
+        return route_pull_closed(config, event);
+    }
     if !event.sets_head() {
         return Routing::Ignored {
-            reason: "only opened, reopened and synchronize change a pull request's head".into(),
+            reason: "only opened, reopened and synchronize change a pull request's head, and closed ends its locks".into(),
         };
     }
     let repo = &event.repository;
@@ -227,10 +230,40 @@ fn route_pull_request(config: &Config, event: &PullRequestEvent) -> Routing {
     }
 }
 
+/// A closed pull request (merged or not): a job releases the locks taken from it on the
+/// instances that set `unlock_on_merge`.
+fn route_pull_closed(config: &Config, event: &PullRequestEvent) -> Routing {
+    let repo = &event.repository;
+    if !instances_of(config, repo).iter().any(|i| i.unlock_on_merge) {
+        return Routing::Ignored {
+            reason: format!("no instance of {} sets unlock_on_merge", repo.full_name),
+        };
+    }
+    let tenant = repo.tenant();
+    let item = NewOutboxItem {
+        tenant_id: tenant.clone(),
+        ordering_key: pull_key(&repo.full_name, event.number),
+        deployment_id: None,
+        work: Work::PullClosed(PullClosedJob {
+            repo: repo.full_name.clone(),
+            pr: event.number,
+            merged: event.pull_request.merged.unwrap_or(false),
+        }),
+    };
+    Routing::Act {
+        tenant,
+        deploys: Vec::new(),
+        items: vec![item],
+        refused: Vec::new(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::github::outbox::{CommentCommand, CommentJob, JOB_COMMAND, JOB_PULL_HEAD};
+    use crate::github::outbox::{
+        CommentCommand, CommentJob, JOB_COMMAND, JOB_PULL_CLOSED, JOB_PULL_HEAD,
+    };
 
     const CONFIG: &str = r#"
 webhook_secrets = ["s"]
@@ -288,7 +321,9 @@ kind = "noop"
             job.steps[0],
             CommentCommand::Deploy {
                 instance: "web-production".into(),
-                strategy: None
+                strategy: None,
+                force: false,
+                params: Default::default(),
             }
         );
         assert_eq!(
@@ -331,5 +366,33 @@ kind = "noop"
         v["action"] = "labeled".into();
         let routing = route(&config(), &event("pull_request", v.to_string().as_bytes()));
         assert!(matches!(routing, Routing::Ignored { .. }), "{routing:?}");
+    }
+
+    #[test]
+    fn a_closed_pull_request_ends_its_locks_only_where_unlock_on_merge_is_set() {
+        let body = include_bytes!("../../tests/fixtures/github/pull_request_closed.json");
+        let routing = route(&config(), &event("pull_request", body));
+        assert!(
+            matches!(&routing, Routing::Ignored { reason } if reason.contains("unlock_on_merge")),
+            "{routing:?}"
+        );
+        let unlocking = Config::from_toml_str(
+            &CONFIG.replace(
+                "[instances.provider]",
+                "unlock_on_merge = true\n\n[instances.provider]",
+            ),
+            &|_| None,
+        )
+        .unwrap();
+        let Routing::Act { items, deploys, .. } = route(&unlocking, &event("pull_request", body))
+        else {
+            panic!("a closed pull request was ignored");
+        };
+        assert!(deploys.is_empty());
+        assert_eq!(items.len(), 1);
+        assert_eq!(items[0].work.kind(), JOB_PULL_CLOSED);
+        assert_eq!(items[0].ordering_key, "pull:codertocat/hello-world#2");
+        let job: PullClosedJob = serde_json::from_value(items[0].work.payload()).unwrap();
+        assert_eq!((job.pr, job.merged), (2, false));
     }
 }

@@ -13,6 +13,7 @@ pub const USAGE: &str = "/cancel [ENV] [--queued]";
 pub(super) const CHECKS: Checks = Checks {
     verb: "cancel",
     forks: Forks::Refused,
+    open_pull: true,
 };
 
 /// The deployments of the environment a cancel is about.

@@ -1,6 +1,8 @@
-//! `/deploy [to] [ENV] [--strategy NAME]`: deploy the pull request's head, as it was when
-//! the comment was written, to an environment.
+//! `/deploy [to] [ENV] [--strategy NAME] [--force] [| KEY=VALUE …]`: deploy the pull
+//! request's head, as it was when the comment was written, to an environment; and
+//! `/noop [ENV] [| KEY=VALUE …]`, its dry run (the provider plans, nothing changes).
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use super::run::{Checks, CommentRun, Forks, Stop, Target};
@@ -11,20 +13,51 @@ use crate::github::image::{ImageVars, render_image, short};
 use crate::github::store::PullHead;
 
 /// The command's syntax, as help and parse errors show it.
-pub const USAGE: &str = "/deploy [to] [ENV] [--strategy NAME]";
+pub const USAGE: &str = "/deploy [to] [ENV] [--strategy NAME] [--force] [| KEY=VALUE …]";
+
+/// `/noop`'s syntax, as help and parse errors show it.
+pub const NOOP_USAGE: &str = "/noop [ENV] [| KEY=VALUE …]";
 
 /// Deploying a fork's head is up to the environment (`allow_forks`).
 pub(super) const CHECKS: Checks = Checks {
     verb: "deploy",
     forks: Forks::WhenAllowed,
+    open_pull: true,
 };
+
+/// A dry run of a fork's head is up to the environment, as its deploy is.
+pub(super) const NOOP_CHECKS: Checks = Checks {
+    verb: "dry-run",
+    forks: Forks::WhenAllowed,
+    open_pull: true,
+};
+
+/// What a `/deploy` or `/noop` asks besides its environment.
+pub(super) struct Ask {
+    pub(super) strategy: Option<String>,
+    pub(super) force: bool,
+    pub(super) params: BTreeMap<String, String>,
+    /// `/noop`: a dry run.
+    pub(super) noop: bool,
+}
 
 /// Queues the head the pull request had when the comment was written, or refuses.
 pub(super) async fn handle(
     run: &CommentRun<'_>,
     target: &Target<'_>,
-    strategy: Option<String>,
+    ask: Ask,
 ) -> Result<(), Stop> {
+    let Ask {
+        strategy,
+        force,
+        params,
+        noop,
+    } = ask;
+    let (verb, command) = if noop {
+        ("dry-run", "noop")
+    } else {
+        (CHECKS.verb, "deploy")
+    };
     let (job, cfg, pull) = (run.job, target.cfg, target.pull);
     if let Some(refusal) = head_moved(run, pull).await? {
         return run.refuse_or_reply(target.step, refusal, true).await;
@@ -55,25 +88,20 @@ pub(super) async fn handle(
             env: Default::default(),
             strategy: strategy.unwrap_or_default(),
             notes: format!(
-                "/deploy on #{} by @{} ({})",
+                "/{command} on #{} by @{} ({})",
                 job.pr,
                 job.user,
                 short(&pull.head_sha)
             ),
             commit_sha: pull.head_sha.clone(),
-            params: Default::default(),
-            noop: false,
+            params,
+            noop,
         };
         service
-            .prepare(
-                &run.item.tenant_id,
-                request,
-                &job.user,
-                run.source("deploy"),
-            )
+            .prepare(&run.item.tenant_id, request, &job.user, run.source(command))
             .await
     };
-    run.queue(target, CHECKS.verb, prepared.await).await
+    run.queue(target, verb, prepared.await, force).await
 }
 
 /// Whether the pull request's head moved after the comment: the refusal to reply.

@@ -1,8 +1,13 @@
-//! `/help`: the commands and their syntax, and the environments of the repository.
+//! `/help`: the commands and their syntax, and each environment of the repository with its
+//! parameters, deployers, lock and freezes.
 
-use super::route::choices;
+use chrono::Utc;
+
+use super::lock::freezes;
+use super::route::with_prefix;
 use super::run::{CommentRun, Stop};
 use crate::config::InstanceConfig;
+use crate::deploy::LockTarget;
 
 /// The command's syntax, as parse errors show it.
 pub const USAGE: &str = "/help";
@@ -13,25 +18,77 @@ pub const HELP: &str = "\
 
 | command | what it does |
 | --- | --- |
-| `/deploy [to] [ENV] [--strategy NAME]` | deploy this pull request's head commit to ENV, optionally with another strategy (`rolling`, `recreate`, `blue-green`, `canary`) |
-| `/rollback [ENV] [VERSION\\|previous]` | make the previous release of ENV active again, or release VERSION (`12` or `v12`) |
+| `/deploy [to] [ENV] [--strategy NAME] [--force] [\\| KEY=VALUE …]` | deploy this pull request's head commit to ENV, optionally with another strategy (`rolling`, `recreate`, `blue-green`, `canary`) and parameters; `--force` passes a freeze (deployers only) |
+| `/noop [ENV] [\\| KEY=VALUE …]` | a dry run: the provider plans, nothing changes, no release becomes active; the plan comes back as the reply |
+| `/rollback [ENV] [VERSION\\|previous] [--force] [--reason TEXT…]` | make the previous release of ENV active again, or release VERSION (`12` or `v12`); `--force` passes another's lock or a freeze (deployers only) |
 | `/cancel [ENV]` | cancel the running deployment to ENV (the release it replaces is restored) |
 | `/cancel [ENV] --queued` | cancel the deployments to ENV that wait in the queue |
+| `/lock [ENV\\|--global] [--for DURATION] [--reason TEXT…]` | lock ENV (or every environment of the repository) for yourself: others' deploys are refused, pushes wait; `--for` like `30m`, `2h`, `1d` (at most `30d`) |
+| `/unlock [ENV\\|--global]` | release the lock; the newest push that waited deploys |
+| `/locks` | who holds which lock, why, until when, and the freezes |
 | `/help` | show this help |
 
 ENV may be left out when the repository has exactly one environment that accepts commands. \
 Commands in quotes and code blocks are ignored.";
 
-/// Replies with [`HELP`] and the environments that take commands.
+/// Replies with [`HELP`] (with the prefix in use) and each environment that takes
+/// commands: its parameters, deployers, lock and current and next freeze.
 pub(super) async fn handle(
     run: &CommentRun<'_>,
     step: i32,
     instances: &[&InstanceConfig],
 ) -> Result<(), Stop> {
-    let text = format!(
-        "{HELP}\n\nEnvironments of {}: {}.",
-        run.job.repo,
-        choices(instances)
-    );
-    run.refuse_or_reply(step, text, false).await
+    let prefix = run.cx.config.command_prefix;
+    let service = &run.cx.service;
+    let tenant = run.item.tenant_id.as_str();
+    let repo = run.job.repo.as_str();
+    let held = service.locks(tenant).await.map_err(Stop::from_store)?;
+    let now = Utc::now();
+    let mut lines = vec![
+        with_prefix(HELP, prefix),
+        String::new(),
+        format!("**Environments of {repo}**"),
+        String::new(),
+    ];
+    if let Some(whole) = held
+        .iter()
+        .find(|l| l.repo.eq_ignore_ascii_case(repo) && matches!(l.target, LockTarget::Repo { .. }))
+    {
+        lines.push(format!("- every environment: {}", whole.describe()));
+    }
+    for cfg in instances {
+        let mut line = format!("- `{}`", cfg.environment);
+        let mut parts = Vec::new();
+        if !cfg.params.is_empty() {
+            parts.push(format!("parameters {}", quoted(&cfg.params)));
+        }
+        if !cfg.deployers.is_empty() {
+            parts.push(format!("deployers {}", quoted(&cfg.deployers)));
+        }
+        let instance = service
+            .resolve_instance(tenant, &cfg.name)
+            .await
+            .map_err(Stop::from_store)?;
+        if let Some(lock) = held.iter().find(
+            |l| matches!(&l.target, LockTarget::Instance { instance_id } if *instance_id == instance.id),
+        ) {
+            parts.push(lock.describe());
+        }
+        if !parts.is_empty() {
+            line.push_str(": ");
+            line.push_str(&parts.join("; "));
+        }
+        line.push_str(&freezes(run, &cfg.name, now));
+        lines.push(line);
+    }
+    run.refuse_or_reply(step, lines.join("\n"), false).await
+}
+
+/// Configured names as inline code, comma-separated.
+fn quoted(names: &[String]) -> String {
+    names
+        .iter()
+        .map(|n| format!("`{}`", n.replace('`', "")))
+        .collect::<Vec<_>>()
+        .join(", ")
 }

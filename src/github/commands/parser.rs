@@ -1,5 +1,6 @@
-//! Commands in pull request comments (`/deploy`, `/rollback`, `/cancel`, `/help`), parsed by
-//! a pure function so every rule can be tested with a string.
+//! Commands in pull request comments (`/deploy`, `/noop`, `/rollback`, `/cancel`, `/lock`,
+//! `/unlock`, `/locks`, `/help`), parsed by a pure function so every rule can be tested with
+//! a string. The prefix is `/`, or `.` when the configuration's `command_prefix` says so.
 //!
 //! Markdown is read with `pulldown-cmark` (no default features: three small dependencies),
 //! not by hand: a command must be what the reader sees as a line of text, and CommonMark has
@@ -7,24 +8,40 @@
 //! code spans over several lines, tables) for a line-by-line stripper to agree with GitHub.
 //! The parser's source offsets tell whether a text starts its line.
 
+use std::collections::BTreeMap;
 use std::ops::Range;
+use std::time::Duration;
 
 use pulldown_cmark::{Event, Options, Parser, Tag, TagEnd};
+
+/// The longest a `/lock --for` lasts.
+pub const MAX_LOCK_FOR: Duration = Duration::from_secs(30 * 24 * 3600);
 
 /// A command from a comment. `environment: None` means "the repository's only instance that
 /// accepts commands"; the router decides, because only it knows the instances.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
-    /// `/deploy [to] [ENV] [--strategy NAME]` (also `--strategy=NAME`): deploy the pull
-    /// request's head commit. The strategy name is lower-cased; the router checks it exists.
+    /// `/deploy [to] [ENV] [--strategy NAME] [--force] [| KEY=VALUE …]` (also
+    /// `--strategy=NAME`): deploy the pull request's head commit. The strategy name is
+    /// lower-cased; the router checks it exists. `--force` passes a freeze (for a deployer).
     Deploy {
         environment: Option<String>,
         strategy: Option<String>,
+        force: bool,
+        params: BTreeMap<String, String>,
     },
-    /// `/rollback [ENV] [VERSION|previous]`: make an earlier release active again.
+    /// `/noop [ENV] [| KEY=VALUE …]`: a dry run of the pull request's head commit.
+    Noop {
+        environment: Option<String>,
+        params: BTreeMap<String, String>,
+    },
+    /// `/rollback [ENV] [VERSION|previous] [--force] [--reason TEXT…]`: make an earlier
+    /// release active again. `--force` passes a lock or a freeze (for a deployer).
     Rollback {
         environment: Option<String>,
         target: RollbackTo,
+        force: bool,
+        reason: Option<String>,
     },
     /// `/cancel [ENV] [--queued]`: cancel the running deployment (restoring the release
     /// it replaces), or with `--queued` the deployments waiting in the queue.
@@ -32,6 +49,21 @@ pub enum Command {
         environment: Option<String>,
         queued: bool,
     },
+    /// `/lock [ENV|--global] [--for DURATION] [--reason TEXT…]`: lock an environment, or
+    /// with `--global` every environment of the repository.
+    Lock {
+        environment: Option<String>,
+        global: bool,
+        duration: Option<Duration>,
+        reason: Option<String>,
+    },
+    /// `/unlock [ENV|--global]`: release the lock.
+    Unlock {
+        environment: Option<String>,
+        global: bool,
+    },
+    /// `/locks`: every lock of the repository and each environment's freezes.
+    Locks,
     /// `/help`: reply with [`HELP`](super::HELP). Arguments are ignored.
     Help,
 }
@@ -53,7 +85,7 @@ pub enum ParseError {
     /// Not produced by [`parse`], which ignores unknown `/word` lines so paths like
     /// `/usr/bin` never get a reply; for callers that know the text was meant for deploybot.
     #[error(
-        "{} is not a deploybot command: use `/deploy`, `/rollback`, `/cancel` or `/help`",
+        "{} is not a deploybot command: use `/deploy`, `/noop`, `/rollback`, `/cancel`, `/lock`, `/unlock`, `/locks` or `/help`",
         code(&format!("/{}", .0))
     )]
     UnknownCommand(String),
@@ -96,6 +128,29 @@ pub enum ParseError {
         usage("deploy")
     )]
     InvalidStrategy(String),
+    /// A word after `|` that is not `KEY=VALUE`.
+    #[error(
+        "{} is not a parameter: write `KEY=VALUE` words after `|`: use `{}`",
+        code(.param),
+        usage(.command)
+    )]
+    InvalidParam {
+        command: &'static str,
+        param: String,
+    },
+    /// The same parameter twice.
+    #[error("the parameter {} is given more than once: use `{}`", code(.param), usage(.command))]
+    DuplicateParam {
+        command: &'static str,
+        param: String,
+    },
+    /// A `--for` duration that is not like `30m`, `2h` or `1d`, or longer than 30 days.
+    #[error(
+        "{} is not a lock duration: use `{}` with a duration like `30m`, `2h` or `1d` (at most `30d`)",
+        code(.0),
+        usage("lock")
+    )]
+    InvalidDuration(String),
 }
 
 /// Every command in a comment, in order. A command starts a line of text (leading spaces
@@ -103,15 +158,21 @@ pub enum ParseError {
 /// links never triggers. `/word` lines that are not commands (paths, `/deployment`) are
 /// ignored; a known command with bad arguments is an `Err` so the commenter gets help.
 pub fn parse(comment: &str) -> Vec<Result<Command, ParseError>> {
-    command_lines(comment)
+    parse_prefixed(comment, '/')
+}
+
+/// [`parse`] with another command prefix (`.` for `.deploy`): only lines starting with
+/// `prefix` are commands.
+pub fn parse_prefixed(comment: &str, prefix: char) -> Vec<Result<Command, ParseError>> {
+    command_lines(comment, prefix)
         .iter()
-        .filter_map(|line| parse_line(line))
+        .filter_map(|line| parse_line(line, prefix))
         .collect()
 }
 
-/// The rendered text of every line that starts with `/` at the start of a source line,
-/// outside the blocks and spans that never trigger a command.
-fn command_lines(comment: &str) -> Vec<String> {
+/// The rendered text of every line that starts with `prefix` at the start of a source
+/// line, outside the blocks and spans that never trigger a command.
+fn command_lines(comment: &str, prefix: char) -> Vec<String> {
     let options = Options::ENABLE_TABLES
         | Options::ENABLE_STRIKETHROUGH
         | Options::ENABLE_TASKLISTS
@@ -160,7 +221,7 @@ fn command_lines(comment: &str) -> Vec<String> {
             Event::Text(text) if hidden == 0 => {
                 if first_on_line {
                     first_on_line = false;
-                    if starts_line_with_slash(comment, range) {
+                    if starts_line_with(comment, range, prefix) {
                         line = Some(text.into_string());
                     }
                 } else if let Some(line) = line.as_mut().filter(|_| struck == 0) {
@@ -181,15 +242,15 @@ fn command_lines(comment: &str) -> Vec<String> {
     lines
 }
 
-/// Whether the text at `range` starts with `/` and only spaces or tabs precede it on its
-/// source line (so not `- /deploy`, `\/deploy` or `**x** /deploy`).
-fn starts_line_with_slash(comment: &str, range: Range<usize>) -> bool {
+/// Whether the text at `range` starts with `prefix` and only spaces or tabs precede it on
+/// its source line (so not `- /deploy`, `\/deploy` or `**x** /deploy`).
+fn starts_line_with(comment: &str, range: Range<usize>, prefix: char) -> bool {
     let (Some(before), Some(rest)) = (comment.get(..range.start), comment.get(range.start..))
     else {
         return false;
     };
     let line_start = before.rfind('\n').map_or(0, |newline| newline + 1);
-    rest.starts_with('/')
+    rest.starts_with(prefix)
         && before[line_start..]
             .bytes()
             .all(|b| b == b' ' || b == b'\t')
@@ -247,26 +308,128 @@ fn hides_end(tag: TagEnd) -> bool {
     )
 }
 
-/// Parses one line that starts with `/`; None when its first word is not a command name.
-fn parse_line(line: &str) -> Option<Result<Command, ParseError>> {
-    let mut words = line.split_whitespace();
-    let name = words.next()?.strip_prefix('/')?;
-    let args: Vec<&str> = words.collect();
-    if name.eq_ignore_ascii_case("deploy") {
-        Some(parse_deploy(&args))
-    } else if name.eq_ignore_ascii_case("rollback") {
-        Some(parse_rollback(&args))
-    } else if name.eq_ignore_ascii_case("cancel") {
-        Some(parse_cancel(&args))
-    } else if name.eq_ignore_ascii_case("help") {
+/// Parses one line that starts with `prefix`; None when its first word is not a command
+/// name.
+fn parse_line(line: &str, prefix: char) -> Option<Result<Command, ParseError>> {
+    let line = line.trim_start().strip_prefix(prefix)?;
+    let end = line
+        .find(|c: char| c.is_whitespace() || c == '|')
+        .unwrap_or(line.len());
+    let (name, rest) = line.split_at(end);
+    let is = |command: &str| name.eq_ignore_ascii_case(command);
+    if is("deploy") {
+        Some(
+            with_params("deploy", rest)
+                .and_then(|(args, params)| parse_deploy(&words(args), params)),
+        )
+    } else if is("noop") {
+        Some(with_params("noop", rest).and_then(|(args, params)| parse_noop(&words(args), params)))
+    } else if is("rollback") {
+        Some(parse_rollback(&words(rest)))
+    } else if is("cancel") {
+        Some(parse_cancel(&words(rest)))
+    } else if is("lock") {
+        Some(parse_lock(&words(rest)))
+    } else if is("unlock") {
+        Some(parse_unlock(&words(rest)))
+    } else if is("locks") {
+        Some(Ok(Command::Locks))
+    } else if is("help") {
         Some(Ok(Command::Help))
     } else {
         None
     }
 }
 
-fn parse_deploy(args: &[&str]) -> Result<Command, ParseError> {
+/// The arguments before `|`, and the `KEY=VALUE` parameters after it.
+/// The whitespace-separated words of `text`.
+fn words(text: &str) -> Vec<&str> {
+    text.split_whitespace().collect()
+}
+
+fn with_params<'a>(
+    command: &'static str,
+    rest: &'a str,
+) -> Result<(&'a str, BTreeMap<String, String>), ParseError> {
+    let Some((args, after)) = rest.split_once('|') else {
+        return Ok((rest, BTreeMap::new()));
+    };
+    let mut params = BTreeMap::new();
+    for word in after.split_whitespace() {
+        let Some((key, value)) = word.split_once('=').filter(|(key, _)| !key.is_empty()) else {
+            return Err(ParseError::InvalidParam {
+                command,
+                param: word.to_owned(),
+            });
+        };
+        if params.insert(key.to_owned(), value.to_owned()).is_some() {
+            return Err(ParseError::DuplicateParam {
+                command,
+                param: key.to_owned(),
+            });
+        }
+    }
+    if params.is_empty() {
+        return Err(ParseError::MissingValue {
+            command,
+            flag: "|".to_owned(),
+        });
+    }
+    Ok((args, params))
+}
+
+/// The words before `--reason`, and the rest of the line after it (`--reason=TEXT …`
+/// too); an error when `--reason` has no text after it.
+fn with_reason<'a>(
+    command: &'static str,
+    args: &[&'a str],
+) -> Result<(Vec<&'a str>, Option<String>), ParseError> {
+    let found = args.iter().position(|arg| {
+        let flag = arg.split_once('=').map_or(*arg, |(flag, _)| flag);
+        flag.eq_ignore_ascii_case("--reason")
+    });
+    let Some(at) = found else {
+        return Ok((args.to_vec(), None));
+    };
+    let mut text: Vec<&str> = Vec::new();
+    if let Some((_, inline)) = args[at].split_once('=') {
+        text.push(inline);
+    }
+    text.extend(&args[at + 1..]);
+    let reason = text.join(" ").trim().to_owned();
+    if reason.is_empty() {
+        return Err(ParseError::MissingValue {
+            command,
+            flag: "--reason".to_owned(),
+        });
+    }
+    Ok((args[..at].to_vec(), Some(reason)))
+}
+
+/// Takes a value-less flag (`--force`, `--global`) out of `args`: whether it was there.
+fn take_switch(
+    command: &'static str,
+    args: &mut Vec<&str>,
+    switch: &str,
+) -> Result<bool, ParseError> {
+    let count = args
+        .iter()
+        .filter(|arg| arg.eq_ignore_ascii_case(switch))
+        .count();
+    if count > 1 {
+        return Err(ParseError::DuplicateFlag {
+            command,
+            flag: switch.to_owned(),
+        });
+    }
+    args.retain(|arg| !arg.eq_ignore_ascii_case(switch));
+    Ok(count == 1)
+}
+
+fn parse_deploy(args: &[&str], params: BTreeMap<String, String>) -> Result<Command, ParseError> {
     const COMMAND: &str = "deploy";
+    let mut args = args.to_vec();
+    let force = take_switch(COMMAND, &mut args, "--force")?;
     let mut environment = None;
     let mut strategy = None;
     let mut to = false;
@@ -320,11 +483,115 @@ fn parse_deploy(args: &[&str]) -> Result<Command, ParseError> {
     Ok(Command::Deploy {
         environment,
         strategy,
+        force,
+        params,
+    })
+}
+
+fn parse_noop(args: &[&str], params: BTreeMap<String, String>) -> Result<Command, ParseError> {
+    const COMMAND: &str = "noop";
+    let environment = one_environment(COMMAND, args)?;
+    Ok(Command::Noop {
+        environment,
+        params,
+    })
+}
+
+/// At most one environment and no flag.
+fn one_environment(command: &'static str, args: &[&str]) -> Result<Option<String>, ParseError> {
+    if let Some(flag) = args.iter().find(|arg| arg.starts_with('-')) {
+        return Err(ParseError::UnknownFlag {
+            command,
+            flag: (*flag).to_owned(),
+        });
+    }
+    match args {
+        [] => Ok(None),
+        [environment] => Ok(Some(environment_name(command, environment)?)),
+        [_, extra, ..] => Err(ParseError::UnexpectedArgument {
+            command,
+            argument: (*extra).to_owned(),
+        }),
+    }
+}
+
+fn parse_lock(args: &[&str]) -> Result<Command, ParseError> {
+    const COMMAND: &str = "lock";
+    let (args, reason) = with_reason(COMMAND, args)?;
+    let mut args = args;
+    let global = take_switch(COMMAND, &mut args, "--global")?;
+    let mut duration = None;
+    let mut rest = Vec::new();
+    let mut words = args.into_iter();
+    while let Some(arg) = words.next() {
+        let (flag, inline_value) = match arg.split_once('=') {
+            Some((flag, value)) => (flag, Some(value)),
+            None => (arg, None),
+        };
+        if !flag.eq_ignore_ascii_case("--for") {
+            rest.push(arg);
+            continue;
+        }
+        if duration.is_some() {
+            return Err(ParseError::DuplicateFlag {
+                command: COMMAND,
+                flag: "--for".to_owned(),
+            });
+        }
+        let value = inline_value
+            .or_else(|| words.next())
+            .filter(|value| !value.is_empty())
+            .ok_or_else(|| ParseError::MissingValue {
+                command: COMMAND,
+                flag: "--for".to_owned(),
+            })?;
+        duration = Some(lock_duration(value)?);
+    }
+    let environment = one_environment(COMMAND, &rest)?;
+    if global && let Some(environment) = environment {
+        return Err(ParseError::UnexpectedArgument {
+            command: COMMAND,
+            argument: environment,
+        });
+    }
+    Ok(Command::Lock {
+        environment,
+        global,
+        duration,
+        reason,
+    })
+}
+
+/// `30m`, `2h`, `1d`, `1h30m`: more than nothing, at most [`MAX_LOCK_FOR`].
+fn lock_duration(word: &str) -> Result<Duration, ParseError> {
+    humantime::parse_duration(word)
+        .ok()
+        .filter(|d| !d.is_zero() && *d <= MAX_LOCK_FOR)
+        .ok_or_else(|| ParseError::InvalidDuration(word.to_owned()))
+}
+
+fn parse_unlock(args: &[&str]) -> Result<Command, ParseError> {
+    const COMMAND: &str = "unlock";
+    let mut args = args.to_vec();
+    let global = take_switch(COMMAND, &mut args, "--global")?;
+    let environment = one_environment(COMMAND, &args)?;
+    if global && let Some(environment) = environment {
+        return Err(ParseError::UnexpectedArgument {
+            command: COMMAND,
+            argument: environment,
+        });
+    }
+    Ok(Command::Unlock {
+        environment,
+        global,
     })
 }
 
 fn parse_rollback(args: &[&str]) -> Result<Command, ParseError> {
     const COMMAND: &str = "rollback";
+    let (mut args, reason) = with_reason(COMMAND, args)?;
+    let force = take_switch(COMMAND, &mut args, "--force")?;
+    let args = args.as_slice();
     for arg in args {
         if arg.starts_with('-') && rollback_target(arg).is_none() {
             return Err(ParseError::UnknownFlag {
@@ -355,6 +622,8 @@ fn parse_rollback(args: &[&str]) -> Result<Command, ParseError> {
     Ok(Command::Rollback {
         environment,
         target,
+        force,
+        reason,
     })
 }
 
@@ -444,6 +713,9 @@ fn usage(command: &str) -> &'static str {
         "deploy" => super::deploy::USAGE,
         "rollback" => super::rollback::USAGE,
         "cancel" => super::cancel::USAGE,
+        "noop" => super::deploy::NOOP_USAGE,
+        "lock" => super::lock::LOCK_USAGE,
+        "unlock" => super::lock::UNLOCK_USAGE,
         _ => super::help::USAGE,
     }
 }
@@ -497,6 +769,8 @@ mod tests {
         Command::Deploy {
             environment: environment.map(str::to_owned),
             strategy: strategy.map(str::to_owned),
+            force: false,
+            params: BTreeMap::new(),
         }
     }
 
@@ -504,6 +778,8 @@ mod tests {
         Command::Rollback {
             environment: environment.map(str::to_owned),
             target,
+            force: false,
+            reason: None,
         }
     }
 
@@ -620,10 +896,10 @@ mod tests {
     #[test]
     fn unknown_flag_is_an_error() {
         assert_eq!(
-            one("/deploy production --force"),
+            one("/deploy production --forced"),
             Err(ParseError::UnknownFlag {
                 command: "deploy",
-                flag: "--force".into()
+                flag: "--forced".into()
             })
         );
         assert_eq!(
@@ -762,12 +1038,12 @@ mod tests {
     }
 
     #[test]
-    fn rollback_has_no_flags() {
+    fn rollback_has_no_other_flags() {
         assert_eq!(
-            one("/rollback production --force"),
+            one("/rollback production --queued"),
             Err(ParseError::UnknownFlag {
                 command: "rollback",
-                flag: "--force".into()
+                flag: "--queued".into()
             })
         );
     }
@@ -1067,18 +1343,18 @@ mod tests {
         let message = |comment: &str| one(comment).unwrap_err().to_string();
         assert_eq!(
             message("/rollback production banana"),
-            "`banana` is not a release version: use `/rollback [ENV] [VERSION|previous]` \
-             with a version like `12` or `v12`, or `previous`"
+            "`banana` is not a release version: use `/rollback [ENV] [VERSION|previous] \
+             [--force] [--reason TEXT…]` with a version like `12` or `v12`, or `previous`"
         );
         assert_eq!(
             message("/deploy production --strategy"),
-            "`--strategy` needs a value after it: use `/deploy [to] [ENV] [--strategy NAME]`"
+            "`--strategy` needs a value after it: use `/deploy [to] [ENV] [--strategy NAME] [--force] [| KEY=VALUE …]`"
         );
         assert_eq!(
             message("/cancel a b"),
             "`/cancel` does not take `b`: use `/cancel [ENV] [--queued]`"
         );
-        assert!(message("/deploy --force").contains("`--force`"));
+        assert!(message("/deploy --forse").contains("`--forse`"));
         assert!(message("/deploy prod!").contains("`prod!`"));
     }
 
@@ -1097,7 +1373,7 @@ mod tests {
     fn unknown_command_message_quotes_the_word() {
         assert_eq!(
             ParseError::UnknownCommand("deplyo".into()).to_string(),
-            "`/deplyo` is not a deploybot command: use `/deploy`, `/rollback`, `/cancel` or `/help`"
+            "`/deplyo` is not a deploybot command: use `/deploy`, `/noop`, `/rollback`, `/cancel`, `/lock`, `/unlock`, `/locks` or `/help`"
         );
     }
 
@@ -1115,15 +1391,258 @@ mod tests {
     #[test]
     fn help_lists_every_command() {
         for syntax in [
-            "/deploy [to] [ENV] [--strategy NAME]",
-            "/rollback [ENV] [VERSION\\|previous]",
+            "/deploy [to] [ENV] [--strategy NAME] [--force] [\\| KEY=VALUE …]",
+            "/noop [ENV] [\\| KEY=VALUE …]",
+            "/rollback [ENV] [VERSION\\|previous] [--force] [--reason TEXT…]",
             "/cancel [ENV]",
             "/cancel [ENV] --queued",
+            "/lock [ENV\\|--global] [--for DURATION] [--reason TEXT…]",
+            "/unlock [ENV\\|--global]",
+            "/locks",
             "/help",
         ] {
             assert!(HELP.contains(syntax), "{syntax}");
         }
         // The help text itself contains no command a bot reading it would run.
         assert_eq!(parse(HELP), vec![]);
+    }
+
+    // --- deploy control ---
+
+    fn params(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn deploy_with_force_and_parameters() {
+        assert_eq!(
+            one("/deploy staging --force | REGION=eu FLAG=on"),
+            Ok(Command::Deploy {
+                environment: Some("staging".into()),
+                strategy: None,
+                force: true,
+                params: params(&[("REGION", "eu"), ("FLAG", "on")]),
+            })
+        );
+        assert_eq!(
+            one("/deploy|REGION=eu"),
+            Ok(Command::Deploy {
+                environment: None,
+                strategy: None,
+                force: false,
+                params: params(&[("REGION", "eu")]),
+            })
+        );
+        assert_eq!(
+            one("/deploy staging | REGION=a=b EMPTY="),
+            Ok(Command::Deploy {
+                environment: Some("staging".into()),
+                strategy: None,
+                force: false,
+                params: params(&[("REGION", "a=b"), ("EMPTY", "")]),
+            })
+        );
+    }
+
+    #[test]
+    fn bad_parameters_are_errors_naming_them() {
+        assert_eq!(
+            one("/deploy staging | REGION"),
+            Err(ParseError::InvalidParam {
+                command: "deploy",
+                param: "REGION".into()
+            })
+        );
+        assert_eq!(
+            one("/noop | =eu"),
+            Err(ParseError::InvalidParam {
+                command: "noop",
+                param: "=eu".into()
+            })
+        );
+        assert_eq!(
+            one("/deploy | A=1 A=2"),
+            Err(ParseError::DuplicateParam {
+                command: "deploy",
+                param: "A".into()
+            })
+        );
+        assert_eq!(
+            one("/deploy staging |"),
+            Err(ParseError::MissingValue {
+                command: "deploy",
+                flag: "|".into()
+            })
+        );
+        let message = one("/deploy staging | REGION").unwrap_err().to_string();
+        assert!(
+            message.contains("`REGION`") && message.contains("KEY=VALUE"),
+            "{message}"
+        );
+        assert_eq!(
+            one("/deploy --force --force"),
+            Err(ParseError::DuplicateFlag {
+                command: "deploy",
+                flag: "--force".into()
+            })
+        );
+    }
+
+    #[test]
+    fn noop_takes_an_environment_and_parameters_only() {
+        assert_eq!(
+            one("/noop"),
+            Ok(Command::Noop {
+                environment: None,
+                params: BTreeMap::new()
+            })
+        );
+        assert_eq!(
+            one("/noop production | REGION=eu"),
+            Ok(Command::Noop {
+                environment: Some("production".into()),
+                params: params(&[("REGION", "eu")]),
+            })
+        );
+        assert!(matches!(
+            one("/noop production --force"),
+            Err(ParseError::UnknownFlag { .. })
+        ));
+        assert!(matches!(
+            one("/noop a b"),
+            Err(ParseError::UnexpectedArgument { .. })
+        ));
+    }
+
+    #[test]
+    fn rollback_with_force_and_a_reason_taking_the_rest_of_the_line() {
+        assert_eq!(
+            one("/rollback production v3 --force --reason error rate up | see #12"),
+            Ok(Command::Rollback {
+                environment: Some("production".into()),
+                target: RollbackTo::Version(3),
+                force: true,
+                reason: Some("error rate up | see #12".into()),
+            })
+        );
+        assert_eq!(
+            one("/rollback --reason=it --force broke"),
+            Ok(Command::Rollback {
+                environment: None,
+                target: RollbackTo::Previous,
+                force: false,
+                reason: Some("it --force broke".into()),
+            })
+        );
+        assert_eq!(
+            one("/rollback production --reason"),
+            Err(ParseError::MissingValue {
+                command: "rollback",
+                flag: "--reason".into()
+            })
+        );
+    }
+
+    #[test]
+    fn lock_with_an_environment_a_duration_and_a_reason() {
+        assert_eq!(
+            one("/lock production --for 2h --reason incident 42: db migration"),
+            Ok(Command::Lock {
+                environment: Some("production".into()),
+                global: false,
+                duration: Some(Duration::from_secs(7200)),
+                reason: Some("incident 42: db migration".into()),
+            })
+        );
+        assert_eq!(
+            one("/lock --global --for=1d"),
+            Ok(Command::Lock {
+                environment: None,
+                global: true,
+                duration: Some(Duration::from_secs(86_400)),
+                reason: None,
+            })
+        );
+        assert_eq!(
+            one("/lock"),
+            Ok(Command::Lock {
+                environment: None,
+                global: false,
+                duration: None,
+                reason: None,
+            })
+        );
+    }
+
+    #[test]
+    fn lock_durations_are_checked() {
+        assert_eq!(
+            one("/lock --for 30m").map(|c| match c {
+                Command::Lock { duration, .. } => duration,
+                _ => None,
+            }),
+            Ok(Some(Duration::from_secs(1800)))
+        );
+        for bad in ["31d", "0m", "soon", "-1h"] {
+            assert_eq!(
+                one(&format!("/lock production --for {bad}")),
+                Err(ParseError::InvalidDuration(bad.into())),
+                "{bad}"
+            );
+        }
+        assert!(matches!(
+            one("/lock production --for"),
+            Err(ParseError::MissingValue { .. })
+        ));
+        assert!(matches!(
+            one("/lock production --global"),
+            Err(ParseError::UnexpectedArgument { .. })
+        ));
+        let message = one("/lock --for 31d").unwrap_err().to_string();
+        assert!(
+            message.contains("`31d`") && message.contains("30d"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn unlock_and_locks() {
+        assert_eq!(
+            one("/unlock production"),
+            Ok(Command::Unlock {
+                environment: Some("production".into()),
+                global: false
+            })
+        );
+        assert_eq!(
+            one("/unlock --global"),
+            Ok(Command::Unlock {
+                environment: None,
+                global: true
+            })
+        );
+        assert!(matches!(
+            one("/unlock production --for 2h"),
+            Err(ParseError::UnknownFlag { .. })
+        ));
+        assert_eq!(one("/locks"), Ok(Command::Locks));
+        none("/lockdown production");
+    }
+
+    #[test]
+    fn another_prefix_replaces_the_slash() {
+        assert_eq!(
+            parse_prefixed(".deploy staging\n/deploy production", '.'),
+            vec![Ok(deploy(Some("staging"), None))]
+        );
+        assert_eq!(
+            parse_prefixed("/deploy staging\n.deploy production", '/'),
+            vec![Ok(deploy(Some("staging"), None))]
+        );
+        assert_eq!(parse_prefixed("> .deploy\n`.deploy`", '.'), vec![]);
+        assert_eq!(parse_prefixed(".locks", '.'), vec![Ok(Command::Locks)]);
     }
 }

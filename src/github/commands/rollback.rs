@@ -1,16 +1,18 @@
-//! `/rollback [ENV] [VERSION|previous]`: make an earlier release of an environment active
-//! again.
+//! `/rollback [ENV] [VERSION|previous] [--force] [--reason TEXT…]`: make an earlier
+//! release of an environment active again. `--force` passes another's lock or a freeze,
+//! for a deployer of the environment.
 
 use super::run::{Checks, CommentRun, Forks, Stop, Target};
 use crate::deploy::RollbackTarget;
 
 /// The command's syntax, as help and parse errors show it.
-pub const USAGE: &str = "/rollback [ENV] [VERSION|previous]";
+pub const USAGE: &str = "/rollback [ENV] [VERSION|previous] [--force] [--reason TEXT…]";
 
 /// A rollback never runs from a fork's pull request.
 pub(super) const CHECKS: Checks = Checks {
     verb: "roll back",
     forks: Forks::Refused,
+    open_pull: true,
 };
 
 /// Queues the rollback to `version`, or to the previous release when None.
@@ -18,8 +20,14 @@ pub(super) async fn handle(
     run: &CommentRun<'_>,
     target: &Target<'_>,
     version: Option<i64>,
+    force: bool,
+    reason: Option<&str>,
 ) -> Result<(), Stop> {
     let rollback_to = version.map_or(RollbackTarget::Previous, RollbackTarget::Version);
+    let mut source = run.source("rollback");
+    if let Some(reason) = reason {
+        source.trigger.push_str(&format!(": {reason}"));
+    }
     let prepared = async {
         let service = &run.cx.service;
         let inst = service
@@ -31,10 +39,10 @@ pub(super) async fn handle(
                 inst.id,
                 rollback_to,
                 &run.job.user,
-                run.source("rollback"),
+                source,
                 None,
             )
             .await
     };
-    run.queue(target, CHECKS.verb, prepared.await).await
+    run.queue(target, CHECKS.verb, prepared.await, force).await
 }

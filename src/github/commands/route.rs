@@ -17,7 +17,7 @@ pub fn route_comment(config: &Config, event: &IssueComment) -> Routing {
     if let Some(reason) = ignored(event) {
         return Routing::Ignored { reason };
     }
-    let commands = parser::parse(&event.comment.body);
+    let commands = parser::parse_prefixed(&event.comment.body, config.command_prefix);
     if commands.is_empty() {
         return Routing::Ignored {
             reason: "the comment has no command".into(),
@@ -41,7 +41,7 @@ pub fn route_comment(config: &Config, event: &IssueComment) -> Routing {
         created_at: event.comment.created_at,
         user: event.comment.user.login.clone(),
         installation_id: event.installation.as_ref().map(|i| i.id),
-        steps: steps(commands, &instances, &repo.full_name),
+        steps: steps(commands, &instances, &repo.full_name, config.command_prefix),
     };
     let item = NewOutboxItem {
         tenant_id: tenant.clone(),
@@ -77,13 +77,14 @@ fn steps(
     commands: Vec<Result<Command, ParseError>>,
     instances: &[&InstanceConfig],
     repo: &str,
+    prefix: char,
 ) -> Vec<CommentCommand> {
     let choices = choices(instances);
     let total = commands.len();
     let mut steps: Vec<CommentCommand> = commands
         .into_iter()
         .take(MAX_COMMANDS)
-        .map(|parsed| step(parsed, instances, repo, &choices))
+        .map(|parsed| step(parsed, instances, repo, &choices, prefix))
         .collect();
     if total > MAX_COMMANDS {
         steps.push(CommentCommand::Invalid {
@@ -110,37 +111,90 @@ fn step(
     instances: &[&InstanceConfig],
     repo: &str,
     choices: &str,
+    prefix: char,
 ) -> CommentCommand {
     let command = match parsed {
         Ok(command) => command,
         Err(error) => {
             return CommentCommand::Invalid {
-                message: format!("{error}\n\n{HELP}"),
+                message: with_prefix(&format!("{error}\n\n{HELP}"), prefix),
             };
         }
     };
     let environment = match &command {
         Command::Help => return CommentCommand::Help,
+        Command::Locks => return CommentCommand::Locks,
+        // A repository-wide lock is kept under any of its instances.
+        Command::Lock { global: true, .. } | Command::Unlock { global: true, .. } => {
+            instances.first().map(|i| i.environment.as_str())
+        }
         Command::Deploy { environment, .. }
+        | Command::Noop { environment, .. }
         | Command::Rollback { environment, .. }
-        | Command::Cancel { environment, .. } => environment.as_deref(),
+        | Command::Cancel { environment, .. }
+        | Command::Lock { environment, .. }
+        | Command::Unlock { environment, .. } => environment.as_deref(),
     };
     let instance = match instance(environment, instances, repo, choices) {
         Ok(instance) => instance.name.clone(),
-        Err(message) => return CommentCommand::Invalid { message },
+        Err(message) => {
+            return CommentCommand::Invalid {
+                message: with_prefix(&message, prefix),
+            };
+        }
     };
     match command {
-        Command::Deploy { strategy, .. } => CommentCommand::Deploy { instance, strategy },
-        Command::Rollback { target, .. } => CommentCommand::Rollback {
+        Command::Deploy {
+            strategy,
+            force,
+            params,
+            ..
+        } => CommentCommand::Deploy {
+            instance,
+            strategy,
+            force,
+            params,
+        },
+        Command::Noop { params, .. } => CommentCommand::Noop { instance, params },
+        Command::Rollback {
+            target,
+            force,
+            reason,
+            ..
+        } => CommentCommand::Rollback {
             instance,
             version: match target {
                 RollbackTo::Previous => None,
                 RollbackTo::Version(v) => Some(v),
             },
+            force,
+            reason,
         },
         Command::Cancel { queued, .. } => CommentCommand::Cancel { instance, queued },
+        Command::Lock {
+            global,
+            duration,
+            reason,
+            ..
+        } => CommentCommand::Lock {
+            instance,
+            global,
+            for_secs: duration.map(|d| d.as_secs()),
+            reason,
+        },
+        Command::Unlock { global, .. } => CommentCommand::Unlock { instance, global },
+        Command::Locks => CommentCommand::Locks,
         Command::Help => CommentCommand::Help,
     }
+}
+
+/// A reply's text with its command examples written with the prefix in use: `` `/deploy``
+/// becomes `` `.deploy`` when `command_prefix = "."`.
+pub(super) fn with_prefix(text: &str, prefix: char) -> String {
+    if prefix == '/' {
+        return text.to_string();
+    }
+    text.replace("`/", &format!("`{prefix}"))
 }
 
 /// The instance a command names (by environment or instance name), or the only one; the

@@ -6,10 +6,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{cancel, deploy, help, rollback};
+use super::{cancel, deploy, deployers, help, lock, rollback};
 use crate::config::InstanceConfig;
 use crate::deploy::service::blocking;
-use crate::deploy::{Error, Source, TriggeredDeployment};
+use crate::deploy::{Actor, Error, Source, TriggeredDeployment};
 use crate::github::client::{GithubClient, PullRequest};
 use crate::github::context::Context;
 use crate::github::outbox::{
@@ -87,6 +87,9 @@ pub(super) struct Target<'a> {
     pub(super) step: i32,
     pub(super) cfg: &'a InstanceConfig,
     pub(super) pull: &'a PullRequest,
+    /// The commenter is one of the environment's `deployers`: `--force` passes what it
+    /// may (a freeze; another's lock for a rollback).
+    pub(super) may_force: bool,
 }
 
 /// What a command acting on an environment needs checked before it runs.
@@ -94,6 +97,9 @@ pub(super) struct Checks {
     /// The verb its refusals use: "cannot {verb} `production`".
     pub(super) verb: &'static str,
     pub(super) forks: Forks,
+    /// The pull request must be open (and not from a fork, as `forks` says); `/lock` and
+    /// `/unlock` act on the environment whatever the pull request's state.
+    pub(super) open_pull: bool,
 }
 
 /// Whether a command runs for a pull request from a fork.
@@ -228,20 +234,70 @@ impl CommentRun<'_> {
             CommentCommand::Invalid { message } => {
                 self.refuse_or_reply(step, message.clone(), true).await
             }
-            CommentCommand::Deploy { instance, strategy } => {
+            CommentCommand::Deploy {
+                instance,
+                strategy,
+                force,
+                params,
+            } => {
                 let checked = self.target(step, instance, &deploy::CHECKS, commenter);
                 let Some(target) = checked.await? else {
                     return Ok(());
                 };
-                deploy::handle(self, &target, strategy.clone()).await
+                let ask = deploy::Ask {
+                    strategy: strategy.clone(),
+                    force: *force,
+                    params: params.clone(),
+                    noop: false,
+                };
+                deploy::handle(self, &target, ask).await
             }
-            CommentCommand::Rollback { instance, version } => {
+            CommentCommand::Noop { instance, params } => {
+                let checked = self.target(step, instance, &deploy::NOOP_CHECKS, commenter);
+                let Some(target) = checked.await? else {
+                    return Ok(());
+                };
+                let ask = deploy::Ask {
+                    strategy: None,
+                    force: false,
+                    params: params.clone(),
+                    noop: true,
+                };
+                deploy::handle(self, &target, ask).await
+            }
+            CommentCommand::Rollback {
+                instance,
+                version,
+                force,
+                reason,
+            } => {
                 let checked = self.target(step, instance, &rollback::CHECKS, commenter);
                 let Some(target) = checked.await? else {
                     return Ok(());
                 };
-                rollback::handle(self, &target, *version).await
+                rollback::handle(self, &target, *version, *force, reason.as_deref()).await
             }
+            CommentCommand::Lock {
+                instance,
+                global,
+                for_secs,
+                reason,
+            } => {
+                let checked = self.target(step, instance, &lock::CHECKS, commenter);
+                let Some(target) = checked.await? else {
+                    return Ok(());
+                };
+                let ttl = for_secs.map(Duration::from_secs);
+                lock::lock(self, &target, *global, ttl, reason.as_deref()).await
+            }
+            CommentCommand::Unlock { instance, global } => {
+                let checked = self.target(step, instance, &lock::UNLOCK_CHECKS, commenter);
+                let Some(target) = checked.await? else {
+                    return Ok(());
+                };
+                lock::unlock(self, &target, *global).await
+            }
+            CommentCommand::Locks => lock::locks(self, step, &commenter.instances).await,
             CommentCommand::Cancel { instance, queued } => {
                 let checked = self.target(step, instance, &cancel::CHECKS, commenter);
                 let Some(target) = checked.await? else {
@@ -278,6 +334,29 @@ impl CommentRun<'_> {
             );
             return self.refused(step, text).await;
         }
+        let may_force = !cfg.deployers.is_empty()
+            && deployers::is_deployer(
+                commenter.client,
+                &job.repo,
+                job.installation_id,
+                cfg,
+                &job.user,
+            )
+            .await
+            .map_err(Stop::from_api)?;
+        if !cfg.deployers.is_empty() && !may_force {
+            let text = format!(
+                "@{} cannot {verb} `{}`: only its deployers may ({}).",
+                job.user,
+                cfg.environment,
+                cfg.deployers
+                    .iter()
+                    .map(|d| format!("`{}`", d.replace('`', "")))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            );
+            return self.refused(step, text).await;
+        }
         // The pull request is read once per comment, by its first command that gets here.
         let pull = match commenter.pull.take() {
             Some(pull) => pull,
@@ -288,6 +367,14 @@ impl CommentRun<'_> {
                 .map_err(Stop::from_api)?,
         };
         let pull = &*commenter.pull.insert(pull);
+        if !checks.open_pull {
+            return Ok(Some(Target {
+                step,
+                cfg,
+                pull,
+                may_force,
+            }));
+        }
         if !pull.open {
             let text = format!(
                 "Pull request #{} is closed: deploybot does not {verb} `{}` from it.",
@@ -311,7 +398,12 @@ impl CommentRun<'_> {
                 return self.refused(step, text).await;
             }
         }
-        Ok(Some(Target { step, cfg, pull }))
+        Ok(Some(Target {
+            step,
+            cfg,
+            pull,
+            may_force,
+        }))
     }
 
     /// Records a refusal of `step`: no target.
@@ -329,18 +421,45 @@ impl CommentRun<'_> {
         }
     }
 
-    /// Queues a prepared deployment with the step's record; the outcome reply, 🚀 or 😕
-    /// follow the deployment through the outbox.
+    /// The commenter as locks and the audit trail name them.
+    pub(super) fn actor(&self, target: &Target<'_>) -> Actor {
+        Actor::login(&self.job.user, target.may_force)
+    }
+
+    /// Admits a prepared deployment through the environment's lock and freeze (`force`
+    /// passes what a deployer may), then queues it with the step's record; the outcome
+    /// reply, 🚀 or 😕 follow the deployment through the outbox. A refusal is the step's
+    /// reply, naming the lock's holder, reason and end, or the freeze.
     pub(super) async fn queue(
         &self,
         target: &Target<'_>,
         verb: &str,
         prepared: Result<TriggeredDeployment, Error>,
+        force: bool,
     ) -> Result<(), Stop> {
         let cfg = target.cfg;
-        let mut triggered = match prepared {
+        let service = &self.cx.service;
+        let tenant = self.item.tenant_id.as_str();
+        let admitted = match prepared {
+            Ok(triggered) => match service.resolve_instance(tenant, &cfg.name).await {
+                Ok(instance) => service
+                    .admit(tenant, &instance, &triggered, &self.actor(target), force)
+                    .await
+                    .map(|()| triggered),
+                Err(e) => Err(e),
+            },
+            Err(e) => Err(e),
+        };
+        let mut triggered = match admitted {
             Ok(triggered) => triggered,
             Err(Error::Unavailable(e)) => return Err(Stop::unavailable(e)),
+            Err(Error::Locked(why) | Error::Frozen(why)) => {
+                let text = format!(
+                    "@{} cannot {verb} `{}`: {why}",
+                    self.job.user, cfg.environment
+                );
+                return self.refuse_or_reply(target.step, text, true).await;
+            }
             Err(e) => {
                 let text = format!("Could not {verb} `{}`: {e}", cfg.environment);
                 return self.refuse_or_reply(target.step, text, true).await;

@@ -22,8 +22,8 @@ pub use store::OutboxStore;
 pub use work::{
     COMMENT_REACTION, COMMENT_REPLY, CommentCommand, CommentJob, CommentReaction, CommentReply,
     DEPLOYMENT_CREATED, DEPLOYMENT_REACTION, DEPLOYMENT_REPLY, DEPLOYMENT_STATUS, DecodeError,
-    DeploymentCreated, DeploymentReaction, DeploymentReply, JOB_COMMAND, JOB_PULL_HEAD,
-    JOB_RESOLVE_TAG, PullHeadJob, ResolveTagJob, StatusReport, Work,
+    DeploymentCreated, DeploymentReaction, DeploymentReply, JOB_COMMAND, JOB_PULL_CLOSED,
+    JOB_PULL_HEAD, JOB_RESOLVE_TAG, PullClosedJob, PullHeadJob, ResolveTagJob, StatusReport, Work,
 };
 
 /// An item that keeps failing is given up after this many attempts.

@@ -3,6 +3,8 @@
 //! struct as JSON, so what is written is what the sender reads back. An item this version
 //! cannot read is refused by [`Work::decode`], never run as something else.
 
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -27,6 +29,8 @@ pub const JOB_RESOLVE_TAG: &str = "job.resolve_tag";
 pub const JOB_COMMAND: &str = "job.comment";
 /// The stored kind of the job recording a pull request's new head.
 pub const JOB_PULL_HEAD: &str = "job.pull_head";
+/// The stored kind of the job ending what a closed pull request held (its locks).
+pub const JOB_PULL_CLOSED: &str = "job.pull_closed";
 
 /// Everything that waits in the outbox: a report to GitHub or a job that needs GitHub.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -50,6 +54,8 @@ pub enum Work {
     PullHead(PullHeadJob),
     #[serde(rename = "job.comment")]
     Comment(CommentJob),
+    #[serde(rename = "job.pull_closed")]
+    PullClosed(PullClosedJob),
 }
 
 /// Create the GitHub Deployment mirroring the item's deployment; everything it needs is
@@ -125,6 +131,16 @@ pub struct PullHeadJob {
     pub at: DateTime<Utc>,
 }
 
+/// The job releasing the locks taken from a pull request that closed (merged or not), on
+/// the instances that set `unlock_on_merge`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PullClosedJob {
+    /// `owner/name`.
+    pub repo: String,
+    pub pr: u64,
+    pub merged: bool,
+}
+
 /// The job of one pull-request comment: who wrote it when, and what each command line
 /// asks. The job checks the commenter's permission before anything is written to GitHub.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -152,17 +168,51 @@ pub enum CommentCommand {
     Deploy {
         instance: String,
         strategy: Option<String>,
+        /// `--force`: pass a freeze (a deployer of the instance only).
+        #[serde(default, skip_serializing_if = "is_false")]
+        force: bool,
+        /// `| KEY=VALUE …`.
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        params: BTreeMap<String, String>,
+    },
+    /// `/noop`: a dry run of the pull request's head.
+    Noop {
+        instance: String,
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        params: BTreeMap<String, String>,
     },
     Rollback {
         instance: String,
         /// A version, or the previous release when None.
         version: Option<i64>,
+        /// `--force`: pass another's lock or a freeze (a deployer of the instance only).
+        #[serde(default, skip_serializing_if = "is_false")]
+        force: bool,
+        /// `--reason TEXT…`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
     },
     Cancel {
         instance: String,
         /// The queued deployments instead of the running one.
         queued: bool,
     },
+    /// `/lock`: the instance, or with `global` every instance of its repository.
+    Lock {
+        instance: String,
+        global: bool,
+        /// `--for`, in seconds; None: until unlocked.
+        for_secs: Option<u64>,
+        reason: Option<String>,
+    },
+    /// `/unlock`: the instance's lock, or with `global` the repository's.
+    Unlock { instance: String, global: bool },
+    /// `/locks`: the repository's locks and each environment's freezes.
+    Locks,
+}
+
+fn is_false(value: &bool) -> bool {
+    !*value
 }
 
 /// Why a stored item cannot be read by this version.
@@ -180,7 +230,7 @@ pub enum DecodeError {
 
 impl Work {
     /// Every stored kind, one per variant.
-    pub const KINDS: [&'static str; 9] = [
+    pub const KINDS: [&'static str; 10] = [
         DEPLOYMENT_CREATED,
         DEPLOYMENT_STATUS,
         DEPLOYMENT_REACTION,
@@ -190,6 +240,7 @@ impl Work {
         JOB_RESOLVE_TAG,
         JOB_PULL_HEAD,
         JOB_COMMAND,
+        JOB_PULL_CLOSED,
     ];
 
     /// The kind stored with this item.
@@ -204,6 +255,7 @@ impl Work {
             Work::ResolveTag(_) => JOB_RESOLVE_TAG,
             Work::PullHead(_) => JOB_PULL_HEAD,
             Work::Comment(_) => JOB_COMMAND,
+            Work::PullClosed(_) => JOB_PULL_CLOSED,
         }
     }
 
@@ -219,6 +271,7 @@ impl Work {
             Work::ResolveTag(p) => serde_json::to_value(p),
             Work::PullHead(p) => serde_json::to_value(p),
             Work::Comment(p) => serde_json::to_value(p),
+            Work::PullClosed(p) => serde_json::to_value(p),
         };
         // Plain structs of strings, numbers and lists with string keys always serialize.
         stored.unwrap_or(Value::Null)
@@ -237,6 +290,7 @@ impl Work {
             Work::ResolveTag(p) => Some(&p.repo),
             Work::PullHead(p) => Some(&p.repo),
             Work::Comment(p) => Some(&p.repo),
+            Work::PullClosed(p) => Some(&p.repo),
         }
     }
 
@@ -390,6 +444,10 @@ mod tests {
                        "user": "octocat", "installation_id": null,
                        "steps": [{"command": "deploy", "instance": "web", "strategy": null}, {"command": "help"}]}),
             ),
+            (
+                JOB_PULL_CLOSED,
+                json!({"repo": "acme/web", "pr": 3, "merged": true}),
+            ),
         ]
     }
 
@@ -452,7 +510,7 @@ mod tests {
         let command = Work::decode(
             JOB_COMMAND,
             &json!({"repo": "acme/web", "pr": 3, "comment_id": 9, "created_at": "2026-01-02T03:04:05Z",
-                    "user": "octocat", "steps": [{"command": "lock", "instance": "web"}]}),
+                    "user": "octocat", "steps": [{"command": "lock", "instance": "web", "global": "yes"}]}),
         )
         .unwrap_err();
         assert!(command.to_string().contains("steps[0]"), "{command}");
@@ -468,7 +526,9 @@ mod tests {
             job.steps[5],
             CommentCommand::Rollback {
                 instance: "web".into(),
-                version: Some(3)
+                version: Some(3),
+                force: false,
+                reason: None,
             }
         );
         assert_eq!(serde_json::to_string(&job).unwrap(), stored);

@@ -303,7 +303,8 @@ impl PullRequestEvent {
     }
 }
 
-/// What happened to a pull request; only those that set its head matter to deploybot.
+/// What happened to a pull request: those that set its head, and its closing (locks taken
+/// from it may end then).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum PullRequestAction {
@@ -313,7 +314,9 @@ pub enum PullRequestAction {
     Reopened,
     /// Commits were pushed to its head branch.
     Synchronize,
-    /// Any other action (labelled, closed, assigned …).
+    /// Closed, merged or not (`pull_request.merged` tells).
+    Closed,
+    /// Any other action (labelled, assigned …).
     #[serde(other)]
     Other,
 }
@@ -325,6 +328,9 @@ pub struct PullRequest {
     pub head: PullRequestHead,
     /// GitHub's time of the last change, which for these events is the change itself.
     pub updated_at: DateTime<Utc>,
+    /// Whether it was merged (absent in some payloads: not merged).
+    #[serde(default)]
+    pub merged: Option<bool>,
 }
 
 /// A pull request's head.
