@@ -177,6 +177,9 @@ impl State {
             ("POST", ["app", "hook", "deliveries", delivery, "attempts"]) => {
                 self.redeliver_hook_delivery(delivery)
             }
+            ("GET", ["orgs", org, "teams", team, "memberships", user]) => {
+                self.get_team_membership(org, team, user)
+            }
             (_, ["repos", owner, name, rest @ ..]) => {
                 self.route_repo(req, (owner, name), rest, actor)
             }

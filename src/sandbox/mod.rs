@@ -29,6 +29,7 @@ pub mod seed;
 pub mod setup;
 mod source;
 mod state;
+mod teams;
 mod types;
 pub mod view;
 

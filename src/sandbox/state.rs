@@ -118,6 +118,8 @@ pub(super) struct State {
     pub(super) hook_sends: Vec<HookSend>,
     /// Grows with every change, so that pages can ask cheaply whether to refresh.
     pub(super) version: u64,
+    /// (org, team, login), lower-cased: active team memberships.
+    pub(super) team_members: std::collections::BTreeSet<(String, String, String)>,
 }
 
 impl State {
@@ -139,6 +141,7 @@ impl State {
             hook_attempts: Vec::new(),
             hook_sends: Vec::new(),
             version: 0,
+            team_members: Default::default(),
         }
     }
 
