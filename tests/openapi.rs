@@ -17,6 +17,7 @@ use std::time::Duration;
 use actix_web::dev::ServerHandle;
 use actix_web::{App, HttpServer, web};
 use deploybot::config::{ApiConfig, ApiToken, Config, InstanceConfig, Role};
+use deploybot::deploy::service::ControlSpec;
 use deploybot::deploy::{
     CanarySteps, InstanceSpec, InstanceStore, LogStore, ReleaseStore, Service, ServiceStore,
 };
@@ -60,7 +61,8 @@ fn api_token(name: &str, secret: &str, role: Role) -> ApiToken {
 }
 
 /// The real routes in front of the real Service and a SQLite store, with one configured
-/// instance `web` of tenant acme whose `api_env` allows `LOG_LEVEL`. No worker runs.
+/// instance `web` of tenant acme whose `api_env` allows `LOG_LEVEL` and whose `params`
+/// accept `REGION`. No worker runs.
 async fn start() -> Server {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("openapi.db").display());
@@ -85,7 +87,10 @@ async fn start() -> Server {
             },
             wait_for_github: false,
             env: Default::default(),
-            control: Default::default(),
+            control: ControlSpec {
+                params: vec!["REGION".into()],
+                ..ControlSpec::default()
+            },
         },
     );
     let service = Service::new(
@@ -228,7 +233,8 @@ impl Fixtures {
 }
 
 /// Releases 1 and 2 of `web` (2 active, so 1 is the previous one), a pending deployment
-/// with a log, and an outbox item GitHub refused for good.
+/// with a log, an outbox item GitHub refused for good, and a lock on `web` held by the
+/// admin token.
 async fn create_data(server: &Server) -> Fixtures {
     let deploy = "/v1/instances/web/deploy";
     let mut deployments = Vec::new();
@@ -261,6 +267,16 @@ async fn create_data(server: &Server) -> Fixtures {
         )
         .unwrap();
     store_failed_reply(&server.store);
+    // The admin token holds the lock: its own requests pass it, and the lock routes have
+    // a lock to read.
+    server
+        .json(
+            "put",
+            "/v1/instances/web/lock",
+            "",
+            Some(json!({"reason": "release freeze drill"})),
+        )
+        .await;
     let page = |list: &str| format!("/v1/instances/web/{list}");
     let cursor = |page: Value| page["next_cursor"].as_str().unwrap().to_string();
     Fixtures {
@@ -868,10 +884,13 @@ fn request_errors(doc: &Value, op: &Operation, request: &Request) -> Vec<String>
         // Query and path values are text; a typed parameter is read from it.
         let (schema, _) = resolve(doc, &param.schema);
         let types = type_names(schema);
-        let value = if types.contains(&"integer") || types.contains(&"number") {
+        let value = if ["integer", "number", "boolean"]
+            .iter()
+            .any(|t| types.contains(t))
+        {
             serde_json::from_str::<Value>(&text)
                 .ok()
-                .filter(Value::is_number)
+                .filter(|v| v.is_number() || v.is_boolean())
                 .unwrap_or(json!(text))
         } else {
             json!(text)
