@@ -18,6 +18,8 @@ use sha2::{Digest, Sha256};
 const TOKEN: &str = "cli-test-token-4f1c2a9b7e";
 /// A read-only token of the same tenant (name "dash").
 const READ_TOKEN: &str = "cli-test-read-token-8d2e5a";
+/// Another deploy token of the same tenant (name "other").
+const OTHER_TOKEN: &str = "cli-test-other-token-19b7c4";
 const SECRET: &str = "cli-test-webhook-secret";
 /// No command may take longer than this; a hung `watch` fails the test instead of hanging it.
 const COMMAND_LIMIT: Duration = Duration::from_secs(90);
@@ -50,6 +52,7 @@ fn free_port() -> u16 {
 fn write_config(dir: &Path, port: u16) -> PathBuf {
     let hash = hex::encode(Sha256::digest(TOKEN.as_bytes()));
     let read_hash = hex::encode(Sha256::digest(READ_TOKEN.as_bytes()));
+    let other_hash = hex::encode(Sha256::digest(OTHER_TOKEN.as_bytes()));
     let path = dir.join("deploybot.toml");
     std::fs::write(
         &path,
@@ -71,6 +74,11 @@ name = "dash"
 tenant = "acme"
 sha256 = "{read_hash}"
 role = "read"
+
+[[api.tokens]]
+name = "other"
+tenant = "acme"
+sha256 = "{other_hash}"
 
 [[instances]]
 name = "web"
@@ -699,6 +707,80 @@ fn tour_on_sqlite() {
 #[test]
 fn tour_on_postgres() {
     the_tour(&TestDb::postgres());
+}
+
+/// `lock`, `locks`, `unlock` and `audit` through the binary: another token's deploy is
+/// refused with exit 1 and the lock's holder and reason, and runs once unlocked.
+fn locks_from_the_terminal(db: &TestDb) {
+    let server = Server::start(&db.url);
+    let other = [("DEPLOYBOT_TOKEN", OTHER_TOKEN)];
+
+    server
+        .run(&["lock", "web", "--for", "30m", "--reason", "incident 42"])
+        .expect(0)
+        .stdout_has(&["locked web", "token:cli-test", "incident 42", "until 20"]);
+    server
+        .run(&["locks"])
+        .expect(0)
+        .stdout_has(&["HOLDER", "token:cli-test", "incident 42"]);
+    let refused = server.run_with(&["deploy", "web", "--image", "ghcr.io/acme/web:x"], &other);
+    refused.expect(1).stderr_has(&[
+        "cannot deploy web",
+        "token:cli-test",
+        "incident 42",
+        "409 locked",
+    ]);
+    server
+        .run_with(&["lock", "web"], &other)
+        .expect(1)
+        .stderr_has(&["cannot lock web", "token:cli-test"]);
+    server
+        .run(&["lock", "web", "--for", "5 minutes"])
+        .expect(2)
+        .stderr_has(&["duration"]);
+
+    // The holder's own dry run passes; the deployment says what it is.
+    let dry = server.run(&[
+        "deploy",
+        "web",
+        "--image",
+        "ghcr.io/acme/web:dry",
+        "--noop",
+        "--json",
+    ]);
+    assert_eq!(dry.expect(0).json()["noop"], true);
+
+    server
+        .run(&["audit", "--instance", "web"])
+        .expect(0)
+        .stdout_has(&["token:cli-test", "lock", "token:other", "refused", "noop"]);
+
+    server
+        .run_with(&["unlock", "web"], &other)
+        .expect(0)
+        .stdout_has(&["unlocked web"]);
+    server
+        .run(&["unlock", "web"])
+        .expect(1)
+        .stderr_has(&["cannot unlock web", "not locked"]);
+    server
+        .run(&["locks"])
+        .expect(0)
+        .stdout_has(&["nothing is locked"]);
+    server
+        .run_with(&["deploy", "web", "--image", "ghcr.io/acme/web:x"], &other)
+        .expect(0)
+        .stdout_has(&["queued for web"]);
+}
+
+#[test]
+fn locks_from_the_terminal_on_sqlite() {
+    locks_from_the_terminal(&TestDb::sqlite());
+}
+
+#[test]
+fn locks_from_the_terminal_on_postgres() {
+    locks_from_the_terminal(&TestDb::postgres());
 }
 
 #[test]
