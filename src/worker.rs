@@ -358,11 +358,19 @@ impl Worker {
     /// once neither a lock nor a freeze holds their instance. Every replica runs it; each
     /// store call is one transaction, so replicas agree.
     async fn gate_loop(self: Arc<Self>, shutdown: CancellationToken) {
+        let mut expired_at: Option<tokio::time::Instant> = None;
         loop {
             let notified = self.wake.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            if let Err(e) = self.gate_once().await {
+            // Expiry is a write: once a second, however often the worker is woken.
+            if expired_at.is_none_or(|at| at.elapsed() >= GATE_EVERY) {
+                expired_at = Some(tokio::time::Instant::now());
+                if let Err(e) = self.expire_locks().await {
+                    tracing::warn!(error = %e, "cannot expire locks; retrying");
+                }
+            }
+            if let Err(e) = self.release_waiting().await {
                 tracing::warn!(error = %e, "cannot look at waiting deployments; retrying");
             }
             tokio::select! {
@@ -377,8 +385,16 @@ impl Worker {
         }
     }
 
-    /// One look of the gatekeeper; returns how many deployments it let run.
+    /// One look of the gatekeeper: expires locks, then lets waiting deployments run;
+    /// returns how many it let run.
     pub async fn gate_once(&self) -> Result<usize, Error> {
+        self.expire_locks().await?;
+        self.release_waiting().await
+    }
+
+    /// Removes the locks whose time is up, each recorded in the audit trail (by the one
+    /// replica whose transaction removed it).
+    async fn expire_locks(&self) -> Result<(), Error> {
         let now = deploy::now();
         let store = Arc::clone(&self.store);
         let expired = blocking(move || store.expire_locks(now)).await?;
@@ -397,6 +413,12 @@ impl Worker {
                 tracing::warn!(error = %e, "cannot record a lock's expiry in the audit trail");
             }
         }
+        Ok(())
+    }
+
+    /// Lets the newest waiting deployment of each instance that nothing holds any more
+    /// run, and marks the others with what holds them now; returns how many it let run.
+    async fn release_waiting(&self) -> Result<usize, Error> {
         let store = Arc::clone(&self.store);
         let waiting = blocking(move || store.waiting_deployments(GATE_BATCH)).await?;
         let mut by_instance: BTreeMap<(String, InstanceId), Vec<Deployment>> = BTreeMap::new();
@@ -1489,6 +1511,67 @@ mod tests {
         let mut budget = LogBudget::new(LogCap::default());
         assert!(budget.push("stdout".into(), "one".into()).is_some());
         assert!(budget.finish().is_empty());
+    }
+
+    /// A lock holds a push before a freeze does; nothing holds it without either.
+    #[test]
+    fn a_push_waits_for_the_lock_first_then_the_freeze() {
+        let now = deploy::now();
+        let lock = Lock {
+            tenant_id: "acme".into(),
+            target: LockTarget::Repo {
+                repo: "acme/web".into(),
+            },
+            repo: "acme/web".into(),
+            holder: BOT_ACTOR.into(),
+            reason: "v3 (abc1234) failed and was rolled back: exit 1".into(),
+            pull_request: None,
+            created_at: now,
+            expires_at: None,
+        };
+        let freeze = ActiveFreeze {
+            reason: "end-of-year freeze".into(),
+            start: now,
+            end: now + chrono::TimeDelta::hours(1),
+        };
+        let by_lock = hold(Some(&lock), Some(&freeze)).unwrap();
+        assert_eq!(by_lock.kind, WaitKind::Lock);
+        assert!(by_lock.reason.contains("locked by deploybot"));
+        let by_freeze = hold(None, Some(&freeze)).unwrap();
+        assert_eq!(by_freeze.kind, WaitKind::Freeze);
+        assert_eq!(by_freeze.until, Some(freeze.end));
+        assert_eq!(hold(None, None), None);
+    }
+
+    /// The lock an automatic rollback takes names the version, the commit and the error,
+    /// within the longest reason a lock holds.
+    #[test]
+    fn a_rollback_lock_says_what_failed() {
+        let release = Release {
+            id: deploy::ReleaseId::new(),
+            created_at: deploy::now(),
+            updated_at: deploy::now(),
+            tenant_id: "acme".into(),
+            instance_id: InstanceId::new(),
+            version: 3,
+            image: "ghcr.io/acme/web:3".into(),
+            env: Default::default(),
+            notes: String::new(),
+            commit_sha: "abc1234def5678".into(),
+            active: false,
+        };
+        assert_eq!(
+            rollback_lock_reason(&release, "health: GET /healthz answered 503"),
+            "v3 (abc1234) failed and was rolled back: health: GET /healthz answered 503"
+        );
+        let long = rollback_lock_reason(&release, &"x".repeat(2000));
+        assert_eq!(long.chars().count(), deploy::MAX_REASON_CHARS);
+        assert!(long.ends_with('…'));
+        let without_sha = Release {
+            commit_sha: String::new(),
+            ..release
+        };
+        assert!(rollback_lock_reason(&without_sha, "e").starts_with("v3 (ghcr.io/acme/web:3) "));
     }
 
     #[test]
