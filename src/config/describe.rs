@@ -163,3 +163,54 @@ fn render(rows: &[[String; 7]]) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::test_support::*;
+
+    fn at(s: &str) -> chrono::DateTime<chrono::Utc> {
+        chrono::DateTime::parse_from_rfc3339(s)
+            .expect("instant")
+            .with_timezone(&chrono::Utc)
+    }
+
+    const CONTROLLED: &str = "command_prefix = \".\"\n\
+        [[freeze]]\nreason = \"end of year\"\nstart = \"2026-12-20T00:00:00Z\"\nend = \"2027-01-04T08:00:00Z\"\n\
+        [[instances]]\nname = \"web-production\"\nrepo = \"acme/web\"\nenvironment = \"production\"\nimage = \"x\"\n\
+        params = [\"REGION\"]\ndeployers = [\"alice\", \"@acme/sre\"]\nlock_on_rollback = false\n\
+        [[instances.freeze]]\nreason = \"weekend\"\nweekly = { from = \"Fri 15:00\", until = \"Mon 08:00\", timezone = \"Europe/Berlin\" }\n\
+        [[instances]]\nname = \"web-staging\"\nrepo = \"acme/web\"\nenvironment = \"staging\"\nimage = \"x\"\n";
+
+    #[test]
+    fn config_check_shows_each_instances_control_and_freezes() {
+        let config = parse_ok(CONTROLLED);
+        // Wednesday 2026-12-09: nothing holds; the weekend comes before the holidays.
+        let text = config.describe_at(at("2026-12-09T12:00:00Z"));
+        assert_mentions(
+            &text,
+            &[
+                "commands start with . (.deploy",
+                "web-production: params REGION; deployers alice, @acme/sre; no lock on rollback\n  not frozen now\n  next freeze: \"weekend\" from 2026-12-11T14:00:00Z until 2026-12-14T07:00:00Z\n",
+                "web-staging:\n  not frozen now\n  next freeze: \"end of year\" from 2026-12-20T00:00:00Z until 2027-01-04T08:00:00Z\n",
+            ],
+        );
+        // Saturday 2026-12-26: both hold for web-production, the longer one is shown.
+        let text = config.describe_at(at("2026-12-26T12:00:00Z"));
+        assert_mentions(
+            &text,
+            &[
+                "web-production: params REGION",
+                "  frozen now: \"end of year\" from 2026-12-20T00:00:00Z until 2027-01-04T08:00:00Z\n  next freeze: \"weekend\" from 2027-01-01T14:00:00Z",
+                "web-staging:\n  frozen now: \"end of year\"",
+            ],
+        );
+    }
+
+    #[test]
+    fn instances_without_control_settings_add_no_lines() {
+        let config = parse_ok(&instance(""));
+        let text = config.describe_at(at("2026-12-09T12:00:00Z"));
+        assert_eq!(text.lines().count(), 2, "{text}");
+        assert!(!text.contains("freeze") && !text.contains("commands start"));
+    }
+}

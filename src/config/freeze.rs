@@ -252,7 +252,7 @@ fn instant(key: &str, raw: Option<toml::Value>, check: &mut Checker) -> Option<D
             check.err(
                 key,
                 format!(
-                    "is a {}; write an RFC 3339 time like \"2026-12-24T00:00:00Z\"",
+                    "must be an RFC 3339 time like \"2026-12-24T00:00:00Z\", not {}",
                     other.type_str()
                 ),
             );
@@ -533,6 +533,137 @@ mod tests {
         );
         assert_eq!(fixed.next_after(t("2027-01-01T00:00:00Z")), None);
         assert!(freeze_state(&[], t("2026-12-09T12:00:00Z")).0.is_none());
+    }
+
+    mod parsing {
+        use crate::config::test_support::*;
+
+        fn top(entry: &str) -> String {
+            format!("[[freeze]]\n{entry}\n")
+        }
+
+        #[test]
+        fn a_freeze_needs_a_reason_and_one_kind_of_window() {
+            let err = parse_err(&top(
+                "start = \"2026-12-20T00:00:00Z\"\nend = \"2026-12-21T00:00:00Z\"",
+            ));
+            assert_mentions(&err, &["freeze[0].reason: missing"]);
+            let err = parse_err(&top(
+                "reason = \"  \"\nweekly = { from = \"Fri 15:00\", until = \"Mon 08:00\", timezone = \"UTC\" }",
+            ));
+            assert_mentions(&err, &["freeze[0].reason: missing"]);
+            let err = parse_err(&top("reason = \"x\""));
+            assert_mentions(&err, &["freeze[0]: needs start and end", "weekly"]);
+            let err = parse_err(&top(
+                "reason = \"x\"\nstart = \"2026-12-20T00:00:00Z\"\nend = \"2026-12-21T00:00:00Z\"\nweekly = { from = \"Fri 15:00\", until = \"Mon 08:00\", timezone = \"UTC\" }",
+            ));
+            assert_mentions(&err, &["freeze[0]: set either start and end, or weekly"]);
+            let err = parse_err(&top("reason = \"x\"\nstart = \"2026-12-20T00:00:00Z\""));
+            assert_mentions(&err, &["freeze[0].end: missing"]);
+        }
+
+        #[test]
+        fn fixed_times_need_an_offset_and_an_order() {
+            let err = parse_err(&top(
+                "reason = \"x\"\nstart = \"2026-12-20 00:00\"\nend = 2026-12-21T00:00:00",
+            ));
+            assert_mentions(
+                &err,
+                &[
+                    "freeze[0].start: \"2026-12-20 00:00\" is not an RFC 3339 time",
+                    "freeze[0].end: \"2026-12-21T00:00:00\" is not an RFC 3339 time",
+                ],
+            );
+            let err = parse_err(&top(
+                "reason = \"x\"\nstart = 5\nend = \"2026-12-21T00:00:00Z\"",
+            ));
+            assert_mentions(
+                &err,
+                &["freeze[0].start: must be an RFC 3339 time", "not integer"],
+            );
+            let err = parse_err(&top(
+                "reason = \"x\"\nstart = \"2026-12-21T00:00:00Z\"\nend = \"2026-12-21T01:00:00+01:00\"",
+            ));
+            assert_mentions(&err, &["freeze[0].end", "not after start"]);
+        }
+
+        #[test]
+        fn weekly_windows_are_checked() {
+            for (weekly, key, needle) in [
+                (
+                    "from = \"Friday 15:00\", until = \"Mon 8:00\", timezone = \"Europe/Berlin\"",
+                    "",
+                    "",
+                ),
+                (
+                    "from = \"Fri\", until = \"Mon 08:00\", timezone = \"UTC\"",
+                    "from",
+                    "not a weekday and a time",
+                ),
+                (
+                    "from = \"Fri 25:00\", until = \"Mon 08:00\", timezone = \"UTC\"",
+                    "from",
+                    "HH:MM",
+                ),
+                (
+                    "from = \"Fri 15:00\", until = \"Funday 08:00\", timezone = \"UTC\"",
+                    "until",
+                    "Mon, Tue",
+                ),
+                (
+                    "from = \"Fri 15:00\", timezone = \"UTC\"",
+                    "until",
+                    "missing",
+                ),
+                (
+                    "from = \"Fri 15:00\", until = \"Mon 08:00\"",
+                    "timezone",
+                    "missing",
+                ),
+                (
+                    "from = \"Fri 15:00\", until = \"Mon 08:00\", timezone = \"Mars/Olympus\"",
+                    "timezone",
+                    "IANA",
+                ),
+                (
+                    "from = \"Fri 15:00\", until = \"fri 15:00\", timezone = \"UTC\"",
+                    "until",
+                    "same as from",
+                ),
+            ] {
+                let text = top(&format!("reason = \"x\"\nweekly = {{ {weekly} }}"));
+                if key.is_empty() {
+                    parse_ok(&text);
+                } else {
+                    let err = parse_err(&text);
+                    assert_mentions(&err, &[&format!("freeze[0].weekly.{key}"), needle]);
+                }
+            }
+        }
+
+        #[test]
+        fn an_instance_freeze_names_its_instance() {
+            let err = parse_err(&instance(
+                "[[instances.freeze]]\nreason = \"x\"\nweekly = { from = \"Fri 15:00\", until = \"Mon 08:00\", timezone = \"Berlin\" }",
+            ));
+            assert_mentions(
+                &err,
+                &[
+                    "instances[0] (web-production).freeze[0].weekly.timezone",
+                    "\"Berlin\"",
+                ],
+            );
+            let err = parse_err(&instance(
+                "[[instances.freeze]]\nreason = \"x\"\n[[instances.freeze]]\nstart = \"2026-12-20T00:00:00Z\"\nend = \"2026-12-21T00:00:00Z\"",
+            ));
+            assert_mentions(
+                &err,
+                &[
+                    "instances[0] (web-production).freeze[0]: needs start and end",
+                    "instances[0] (web-production).freeze[1].reason: missing",
+                ],
+            );
+        }
     }
 
     #[test]

@@ -385,15 +385,16 @@ fn deployers(check: &mut Checker, p: &str, raw: Option<Vec<String>>) -> Vec<Stri
     deployers
 }
 
-/// A GitHub account name: 1-39 letters, digits and single hyphens, not at the start or end.
+/// A GitHub account name: 1-39 letters, digits and single hyphens, not at the start or end;
+/// `_` too, for managed users (`alice_acme`).
 fn valid_login(login: &str) -> bool {
     (1..=39).contains(&login.len())
-        && !login.starts_with('-')
+        && !login.starts_with(['-', '_'])
         && !login.ends_with('-')
         && !login.contains("--")
         && login
             .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 /// A team's slug as GitHub writes it in URLs: letters, digits, `-` and `_`.
@@ -657,6 +658,86 @@ mod tests {
             "e".repeat(256)
         ));
         assert_mentions(&err, &["instances[0] (web).environment", "255"]);
+    }
+
+    #[test]
+    fn deploy_control_keys_default_and_are_read() {
+        let i = &parse_ok(&instance("")).instances[0];
+        assert!(i.params.is_empty() && i.deployers.is_empty() && i.freezes.is_empty());
+        assert!(i.lock_on_rollback);
+        assert!(!i.unlock_on_merge);
+
+        let config = parse_ok(&instance(
+            "params = [\"REGION\", \"FEATURE_FLAG\"]\ndeployers = [\"Alice\", \"@Acme/SRE-team\", \"bob-2\"]\nlock_on_rollback = false\nunlock_on_merge = true\n[[instances.freeze]]\nreason = \"launch\"\nstart = \"2026-12-20T00:00:00Z\"\nend = \"2026-12-21T00:00:00Z\"",
+        ));
+        let i = &config.instances[0];
+        assert_eq!(i.params, vec!["REGION", "FEATURE_FLAG"]);
+        assert_eq!(i.deployers, vec!["alice", "@acme/sre-team", "bob-2"]);
+        assert!(!i.lock_on_rollback);
+        assert!(i.unlock_on_merge);
+        assert_eq!(i.freezes.len(), 1);
+        assert_eq!(i.freezes[0].reason, "launch");
+        assert!(config.freezes.is_empty(), "an instance's freeze is its own");
+    }
+
+    #[test]
+    fn params_must_be_env_names_listed_once() {
+        for (bad, hint) in [
+            ("region", "upper-case"),
+            ("1REGION", "upper-case"),
+            ("RE GION", "upper-case"),
+            ("", "upper-case"),
+            ("DEPLOY\u{5f}X", "reserved"),
+            ("LD_PRELOAD", "refused"),
+        ] {
+            let err = parse_err(&instance(&format!("params = [\"REGION\", \"{bad}\"]")));
+            assert_mentions(&err, &["instances[0] (web-production).params[1]", hint]);
+        }
+        let err = parse_err(&instance("params = [\"REGION\", \"TIER\", \"REGION\"]"));
+        assert_mentions(
+            &err,
+            &[
+                "instances[0] (web-production).params[2]",
+                "\"REGION\" is listed twice",
+                "params[0]",
+            ],
+        );
+    }
+
+    #[test]
+    fn deployers_are_logins_or_teams() {
+        for bad in [
+            "@alice",
+            "-alice",
+            "alice-",
+            "al--ice",
+            "al ice",
+            "al.ice",
+            "@acme/",
+            "@/sre",
+            "@acme/s re",
+            "acme/sre",
+            "",
+            &"a".repeat(40),
+        ] {
+            let err = parse_err(&instance(&format!("deployers = [\"alice\", \"{bad}\"]")));
+            assert_mentions(
+                &err,
+                &["instances[0] (web-production).deployers[1]", "@org/team"],
+            );
+        }
+        let err = parse_err(&instance("deployers = [\"@alice\"]"));
+        assert_mentions(&err, &["without '@'", "\"alice\""]);
+        let err = parse_err(&instance("deployers = [\"alice\", \"ALICE\"]"));
+        assert_mentions(
+            &err,
+            &["deployers[1]", "\"alice\" is listed twice", "deployers[0]"],
+        );
+        let config = parse_ok(&instance(&format!(
+            "deployers = [\"{}\", \"@my-org/team_2\", \"alice_acme\"]",
+            "a".repeat(39)
+        )));
+        assert_eq!(config.instances[0].deployers.len(), 3);
     }
 
     #[test]

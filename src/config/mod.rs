@@ -490,6 +490,63 @@ mod tests {
     }
 
     #[test]
+    fn command_prefix_is_slash_or_dot() {
+        assert_eq!(parse_ok("").command_prefix, '/');
+        assert_eq!(parse_ok("command_prefix = \"/\"").command_prefix, '/');
+        assert_eq!(parse_ok("command_prefix = \".\"").command_prefix, '.');
+        for bad in ["!", "//", "", " .", "deploy"] {
+            let err = parse_err(&format!("command_prefix = \"{bad}\""));
+            assert_mentions(&err, &["command_prefix", "\"/\"", "\".\""]);
+        }
+    }
+
+    #[test]
+    fn top_level_freezes_are_read() {
+        let config = parse_ok(
+            "[[freeze]]\nreason = \"holidays\"\nstart = \"2026-12-20T00:00:00+01:00\"\nend = 2027-01-04T08:00:00Z\n[[freeze]]\nreason = \"weekend\"\nweekly = { from = \"Fri 15:00\", until = \"Mon 08:00\", timezone = \"Europe/Berlin\" }\n",
+        );
+        assert_eq!(config.freezes.len(), 2);
+        let holidays = &config.freezes[0];
+        assert_eq!(holidays.reason, "holidays");
+        let at = |s: &str| {
+            chrono::DateTime::parse_from_rfc3339(s)
+                .expect("instant")
+                .with_timezone(&chrono::Utc)
+        };
+        assert_eq!(
+            holidays.when,
+            FreezeWhen::Fixed {
+                start: at("2026-12-19T23:00:00Z"),
+                end: at("2027-01-04T08:00:00Z"),
+            }
+        );
+        assert_eq!(
+            config.freezes[1].when,
+            FreezeWhen::Weekly {
+                from: (
+                    chrono::Weekday::Fri,
+                    chrono::NaiveTime::from_hms_opt(15, 0, 0).expect("time")
+                ),
+                until: (
+                    chrono::Weekday::Mon,
+                    chrono::NaiveTime::from_hms_opt(8, 0, 0).expect("time")
+                ),
+                timezone: chrono_tz::Europe::Berlin,
+            }
+        );
+        assert!(
+            config.freezes[1]
+                .active_at(at("2026-12-12T12:00:00Z"))
+                .is_some()
+        );
+        assert!(
+            config.freezes[1]
+                .active_at(at("2026-12-09T12:00:00Z"))
+                .is_none()
+        );
+    }
+
+    #[test]
     fn load_reads_file_and_records_source() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("ok.toml");

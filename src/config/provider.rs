@@ -223,6 +223,38 @@ mod tests {
     }
 
     #[test]
+    fn noop_run_is_read_for_a_command_provider_only() {
+        let config = parse_ok(&instance(
+            "[instances.provider]\nkind = \"command\"\nrun = [\"./ship.sh\"]\nnoop_run = [\"./ship.sh\", \"--plan\"]",
+        ));
+        let provider = &config.instances[0].provider;
+        assert_eq!(provider.noop_run, vec!["./ship.sh", "--plan"]);
+        assert_eq!(provider.run, vec!["./ship.sh"]);
+
+        let config = parse_ok(&instance(
+            "[instances.provider]\nkind = \"command\"\nrun = [\"./ship.sh\"]",
+        ));
+        assert!(config.instances[0].provider.noop_run.is_empty());
+
+        let err = parse_err(&instance(
+            "[instances.provider]\nnoop_run = [\"./plan.sh\"]",
+        ));
+        assert_mentions(
+            &err,
+            &["instances[0] (web-production).provider.noop_run", "command"],
+        );
+        for bad in ["[\"\"]", "[\"./plan.sh\", \"\"]", "[\"  \"]"] {
+            let err = parse_err(&instance(&format!(
+                "[instances.provider]\nkind = \"command\"\nrun = [\"./ship.sh\"]\nnoop_run = {bad}"
+            )));
+            assert_mentions(
+                &err,
+                &["instances[0] (web-production).provider.noop_run", "empty"],
+            );
+        }
+    }
+
+    #[test]
     fn health_needs_exactly_one_check() {
         let err = parse_err(&instance(
             "[instances.health]\nurl = \"https://x/healthz\"\ncommand = [\"true\"]",
