@@ -768,6 +768,58 @@ fn a_push_stored_under_a_lock_waits_for_it(db: &TestDb) {
     assert_eq!(after.waiting_for, None);
 }
 
+/// On an instance whose newer deployments supersede older queued ones: a push held by a
+/// lock cancels only older pushes held too, never what the lock's holder queued; one that
+/// runs cancels them all.
+fn a_held_push_supersedes_only_held_ones(db: &TestDb) {
+    let web = instance(db, "acme", "web-production", "acme/web");
+    db.store
+        .acquire_lock(&instance_lock(&web, "@alice"))
+        .unwrap();
+    let superseding = |image: &str, waits_for_locks: bool| {
+        let mut t = triggered(&web, image, waits_for_locks);
+        t.supersede = true;
+        db.store.insert_triggered(&t).unwrap().unwrap()
+    };
+    let get = |d: &Deployment| db.store.get_deployment("acme", d.id).unwrap();
+    // The holder's deployment supersedes the push held before it.
+    let first_push = superseding("img:push1", true);
+    let holders = superseding("img:hotfix", false);
+    let first = get(&first_push);
+    assert_eq!(first.state, DeployState::Cancelled);
+    assert_eq!(first.error, format!("superseded by {}", holders.id));
+    // Pushes held after it supersede each other, and leave it queued.
+    let second_push = superseding("img:push2", true);
+    let third_push = superseding("img:push3", true);
+    assert_eq!(
+        get(&holders).state,
+        DeployState::Pending,
+        "{}",
+        get(&holders).error
+    );
+    let second = get(&second_push);
+    assert_eq!(second.state, DeployState::Cancelled);
+    assert_eq!(second.error, format!("superseded by {}", third_push.id));
+    assert!(get(&third_push).waiting_for.is_some());
+
+    // Unlocked, a push runs and supersedes the held one and the queued ones before it.
+    db.store
+        .release_lock(
+            "acme",
+            &LockTarget::Instance {
+                instance_id: web.id,
+            },
+        )
+        .unwrap();
+    let fourth = superseding("img:push4", true);
+    assert_eq!(fourth.waiting_for, None);
+    for older in [&holders, &third_push] {
+        let d = get(older);
+        assert_eq!(d.state, DeployState::Cancelled, "{}", d.error);
+        assert_eq!(d.error, format!("superseded by {}", fourth.id));
+    }
+}
+
 fn a_push_through_the_webhook_waits_for_an_instance_lock(db: &TestDb) {
     use deploybot::github::store::{Delivery, DeliveryStore};
     let web = instance(db, "acme", "web-production", "acme/web");
@@ -967,6 +1019,7 @@ both_backends!(
     releasing_lets_the_newest_run_and_supersedes_the_older,
     a_push_stored_under_a_lock_waits_for_it,
     a_push_through_the_webhook_waits_for_an_instance_lock,
+    a_held_push_supersedes_only_held_ones,
     a_dry_run_never_changes_the_active_release,
     dry_runs_and_params_are_stored,
     a_commands_deployment_refreshes_its_reply_at_each_step,

@@ -421,18 +421,26 @@ pub(super) fn request_cancel(
 /// Cancels the instance's queued deployments that are older (in queue order: created_at,
 /// then id) than `newer`. Two deployments can commit in the other order than they were
 /// made (two servers, or two writers waiting for SQLite's lock): when a newer one is
-/// already queued, `newer` itself is the one superseded.
+/// already queued, `newer` itself is the one superseded. A deployment that waits (for a
+/// lock or a freeze) supersedes only others that wait: a push held by a lock never
+/// cancels what the lock's holder queued.
 pub(super) fn supersede(conn: &mut DbConn, newer: &Deployment) -> Result<Vec<DeploymentId>, Error> {
     let instance = newer.instance_id.to_string();
     let newer_id = newer.id.to_string();
     let created = to_db(newer.created_at);
+    let newer_waits = newer.waiting_for.is_some();
     let queued = || {
         deployments::table
             .filter(deployments::tenant_id.eq(&newer.tenant_id))
             .filter(deployments::instance_id.eq(&instance))
             .filter(deployments::state.eq(DeployState::Pending.as_str()))
+            .into_boxed()
     };
-    let older: Vec<String> = queued()
+    let mut older_query = queued();
+    if newer_waits {
+        older_query = older_query.filter(deployments::waiting_for.is_not_null());
+    }
+    let older: Vec<String> = older_query
         .filter(
             deployments::created_at
                 .lt(created)
@@ -443,7 +451,11 @@ pub(super) fn supersede(conn: &mut DbConn, newer: &Deployment) -> Result<Vec<Dep
         .select(deployments::id)
         .load(conn)
         .map_err(db_error)?;
-    let later: Option<String> = queued()
+    let mut later_query = queued();
+    if !newer_waits {
+        later_query = later_query.filter(deployments::waiting_for.is_null());
+    }
+    let later: Option<String> = later_query
         .filter(
             deployments::created_at
                 .gt(created)
