@@ -83,7 +83,15 @@ impl Bot {
         Self::start_with(db, script_body, "", true, "")
     }
 
-    fn start_with(db: TestDb, script_body: &str, extra: &str, app: bool, production: &str) -> Bot {
+    /// Starts everything with `extra` (TOML after `[worker]`) and `production` (TOML lines
+    /// of web-production), as a GitHub App when `app`.
+    pub fn start_with(
+        db: TestDb,
+        script_body: &str,
+        extra: &str,
+        app: bool,
+        production: &str,
+    ) -> Bot {
         let dir = tempfile::tempdir().unwrap();
         let script = dir.path().join("ship.sh");
         std::fs::write(&script, format!("#!/bin/bash\n{script_body}\n")).unwrap();
