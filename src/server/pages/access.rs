@@ -25,7 +25,7 @@ use hmac::digest::{Digest, Key, KeyInit, Mac};
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
-use crate::config::{ApiToken, Config};
+use crate::config::{ApiToken, Config, Role};
 use crate::deploy::{DeploymentId, Error};
 use crate::store::KeyStore;
 
@@ -40,6 +40,8 @@ pub(super) const SESSION_COOKIE: &str = "deploybot_session";
 
 const SESSION_LABEL: &[u8] = b"deploybot/pages/session/v2";
 const LOG_TOKEN_LABEL: &[u8] = b"deploybot/pages/log-token/v2";
+/// What a form token's message starts with (a session payload starts with `v2`).
+const FORM_TOKEN_PREFIX: &[u8] = b"form\n";
 /// The row of `session_keys` that holds the generated master key.
 const STORED_KEY_NAME: &str = "pages";
 
@@ -191,17 +193,35 @@ pub fn log_url(config: &Config, keys: &PageKeys, deployment_id: DeploymentId) ->
 pub(super) struct Session {
     pub(super) tenant: String,
     pub(super) name: String,
+    /// The token's role, read from the configuration on every request.
+    pub(super) role: Role,
     /// The token's `instances` globs; empty: all of the tenant's.
     pub(super) instances: Vec<String>,
+    /// The form token of this session (see [`form_token`]): every action form carries it.
+    pub(super) form_token: String,
 }
 
 impl Session {
-    fn of(token: &ApiToken) -> Session {
+    fn of(token: &ApiToken, form_token: String) -> Session {
         Session {
             tenant: token.tenant.clone(),
             name: token.name.clone(),
+            role: token.role,
             instances: token.instances.clone(),
+            form_token,
         }
+    }
+
+    /// Whether the session may act (lock, unlock, cancel, roll back): a token of role
+    /// `deploy` or `admin`.
+    pub(super) fn may_act(&self) -> bool {
+        self.role >= Role::Deploy
+    }
+
+    /// Whether `presented` is this session's form token (constant time).
+    pub(super) fn form_token_matches(&self, presented: &str) -> bool {
+        presented.len() == self.form_token.len()
+            && bool::from(presented.as_bytes().ct_eq(self.form_token.as_bytes()))
     }
 
     /// Whether the session's token covers the instance `name`.
@@ -268,7 +288,17 @@ pub(super) fn verify_session(
     let token = config.api.tokens.iter().find(|t| t.name == name)?;
     let same =
         token.tenant == tenant && bool::from(fingerprint(token).as_bytes().ct_eq(print.as_bytes()));
-    same.then(|| Session::of(token))
+    same.then(|| Session::of(token, form_token(keys, value)))
+}
+
+/// The token an action form of the session `value` carries (against cross-site requests):
+/// an HMAC of the session's cookie value under the session key, with its own prefix so it
+/// can never pass as a session or a log token.
+pub(super) fn form_token(keys: &PageKeys, value: &str) -> String {
+    let mut message = Vec::with_capacity(value.len() + 5);
+    message.extend_from_slice(FORM_TOKEN_PREFIX);
+    message.extend_from_slice(value.as_bytes());
+    URL_SAFE_NO_PAD.encode(tag(&keys.session, &message))
 }
 
 /// The configured API token that `token` is, compared by SHA-256 in constant time against
@@ -427,6 +457,26 @@ mod tests {
         assert_eq!(verify_session(&new_value, &keys, &value, now), None);
         let token = log_token(&keys, DeploymentId::new(), now + TimeDelta::hours(1));
         assert_eq!(verify_session(&config, &keys, &token, now), None);
+    }
+
+    #[test]
+    fn a_form_token_belongs_to_one_session_and_one_key() {
+        let config = config();
+        let keys = PageKeys::from_master(b"master key of at least thirty-two bytes");
+        let now = Utc::now();
+        let value = session_value(&keys, &config.api.tokens[0], now);
+        let session = verify_session(&config, &keys, &value, now).expect("a session");
+        assert!(session.form_token_matches(&form_token(&keys, &value)));
+        assert!(!session.form_token_matches(""));
+        let later = session_value(&keys, &config.api.tokens[0], now + TimeDelta::seconds(5));
+        assert!(!session.form_token_matches(&form_token(&keys, &later)));
+        let other = PageKeys::from_master(b"another master key of thirty-two bytes");
+        assert!(!session.form_token_matches(&form_token(&other, &value)));
+        // The form token is not the session value, and does not verify as a session.
+        assert_eq!(
+            verify_session(&config, &keys, &session.form_token, now),
+            None
+        );
     }
 
     #[test]

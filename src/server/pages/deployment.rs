@@ -9,13 +9,14 @@ use chrono::Utc;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::load::{Lookup, load_deployment, lookup, optional};
+use super::load::{Lookup, is_production, load_deployment, lookup, optional};
 use super::signin::reason_text;
 use super::{
-    Viewer, github_web, html, html_page, not_found_page, store_error_page, to_signin, views,
+    Viewer, github_web, html, html_page, not_found_page, notice_text, store_error_page, to_signin,
+    views,
 };
 use crate::deploy::service::blocking;
-use crate::deploy::{Deployment, DeploymentId, Error, Instance, LogEntry, Release};
+use crate::deploy::{DeployState, Deployment, DeploymentId, Error, Instance, LogEntry, Release};
 use crate::server::AppState;
 
 /// Log lines per `/events` answer.
@@ -25,6 +26,7 @@ const EVENT_LINES: u32 = 500;
 #[derive(Debug, Deserialize)]
 pub(super) struct TokenQuery {
     token: Option<String>,
+    notice: Option<String>,
 }
 
 /// `/deployments/{id}`: one deployment, followed live by the page script.
@@ -61,11 +63,25 @@ pub(super) async fn deployment_page(
     };
     let github = github_web(&state.config);
     let store = Arc::clone(&state.store);
-    match blocking(move || load_deployment(store.as_ref(), &tenant, deployment, github)).await {
-        Ok(view) => html_page(
-            StatusCode::OK,
-            views::deployment(&view, &viewer, token.filter(|_| via_token), Utc::now()),
-        ),
+    let tenant_owned = tenant.clone();
+    match blocking(move || load_deployment(store.as_ref(), &tenant_owned, deployment, github)).await
+    {
+        Ok(mut view) => {
+            view.production = view
+                .instance
+                .as_ref()
+                .is_some_and(|i| is_production(&state.config, &tenant, i));
+            html_page(
+                StatusCode::OK,
+                views::deployment(
+                    &view,
+                    &viewer,
+                    token.filter(|_| via_token),
+                    notice_text(query.notice.as_deref()),
+                    Utc::now(),
+                ),
+            )
+        }
         Err(e) => store_error_page(&e, &viewer),
     }
 }
@@ -187,6 +203,7 @@ fn events_json(events: Events, after: i64) -> HttpResponse {
             "started": d.started_at.map(views::timestamp).unwrap_or_else(not_yet),
             "finished": d.finished_at.map(views::timestamp).unwrap_or_else(not_yet),
             "took": views::run_time(&d, now).unwrap_or_else(|| "—".to_string()),
+            "waiting": d.waiting_for.as_ref().filter(|_| d.state == DeployState::Pending).map(|w| views::capitalized(&w.describe())),
             "next_after": lines.last().map_or(after, |l| l.seq),
             "more": lines.len() >= EVENT_LINES as usize,
             "lines": lines.iter().map(views::line_json).collect::<Vec<_>>(),

@@ -63,7 +63,12 @@
     byId("percent").textContent = percent + "%";
     var phase = byId("phase");
     phase.textContent = "";
-    if (ev.progress.phase || ev.progress.message) {
+    if (ev.waiting) {
+      var waiting = document.createElement("span");
+      waiting.className = "waiting";
+      waiting.textContent = ev.waiting;
+      phase.appendChild(waiting);
+    } else if (ev.progress.phase || ev.progress.message) {
       var strong = document.createElement("strong");
       strong.textContent = ev.progress.phase;
       phase.appendChild(strong);

@@ -5,6 +5,11 @@
 //!   followed live by a small inline script. This is the `log_url` shown on GitHub;
 //! - `GET /deployments/{id}/events?after=SEQ` — JSON for that script: log lines after SEQ,
 //!   the state and the progress;
+//! - `GET /instances/{id}` — one instance: its lock, freezes, live release, latest
+//!   deployments, audit trail, and the actions a signed-in token may take on it;
+//! - `GET /locks` — the live locks of the tenants the viewer sees;
+//! - `POST /instances/{id}/lock`, `…/unlock`, `…/rollback`, `POST /deployments/{id}/cancel`
+//!   — the actions, as plain HTML forms (see `pages/actions.rs`);
 //! - `GET /signin`, `POST /signin`, `POST /signout` — sign-in with an API token.
 //!
 //! Access: with `[pages] public = true` everything is visible. Otherwise a viewer signs in
@@ -22,8 +27,11 @@
 //! tokens or secrets; every value from the database or GitHub is HTML-escaped.
 
 mod access;
+mod actions;
+mod controls;
 mod deployment;
 mod html;
+mod instance;
 mod load;
 mod signin;
 mod views;
@@ -36,6 +44,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use chrono::Utc;
+use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 use super::AppState;
@@ -94,6 +103,21 @@ impl Viewer {
         }
     }
 
+    /// The signed-in session, on private or public pages.
+    fn session(&self) -> Option<&Session> {
+        match self {
+            Viewer::Signed(session) | Viewer::Public(Some(session)) => Some(session),
+            Viewer::Public(None) | Viewer::Anonymous => None,
+        }
+    }
+
+    /// The session that may act on the instance `name` of `tenant`: signed in with a token
+    /// of that tenant, of role `deploy` or `admin`, whose globs cover the instance.
+    fn actor(&self, tenant: &str, name: &str) -> Option<&Session> {
+        self.session()
+            .filter(|s| s.tenant == tenant && s.may_act() && s.covers(name))
+    }
+
     /// Whether `/` shows this viewer anything (a log-token visitor may see no more than
     /// their one deployment).
     fn sees_index(&self) -> bool {
@@ -134,7 +158,10 @@ fn html_page(status: StatusCode, body: String) -> HttpResponse {
         .insert_header((header::CONTENT_TYPE, "text/html; charset=utf-8"))
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .insert_header((header::CONTENT_SECURITY_POLICY, content_security_policy()))
-        .insert_header((header::REFERRER_POLICY, "no-referrer"))
+        // `same-origin`: a page's address (a log link's token) never reaches another site,
+        // and this site's own form posts carry their Origin for the cross-site check
+        // (under `no-referrer` browsers send `Origin: null`).
+        .insert_header((header::REFERRER_POLICY, "same-origin"))
         .insert_header((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
         .insert_header((header::X_FRAME_OPTIONS, "DENY"))
         .body(body)
@@ -208,8 +235,34 @@ fn not_found_page(id: &str, viewer: &Viewer) -> HttpResponse {
     )
 }
 
+/// `?notice=…` of a page an action sent the viewer to.
+#[derive(Debug, Deserialize)]
+struct NoticeQuery {
+    notice: Option<String>,
+}
+
+/// The one-line notice for a `notice` code an action redirects with; unknown codes show
+/// nothing, so a link cannot put words on a page.
+fn notice_text(code: Option<&str>) -> Option<&'static str> {
+    Some(match code? {
+        "locked" => "Locked: only the holder deploys here; pushes wait until it is unlocked.",
+        "unlocked" => "Unlocked: the newest push that waited deploys now.",
+        "not_locked" => "There was no lock to release.",
+        "cancelled" => "Cancelled.",
+        "cancel_requested" => {
+            "Cancellation requested: its worker stops the deployment and restores the previous release."
+        }
+        "rollback_queued" => "Rollback queued.",
+        _ => return None,
+    })
+}
+
 /// `/`: every instance the viewer may see, with its active release and latest deployments.
-async fn index(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+async fn index(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    query: web::Query<NoticeQuery>,
+) -> HttpResponse {
     let viewer = Viewer::of(&req, &state);
     if !viewer.sees_index() {
         return to_signin("/", "signin_required");
@@ -217,15 +270,21 @@ async fn index(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
     let tenants = viewer.tenants(&state.config);
     let github = github_web(&state.config);
     let store = Arc::clone(&state.store);
-    match blocking(move || load_index(store.as_ref(), &tenants, github)).await {
-        Ok(mut view) => {
-            for tenant in &mut view.tenants {
-                tenant.instances.retain(|i| viewer.covers(&i.instance.name));
-            }
-            html_page(StatusCode::OK, views::index(&view, &viewer, Utc::now()))
-        }
-        Err(e) => store_error_page(&e, &viewer),
+    let mut view = match blocking(move || load_index(store.as_ref(), &tenants, github)).await {
+        Ok(view) => view,
+        Err(e) => return store_error_page(&e, &viewer),
+    };
+    for tenant in &mut view.tenants {
+        tenant.instances.retain(|i| viewer.covers(&i.instance.name));
     }
+    if let Err(e) = load::add_control(&state, &mut view).await {
+        return store_error_page(&e, &viewer);
+    }
+    let notice = notice_text(query.notice.as_deref());
+    html_page(
+        StatusCode::OK,
+        views::index(&view, &viewer, notice, Utc::now()),
+    )
 }
 
 /// The routes of the pages.
@@ -239,6 +298,15 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             "/deployments/{id}/events",
             web::get().to(deployment::events),
         )
+        .route("/deployments/{id}/cancel", web::post().to(actions::cancel))
+        .route("/instances/{id}", web::get().to(instance::instance_page))
+        .route("/instances/{id}/lock", web::post().to(actions::lock))
+        .route("/instances/{id}/unlock", web::post().to(actions::unlock))
+        .route(
+            "/instances/{id}/rollback",
+            web::post().to(actions::rollback),
+        )
+        .route("/locks", web::get().to(instance::locks_page))
         .route("/signin", web::get().to(signin::signin_form))
         .route("/signin", web::post().to(signin::signin))
         .route("/signout", web::post().to(signin::signout));

@@ -68,7 +68,7 @@ pub(super) struct SigninForm {
 
 /// A cross-site form post is refused: its `Origin` must be this server (as configured in
 /// `public_url`, or as the browser reached it).
-fn same_origin(req: &HttpRequest, config: &Config) -> bool {
+pub(super) fn same_origin(req: &HttpRequest, config: &Config) -> bool {
     let Some(origin) = req
         .headers()
         .get(header::ORIGIN)

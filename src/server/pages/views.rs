@@ -4,6 +4,7 @@
 use chrono::{DateTime, Utc};
 
 use super::Viewer;
+use super::controls;
 use super::html::{Html, clean_line};
 use super::load::{DeploymentRow, DeploymentView, IndexView, InstanceView};
 use crate::deploy::{DeployKind, DeployState, Deployment, LogEntry};
@@ -197,7 +198,7 @@ fn badge(html: &mut Html, d: &Deployment, id: Option<&'static str>) {
         .raw("</span>");
 }
 
-fn time(html: &mut Html, at: DateTime<Utc>, now: DateTime<Utc>) {
+pub(super) fn time(html: &mut Html, at: DateTime<Utc>, now: DateTime<Utc>) {
     html.raw("<time datetime=\"")
         .text(at.to_rfc3339())
         .raw("\" title=\"")
@@ -208,7 +209,7 @@ fn time(html: &mut Html, at: DateTime<Utc>, now: DateTime<Utc>) {
 }
 
 /// The document around a page's content.
-fn page(
+pub(super) fn page(
     title: &str,
     viewer: &Viewer,
     body_data: &[(&'static str, String)],
@@ -217,7 +218,7 @@ fn page(
     let mut html = Html::new();
     html.raw("<!doctype html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n")
         .raw("<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n")
-        .raw("<meta name=\"referrer\" content=\"no-referrer\">\n<title>")
+        .raw("<meta name=\"referrer\" content=\"same-origin\">\n<title>")
         .text(title)
         .raw(" — deploybot</title>\n<style>")
         .raw(STYLE)
@@ -229,9 +230,11 @@ fn page(
             .text(value)
             .raw("\"");
     }
-    html.raw(
-        ">\n<header class=\"top\"><a class=\"brand\" href=\"/\">deploybot</a><span class=\"who\">",
-    );
+    html.raw(">\n<header class=\"top\"><span><a class=\"brand\" href=\"/\">deploybot</a>");
+    if viewer.sees_index() {
+        html.raw("<a class=\"nav\" href=\"/locks\">Locks</a>");
+    }
+    html.raw("</span><span class=\"who\">");
     match viewer {
         Viewer::Signed(session) | Viewer::Public(Some(session)) => {
             html.raw("signed in as <strong>")
@@ -256,9 +259,15 @@ fn page(
 }
 
 /// `/`: every visible instance with its active release and latest deployments.
-pub(super) fn index(view: &IndexView, viewer: &Viewer, now: DateTime<Utc>) -> String {
+pub(super) fn index(
+    view: &IndexView,
+    viewer: &Viewer,
+    notice: Option<&str>,
+    now: DateTime<Utc>,
+) -> String {
     page("Deployments", viewer, &[], |html| {
         html.raw("<h1>Deployments</h1>\n");
+        controls::notice(html, notice);
         let instances: usize = view.tenants.iter().map(|t| t.instances.len()).sum();
         if instances == 0 {
             html.raw("<p class=\"empty\">No instances yet. Add an <code>[[instances]]</code> table to the configuration and restart deploybot; each instance appears here with its releases and deployments.</p>");
@@ -281,12 +290,16 @@ pub(super) fn index(view: &IndexView, viewer: &Viewer, now: DateTime<Utc>) -> St
     })
 }
 
-/// One instance on `/`: its live release and its latest deployments.
+/// One instance on `/`: its lock and freezes, its live release and its latest deployments.
 fn instance_card(html: &mut Html, view: &InstanceView, github: &str, now: DateTime<Utc>) {
     let i = &view.instance;
-    html.raw("<section class=\"card instance\">\n<div class=\"instance-head\"><h3>")
+    html.raw("<section class=\"card instance\" data-instance=\"")
         .text(&i.name)
-        .raw("</h3><span class=\"muted\"><a href=\"")
+        .raw("\">\n<div class=\"instance-head\"><h3><a href=\"/instances/")
+        .text(i.id)
+        .raw("\">")
+        .text(&i.name)
+        .raw("</a></h3><span class=\"muted\"><a href=\"")
         .text(github)
         .raw("/")
         .text(&i.repo)
@@ -294,13 +307,21 @@ fn instance_card(html: &mut Html, view: &InstanceView, github: &str, now: DateTi
         .text(&i.repo)
         .raw("</a> → ")
         .text(&i.environment)
-        .raw("</span></div>\n<p class=\"active\">");
+        .raw("</span></div>\n");
+    controls::control_lines(html, &view.control, now);
+    html.raw("<p class=\"active\">");
     live_release(html, view, github, now);
     html.raw("</p>\n");
     if view.deployments.is_empty() {
         html.raw("<p class=\"muted\">No deployments yet.</p>\n</section>\n");
         return;
     }
+    deployments_table(html, view, now);
+    html.raw("</section>\n");
+}
+
+/// An instance's latest deployments, and how many there are in all.
+pub(super) fn deployments_table(html: &mut Html, view: &InstanceView, now: DateTime<Utc>) {
     html.raw("<table class=\"deployments\">\n<thead><tr><th>State</th><th>Release</th><th>Strategy</th><th>By</th><th>Queued</th><th>Took</th></tr></thead>\n<tbody>\n");
     for row in &view.deployments {
         deployment_row(html, row, now);
@@ -313,11 +334,10 @@ fn instance_card(html: &mut Html, view: &InstanceView, github: &str, now: DateTi
             .text(view.total)
             .raw(" deployments.</p>\n");
     }
-    html.raw("</section>\n");
 }
 
 /// The instance's active release, and since when (and by whom) it is live.
-fn live_release(html: &mut Html, view: &InstanceView, github: &str, now: DateTime<Utc>) {
+pub(super) fn live_release(html: &mut Html, view: &InstanceView, github: &str, now: DateTime<Utc>) {
     let Some(release) = &view.active else {
         html.raw("<span class=\"muted\">Nothing deployed yet.</span>");
         return;
@@ -346,6 +366,9 @@ fn deployment_row(html: &mut Html, row: &DeploymentRow, now: DateTime<Utc>) {
     let d = &row.deployment;
     html.raw("<tr><td>");
     badge(html, d, None);
+    if d.noop {
+        html.raw(" <span class=\"badge dry-run\">dry run</span>");
+    }
     html.raw("</td><td><a href=\"/deployments/")
         .text(d.id)
         .raw("\">");
@@ -383,6 +406,7 @@ pub(super) fn deployment(
     view: &DeploymentView,
     viewer: &Viewer,
     token: Option<&str>,
+    notice: Option<&str>,
     now: DateTime<Utc>,
 ) -> String {
     let d = &view.deployment;
@@ -414,9 +438,16 @@ pub(super) fn deployment(
         if viewer.sees_index() {
             html.raw("<p class=\"crumbs\"><a href=\"/\">← All deployments</a></p>\n");
         }
+        controls::notice(html, notice);
         heading(html, view, &place, version, now);
         github_links(html, view, &place);
         progress(html, d);
+        if let Some(instance) = &view.instance
+            && !d.state.is_final()
+            && let Some(session) = viewer.actor(&d.tenant_id, &instance.name)
+        {
+            controls::cancel_form(html, session, d, instance, view.production);
+        }
         html.raw("<div class=\"grid\">\n");
         release_card(html, view, place.repo);
         deployment_card(html, view, place.repo, now);
@@ -449,6 +480,9 @@ fn heading(
     release_name(html, version, d.kind, "release unknown");
     html.raw(" · ").text(&d.strategy).raw("</span> ");
     badge(html, d, Some("state"));
+    if d.noop {
+        html.raw(" <span id=\"dry-run\" class=\"badge dry-run\">dry run</span>");
+    }
     html.raw("</h1>\n<p class=\"lede\">");
     if !place.repo.is_empty() {
         html.raw("<a href=\"")
@@ -548,6 +582,22 @@ fn deployment_card(html: &mut Html, view: &DeploymentView, repo: &str, now: Date
         .text(&d.initiator)
         .raw("</dd><dt>Trigger</dt><dd>");
     trigger(html, &view.github, repo, d);
+    if d.noop {
+        html.raw("</dd><dt>Dry run</dt><dd>yes: the provider plans, nothing changes and the release never becomes live");
+    }
+    if !d.params.is_empty() {
+        html.raw("</dd><dt>Parameters</dt><dd id=\"params\">");
+        for (n, (key, value)) in d.params.iter().enumerate() {
+            if n > 0 {
+                html.raw(" ");
+            }
+            html.raw("<code>")
+                .text(key)
+                .raw("=")
+                .text(value)
+                .raw("</code>");
+        }
+    }
     html.raw("</dd><dt>Queued</dt><dd>")
         .text(timestamp(d.created_at))
         .raw("</dd><dt>Started</dt><dd id=\"started\">")
@@ -627,6 +677,14 @@ fn log(html: &mut Html, view: &DeploymentView) {
 
 fn phase_text(html: &mut Html, d: &Deployment) {
     let p = &d.progress;
+    if d.state == DeployState::Pending
+        && let Some(waiting) = &d.waiting_for
+    {
+        html.raw("<span class=\"waiting\">")
+            .text(capitalized(&waiting.describe()))
+            .raw("</span>");
+        return;
+    }
     if p.phase.is_empty() && p.message.is_empty() {
         html.text(match d.state {
             DeployState::Pending => "Waiting for a worker…",
@@ -638,6 +696,15 @@ fn phase_text(html: &mut Html, d: &Deployment) {
     html.raw("<strong>").text(&p.phase).raw("</strong>");
     if !p.message.is_empty() {
         html.raw(" — ").text(&p.message);
+    }
+}
+
+/// `text` with its first letter upper-cased.
+pub(super) fn capitalized(text: &str) -> String {
+    let mut chars = text.chars();
+    match chars.next() {
+        Some(first) => first.to_uppercase().chain(chars).collect(),
+        None => String::new(),
     }
 }
 
