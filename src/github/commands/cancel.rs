@@ -2,7 +2,7 @@
 //! it replaces is restored), or with `--queued` cancel the deployments waiting for it.
 
 use super::run::{Checks, CommentRun, Forks, Outgoing, Stop, Target};
-use crate::deploy::{DeployState, DeploymentId, ListOptions};
+use crate::deploy::{AuditEvent, DeployState, DeploymentId, ListOptions};
 use crate::github::outbox::NewOutboxItem;
 use crate::github::store::{CommentActed, CommentEffect};
 
@@ -48,6 +48,20 @@ pub(super) async fn handle(
     for d in acted.cancelled {
         if d.state == DeployState::Running {
             service.stop_running(d.id);
+        }
+        let mut event = AuditEvent::new(
+            &run.item.tenant_id,
+            &format!("@{}", run.job.user.to_ascii_lowercase()),
+            "cancel",
+            format!(
+                "/cancel on #{} of deployment {} on {environment}",
+                run.job.pr, d.id
+            ),
+        );
+        event.instance_id = Some(d.instance_id);
+        event.deployment_id = Some(d.id);
+        if let Err(e) = service.record_audit(event).await {
+            tracing::warn!(deployment = %d.id, error = %e, "the cancel is not in the audit trail");
         }
     }
     service.wake().notify_waiters();
