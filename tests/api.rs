@@ -1071,7 +1071,46 @@ const EXPECTED_ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/releases/{id}"),
     ("GET", "/v1/outbox/failed"),
     ("GET", "/v1/openapi.json"),
+    ("GET", "/v1/instances/{instance}/lock"),
+    ("PUT", "/v1/instances/{instance}/lock"),
+    ("DELETE", "/v1/instances/{instance}/lock"),
+    ("GET", "/v1/locks"),
+    ("GET", "/v1/audit"),
 ];
+
+/// The lock route: `GET` and `DELETE` need a lock to answer 2xx, `PUT` takes one.
+const LOCK_ROUTE: &str = "/v1/instances/{instance}/lock";
+
+/// Before a request to the lock route: a lock held by the admin token to read or release,
+/// or none for `PUT` to take.
+async fn prepare_lock(api: &Api, method: &str) {
+    let admin = Some(ROLE_TOKENS[2].2);
+    if method == "PUT" {
+        api.call(admin, "DELETE", "/v1/instances/web/lock", None)
+            .await;
+    } else {
+        let answer = api
+            .call(
+                admin,
+                "PUT",
+                "/v1/instances/web/lock",
+                Some(("application/json", "{}")),
+            )
+            .await;
+        assert_eq!(answer.status, 200, "{}", answer.text);
+    }
+}
+
+/// After a request to the lock route: no lock left to refuse the next deploys.
+async fn clear_lock(api: &Api) {
+    api.call(
+        Some(ROLE_TOKENS[2].2),
+        "DELETE",
+        "/v1/instances/web/lock",
+        None,
+    )
+    .await;
+}
 
 const METHODS: &[&str] = &["GET", "PUT", "POST", "DELETE", "PATCH"];
 
@@ -1180,6 +1219,9 @@ async fn the_openapi_document_lists_every_route_and_each_answers(db: TestDb) {
             None
         };
         let what = format!("{method} {path}");
+        if path == LOCK_ROUTE {
+            prepare_lock(&api, method).await;
+        }
         let answer = api
             .call(
                 Some(token_allowed(method, path)),
@@ -1188,6 +1230,9 @@ async fn the_openapi_document_lists_every_route_and_each_answers(db: TestDb) {
                 body.as_deref().map(|b| ("application/json", b)),
             )
             .await;
+        if path == LOCK_ROUTE {
+            clear_lock(&api).await;
+        }
         assert!(
             (200..300).contains(&answer.status),
             "{what}: {} {}",
@@ -1244,7 +1289,11 @@ async fn the_openapi_document_lists_every_route_and_each_answers(db: TestDb) {
         Some(&2),
         "deploy and rollback answer 201"
     );
-    assert_eq!(by_status.get(&204), Some(&1), "cancel answers 204");
+    assert_eq!(
+        by_status.get(&204),
+        Some(&2),
+        "cancel and unlock answer 204"
+    );
     api.stop().await;
 }
 
@@ -1281,6 +1330,11 @@ const NEEDED_ROLES: &[(&str, &str, Role)] = &[
     ("GET", "/v1/instances/{instance}/releases", Role::Read),
     ("GET", "/v1/releases/{id}", Role::Read),
     ("GET", "/v1/outbox/failed", Role::Admin),
+    ("GET", "/v1/instances/{instance}/lock", Role::Read),
+    ("PUT", "/v1/instances/{instance}/lock", Role::Deploy),
+    ("DELETE", "/v1/instances/{instance}/lock", Role::Deploy),
+    ("GET", "/v1/locks", Role::Read),
+    ("GET", "/v1/audit", Role::Read),
 ];
 
 /// A dashboard token (read) can look at everything and change nothing; a deploy token can
@@ -1324,6 +1378,9 @@ async fn each_role_can_call_exactly_the_routes_its_role_allows(db: TestDb) {
             } else {
                 None
             };
+            if *path == LOCK_ROUTE {
+                prepare_lock(&api, method).await;
+            }
             let answer = api
                 .call(
                     Some(secret),
@@ -1332,6 +1389,9 @@ async fn each_role_can_call_exactly_the_routes_its_role_allows(db: TestDb) {
                     body.as_deref().map(|b| ("application/json", b)),
                 )
                 .await;
+            if *path == LOCK_ROUTE {
+                clear_lock(&api).await;
+            }
             let what = format!("{method} {path} with the {role} token {name}");
             if role >= *needed {
                 assert!(
@@ -1359,6 +1419,8 @@ async fn each_role_can_call_exactly_the_routes_its_role_allows(db: TestDb) {
                 let item = &doc.paths.paths[*path];
                 let operation = match *method {
                     "POST" => item.post.as_ref(),
+                    "PUT" => item.put.as_ref(),
+                    "DELETE" => item.delete.as_ref(),
                     _ => item.get.as_ref(),
                 };
                 assert!(
