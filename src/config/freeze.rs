@@ -15,6 +15,9 @@ use chrono::{Offset, TimeZone, Utc, Weekday};
 use super::checks::Checker;
 use super::shape::{RawFreeze, RawWeekly};
 
+/// The longest `reason` accepted: it is shown in GitHub's one-line status descriptions.
+const MAX_REASON_CHARS: usize = 120;
+
 /// One freeze window, checked.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FreezeWindow {
@@ -181,14 +184,24 @@ pub(super) fn build_freezes(
 /// One freeze window: a reason, and either `start` + `end` or `weekly`.
 fn build_freeze(p: &str, raw: RawFreeze, check: &mut Checker) -> Option<FreezeWindow> {
     let key = |k: &str| format!("{p}.{k}");
-    let reason = raw.reason.unwrap_or_default();
-    let reason_ok = !reason.trim().is_empty();
-    if !reason_ok {
+    let reason = raw.reason.unwrap_or_default().trim().to_string();
+    let reason_ok = if reason.is_empty() {
         check.err(
             &key("reason"),
             "missing; say why deploys stop, e.g. reason = \"end-of-year freeze\" (shown to whoever is held)",
         );
-    }
+        false
+    } else if reason.chars().count() > MAX_REASON_CHARS || reason.chars().any(char::is_control) {
+        check.err(
+            &key("reason"),
+            format!(
+                "is shown on GitHub in one line: at most {MAX_REASON_CHARS} characters, without line breaks or control characters"
+            ),
+        );
+        false
+    } else {
+        true
+    };
     let fixed = raw.start.is_some() || raw.end.is_some();
     let when = match (fixed, raw.weekly) {
         (true, Some(_)) => {
@@ -552,6 +565,15 @@ mod tests {
                 "reason = \"  \"\nweekly = { from = \"Fri 15:00\", until = \"Mon 08:00\", timezone = \"UTC\" }",
             ));
             assert_mentions(&err, &["freeze[0].reason: missing"]);
+            let err = parse_err(&top(&format!(
+                "reason = \"{}\"\nweekly = {{ from = \"Fri 15:00\", until = \"Mon 08:00\", timezone = \"UTC\" }}",
+                "x".repeat(121)
+            )));
+            assert_mentions(&err, &["freeze[0].reason", "at most 120"]);
+            let err = parse_err(&top(
+                "reason = \"two\\nlines\"\nweekly = { from = \"Fri 15:00\", until = \"Mon 08:00\", timezone = \"UTC\" }",
+            ));
+            assert_mentions(&err, &["freeze[0].reason", "line breaks"]);
             let err = parse_err(&top("reason = \"x\""));
             assert_mentions(&err, &["freeze[0]: needs start and end", "weekly"]);
             let err = parse_err(&top(

@@ -218,6 +218,8 @@ impl fmt::Debug for Config {
             .field("api", &self.api)
             .field("pages", &self.pages)
             .field("instances", &self.instances)
+            .field("command_prefix", &self.command_prefix)
+            .field("freezes", &self.freezes)
             .field("source", &self.source)
             .finish()
     }
