@@ -85,6 +85,13 @@ fn control(i: &InstanceConfig, global: &[FreezeWindow], now: DateTime<Utc>) -> O
         out.push_str(&settings.join("; "));
     }
     out.push('\n');
+    if !windows.is_empty() {
+        let schedules: Vec<String> = windows
+            .iter()
+            .map(|w| format!("\"{}\" {}", w.reason, w.schedule()))
+            .collect();
+        out.push_str(&format!("  freezes: {}\n", schedules.join("; ")));
+    }
     match current {
         Some(occurrence) => {
             out.push_str(&format!("  frozen now: {}\n", occurrence_text(occurrence)))
@@ -190,8 +197,8 @@ mod tests {
             &text,
             &[
                 "commands start with . (.deploy",
-                "web-production: params REGION; deployers alice, @acme/sre; no lock on rollback\n  not frozen now\n  next freeze: \"weekend\" from 2026-12-11T14:00:00Z until 2026-12-14T07:00:00Z\n",
-                "web-staging:\n  not frozen now\n  next freeze: \"end of year\" from 2026-12-20T00:00:00Z until 2027-01-04T08:00:00Z\n",
+                "web-production: params REGION; deployers alice, @acme/sre; no lock on rollback\n  freezes: \"weekend\" every Fri 15:00 until Mon 08:00 Europe/Berlin; \"end of year\" 2026-12-20T00:00:00Z until 2027-01-04T08:00:00Z\n  not frozen now\n  next freeze: \"weekend\" from 2026-12-11T14:00:00Z until 2026-12-14T07:00:00Z\n",
+                "web-staging:\n  freezes: \"end of year\" 2026-12-20T00:00:00Z until 2027-01-04T08:00:00Z\n  not frozen now\n  next freeze: \"end of year\" from 2026-12-20T00:00:00Z until 2027-01-04T08:00:00Z\n",
             ],
         );
         // Saturday 2026-12-26: both hold for web-production, the longer one is shown.
@@ -201,7 +208,7 @@ mod tests {
             &[
                 "web-production: params REGION",
                 "  frozen now: \"end of year\" from 2026-12-20T00:00:00Z until 2027-01-04T08:00:00Z\n  next freeze: \"weekend\" from 2027-01-01T14:00:00Z",
-                "web-staging:\n  frozen now: \"end of year\"",
+                "web-staging:\n  freezes: \"end of year\" 2026-12-20T00:00:00Z until 2027-01-04T08:00:00Z\n  frozen now: \"end of year\"",
             ],
         );
     }
