@@ -579,6 +579,11 @@ fn setting_what_a_deployment_waits_for_reports_it(db: &TestDb) {
     assert_eq!(last.state, DeployState::Pending);
     assert_eq!(last.message, freeze.describe());
 
+    // Asked again (another process's gatekeeper): reported once.
+    let reported = statuses(db, &d).len();
+    db.store.set_waiting("acme", d.id, Some(&freeze)).unwrap();
+    assert_eq!(statuses(db, &d).len(), reported);
+
     let cleared = db.store.set_waiting("acme", d.id, None).unwrap();
     assert_eq!(cleared.waiting_for, None);
     assert_eq!(statuses(db, &d).pop().unwrap().message, "queued");

@@ -11,7 +11,7 @@ use super::outbox::{
     report_final, report_pending, report_progress, report_reply_refresh, report_state,
 };
 use super::rows::{DeploymentRow, ReleaseRow, from_db, to_db};
-use super::schema::{deployments, releases};
+use super::schema::{deployments, instances, releases};
 use super::{DbConn, DieselStore, db_error};
 use crate::deploy::{
     self, DeployKind, DeployState, Deployment, DeploymentId, Error, InstanceId, InvalidTransition,
@@ -540,7 +540,10 @@ fn encode_waiting(waiting: Option<&WaitingFor>) -> Result<Option<String>, Error>
         .map_err(|e| Error::Internal(format!("waiting_for cannot be encoded: {e}")))
 }
 
-/// Changes what a pending deployment waits for, and reports it.
+/// Changes what a pending deployment waits for, and reports it. Unchanged, nothing is
+/// written: gatekeepers of several processes may ask the same at once (on PostgreSQL the
+/// row is locked as it is read, so the second one finds it changed), and it is reported
+/// once.
 fn set_waiting(
     conn: &mut DbConn,
     tenant: &str,
@@ -548,6 +551,27 @@ fn set_waiting(
     waiting: Option<&WaitingFor>,
 ) -> Result<Deployment, Error> {
     let key = id.to_string();
+    let pending = || {
+        deployments::table
+            .filter(deployments::tenant_id.eq(tenant))
+            .filter(deployments::id.eq(&key))
+            .filter(deployments::state.eq(DeployState::Pending.as_str()))
+    };
+    let current: Option<DeploymentRow> = match conn {
+        DbConn::Pg(c) => pending()
+            .select(DeploymentRow::as_select())
+            .for_update()
+            .first(c),
+        DbConn::Sqlite(c) => pending().select(DeploymentRow::as_select()).first(c),
+    }
+    .optional()
+    .map_err(db_error)?;
+    if let Some(current) = current {
+        let current = current.into_domain()?;
+        if current.waiting_for.as_ref() == waiting {
+            return Ok(current);
+        }
+    }
     let update = diesel::update(
         deployments::table
             .filter(deployments::tenant_id.eq(tenant))
@@ -595,6 +619,20 @@ fn release_waiting(
     kinds: &[WaitKind],
 ) -> Result<Option<Deployment>, Error> {
     let instance_key = instance.to_string();
+    // PostgreSQL: the instance's row first, as every insert of a deployment takes it
+    // first, so that this and an insert superseding the same rows take turns instead of
+    // locking them in different orders; another process releasing the same instance
+    // waits here, then finds these rows no longer waiting.
+    if let DbConn::Pg(c) = conn {
+        instances::table
+            .filter(instances::tenant_id.eq(tenant))
+            .filter(instances::id.eq(&instance_key))
+            .select(instances::id)
+            .for_update()
+            .first::<String>(c)
+            .optional()
+            .map_err(db_error)?;
+    }
     let query = || {
         deployments::table
             .filter(deployments::tenant_id.eq(tenant))
@@ -603,8 +641,6 @@ fn release_waiting(
             .filter(deployments::waiting_for.is_not_null())
             .order((deployments::created_at.desc(), deployments::id.desc()))
     };
-    // PostgreSQL: another process releasing the same instance waits here, then finds
-    // these rows no longer waiting.
     let rows: Vec<DeploymentRow> = match conn {
         DbConn::Pg(c) => query()
             .select(DeploymentRow::as_select())
