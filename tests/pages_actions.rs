@@ -1015,6 +1015,7 @@ async fn a_browser_locks_unlocks_and_cancels(db: TestDb) {
     let staging = site.staging.id.to_string();
     let production = site.production.id.to_string();
     let pending_id = pending.id.to_string();
+    let screenshot = std::env::var_os("DEPLOYBOT_SCREENSHOT").map(std::path::PathBuf::from);
     let seen = tokio::task::spawn_blocking(move || {
         let mut browser = Chromium::launch(&binary);
         let tab = browser.open(&format!("{base}/signin"));
@@ -1035,6 +1036,9 @@ async fn a_browser_locks_unlocks_and_cancels(db: TestDb) {
         );
         browser.wait_until(&tab, "document.getElementById('lock') !== null");
         let badge = browser.eval(&tab, "document.getElementById('lock').innerText");
+        if let Some(path) = &screenshot {
+            std::fs::write(path, browser.screenshot(&tab)).unwrap();
+        }
         let notice = browser.eval(&tab, "document.getElementById('notice').innerText");
 
         submit(&mut browser, &tab, "form.unlock", &[]);

@@ -203,7 +203,7 @@ fn gate(
             StatusCode::UNAUTHORIZED,
             "Sign in first",
             "only a signed-in API token may act here: sign in, then try again",
-            "/signin",
+            "/signin?reason=signin_to_act",
             &viewer,
         )));
     };

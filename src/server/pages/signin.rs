@@ -20,6 +20,9 @@ pub(super) fn reason_text(reason: &str) -> Option<&'static str> {
             "This deployment link is not valid (it may have been cut off or changed). Sign in to see the deployment."
         }
         "signed_out" => "You are signed out.",
+        "signin_to_act" => {
+            "Sign in with an API token of role deploy or admin to lock, unlock, cancel or roll back."
+        }
         _ => return None,
     })
 }

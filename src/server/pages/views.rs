@@ -244,7 +244,7 @@ pub(super) fn page(
                 .raw(") <form method=\"post\" action=\"/signout\"><button type=\"submit\">Sign out</button></form>");
         }
         Viewer::Public(None) => {
-            html.raw("public view");
+            html.raw("public view · <a href=\"/signin?reason=signin_to_act\">Sign in to act</a>");
         }
         Viewer::Anonymous => {
             html.raw("<a href=\"/signin\">Sign in</a>");
