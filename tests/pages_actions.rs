@@ -1002,6 +1002,110 @@ async fn dry_runs_parameters_waiting_and_freezes_show(db: TestDb) {
     site.stop().await;
 }
 
+/// A lock on every environment of the repository covers both instances, shows on `/locks`
+/// as such, and is released from there.
+async fn a_repository_lock_is_listed_and_released_from_the_locks_page(db: TestDb) {
+    let site = Site::start(db, Vec::new()).await;
+    let ops = site.session(OPS_TOKEN).await;
+    let form_token = site.form_token(&ops).await;
+    let answer = site
+        .post(
+            &format!("/instances/{}/lock", site.staging.id),
+            &ops,
+            &[
+                ("form_token", &form_token),
+                ("global", "on"),
+                ("reason", "freeze the repo"),
+                ("confirm", "production"),
+            ],
+        )
+        .await;
+    assert_eq!(answer.status, 303, "{}", answer.body);
+    for instance in [&site.staging, &site.production] {
+        let lock = site.lock_of(instance).await.expect("covered");
+        assert_eq!(lock.reason, "freeze the repo");
+    }
+    let locks = site.get("/locks", &ops).await;
+    locks.assert_contains(&[
+        "every environment of acme/web",
+        "freeze the repo",
+        "until unlocked",
+        "name=\"global\" value=\"on\"",
+        "Type <code>production</code> to confirm",
+    ]);
+    let answer = site
+        .post(
+            &format!("/instances/{}/unlock", site.staging.id),
+            &ops,
+            &[
+                ("form_token", &form_token),
+                ("global", "on"),
+                ("back", "/locks"),
+                ("confirm", "production"),
+            ],
+        )
+        .await;
+    assert_eq!(answer.status, 303, "{}", answer.body);
+    assert_eq!(answer.location, "/locks?notice=unlocked");
+    assert!(site.lock_of(&site.production).await.is_none());
+    assert!(site.lock_of(&site.staging).await.is_none());
+    let locks = site.get(&answer.location, &ops).await;
+    locks.assert_contains(&["Unlocked: the newest push", "Nothing is locked."]);
+    site.stop().await;
+}
+
+/// During a freeze a rollback from the page is refused for a deploy token (409, with the
+/// freeze's reason) and passes with an admin's `force`.
+async fn a_rollback_during_a_freeze_needs_an_admins_force(db: TestDb) {
+    let now = Utc::now();
+    let freeze = FreezeWindow {
+        reason: "end-of-year freeze".into(),
+        when: FreezeWhen::Fixed {
+            start: now - chrono::Duration::hours(1),
+            end: now + chrono::Duration::hours(3),
+        },
+    };
+    let site = Site::start(db, vec![freeze]).await;
+    site.live(&site.staging, "ghcr.io/acme/web:v1").await;
+    site.live(&site.staging, "ghcr.io/acme/web:v2").await;
+    let path = format!("/instances/{}/rollback", site.staging.id);
+    let ops = site.session(OPS_TOKEN).await;
+    let answer = site
+        .post(
+            &path,
+            &ops,
+            &[
+                ("form_token", &site.form_token(&ops).await),
+                ("force", "on"),
+            ],
+        )
+        .await;
+    assert_eq!(answer.status, 409, "{}", answer.body);
+    answer.assert_contains(&["Refused: frozen", "end-of-year freeze"]);
+    let admin = site.session(ADMIN_TOKEN).await;
+    let answer = site
+        .post(
+            &path,
+            &admin,
+            &[
+                ("form_token", &site.form_token(&admin).await),
+                ("force", "on"),
+            ],
+        )
+        .await;
+    assert_eq!(answer.status, 303, "{}", answer.body);
+    let listed = site
+        .service
+        .list_deployments("acme", site.staging.id, ListOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(listed.total, 3);
+    let events = site.audit_actions(&site.staging).await;
+    assert!(has(&events, "token:ops", "refused"), "{events:?}");
+    assert!(has(&events, "token:admin", "force"), "{events:?}");
+    site.stop().await;
+}
+
 /// Real headless Chromium: sign in with the form, lock an instance with a reason and see
 /// the badge, unlock it, lock the production instance (the form asks for its name), and
 /// cancel a pending deployment with its button; all without a line of script of ours.
@@ -1158,5 +1262,7 @@ both_backends_async!(
     cancel_a_pending_deployment,
     a_rollback_passes_another_lock_only_with_an_admins_force,
     dry_runs_parameters_waiting_and_freezes_show,
+    a_repository_lock_is_listed_and_released_from_the_locks_page,
+    a_rollback_during_a_freeze_needs_an_admins_force,
     a_browser_locks_unlocks_and_cancels,
 );
