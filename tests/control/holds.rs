@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use chrono::Utc;
+use chrono::{SubsecRound, Utc};
 use deploybot::deploy::{
     AuditStore, DeployState, Deployment, ListOptions, Lock, LockStore, LockTarget, LogStore,
     ReleaseStore, Store, WaitKind,
@@ -259,7 +259,7 @@ fn two_replicas_agree_on_a_lock(db: TestDb) {
 fn a_freeze_holds_a_push_until_it_ends(db: TestDb) {
     let (_keep, dir) = scratch();
     let start = Utc::now() - chrono::Duration::hours(1);
-    let end = Utc::now() + chrono::Duration::seconds(12);
+    let end = (Utc::now() + chrono::Duration::seconds(12)).trunc_subsecs(0);
     let freeze = format!(
         "[[instances.freeze]]\nreason = \"release freeze\"\nstart = \"{}\"\nend = \"{}\"\n",
         start.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
