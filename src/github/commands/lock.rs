@@ -16,18 +16,18 @@ pub const LOCK_USAGE: &str = "/lock [ENV|--global] [--for DURATION] [--reason TE
 /// `/unlock`'s syntax, as help and parse errors show it.
 pub const UNLOCK_USAGE: &str = "/unlock [ENV|--global]";
 
-/// A lock holds the environment, not the pull request's code: any pull request's state
-/// will do, and one from a fork is refused like `/cancel`.
+/// A lock holds the environment, not the pull request's code: whatever the pull request
+/// is (closed, from a fork), a commenter allowed to deploy there may lock it.
 pub(super) const CHECKS: Checks = Checks {
     verb: "lock",
-    forks: Forks::Refused,
+    forks: Forks::WhenAllowed,
     open_pull: false,
 };
 
 /// Whoever may deploy to the environment may unlock it.
 pub(super) const UNLOCK_CHECKS: Checks = Checks {
     verb: "unlock",
-    forks: Forks::Refused,
+    forks: Forks::WhenAllowed,
     open_pull: false,
 };
 

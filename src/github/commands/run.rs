@@ -97,8 +97,9 @@ pub(super) struct Checks {
     /// The verb its refusals use: "cannot {verb} `production`".
     pub(super) verb: &'static str,
     pub(super) forks: Forks,
-    /// The pull request must be open (and not from a fork, as `forks` says); `/lock` and
-    /// `/unlock` act on the environment whatever the pull request's state.
+    /// The pull request must be open (and not from a fork, as `forks` says); when false
+    /// (`/lock`, `/unlock`) neither is checked: they act on the environment whatever the
+    /// pull request is.
     pub(super) open_pull: bool,
 }
 
