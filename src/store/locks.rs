@@ -230,10 +230,15 @@ fn release_pull(
 impl LockStore for DieselStore {
     fn acquire_lock(&self, lock: &Lock) -> Result<Lock, Error> {
         // Two first takers at once (no row yet): the second insert fails on the primary
-        // key after the first commits, and the second attempt finds the first's lock.
-        match self.write(|conn| acquire(conn, lock)) {
-            Err(Error::Conflict(_)) => self.write(|conn| acquire(conn, lock)),
-            other => other,
+        // key after the first commits, and the next attempt finds the first's lock (or,
+        // released meanwhile, takes it).
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self.write(|conn| acquire(conn, lock)) {
+                Err(Error::Conflict(_)) if attempt < 3 => continue,
+                other => return other,
+            }
         }
     }
 
