@@ -383,6 +383,67 @@ fn parameters_reach_the_deploy_command_and_unlisted_ones_are_refused(db: TestDb)
     assert_eq!(bot.deployments("web-production").len(), 1);
 }
 
+/// A request to the REST API as the test's token: the status and the JSON answer.
+fn api(bot: &Bot, method: &str, path: &str, body: &Value) -> (u16, Value) {
+    use std::io::{Read, Write};
+    let body = serde_json::to_vec(body).unwrap();
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", bot.port)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {TOKEN}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).unwrap();
+    stream.write_all(&body).unwrap();
+    let mut answer = String::new();
+    let _ = stream.read_to_string(&mut answer);
+    let status = answer
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let json = answer
+        .split_once("\r\n\r\n")
+        .and_then(|(_, b)| {
+            let (start, end) = (b.find('{')?, b.rfind('}')?);
+            serde_json::from_str(&b[start..=end]).ok()
+        })
+        .unwrap_or(Value::Null);
+    (status, json)
+}
+
+fn a_lock_taken_through_the_api_holds_a_push_until_it_is_unlocked(db: TestDb) {
+    let (_keep, dir) = scratch();
+    let bot = Bot::start_configured(db, &recording_script(&dir), &api_settings());
+    let (status, lock) = api(
+        &bot,
+        "PUT",
+        "/v1/instances/web-production/lock",
+        &json!({"reason": "migrating the database"}),
+    );
+    assert_eq!(status, 200, "{lock}");
+    let id = push_tag(&bot, "v1.0.0", SHA_1);
+    let held = wait_waiting(&bot, &id, WaitKind::Lock);
+    let reason = held.waiting_for.unwrap().reason;
+    assert!(
+        reason.contains("token:ci") && reason.contains("migrating the database"),
+        "{reason}"
+    );
+    stays_held(&bot, &dir, &id, WaitKind::Lock, Duration::from_secs(2));
+    let (status, answer) = api(
+        &bot,
+        "DELETE",
+        "/v1/instances/web-production/lock",
+        &json!({}),
+    );
+    assert_eq!(status, 204, "{answer}");
+    let done = bot.wait_final(&id);
+    assert_eq!(done.state, DeployState::Succeeded, "{done:?}");
+    assert!(runs(&dir).iter().any(|r| r.ends_with(&image(SHA_1))));
+}
+
 fn an_automatic_rollback_locks_the_instance_against_pushes(db: TestDb) {
     let (_keep, dir) = scratch();
     let live = dir.join("live");
@@ -447,6 +508,7 @@ fn an_automatic_rollback_locks_the_instance_against_pushes(db: TestDb) {
 
 crate::both_backends_owned!(
     a_lock_holds_pushes_and_unlock_runs_the_newest,
+    a_lock_taken_through_the_api_holds_a_push_until_it_is_unlocked,
     a_lock_that_expires_while_the_server_is_down_lets_the_push_run_after_restart,
     two_replicas_agree_on_a_lock,
     a_freeze_holds_a_push_until_it_ends,
