@@ -688,6 +688,66 @@ mod tests {
         }
     }
 
+    /// Every quarter hour of 2026: a weekly window holds exactly when the wall clock in its
+    /// zone reads a time inside it, and each occurrence is announced by `next_after` the
+    /// quarter hour before it starts.
+    fn agrees_with_the_wall_clock_all_year(w: &FreezeWindow) {
+        let FreezeWhen::Weekly {
+            from,
+            until,
+            timezone,
+        } = &w.when
+        else {
+            panic!("a weekly window");
+        };
+        let minute_of_week = |day: Weekday, time: NaiveTime| {
+            use chrono::Timelike;
+            day.num_days_from_monday() * 1440 + time.hour() * 60 + time.minute()
+        };
+        let (from_m, until_m) = (
+            minute_of_week(from.0, from.1),
+            minute_of_week(until.0, until.1),
+        );
+        let step = chrono::Duration::minutes(15);
+        let mut now = t("2026-01-01T00:00:00Z");
+        let mut was_active = None;
+        let mut starts = 0;
+        while now < t("2027-01-01T00:00:00Z") {
+            let local = now.with_timezone(timezone);
+            let m = minute_of_week(local.weekday(), local.time());
+            let expected = if from_m < until_m {
+                from_m <= m && m < until_m
+            } else {
+                m >= from_m || m < until_m
+            };
+            let active = w.active_at(now);
+            assert_eq!(active.is_some(), expected, "at {now} ({local})");
+            if let Some((start, end)) = active {
+                assert!(start <= now && now < end, "at {now}");
+            }
+            if expected && was_active == Some(false) {
+                starts += 1;
+                let (start, _) = w.next_after(now - step).expect("the next one");
+                assert_eq!(start, now, "announced before {now}");
+            }
+            was_active = Some(expected);
+            now += step;
+        }
+        assert!(starts >= 52, "{starts} occurrences");
+    }
+
+    #[test]
+    fn weekly_windows_follow_the_wall_clock_through_a_year() {
+        agrees_with_the_wall_clock_all_year(&weekly("Fri 15:00", "Mon 08:00", Berlin));
+        // Across the night the clocks change in New York (02:00 skipped or shown twice).
+        agrees_with_the_wall_clock_all_year(&weekly(
+            "Sun 01:00",
+            "Sun 04:00",
+            chrono_tz::America::New_York,
+        ));
+        agrees_with_the_wall_clock_all_year(&weekly("Wed 22:00", "Wed 06:00", chrono_tz::UTC));
+    }
+
     #[test]
     fn weekly_times_are_read_strictly() {
         assert_eq!(parse_hh_mm("08:00"), NaiveTime::from_hms_opt(8, 0, 0));
