@@ -1119,6 +1119,9 @@ async fn a_browser_locks_unlocks_and_cancels(db: TestDb) {
     let staging = site.staging.id.to_string();
     let production = site.production.id.to_string();
     let pending_id = pending.id.to_string();
+    let other = site.queue(&site.staging, "ghcr.io/acme/web:v2").await;
+    let service = site.service.clone();
+    let runtime = tokio::runtime::Handle::current();
     let screenshot = std::env::var_os("DEPLOYBOT_SCREENSHOT").map(std::path::PathBuf::from);
     let seen = tokio::task::spawn_blocking(move || {
         let mut browser = Chromium::launch(&binary);
@@ -1167,6 +1170,20 @@ async fn a_browser_locks_unlocks_and_cancels(db: TestDb) {
         submit(&mut browser, &tab, "form.cancel", &[]);
         browser.wait_until(&tab, "document.getElementById('state').textContent === 'cancelled'");
         let cancelled = browser.eval(&tab, "document.getElementById('notice').innerText");
+
+        // A page left open loses its cancel button once the deployment is cancelled elsewhere.
+        navigate(&mut browser, &tab, &format!("{base}/deployments/{}", other.id));
+        assert_eq!(
+            browser.eval(&tab, "document.querySelector('form.cancel').hidden"),
+            serde_json::json!(false)
+        );
+        runtime
+            .block_on(service.cancel("acme", other.id, "someone else"))
+            .unwrap();
+        browser.wait_until(
+            &tab,
+            "document.getElementById('state').textContent === 'cancelled' && document.querySelector('form.cancel').hidden",
+        );
         (badge, notice, unlocked, required, production_badge, cancelled)
     })
     .await

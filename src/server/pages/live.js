@@ -82,6 +82,9 @@
     byId("started").textContent = ev.started;
     byId("finished").textContent = ev.finished;
     byId("took").textContent = ev.took;
+    // A finished deployment can no longer be cancelled.
+    var cancel = document.querySelector("form.cancel");
+    if (cancel && ev.final) cancel.hidden = true;
   }
 
   function tick() {

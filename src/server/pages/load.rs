@@ -500,3 +500,59 @@ pub(super) async fn load_locks(state: &AppState, viewer: &Viewer) -> Result<Lock
     }
     Ok(LocksView { tenants })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::deploy::now;
+
+    fn lock(target: LockTarget, reason: &str, expires_in: Option<i64>) -> Lock {
+        Lock {
+            tenant_id: "acme".into(),
+            target,
+            repo: "acme/web".into(),
+            holder: "@alice".into(),
+            reason: reason.into(),
+            pull_request: None,
+            created_at: now(),
+            expires_at: expires_in.map(|s| now() + chrono::Duration::seconds(s)),
+        }
+    }
+
+    #[test]
+    fn the_instance_lock_covers_before_the_repository_lock_and_expired_ones_do_not() {
+        let instance = Instance {
+            id: InstanceId::new(),
+            created_at: now(),
+            updated_at: now(),
+            tenant_id: "acme".into(),
+            name: "web-staging".into(),
+            repo: "Acme/Web".into(),
+            environment: "staging".into(),
+        };
+        let own = LockTarget::Instance {
+            instance_id: instance.id,
+        };
+        let repo = LockTarget::Repo {
+            repo: "acme/web".into(),
+        };
+        let other = LockTarget::Instance {
+            instance_id: InstanceId::new(),
+        };
+        let at = Utc::now();
+        let locks = vec![
+            lock(repo.clone(), "repository", None),
+            lock(own.clone(), "own", Some(600)),
+        ];
+        assert_eq!(covering(&locks, &instance, at).unwrap().reason, "own");
+        let locks = vec![
+            lock(own, "expired", Some(-1)),
+            lock(repo, "repository", None),
+        ];
+        assert_eq!(
+            covering(&locks, &instance, at).unwrap().reason,
+            "repository"
+        );
+        assert!(covering(&[lock(other, "another instance", None)], &instance, at).is_none());
+    }
+}
