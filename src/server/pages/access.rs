@@ -13,6 +13,10 @@
 //! A session names the API token it came from: its name, tenant and a fingerprint of its
 //! configured SHA-256. Removing the token, or giving it another value, ends its sessions;
 //! its role and instance globs are read from the configuration on every request.
+//!
+//! A session's form token guards the pages' action forms: an HMAC of the session's cookie
+//! value under the session key, with a prefix of its own so it never passes as a session or
+//! a log token. Another site can neither read it nor derive it.
 
 use std::fmt;
 use std::io::Read;
