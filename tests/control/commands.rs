@@ -201,6 +201,48 @@ fn a_lock_refuses_everyone_but_its_holder_until_unlocked(db: TestDb) {
     assert_eq!(audited(&bot, "@bob", "unlock").len(), 1);
 }
 
+/// `/lock --global` holds every environment of the repository: bob's deploy is refused,
+/// a push waits; `/unlock --global` lets the push run.
+fn a_global_lock_holds_every_environment_of_the_repository(db: TestDb) {
+    let bot = start(db, "");
+    say(&bot, 42, "alice", "/lock --global --reason release freeze");
+    let locked = reply_with(&bot, 42, &["Locked every environment of acme/web"]);
+    assert!(locked.contains("@alice"), "{locked}");
+    let whole = LockTarget::Repo {
+        repo: "acme/web".into(),
+    };
+    let lock = bot.db.store.get_lock("acme", &whole).unwrap();
+    assert_eq!(lock.map(|l| l.holder), Some("@alice".to_string()));
+
+    say(&bot, 42, "bob", "/deploy production");
+    let refusal = reply_with(&bot, 42, &["@bob cannot deploy `production`"]);
+    assert!(refusal.contains("locked by @alice"), "{refusal}");
+    assert!(production(&bot).is_empty());
+
+    let (status, answer) = bot.send(
+        "push",
+        &crate::bot::push("refs/heads/main", PR_SHA, "bob"),
+        "main-1",
+    );
+    assert_eq!(status, 202, "{answer}");
+    wait_until("the push's deployment", Duration::from_secs(30), || {
+        !bot.deployments("web-staging").is_empty()
+    });
+    let staging = bot.deployments("web-staging").remove(0);
+    assert_eq!(
+        staging.waiting_for.as_ref().map(|w| w.kind),
+        Some(WaitKind::Lock),
+        "{staging:?}"
+    );
+
+    say(&bot, 42, "bob", "/unlock --global");
+    let unlocked = reply_with(&bot, 42, &["Unlocked every environment of acme/web"]);
+    assert!(unlocked.contains("locked by @alice"), "{unlocked}");
+    assert!(bot.db.store.get_lock("acme", &whole).unwrap().is_none());
+    let done = bot.wait_final(&staging.id.to_string());
+    assert_eq!(done.state, DeployState::Succeeded, "{done:?}");
+}
+
 /// With `command_prefix = "."`, `.deploy` deploys and `/deploy` is an ordinary line.
 fn the_configured_prefix_is_the_only_one_heard(db: TestDb) {
     let mut bot = Bot::start_configured(db, QUICK, "");
@@ -442,6 +484,7 @@ fn a_freeze_refuses_deploys_unless_a_deployer_forces_one(db: TestDb) {
 
 both_backends_owned!(
     a_lock_refuses_everyone_but_its_holder_until_unlocked,
+    a_global_lock_holds_every_environment_of_the_repository,
     the_configured_prefix_is_the_only_one_heard,
     parameters_reach_the_deployment_and_unknown_names_are_refused,
     noop_queues_a_dry_run,

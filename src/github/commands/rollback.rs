@@ -3,6 +3,7 @@
 //! for a deployer of the environment.
 
 use super::run::{Checks, CommentRun, Forks, Stop, Target};
+use crate::deploy::MAX_REASON_CHARS;
 use crate::deploy::RollbackTarget;
 
 /// The command's syntax, as help and parse errors show it.
@@ -24,6 +25,13 @@ pub(super) async fn handle(
     reason: Option<&str>,
 ) -> Result<(), Stop> {
     let rollback_to = version.map_or(RollbackTarget::Previous, RollbackTarget::Version);
+    if let Some(reason) = reason.filter(|r| r.chars().count() > MAX_REASON_CHARS) {
+        let text = format!(
+            "The rollback's reason has {} characters; at most {MAX_REASON_CHARS} fit: shorten it.",
+            reason.chars().count()
+        );
+        return run.refuse_or_reply(target.step, text, true).await;
+    }
     let mut source = run.source("rollback");
     if let Some(reason) = reason {
         source.trigger.push_str(&format!(": {reason}"));
