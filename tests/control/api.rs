@@ -8,7 +8,7 @@ use chrono::{Duration, Utc};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use crate::bot::Bot;
+use crate::bot::{Bot, SHA, push};
 use crate::common::{TestDb, http};
 
 const ALPHA: &str = "control-alpha-token-3b8f01";
@@ -140,6 +140,16 @@ fn locks_refuse_others_pass_their_holder_and_are_audited(db: TestDb) {
     ] {
         assert!(message.contains(needle), "{needle:?} missing: {message}");
     }
+    let dry = expect(
+        &deploy(
+            &bot,
+            BRAVO,
+            "web-production",
+            json!({"image": "ghcr.io/acme/web:b", "noop": true}),
+        ),
+        409,
+    );
+    assert_eq!(dry["error"]["code"], "locked", "{dry}");
     let taken = expect(
         &call(&bot, BRAVO, "PUT", &format!("{prod}/lock"), json!({})),
         409,
@@ -309,6 +319,23 @@ fn locks_refuse_others_pass_their_holder_and_are_audited(db: TestDb) {
     assert_eq!(staging["error"]["code"], "locked", "{staging}");
     let covering = expect(&get(&bot, STAGER, "/v1/instances/web-staging/lock"), 200);
     assert_eq!(covering["scope"], "repo");
+    // A push waits for the lock, and its deployment says so.
+    let (status, answer) = bot.send("push", &push("refs/heads/main", SHA, "octocat"), "d-push-1");
+    assert!((200..300).contains(&status), "{status} {answer}");
+    let listed = expect(
+        &get(&bot, STAGER, "/v1/instances/web-staging/deployments"),
+        200,
+    );
+    let held = listed["items"][0].clone();
+    assert_eq!(held["state"], "pending", "{held}");
+    assert_eq!(held["waiting_for"]["kind"], "lock", "{held}");
+    assert!(
+        held["waiting_for"]["description"]
+            .as_str()
+            .unwrap()
+            .contains("token:alpha"),
+        "{held}"
+    );
     expect(
         &call(
             &bot,
@@ -319,6 +346,8 @@ fn locks_refuse_others_pass_their_holder_and_are_audited(db: TestDb) {
         ),
         204,
     );
+    let released = bot.wait_final(held["id"].as_str().unwrap());
+    assert_eq!(released.waiting_for, None);
     expect(
         &deploy(
             &bot,
@@ -409,8 +438,11 @@ fn parameters_and_dry_runs_reach_the_deployment(db: TestDb) {
 fn a_freeze_refuses_deploys_unless_an_admin_forces(db: TestDb) {
     let start_at = (Utc::now() - Duration::hours(1)).to_rfc3339();
     let end_at = (Utc::now() + Duration::hours(2)).to_rfc3339();
+    let later_start = (Utc::now() + Duration::hours(5)).to_rfc3339();
+    let later_end = (Utc::now() + Duration::hours(6)).to_rfc3339();
     let freeze = format!(
-        "[[freeze]]\nreason = \"end-of-year freeze\"\nstart = \"{start_at}\"\nend = \"{end_at}\"\n"
+        "[[freeze]]\nreason = \"end-of-year freeze\"\nstart = \"{start_at}\"\nend = \"{end_at}\"\n\
+         [[freeze]]\nreason = \"inventory\"\nstart = \"{later_start}\"\nend = \"{later_end}\"\n"
     );
     let bot = start(db, &freeze);
     let image = json!({"image": "ghcr.io/acme/web:f"});
@@ -478,6 +510,7 @@ fn a_freeze_refuses_deploys_unless_an_admin_forces(db: TestDb) {
         prod["freeze"]["current"]["reason"], "end-of-year freeze",
         "{prod}"
     );
+    assert_eq!(prod["freeze"]["next"]["reason"], "inventory", "{prod}");
 }
 
 crate::both_backends_owned!(
