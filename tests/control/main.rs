@@ -5,7 +5,6 @@
 #[allow(dead_code)]
 #[path = "../github/bot.rs"]
 mod bot;
-#[allow(dead_code)]
 #[path = "../common/mod.rs"]
 mod common;
 
