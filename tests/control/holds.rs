@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use chrono::{SubsecRound, Utc};
 use deploybot::deploy::{
-    AuditStore, DeployState, Deployment, ListOptions, Lock, LockStore, LockTarget, LogStore,
-    ReleaseStore, Store, WaitKind,
+    AuditStore, DeployState, Deployment, InstanceStore, ListOptions, Lock, LockStore, LockTarget,
+    LogStore, ReleaseStore, Store, WaitKind,
 };
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -69,13 +69,27 @@ fn image(commit: &str) -> String {
     format!("ghcr.io/acme/web:{commit}")
 }
 
+/// web-production, once the server has stored its instances (it listens before that).
+fn production(bot: &Bot) -> deploybot::deploy::Instance {
+    let mut found = None;
+    wait_until(
+        "the server to store its instances",
+        Duration::from_secs(30),
+        || {
+            found = bot.db.store.find_instance("acme", "web-production").ok();
+            found.is_some()
+        },
+    );
+    found.unwrap()
+}
+
 /// `@alice`'s lock on web-production, taken through the store, ending after `ttl`.
 fn lock_production(bot: &Bot, ttl: Option<Duration>) -> Lock {
     let now = deploybot::deploy::now();
     let lock = Lock {
         tenant_id: "acme".into(),
         target: LockTarget::Instance {
-            instance_id: bot.instance("web-production").id,
+            instance_id: production(bot).id,
         },
         repo: "acme/web".into(),
         holder: "@alice".into(),
@@ -89,7 +103,7 @@ fn lock_production(bot: &Bot, ttl: Option<Duration>) -> Lock {
 
 fn unlock_production(bot: &Bot) {
     let target = LockTarget::Instance {
-        instance_id: bot.instance("web-production").id,
+        instance_id: production(bot).id,
     };
     assert!(
         bot.db
@@ -165,7 +179,7 @@ fn log_of(bot: &Bot, id: &str) -> Vec<String> {
 fn active_version(bot: &Bot) -> Option<i64> {
     bot.db
         .store
-        .active_release("acme", bot.instance("web-production").id)
+        .active_release("acme", production(bot).id)
         .unwrap()
         .map(|r| r.version)
 }
@@ -463,7 +477,7 @@ fn an_automatic_rollback_locks_the_instance_against_pushes(db: TestDb) {
     assert!(
         bot.db
             .store
-            .lock_covering("acme", bot.instance("web-production").id)
+            .lock_covering("acme", production(&bot).id)
             .unwrap()
             .is_none()
     );
@@ -474,7 +488,7 @@ fn an_automatic_rollback_locks_the_instance_against_pushes(db: TestDb) {
     let lock = bot
         .db
         .store
-        .lock_covering("acme", bot.instance("web-production").id)
+        .lock_covering("acme", production(&bot).id)
         .unwrap()
         .expect("the rollback locked the instance");
     assert_eq!(lock.holder, "deploybot");
