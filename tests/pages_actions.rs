@@ -1153,6 +1153,9 @@ async fn a_browser_locks_unlocks_and_cancels(db: TestDb) {
         let unlocked = browser.eval(&tab, "document.getElementById('notice').innerText");
 
         navigate(&mut browser, &tab, &format!("{base}/instances/{production}"));
+        if let Some(path) = &screenshot {
+            std::fs::write(path.with_extension("forms.png"), browser.screenshot(&tab)).unwrap();
+        }
         let required = browser.eval(
             &tab,
             "document.querySelector('form.lock input[name=confirm]').required",
