@@ -160,6 +160,17 @@ fn a_lock_refuses_everyone_but_its_holder_until_unlocked(db: TestDb) {
     let until_text = until.format("%Y-%m-%d %H:%M UTC").to_string();
     assert!(locked.contains(&until_text), "{locked}");
 
+    say(&bot, 42, "bob", "/lock production --reason mine now");
+    let taken = reply_with(&bot, 42, &["@bob cannot lock `production`"]);
+    assert!(
+        taken.contains("locked by @alice") && taken.contains("db migration"),
+        "{taken}"
+    );
+    assert_eq!(
+        production_lock(&bot).map(|l| l.holder),
+        Some("@alice".into())
+    );
+
     let bobs = say(&bot, 42, "bob", "/deploy production");
     let refusal = reply_with(&bot, 42, &["@bob cannot deploy `production`"]);
     for part in ["locked by @alice", "db migration", until_text.as_str()] {
