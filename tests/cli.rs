@@ -723,6 +723,15 @@ fn locks_from_the_terminal(db: &TestDb) {
         .run(&["locks"])
         .expect(0)
         .stdout_has(&["HOLDER", "token:cli-test", "incident 42"]);
+    let instances = server.run(&["instances"]);
+    assert!(
+        instances
+            .expect(0)
+            .row("acme/web")
+            .contains("token:cli-test"),
+        "{}",
+        instances.stdout
+    );
     let refused = server.run_with(&["deploy", "web", "--image", "ghcr.io/acme/web:x"], &other);
     refused.expect(1).stderr_has(&[
         "cannot deploy web",

@@ -1,4 +1,4 @@
-//! `instances`: the token's instances with their active release.
+//! `instances`: the token's instances with their active release, lock and freeze.
 
 use clap::Args;
 
@@ -45,6 +45,8 @@ pub async fn instances(args: InstancesArgs) -> Result<Outcome, CliError> {
                 "IMAGE",
                 "COMMIT",
                 "SINCE (UTC)",
+                "LOCKED BY",
+                "FROZEN",
                 "ID"
             ],
             &rows
@@ -77,6 +79,14 @@ fn instance_row(i: &InstanceJson) -> Vec<String> {
         image,
         sha,
         since,
+        i.lock
+            .as_ref()
+            .map_or_else(|| "-".into(), |l| l.holder.clone()),
+        match (&i.freeze.current, &i.freeze.next) {
+            (Some(now), _) => format!("until {}: {}", table::time(&now.end), now.reason),
+            (None, Some(next)) => format!("from {}: {}", table::time(&next.start), next.reason),
+            (None, None) => "-".into(),
+        },
         i.id.clone(),
     ]
 }

@@ -163,8 +163,9 @@ impl Follower<'_> {
 /// The first line of `watch`: `watching dep_… (IMAGE, STRATEGY, TRIGGER)`.
 fn introduction(d: &DeploymentJson) -> String {
     format!(
-        "watching {} ({}, {}{})",
+        "watching {}{} ({}, {}{})",
         d.id,
+        if d.noop { " (dry run)" } else { "" },
         d.image,
         d.strategy,
         if d.source.trigger.is_empty() {
@@ -194,7 +195,13 @@ fn bar(percent: i32) -> String {
 fn progress_line(d: &DeploymentJson) -> String {
     let p = &d.progress;
     let mut line = format!("{} {}", bar(p.percent), state_name(d.state));
-    if d.state == DeployStateJson::Pending && p.phase.is_empty() {
+    if let Some(waiting) = d
+        .waiting_for
+        .as_ref()
+        .filter(|_| d.state == DeployStateJson::Pending)
+    {
+        line.push_str(&format!(": {}", waiting.description));
+    } else if d.state == DeployStateJson::Pending && p.phase.is_empty() {
         line.push_str(": waiting for a worker");
     }
     if !p.phase.is_empty() {
