@@ -294,6 +294,20 @@ fn locks_refuse_others_pass_their_holder_and_are_audited(db: TestDb) {
     let events = audit(&bot, CHIEF, "&instance=web-production");
     has_event(&events, "token:bravo", "unlock").expect("the unlock is audited");
 
+    // A token limited to one instance takes no global lock: it would hold the others too.
+    let partial = expect(
+        &call(
+            &bot,
+            STAGER,
+            "PUT",
+            "/v1/instances/web-staging/lock",
+            json!({"global": true}),
+        ),
+        403,
+    );
+    assert_eq!(partial["error"]["code"], "forbidden", "{partial}");
+    expect(&get(&bot, ALPHA, &format!("{prod}/lock")), 404);
+
     // A global lock holds every instance of the repository.
     let global = expect(
         &call(
@@ -319,6 +333,16 @@ fn locks_refuse_others_pass_their_holder_and_are_audited(db: TestDb) {
     assert_eq!(staging["error"]["code"], "locked", "{staging}");
     let covering = expect(&get(&bot, STAGER, "/v1/instances/web-staging/lock"), 200);
     assert_eq!(covering["scope"], "repo");
+    expect(
+        &call(
+            &bot,
+            STAGER,
+            "DELETE",
+            "/v1/instances/web-staging/lock?global=true",
+            Value::Null,
+        ),
+        403,
+    );
     // A push waits for the lock, and its deployment says so.
     let (status, answer) = bot.send("push", &push("refs/heads/main", SHA, "octocat"), "d-push-1");
     assert!((200..300).contains(&status), "{status} {answer}");

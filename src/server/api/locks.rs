@@ -14,7 +14,7 @@ use super::deployments::actor;
 use super::input::ApiJson;
 use super::instances::resolve;
 use super::schema::{InstanceKeySchema, LockBodySchema};
-use crate::deploy::{Lock, LockTarget};
+use crate::deploy::{Instance, Lock, LockTarget};
 use crate::server::AppState;
 use crate::server::auth::{Authorized, Caller, need};
 use crate::server::error::{ApiError, ErrorBody};
@@ -159,6 +159,30 @@ fn visible(lock: &Lock, covered_ids: &HashSet<String>, covered_repos: &HashSet<S
     }
 }
 
+/// A global lock holds every instance of the repository: only a token that covers all of
+/// them may take or release one.
+async fn check_global(
+    state: &AppState,
+    caller: &Caller,
+    instance: &Instance,
+) -> Result<(), ApiError> {
+    if caller.instances.is_empty() {
+        return Ok(());
+    }
+    let instances = state.service.list_instances(&caller.tenant).await?;
+    let outside = instances
+        .iter()
+        .filter(|i| i.repo.eq_ignore_ascii_case(&instance.repo) && !caller.covers(&i.name))
+        .count();
+    if outside == 0 {
+        return Ok(());
+    }
+    Err(ApiError::forbidden(format!(
+        "a global lock holds every instance of {}, and token '{}' does not cover {outside} of them: lock the instance itself, or use a token whose instances cover the repository",
+        instance.repo, caller.name
+    )))
+}
+
 async fn visible_locks(state: &AppState, caller: &Caller) -> Result<Vec<Lock>, ApiError> {
     let locks = state.service.locks(&caller.tenant).await?;
     if caller.instances.is_empty() {
@@ -261,7 +285,7 @@ fn not_locked(name: &str, global: bool) -> String {
         (status = 200, description = "Locked (or the caller's lock renewed)", body = LockJson),
         (status = 400, description = "The body or the instance key is malformed", body = ErrorBody),
         (status = 401, description = "No valid bearer token", body = ErrorBody),
-        (status = 403, description = "The token's role is weaker than deploy", body = ErrorBody),
+        (status = 403, description = "The token's role is weaker than deploy, or `global` and the token does not cover every instance of the repository", body = ErrorBody),
         (status = 404, description = "No such instance for the tenant (or outside the token's instances)", body = ErrorBody),
         (status = 409, description = "`locked`: another holds the lock (the message names holder, reason and expiry)", body = ErrorBody),
         (status = 413, description = "The body is too large", body = ErrorBody),
@@ -280,6 +304,9 @@ pub(super) async fn put_lock(
     let ApiJson(body) = body;
     let ttl = parse_ttl(&body.ttl).map_err(ApiError::invalid_request)?;
     let instance = resolve(&state, &caller, &instance).await?;
+    if body.global {
+        check_global(&state, &caller, &instance).await?;
+    }
     let lock = state
         .service
         .lock(
@@ -304,7 +331,7 @@ pub(super) async fn put_lock(
         (status = 204, description = "Unlocked"),
         (status = 400, description = "The instance key or `global` is malformed, or an unknown query parameter", body = ErrorBody),
         (status = 401, description = "No valid bearer token", body = ErrorBody),
-        (status = 403, description = "The token's role is weaker than deploy", body = ErrorBody),
+        (status = 403, description = "The token's role is weaker than deploy, or `global` and the token does not cover every instance of the repository", body = ErrorBody),
         (status = 404, description = "No such instance for the tenant (or outside the token's instances), or it was not locked", body = ErrorBody),
         (status = 503, description = "The database is unavailable; retry after `Retry-After` seconds", body = ErrorBody),
     ),
@@ -319,6 +346,9 @@ pub(super) async fn delete_lock(
 ) -> Result<HttpResponse, ApiError> {
     let global = query.global.unwrap_or(false);
     let instance = resolve(&state, &caller, &instance).await?;
+    if global {
+        check_global(&state, &caller, &instance).await?;
+    }
     let released = state
         .service
         .unlock(&caller.tenant, &instance, global, &actor(&caller))
