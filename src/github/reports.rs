@@ -222,6 +222,9 @@ pub(super) async fn deployment_reply(
     item: &OutboxItem,
     reply: &DeploymentReply,
 ) -> Result<OutboxResult, Failure> {
+    // Taken before the deployment is read: a run that started after this time is newer
+    // than what the reply will show.
+    let now = crate::deploy::now();
     let cx = match load_report(context, item).await? {
         Ok(cx) => cx,
         Err(ended) => return Ok(ended),
@@ -231,6 +234,14 @@ pub(super) async fn deployment_reply(
             reason: "not triggered on a pull request".into(),
         });
     };
+    // A refresh that finds the deployment ended leaves the reply to the outcome report
+    // queued behind it, which tells the outcome the deployment ended with (a later
+    // rollback may since have changed its state).
+    if reply.state.is_none() && has_ended(&cx.d) {
+        return Ok(OutboxResult::Skipped {
+            reason: "ended: the outcome reply follows".into(),
+        });
+    }
     let store = Arc::clone(&context.store);
     let (tenant, key, repo) = (
         item.tenant_id.clone(),
@@ -239,7 +250,6 @@ pub(super) async fn deployment_reply(
     );
     let record = blocking(move || store.reply_record(&tenant, &key, &repo, pr)).await?;
     let reported = as_reported(&cx.d, reply);
-    let now = crate::deploy::now();
     if reply.state.is_none()
         && reported.state == DeployState::Running
         && running_shown_recently(&reported, record.edited_at, now)
@@ -251,9 +261,11 @@ pub(super) async fn deployment_reply(
     let text = reply_text(context, &cx, &reported, reply.state.is_some()).await?;
     let body = format!("{text}\n\n{}", reply_marker(&record.marker));
     let (repo, installation) = (cx.repo(), cx.installation());
+    // A record this call did not create may stand for a comment whose creation's answer
+    // was lost (the attempt that posted it ended before recording it): look first.
     let existing = match record.comment_id {
         Some(id) => Some(id),
-        None if item.in_doubt() => {
+        None if item.in_doubt() || !record.created => {
             let marker = reply_marker(&record.marker);
             cx.client
                 .find_comment(repo, installation, pr, &marker)
@@ -280,6 +292,11 @@ pub(super) async fn deployment_reply(
     let (tenant, key) = (item.tenant_id.clone(), record.reply_key.clone());
     blocking(move || store.set_reply_comment(&tenant, &key, comment, now)).await?;
     Ok(OutboxResult::Sent)
+}
+
+/// Whether the deployment has reached its final state.
+fn has_ended(d: &Deployment) -> bool {
+    !matches!(d.state, DeployState::Pending | DeployState::Running)
 }
 
 /// How often a running deployment's reply is edited at most.
@@ -312,8 +329,7 @@ async fn reply_text(
     last: bool,
 ) -> Result<String, Failure> {
     let (release, instance) = (&cx.release, &cx.instance);
-    let ended = !matches!(d.state, DeployState::Pending | DeployState::Running);
-    let mut text = if last || ended {
+    let mut text = if last || has_ended(d) {
         let plan = if d.noop {
             let store = Arc::clone(&context.store);
             let (tenant, id) = (d.tenant_id.clone(), d.id);
@@ -495,9 +511,26 @@ pub(super) async fn comment_reply(
     let Some(client) = context.client_or_log(item) else {
         return Ok(logged_only());
     };
-    let key = format!("outbox-{}", item.id);
+    let store = Arc::clone(&context.store);
+    let (tenant, key, repo, issue) = (
+        item.tenant_id.clone(),
+        format!("outbox-{}", item.id),
+        reply.repo.clone(),
+        reply.issue,
+    );
+    let record = blocking(move || store.reply_record(&tenant, &key, &repo, issue)).await?;
+    if record.comment_id.is_some() {
+        return Ok(OutboxResult::Sent);
+    }
     let target = (reply.repo.as_str(), reply.installation_id, reply.issue);
-    reply_once(client, target, &key, &reply.body, item.in_doubt()).await
+    let marker = reply_marker(&record.marker);
+    let in_doubt = item.in_doubt() || !record.created;
+    let comment = reply_once(client, target, &marker, &reply.body, in_doubt).await?;
+    let store = Arc::clone(&context.store);
+    let (tenant, key) = (item.tenant_id.clone(), record.reply_key);
+    let now = crate::deploy::now();
+    blocking(move || store.set_reply_comment(&tenant, &key, comment, now)).await?;
+    Ok(OutboxResult::Sent)
 }
 
 /// The GitHub Deployment of a deployment, as GitHub wants it.
@@ -622,29 +655,26 @@ fn noop_status_line(v: i64, state: DeployState, message: &str) -> (&'static str,
     }
 }
 
-/// Posts `text` on the issue or pull request once: the comment carries an HTML comment
-/// (invisible on GitHub) naming `key`, and when an earlier attempt is in doubt, a comment
-/// with that marker already there counts as sent.
+/// Posts `text` on the issue or pull request once, with `marker` (an HTML comment,
+/// invisible on GitHub) on a line of its own: when an earlier attempt is in doubt, the
+/// comment carrying that marker is the one it posted. The comment's id.
 async fn reply_once(
     client: &GithubClient,
     (repo, installation, issue): (&str, Option<u64>, u64),
-    key: &str,
+    marker: &str,
     text: &str,
     in_doubt: bool,
-) -> Result<OutboxResult, Failure> {
-    let marker = reply_marker(key);
+) -> Result<u64, Failure> {
     if in_doubt
-        && client
-            .find_comment(repo, installation, issue, &marker)
+        && let Some(found) = client
+            .find_comment(repo, installation, issue, marker)
             .await?
-            .is_some()
     {
-        return Ok(OutboxResult::Sent);
+        return Ok(found);
     }
-    client
+    Ok(client
         .comment(repo, installation, issue, &format!("{text}\n\n{marker}"))
-        .await?;
-    Ok(OutboxResult::Sent)
+        .await?)
 }
 
 /// The deployment with the final state and error its reply was queued with (replies queued
@@ -756,7 +786,10 @@ mod tests {
             queued_line(me.id, &[running, me.clone()]),
             "queued: 2nd in line behind v12 (running)"
         );
-        assert_eq!(queued_line(me.id, &[me.clone()]), "queued: next in line");
+        assert_eq!(
+            queued_line(me.id, std::slice::from_ref(&me)),
+            "queued: next in line"
+        );
         let long: Vec<QueueEntry> = (1..=8)
             .map(|v| entry(v, DeployState::Pending, false))
             .chain([me.clone()])

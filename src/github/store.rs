@@ -202,6 +202,8 @@ pub struct ReplyRecord {
     pub comment_id: Option<u64>,
     /// When the comment was last written (created or edited).
     pub edited_at: Option<DateTime<Utc>>,
+    /// This call created the record: no earlier attempt can have posted the comment.
+    pub created: bool,
 }
 
 /// A deployment of an instance's queue: running or pending, oldest first.
@@ -216,7 +218,8 @@ pub struct QueueEntry {
 
 /// The reply comments of commands, and what their text reads.
 pub trait ReplyStore: Send + Sync + 'static {
-    /// The record of the reply `reply_key`, created with a fresh marker on first use.
+    /// The record of the reply `reply_key`, created with a fresh marker on first use
+    /// (then `created`).
     fn reply_record(
         &self,
         tenant_id: &str,

@@ -62,6 +62,7 @@ fn load_reply(conn: &mut DbConn, tenant: &str, key: &str) -> Result<Option<Reply
             marker,
             comment_id: comment_id.map(from_bigint),
             edited_at: edited_at.map(from_db),
+            created: false,
         },
     ))
 }
@@ -87,7 +88,7 @@ fn reply_record(
         replies::edited_at.eq(None::<NaiveDateTime>),
     );
     // Two senders creating the record at once: the first one's marker is kept.
-    match conn {
+    let inserted = match conn {
         DbConn::Pg(c) => diesel::insert_into(replies::table)
             .values(values)
             .on_conflict_do_nothing()
@@ -98,8 +99,10 @@ fn reply_record(
             .execute(c),
     }
     .map_err(db_error)?;
-    load_reply(conn, tenant, key)?
-        .ok_or_else(|| Error::Internal(format!("the reply record {key} was not stored")))
+    let mut record = load_reply(conn, tenant, key)?
+        .ok_or_else(|| Error::Internal(format!("the reply record {key} was not stored")))?;
+    record.created = inserted == 1;
+    Ok(record)
 }
 
 fn instance_queue(
