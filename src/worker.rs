@@ -359,10 +359,10 @@ impl Worker {
     /// store call is one transaction, so replicas agree.
     async fn gate_loop(self: Arc<Self>, shutdown: CancellationToken) {
         let mut expired_at: Option<tokio::time::Instant> = None;
+        // Subscribed before each look, so a wake meanwhile is not lost.
+        let mut notified = Box::pin(self.wake.notified());
+        notified.as_mut().enable();
         loop {
-            let notified = self.wake.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
             // Expiry is a write: once a second, however often the worker is woken.
             if expired_at.is_none_or(|at| at.elapsed() >= GATE_EVERY) {
                 expired_at = Some(tokio::time::Instant::now());
@@ -375,9 +375,11 @@ impl Worker {
             }
             tokio::select! {
                 _ = shutdown.cancelled() => return,
-                _ = &mut notified => {}
+                _ = notified.as_mut() => {}
                 _ = tokio::time::sleep(GATE_EVERY) => {}
             }
+            notified = Box::pin(self.wake.notified());
+            notified.as_mut().enable();
             tokio::select! {
                 _ = shutdown.cancelled() => return,
                 _ = tokio::time::sleep(GATE_MIN_GAP) => {}
