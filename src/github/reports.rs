@@ -827,6 +827,28 @@ mod tests {
     }
 
     #[test]
+    fn a_waiting_deployments_status_says_what_it_waits_for() {
+        let request = crate::deploy::DeployRequest {
+            instance_id: crate::deploy::InstanceId::new(),
+            image: "ghcr.io/acme/web:1".into(),
+            env: Default::default(),
+            strategy: String::new(),
+            notes: String::new(),
+            commit_sha: String::new(),
+            params: Default::default(),
+            noop: false,
+        };
+        let release = Release::from_request("acme", &request);
+        let d = Deployment::pending(&release, "rolling", "octocat");
+        let waiting = "waiting for the lock to end (locked by @alice: incident 42)";
+        let (state, text) = status_line(&d, &release, DeployState::Pending, waiting);
+        assert_eq!(state, "queued");
+        assert_eq!(text, format!("v{} {waiting}", release.version));
+        let (_, text) = status_line(&d, &release, DeployState::Pending, "queued");
+        assert_eq!(text, format!("v{} queued", release.version));
+    }
+
+    #[test]
     fn a_running_reply_is_edited_at_most_every_three_seconds() {
         let request = crate::deploy::DeployRequest {
             instance_id: crate::deploy::InstanceId::new(),

@@ -242,7 +242,8 @@ fn a_reply_is_not_confused_with_a_comment_quoting_a_marker(db: TestDb) {
 /// masked; GitHub shows a `deploy:noop` Deployment whose success leaves the live
 /// deployment active.
 fn a_dry_run_replies_with_its_masked_plan_and_leaves_the_live_deployment_active(db: TestDb) {
-    let bot = start(db);
+    let bot = Bot::start_configured(db, GATED_SCRIPT, "params = [\"REGION\"]");
+    bot.fake.set_permission("acme/web", "octocat", "write");
     bot.open_pull(41, PR_SHA, false, "open");
     bot.open_pull(42, PR_SHA, false, "open");
     release_gate(&bot, 1);
@@ -250,7 +251,7 @@ fn a_dry_run_replies_with_its_masked_plan_and_leaves_the_live_deployment_active(
     assert_eq!(bot.wait_final(&live).state, DeployState::Succeeded);
     wait_reply(&bot, 41, "succeeded");
 
-    let dry = command(&bot, 42, "/noop production", "dry");
+    let dry = command(&bot, 42, "/noop production | REGION=eu-west-1", "dry");
     assert_eq!(bot.wait_final(&dry).state, DeployState::Succeeded);
     let reply = wait_reply(&bot, 42, "Plan output");
     let body = &reply.body;
@@ -263,6 +264,10 @@ fn a_dry_run_replies_with_its_masked_plan_and_leaves_the_live_deployment_active(
         "{body}"
     );
     assert!(body.contains("plan line 35"), "{body}");
+    assert!(
+        body.contains("Parameters: `REGION=eu-west-1`"),
+        "the parameters it ran with: {body}"
+    );
     assert!(body.contains("plan line 10"), "the last 30 lines: {body}");
     assert!(
         !body.contains("plan line 05"),
@@ -301,6 +306,7 @@ fn a_dry_run_replies_with_its_masked_plan_and_leaves_the_live_deployment_active(
         "{noop:#?}"
     );
     assert_eq!(noop.states().last().unwrap(), "success");
+    assert_eq!(noop.payload["deploybot"]["params"]["REGION"], "eu-west-1");
     assert!(noop.statuses.iter().all(|s| s.auto_inactive == Some(false)));
     let deployed = deployments.iter().find(|d| d.task == "deploy").unwrap();
     assert_eq!(
