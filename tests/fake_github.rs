@@ -636,6 +636,61 @@ fn comments_are_created_listed_and_validated() {
 }
 
 #[test]
+fn comments_are_edited_in_place_by_their_author_only() {
+    let github = github();
+    github.add_pull("acme/web", 7, SHA, false, "open");
+    let someone_else = github.add_comment("acme/web", 7, "octocat", "/deploy");
+    let client = Client::new(&github, TOKEN);
+    let created = client.post(
+        "/repos/acme/web/issues/7/comments",
+        json!({"body": "queued"}),
+    );
+    let id = created.json()["id"].as_u64().unwrap();
+    let patch = |comment: u64, body: &str| {
+        let mut headers = client.headers();
+        headers.push(("Content-Type", "application/json"));
+        let path = format!("/repos/acme/web/issues/comments/{comment}");
+        send(client.url, "PATCH", &path, &headers, body)
+    };
+
+    let edited = patch(id, &json!({"body": "running"}).to_string());
+    assert_eq!(edited.status, 200, "{}", edited.body);
+    let answer = edited.json();
+    assert_shape(
+        include_str!("../src/sandbox/openapi/issue-comment.response.json"),
+        &answer,
+    );
+    assert_eq!(answer["id"], id);
+    assert_eq!(answer["body"], "running");
+    assert_eq!(patch(id, &json!({"body": "done"}).to_string()).status, 200);
+
+    // Checked against GitHub's own request schema for the operation.
+    for bad in [json!({}), json!({"body": ""}), json!({"body": 3})] {
+        let refused = patch(id, &bad.to_string());
+        assert_eq!(refused.status, 422, "{bad}");
+        assert_eq!(refused.json()["errors"][0]["field"], "body", "{bad}");
+    }
+    assert_eq!(
+        patch(id + 100, &json!({"body": "x"}).to_string()).status,
+        404
+    );
+    // Nobody edits another user's comment.
+    let refused = patch(someone_else, &json!({"body": "hijacked"}).to_string());
+    assert_eq!(refused.status, 403, "{}", refused.body);
+
+    let comments = github.comments("acme/web", 7);
+    let mine = comments.iter().find(|c| c.id == id).unwrap();
+    assert_eq!(mine.body, "done");
+    assert_eq!(mine.history, ["queued", "running"]);
+    assert_eq!(mine.edits(), 2);
+    let theirs = comments.iter().find(|c| c.id == someone_else).unwrap();
+    assert_eq!((theirs.body.as_str(), theirs.edits()), ("/deploy", 0));
+    assert_eq!(comments.len(), 2, "an edit never adds a comment");
+    let listed = client.get("/repos/acme/web/issues/7/comments").json();
+    assert_eq!(listed[1]["body"], "done");
+}
+
+#[test]
 fn reactions_are_created_once_per_user_and_content() {
     let github = github();
     github.add_pull("acme/web", 7, SHA, false, "open");
