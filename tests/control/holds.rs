@@ -272,14 +272,8 @@ fn two_replicas_agree_on_a_lock(db: TestDb) {
 
 fn a_freeze_holds_a_push_until_it_ends(db: TestDb) {
     let (_keep, dir) = scratch();
-    let start = Utc::now() - chrono::Duration::hours(1);
     let end = (Utc::now() + chrono::Duration::seconds(12)).trunc_subsecs(0);
-    let freeze = format!(
-        "[[instances.freeze]]\nreason = \"release freeze\"\nstart = \"{}\"\nend = \"{}\"\n",
-        start.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-        end.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-    );
-    let bot = Bot::start_configured(db, &recording_script(&dir), &freeze);
+    let bot = Bot::start_configured(db, &recording_script(&dir), &freeze_until(end));
     let id = push_tag(&bot, "v1.0.0", SHA_1);
     let held = wait_waiting(&bot, &id, WaitKind::Freeze);
     let waiting = held.waiting_for.unwrap();
@@ -296,6 +290,41 @@ fn a_freeze_holds_a_push_until_it_ends(db: TestDb) {
         "it ran once the freeze ended"
     );
     assert!(runs(&dir).iter().any(|r| r.ends_with(&image(SHA_1))));
+}
+
+/// A `[[instances.freeze]]` that began an hour ago and ends at `end` (to the second).
+fn freeze_until(end: chrono::DateTime<Utc>) -> String {
+    format!(
+        "[[instances.freeze]]\nreason = \"release freeze\"\nstart = \"{}\"\nend = \"{}\"\n",
+        (end - chrono::Duration::hours(1)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        end.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+    )
+}
+
+fn a_waiting_push_follows_what_holds_it_from_the_freeze_to_a_lock_and_back(db: TestDb) {
+    let (_keep, dir) = scratch();
+    let end = (Utc::now() + chrono::Duration::seconds(12)).trunc_subsecs(0);
+    let bot = Bot::start_configured(db, &recording_script(&dir), &freeze_until(end));
+    let id = push_tag(&bot, "v1.0.0", SHA_1);
+    wait_waiting(&bot, &id, WaitKind::Freeze);
+
+    lock_production(&bot, None);
+    let locked = wait_waiting(&bot, &id, WaitKind::Lock);
+    assert!(
+        locked.waiting_for.unwrap().reason.contains("@alice"),
+        "the push now says the lock holds it"
+    );
+    unlock_production(&bot);
+    let frozen = wait_waiting(&bot, &id, WaitKind::Freeze);
+    assert_eq!(frozen.waiting_for.unwrap().reason, "release freeze");
+    assert!(runs(&dir).is_empty(), "the freeze still holds it");
+    let left = (end - Utc::now() - chrono::Duration::seconds(1))
+        .to_std()
+        .unwrap_or_default();
+    stays_held(&bot, &dir, &id, WaitKind::Freeze, left);
+    let done = bot.wait_final(&id);
+    assert_eq!(done.state, DeployState::Succeeded, "{done:?}");
+    assert!(done.started_at.unwrap() >= end);
 }
 
 /// web-production's settings for the API tests: the accepted parameter, and a token.
@@ -526,6 +555,7 @@ crate::both_backends_owned!(
     a_lock_that_expires_while_the_server_is_down_lets_the_push_run_after_restart,
     two_replicas_agree_on_a_lock,
     a_freeze_holds_a_push_until_it_ends,
+    a_waiting_push_follows_what_holds_it_from_the_freeze_to_a_lock_and_back,
     a_dry_run_plans_and_leaves_the_active_release,
     parameters_reach_the_deploy_command_and_unlisted_ones_are_refused,
     an_automatic_rollback_locks_the_instance_against_pushes,
