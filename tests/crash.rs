@@ -73,6 +73,23 @@ timeout = "10m"
 
 struct Server(Child);
 
+/// Whether the server on `port` answers `GET /healthz` with 200.
+fn answers_http(port: u16) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(1)));
+    if stream
+        .write_all(b"GET /healthz HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+        .is_err()
+    {
+        return false;
+    }
+    let mut head = [0u8; 12];
+    stream.read_exact(&mut head).is_ok() && head.starts_with(b"HTTP/1.") && head.ends_with(b" 200")
+}
+
 impl Server {
     fn start(config: &Path, port: u16) -> Server {
         let child = Command::new(env!("CARGO_BIN_EXE_deploybot"))
@@ -85,8 +102,10 @@ impl Server {
             .stderr(Stdio::inherit())
             .spawn()
             .unwrap();
+        // The port is bound before the database is ready: wait for an HTTP answer, which
+        // comes only once the instances are stored.
         let started = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        while !answers_http(port) {
             assert!(
                 started.elapsed() < Duration::from_secs(30),
                 "server did not start"

@@ -110,7 +110,10 @@ fn client_requests() -> Vec<Request> {
     for (at, _) in code.match_indices("\"/") {
         let literal = &code[at + 1..];
         let path = &literal[..literal.find('"').expect("a closed string")];
-        if !(path.starts_with("/repos/") || path.starts_with("/app/")) {
+        if !["/repos/", "/app/", "/orgs/"]
+            .iter()
+            .any(|prefix| path.starts_with(prefix))
+        {
             continue;
         }
         let path = path.split('?').next().unwrap_or(path).to_string();
@@ -120,6 +123,8 @@ fn client_requests() -> Vec<Request> {
         let function = &code[from..to];
         let method = if function.contains("Method::POST") {
             "POST"
+        } else if function.contains("Method::PATCH") {
+            "PATCH"
         } else if function.contains("Method::GET") || function.contains(".get(") {
             "GET"
         } else {
@@ -133,7 +138,7 @@ fn client_requests() -> Vec<Request> {
 /// The App permission a request needs, by its path; `None` for the App's own endpoints,
 /// called with the App's JWT rather than an installation token.
 fn permission_for(path: &str) -> Option<&'static str> {
-    let rules: [(&str, Option<&str>); 7] = [
+    let rules: [(&str, Option<&str>); 8] = [
         ("/app/", None),
         ("/repos/{}/installation", None),
         ("/repos/{}/deployments", Some("deployments")),
@@ -142,6 +147,8 @@ fn permission_for(path: &str) -> Option<&'static str> {
         ("/repos/{}/pulls/", Some("pull_requests")),
         ("/repos/{}/git/", Some("contents")),
         ("/repos/{}/collaborators/", Some("metadata")),
+        // Whether a deployer listed as `@org/team` is an active member of that team.
+        ("/orgs/{}/teams/", Some("members")),
     ];
     match rules.iter().find(|(prefix, _)| path.starts_with(prefix)) {
         Some((_, permission)) => *permission,
