@@ -18,11 +18,36 @@ fuzz_target!(|data: &[u8]| {
             Ok(Command::Deploy {
                 environment,
                 strategy,
+                params,
+                ..
             }) => {
                 for name in environment.iter().chain(strategy.iter()) {
-                    assert!(!name.is_empty() && name.len() <= 255, "{name:?}");
-                    assert!(!name.contains(['`', '$', ';', ' ', '\n']), "{name:?}");
+                    assert_safe_name(name);
                 }
+                assert_safe_params(&params);
+            }
+            Ok(Command::Noop {
+                environment,
+                params,
+            }) => {
+                environment.iter().for_each(|name| assert_safe_name(name));
+                assert_safe_params(&params);
+            }
+            Ok(Command::Lock {
+                environment,
+                global,
+                reason,
+                ..
+            }) => {
+                assert!(!(global && environment.is_some()), "global lock with {environment:?}");
+                environment.iter().for_each(|name| assert_safe_name(name));
+                if let Some(reason) = reason {
+                    assert!(reason.chars().count() <= 500, "{reason:?}");
+                }
+            }
+            Ok(Command::Unlock { environment, global }) => {
+                assert!(!(global && environment.is_some()), "global unlock with {environment:?}");
+                environment.iter().for_each(|name| assert_safe_name(name));
             }
             Ok(
                 Command::Rollback {
@@ -30,6 +55,7 @@ fuzz_target!(|data: &[u8]| {
                     ..
                 }
                 | Command::Cancel { .. }
+                | Command::Locks
                 | Command::Help,
             ) => {}
             Err(error) => {
@@ -40,3 +66,21 @@ fuzz_target!(|data: &[u8]| {
         }
     }
 });
+
+/// An environment or strategy name the parser lets through can never carry shell or
+/// markdown syntax.
+fn assert_safe_name(name: &str) {
+    assert!(!name.is_empty() && name.len() <= 255, "{name:?}");
+    assert!(!name.contains(['`', '$', ';', ' ', '\n']), "{name:?}");
+}
+
+/// Parameters are single words split at their first `=`: the service checks their names
+/// against the instance's list, so the parser only has to keep them whole and one-line.
+fn assert_safe_params(params: &std::collections::BTreeMap<String, String>) {
+    for (key, value) in params {
+        assert!(!key.is_empty() && !key.contains('='), "{key:?}");
+        for text in [key, value] {
+            assert!(!text.chars().any(char::is_whitespace), "{key}={value:?}");
+        }
+    }
+}
