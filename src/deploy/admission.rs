@@ -16,6 +16,20 @@ use super::{
 
 /// The most characters a parameter's value holds.
 pub const MAX_PARAM_CHARS: usize = 256;
+/// The longest a lock is taken for with a duration; longer is "until unlocked".
+pub const MAX_LOCK_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
+
+/// Characters a one-line text from a person may not hold: control characters, and the
+/// invisible ones that reorder or hide what a reader sees (bidirectional overrides and
+/// isolates, zero-width characters, line and paragraph separators).
+pub fn is_hidden_char(c: char) -> bool {
+    c.is_control()
+        || matches!(c,
+            '\u{200B}'..='\u{200F}'
+            | '\u{2028}'..='\u{202E}'
+            | '\u{2060}'..='\u{2069}'
+            | '\u{FEFF}')
+}
 
 /// The most characters a lock's reason holds.
 pub const MAX_REASON_CHARS: usize = 500;
@@ -162,9 +176,15 @@ impl Service {
         pull_request: Option<u64>,
     ) -> Result<Lock, Error> {
         let reason = reason.trim();
-        if reason.chars().count() > MAX_REASON_CHARS || reason.chars().any(char::is_control) {
+        if reason.chars().count() > MAX_REASON_CHARS || reason.chars().any(is_hidden_char) {
             return Err(Error::InvalidRequest(format!(
-                "the lock's reason is longer than {MAX_REASON_CHARS} characters or holds control characters: shorten it to one line"
+                "the lock's reason is longer than {MAX_REASON_CHARS} characters or holds control or invisible characters: write it as one line of plain text"
+            )));
+        }
+        if ttl.is_some_and(|ttl| ttl > MAX_LOCK_TTL) {
+            return Err(Error::InvalidRequest(format!(
+                "a lock's duration is at most {} days: lock without a duration to hold it until unlocked",
+                MAX_LOCK_TTL.as_secs() / 86_400
             )));
         }
         let now = super::now();

@@ -196,9 +196,10 @@ impl Actor {
         }
     }
 
-    /// Whether this actor holds `lock`.
+    /// Whether this actor holds `lock`. Logins are stored lower-cased (GitHub's are
+    /// case-insensitive); token names are compared exactly, as they are configured.
     pub fn holds(&self, lock: &Lock) -> bool {
-        self.id.eq_ignore_ascii_case(&lock.holder)
+        self.id == lock.holder
     }
 }
 
@@ -343,6 +344,14 @@ mod tests {
             created_at: now(),
             expires_at: None,
         }
+    }
+
+    #[test]
+    fn logins_hold_whatever_their_case_and_token_names_exactly() {
+        assert!(Actor::login("Alice", false).holds(&lock("@alice")));
+        assert!(Actor::token("ci", false).holds(&lock("token:ci")));
+        assert!(!Actor::token("CI", false).holds(&lock("token:ci")));
+        assert!(!Actor::token("alice", true).holds(&lock("@alice")));
     }
 
     fn freeze() -> ActiveFreeze {

@@ -18,7 +18,7 @@ use chrono::{DateTime, SubsecRound, Utc};
 use serde::{Deserialize, Serialize};
 
 pub use crate::id::{DeploymentId, InstanceId, ReleaseId};
-pub use admission::{MAX_PARAM_CHARS, MAX_REASON_CHARS};
+pub use admission::{MAX_LOCK_TTL, MAX_PARAM_CHARS, MAX_REASON_CHARS, is_hidden_char};
 pub use control::{
     ActiveFreeze, Actor, Admission, Ask, AuditEvent, AuditPage, Lock, LockTarget, Origin, WaitKind,
     WaitingFor,

@@ -151,9 +151,11 @@ fn check_params(spec: &InstanceSpec, params: &super::Env) -> Result<(), Error> {
         }
         super::env::check_release_name(name)
             .map_err(|e| Error::InvalidRequest(format!("parameter {name:?}: {e}")))?;
-        if value.chars().count() > super::MAX_PARAM_CHARS || value.chars().any(char::is_control) {
+        if value.chars().count() > super::MAX_PARAM_CHARS
+            || value.chars().any(super::is_hidden_char)
+        {
             return Err(Error::InvalidRequest(format!(
-                "parameter {name}: values are at most {} characters on one line, without control characters",
+                "parameter {name}: values are at most {} characters on one line, without control or invisible characters",
                 super::MAX_PARAM_CHARS
             )));
         }
@@ -339,11 +341,13 @@ impl Service {
         deployment.source = source;
         deployment.noop = request.noop;
         deployment.params = request.params;
+        // A dry run changes nothing, so it cancels nothing a push or a person queued.
+        let supersede = spec.supersede && !deployment.noop;
         Ok(TriggeredDeployment {
             release,
             deployment,
             trigger_key: None,
-            supersede: spec.supersede,
+            supersede,
             new_release: true,
             waits_for_locks: false,
         })
@@ -402,10 +406,11 @@ impl Service {
         reason: &str,
     ) -> Result<Deployment, Error> {
         let reason = reason.trim();
-        if reason.chars().count() > super::MAX_REASON_CHARS || reason.chars().any(char::is_control)
+        if reason.chars().count() > super::MAX_REASON_CHARS
+            || reason.chars().any(super::is_hidden_char)
         {
             return Err(Error::InvalidRequest(format!(
-                "the rollback's reason is longer than {} characters or holds control characters: shorten it to one line",
+                "the rollback's reason is longer than {} characters or holds control or invisible characters: write it as one line of plain text",
                 super::MAX_REASON_CHARS
             )));
         }

@@ -89,11 +89,55 @@ fn stored_row(conn: &mut DbConn, tenant: &str, target: &str) -> Result<Option<Lo
     .map_err(db_error)
 }
 
+/// On PostgreSQL, serialises the takers of locks on one repository for this transaction,
+/// so an instance's lock and its repository's are never taken at once by two holders.
+/// SQLite's writers are serialised already.
+fn serialise_repo(conn: &mut DbConn, tenant: &str, repo: &str) -> Result<(), Error> {
+    if let DbConn::Pg(c) = conn {
+        diesel::sql_query("SELECT pg_advisory_xact_lock(hashtext($1))")
+            .bind::<diesel::sql_types::Text, _>(format!("deploybot-locks:{tenant}:{repo}"))
+            .execute(c)
+            .map_err(db_error)?;
+    }
+    Ok(())
+}
+
+/// A live lock another holder has on the same repository at the other level: the
+/// repository's lock over an instance's, or an instance's lock under a repository's. One
+/// holder at a time, so a lock never lets through what another's holds.
+fn held_across(
+    conn: &mut DbConn,
+    row: &LockRow,
+    now: NaiveDateTime,
+) -> Result<Option<LockRow>, Error> {
+    let repo_key = LockTarget::Repo {
+        repo: row.repo.clone(),
+    }
+    .key();
+    let others = locks::table
+        .filter(locks::tenant_id.eq(&row.tenant_id))
+        .filter(locks::repo.eq(&row.repo))
+        .filter(locks::target.ne(&row.target))
+        .filter(locks::holder.ne(&row.holder))
+        .filter(locks::expires_at.is_null().or(locks::expires_at.gt(now)))
+        .select(LockRow::as_select());
+    let found = if row.target == repo_key {
+        others.order(locks::created_at).first(conn)
+    } else {
+        others.filter(locks::target.eq(&repo_key)).first(conn)
+    };
+    found.optional().map_err(db_error)
+}
+
 fn acquire(conn: &mut DbConn, lock: &Lock) -> Result<Lock, Error> {
     let mut row = LockRow::from_domain(lock)?;
     let now = to_db(deploy::now());
+    serialise_repo(conn, &row.tenant_id, &row.repo)?;
+    if let Some(other) = held_across(conn, &row, now)? {
+        return Err(Error::Locked(other.into_domain()?.describe()));
+    }
     match stored_row(conn, &row.tenant_id, &row.target)? {
-        Some(held) if held.live_at(now) && !held.holder.eq_ignore_ascii_case(&row.holder) => {
+        Some(held) if held.live_at(now) && held.holder != row.holder => {
             Err(Error::Locked(held.into_domain()?.describe()))
         }
         Some(held) => {
@@ -182,8 +226,11 @@ pub(super) fn covering(
     }
     .key();
     let repo = LockTarget::Repo { repo }.key();
+    // Both are held by one holder (taking refuses otherwise); the instance's own lock,
+    // nearer, is the one shown. Were they ever held by two, the repository's would win.
     let mut rows = live_on(conn, tenant, &[own.clone(), repo])?;
-    rows.sort_by_key(|row| row.target != own);
+    let one_holder = rows.windows(2).all(|pair| pair[0].holder == pair[1].holder);
+    rows.sort_by_key(|row| (row.target != own) == one_holder);
     rows.into_iter()
         .next()
         .map(LockRow::into_domain)

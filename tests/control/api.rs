@@ -537,8 +537,214 @@ fn a_freeze_refuses_deploys_unless_an_admin_forces(db: TestDb) {
     assert_eq!(prod["freeze"]["next"]["reason"], "inventory", "{prod}");
 }
 
+/// One holder at a time across a repository and its instances: a global lock keeps others
+/// from locking an instance under it (and deploying through that), and an instance's lock
+/// keeps others from taking the repository's.
+fn a_lock_has_one_holder_across_a_repository_and_its_instances(db: TestDb) {
+    let bot = start(db, "");
+    let lock = |token: &str, instance: &str, body: Value| {
+        call(
+            &bot,
+            token,
+            "PUT",
+            &format!("/v1/instances/{instance}/lock"),
+            body,
+        )
+    };
+    expect(
+        &lock(
+            ALPHA,
+            "web-production",
+            json!({"reason": "release train", "global": true}),
+        ),
+        200,
+    );
+    let under = expect(
+        &lock(BRAVO, "web-staging", json!({"reason": "mine now"})),
+        409,
+    );
+    assert_eq!(under["error"]["code"], "locked", "{under}");
+    assert!(
+        under["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("token:alpha"),
+        "{under}"
+    );
+    expect(&get(&bot, BRAVO, "/v1/instances/web-staging/lock"), 200);
+    let refused = expect(
+        &deploy(
+            &bot,
+            BRAVO,
+            "web-staging",
+            json!({"image": "ghcr.io/acme/web:b"}),
+        ),
+        409,
+    );
+    assert_eq!(refused["error"]["code"], "locked", "{refused}");
+    // The global lock's holder may still lock one instance beneath it.
+    expect(
+        &lock(ALPHA, "web-staging", json!({"reason": "staging too"})),
+        200,
+    );
+    for path in [
+        "/v1/instances/web-staging/lock",
+        "/v1/instances/web-production/lock?global=true",
+    ] {
+        expect(&call(&bot, ALPHA, "DELETE", path, Value::Null), 204);
+    }
+
+    expect(
+        &lock(BRAVO, "web-production", json!({"reason": "hotfix"})),
+        200,
+    );
+    let over = expect(
+        &lock(
+            ALPHA,
+            "web-staging",
+            json!({"reason": "everything", "global": true}),
+        ),
+        409,
+    );
+    assert!(
+        over["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("token:bravo"),
+        "{over}"
+    );
+    let locks = expect(&get(&bot, CHIEF, "/v1/locks"), 200);
+    assert_eq!(locks["items"].as_array().unwrap().len(), 1, "{locks}");
+    assert_eq!(locks["items"][0]["holder"], "token:bravo", "{locks}");
+}
+
+/// A dry run by the lock's holder leaves the tag that waits for the lock waiting, even on
+/// an instance where newer deployments supersede older ones; the tag runs at the unlock.
+fn a_dry_run_supersedes_nothing_that_waits(db: TestDb) {
+    let bot = Bot::start_with(
+        db,
+        "exit 0",
+        &tokens(),
+        false,
+        "params = [\"REGION\"]\nsupersede = true",
+    );
+    expect(
+        &call(
+            &bot,
+            CHIEF,
+            "PUT",
+            "/v1/instances/web-production/lock",
+            json!({"reason": "checking the plan"}),
+        ),
+        200,
+    );
+    let mut tag = crate::bot::fixture("push_tag");
+    tag["ref"] = "refs/tags/v9.0.0".into();
+    tag["after"] = SHA.into();
+    tag["head_commit"]["id"] = SHA.into();
+    let (status, answer) = bot.send("push", &tag, "d-tag-v9");
+    assert_eq!(status, 202, "{answer}");
+    let held = answer["deployments"][0].as_str().unwrap().to_string();
+    crate::bot::wait_until(
+        "the tag to wait for the lock",
+        std::time::Duration::from_secs(30),
+        || bot.deployment(&held).waiting_for.is_some(),
+    );
+
+    let dry = expect(
+        &deploy(
+            &bot,
+            CHIEF,
+            "web-production",
+            json!({"image": "ghcr.io/acme/web:plan", "noop": true}),
+        ),
+        201,
+    );
+    let dry = bot.wait_final(dry["id"].as_str().unwrap());
+    assert_eq!(dry.state.as_str(), "succeeded", "{dry:?}");
+    let waiting = bot.deployment(&held);
+    assert_eq!(waiting.state.as_str(), "pending", "{waiting:?}");
+    assert!(waiting.waiting_for.is_some(), "{waiting:?}");
+
+    expect(
+        &call(
+            &bot,
+            CHIEF,
+            "DELETE",
+            "/v1/instances/web-production/lock",
+            Value::Null,
+        ),
+        204,
+    );
+    let ran = bot.wait_final(&held);
+    assert_eq!(ran.state.as_str(), "succeeded", "{ran:?}");
+}
+
+/// Lock durations are bounded on every path, and a person's one-line texts cannot hide
+/// characters that reorder or conceal what a reader sees.
+fn lock_durations_and_texts_are_bounded(db: TestDb) {
+    let bot = start(db, "");
+    let long = expect(
+        &call(
+            &bot,
+            ALPHA,
+            "PUT",
+            "/v1/instances/web-production/lock",
+            json!({"reason": "forever", "ttl": "31d"}),
+        ),
+        400,
+    );
+    assert!(
+        long["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("30 days"),
+        "{long}"
+    );
+    expect(
+        &call(
+            &bot,
+            ALPHA,
+            "PUT",
+            "/v1/instances/web-production/lock",
+            json!({"reason": "fine \u{202E}enil-eno", "ttl": "1h"}),
+        ),
+        400,
+    );
+    expect(&get(&bot, ALPHA, "/v1/instances/web-production/lock"), 404);
+    let hidden = expect(
+        &deploy(
+            &bot,
+            ALPHA,
+            "web-production",
+            json!({"image": "ghcr.io/acme/web:p", "params": {"REGION": "eu\u{2066}-west"}}),
+        ),
+        400,
+    );
+    assert!(
+        hidden["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("REGION"),
+        "{hidden}"
+    );
+    expect(
+        &call(
+            &bot,
+            ALPHA,
+            "PUT",
+            "/v1/instances/web-production/lock",
+            json!({"reason": "thirty days", "ttl": "30d"}),
+        ),
+        200,
+    );
+}
+
 crate::both_backends_owned!(
     locks_refuse_others_pass_their_holder_and_are_audited,
+    a_lock_has_one_holder_across_a_repository_and_its_instances,
+    a_dry_run_supersedes_nothing_that_waits,
+    lock_durations_and_texts_are_bounded,
     parameters_and_dry_runs_reach_the_deployment,
     a_freeze_refuses_deploys_unless_an_admin_forces,
 );
