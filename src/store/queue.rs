@@ -199,6 +199,38 @@ pub(super) fn activate(
     Ok(())
 }
 
+/// A rollback that succeeded marks the deployment that put the replaced release in place
+/// as rolled back by it.
+fn mark_rolled_back(
+    conn: &mut DbConn,
+    rollback: &Deployment,
+    replaced_release: &str,
+    at: chrono::NaiveDateTime,
+) -> Result<(), Error> {
+    let replaced: Option<String> = deployments::table
+        .filter(deployments::tenant_id.eq(&rollback.tenant_id))
+        .filter(deployments::instance_id.eq(rollback.instance_id.to_string()))
+        .filter(deployments::release_id.eq(replaced_release))
+        .filter(deployments::state.eq(DeployState::Succeeded.as_str()))
+        .filter(deployments::id.ne(rollback.id.to_string()))
+        .order((deployments::finished_at.desc(), deployments::id.desc()))
+        .select(deployments::id)
+        .first(conn)
+        .optional()
+        .map_err(db_error)?;
+    if let Some(replaced) = replaced {
+        diesel::update(deployments::table.filter(deployments::id.eq(&replaced)))
+            .set((
+                deployments::state.eq(DeployState::RolledBack.as_str()),
+                deployments::error.eq(format!("rolled back by {}", rollback.id)),
+                deployments::updated_at.eq(at),
+            ))
+            .execute(conn)
+            .map_err(db_error)?;
+    }
+    Ok(())
+}
+
 pub(super) fn finish(conn: &mut DbConn, d: &Deployment, owner: &str) -> Result<(), Error> {
     let id = d.id.to_string();
     DeployState::Running.check_transition(d.state)?;
@@ -255,28 +287,7 @@ pub(super) fn finish(conn: &mut DbConn, d: &Deployment, owner: &str) -> Result<(
     if d.kind == DeployKind::Rollback
         && let Some(previous) = previous.filter(|p| *p != d.release_id.to_string())
     {
-        // The deployment that put the replaced release in place.
-        let replaced: Option<String> = deployments::table
-            .filter(deployments::tenant_id.eq(&d.tenant_id))
-            .filter(deployments::instance_id.eq(&instance))
-            .filter(deployments::release_id.eq(&previous))
-            .filter(deployments::state.eq(DeployState::Succeeded.as_str()))
-            .filter(deployments::id.ne(&id))
-            .order((deployments::finished_at.desc(), deployments::id.desc()))
-            .select(deployments::id)
-            .first(conn)
-            .optional()
-            .map_err(db_error)?;
-        if let Some(replaced) = replaced {
-            diesel::update(deployments::table.filter(deployments::id.eq(&replaced)))
-                .set((
-                    deployments::state.eq(DeployState::RolledBack.as_str()),
-                    deployments::error.eq(format!("rolled back by {}", d.id)),
-                    deployments::updated_at.eq(at),
-                ))
-                .execute(conn)
-                .map_err(db_error)?;
-        }
+        mark_rolled_back(conn, d, &previous, at)?;
     }
     activate(conn, &d.tenant_id, &instance, &d.release_id.to_string())
 }

@@ -163,11 +163,9 @@ pub(super) fn cancel_form(
 
 /// The actions on an instance: lock or unlock, and roll back to the previous release.
 fn instance_actions(html: &mut Html, page: &InstancePage, session: &Session) {
-    let view = &page.view;
-    let i = &view.instance;
-    let production = view.control.production;
+    let i = &page.view.instance;
+    let production = page.view.control.production;
     let back = format!("/instances/{}", i.id);
-    let global_allowed = page.siblings.iter().all(|name| session.covers(name));
     html.raw("<section class=\"card actions\" id=\"actions\"><h2>Actions</h2>");
     if production {
         html.raw(
@@ -176,84 +174,105 @@ fn instance_actions(html: &mut Html, page: &InstancePage, session: &Session) {
         .text(&i.environment)
         .raw("</code>.</p>");
     }
-    match &view.control.lock {
-        Some(lock) => {
-            let global = matches!(lock.target, LockTarget::Repo { .. });
-            form_start(
-                html,
-                "unlock",
-                &format!("/instances/{}/unlock", i.id),
-                session,
-                &back,
-            );
-            if global {
-                html.raw("<input type=\"hidden\" name=\"global\" value=\"on\">");
-            }
-            match (&page.global_confirm, global) {
-                (Some(environment), true) => confirm_field(html, environment, true),
-                _ => confirm_field(html, &i.environment, production),
-            }
-            let yours = lock
-                .holder
-                .eq_ignore_ascii_case(&format!("token:{}", session.name));
-            html.raw("<button type=\"submit\">")
-                .raw(if yours {
-                    "Unlock"
-                } else {
-                    "Unlock (the lock is someone else's)"
-                })
-                .raw("</button></form>\n");
-        }
-        None => {
-            form_start(
-                html,
-                "lock",
-                &format!("/instances/{}/lock", i.id),
-                session,
-                &back,
-            );
-            html.raw("<label>Reason <input name=\"reason\" maxlength=\"500\" placeholder=\"incident 42\"></label>")
-                .raw("<label>For <input name=\"duration\" placeholder=\"2h (empty: until unlocked)\" size=\"24\"></label>");
-            let offer_global = global_allowed && page.siblings.len() > 1;
-            if offer_global {
-                html.raw("<label class=\"check\"><input type=\"checkbox\" name=\"global\" value=\"on\"> every environment of ")
-                    .text(&i.repo)
-                    .raw("</label>");
-            }
-            match &page.global_confirm {
-                Some(environment) if offer_global && !production => {
-                    global_confirm_field(html, environment)
-                }
-                _ => confirm_field(html, &i.environment, production),
-            }
-            html.raw("<button type=\"submit\">Lock</button></form>\n");
-        }
+    match &page.view.control.lock {
+        Some(lock) => unlock_form(html, page, session, lock, &back),
+        None => lock_form(html, page, session, &back),
     }
     match &page.previous {
-        Some(previous) => {
-            form_start(
-                html,
-                "rollback",
-                &format!("/instances/{}/rollback", i.id),
-                session,
-                &back,
-            );
-            html.raw("<label>Reason <input name=\"reason\" maxlength=\"500\" placeholder=\"errors after v")
-                .text(view.active.as_ref().map_or(0, |r| r.version))
-                .raw("\"></label>");
-            if session.role >= Role::Admin {
-                html.raw("<label class=\"check\"><input type=\"checkbox\" name=\"force\" value=\"on\"> force (pass a lock or freeze; recorded)</label>");
-            }
-            confirm_field(html, &i.environment, production);
-            html.raw("<button type=\"submit\" class=\"danger\">Roll back to v")
-                .text(previous.version)
-                .raw("</button></form>\n");
-        }
+        Some(previous) => rollback_form(html, page, session, previous.version, &back),
         None => {
             html.raw("<p class=\"muted\">No previous release to roll back to.</p>");
         }
     }
     html.raw("</section>\n");
+}
+
+/// Release the lock covering the instance; a lock on every environment is released as one.
+fn unlock_form(html: &mut Html, page: &InstancePage, session: &Session, lock: &Lock, back: &str) {
+    let i = &page.view.instance;
+    let production = page.view.control.production;
+    let global = matches!(lock.target, LockTarget::Repo { .. });
+    form_start(
+        html,
+        "unlock",
+        &format!("/instances/{}/unlock", i.id),
+        session,
+        back,
+    );
+    if global {
+        html.raw("<input type=\"hidden\" name=\"global\" value=\"on\">");
+    }
+    match (&page.global_confirm, global) {
+        (Some(environment), true) => confirm_field(html, environment, true),
+        _ => confirm_field(html, &i.environment, production),
+    }
+    let yours = lock
+        .holder
+        .eq_ignore_ascii_case(&format!("token:{}", session.name));
+    html.raw("<button type=\"submit\">")
+        .raw(if yours {
+            "Unlock"
+        } else {
+            "Unlock (the lock is someone else's)"
+        })
+        .raw("</button></form>\n");
+}
+
+/// Lock the instance, or every environment of its repository when the session covers them
+/// all.
+fn lock_form(html: &mut Html, page: &InstancePage, session: &Session, back: &str) {
+    let i = &page.view.instance;
+    let production = page.view.control.production;
+    let global_allowed = page.siblings.iter().all(|name| session.covers(name));
+    form_start(
+        html,
+        "lock",
+        &format!("/instances/{}/lock", i.id),
+        session,
+        back,
+    );
+    html.raw("<label>Reason <input name=\"reason\" maxlength=\"500\" placeholder=\"incident 42\"></label>")
+        .raw("<label>For <input name=\"duration\" placeholder=\"2h (empty: until unlocked)\" size=\"24\"></label>");
+    let offer_global = global_allowed && page.siblings.len() > 1;
+    if offer_global {
+        html.raw("<label class=\"check\"><input type=\"checkbox\" name=\"global\" value=\"on\"> every environment of ")
+            .text(&i.repo)
+            .raw("</label>");
+    }
+    match &page.global_confirm {
+        Some(environment) if offer_global && !production => global_confirm_field(html, environment),
+        _ => confirm_field(html, &i.environment, production),
+    }
+    html.raw("<button type=\"submit\">Lock</button></form>\n");
+}
+
+/// Roll the instance back to its previous release; admins may force past a lock or freeze.
+fn rollback_form(
+    html: &mut Html,
+    page: &InstancePage,
+    session: &Session,
+    previous_version: i64,
+    back: &str,
+) {
+    let view = &page.view;
+    let i = &view.instance;
+    form_start(
+        html,
+        "rollback",
+        &format!("/instances/{}/rollback", i.id),
+        session,
+        back,
+    );
+    html.raw("<label>Reason <input name=\"reason\" maxlength=\"500\" placeholder=\"errors after v")
+        .text(view.active.as_ref().map_or(0, |r| r.version))
+        .raw("\"></label>");
+    if session.role >= Role::Admin {
+        html.raw("<label class=\"check\"><input type=\"checkbox\" name=\"force\" value=\"on\"> force (pass a lock or freeze; recorded)</label>");
+    }
+    confirm_field(html, &i.environment, view.control.production);
+    html.raw("<button type=\"submit\" class=\"danger\">Roll back to v")
+        .text(previous_version)
+        .raw("</button></form>\n");
 }
 
 /// `/instances/{id}`: the instance's lock and freezes, live release, actions, latest
