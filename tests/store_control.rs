@@ -163,9 +163,14 @@ fn a_lock_is_renewed_by_its_holder_and_refused_to_others(db: &TestDb) {
         "{refused:?}"
     );
 
-    // The holder (in any case) renews it: reason, expiry and pull request are replaced,
-    // when it was taken is kept.
-    let mut renewal = instance_lock(&web, "@ALICE");
+    // Holders are compared exactly: logins arrive lower-cased, and token names, which
+    // are configured, differ when their case does.
+    let other_case = db.store.acquire_lock(&instance_lock(&web, "@ALICE"));
+    assert!(matches!(&other_case, Err(Error::Locked(_))), "{other_case:?}");
+
+    // The holder renews it: reason, expiry and pull request are replaced, when it was
+    // taken is kept.
+    let mut renewal = instance_lock(&web, "@alice");
     renewal.reason = "release freeze for the demo".into();
     renewal.expires_at = Some(deploy::now() + Duration::hours(2));
     renewal.pull_request = Some(7);
@@ -174,7 +179,7 @@ fn a_lock_is_renewed_by_its_holder_and_refused_to_others(db: &TestDb) {
     assert_eq!(renewed.reason, "release freeze for the demo");
     assert_eq!(renewed.expires_at, renewal.expires_at);
     assert_eq!(renewed.pull_request, Some(7));
-    assert!(renewed.holder.eq_ignore_ascii_case("@alice"));
+    assert_eq!(renewed.holder, "@alice");
 
     let target = LockTarget::Instance {
         instance_id: web.id,
@@ -294,9 +299,16 @@ fn a_repository_lock_covers_its_instances_and_an_instance_lock_comes_first(db: &
         Err(Error::NotFound { .. })
     ));
 
+    // Under another's repository lock, no one else locks an instance.
+    let under = db.store.acquire_lock(&instance_lock(&staging, "@bob"));
+    assert!(
+        matches!(&under, Err(Error::Locked(m)) if m.contains("@alice")),
+        "{under:?}"
+    );
+    // Its holder may, and the instance's own lock is the one shown there.
     let own = db
         .store
-        .acquire_lock(&instance_lock(&staging, "@bob"))
+        .acquire_lock(&instance_lock(&staging, "@alice"))
         .unwrap();
     assert_eq!(
         db.store.lock_covering("acme", staging.id).unwrap(),
@@ -305,6 +317,22 @@ fn a_repository_lock_covers_its_instances_and_an_instance_lock_comes_first(db: &
     assert_eq!(
         db.store.lock_covering("acme", production.id).unwrap(),
         Some(global)
+    );
+    // An instance's lock keeps another from taking its repository's.
+    db.store
+        .release_lock(
+            "acme",
+            &LockTarget::Repo {
+                repo: "acme/web".into(),
+            },
+        )
+        .unwrap();
+    let over = db
+        .store
+        .acquire_lock(&repo_lock("acme", "acme/web", "@bob"));
+    assert!(
+        matches!(&over, Err(Error::Locked(m)) if m.contains("@alice")),
+        "{over:?}"
     );
 }
 
