@@ -2,7 +2,9 @@
 //! GitHub on both databases: a lock refuses everyone but its holder, `--force` is a
 //! deployer's alone and is recorded, freezes refuse deploys, parameters reach the
 //! deployment, dry runs are queued as dry runs, the configured prefix is the only one
-//! heard, a replayed `/lock` acts once, and a closed pull request gives its locks back.
+//! heard and replies write commands with it, a replayed `/lock` acts once, a closed pull
+//! request gives its locks back, a global lock needs leave on every environment, and a
+//! lock's reason in a reply mentions nobody.
 
 use std::time::Duration;
 
@@ -136,6 +138,46 @@ fn production_lock(bot: &Bot) -> Option<deploybot::deploy::Lock> {
     bot.db.store.get_lock("acme", &target).unwrap()
 }
 
+/// What GitHub renders of `markdown` outside inline code spans: there a mention mentions
+/// and an image loads. A run of backticks opens a span that the next run of the same
+/// length closes.
+fn outside_code(markdown: &str) -> String {
+    let mut out = String::new();
+    let mut rest = markdown;
+    while let Some(at) = rest.find('`') {
+        out.push_str(&rest[..at]);
+        let run = rest[at..].chars().take_while(|&c| c == '`').count();
+        let after = &rest[at + run..];
+        let fence = "`".repeat(run);
+        let close = after.char_indices().map(|(i, _)| i).find(|&i| {
+            after[i..].starts_with(&fence)
+                && !after[i + run..].starts_with('`')
+                && !after[..i].ends_with('`')
+        });
+        match close {
+            Some(i) => rest = &after[i + run..],
+            None => {
+                out.push_str(&rest[at..at + run]);
+                rest = after;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Restarts the bot with web-staging taking commands too, its deployers `staging` (a TOML
+/// value).
+fn with_staging_deployers(bot: &mut Bot, staging: &str) {
+    bot.sigterm();
+    let path = bot.dir().join("deploybot.toml");
+    let config = std::fs::read_to_string(&path).unwrap();
+    assert!(config.contains("commands = false"), "{config}");
+    let config = config.replace("commands = false", &format!("deployers = {staging}"));
+    std::fs::write(&path, config).unwrap();
+    bot.restart();
+}
+
 /// alice locks production with a reason and an end; bob's deploy is refused with all
 /// three; alice deploys through her own lock; `/locks` shows it; bob may unlock it, and
 /// the reply says whose lock it was.
@@ -254,6 +296,88 @@ fn a_global_lock_holds_every_environment_of_the_repository(db: TestDb) {
     assert_eq!(done.state, DeployState::Succeeded, "{done:?}");
 }
 
+/// A global lock holds every environment, so it takes leave to use each: alice, a
+/// deployer of production but not of staging (bob's), is refused `/lock --global` with a
+/// reply naming staging and bob, nothing is locked, and the refusal is in the audit trail.
+/// carol, a deployer of both, takes it; alice cannot release it either.
+fn a_global_lock_is_refused_to_one_not_allowed_on_every_environment(db: TestDb) {
+    let mut bot = Bot::start_configured(db, QUICK, r#"deployers = ["alice", "carol"]"#);
+    with_staging_deployers(&mut bot, r#"["bob", "carol"]"#);
+    allow_everyone(&bot);
+    let whole = LockTarget::Repo {
+        repo: "acme/web".into(),
+    };
+
+    let alices = say(&bot, 42, "alice", "/lock --global --reason release");
+    let refusal = reply_with(
+        &bot,
+        42,
+        &["@alice cannot lock every environment of acme/web"],
+    );
+    assert!(
+        refusal.contains("`staging`") && refusal.contains("`bob`"),
+        "{refusal}"
+    );
+    assert!(!refusal.contains("`production`"), "{refusal}");
+    wait_until("alice's 😕", Duration::from_secs(30), || {
+        bot.fake
+            .reactions("acme/web", alices)
+            .contains(&"confused".to_string())
+    });
+    assert!(bot.db.store.get_lock("acme", &whole).unwrap().is_none());
+    assert!(bot.db.store.list_locks("acme").unwrap().is_empty());
+    let refused = audited(&bot, "@alice", "refused");
+    assert_eq!(refused.len(), 1, "{:#?}", audit(&bot));
+    assert!(
+        refused[0].detail.contains("web-staging"),
+        "{:?}",
+        refused[0]
+    );
+
+    say(&bot, 42, "carol", "/lock --global --reason release");
+    reply_with(
+        &bot,
+        42,
+        &["Locked every environment of acme/web", "@carol"],
+    );
+
+    say(&bot, 42, "alice", "/unlock --global");
+    let refusal = reply_with(
+        &bot,
+        42,
+        &["@alice cannot unlock every environment of acme/web"],
+    );
+    assert!(refusal.contains("`staging`"), "{refusal}");
+    let held = bot.db.store.get_lock("acme", &whole).unwrap();
+    assert_eq!(held.map(|l| l.holder), Some("@carol".to_string()));
+    assert_eq!(audited(&bot, "@alice", "refused").len(), 2);
+}
+
+/// A lock's reason is the commenter's text: its confirmation, another's refusal and
+/// `/locks` show it as code, so it mentions nobody and loads no image.
+fn a_lock_reason_in_replies_mentions_nobody_and_loads_nothing(db: TestDb) {
+    let bot = start(db, "");
+    say(
+        &bot,
+        42,
+        "alice",
+        "/lock production --reason @everyone ![x](http://127.0.0.1/x.png)",
+    );
+    let locked = reply_with(&bot, 42, &["Locked `production`", "@everyone"]);
+    say(&bot, 42, "bob", "/deploy production");
+    let refused = reply_with(&bot, 42, &["@bob cannot deploy `production`", "@everyone"]);
+    say(&bot, 42, "bob", "/locks");
+    let listed = reply_with(&bot, 42, &["Locks and freezes of acme/web", "@everyone"]);
+    for reply in [locked, refused, listed] {
+        let shown = outside_code(&reply);
+        assert!(shown.contains("locked by @alice"), "{reply}");
+        assert!(
+            !shown.contains("@everyone") && !shown.contains("!["),
+            "{reply}"
+        );
+    }
+}
+
 /// With `command_prefix = "."`, `.deploy` deploys and `/deploy` is an ordinary line.
 fn the_configured_prefix_is_the_only_one_heard(db: TestDb) {
     let mut bot = Bot::start_configured(db, QUICK, "");
@@ -273,6 +397,28 @@ fn the_configured_prefix_is_the_only_one_heard(db: TestDb) {
     let help = reply_with(&bot, 42, &["deploybot commands"]);
     assert!(help.contains("`.deploy"), "{help}");
     assert!(!help.contains("`/deploy"), "{help}");
+    assert!(
+        deployed.source.trigger.starts_with(".deploy on #42"),
+        "{:?}",
+        deployed.source
+    );
+
+    bot.wait_final(&deployed.id.to_string());
+    say(&bot, 42, "alice", ".lock production");
+    reply_with(&bot, 42, &["Locked `production`"]);
+    let mut tag = fixture("push_tag");
+    tag["ref"] = "refs/tags/v1.0.0".into();
+    tag["after"] = PR_SHA.into();
+    tag["head_commit"]["id"] = PR_SHA.into();
+    let (status, answer) = bot.send("push", &tag, "tag-v1");
+    assert_eq!(status, 202, "{answer}");
+    nth_deployment(&bot, 2);
+    say(&bot, 42, "alice", ".cancel production");
+    let nothing = reply_with(&bot, 42, &["Nothing to cancel on `production`"]);
+    assert!(
+        nothing.contains("`.cancel production --queued`"),
+        "{nothing}"
+    );
 }
 
 /// `| KEY=VALUE` reaches the deployment's parameters; a name the environment does not
@@ -496,6 +642,8 @@ fn a_freeze_refuses_deploys_unless_a_deployer_forces_one(db: TestDb) {
 both_backends_owned!(
     a_lock_refuses_everyone_but_its_holder_until_unlocked,
     a_global_lock_holds_every_environment_of_the_repository,
+    a_global_lock_is_refused_to_one_not_allowed_on_every_environment,
+    a_lock_reason_in_replies_mentions_nobody_and_loads_nothing,
     the_configured_prefix_is_the_only_one_heard,
     parameters_reach_the_deployment_and_unknown_names_are_refused,
     noop_queues_a_dry_run,

@@ -33,7 +33,8 @@ pub(super) async fn handle(
     let environment = target.cfg.environment.as_str();
     let Cancellable { ids, waiting } = cancellable(run, target, queued).await?;
     if ids.is_empty() {
-        let text = nothing_to_cancel(environment, queued, waiting);
+        let prefix = run.cx.config.command_prefix;
+        let text = nothing_to_cancel(environment, queued, waiting, prefix);
         return run.refuse_or_reply(target.step, text, false).await;
     }
     let effect = CommentEffect::Cancel {
@@ -54,8 +55,8 @@ pub(super) async fn handle(
             &format!("@{}", run.job.user.to_ascii_lowercase()),
             "cancel",
             format!(
-                "/cancel on #{} of deployment {} on {environment}",
-                run.job.pr, d.id
+                "{}cancel on #{} of deployment {} on {environment}",
+                run.cx.config.command_prefix, run.job.pr, d.id
             ),
         );
         event.instance_id = Some(d.instance_id);
@@ -111,13 +112,14 @@ async fn cancellable(
     })
 }
 
-/// The reply when there is nothing to cancel, pointing at `--queued` when deployments wait.
-fn nothing_to_cancel(environment: &str, queued: bool, waiting: usize) -> String {
+/// The reply when there is nothing to cancel, pointing at `--queued` (with the command
+/// prefix in use) when deployments wait.
+fn nothing_to_cancel(environment: &str, queued: bool, waiting: usize, prefix: char) -> String {
     if queued {
         format!("Nothing to cancel on `{environment}`: no deployment is queued.")
     } else if waiting > 0 {
         format!(
-            "Nothing to cancel on `{environment}`: no deployment is running. {waiting} wait in the queue: `/cancel {environment} --queued` cancels them."
+            "Nothing to cancel on `{environment}`: no deployment is running. {waiting} wait in the queue: `{prefix}cancel {environment} --queued` cancels them."
         )
     } else {
         format!("Nothing to cancel on `{environment}`: no deployment is running.")

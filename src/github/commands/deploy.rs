@@ -41,6 +41,32 @@ pub(super) struct Ask {
     pub(super) noop: bool,
 }
 
+impl Ask {
+    /// `/deploy`'s.
+    pub(super) fn deploy(
+        strategy: &Option<String>,
+        force: bool,
+        params: &BTreeMap<String, String>,
+    ) -> Self {
+        Ask {
+            strategy: strategy.clone(),
+            force,
+            params: params.clone(),
+            noop: false,
+        }
+    }
+
+    /// `/noop`'s: a dry run, never forced.
+    pub(super) fn noop(params: &BTreeMap<String, String>) -> Self {
+        Ask {
+            strategy: None,
+            force: false,
+            params: params.clone(),
+            noop: true,
+        }
+    }
+}
+
 /// Queues the head the pull request had when the comment was written, or refuses.
 pub(super) async fn handle(
     run: &CommentRun<'_>,
@@ -88,7 +114,8 @@ pub(super) async fn handle(
             env: Default::default(),
             strategy: strategy.unwrap_or_default(),
             notes: format!(
-                "/{command} on #{} by @{} ({})",
+                "{}{command} on #{} by @{} ({})",
+                run.cx.config.command_prefix,
                 job.pr,
                 job.user,
                 short(&pull.head_sha)

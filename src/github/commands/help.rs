@@ -4,6 +4,7 @@
 use chrono::Utc;
 
 use super::lock::freezes;
+use super::markdown;
 use super::route::with_prefix;
 use super::run::{CommentRun, Stop};
 use crate::config::InstanceConfig;
@@ -54,7 +55,7 @@ pub(super) async fn handle(
         .iter()
         .find(|l| l.repo.eq_ignore_ascii_case(repo) && matches!(l.target, LockTarget::Repo { .. }))
     {
-        lines.push(format!("- every environment: {}", whole.describe()));
+        lines.push(format!("- every environment: {}", markdown::lock(whole)));
     }
     for cfg in instances {
         let mut line = format!("- `{}`", cfg.environment);
@@ -72,7 +73,7 @@ pub(super) async fn handle(
         if let Some(lock) = held.iter().find(
             |l| matches!(&l.target, LockTarget::Instance { instance_id } if *instance_id == instance.id),
         ) {
-            parts.push(lock.describe());
+            parts.push(markdown::lock(lock));
         }
         if !parts.is_empty() {
             line.push_str(": ");

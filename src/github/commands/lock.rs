@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 
+use super::markdown;
 use super::run::{Checks, CommentRun, Forks, Stop, Target};
 use crate::config::InstanceConfig;
 use crate::deploy::{Error, Lock, LockTarget};
@@ -68,10 +69,17 @@ pub(super) async fn lock(
         )
         .await;
     let (text, refused) = match taken {
-        Ok(lock) => (format!("🔒 Locked {what}: {}.", lock.describe()), false),
+        Ok(lock) => (
+            format!("🔒 Locked {what}: {}.", markdown::lock(&lock)),
+            false,
+        ),
         Err(Error::Unavailable(e)) => return Err(Stop::unavailable(e)),
         Err(Error::Locked(why)) => (
-            format!("@{} cannot lock {what}: it is already {why}", run.job.user),
+            format!(
+                "@{} cannot lock {what}: it is already {}",
+                run.job.user,
+                run.locked(&why).await?
+            ),
             true,
         ),
         Err(Error::InvalidRequest(why)) => (format!("Could not lock {what}: {why}"), true),
@@ -100,7 +108,7 @@ pub(super) async fn unlock(
     let text = match released {
         Some(lock) => format!(
             "🔓 Unlocked {what} (it was {}). A push that waited for it deploys now.",
-            lock.describe()
+            markdown::lock(&lock)
         ),
         None if global => format!("{what} is not locked as a whole: nothing to unlock."),
         None => format!("{what} is not locked: nothing to unlock."),
@@ -165,8 +173,8 @@ pub(super) async fn overview(
 /// A lock in words, with the pull request it was taken from.
 fn from_pull(lock: &Lock) -> String {
     match lock.pull_request {
-        Some(pr) => format!("{} (from #{pr})", lock.describe()),
-        None => lock.describe(),
+        Some(pr) => format!("{} (from #{pr})", markdown::lock(lock)),
+        None => markdown::lock(lock),
     }
 }
 

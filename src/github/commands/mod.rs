@@ -18,6 +18,7 @@ mod deploy;
 mod deployers;
 mod help;
 mod lock;
+mod markdown;
 mod parser;
 mod rollback;
 mod route;

@@ -14,6 +14,8 @@ use std::time::Duration;
 
 use pulldown_cmark::{Event, Options, Parser, Tag, TagEnd};
 
+use super::markdown::code_span;
+
 /// The longest a `/lock --for` lasts.
 pub const MAX_LOCK_FOR: Duration = Duration::from_secs(30 * 24 * 3600);
 
@@ -731,23 +733,10 @@ fn plain(text: &str) -> String {
     }
 }
 
-/// User text as a markdown code span that nothing inside can close early (the fence is
-/// longer than any run of backticks in it), so it renders literally and mentions nobody.
+/// User text, cut to [`QUOTE_LIMIT`] characters, as a markdown code span that nothing
+/// inside can close early, so it renders literally and mentions nobody.
 fn code(text: &str) -> String {
-    let text = plain(text);
-    let mut longest = 0;
-    let mut run = 0;
-    for c in text.chars() {
-        run = if c == '`' { run + 1 } else { 0 };
-        longest = longest.max(run);
-    }
-    let fence = "`".repeat(longest + 1);
-    let pad = if text.starts_with('`') || text.ends_with('`') {
-        " "
-    } else {
-        ""
-    };
-    format!("{fence}{pad}{text}{pad}{fence}")
+    code_span(&plain(text))
 }
 
 #[cfg(test)]

@@ -114,6 +114,8 @@ fn step(
     prefix: char,
 ) -> CommentCommand {
     let command = match parsed {
+        Ok(Command::Help) => return CommentCommand::Help,
+        Ok(Command::Locks) => return CommentCommand::Locks,
         Ok(command) => command,
         Err(error) => {
             return CommentCommand::Invalid {
@@ -121,10 +123,19 @@ fn step(
             };
         }
     };
-    let environment = match &command {
-        Command::Help => return CommentCommand::Help,
-        Command::Locks => return CommentCommand::Locks,
-        // A repository-wide lock is kept under any of its instances.
+    match instance(environment(&command, instances), instances, repo, choices) {
+        Ok(instance) => resolved(command, instance.name.clone()),
+        Err(message) => CommentCommand::Invalid {
+            message: with_prefix(&message, prefix),
+        },
+    }
+}
+
+/// The environment a command names, if any. A repository-wide lock is kept under any of
+/// the repository's instances; who may take it is checked against every one of them when
+/// the command runs.
+fn environment<'a>(command: &'a Command, instances: &[&'a InstanceConfig]) -> Option<&'a str> {
+    match command {
         Command::Lock { global: true, .. } | Command::Unlock { global: true, .. } => {
             instances.first().map(|i| i.environment.as_str())
         }
@@ -134,15 +145,12 @@ fn step(
         | Command::Cancel { environment, .. }
         | Command::Lock { environment, .. }
         | Command::Unlock { environment, .. } => environment.as_deref(),
-    };
-    let instance = match instance(environment, instances, repo, choices) {
-        Ok(instance) => instance.name.clone(),
-        Err(message) => {
-            return CommentCommand::Invalid {
-                message: with_prefix(&message, prefix),
-            };
-        }
-    };
+        Command::Help | Command::Locks => None,
+    }
+}
+
+/// The stored form of a command on `instance`.
+fn resolved(command: Command, instance: String) -> CommentCommand {
     match command {
         Command::Deploy {
             strategy,

@@ -6,10 +6,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{cancel, deploy, deployers, help, lock, rollback};
+use super::{cancel, deploy, deployers, help, lock, markdown, rollback};
 use crate::config::InstanceConfig;
 use crate::deploy::service::blocking;
-use crate::deploy::{Actor, Error, Source, TriggeredDeployment};
+use crate::deploy::{Actor, AuditEvent, Error, Source, TriggeredDeployment};
 use crate::github::client::{GithubClient, PullRequest};
 use crate::github::context::Context;
 use crate::github::outbox::{
@@ -241,30 +241,14 @@ impl CommentRun<'_> {
                 force,
                 params,
             } => {
-                let checked = self.target(step, instance, &deploy::CHECKS, commenter);
-                let Some(target) = checked.await? else {
-                    return Ok(());
-                };
-                let ask = deploy::Ask {
-                    strategy: strategy.clone(),
-                    force: *force,
-                    params: params.clone(),
-                    noop: false,
-                };
-                deploy::handle(self, &target, ask).await
+                let ask = deploy::Ask::deploy(strategy, *force, params);
+                self.deploy(step, instance, &deploy::CHECKS, ask, commenter)
+                    .await
             }
             CommentCommand::Noop { instance, params } => {
-                let checked = self.target(step, instance, &deploy::NOOP_CHECKS, commenter);
-                let Some(target) = checked.await? else {
-                    return Ok(());
-                };
-                let ask = deploy::Ask {
-                    strategy: None,
-                    force: false,
-                    params: params.clone(),
-                    noop: true,
-                };
-                deploy::handle(self, &target, ask).await
+                let ask = deploy::Ask::noop(params);
+                self.deploy(step, instance, &deploy::NOOP_CHECKS, ask, commenter)
+                    .await
             }
             CommentCommand::Rollback {
                 instance,
@@ -284,7 +268,7 @@ impl CommentRun<'_> {
                 for_secs,
                 reason,
             } => {
-                let checked = self.target(step, instance, &lock::CHECKS, commenter);
+                let checked = self.lock_target(step, instance, *global, &lock::CHECKS, commenter);
                 let Some(target) = checked.await? else {
                     return Ok(());
                 };
@@ -292,7 +276,8 @@ impl CommentRun<'_> {
                 lock::lock(self, &target, *global, ttl, reason.as_deref()).await
             }
             CommentCommand::Unlock { instance, global } => {
-                let checked = self.target(step, instance, &lock::UNLOCK_CHECKS, commenter);
+                let checks = &lock::UNLOCK_CHECKS;
+                let checked = self.lock_target(step, instance, *global, checks, commenter);
                 let Some(target) = checked.await? else {
                     return Ok(());
                 };
@@ -307,6 +292,21 @@ impl CommentRun<'_> {
                 cancel::handle(self, &target, *queued).await
             }
         }
+    }
+
+    /// `/deploy` or `/noop` on `instance`, once the shared checks pass.
+    async fn deploy(
+        &self,
+        step: i32,
+        instance: &str,
+        checks: &Checks,
+        ask: deploy::Ask,
+        commenter: &mut Commenter<'_>,
+    ) -> Result<(), Stop> {
+        let Some(target) = self.target(step, instance, checks, commenter).await? else {
+            return Ok(());
+        };
+        deploy::handle(self, &target, ask).await
     }
 
     /// The checks every command on an environment passes first: the instance is still
@@ -335,30 +335,129 @@ impl CommentRun<'_> {
             );
             return self.refused(step, text).await;
         }
-        let may_force = !cfg.deployers.is_empty()
-            && deployers::is_deployer(
-                commenter.client,
-                &job.repo,
-                job.installation_id,
-                cfg,
-                &job.user,
-            )
-            .await
-            .map_err(Stop::from_api)?;
+        let may_force = self.is_deployer(commenter, cfg).await?;
         if !cfg.deployers.is_empty() && !may_force {
             let text = format!(
                 "@{} cannot {verb} `{}`: only its deployers may ({}).",
                 job.user,
                 cfg.environment,
-                cfg.deployers
-                    .iter()
-                    .map(|d| format!("`{}`", d.replace('`', "")))
-                    .collect::<Vec<_>>()
-                    .join(", "),
+                deployer_list(cfg),
             );
             return self.refused(step, text).await;
         }
-        // The pull request is read once per comment, by its first command that gets here.
+        let pull = self.pull(commenter).await?;
+        if let Some(text) = pull_refusal(job, cfg, checks, pull) {
+            return self.refused(step, text).await;
+        }
+        Ok(Some(Target {
+            step,
+            cfg,
+            pull,
+            may_force,
+        }))
+    }
+
+    /// [`Self::target`] for `/lock` and `/unlock`. A global lock holds every environment
+    /// of the repository, so with `global` the commenter must first be allowed on each.
+    async fn lock_target<'c>(
+        &'c self,
+        step: i32,
+        instance: &str,
+        global: bool,
+        checks: &Checks,
+        commenter: &'c mut Commenter<'_>,
+    ) -> Result<Option<Target<'c>>, Stop> {
+        if global
+            && !self
+                .allowed_everywhere(step, checks.verb, commenter)
+                .await?
+        {
+            return Ok(None);
+        }
+        self.target(step, instance, checks, commenter).await
+    }
+
+    /// Whether the commenter may use every configured environment of the repository (its
+    /// permission and its `deployers`), as a global lock needs. When not, the refusal is
+    /// recorded, naming each environment and who may, and it is in the audit trail.
+    async fn allowed_everywhere(
+        &self,
+        step: i32,
+        verb: &str,
+        commenter: &Commenter<'_>,
+    ) -> Result<bool, Stop> {
+        let job = self.job;
+        let tenant = self.item.tenant_id.as_str();
+        let mut refused = Vec::new();
+        let mut names = Vec::new();
+        for cfg in self.cx.config.instances.iter().filter(|i| {
+            i.repo.eq_ignore_ascii_case(&job.repo) && i.tenant().eq_ignore_ascii_case(tenant)
+        }) {
+            let why = if !commenter.allows(cfg) {
+                let needed = cfg.allowed_permissions.join(", ");
+                format!("`{}` (that needs {needed} permission)", cfg.environment)
+            } else if !cfg.deployers.is_empty() && !self.is_deployer(commenter, cfg).await? {
+                let who = deployer_list(cfg);
+                format!("`{}` (only its deployers may: {who})", cfg.environment)
+            } else {
+                continue;
+            };
+            refused.push(why);
+            names.push(cfg.name.as_str());
+        }
+        if refused.is_empty() {
+            return Ok(true);
+        }
+        let text = format!(
+            "@{} cannot {verb} every environment of {}: a global lock holds all of them, and you may not {verb} {}. Only someone allowed on every environment may.",
+            job.user,
+            job.repo,
+            refused.join(", "),
+        );
+        let items = vec![self.out.reply(text), self.out.reaction("confused")];
+        if self
+            .act(step, CommentEffect::Reply, move |_| items.clone())
+            .await?
+            .is_some()
+        {
+            let actor = Actor::login(&job.user, false);
+            let detail = format!(
+                "global {verb} of {} refused: not allowed on {}",
+                job.repo,
+                names.join(", ")
+            );
+            let event = AuditEvent::new(tenant, &actor.id, "refused", detail);
+            if let Err(e) = self.cx.service.record_audit(event).await {
+                tracing::warn!(repo = %job.repo, error = %e, "the refused global lock is not in the audit trail");
+            }
+        }
+        Ok(false)
+    }
+
+    /// Whether the commenter is one of `cfg`'s `deployers`; false when it lists none.
+    async fn is_deployer(
+        &self,
+        commenter: &Commenter<'_>,
+        cfg: &InstanceConfig,
+    ) -> Result<bool, Stop> {
+        if cfg.deployers.is_empty() {
+            return Ok(false);
+        }
+        let job = self.job;
+        deployers::is_deployer(
+            commenter.client,
+            &job.repo,
+            job.installation_id,
+            cfg,
+            &job.user,
+        )
+        .await
+        .map_err(Stop::from_api)
+    }
+
+    /// The pull request, read once per comment by the first command that needs it.
+    async fn pull<'c>(&self, commenter: &'c mut Commenter<'_>) -> Result<&'c PullRequest, Stop> {
+        let job = self.job;
         let pull = match commenter.pull.take() {
             Some(pull) => pull,
             None => commenter
@@ -367,44 +466,7 @@ impl CommentRun<'_> {
                 .await
                 .map_err(Stop::from_api)?,
         };
-        let pull = &*commenter.pull.insert(pull);
-        if !checks.open_pull {
-            return Ok(Some(Target {
-                step,
-                cfg,
-                pull,
-                may_force,
-            }));
-        }
-        if !pull.open {
-            let text = format!(
-                "Pull request #{} is closed: deploybot does not {verb} `{}` from it.",
-                job.pr, cfg.environment
-            );
-            return self.refused(step, text).await;
-        }
-        if pull.from_fork {
-            let text = match checks.forks {
-                Forks::WhenAllowed if cfg.allow_forks => None,
-                Forks::WhenAllowed => Some(format!(
-                    "Pull request #{} comes from a fork, and `{}` does not deploy forks (`allow_forks = false`).",
-                    job.pr, cfg.environment
-                )),
-                Forks::Refused => Some(format!(
-                    "Pull request #{} comes from a fork: deploybot does not {verb} `{}` from it. Comment on a pull request from this repository.",
-                    job.pr, cfg.environment
-                )),
-            };
-            if let Some(text) = text {
-                return self.refused(step, text).await;
-            }
-        }
-        Ok(Some(Target {
-            step,
-            cfg,
-            pull,
-            may_force,
-        }))
+        Ok(&*commenter.pull.insert(pull))
     }
 
     /// Records a refusal of `step`: no target.
@@ -415,11 +477,24 @@ impl CommentRun<'_> {
     /// Where a deployment from this comment comes from, for its record.
     pub(super) fn source(&self, action: &str) -> Source {
         Source {
-            trigger: format!("/{action} on #{} by @{}", self.job.pr, self.job.user),
+            trigger: format!(
+                "{}{action} on #{} by @{}",
+                self.cx.config.command_prefix, self.job.pr, self.job.user
+            ),
             pull_request: Some(self.job.pr),
             comment_id: Some(self.job.comment_id),
             installation_id: self.job.installation_id,
         }
+    }
+
+    /// An `Error::Locked` refusal's text with the lock's holder and reason shown safely.
+    pub(super) async fn locked(&self, why: &str) -> Result<String, Stop> {
+        let service = &self.cx.service;
+        let held = service
+            .locks(&self.item.tenant_id)
+            .await
+            .map_err(Stop::from_store)?;
+        Ok(markdown::locked(why, &held))
     }
 
     /// The commenter as locks and the audit trail name them.
@@ -454,7 +529,16 @@ impl CommentRun<'_> {
         let mut triggered = match admitted {
             Ok(triggered) => triggered,
             Err(Error::Unavailable(e)) => return Err(Stop::unavailable(e)),
-            Err(Error::Locked(why) | Error::Frozen(why)) => {
+            Err(Error::Locked(why)) => {
+                let text = format!(
+                    "@{} cannot {verb} `{}`: {}",
+                    self.job.user,
+                    cfg.environment,
+                    self.locked(&why).await?
+                );
+                return self.refuse_or_reply(target.step, text, true).await;
+            }
+            Err(Error::Frozen(why)) => {
                 let text = format!(
                     "@{} cannot {verb} `{}`: {why}",
                     self.job.user, cfg.environment
@@ -510,6 +594,49 @@ impl CommentRun<'_> {
             Err(e) => Err(Stop::from_store(e)),
         }
     }
+}
+
+/// Why a command may not act from this pull request (it is closed, or from a fork), when
+/// its checks ask for an open one.
+fn pull_refusal(
+    job: &CommentJob,
+    cfg: &InstanceConfig,
+    checks: &Checks,
+    pull: &PullRequest,
+) -> Option<String> {
+    let verb = checks.verb;
+    if !checks.open_pull {
+        return None;
+    }
+    if !pull.open {
+        return Some(format!(
+            "Pull request #{} is closed: deploybot does not {verb} `{}` from it.",
+            job.pr, cfg.environment
+        ));
+    }
+    if !pull.from_fork {
+        return None;
+    }
+    match checks.forks {
+        Forks::WhenAllowed if cfg.allow_forks => None,
+        Forks::WhenAllowed => Some(format!(
+            "Pull request #{} comes from a fork, and `{}` does not deploy forks (`allow_forks = false`).",
+            job.pr, cfg.environment
+        )),
+        Forks::Refused => Some(format!(
+            "Pull request #{} comes from a fork: deploybot does not {verb} `{}` from it. Comment on a pull request from this repository.",
+            job.pr, cfg.environment
+        )),
+    }
+}
+
+/// An environment's `deployers` as inline code, comma-separated.
+fn deployer_list(cfg: &InstanceConfig) -> String {
+    cfg.deployers
+        .iter()
+        .map(|d| format!("`{}`", d.replace('`', "")))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Builds the reactions and replies of one comment.
