@@ -206,9 +206,7 @@ fn unlock_form(html: &mut Html, page: &InstancePage, session: &Session, lock: &L
         (Some(environment), true) => confirm_field(html, environment, true),
         _ => confirm_field(html, &i.environment, production),
     }
-    let yours = lock
-        .holder
-        .eq_ignore_ascii_case(&format!("token:{}", session.name));
+    let yours = lock.holder == format!("token:{}", session.name);
     html.raw("<button type=\"submit\">")
         .raw(if yours {
             "Unlock"
