@@ -8,6 +8,7 @@ pub mod context;
 pub mod dispatch;
 pub mod image;
 mod jobs;
+mod markdown;
 pub mod outbox;
 mod reports;
 pub mod routing;

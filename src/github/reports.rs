@@ -7,6 +7,7 @@ use serde_json::{Value, json};
 
 use super::client::{ApiError, GithubClient};
 use super::context::Context;
+use super::markdown::code_span;
 use super::outbox::{
     CommentReaction, CommentReply, DeploymentReaction, DeploymentReply, OutboxItem, OutboxResult,
     StatusReport,
@@ -346,6 +347,11 @@ async fn reply_text(
         let what = reply_subject(d, release, instance);
         match (d.state, &d.waiting_for) {
             (DeployState::Pending, Some(waiting)) => {
+                // The reason may hold a person's text (a lock's reason): shown as code.
+                let mut waiting = waiting.clone();
+                if !waiting.reason.is_empty() {
+                    waiting.reason = code_span(&waiting.reason);
+                }
                 format!("⏸️ {what} is {}.", waiting.describe())
             }
             (DeployState::Pending, None) => {
@@ -424,17 +430,6 @@ fn plan_block(lines: &[String]) -> String {
         "\n\n<details><summary>Plan output</summary>\n\n```\n{}\n```\n\n</details>",
         output.join("\n")
     )
-}
-
-/// `text` as inline code, whatever backticks it holds.
-fn code_span(text: &str) -> String {
-    let longest = text.split(|c| c != '`').map(str::len).max().unwrap_or(0);
-    let ticks = "`".repeat(longest + 1);
-    if longest == 0 {
-        format!("{ticks}{text}{ticks}")
-    } else {
-        format!("{ticks} {text} {ticks}")
-    }
 }
 
 /// "queued: 2nd in line behind v12 (running)": the deployment's place among the running
@@ -809,8 +804,6 @@ mod tests {
         assert!(block.starts_with("\n\n<details><summary>Plan output</summary>"));
         assert!(block.ends_with("```\n\n</details>"));
         assert!(block.contains("ok\n`\u{200b}``\n</details> **bold**"));
-        assert_eq!(code_span("A=b`c"), "`` A=b`c ``");
-        assert_eq!(code_span("A=b"), "`A=b`");
     }
 
     #[test]

@@ -4,24 +4,7 @@
 //! login it is (`@alice`, which mentions only the holder) or, for a token, as code.
 
 use crate::deploy::Lock;
-
-/// `text` as an inline code span that nothing inside can close early (the fence is longer
-/// than any run of backticks in it), on one line, so it renders literally and mentions
-/// nobody.
-pub(super) fn code_span(text: &str) -> String {
-    let text: String = text
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect();
-    let longest = text.split(|c| c != '`').map(str::len).max().unwrap_or(0);
-    let fence = "`".repeat(longest + 1);
-    let pad = if text.starts_with('`') || text.ends_with('`') || text.trim().is_empty() {
-        " "
-    } else {
-        ""
-    };
-    format!("{fence}{pad}{text}{pad}{fence}")
-}
+pub(super) use crate::github::markdown::code_span;
 
 /// A lock's holder: `@login` as it is when it is a GitHub login (the mention reaches the
 /// holder only), anything else (`token:ci`) as code.
