@@ -166,7 +166,10 @@ fn a_lock_is_renewed_by_its_holder_and_refused_to_others(db: &TestDb) {
     // Holders are compared exactly: logins arrive lower-cased, and token names, which
     // are configured, differ when their case does.
     let other_case = db.store.acquire_lock(&instance_lock(&web, "@ALICE"));
-    assert!(matches!(&other_case, Err(Error::Locked(_))), "{other_case:?}");
+    assert!(
+        matches!(&other_case, Err(Error::Locked(_))),
+        "{other_case:?}"
+    );
 
     // The holder renews it: reason, expiry and pull request are replaced, when it was
     // taken is kept.
