@@ -194,6 +194,7 @@ fn orphan() -> TriggeredDeployment {
         supersede: false,
         new_release: true,
         waits_for_locks: false,
+        lock_holder: None,
     }
 }
 

@@ -793,6 +793,7 @@ fn an_older_deployment_committed_late_does_not_supersede_a_newer_one(db: &TestDb
             supersede: true,
             new_release: true,
             waits_for_locks: false,
+            lock_holder: None,
         }
     };
     let older = triggered("img:older");

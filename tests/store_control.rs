@@ -743,6 +743,7 @@ fn triggered(inst: &Instance, image: &str, waits_for_locks: bool) -> TriggeredDe
         supersede: false,
         new_release: true,
         waits_for_locks,
+        lock_holder: None,
     }
 }
 
@@ -802,6 +803,37 @@ fn a_push_stored_under_a_lock_waits_for_it(db: &TestDb) {
         .unwrap()
         .unwrap();
     assert_eq!(after.waiting_for, None);
+}
+
+/// A person's deployment admitted before another took the lock is refused as it is
+/// written; its holder's, and a push's, are not.
+fn a_lock_taken_after_admission_refuses_the_write(db: &TestDb) {
+    let web = instance(db, "acme", "web-production", "acme/web");
+    let mut lock = repo_lock("acme", "acme/web", "@alice");
+    lock.reason = "incident 7".into();
+    db.store.acquire_lock(&lock).unwrap();
+    let as_person = |image: &str, holder: &str| {
+        let mut t = triggered(&web, image, false);
+        t.lock_holder = Some(holder.into());
+        db.store.insert_triggered(&t)
+    };
+    let refused = as_person("img:bob", "@bob");
+    assert!(
+        matches!(&refused, Err(Error::Locked(m)) if m.contains("@alice") && m.contains("incident 7")),
+        "{refused:?}"
+    );
+    assert!(
+        db.store
+            .list_deployments("acme", web.id, &Default::default())
+            .unwrap()
+            .items
+            .is_empty()
+    );
+    as_person("img:alice", "@alice").unwrap().unwrap();
+    db.store
+        .insert_triggered(&triggered(&web, "img:push", true))
+        .unwrap()
+        .unwrap();
 }
 
 /// On an instance whose newer deployments supersede older queued ones: a push held by a
@@ -1056,6 +1088,7 @@ both_backends!(
     a_push_stored_under_a_lock_waits_for_it,
     a_push_through_the_webhook_waits_for_an_instance_lock,
     a_held_push_supersedes_only_held_ones,
+    a_lock_taken_after_admission_refuses_the_write,
     a_dry_run_never_changes_the_active_release,
     dry_runs_and_params_are_stored,
     a_commands_deployment_refreshes_its_reply_at_each_step,

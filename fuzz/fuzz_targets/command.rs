@@ -74,11 +74,14 @@ fn assert_safe_name(name: &str) {
     assert!(!name.contains(['`', '$', ';', ' ', '\n']), "{name:?}");
 }
 
-/// Parameters are single words split at their first `=`: the service checks their names
-/// against the instance's list, so the parser only has to keep them whole and one-line.
+/// Parameters are single words split at their first `=`, named like env variables (the
+/// service checks the names against the instance's list).
 fn assert_safe_params(params: &std::collections::BTreeMap<String, String>) {
     for (key, value) in params {
-        assert!(!key.is_empty() && !key.contains('='), "{key:?}");
+        assert!(
+            !key.is_empty() && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'),
+            "{key:?}"
+        );
         for text in [key, value] {
             assert!(!text.chars().any(char::is_whitespace), "{key}={value:?}");
         }

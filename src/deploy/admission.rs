@@ -94,12 +94,13 @@ impl Service {
 
     /// Admits a person's request (a command, the API, the CLI, a page): it runs, or it is
     /// refused with `Error::Locked` or `Error::Frozen`. What `force` passed is recorded in
-    /// the audit trail.
+    /// the audit trail. Unless it passed another's lock, the deployment is marked to be
+    /// refused as well by a lock someone else takes before it is written.
     pub async fn admit(
         &self,
         tenant: &str,
         instance: &Instance,
-        triggered: &TriggeredDeployment,
+        triggered: &mut TriggeredDeployment,
         actor: &Actor,
         force: bool,
     ) -> Result<(), Error> {
@@ -111,6 +112,8 @@ impl Service {
             force,
         };
         let admission = control::admit(Origin::Person, actor, ask, lock.as_ref(), freeze.as_ref());
+        let passed_a_lock = lock.as_ref().is_some_and(|lock| !actor.holds(lock));
+        triggered.lock_holder = (!passed_a_lock).then(|| actor.id.clone());
         let refused = match admission {
             Ok(Admission::Run { forced }) => {
                 if !forced.is_empty() {

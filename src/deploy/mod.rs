@@ -284,6 +284,11 @@ pub struct TriggeredDeployment {
     /// A push or a tag: when a lock covers the instance as it is stored, the store marks
     /// it waiting for the lock (in the same transaction).
     pub waits_for_locks: bool,
+    /// A person's deployment, admitted as this holder (`@alice`, `token:ci`): refused with
+    /// `Error::Locked` when, as it is written, a lock someone else holds covers its
+    /// instance (taken after it was admitted). None for pushes, and for a rollback that
+    /// passed the lock with `--force`.
+    pub lock_holder: Option<String>,
 }
 
 /// What a worker learns when it renews the lease of a running deployment.

@@ -350,6 +350,7 @@ impl Service {
             supersede,
             new_release: true,
             waits_for_locks: false,
+            lock_holder: None,
         })
     }
 
@@ -385,8 +386,8 @@ impl Service {
         Self::validate(&request)?;
         let (instance, spec) = self.deployable(tenant, request.instance_id).await?;
         let initiator = actor_name(actor);
-        let triggered = Self::triggered(tenant, &spec, request, initiator, source)?;
-        self.admit(tenant, &instance, &triggered, actor, force)
+        let mut triggered = Self::triggered(tenant, &spec, request, initiator, source)?;
+        self.admit(tenant, &instance, &mut triggered, actor, force)
             .await?;
         self.queue(triggered).await?.ok_or_else(|| {
             Error::Internal("a deployment without a trigger key was not created".into())
@@ -423,11 +424,11 @@ impl Service {
             trigger,
             ..Source::default()
         };
-        let triggered = self
+        let mut triggered = self
             .prepare_rollback(tenant, instance, target, initiator, source, None)
             .await?;
         let loaded = self.resolve_instance(tenant, &instance.to_string()).await?;
-        self.admit(tenant, &loaded, &triggered, actor, force)
+        self.admit(tenant, &loaded, &mut triggered, actor, force)
             .await?;
         self.queue(triggered)
             .await?
@@ -536,6 +537,7 @@ impl Service {
             supersede: false,
             new_release: false,
             waits_for_locks: false,
+            lock_holder: None,
         })
     }
 

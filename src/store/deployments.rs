@@ -150,6 +150,16 @@ pub(super) fn insert_triggered_in(
     {
         deployment.waiting_for = Some(lock.waiting());
     }
+    if let Some(holder) = &t.lock_holder
+        && let Some(lock) =
+            locks::covering_as_written(conn, &deployment.tenant_id, deployment.instance_id)?
+        && lock.holder != *holder
+    {
+        return Err(Error::Locked(format!(
+            "{}. Ask its holder to unlock, or unlock it yourself if the reason no longer holds.",
+            lock.describe()
+        )));
+    }
     let deployment = if t.new_release {
         insert_both(conn, &t.release, &deployment, key)?.1
     } else {

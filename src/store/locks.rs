@@ -205,12 +205,8 @@ fn live_on(conn: &mut DbConn, tenant: &str, targets: &[String]) -> Result<Vec<Lo
         .map_err(db_error)
 }
 
-/// The live lock covering the instance: its own, else its repository's.
-pub(super) fn covering(
-    conn: &mut DbConn,
-    tenant: &str,
-    instance: InstanceId,
-) -> Result<Option<Lock>, Error> {
+/// The repository of the tenant's instance, as locks store it (lower-cased).
+fn instance_repo(conn: &mut DbConn, tenant: &str, instance: InstanceId) -> Result<String, Error> {
     let repo: Option<String> = instances::table
         .filter(instances::tenant_id.eq(tenant))
         .filter(instances::id.eq(instance.to_string()))
@@ -218,9 +214,30 @@ pub(super) fn covering(
         .first(conn)
         .optional()
         .map_err(db_error)?;
-    let Some(repo) = repo else {
-        return Err(Error::not_found("instance", instance));
-    };
+    repo.map(|repo| repo.to_ascii_lowercase())
+        .ok_or_else(|| Error::not_found("instance", instance))
+}
+
+/// [`covering`] for a writer that acts on what it reads: on PostgreSQL it first waits for
+/// whoever is taking a lock on the instance's repository, so a lock committed just before
+/// is seen and none is taken until this transaction ends.
+pub(super) fn covering_as_written(
+    conn: &mut DbConn,
+    tenant: &str,
+    instance: InstanceId,
+) -> Result<Option<Lock>, Error> {
+    let repo = instance_repo(conn, tenant, instance)?;
+    serialise_repo(conn, tenant, &repo)?;
+    covering(conn, tenant, instance)
+}
+
+/// The live lock covering the instance: its own, else its repository's.
+pub(super) fn covering(
+    conn: &mut DbConn,
+    tenant: &str,
+    instance: InstanceId,
+) -> Result<Option<Lock>, Error> {
+    let repo = instance_repo(conn, tenant, instance)?;
     let own = LockTarget::Instance {
         instance_id: instance,
     }

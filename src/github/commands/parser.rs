@@ -130,9 +130,9 @@ pub enum ParseError {
         usage("deploy")
     )]
     InvalidStrategy(String),
-    /// A word after `|` that is not `KEY=VALUE`.
+    /// A word after `|` that is not `KEY=VALUE` with an env-style KEY.
     #[error(
-        "{} is not a parameter: write `KEY=VALUE` words after `|`: use `{}`",
+        "{} is not a parameter: write `KEY=VALUE` words after `|`, KEY in letters, digits and `_`: use `{}`",
         code(.param),
         usage(.command)
     )]
@@ -349,6 +349,13 @@ fn words(text: &str) -> Vec<&str> {
     text.split_whitespace().collect()
 }
 
+/// A parameter's name as environment variables are named: letters, digits and `_`, not
+/// starting with a digit. (The instance's `params` decide which are accepted.)
+fn is_param_name(key: &str) -> bool {
+    key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && key.chars().next().is_some_and(|c| !c.is_ascii_digit())
+}
+
 fn with_params<'a>(
     command: &'static str,
     rest: &'a str,
@@ -358,7 +365,7 @@ fn with_params<'a>(
     };
     let mut params = BTreeMap::new();
     for word in after.split_whitespace() {
-        let Some((key, value)) = word.split_once('=').filter(|(key, _)| !key.is_empty()) else {
+        let Some((key, value)) = word.split_once('=').filter(|(key, _)| is_param_name(key)) else {
             return Err(ParseError::InvalidParam {
                 command,
                 param: word.to_owned(),
@@ -1450,6 +1457,20 @@ mod tests {
             Err(ParseError::InvalidParam {
                 command: "noop",
                 param: "=eu".into()
+            })
+        );
+        assert_eq!(
+            one("/deploy production | @acme/everyone=1"),
+            Err(ParseError::InvalidParam {
+                command: "deploy",
+                param: "@acme/everyone=1".into()
+            })
+        );
+        assert_eq!(
+            one("/noop | 1ST=x"),
+            Err(ParseError::InvalidParam {
+                command: "noop",
+                param: "1ST=x".into()
             })
         );
         assert_eq!(

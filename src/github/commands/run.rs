@@ -517,9 +517,15 @@ impl CommentRun<'_> {
         let service = &self.cx.service;
         let tenant = self.item.tenant_id.as_str();
         let admitted = match prepared {
-            Ok(triggered) => match service.resolve_instance(tenant, &cfg.name).await {
+            Ok(mut triggered) => match service.resolve_instance(tenant, &cfg.name).await {
                 Ok(instance) => service
-                    .admit(tenant, &instance, &triggered, &self.actor(target), force)
+                    .admit(
+                        tenant,
+                        &instance,
+                        &mut triggered,
+                        &self.actor(target),
+                        force,
+                    )
                     .await
                     .map(|()| triggered),
                 Err(e) => Err(e),
@@ -529,15 +535,7 @@ impl CommentRun<'_> {
         let mut triggered = match admitted {
             Ok(triggered) => triggered,
             Err(Error::Unavailable(e)) => return Err(Stop::unavailable(e)),
-            Err(Error::Locked(why)) => {
-                let text = format!(
-                    "@{} cannot {verb} `{}`: {}",
-                    self.job.user,
-                    cfg.environment,
-                    self.locked(&why).await?
-                );
-                return self.refuse_or_reply(target.step, text, true).await;
-            }
+            Err(Error::Locked(why)) => return self.refuse_locked(target, verb, &why).await,
             Err(Error::Frozen(why)) => {
                 let text = format!(
                     "@{} cannot {verb} `{}`: {why}",
@@ -552,9 +550,26 @@ impl CommentRun<'_> {
         };
         triggered.trigger_key = Some(format!("comment:{}:{}", self.job.comment_id, cfg.name));
         let effect = CommentEffect::Deploy(Box::new(triggered));
-        self.act(target.step, effect, |_| Vec::new()).await?;
+        match self.try_act(target.step, effect, |_| Vec::new()).await {
+            // A lock taken since the deployment was admitted: refused as it is written.
+            Err(Error::Locked(why)) => return self.refuse_locked(target, verb, &why).await,
+            Err(e) => return Err(Stop::from_store(e)),
+            Ok(_) => {}
+        }
         self.cx.service.wake().notify_waiters();
         Ok(())
+    }
+
+    /// The reply to a deploy or rollback refused by another's lock: who holds it, why and
+    /// until when, shown safely.
+    async fn refuse_locked(&self, target: &Target<'_>, verb: &str, why: &str) -> Result<(), Stop> {
+        let text = format!(
+            "@{} cannot {verb} `{}`: {}",
+            self.job.user,
+            target.cfg.environment,
+            self.locked(why).await?
+        );
+        self.refuse_or_reply(target.step, text, true).await
     }
 
     /// A step whose only effect is a reply (and 😕 when it refuses).
@@ -580,6 +595,18 @@ impl CommentRun<'_> {
         effect: CommentEffect,
         items: impl Fn(&CommentActed) -> Vec<NewOutboxItem> + Send + Sync + 'static,
     ) -> Result<Option<CommentActed>, Stop> {
+        self.try_act(step, effect, items)
+            .await
+            .map_err(Stop::from_store)
+    }
+
+    /// [`act`](Self::act), answering the store's refusal as it is.
+    pub(super) async fn try_act(
+        &self,
+        step: i32,
+        effect: CommentEffect,
+        items: impl Fn(&CommentActed) -> Vec<NewOutboxItem> + Send + Sync + 'static,
+    ) -> Result<Option<CommentActed>, Error> {
         let step = CommentStep {
             tenant_id: self.item.tenant_id.clone(),
             repo: self.repo_key.clone(),
@@ -591,7 +618,7 @@ impl CommentRun<'_> {
             Ok(acted) => Ok(acted),
             // Another run of the same step committed first: it acted.
             Err(Error::Conflict(_)) => Ok(None),
-            Err(e) => Err(Stop::from_store(e)),
+            Err(e) => Err(e),
         }
     }
 }
