@@ -281,6 +281,19 @@ async fn acting_instance(
     }
 }
 
+/// An action on `/instances/{raw_id}`: its gate, then the instance and its tenant's others.
+async fn instance_action(
+    req: &HttpRequest,
+    state: &AppState,
+    raw_id: &str,
+    sent: Sent,
+) -> Result<(Acting, Instance, Vec<Instance>), HttpResponse> {
+    let acting =
+        gate(req, state, sent, &format!("/instances/{raw_id}")).map_err(|answer| *answer)?;
+    let (instance, all) = acting_instance(state, &acting, raw_id).await?;
+    Ok((acting, instance, all))
+}
+
 /// For an action on every environment of `instance`'s repository: refused unless the
 /// token covers each of them.
 fn covers_repo(acting: &Acting, instance: &Instance, all: &[Instance]) -> Option<HttpResponse> {
@@ -324,12 +337,7 @@ pub(super) async fn lock(
     path: web::Path<String>,
     sent: Sent,
 ) -> HttpResponse {
-    let raw_id = path.into_inner();
-    let acting = match gate(&req, &state, sent, &format!("/instances/{raw_id}")) {
-        Ok(acting) => acting,
-        Err(answer) => return *answer,
-    };
-    let (instance, all) = match acting_instance(&state, &acting, &raw_id).await {
+    let (acting, instance, all) = match instance_action(&req, &state, &path, sent).await {
         Ok(found) => found,
         Err(answer) => return answer,
     };
@@ -381,12 +389,7 @@ pub(super) async fn unlock(
     path: web::Path<String>,
     sent: Sent,
 ) -> HttpResponse {
-    let raw_id = path.into_inner();
-    let acting = match gate(&req, &state, sent, &format!("/instances/{raw_id}")) {
-        Ok(acting) => acting,
-        Err(answer) => return *answer,
-    };
-    let (instance, all) = match acting_instance(&state, &acting, &raw_id).await {
+    let (acting, instance, all) = match instance_action(&req, &state, &path, sent).await {
         Ok(found) => found,
         Err(answer) => return answer,
     };
@@ -427,12 +430,7 @@ pub(super) async fn rollback(
     path: web::Path<String>,
     sent: Sent,
 ) -> HttpResponse {
-    let raw_id = path.into_inner();
-    let acting = match gate(&req, &state, sent, &format!("/instances/{raw_id}")) {
-        Ok(acting) => acting,
-        Err(answer) => return *answer,
-    };
-    let (instance, all) = match acting_instance(&state, &acting, &raw_id).await {
+    let (acting, instance, all) = match instance_action(&req, &state, &path, sent).await {
         Ok(found) => found,
         Err(answer) => return answer,
     };
