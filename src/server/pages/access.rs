@@ -201,7 +201,8 @@ pub(super) struct Session {
     pub(super) role: Role,
     /// The token's `instances` globs; empty: all of the tenant's.
     pub(super) instances: Vec<String>,
-    /// The form token of this session (see [`form_token`]): every action form carries it.
+    /// The form token of this signed-in browser (see [`form_token`]): every action form
+    /// carries it.
     pub(super) form_token: String,
 }
 
@@ -222,7 +223,7 @@ impl Session {
         self.role >= Role::Deploy
     }
 
-    /// Whether `presented` is this session's form token (constant time).
+    /// Whether `presented` is the form token of this sign-in (constant time).
     pub(super) fn form_token_matches(&self, presented: &str) -> bool {
         presented.len() == self.form_token.len()
             && bool::from(presented.as_bytes().ct_eq(self.form_token.as_bytes()))
