@@ -2,26 +2,30 @@
 //! strategy and provider while holding a lease, stores progress and logs as they happen,
 //! and recovers deployments whose worker died.
 
-use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::deploy::provider::{LogLine, LogMask, LogSink, ProviderError, ReleaseSpec, RunContext};
+use crate::deploy::provider::{LogSink, ProviderError, ReleaseSpec, RunContext};
 use crate::deploy::service::{Running, blocking};
 use crate::deploy::{
-    self as deploy, ActiveFreeze, AuditEvent, AuditStore, Catalog, DeployKind, DeployState,
-    Deployment, DeploymentId, Error, ExpiredLease, Instance, InstanceId, InstanceSpec,
-    InstanceStore, Lock, LockStore, LockTarget, LogStore, Outcome, Plan, Progress, ProgressSink,
-    QueueStore, Release, ReleaseStore, WaitKind, WaitingFor, strategies,
+    self as deploy, AuditStore, Catalog, DeployKind, DeployState, Deployment, DeploymentId, Error,
+    ExpiredLease, Instance, InstanceSpec, InstanceStore, LockStore, LogStore, Outcome, Plan,
+    Progress, ProgressSink, QueueStore, Release, ReleaseStore, strategies,
 };
 use crate::github::outbox::{GithubAcceptance, OutboxStore};
 use crate::provider::SecretMask;
+
+mod gatekeeper;
+mod logs;
+
+use logs::close_log;
 
 /// How long a deployment of an instance with `required_contexts` waits for GitHub to
 /// accept it (the report is retried with backoff meanwhile) before it fails unrun.
@@ -29,16 +33,6 @@ const GITHUB_GATE_TIMEOUT: Duration = Duration::from_secs(15 * 60);
 
 /// How long a deploy command left by a lost worker gets between SIGTERM and SIGKILL.
 const LEFTOVER_GRACE: Duration = Duration::from_secs(5);
-
-/// How often the gatekeeper looks at locks, freezes and waiting deployments when nothing
-/// wakes it.
-const GATE_EVERY: Duration = Duration::from_secs(1);
-
-/// The least time between two looks of the gatekeeper, however often it is woken.
-const GATE_MIN_GAP: Duration = Duration::from_millis(100);
-
-/// The most waiting deployments the gatekeeper reads at one look.
-const GATE_BATCH: u32 = 500;
 
 /// Who the bot is in locks and the audit trail when it acts by itself.
 pub const BOT_ACTOR: &str = "deploybot";
@@ -353,259 +347,6 @@ impl Worker {
         gatekeeper.abort();
     }
 
-    /// The gatekeeper: every second, and whenever the worker is woken (an unlock, a new
-    /// deployment), expires the locks whose time is up and lets waiting deployments run
-    /// once neither a lock nor a freeze holds their instance. Every replica runs it; each
-    /// store call is one transaction, so replicas agree.
-    async fn gate_loop(self: Arc<Self>, shutdown: CancellationToken) {
-        let mut expired_at: Option<tokio::time::Instant> = None;
-        // Subscribed before each look, so a wake meanwhile is not lost.
-        let mut notified = Box::pin(self.wake.notified());
-        notified.as_mut().enable();
-        loop {
-            // Expiry is a write: once a second, however often the worker is woken.
-            if expired_at.is_none_or(|at| at.elapsed() >= GATE_EVERY) {
-                expired_at = Some(tokio::time::Instant::now());
-                if let Err(e) = self.expire_locks().await {
-                    tracing::warn!(error = %e, "cannot expire locks; retrying");
-                }
-            }
-            if let Err(e) = self.release_waiting().await {
-                tracing::warn!(error = %e, "cannot look at waiting deployments; retrying");
-            }
-            tokio::select! {
-                _ = shutdown.cancelled() => return,
-                _ = notified.as_mut() => {}
-                _ = tokio::time::sleep(GATE_EVERY) => {}
-            }
-            notified = Box::pin(self.wake.notified());
-            notified.as_mut().enable();
-            tokio::select! {
-                _ = shutdown.cancelled() => return,
-                _ = tokio::time::sleep(GATE_MIN_GAP) => {}
-            }
-        }
-    }
-
-    /// One look of the gatekeeper: expires locks, then lets waiting deployments run;
-    /// returns how many it let run.
-    pub async fn gate_once(&self) -> Result<usize, Error> {
-        self.expire_locks().await?;
-        self.release_waiting().await
-    }
-
-    /// Removes the locks whose time is up, each recorded in the audit trail (by the one
-    /// replica whose transaction removed it).
-    async fn expire_locks(&self) -> Result<(), Error> {
-        let now = deploy::now();
-        let store = Arc::clone(&self.store);
-        let expired = blocking(move || store.expire_locks(now)).await?;
-        for lock in expired {
-            let mut event = AuditEvent::new(
-                &lock.tenant_id,
-                BOT_ACTOR,
-                "lock.expired",
-                format!("the lock expired (it was {})", lock.describe()),
-            );
-            if let LockTarget::Instance { instance_id } = lock.target {
-                event.instance_id = Some(instance_id);
-            }
-            let store = Arc::clone(&self.store);
-            if let Err(e) = blocking(move || store.record_audit(&event)).await {
-                tracing::warn!(error = %e, "cannot record a lock's expiry in the audit trail");
-            }
-        }
-        Ok(())
-    }
-
-    /// Lets the newest waiting deployment of each instance that nothing holds any more
-    /// run, and marks the others with what holds them now; returns how many it let run.
-    async fn release_waiting(&self) -> Result<usize, Error> {
-        let store = Arc::clone(&self.store);
-        let waiting = blocking(move || store.waiting_deployments(GATE_BATCH)).await?;
-        let mut by_instance: BTreeMap<(String, InstanceId), Vec<Deployment>> = BTreeMap::new();
-        for d in waiting {
-            if d.waiting_for
-                .as_ref()
-                .is_some_and(|w| matches!(w.kind, WaitKind::Lock | WaitKind::Freeze))
-            {
-                by_instance
-                    .entry((d.tenant_id.clone(), d.instance_id))
-                    .or_default()
-                    .push(d);
-            }
-        }
-        let mut released = 0;
-        let mut changed = false;
-        for ((tenant, instance_id), deployments) in by_instance {
-            match self.gate_instance(&tenant, instance_id, &deployments).await {
-                Ok(Gated::Released) => {
-                    released += 1;
-                    changed = true;
-                }
-                Ok(Gated::Marked) => changed = true,
-                Ok(Gated::Unchanged) => {}
-                Err(e) => {
-                    tracing::warn!(tenant = %tenant, instance = %instance_id, error = %e, "cannot update the instance's waiting deployments")
-                }
-            }
-        }
-        if changed {
-            // A released deployment can be claimed, and new reports wait in the outbox.
-            self.wake.notify_waiters();
-        }
-        Ok(released)
-    }
-
-    /// Lets the instance's newest waiting deployment run when nothing holds it any more,
-    /// else marks each with what holds it now.
-    async fn gate_instance(
-        &self,
-        tenant: &str,
-        instance_id: InstanceId,
-        deployments: &[Deployment],
-    ) -> Result<Gated, Error> {
-        let store = Arc::clone(&self.store);
-        let t = tenant.to_string();
-        let (lock, instance) = blocking(move || {
-            Ok((
-                store.lock_covering(&t, instance_id)?,
-                store.get_instance(&t, instance_id)?,
-            ))
-        })
-        .await?;
-        let freeze = self.freeze_now(tenant, &instance.name, deploy::now());
-        match hold(lock.as_ref(), freeze.as_ref()) {
-            None => {
-                let store = Arc::clone(&self.store);
-                let t = tenant.to_string();
-                let released = blocking(move || {
-                    store.release_waiting(&t, instance_id, &[WaitKind::Lock, WaitKind::Freeze])
-                })
-                .await?;
-                Ok(match released {
-                    Some(d) => {
-                        tracing::info!(deployment = %d.id, instance = %instance.name, "nothing holds the instance any more; the newest waiting deployment runs");
-                        Gated::Released
-                    }
-                    None => Gated::Unchanged,
-                })
-            }
-            Some(waiting) => {
-                let mut marked = false;
-                for d in deployments
-                    .iter()
-                    .filter(|d| d.waiting_for.as_ref() != Some(&waiting))
-                {
-                    let store = Arc::clone(&self.store);
-                    let (t, id, w) = (tenant.to_string(), d.id, waiting.clone());
-                    match blocking(move || store.set_waiting(&t, id, Some(&w))).await {
-                        Ok(_) => marked = true,
-                        // Claimed, released or cancelled meanwhile.
-                        Err(Error::Conflict(_) | Error::NotFound { .. }) => {}
-                        Err(e) => return Err(e),
-                    }
-                }
-                Ok(if marked {
-                    Gated::Marked
-                } else {
-                    Gated::Unchanged
-                })
-            }
-        }
-    }
-
-    /// The freeze of the named instance in force at `now`, if any.
-    fn freeze_now(
-        &self,
-        tenant: &str,
-        instance: &str,
-        now: chrono::DateTime<chrono::Utc>,
-    ) -> Option<ActiveFreeze> {
-        let spec = self.catalog.spec(tenant, instance)?;
-        let (current, _) = crate::config::freeze_state(&spec.control.freezes, now);
-        current.map(|(w, start, end)| ActiveFreeze {
-            reason: w.reason.clone(),
-            start,
-            end,
-        })
-    }
-
-    /// After an automatic rollback of a deploy: locks the instance against pushes, held by
-    /// the bot, when its `lock_on_rollback` says so and no lock covers it yet.
-    async fn lock_on_rollback(&self, deployment: &Deployment) {
-        if deployment.state != DeployState::RolledBack
-            || deployment.kind != DeployKind::Deploy
-            || deployment.noop
-        {
-            return;
-        }
-        let store = Arc::clone(&self.store);
-        let d = deployment.clone();
-        let loaded = blocking(move || {
-            Ok((
-                store.get_instance(&d.tenant_id, d.instance_id)?,
-                store.get_release(&d.tenant_id, d.release_id)?,
-                store.lock_covering(&d.tenant_id, d.instance_id)?,
-            ))
-        })
-        .await;
-        let (instance, release, covering) = match loaded {
-            Ok(loaded) => loaded,
-            Err(e) => {
-                tracing::warn!(deployment = %deployment.id, error = %e, "cannot lock the instance after its rollback");
-                return;
-            }
-        };
-        let wanted = self
-            .catalog
-            .spec(&deployment.tenant_id, &instance.name)
-            .is_some_and(|spec| spec.control.lock_on_rollback);
-        if !wanted || covering.is_some() {
-            return;
-        }
-        let lock = Lock {
-            tenant_id: deployment.tenant_id.clone(),
-            target: LockTarget::Instance {
-                instance_id: instance.id,
-            },
-            repo: instance.repo.to_ascii_lowercase(),
-            holder: BOT_ACTOR.to_string(),
-            reason: rollback_lock_reason(&release, &deployment.error),
-            pull_request: None,
-            created_at: deploy::now(),
-            expires_at: None,
-        };
-        let store = Arc::clone(&self.store);
-        let taken = match blocking(move || store.acquire_lock(&lock)).await {
-            Ok(taken) => taken,
-            // Someone locked it meanwhile: their lock holds pushes already.
-            Err(Error::Locked(_)) => return,
-            Err(e) => {
-                tracing::warn!(deployment = %deployment.id, error = %e, "cannot lock the instance after its rollback");
-                return;
-            }
-        };
-        tracing::info!(deployment = %deployment.id, instance = %instance.name, "rolled back: instance locked against pushes");
-        let mut event = AuditEvent::new(
-            &deployment.tenant_id,
-            BOT_ACTOR,
-            "lock.on_rollback",
-            format!(
-                "{} ({}) {}",
-                instance.name,
-                instance.environment,
-                taken.describe()
-            ),
-        );
-        event.instance_id = Some(instance.id);
-        event.deployment_id = Some(deployment.id);
-        let store = Arc::clone(&self.store);
-        if let Err(e) = blocking(move || store.record_audit(&event)).await {
-            tracing::warn!(deployment = %deployment.id, error = %e, "cannot record the rollback's lock in the audit trail");
-        }
-    }
-
     async fn recover_loop(self: Arc<Self>, shutdown: CancellationToken) {
         let every = (self.settings.lease / 4).max(Duration::from_millis(250));
         loop {
@@ -771,20 +512,6 @@ impl Worker {
         // finds the instance locked.
         self.lock_on_rollback(&deployment).await;
         self.write_outcome(&deployment, &lost).await;
-    }
-
-    /// The deployment's log sink, masking secrets, and the task storing what it receives.
-    fn start_log(&self, deployment: &Deployment) -> (LogSink, tokio::task::JoinHandle<()>) {
-        let (log, lines) = LogSink::channel(4096);
-        let log = log.masking(Arc::clone(&self.mask) as Arc<dyn LogMask>);
-        let writer = tokio::spawn(write_logs(
-            Arc::clone(&self.store),
-            deployment.tenant_id.clone(),
-            deployment.id,
-            self.log_cap,
-            lines,
-        ));
-        (log, writer)
     }
 
     /// Writes the outcome of a finished deployment. While the database is unavailable it
@@ -1072,57 +799,6 @@ async fn dry_run(
     }
 }
 
-/// How one look of the gatekeeper left an instance's waiting deployments.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Gated {
-    /// The newest runs now (the older ones were superseded).
-    Released,
-    /// What they wait for changed.
-    Marked,
-    Unchanged,
-}
-
-/// What a push waits for while `lock` and `freeze` hold its instance: the lock first,
-/// then the freeze; None when nothing holds it.
-fn hold(lock: Option<&Lock>, freeze: Option<&ActiveFreeze>) -> Option<WaitingFor> {
-    lock.map(Lock::waiting)
-        .or_else(|| freeze.map(ActiveFreeze::waiting))
-}
-
-/// The reason of the lock an automatic rollback takes: "v3 (abc1234) failed and was rolled
-/// back: …", within the longest reason a lock holds.
-fn rollback_lock_reason(release: &Release, error: &str) -> String {
-    let what = if release.commit_sha.is_empty() {
-        release.image.clone()
-    } else {
-        release.commit_sha.chars().take(7).collect()
-    };
-    let reason = format!(
-        "v{} ({what}) failed and was rolled back: {error}",
-        release.version
-    );
-    if reason.chars().count() <= deploy::MAX_REASON_CHARS {
-        return reason;
-    }
-    let mut cut: String = reason.chars().take(deploy::MAX_REASON_CHARS - 1).collect();
-    cut.push('…');
-    cut
-}
-
-/// Ends the deployment's log: notes how many lines the writer fell behind on, sends
-/// deploybot's held lines, and waits until everything is stored.
-async fn close_log(log: LogSink, writer: tokio::task::JoinHandle<()>) {
-    if log.dropped() > 0 {
-        log.system(format!(
-            "{} log lines were dropped because the log writer fell behind",
-            log.dropped()
-        ));
-    }
-    log.flush().await;
-    drop(log);
-    let _ = writer.await;
-}
-
 /// Moves a finished deployment to the state its outcome means, with its error and the
 /// `provider_ref` a succeeded strategy returned.
 fn settle(
@@ -1225,175 +901,6 @@ async fn write_progress(
     }
 }
 
-/// Keeps a deployment's log within its `LogCap`: the first half of the budget as the
-/// lines arrive, then a rolling tail of the last lines in the other half (less one line
-/// for the note of what was dropped between them), stored when the log ends.
-struct LogBudget {
-    cap: LogCap,
-    head_lines: usize,
-    head_bytes: usize,
-    /// Once a line did not fit the head, every later line goes to the tail.
-    tailing: bool,
-    tail: VecDeque<(String, String)>,
-    tail_bytes: usize,
-    dropped_lines: u64,
-    dropped_bytes: u64,
-}
-
-/// The bytes a stored line counts for: its text and a newline, so empty lines count.
-fn cost(text: &str) -> usize {
-    text.len() + 1
-}
-
-/// Room kept in the byte budget for the note of what was dropped.
-const NOTE_BYTES: usize = 256;
-
-impl LogBudget {
-    fn new(cap: LogCap) -> Self {
-        Self {
-            cap,
-            head_lines: 0,
-            head_bytes: 0,
-            tailing: false,
-            tail: VecDeque::new(),
-            tail_bytes: 0,
-            dropped_lines: 0,
-            dropped_bytes: 0,
-        }
-    }
-
-    fn head_max(&self) -> (usize, usize) {
-        (self.cap.lines / 2, self.cap.bytes / 2)
-    }
-
-    fn tail_max(&self) -> (usize, usize) {
-        let (lines, bytes) = self.head_max();
-        (
-            self.cap.lines.saturating_sub(lines + 1),
-            self.cap.bytes.saturating_sub(bytes + NOTE_BYTES),
-        )
-    }
-
-    /// Takes a line: `Some` when it is to be stored now (the head), `None` when the tail
-    /// keeps it for the end (or drops its oldest lines to make room).
-    fn push(&mut self, stream: String, text: String) -> Option<(String, String)> {
-        let (max_lines, max_bytes) = self.head_max();
-        if !self.tailing
-            && self.head_lines < max_lines
-            && self.head_bytes + cost(&text) <= max_bytes
-        {
-            self.head_lines += 1;
-            self.head_bytes += cost(&text);
-            return Some((stream, text));
-        }
-        self.tailing = true;
-        self.tail_bytes += cost(&text);
-        self.tail.push_back((stream, text));
-        let (max_lines, max_bytes) = self.tail_max();
-        while self.tail.len() > max_lines || self.tail_bytes > max_bytes {
-            let Some((_, oldest)) = self.tail.pop_front() else {
-                break;
-            };
-            self.tail_bytes -= cost(&oldest);
-            self.dropped_lines += 1;
-            self.dropped_bytes += cost(&oldest) as u64;
-        }
-        None
-    }
-
-    /// What is left to store when the log ends: the note of what was dropped, if anything
-    /// was, and the tail.
-    fn finish(&mut self) -> Vec<(String, String)> {
-        let mut rest = Vec::with_capacity(self.tail.len() + 1);
-        if self.dropped_lines > 0 {
-            rest.push((
-                "deploybot".to_string(),
-                format!(
-                    "log truncated: {} lines ({} bytes) were dropped here; a deployment's log keeps its first and last lines, at most {} lines and {} KiB",
-                    self.dropped_lines,
-                    self.dropped_bytes,
-                    self.cap.lines,
-                    self.cap.bytes / 1024
-                ),
-            ));
-        }
-        rest.extend(self.tail.drain(..));
-        rest
-    }
-}
-
-/// Writes log lines in small batches (at most 200 ms old, at most 200 lines), numbering
-/// them, within `cap`, until every sink is dropped. Lines are taken as fast as they come
-/// while a batch is being written (the budget bounds what waits in memory), so a chatty
-/// command does not make the sink drop lines while the database catches up.
-async fn write_logs(
-    store: Arc<dyn WorkerStore>,
-    tenant: String,
-    id: crate::deploy::DeploymentId,
-    cap: LogCap,
-    mut lines: mpsc::Receiver<LogLine>,
-) {
-    const FLUSH_AFTER: Duration = Duration::from_millis(200);
-    const BATCH: usize = 200;
-    let mut budget = LogBudget::new(cap);
-    let mut seq = 0i64;
-    let mut waiting: VecDeque<(String, String)> = VecDeque::new();
-    let mut flush_at: Option<tokio::time::Instant> = None;
-    let mut writing: Option<tokio::task::JoinHandle<()>> = None;
-    let mut open = true;
-    loop {
-        let due = flush_at.is_some_and(|at| at <= tokio::time::Instant::now());
-        if writing.is_none() && !waiting.is_empty() && (!open || due || waiting.len() >= BATCH) {
-            let n = waiting.len().min(if open { BATCH } else { 5 * BATCH });
-            let rows: Vec<(String, String)> = waiting.drain(..n).collect();
-            let first = seq + 1;
-            seq += rows.len() as i64;
-            let (store, tenant) = (Arc::clone(&store), tenant.clone());
-            writing = Some(tokio::spawn(async move {
-                if let Err(e) = blocking(move || store.append_logs(&tenant, id, first, &rows)).await
-                {
-                    tracing::warn!(deployment = %id, error = %e, "cannot store log lines");
-                }
-            }));
-            flush_at = (!waiting.is_empty()).then(|| tokio::time::Instant::now() + FLUSH_AFTER);
-        }
-        if !open && waiting.is_empty() {
-            if let Some(last) = writing.take() {
-                let _ = last.await;
-            }
-            return;
-        }
-        tokio::select! {
-            line = lines.recv(), if open => match line {
-                Some(line) => {
-                    if let Some(row) = budget.push(line.stream.as_str().to_string(), line.text) {
-                        waiting.push_back(row);
-                        flush_at.get_or_insert_with(|| tokio::time::Instant::now() + FLUSH_AFTER);
-                    }
-                }
-                None => {
-                    open = false;
-                    waiting.extend(budget.finish());
-                }
-            },
-            _ = async {
-                match writing.as_mut() {
-                    Some(w) => {
-                        let _ = w.await;
-                    }
-                    None => std::future::pending().await,
-                }
-            } => writing = None,
-            _ = async {
-                match flush_at {
-                    Some(at) => tokio::time::sleep_until(at).await,
-                    None => std::future::pending().await,
-                }
-            }, if writing.is_none() => {}
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1461,119 +968,6 @@ mod tests {
             holder(&lease("slow".into()), "build-1", me),
             Holder::Elsewhere
         );
-    }
-
-    /// Past the cap, the first half and the last lines are kept, with one line between
-    /// them saying how many were dropped; empty lines count against the cap.
-    #[test]
-    fn a_capped_log_keeps_its_first_and_last_lines() {
-        let cap = LogCap {
-            lines: 11,
-            bytes: 1024 * 1024,
-        };
-        let mut budget = LogBudget::new(cap);
-        let mut stored = Vec::new();
-        for i in 0..100 {
-            let text = if i == 99 {
-                "last".to_string()
-            } else {
-                String::new()
-            };
-            stored.extend(budget.push("stdout".into(), text));
-        }
-        assert_eq!(stored.len(), 5, "the first half is stored at once");
-        let rest = budget.finish();
-        assert_eq!(stored.len() + rest.len(), 11);
-        assert!(
-            rest[0]
-                .1
-                .starts_with("log truncated: 90 lines (90 bytes) were dropped")
-        );
-        assert_eq!(rest.last().unwrap().1, "last");
-
-        // Bytes: long lines reach the byte cap long before the line cap.
-        let cap = LogCap {
-            lines: 20_000,
-            bytes: 4 * NOTE_BYTES,
-        };
-        let mut budget = LogBudget::new(cap);
-        let mut kept = 0;
-        for _ in 0..1000 {
-            kept += budget
-                .push("stdout".into(), "x".repeat(99))
-                .into_iter()
-                .count();
-        }
-        let rest = budget.finish();
-        let bytes: usize = rest.iter().skip(1).map(|(_, t)| cost(t)).sum::<usize>() + kept * 100;
-        assert!(bytes <= cap.bytes, "{bytes} bytes stored");
-        assert!(rest[0].1.contains("were dropped"));
-
-        // Under the cap nothing is dropped and nothing is added.
-        let mut budget = LogBudget::new(LogCap::default());
-        assert!(budget.push("stdout".into(), "one".into()).is_some());
-        assert!(budget.finish().is_empty());
-    }
-
-    /// A lock holds a push before a freeze does; nothing holds it without either.
-    #[test]
-    fn a_push_waits_for_the_lock_first_then_the_freeze() {
-        let now = deploy::now();
-        let lock = Lock {
-            tenant_id: "acme".into(),
-            target: LockTarget::Repo {
-                repo: "acme/web".into(),
-            },
-            repo: "acme/web".into(),
-            holder: BOT_ACTOR.into(),
-            reason: "v3 (abc1234) failed and was rolled back: exit 1".into(),
-            pull_request: None,
-            created_at: now,
-            expires_at: None,
-        };
-        let freeze = ActiveFreeze {
-            reason: "end-of-year freeze".into(),
-            start: now,
-            end: now + chrono::TimeDelta::hours(1),
-        };
-        let by_lock = hold(Some(&lock), Some(&freeze)).unwrap();
-        assert_eq!(by_lock.kind, WaitKind::Lock);
-        assert!(by_lock.reason.contains("locked by deploybot"));
-        let by_freeze = hold(None, Some(&freeze)).unwrap();
-        assert_eq!(by_freeze.kind, WaitKind::Freeze);
-        assert_eq!(by_freeze.until, Some(freeze.end));
-        assert_eq!(hold(None, None), None);
-    }
-
-    /// The lock an automatic rollback takes names the version, the commit and the error,
-    /// within the longest reason a lock holds.
-    #[test]
-    fn a_rollback_lock_says_what_failed() {
-        let release = Release {
-            id: deploy::ReleaseId::new(),
-            created_at: deploy::now(),
-            updated_at: deploy::now(),
-            tenant_id: "acme".into(),
-            instance_id: InstanceId::new(),
-            version: 3,
-            image: "ghcr.io/acme/web:3".into(),
-            env: Default::default(),
-            notes: String::new(),
-            commit_sha: "abc1234def5678".into(),
-            active: false,
-        };
-        assert_eq!(
-            rollback_lock_reason(&release, "health: GET /healthz answered 503"),
-            "v3 (abc1234) failed and was rolled back: health: GET /healthz answered 503"
-        );
-        let long = rollback_lock_reason(&release, &"x".repeat(2000));
-        assert_eq!(long.chars().count(), deploy::MAX_REASON_CHARS);
-        assert!(long.ends_with('…'));
-        let without_sha = Release {
-            commit_sha: String::new(),
-            ..release
-        };
-        assert!(rollback_lock_reason(&without_sha, "e").starts_with("v3 (ghcr.io/acme/web:3) "));
     }
 
     #[test]
