@@ -368,6 +368,24 @@ async fn a_lock_taken_on_the_page_shows_its_holder_reason_and_end(db: TestDb) {
     ]);
     let form_token = page.form_token();
 
+    // A duration too short to hold anything is refused, never reported as a lock.
+    for too_short in ["1ns", "500ms"] {
+        let answer = site
+            .post(
+                &format!("/instances/{}/lock", site.staging.id),
+                &ops,
+                &[
+                    ("form_token", &form_token),
+                    ("reason", "blink"),
+                    ("duration", too_short),
+                ],
+            )
+            .await;
+        assert_eq!(answer.status, 400, "{too_short}: {}", answer.body);
+        answer.assert_contains(&["at least a second"]);
+    }
+    assert!(site.lock_of(&site.staging).await.is_none());
+
     let answer = site
         .post(
             &format!("/instances/{}/lock", site.staging.id),
@@ -590,6 +608,21 @@ async fn a_post_without_its_form_token_or_from_another_site_changes_nothing(db: 
             assert_eq!(answer.status, 403, "{case} on {path}: {}", answer.body);
             answer.assert_contains(&[title, "Nothing was changed."]);
         }
+    }
+    // Proxy headers a client sends do not make a foreign Origin this site's.
+    for (name, value) in [
+        ("forwarded", "host=evil.example;proto=https"),
+        ("x-forwarded-host", "evil.example"),
+    ] {
+        let request = site
+            .http
+            .post(format!("{}{lock_path}", site.base))
+            .header("cookie", &ops)
+            .header("origin", "https://evil.example")
+            .header(name, value)
+            .form(&[("form_token", form_token.as_str()), ("reason", "x")]);
+        let answer = Answer::from(request.send().await.unwrap()).await;
+        assert_eq!(answer.status, 403, "{name}: {}", answer.body);
     }
     assert!(site.lock_of(&site.staging).await.is_none());
     let still = site

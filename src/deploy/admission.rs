@@ -193,9 +193,9 @@ impl Service {
         let now = super::now();
         let expires_at = match ttl {
             None => None,
-            Some(ttl) if ttl.is_zero() => {
+            Some(ttl) if ttl < Duration::from_secs(1) => {
                 return Err(Error::InvalidRequest(
-                    "a lock's duration must be more than 0".into(),
+                    "a lock's duration is at least a second: write it like 30m, 2h or 1d".into(),
                 ));
             }
             Some(ttl) => Some(

@@ -70,7 +70,8 @@ pub(super) struct SigninForm {
 }
 
 /// A cross-site form post is refused: its `Origin` must be this server (as configured in
-/// `public_url`, or as the browser reached it).
+/// `public_url`, or the `Host` the browser reached). Proxy headers (`Forwarded`,
+/// `X-Forwarded-*`) are not trusted for this: behind a proxy, set `public_url`.
 pub(super) fn same_origin(req: &HttpRequest, config: &Config) -> bool {
     let Some(origin) = req
         .headers()
@@ -87,8 +88,18 @@ pub(super) fn same_origin(req: &HttpRequest, config: &Config) -> bool {
     if origin.eq_ignore_ascii_case(public_origin) {
         return true;
     }
-    let info = req.connection_info();
-    origin.eq_ignore_ascii_case(&format!("{}://{}", info.scheme(), info.host()))
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .map(str::to_string)
+        .or_else(|| req.uri().authority().map(|a| a.to_string()));
+    let Some(host) = host else {
+        return false;
+    };
+    ["http", "https"]
+        .iter()
+        .any(|scheme| origin.eq_ignore_ascii_case(&format!("{scheme}://{host}")))
 }
 
 /// `POST /signin`: a configured API token starts a signed session cookie.
