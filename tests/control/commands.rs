@@ -572,6 +572,13 @@ fn a_deployer_forces_a_rollback_through_a_lock_and_others_are_refused(db: TestDb
     );
     barrier(&bot, 42, "carol", '/');
     assert_eq!(production(&bot).len(), 2, "a refused rollback was queued");
+    let bobs = audited(&bot, "@bob", "refused");
+    assert_eq!(bobs.len(), 1, "{:#?}", audit(&bot));
+    assert!(
+        bobs[0].detail.contains("not a deployer") && bobs[0].instance_id.is_some(),
+        "{:?}",
+        bobs[0]
+    );
 
     say(
         &bot,

@@ -333,7 +333,8 @@ impl CommentRun<'_> {
                 cfg.allowed_permissions.join(", "),
                 job.repo,
             );
-            return self.refused(step, text).await;
+            let detail = format!("{verb} of {} refused: no permission", cfg.name);
+            return self.refused_audited(step, text, detail, Some(cfg)).await;
         }
         let may_force = self.is_deployer(commenter, cfg).await?;
         if !cfg.deployers.is_empty() && !may_force {
@@ -343,7 +344,8 @@ impl CommentRun<'_> {
                 cfg.environment,
                 deployer_list(cfg),
             );
-            return self.refused(step, text).await;
+            let detail = format!("{verb} of {} refused: not a deployer", cfg.name);
+            return self.refused_audited(step, text, detail, Some(cfg)).await;
         }
         let pull = self.pull(commenter).await?;
         if let Some(text) = pull_refusal(job, cfg, checks, pull) {
@@ -414,24 +416,46 @@ impl CommentRun<'_> {
             job.repo,
             refused.join(", "),
         );
-        let items = vec![self.out.reply(text), self.out.reaction("confused")];
-        if self
-            .act(step, CommentEffect::Reply, move |_| items.clone())
-            .await?
-            .is_some()
-        {
-            let actor = Actor::login(&job.user, false);
-            let detail = format!(
-                "global {verb} of {} refused: not allowed on {}",
-                job.repo,
-                names.join(", ")
-            );
-            let event = AuditEvent::new(tenant, &actor.id, "refused", detail);
-            if let Err(e) = self.cx.service.record_audit(event).await {
-                tracing::warn!(repo = %job.repo, error = %e, "the refused global lock is not in the audit trail");
-            }
-        }
+        let detail = format!(
+            "global {verb} of {} refused: not allowed on {}",
+            job.repo,
+            names.join(", ")
+        );
+        self.refused_audited::<()>(step, text, detail, None).await?;
         Ok(false)
+    }
+
+    /// Records a refusal of `step` (its reply and 😕) and, the first time, puts it in the
+    /// audit trail as the commenter's `refused`, on `cfg`'s instance when there is one.
+    async fn refused_audited<T>(
+        &self,
+        step: i32,
+        text: String,
+        detail: String,
+        cfg: Option<&InstanceConfig>,
+    ) -> Result<Option<T>, Stop> {
+        let items = vec![self.out.reply(text), self.out.reaction("confused")];
+        let acted = self
+            .act(step, CommentEffect::Reply, move |_| items.clone())
+            .await?;
+        if acted.is_none() {
+            return Ok(None);
+        }
+        let tenant = self.item.tenant_id.as_str();
+        let service = &self.cx.service;
+        let actor = Actor::login(&self.job.user, false);
+        let mut event = AuditEvent::new(tenant, &actor.id, "refused", detail);
+        if let Some(cfg) = cfg {
+            event.instance_id = service
+                .resolve_instance(tenant, &cfg.name)
+                .await
+                .ok()
+                .map(|i| i.id);
+        }
+        if let Err(e) = service.record_audit(event).await {
+            tracing::warn!(repo = %self.job.repo, error = %e, "a refused command is not in the audit trail");
+        }
+        Ok(None)
     }
 
     /// Whether the commenter is one of `cfg`'s `deployers`; false when it lists none.
