@@ -1436,7 +1436,7 @@ async fn with_a_session_key_set_that_key_signs_sessions_and_log_links(db: TestDb
 }
 
 /// A dashboard token scoped to `api-*` signs in: `/` does not show `web-production`, and its
-/// deployments are not found for that session.
+/// deployments are not found for that sign-in.
 async fn a_session_shows_only_the_instances_its_token_covers(db: TestDb) {
     const API_TEAM: &str = "acme-api-team-token-5d1e";
     let site = Site::start_private(Arc::new(db), None, |config| {

@@ -42,13 +42,7 @@ impl Service {
         instance: &str,
         now: DateTime<Utc>,
     ) -> Option<ActiveFreeze> {
-        let spec = self.catalog.spec(tenant, instance)?;
-        let (current, _) = crate::config::freeze_state(&spec.control.freezes, now);
-        current.map(|(w, start, end)| ActiveFreeze {
-            reason: w.reason.clone(),
-            start,
-            end,
-        })
+        self.catalog.freeze_now(tenant, instance, now)
     }
 
     /// The next freeze of the named instance to start after `now`, if any.

@@ -58,6 +58,22 @@ pub struct ControlSpec {
 /// The configured instances, looked up by tenant and name.
 pub trait Catalog: Send + Sync {
     fn spec(&self, tenant: &str, name: &str) -> Option<Arc<InstanceSpec>>;
+
+    /// The freeze of the named instance in force at `now`, if any.
+    fn freeze_now(
+        &self,
+        tenant: &str,
+        name: &str,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Option<super::ActiveFreeze> {
+        let spec = self.spec(tenant, name)?;
+        let (current, _) = crate::config::freeze_state(&spec.control.freezes, now);
+        current.map(|(w, start, end)| super::ActiveFreeze {
+            reason: w.reason.clone(),
+            start,
+            end,
+        })
+    }
 }
 
 /// Which release a rollback returns to.

@@ -147,7 +147,9 @@ impl Worker {
             ))
         })
         .await?;
-        let freeze = self.freeze_now(tenant, &instance.name, deploy::now());
+        let freeze = self
+            .catalog
+            .freeze_now(tenant, &instance.name, deploy::now());
         match hold(lock.as_ref(), freeze.as_ref()) {
             None => {
                 let store = Arc::clone(&self.store);
@@ -186,22 +188,6 @@ impl Worker {
                 })
             }
         }
-    }
-
-    /// The freeze of the named instance in force at `now`, if any.
-    fn freeze_now(
-        &self,
-        tenant: &str,
-        instance: &str,
-        now: chrono::DateTime<chrono::Utc>,
-    ) -> Option<ActiveFreeze> {
-        let spec = self.catalog.spec(tenant, instance)?;
-        let (current, _) = crate::config::freeze_state(&spec.control.freezes, now);
-        current.map(|(w, start, end)| ActiveFreeze {
-            reason: w.reason.clone(),
-            start,
-            end,
-        })
     }
 
     /// After an automatic rollback of a deploy: locks the instance against pushes, held by
