@@ -263,8 +263,8 @@ fn failing_contexts(repo: &Repo, d: &FakeDeployment, sha: &str, docs: &str) -> O
                 .commit_statuses
                 .iter()
                 .rev()
-                .find(|(s, c, _)| s == sha && c == context)
-                .map_or("missing", |(_, _, state)| state.as_str());
+                .find(|s| s.sha == sha && &s.context == context)
+                .map_or("missing", |s| s.state.as_str());
             (state != "success").then(|| json!({"context": context, "state": state}))
         })
         .collect();

@@ -210,6 +210,19 @@ impl State {
                 self.get_git_ref(owner, name, &git_ref.join("/"))
             }
             ("GET", ["git", "tags", sha]) => self.get_git_tag(owner, name, sha),
+            ("GET", ["commits", git_ref @ .., "check-runs"]) if !git_ref.is_empty() => {
+                self.list_check_runs(req, owner, name, &git_ref.join("/"))
+            }
+            ("GET", ["commits", git_ref @ .., "status"]) if !git_ref.is_empty() => {
+                self.combined_status(req, owner, name, &git_ref.join("/"))
+            }
+            ("GET", ["compare", basehead @ ..]) if !basehead.is_empty() => {
+                self.compare(owner, name, &basehead.join("/"))
+            }
+            ("GET", ["pulls", number, "reviews"]) => match id(number) {
+                Some(number) => self.list_reviews(req, (owner, name), number, actor),
+                None => Reply::not_found(DOCS),
+            },
             ("GET", ["deployments"]) => self.list_deployments(req, owner, name),
             ("POST", ["deployments"]) => self.create_deployment(req, owner, name, actor),
             (_, ["deployments", deployment, more @ ..]) => match id(deployment) {

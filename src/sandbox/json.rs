@@ -31,6 +31,101 @@ pub(super) fn user_json(login: &str, kind: &str) -> Value {
     })
 }
 
+/// The API URLs of a repository (after `{api_url}/repos/{owner}/{name}`).
+const REPOSITORY_URLS: [(&str, &str); 37] = [
+    ("archive_url", "/{archive_format}{/ref}"),
+    ("assignees_url", "/assignees{/user}"),
+    ("blobs_url", "/git/blobs{/sha}"),
+    ("branches_url", "/branches{/branch}"),
+    ("collaborators_url", "/collaborators{/collaborator}"),
+    ("comments_url", "/comments{/number}"),
+    ("commits_url", "/commits{/sha}"),
+    ("compare_url", "/compare/{base}...{head}"),
+    ("contents_url", "/contents/{+path}"),
+    ("contributors_url", "/contributors"),
+    ("deployments_url", "/deployments"),
+    ("downloads_url", "/downloads"),
+    ("events_url", "/events"),
+    ("forks_url", "/forks"),
+    ("git_commits_url", "/git/commits{/sha}"),
+    ("git_refs_url", "/git/refs{/sha}"),
+    ("git_tags_url", "/git/tags{/sha}"),
+    ("hooks_url", "/hooks"),
+    ("issue_comment_url", "/issues/comments{/number}"),
+    ("issue_events_url", "/issues/events{/number}"),
+    ("issues_url", "/issues{/number}"),
+    ("keys_url", "/keys{/key_id}"),
+    ("labels_url", "/labels{/name}"),
+    ("languages_url", "/languages"),
+    ("merges_url", "/merges"),
+    ("milestones_url", "/milestones{/number}"),
+    (
+        "notifications_url",
+        "/notifications{?since,all,participating}",
+    ),
+    ("pulls_url", "/pulls{/number}"),
+    ("releases_url", "/releases{/id}"),
+    ("stargazers_url", "/stargazers"),
+    ("statuses_url", "/statuses/{sha}"),
+    ("subscribers_url", "/subscribers"),
+    ("subscription_url", "/subscription"),
+    ("tags_url", "/tags"),
+    ("teams_url", "/teams"),
+    ("trees_url", "/git/trees{/sha}"),
+    ("url", ""),
+];
+
+/// A repository as GitHub embeds it (a pull request's `head.repo` and `base.repo`, a
+/// combined status's `repository`): every field of the full shape.
+pub(super) fn repository_json(base_url: &str, full_name: &str, id: u64, fork: bool) -> Value {
+    let (owner, name) = full_name.split_once('/').unwrap_or((full_name, ""));
+    let api = format!("{base_url}/repos/{full_name}");
+    let html = format!("https://github.com/{full_name}");
+    let mut repo = json!({
+        "id": id,
+        "node_id": format!("R_fake{id}"),
+        "name": name,
+        "full_name": full_name,
+        "owner": user_json(owner, "Organization"),
+        "private": false,
+        "html_url": html,
+        "description": null,
+        "fork": fork,
+        "clone_url": format!("{html}.git"),
+        "git_url": format!("git://github.com/{full_name}.git"),
+        "ssh_url": format!("git@github.com:{full_name}.git"),
+        "svn_url": html,
+        "mirror_url": null,
+        "homepage": null,
+        "language": null,
+        "license": null,
+        "default_branch": "main",
+        "forks": 0,
+        "forks_count": 0,
+        "watchers": 0,
+        "watchers_count": 0,
+        "stargazers_count": 0,
+        "open_issues": 0,
+        "open_issues_count": 0,
+        "size": 0,
+        "has_issues": true,
+        "has_projects": false,
+        "has_wiki": false,
+        "has_pages": false,
+        "has_downloads": false,
+        "archived": false,
+        "disabled": false,
+        "visibility": "public",
+        "pushed_at": "2024-01-01T00:00:00Z",
+        "created_at": "2024-01-01T00:00:00Z",
+        "updated_at": "2024-01-01T00:00:00Z",
+    });
+    for (field, path) in REPOSITORY_URLS {
+        repo[field] = json!(format!("{api}{path}"));
+    }
+    repo
+}
+
 pub(super) fn actor_kind(login: &str) -> &'static str {
     if login.ends_with("[bot]") {
         "Bot"

@@ -1,9 +1,10 @@
 //! The GitHub stand-in used by `deploybot sandbox` and by the tests: a stateful stand-in
 //! for the GitHub REST API, served over real HTTP on 127.0.0.1.
 //!
-//! It holds repositories, collaborators, pull requests, tags, deployments with their
-//! statuses, comments and reactions, answers the endpoints deploybot uses the way GitHub
-//! does (status codes, error bodies, rate-limit headers), validates request bodies against
+//! It holds repositories, collaborators, pull requests with their reviews, tags, commit
+//! statuses and check runs, deployments with their statuses, comments and reactions,
+//! answers the endpoints deploybot uses the way GitHub does (status codes, error bodies,
+//! rate-limit headers), validates request bodies against
 //! excerpts of GitHub's own OpenAPI description (`openapi/`, copied from the npm package
 //! `@octokit/openapi`), and records every request, so that a test can assert what
 //! deploybot sent, in order. It sends webhooks as GitHub does, signed with the App's
@@ -15,6 +16,7 @@
 //! Request handling never panics: it faces browsers and curl. The setup methods of
 //! [`FakeGithub`] assert their arguments, as a test wants.
 
+mod checks;
 mod deployments;
 mod hooks;
 mod http;
@@ -52,7 +54,10 @@ pub use types::{
 };
 
 use hooks::{deliver_hook, hook_status};
-use state::{AppConfig, Fault, Pull, ROLES, Repo, State, Subject, Tag, fake_sha, lock, now};
+use state::{
+    AppConfig, CheckRun, CommitStatus, Fault, Pull, ROLES, Repo, Review, State, Subject, Tag,
+    fake_sha, lock, now,
+};
 use types::{HookSend, HookTarget};
 
 /// The login GitHub shows for requests made with the token given to [`FakeGithub::set_token`].
@@ -157,23 +162,199 @@ impl FakeGithub {
                 comments: Vec::new(),
                 reactions: Vec::new(),
                 commit_statuses: Vec::new(),
+                check_runs: Vec::new(),
+                reviews: Vec::new(),
+                contains: Default::default(),
             },
         );
     }
 
     /// Records a commit status (as CI would): `state` is error, failure, pending or
     /// success. A Deployment with `required_contexts` is created only when the newest
-    /// status of each of those contexts on its commit is success.
+    /// status of each of those contexts on its commit is success. Its `target_url` is
+    /// `https://ci.example.com/{repo}/{context}/{sha}`.
     pub fn set_commit_status(&self, repo: &str, sha: &str, context: &str, state: &str) {
         assert!(
             ["error", "failure", "pending", "success"].contains(&state),
             "GitHub stand-in: commit status state {state:?} is not error, failure, pending or success"
         );
-        self.state().repo_mut(repo).commit_statuses.push((
-            sha.to_lowercase(),
-            context.to_string(),
-            state.to_string(),
-        ));
+        let mut guard = self.state();
+        let id = guard.next_id("status");
+        let repo_state = guard.repo_mut(repo);
+        let sha = sha.to_lowercase();
+        repo_state.commit_statuses.push(CommitStatus {
+            id,
+            target_url: format!(
+                "https://ci.example.com/{}/{context}/{sha}",
+                repo_state.full_name
+            ),
+            sha,
+            context: context.to_string(),
+            state: state.to_string(),
+            created_at: now(),
+        });
+    }
+
+    /// Records check run `name` of CI on commit `sha`: `status` is queued, in_progress or
+    /// completed, and `conclusion` is given exactly when it is completed (success,
+    /// failure, neutral, cancelled, skipped, timed_out or action_required). Updates the
+    /// newest run of that name on `sha`, or starts the first one.
+    pub fn set_check_run(
+        &self,
+        repo: &str,
+        sha: &str,
+        name: &str,
+        status: &str,
+        conclusion: Option<&str>,
+    ) {
+        self.check_run(repo, sha, name, (status, conclusion), false);
+    }
+
+    /// Runs check `name` on `sha` again, as GitHub's "Re-run": a new run with a higher id.
+    /// The older runs stay; GitHub lists them only when asked for `filter=all`.
+    pub fn rerun_check_run(
+        &self,
+        repo: &str,
+        sha: &str,
+        name: &str,
+        status: &str,
+        conclusion: Option<&str>,
+    ) {
+        self.check_run(repo, sha, name, (status, conclusion), true);
+    }
+
+    fn check_run(
+        &self,
+        repo: &str,
+        sha: &str,
+        name: &str,
+        (status, conclusion): (&str, Option<&str>),
+        new_run: bool,
+    ) {
+        const CONCLUSIONS: [&str; 7] = [
+            "success",
+            "failure",
+            "neutral",
+            "cancelled",
+            "skipped",
+            "timed_out",
+            "action_required",
+        ];
+        assert!(
+            ["queued", "in_progress", "completed"].contains(&status),
+            "GitHub stand-in: check run status {status:?} is not queued, in_progress or completed"
+        );
+        match conclusion {
+            None => assert!(
+                status != "completed",
+                "GitHub stand-in: a completed check run has a conclusion"
+            ),
+            Some(c) => assert!(
+                status == "completed" && CONCLUSIONS.contains(&c),
+                "GitHub stand-in: conclusion {c:?} needs status completed and one of {CONCLUSIONS:?}"
+            ),
+        }
+        let mut guard = self.state();
+        let id = guard.next_id("check_run");
+        let repo = guard.repo_mut(repo);
+        let sha = sha.to_lowercase();
+        let completed_at = conclusion.map(|_| now());
+        let conclusion = conclusion.map(str::to_string);
+        let existing = repo
+            .check_runs
+            .iter_mut()
+            .rev()
+            .find(|r| r.sha == sha && r.name == name)
+            .filter(|_| !new_run);
+        match existing {
+            Some(run) => {
+                run.status = status.to_string();
+                run.conclusion = conclusion;
+                run.completed_at = completed_at;
+            }
+            None => repo.check_runs.push(CheckRun {
+                id,
+                sha,
+                name: name.to_string(),
+                status: status.to_string(),
+                conclusion,
+                started_at: now(),
+                completed_at,
+            }),
+        }
+    }
+
+    /// `user` reviews pull request #`pull` at commit `commit_id`; `state` is APPROVED,
+    /// CHANGES_REQUESTED, COMMENTED, DISMISSED or PENDING (not submitted: GitHub lists it
+    /// only to its author). Answers the review's id.
+    pub fn add_review(
+        &self,
+        repo: &str,
+        pull: u64,
+        user: &str,
+        state: &str,
+        commit_id: &str,
+    ) -> u64 {
+        const STATES: [&str; 5] = [
+            "APPROVED",
+            "CHANGES_REQUESTED",
+            "COMMENTED",
+            "DISMISSED",
+            "PENDING",
+        ];
+        assert!(
+            STATES.contains(&state),
+            "GitHub stand-in: review state {state:?} is not one of {STATES:?}"
+        );
+        let mut guard = self.state();
+        let id = guard.next_id("review");
+        let repo = guard.repo_mut(repo);
+        assert!(
+            repo.pulls.contains_key(&pull),
+            "GitHub stand-in: add_pull #{pull} first"
+        );
+        repo.reviews.push(Review {
+            id,
+            pull,
+            user: user.to_string(),
+            state: state.to_string(),
+            commit_id: commit_id.to_lowercase(),
+            submitted_at: (state != "PENDING").then(now),
+        });
+        id
+    }
+
+    /// A maintainer dismisses review `review_id`: its state becomes DISMISSED.
+    pub fn dismiss_review(&self, repo: &str, review_id: u64) {
+        let mut guard = self.state();
+        let review = guard
+            .repo_mut(repo)
+            .reviews
+            .iter_mut()
+            .find(|r| r.id == review_id);
+        review
+            .unwrap_or_else(|| panic!("GitHub stand-in: no review {review_id}"))
+            .state = "DISMISSED".to_string();
+    }
+
+    /// Pull request #`pull` merges into branch `base_ref` (`main` unless set); its `base`
+    /// names that branch and the branch's head (see [`FakeGithub::add_branch`]).
+    pub fn set_pull_base(&self, repo: &str, pull: u64, base_ref: &str) {
+        let mut guard = self.state();
+        let found = guard.repo_mut(repo).pulls.get_mut(&pull);
+        found
+            .unwrap_or_else(|| panic!("GitHub stand-in: add_pull #{pull} first"))
+            .base_ref = base_ref.to_string();
+    }
+
+    /// Commit `head_sha` contains commit `base_sha` (its branch was brought up to date
+    /// with that base head, or started from it): comparing `base_sha...head_sha` answers
+    /// `ahead`. Pairs never marked have `diverged`, unless they are the same commit.
+    pub fn mark_up_to_date(&self, repo: &str, head_sha: &str, base_sha: &str) {
+        self.state()
+            .repo_mut(repo)
+            .contains
+            .insert((head_sha.to_lowercase(), base_sha.to_lowercase()));
     }
 
     /// Gives `user` a role on `repo`: admin, maintain, write, triage, read or none.
@@ -225,6 +406,7 @@ impl FakeGithub {
                 created_at: now(),
                 title: format!("Pull request #{number}"),
                 body: String::new(),
+                base_ref: "main".to_string(),
             },
         );
     }

@@ -75,6 +75,13 @@ pub const REDELIVER_HOOK_DELIVERY_RESPONSE: OpenApiExcerpt = OpenApiExcerpt {
     text: include_str!("openapi/redeliver-webhook-delivery.response.json"),
 };
 
+/// The query parameters of `GET /repos/{owner}/{repo}/commits/{ref}/check-runs`
+/// (`check_name`, `status`, `filter`, `per_page`, `page`, `app_id`).
+pub const CHECK_RUNS_PARAMETERS: OpenApiExcerpt = OpenApiExcerpt {
+    resource: "CheckRun",
+    text: include_str!("openapi/check-runs-for-ref.parameters.json"),
+};
+
 /// One way a JSON value breaks a schema: the field (dotted path), GitHub's error code
 /// (`missing_field` or `invalid`) and a sentence for people.
 #[derive(Clone, Debug, PartialEq)]

@@ -125,6 +125,40 @@ pub(super) fn custom_error(
     )
 }
 
+/// The query checked against an operation's documented parameters: a number that is not
+/// one is 400, a value outside the schema (e.g. its `enum`) is 422.
+pub(super) fn check_query(req: &Incoming, excerpt: &OpenApiExcerpt) -> Result<(), Reply> {
+    let docs = excerpt.documentation_url();
+    for parameter in excerpt.schema().as_array().into_iter().flatten() {
+        if parameter["in"] != "query" {
+            continue;
+        }
+        let Some(raw) = parameter["name"].as_str().and_then(|n| req.query.get(n)) else {
+            continue;
+        };
+        let name = parameter["name"].as_str().unwrap_or_default();
+        let value = match parameter["schema"]["type"].as_str() {
+            Some("integer") => match raw.parse::<i64>() {
+                Ok(n) => json!(n),
+                Err(_) => return Err(Reply::error(400, "Bad Request", &docs)),
+            },
+            _ => json!(raw),
+        };
+        if !validate(&parameter["schema"], &value).is_empty() {
+            return Err(Reply::json(
+                422,
+                json!({
+                    "message": "Validation Failed",
+                    "errors": [{"resource": excerpt.resource, "field": name, "code": "invalid", "value": raw}],
+                    "documentation_url": docs,
+                    "status": "422",
+                }),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// GitHub's list answers: `?per_page` (default 30, at most 100) and `?page`, with a
 /// `Link` header naming the next and last pages.
 pub(super) fn paginate(base_url: &str, req: &Incoming, items: Vec<Value>) -> Reply {

@@ -4,10 +4,10 @@
 use serde_json::{Value, json};
 
 use super::http::Incoming;
-use super::json::{deployment_json, user_json};
+use super::json::{deployment_json, repository_json, user_json};
 use super::openapi::CREATE_INSTALLATION_TOKEN;
 use super::reply::{Reply, find_repo, paginate, parse_body};
-use super::state::{DOCS, ROLES, State, fake_sha};
+use super::state::{DOCS, Pull, ROLES, Repo, State, fake_sha};
 use super::types::FakeDeployment;
 
 impl State {
@@ -122,62 +122,65 @@ impl State {
         };
         let base = &self.base_url;
         let full = &repo.full_name;
-        let repo_json = |full_name: &str, id: u64, fork: bool| repo_json(base, full_name, id, fork);
-        let head_repo_name = if pull.from_fork {
-            format!("{}/{}", pull.author, repo.name())
-        } else {
-            full.clone()
-        };
-        let head_owner = if pull.from_fork {
-            pull.author.as_str()
-        } else {
-            repo.owner()
-        };
+        let api = format!("{base}/repos/{full}");
+        let html = format!("https://github.com/{full}/pull/{number}");
         let closed = pull.state == "closed";
-        Reply::json(
-            200,
-            json!({
-                "url": format!("{base}/repos/{full}/pulls/{number}"),
-                "id": 1000 + number,
-                "node_id": format!("PR_fake{number}"),
-                "html_url": format!("https://github.com/{full}/pull/{number}"),
-                "diff_url": format!("https://github.com/{full}/pull/{number}.diff"),
-                "patch_url": format!("https://github.com/{full}/pull/{number}.patch"),
-                "issue_url": format!("{base}/repos/{full}/issues/{number}"),
-                "number": number,
-                "state": pull.state,
-                "locked": false,
-                "title": pull.title,
-                "user": user_json(&pull.author, "User"),
-                "body": if pull.body.is_empty() { Value::Null } else { json!(pull.body) },
-                "labels": [],
-                "created_at": pull.created_at,
-                "updated_at": pull.created_at,
-                "closed_at": if closed { json!(pull.created_at) } else { Value::Null },
-                "merged_at": null,
-                "merge_commit_sha": null,
-                "draft": false,
-                "head": {
-                    "label": format!("{head_owner}:{}", pull.head_ref),
-                    "ref": pull.head_ref,
-                    "sha": pull.head_sha,
-                    "user": user_json(head_owner, "User"),
-                    "repo": repo_json(&head_repo_name, repo.id + 100_000, pull.from_fork),
-                },
-                "base": {
-                    "label": format!("{}:main", repo.owner()),
-                    "ref": "main",
-                    "sha": repo.branches.get("main").cloned().unwrap_or_else(|| fake_sha(&[full, "main"])),
-                    "user": user_json(repo.owner(), "Organization"),
-                    "repo": repo_json(full, repo.id, false),
-                },
-                "author_association": if pull.from_fork { "CONTRIBUTOR" } else { "MEMBER" },
-                "merged": false,
-                "mergeable": true,
-                "mergeable_state": "clean",
-                "comments": repo.comments.iter().filter(|c| c.issue == number).count(),
-            }),
-        )
+        let mut answer = json!({
+            "url": format!("{api}/pulls/{number}"),
+            "id": 1000 + number,
+            "node_id": format!("PR_fake{number}"),
+            "html_url": html,
+            "diff_url": format!("{html}.diff"),
+            "patch_url": format!("{html}.patch"),
+            "issue_url": format!("{api}/issues/{number}"),
+            "commits_url": format!("{api}/pulls/{number}/commits"),
+            "review_comments_url": format!("{api}/pulls/{number}/comments"),
+            "review_comment_url": format!("{api}/pulls/comments{{/number}}"),
+            "comments_url": format!("{api}/issues/{number}/comments"),
+            "statuses_url": format!("{api}/statuses/{}", pull.head_sha),
+            "number": number,
+            "state": pull.state,
+            "locked": false,
+            "title": pull.title,
+            "user": user_json(&pull.author, "User"),
+            "body": if pull.body.is_empty() { Value::Null } else { json!(pull.body) },
+            "labels": [],
+            "milestone": null,
+            "assignee": null,
+            "created_at": pull.created_at,
+            "updated_at": pull.created_at,
+            "closed_at": if closed { json!(pull.created_at) } else { Value::Null },
+            "merged_at": null,
+            "merge_commit_sha": null,
+            "draft": false,
+            "author_association": if pull.from_fork { "CONTRIBUTOR" } else { "MEMBER" },
+            "auto_merge": null,
+            "merged": false,
+            "merged_by": null,
+            "mergeable": true,
+            "mergeable_state": "clean",
+            "maintainer_can_modify": false,
+            "comments": repo.comments.iter().filter(|c| c.issue == number).count(),
+            "review_comments": 0,
+            "commits": 1,
+            "additions": 1,
+            "deletions": 0,
+            "changed_files": 1,
+        });
+        answer["_links"] = json!({
+            "self": {"href": format!("{api}/pulls/{number}")},
+            "html": {"href": html},
+            "issue": {"href": format!("{api}/issues/{number}")},
+            "comments": {"href": format!("{api}/issues/{number}/comments")},
+            "review_comments": {"href": format!("{api}/pulls/{number}/comments")},
+            "review_comment": {"href": format!("{api}/pulls/comments{{/number}}")},
+            "commits": {"href": format!("{api}/pulls/{number}/commits")},
+            "statuses": {"href": format!("{api}/statuses/{}", pull.head_sha)},
+        });
+        let (head, base) = pull_ends(base, repo, pull);
+        answer["head"] = head;
+        answer["base"] = base;
+        Reply::json(200, answer)
     }
 
     pub(super) fn get_git_ref(&self, owner: &str, name: &str, git_ref: &str) -> Reply {
@@ -270,18 +273,35 @@ impl State {
     }
 }
 
-/// A repository as a pull request's `head` and `base` carry it.
-fn repo_json(base: &str, full_name: &str, id: u64, fork: bool) -> Value {
-    let owner = full_name.split('/').next().unwrap_or_default();
-    json!({
-        "id": id,
-        "name": full_name.split('/').nth(1).unwrap_or_default(),
-        "full_name": full_name,
-        "owner": user_json(owner, "Organization"),
-        "private": false,
-        "fork": fork,
-        "html_url": format!("https://github.com/{full_name}"),
-        "url": format!("{base}/repos/{full_name}"),
-        "default_branch": "main",
-    })
+/// A pull request's `head` (its branch, in a fork or not) and `base` (the branch it merges
+/// into, at that branch's current head).
+fn pull_ends(base_url: &str, repo: &Repo, pull: &Pull) -> (Value, Value) {
+    let full = &repo.full_name;
+    let (head_owner, head_repo) = if pull.from_fork {
+        let fork = format!("{}/{}", pull.author, repo.name());
+        (pull.author.as_str(), fork)
+    } else {
+        (repo.owner(), full.clone())
+    };
+    let head = json!({
+        "label": format!("{head_owner}:{}", pull.head_ref),
+        "ref": pull.head_ref,
+        "sha": pull.head_sha,
+        "user": user_json(head_owner, "User"),
+        "repo": repository_json(base_url, &head_repo, repo.id + 100_000, pull.from_fork),
+    });
+    let base_ref = &pull.base_ref;
+    let base_sha = repo
+        .branches
+        .get(base_ref)
+        .cloned()
+        .unwrap_or_else(|| fake_sha(&[full, base_ref]));
+    let base = json!({
+        "label": format!("{}:{base_ref}", repo.owner()),
+        "ref": base_ref,
+        "sha": base_sha,
+        "user": user_json(repo.owner(), "Organization"),
+        "repo": repository_json(base_url, full, repo.id, false),
+    });
+    (head, base)
 }

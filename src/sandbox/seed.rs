@@ -106,6 +106,7 @@ impl FakeGithub {
                 created_at: an_hour_ago(),
                 title: PULL_TITLE.to_string(),
                 body: PULL_BODY.to_string(),
+                base_ref: "main".to_string(),
             },
         );
         Seeded {

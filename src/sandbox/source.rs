@@ -44,7 +44,7 @@ impl PullSource for Source {
             author: pull.author.clone(),
             head_ref: pull.head_ref.clone(),
             head_sha: pull.head_sha.clone(),
-            base_ref: "main".to_string(),
+            base_ref: pull.base_ref.clone(),
             body: pull.body.clone(),
             created_at: pull.created_at.clone(),
             comments: comments.map(|c| comment_view(repo, c)).collect(),

@@ -22,6 +22,46 @@ pub(super) struct Pull {
     pub(super) title: String,
     /// The description (Markdown); empty for none.
     pub(super) body: String,
+    /// The branch it merges into (`main` unless set).
+    pub(super) base_ref: String,
+}
+
+/// A commit status, as CI posts it.
+pub(super) struct CommitStatus {
+    pub(super) id: u64,
+    pub(super) sha: String,
+    pub(super) context: String,
+    /// error, failure, pending or success.
+    pub(super) state: String,
+    pub(super) target_url: String,
+    pub(super) created_at: String,
+}
+
+/// A check run of a CI app on a commit.
+pub(super) struct CheckRun {
+    pub(super) id: u64,
+    pub(super) sha: String,
+    pub(super) name: String,
+    /// queued, in_progress or completed.
+    pub(super) status: String,
+    /// Set once completed: success, failure, neutral, cancelled, skipped, timed_out or
+    /// action_required.
+    pub(super) conclusion: Option<String>,
+    pub(super) started_at: String,
+    pub(super) completed_at: Option<String>,
+}
+
+/// A review of a pull request.
+pub(super) struct Review {
+    pub(super) id: u64,
+    pub(super) pull: u64,
+    pub(super) user: String,
+    /// APPROVED, CHANGES_REQUESTED, COMMENTED, DISMISSED or PENDING.
+    pub(super) state: String,
+    /// The pull request's head when the review was written.
+    pub(super) commit_id: String,
+    /// `None` while PENDING (not submitted).
+    pub(super) submitted_at: Option<String>,
 }
 
 pub(super) struct Tag {
@@ -59,8 +99,18 @@ pub(super) struct Repo {
     pub(super) deployments: Vec<FakeDeployment>,
     pub(super) comments: Vec<FakeComment>,
     pub(super) reactions: Vec<Reaction>,
-    /// Commit statuses, oldest first: (sha, context, state).
-    pub(super) commit_statuses: Vec<(String, String, String)>,
+    /// Commit statuses, oldest first.
+    pub(super) commit_statuses: Vec<CommitStatus>,
+    /// Check runs, oldest first (a re-run is a newer run of the same name).
+    pub(super) check_runs: Vec<CheckRun>,
+    /// Reviews of its pull requests, oldest first.
+    pub(super) reviews: Vec<Review>,
+    /// The stand-in keeps no commit graph. What the compare endpoint knows of history is
+    /// this set of (head, base) commit pairs, lower-cased: `head` contains `base` (a
+    /// branch updated with, or started from, that base commit). Compared, `head` is then
+    /// `ahead` of `base` and `base` `behind` `head`; the same commit is `identical`; any
+    /// other pair has `diverged`, one commit on each side.
+    pub(super) contains: std::collections::BTreeSet<(String, String)>,
 }
 
 impl Repo {
