@@ -17,6 +17,8 @@ use serde_json::{Value, json};
 
 use crate::config::GithubConfig;
 
+pub use super::checks::{CheckKind, CheckState, CommitCheck};
+
 /// The REST API version deploybot speaks.
 pub const API_VERSION: &str = "2022-11-28";
 
@@ -38,6 +40,12 @@ pub struct PullRequest {
     pub head_ref: String,
     pub from_fork: bool,
     pub open: bool,
+    /// The branch it merges into (`base.ref`).
+    pub base_ref: String,
+    /// That branch's head when GitHub answered (`base.sha`).
+    pub base_sha: String,
+    /// Who opened it (`user.login`).
+    pub author: String,
 }
 
 /// One attempt of GitHub to deliver an App webhook, as `GET /app/hook/deliveries` lists it.
@@ -138,6 +146,23 @@ fn role_of(answer: &serde_json::Value) -> &str {
         return role;
     }
     answer["permission"].as_str().unwrap_or("none")
+}
+
+/// One path segment: like [`encode_path`], with `/` escaped too.
+fn encode_segment(segment: &str) -> String {
+    encode_path(segment).replace('/', "%2F")
+}
+
+/// Pages [`GithubClient::all_pages`] reads of one list (100 items each).
+const MAX_PAGES: u32 = 10;
+
+/// Whether a `Link` header names a `rel="next"` page.
+fn has_next_page(link: &str) -> bool {
+    link.split(',').any(|part| {
+        part.split(';')
+            .skip(1)
+            .any(|p| p.trim().eq_ignore_ascii_case("rel=\"next\""))
+    })
 }
 
 fn repo_path(repo: &str) -> String {
@@ -713,7 +738,7 @@ impl GithubClient {
         }
     }
 
-    /// A pull request's head and state.
+    /// A pull request's head, base, author and state.
     pub async fn pull(
         &self,
         repo: &str,
@@ -729,7 +754,109 @@ impl GithubClient {
             from_fork: pr["head"]["repo"]["fork"].as_bool().unwrap_or(false)
                 || !head_repo.eq_ignore_ascii_case(repo),
             open: pr["state"].as_str() == Some("open"),
+            base_ref: pr["base"]["ref"].as_str().unwrap_or_default().to_string(),
+            base_sha: pr["base"]["sha"].as_str().unwrap_or_default().to_string(),
+            author: pr["user"]["login"].as_str().unwrap_or_default().to_string(),
         })
+    }
+
+    /// Every item of a paginated list, 100 a page while the `Link` header names a next
+    /// page, at most [`MAX_PAGES`] pages. `field` names the list in an object answer
+    /// (`check_runs`, `statuses`); `None` when the answer is the list.
+    async fn all_pages(
+        &self,
+        repo: &str,
+        installation: Option<u64>,
+        path: &str,
+        field: Option<&str>,
+    ) -> Result<Vec<Value>, ApiError> {
+        let token = self.token_for(repo, installation).await?;
+        let separator = if path.contains('?') { '&' } else { '?' };
+        let mut all = Vec::new();
+        for page in 1..=MAX_PAGES {
+            let paged = format!("{path}{separator}per_page=100&page={page}");
+            let (mut answer, headers) = self
+                .call_with_headers(&token, reqwest::Method::GET, &paged, None)
+                .await?;
+            let listed = match field {
+                Some(field) => answer[field].take(),
+                None => answer,
+            };
+            let Value::Array(items) = listed else {
+                return Err(ApiError::Refused {
+                    status: 200,
+                    message: format!("GitHub's answer to GET {path} holds no list"),
+                });
+            };
+            let more = headers
+                .get(reqwest::header::LINK)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(has_next_page);
+            let empty = items.is_empty();
+            all.extend(items);
+            if !more || empty {
+                break;
+            }
+        }
+        Ok(all)
+    }
+
+    /// The checks of commit `sha`: its check runs (the newest of each name) and the
+    /// newest commit status of each context, each with its state and page. Reads every
+    /// page of both, up to 1,000 of each.
+    pub async fn commit_checks(
+        &self,
+        repo: &str,
+        installation_id: Option<u64>,
+        sha: &str,
+    ) -> Result<Vec<CommitCheck>, ApiError> {
+        let commit = format!("/repos/{}/commits/{}", repo_path(repo), encode_segment(sha));
+        let runs_path = format!("{commit}/check-runs?filter=latest");
+        let runs = self
+            .all_pages(repo, installation_id, &runs_path, Some("check_runs"))
+            .await?;
+        let status_path = format!("{commit}/status");
+        let statuses = self
+            .all_pages(repo, installation_id, &status_path, Some("statuses"))
+            .await?;
+        Ok(super::checks::commit_checks(&runs, &statuses))
+    }
+
+    /// Who approves pull request `pull` at `head_sha`: the lower-cased logins, sorted,
+    /// whose latest verdict (comments and pending reviews aside) is an approval written at
+    /// that head, the author `author` excepted. Reads every review, up to 1,000.
+    pub async fn approving_reviewers(
+        &self,
+        repo: &str,
+        installation_id: Option<u64>,
+        pull: u64,
+        head_sha: &str,
+        author: &str,
+    ) -> Result<Vec<String>, ApiError> {
+        let path = format!("/repos/{}/pulls/{pull}/reviews", repo_path(repo));
+        let reviews = self.all_pages(repo, installation_id, &path, None).await?;
+        Ok(super::checks::approving_reviewers(
+            &reviews, head_sha, author,
+        ))
+    }
+
+    /// Whether commit `head_sha` contains the head of branch `base_ref` (it is up to date
+    /// with its base): GitHub compares `base_ref...head_sha` as `ahead` or `identical`.
+    pub async fn contains_base(
+        &self,
+        repo: &str,
+        installation_id: Option<u64>,
+        base_ref: &str,
+        head_sha: &str,
+    ) -> Result<bool, ApiError> {
+        let path = format!(
+            "/repos/{}/compare/{}...{}?per_page=1",
+            repo_path(repo),
+            encode_path(base_ref),
+            encode_segment(head_sha)
+        );
+        let comparison = self.get(repo, installation_id, &path).await?;
+        Ok(super::checks::contains_base(&comparison))
     }
 
     /// The commit a tag points to, dereferencing annotated tags.

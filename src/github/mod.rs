@@ -2,6 +2,7 @@
 //! `dispatch` → `reports`, `jobs`, `commands` → `context` → `store` → `outbox` → `client`;
 //! `rules` → `commands` → `routing`, `image`; `webhook` reads events and recovers deliveries.
 
+pub mod checks;
 pub mod client;
 pub mod commands;
 pub mod context;
