@@ -9,7 +9,8 @@
 //!
 //! - `shape`: the serde structs; `parse_error`: where a TOML error points;
 //! - `checks`: collecting problems; `env`: environment overrides;
-//! - `server`, `tenants`, `tokens`, `github`, `worker`: the top-level keys and sections;
+//! - `server`, `tenants`, `tokens`, `github`, `worker`, `retention`: the top-level keys and
+//!   sections;
 //! - `instance`, `provider`, `strategy`, `placeholders`, `child_env`, `globs`: `[[instances]]`;
 //! - `secrets`: redaction, the session key and the values stored logs mask;
 //! - `describe`: the table `config check` prints.
@@ -25,6 +26,7 @@ mod instance;
 mod parse_error;
 mod placeholders;
 mod provider;
+mod retention;
 mod secrets;
 mod server;
 mod shape;
@@ -41,6 +43,7 @@ pub use globs::globs_cover;
 pub use instance::{InstanceConfig, PERMISSIONS};
 pub use placeholders::IMAGE_PLACEHOLDERS;
 pub use provider::{HealthConfig, ProviderConfig, ProviderKind};
+pub use retention::{DEFAULT_AUDIT_RETENTION, MIN_AUDIT_RETENTION, RetentionConfig};
 pub use secrets::{SESSION_KEY_MIN_BYTES, hide_url_passwords, redact_url};
 pub use server::pg_url_problem;
 pub use strategy::{CanaryConfig, StrategyKind};
@@ -113,6 +116,8 @@ pub struct Config {
     pub command_prefix: char,
     /// `[[freeze]]`: freeze windows of every instance.
     pub freezes: Vec<FreezeWindow>,
+    /// `[retention]`: how long stored records are kept.
+    pub retention: RetentionConfig,
     /// The file this configuration was read from; `None` for defaults or a string.
     pub source: Option<PathBuf>,
 }
@@ -195,6 +200,7 @@ impl Default for Config {
             instances: Vec::new(),
             command_prefix: '/',
             freezes: Vec::new(),
+            retention: RetentionConfig::default(),
             source: None,
         }
     }
@@ -220,6 +226,7 @@ impl fmt::Debug for Config {
             .field("instances", &self.instances)
             .field("command_prefix", &self.command_prefix)
             .field("freezes", &self.freezes)
+            .field("retention", &self.retention)
             .field("source", &self.source)
             .finish()
     }
@@ -356,6 +363,7 @@ fn build(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>, check: &mut Check
     let tenants = tenants::build_tenants(raw.tenants, env, check);
     let command_prefix = command_prefix(raw.command_prefix.as_deref(), check);
     let freezes = freeze::build_freezes("freeze", raw.freeze, check);
+    let retention = retention::build_retention(raw.retention, check);
     let config = Config {
         database_url,
         listen,
@@ -376,6 +384,7 @@ fn build(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>, check: &mut Check
         instances,
         command_prefix,
         freezes,
+        retention,
         source: None,
     };
     child_env::check_passed_values(&config, env, check);

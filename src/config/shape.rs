@@ -33,6 +33,14 @@ pub(super) struct RawConfig {
     pub(super) command_prefix: Option<String>,
     #[serde(default)]
     pub(super) freeze: Vec<RawFreeze>,
+    #[serde(default)]
+    pub(super) retention: RawRetention,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawRetention {
+    pub(super) audit: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
