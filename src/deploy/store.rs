@@ -224,6 +224,10 @@ pub trait AuditStore: Send + Sync + 'static {
         instance_id: Option<InstanceId>,
         options: &ListOptions,
     ) -> Result<AuditPage, Error>;
+
+    /// Removes at most `batch` of the first-recorded events stamped before `before`, of
+    /// every tenant; returns how many it removed.
+    fn prune_audit(&self, before: DateTime<Utc>, batch: u32) -> Result<u64, Error>;
 }
 
 /// The deployments' logs.

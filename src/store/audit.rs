@@ -1,7 +1,8 @@
 //! The audit trail: the domain's `AuditStore`. Events are appended and read newest first,
-//! a page at a time, always within one tenant.
+//! a page at a time, always within one tenant; events past their retention are removed in
+//! batches, first-recorded first, across tenants.
 
-use chrono::NaiveDateTime;
+use chrono::{DateTime, NaiveDateTime, Utc};
 use diesel::prelude::*;
 
 use super::cursor;
@@ -111,6 +112,24 @@ fn list(
     Ok(AuditPage { items, next_cursor })
 }
 
+/// Removes at most `batch` events stamped before `before`, lowest ids first.
+fn prune(conn: &mut DbConn, before: DateTime<Utc>, batch: u32) -> Result<u64, Error> {
+    let ids: Vec<i64> = audit_events::table
+        .filter(audit_events::at.lt(to_db(before)))
+        .order(audit_events::id.asc())
+        .limit(i64::from(batch))
+        .select(audit_events::id)
+        .load(conn)
+        .map_err(db_error)?;
+    if ids.is_empty() {
+        return Ok(0);
+    }
+    let removed = diesel::delete(audit_events::table.filter(audit_events::id.eq_any(&ids)))
+        .execute(conn)
+        .map_err(db_error)?;
+    Ok(removed as u64)
+}
+
 impl AuditStore for DieselStore {
     fn record_audit(&self, event: &AuditEvent) -> Result<(), Error> {
         self.write(|conn| record(conn, event))
@@ -129,5 +148,12 @@ impl AuditStore for DieselStore {
             .map(|c| cursor::decode_audit(c, instance_id))
             .transpose()?;
         self.read(|conn| list(conn, tenant_id, instance_id, limit, before))
+    }
+
+    fn prune_audit(&self, before: DateTime<Utc>, batch: u32) -> Result<u64, Error> {
+        if batch == 0 {
+            return Ok(0);
+        }
+        self.write(|conn| prune(conn, before, batch))
     }
 }
