@@ -24,6 +24,7 @@ use crate::provider::SecretMask;
 
 mod gatekeeper;
 mod logs;
+mod prune;
 
 use logs::close_log;
 
@@ -155,6 +156,8 @@ pub struct WorkerSettings {
     pub poll: Duration,
     /// On shutdown, how long running deployments may take to finish.
     pub grace: Duration,
+    /// Audit events older than this are removed (`[retention] audit`).
+    pub audit_retention: Duration,
 }
 
 impl Default for WorkerSettings {
@@ -164,6 +167,7 @@ impl Default for WorkerSettings {
             lease: Duration::from_secs(30),
             poll: Duration::from_millis(500),
             grace: Duration::from_secs(30),
+            audit_retention: crate::config::DEFAULT_AUDIT_RETENTION,
         }
     }
 }
@@ -280,6 +284,7 @@ impl Worker {
         let mut tasks = JoinSet::new();
         let recovery = tokio::spawn(Arc::clone(&self).recover_loop(shutdown.clone()));
         let gatekeeper = tokio::spawn(Arc::clone(&self).gate_loop(shutdown.clone()));
+        tokio::spawn(Arc::clone(&self).prune_loop(shutdown.clone()));
         tracing::info!(owner = %self.owner, concurrency = self.settings.concurrency, "worker started");
         loop {
             // `biased`: once shutdown has begun, nothing new is claimed, even when a slot

@@ -189,6 +189,7 @@ impl Site {
                 lease: Duration::from_secs(5),
                 poll: Duration::from_millis(100),
                 grace: Duration::from_secs(5),
+                ..WorkerSettings::default()
             };
             tokio::spawn(
                 Arc::new(Worker::new(store.clone(), &service, settings)).run(shutdown.clone()),

@@ -123,6 +123,7 @@ fn settings() -> WorkerSettings {
         lease: Duration::from_secs(3),
         poll: Duration::from_millis(100),
         grace: Duration::from_secs(5),
+        ..WorkerSettings::default()
     }
 }
 
