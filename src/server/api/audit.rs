@@ -9,9 +9,9 @@ use utoipa::{IntoParams, ToSchema};
 use super::input::ListQuery;
 use super::instances::resolve;
 use super::schema::{DeploymentIdSchema, InstanceIdSchema, InstanceKeySchema};
-use crate::deploy::{AuditEvent, AuditPage, InstanceId};
+use crate::deploy::{AuditEvent, AuditPage, InstanceId, ListOptions};
 use crate::server::AppState;
-use crate::server::auth::{Authorized, need};
+use crate::server::auth::{Authorized, Caller, need};
 use crate::server::error::{ApiError, ErrorBody};
 
 /// One entry of the audit trail.
@@ -112,8 +112,22 @@ pub(super) async fn list_audit(
         instance,
     } = query.into_inner();
     let options = ListQuery { cursor, limit }.options()?;
+    let page = readable_audit(&state, &caller, instance.as_deref(), options).await?;
+    Ok(HttpResponse::Ok().json(AuditPageJson::from(page)))
+}
+
+/// The page of the audit trail of `caller`'s tenant that `caller` may read: only the
+/// events of `instance` (an id or a name, which the caller must cover) when it is given;
+/// otherwise, for a caller limited to some instances, only their events and none of the
+/// repository-wide ones. `GET /v1/audit` and the `/audit` page both read through it.
+pub(crate) async fn readable_audit(
+    state: &AppState,
+    caller: &Caller,
+    instance: Option<&str>,
+    options: ListOptions,
+) -> Result<AuditPage, ApiError> {
     let instance_id: Option<InstanceId> = match instance {
-        Some(key) => Some(resolve(&state, &caller, &key).await?.id),
+        Some(key) => Some(resolve(state, caller, key).await?.id),
         None => None,
     };
     let mut page = state
@@ -132,5 +146,5 @@ pub(super) async fn list_audit(
         page.items
             .retain(|e| e.instance_id.is_some_and(|id| covered.contains(&id)));
     }
-    Ok(HttpResponse::Ok().json(AuditPageJson::from(page)))
+    Ok(page)
 }

@@ -21,6 +21,7 @@ use utoipa::openapi::OpenApi as OpenApiDocument;
 
 use super::error;
 pub use audit::{AuditEventJson, AuditPageJson};
+pub(crate) use audit::readable_audit;
 pub use deployments::{
     DeployBody, DeployKindJson, DeployListJson, DeployStateJson, DeploymentJson, ProgressJson,
     RollbackBody, SourceJson, WaitKindJson, WaitingForJson,

@@ -342,6 +342,13 @@ pub(super) fn instance_page(
             }
             html.raw("</tbody></table>");
         }
+        if viewer.session().is_some() {
+            html.raw("<p class=\"more\"><a id=\"audit-trail\" href=\"/audit?instance=")
+                .text(super::encode_query_value(&i.name))
+                .raw("\">The whole audit trail of ")
+                .text(&i.name)
+                .raw(" →</a></p>");
+        }
         html.raw("</section>");
     })
 }

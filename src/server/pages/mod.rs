@@ -8,6 +8,8 @@
 //! - `GET /instances/{id}` — one instance: its lock, freezes, live release, latest
 //!   deployments, audit trail, and the actions a signed-in token may take on it;
 //! - `GET /locks` — the live locks of the tenants the viewer sees;
+//! - `GET /audit` — the signed-in token's audit trail, newest first, a page at a time
+//!   (see `pages/audit.rs`);
 //! - `POST /instances/{id}/lock`, `…/unlock`, `…/rollback`, `POST /deployments/{id}/cancel`
 //!   — the actions, as plain HTML forms (see `pages/actions.rs`);
 //! - `GET /signin`, `POST /signin`, `POST /signout` — sign-in with an API token.
@@ -28,6 +30,7 @@
 
 mod access;
 mod actions;
+mod audit;
 mod controls;
 mod deployment;
 mod html;
@@ -307,6 +310,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             web::post().to(actions::rollback),
         )
         .route("/locks", web::get().to(instance::locks_page))
+        .route("/audit", web::get().to(audit::audit_page))
         .route("/signin", web::get().to(signin::signin_form))
         .route("/signin", web::post().to(signin::signin))
         .route("/signout", web::post().to(signin::signout));

@@ -234,6 +234,9 @@ pub(super) fn page(
     if viewer.sees_index() {
         html.raw("<a class=\"nav\" href=\"/locks\">Locks</a>");
     }
+    if viewer.session().is_some() {
+        html.raw("<a class=\"nav\" href=\"/audit\">Audit</a>");
+    }
     html.raw("</span><span class=\"who\">");
     match viewer {
         Viewer::Signed(session) | Viewer::Public(Some(session)) => {
