@@ -65,6 +65,10 @@ fn control(i: &InstanceConfig, global: &[FreezeWindow], now: DateTime<Utc>) -> O
     if !i.deployers.is_empty() {
         settings.push(format!("deployers {}", i.deployers.join(", ")));
     }
+    let gates = i.gates.describe();
+    if !gates.is_empty() {
+        settings.push(format!("gates: {}", gates.join(", ")));
+    }
     if !i.lock_on_rollback {
         settings.push("no lock on rollback".to_string());
     }

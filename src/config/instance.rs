@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 use super::checks::{Checker, is_http_url};
 use super::child_env::{build_child_env_names, release_env};
 use super::freeze::{FreezeWindow, build_freezes};
+use super::gates::{GateConfig, build_gates, check_promotion};
 use super::globs::{check_globs, matches_any};
 use super::placeholders;
 use super::provider::{HealthConfig, ProviderConfig, build_health, build_provider};
@@ -67,6 +68,8 @@ pub struct InstanceConfig {
     pub unlock_on_merge: bool,
     /// `[[instances.freeze]]`: this instance's own freeze windows.
     pub freezes: Vec<FreezeWindow>,
+    /// Promotion order, required checks, reviews and approvals.
+    pub gates: GateConfig,
 }
 
 impl InstanceConfig {
@@ -105,6 +108,7 @@ impl InstanceConfig {
             lock_on_rollback: true,
             unlock_on_merge: false,
             freezes: Vec::new(),
+            gates: GateConfig::default(),
         }
     }
 
@@ -150,18 +154,20 @@ pub(super) fn build_instances(raw: Vec<RawInstance>, check: &mut Checker) -> Vec
         .map(|(index, raw)| build_instance(index, raw, check))
         .collect();
     check_unique_instances(&instances, check);
+    check_promotion(&instances, check);
     instances
 }
 
 /// One `[[instances]]` entry, each key checked; problems name `instances[N] (NAME).KEY`.
 fn build_instance(index: usize, raw: RawInstance, check: &mut Checker) -> InstanceConfig {
-    let name = raw.name.unwrap_or_default();
+    let name = raw.name.clone().unwrap_or_default();
     let p = if name.is_empty() {
         format!("instances[{index}]")
     } else {
         format!("instances[{index}] ({name})")
     };
     let key = |k: &str| format!("{p}.{k}");
+    let gates = build_gates(check, &p, &raw);
 
     check_name(check, &key("name"), &name);
     let repo = repo(check, &key("repo"), raw.repo);
@@ -222,6 +228,7 @@ fn build_instance(index: usize, raw: RawInstance, check: &mut Checker) -> Instan
         lock_on_rollback: raw.lock_on_rollback.unwrap_or(true),
         unlock_on_merge: raw.unlock_on_merge.unwrap_or(false),
         freezes,
+        gates,
     }
 }
 

@@ -20,6 +20,7 @@ mod child_env;
 mod describe;
 mod env;
 mod freeze;
+mod gates;
 mod github;
 mod globs;
 mod instance;
@@ -36,6 +37,7 @@ mod tokens;
 mod worker;
 
 pub use freeze::{FreezeWhen, FreezeWindow, freeze_state};
+pub use gates::{GateConfig, plural};
 pub use github::{
     DEFAULT_GITHUB_API_URL, DEFAULT_REDELIVER_INTERVAL, DEFAULT_REDELIVER_LOOKBACK, GithubConfig,
 };

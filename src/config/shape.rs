@@ -142,6 +142,15 @@ pub(super) struct RawInstance {
     pub(super) deployers: Option<Vec<String>>,
     pub(super) lock_on_rollback: Option<bool>,
     pub(super) unlock_on_merge: Option<bool>,
+    pub(super) approvals: Option<u32>,
+    pub(super) approval_timeout: Option<String>,
+    pub(super) rollback_approvals: Option<u32>,
+    pub(super) required_checks: Option<Vec<String>>,
+    pub(super) checks_timeout: Option<String>,
+    pub(super) required_reviews: Option<u32>,
+    pub(super) require_up_to_date: Option<bool>,
+    pub(super) promote_from: Option<String>,
+    pub(super) promotion_timeout: Option<String>,
     #[serde(default)]
     pub(super) freeze: Vec<RawFreeze>,
 }
