@@ -16,13 +16,14 @@ use crate::deploy::provider::{LogSink, ProviderError, ReleaseSpec, RunContext};
 use crate::deploy::service::{Running, blocking};
 use crate::deploy::{
     self as deploy, AuditStore, Catalog, DeployKind, DeployState, Deployment, DeploymentId, Error,
-    ExpiredLease, Instance, InstanceSpec, InstanceStore, LockStore, LogStore, Outcome, Plan,
-    Progress, ProgressSink, QueueStore, Release, ReleaseStore, strategies,
+    ExpiredLease, GateStore, Instance, InstanceSpec, InstanceStore, LockStore, LogStore, Outcome,
+    Plan, Progress, ProgressSink, QueueStore, Release, ReleaseStore, strategies,
 };
 use crate::github::outbox::{GithubAcceptance, OutboxStore};
 use crate::provider::SecretMask;
 
 mod gatekeeper;
+mod gates;
 mod logs;
 mod prune;
 
@@ -194,7 +195,14 @@ impl Default for LogCap {
 /// releases and instances, logs, whether GitHub accepted a deployment, and the locks and
 /// audit trail its gatekeeper keeps.
 pub trait WorkerStore:
-    ReleaseStore + InstanceStore + QueueStore + LogStore + OutboxStore + LockStore + AuditStore
+    ReleaseStore
+    + InstanceStore
+    + QueueStore
+    + LogStore
+    + OutboxStore
+    + LockStore
+    + AuditStore
+    + GateStore
 {
 }
 
@@ -206,6 +214,7 @@ impl<
         + OutboxStore
         + LockStore
         + AuditStore
+        + GateStore
         + ?Sized,
 > WorkerStore for T
 {

@@ -195,6 +195,7 @@ fn orphan() -> TriggeredDeployment {
         new_release: true,
         waits_for_locks: false,
         lock_holder: None,
+        audit: Vec::new(),
     }
 }
 

@@ -188,6 +188,7 @@ impl Site {
                     params: vec!["REGION".into()],
                     freezes: staging_freezes,
                     lock_on_rollback: true,
+                    ..ControlSpec::default()
                 },
             ),
         );

@@ -794,6 +794,7 @@ fn an_older_deployment_committed_late_does_not_supersede_a_newer_one(db: &TestDb
             new_release: true,
             waits_for_locks: false,
             lock_holder: None,
+            audit: Vec::new(),
         }
     };
     let older = triggered("img:older");

@@ -57,12 +57,13 @@ fn deploy(db: &TestDb, inst: &Instance, image: &str) -> Deployment {
     deploy_with(db, inst, image, |_| {})
 }
 
+/// The audit event a store call writes for each lock it removes.
+fn lock_event(action: &'static str) -> impl Fn(&Lock) -> AuditEvent + Sync {
+    move |lock: &Lock| AuditEvent::new(&lock.tenant_id, "deploybot", action, lock.describe())
+}
+
 fn waiting_for(kind: WaitKind, reason: &str) -> WaitingFor {
-    WaitingFor {
-        kind,
-        reason: reason.to_string(),
-        until: None,
-    }
+    WaitingFor::new(kind, reason, None)
 }
 
 fn lock_on(tenant: &str, target: LockTarget, repo: &str, holder: &str) -> Lock {
@@ -244,7 +245,10 @@ fn expiring_locks_removes_only_those_past_their_time_in_every_tenant(db: &TestDb
         db.store.acquire_lock(lock).unwrap();
     }
 
-    let expired = db.store.expire_locks(now).unwrap();
+    let expired = db
+        .store
+        .expire_locks(now, &lock_event("lock.expired"))
+        .unwrap();
     let mut expired_targets: Vec<(String, String)> = expired
         .iter()
         .map(|l| (l.tenant_id.clone(), l.target.key()))
@@ -259,8 +263,22 @@ fn expiring_locks_removes_only_those_past_their_time_in_every_tenant(db: &TestDb
     );
     let mut sql = Sql::open(&db.url);
     assert_eq!(sql.count("SELECT COUNT(*) AS n FROM locks"), 2);
+    // Each expiry is in the audit trail of its tenant, written with it.
+    assert_eq!(
+        sql.count("SELECT COUNT(*) AS n FROM audit_events WHERE action = 'lock.expired'"),
+        2
+    );
     // Once removed, they are not reported again (another replica finds nothing).
-    assert!(db.store.expire_locks(now).unwrap().is_empty());
+    assert!(
+        db.store
+            .expire_locks(now, &lock_event("lock.expired"))
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        sql.count("SELECT COUNT(*) AS n FROM audit_events WHERE action = 'lock.expired'"),
+        2
+    );
     let live: HashSet<String> = db
         .store
         .list_locks("acme")
@@ -406,7 +424,10 @@ fn a_merged_pull_request_releases_only_its_own_locks(db: &TestDb) {
     for lock in released_ones.iter().chain(&kept) {
         db.store.acquire_lock(lock).unwrap();
     }
-    let released = db.store.release_pull_locks("acme", "ACME/Web", 7).unwrap();
+    let released = db
+        .store
+        .release_pull_locks("acme", "ACME/Web", 7, &lock_event("lock.released_on_merge"))
+        .unwrap();
     let keys: HashSet<String> = released.iter().map(|l| l.target.key()).collect();
     assert_eq!(keys, released_ones.iter().map(|l| l.target.key()).collect());
     assert!(released.iter().all(|l| l.tenant_id == "acme"));
@@ -414,7 +435,7 @@ fn a_merged_pull_request_releases_only_its_own_locks(db: &TestDb) {
     assert_eq!(db.store.list_locks("globex").unwrap().len(), 1);
     assert!(
         db.store
-            .release_pull_locks("acme", "acme/web", 7)
+            .release_pull_locks("acme", "acme/web", 7, &lock_event("lock.released_on_merge"))
             .unwrap()
             .is_empty()
     );
@@ -595,11 +616,11 @@ fn waiting_deployments_are_listed_oldest_first_across_tenants(db: &TestDb) {
 fn setting_what_a_deployment_waits_for_reports_it(db: &TestDb) {
     let web = instance(db, "acme", "web-production", "acme/web");
     let d = deploy(db, &web, "img:1");
-    let freeze = WaitingFor {
-        kind: WaitKind::Freeze,
-        reason: "end-of-year freeze".into(),
-        until: Some(deploy::now() + Duration::hours(3)),
-    };
+    let freeze = WaitingFor::new(
+        WaitKind::Freeze,
+        "end-of-year freeze",
+        Some(deploy::now() + Duration::hours(3)),
+    );
     let changed = db.store.set_waiting("acme", d.id, Some(&freeze)).unwrap();
     assert_eq!(changed.waiting_for, Some(freeze.clone()));
     assert_eq!(
@@ -744,6 +765,7 @@ fn triggered(inst: &Instance, image: &str, waits_for_locks: bool) -> TriggeredDe
         new_release: true,
         waits_for_locks,
         lock_holder: None,
+        audit: Vec::new(),
     }
 }
 

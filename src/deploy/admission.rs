@@ -11,7 +11,7 @@ use super::control::{self, Admission, Ask};
 use super::service::{Service, blocking};
 use super::{
     ActiveFreeze, Actor, AuditEvent, AuditPage, DeployKind, Error, Instance, InstanceId,
-    ListOptions, Lock, LockTarget, Origin, TriggeredDeployment,
+    ListOptions, Lock, LockTarget, Origin, TriggeredDeployment, WaitKind, gates,
 };
 
 /// The most characters a parameter's value holds.
@@ -73,7 +73,8 @@ impl Service {
     }
 
     /// Marks a push's or a tag's deployment to wait: for a lock (decided by the store as it
-    /// is written) and for a freeze in force now.
+    /// is written), for a freeze in force now, else at the first gate that holds it
+    /// (promotion, checks, approval; the worker resolves them).
     pub fn hold_for_push(
         &self,
         tenant: &str,
@@ -81,15 +82,23 @@ impl Service {
         triggered: &mut TriggeredDeployment,
     ) {
         triggered.waits_for_locks = true;
-        if let Some(freeze) = self.freeze_now(tenant, &instance.name, super::now()) {
-            triggered.deployment.waiting_for = Some(freeze.waiting());
+        let d = &mut triggered.deployment;
+        d.source.requested_by = format!("@{}", d.initiator.to_ascii_lowercase());
+        let now = super::now();
+        if let Some(freeze) = self.freeze_now(tenant, &instance.name, now) {
+            d.waiting_for = Some(freeze.waiting());
+        } else if let Some(spec) = self.catalog.spec(tenant, &instance.name) {
+            let facts = facts(instance, &triggered.release.commit_sha, d);
+            d.waiting_for = gates::next(None, &spec.control.gates, &facts, now);
         }
     }
 
-    /// Admits a person's request (a command, the API, the CLI, a page): it runs, or it is
-    /// refused with `Error::Locked` or `Error::Frozen`. What `force` passed is recorded in
-    /// the audit trail. Unless it passed another's lock, the deployment is marked to be
-    /// refused as well by a lock someone else takes before it is written.
+    /// Admits a person's request (a command, the API, the CLI, a page): it runs or waits
+    /// at a gate, or it is refused with `Error::Locked`, `Error::Frozen` or
+    /// `Error::PromotionOrder`. The request, and what `force` passed, are recorded in the
+    /// audit trail as the deployment is written; a refusal at once. Unless it passed
+    /// another's lock, the deployment is marked to be refused as well by a lock someone
+    /// else takes before it is written.
     pub async fn admit(
         &self,
         tenant: &str,
@@ -108,40 +117,23 @@ impl Service {
         let admission = control::admit(Origin::Person, actor, ask, lock.as_ref(), freeze.as_ref());
         let passed_a_lock = lock.as_ref().is_some_and(|lock| !actor.holds(lock));
         triggered.lock_holder = (!passed_a_lock).then(|| actor.id.clone());
-        let refused = match admission {
-            Ok(Admission::Run { forced }) => {
-                if !forced.is_empty() {
-                    let mut event = AuditEvent::new(
-                        tenant,
-                        &actor.id,
-                        "force",
-                        format!(
-                            "{} of {} passed {} with --force",
-                            triggered.deployment.kind.as_str(),
-                            instance.name,
-                            forced.join(" and ")
-                        ),
-                    );
-                    event.instance_id = Some(instance.id);
-                    event.deployment_id = Some(triggered.deployment.id);
-                    self.record_audit(event).await?;
-                }
-                let mut event = AuditEvent::new(
-                    tenant,
-                    &actor.id,
-                    requested_action(triggered),
-                    requested_detail(instance, triggered),
-                );
-                event.instance_id = Some(instance.id);
-                event.deployment_id = Some(triggered.deployment.id);
-                self.record_audit(event).await?;
+        triggered.deployment.source.requested_by = actor.id.clone();
+        let admitted = match admission {
+            Ok(Admission::Run { forced }) => self
+                .pass_gates(tenant, instance, triggered)
+                .await
+                .map(|()| forced),
+            Ok(Admission::Wait(_)) => Err(Error::Internal(
+                "a person's request was asked to wait".into(),
+            )),
+            Err(e) => Err(e),
+        };
+        let refused = match admitted {
+            Ok(forced) => {
+                self.audit_admitted(tenant, instance, triggered, actor, &forced);
                 return Ok(());
             }
-            Ok(Admission::Wait(_)) => {
-                return Err(Error::Internal(
-                    "a person's request was asked to wait".into(),
-                ));
-            }
+            Err(e @ (Error::Unavailable(_) | Error::Internal(_))) => return Err(e),
             Err(e) => e,
         };
         let mut event = AuditEvent::new(
@@ -150,13 +142,103 @@ impl Service {
             "refused",
             format!(
                 "{} of {} refused: {refused}",
-                triggered.deployment.kind.as_str(),
+                requested_action(triggered),
                 instance.name
             ),
         );
         event.instance_id = Some(instance.id);
         self.record_audit(event).await?;
         Err(refused)
+    }
+
+    /// The gates of a person's admitted request: refused with `Error::PromotionOrder` when
+    /// its commit has not succeeded where it is promoted from; else it waits at the first
+    /// later gate that holds it (checks, approval), if any.
+    async fn pass_gates(
+        &self,
+        tenant: &str,
+        instance: &Instance,
+        triggered: &mut TriggeredDeployment,
+    ) -> Result<(), Error> {
+        let Some(spec) = self.catalog.spec(tenant, &instance.name) else {
+            return Ok(());
+        };
+        let gates = &spec.control.gates;
+        let sha = triggered.release.commit_sha.clone();
+        let facts = facts(instance, &sha, &triggered.deployment);
+        if gates::applies(WaitKind::Promotion, gates, &facts) {
+            let from = gates.promote_from.clone().unwrap_or_default();
+            if !self.promoted(tenant, instance, &from, &sha).await? {
+                return Err(Error::PromotionOrder(promotion_refusal(
+                    instance, &from, &sha,
+                )));
+            }
+        }
+        if sha.is_empty() && gates::applies(WaitKind::Checks, gates, &facts) {
+            return Err(Error::InvalidRequest(format!(
+                "{} requires checks to pass ({}): name the commit to deploy (commit_sha)",
+                instance.name,
+                gates.required_checks.join(", ")
+            )));
+        }
+        let waiting = gates::next(Some(WaitKind::Promotion), gates, &facts, super::now());
+        triggered.deployment.waiting_for = waiting;
+        Ok(())
+    }
+
+    /// Whether a deployment of commit `sha` succeeded on environment `from` of the
+    /// instance's repository.
+    pub async fn promoted(
+        &self,
+        tenant: &str,
+        instance: &Instance,
+        from: &str,
+        sha: &str,
+    ) -> Result<bool, Error> {
+        if sha.is_empty() {
+            return Ok(false);
+        }
+        let store = Arc::clone(&self.store);
+        let (t, repo, from, sha) = (
+            tenant.to_string(),
+            instance.repo.clone(),
+            from.to_string(),
+            sha.to_string(),
+        );
+        blocking(move || store.promoted(&t, &repo, &from, &sha)).await
+    }
+
+    /// Queues the audit events of an admitted request with its deployment: what `force`
+    /// passed, and the request itself.
+    fn audit_admitted(
+        &self,
+        tenant: &str,
+        instance: &Instance,
+        triggered: &mut TriggeredDeployment,
+        actor: &Actor,
+        forced: &[String],
+    ) {
+        if !forced.is_empty() {
+            let detail = format!(
+                "{} of {} passed {} with --force",
+                triggered.deployment.kind.as_str(),
+                instance.name,
+                forced.join(" and ")
+            );
+            triggered
+                .audit
+                .push(AuditEvent::new(tenant, &actor.id, "force", detail));
+        }
+        let mut detail = requested_detail(instance, triggered);
+        if let Some(waiting) = &triggered.deployment.waiting_for {
+            detail.push_str(&format!("; {}", waiting.describe()));
+        }
+        triggered.audit.push(AuditEvent::new(
+            tenant,
+            &actor.id,
+            requested_action(triggered),
+            detail,
+        ));
     }
 
     /// Takes (or renews) the lock on an instance, or with `global` on every instance of its
@@ -212,16 +294,26 @@ impl Service {
             expires_at,
         };
         let store = Arc::clone(&self.store);
-        let taken = blocking(move || store.acquire_lock(&lock)).await?;
-        let mut event = AuditEvent::new(
-            tenant,
-            &actor.id,
-            "lock",
-            format!("{} {}", scope_name(instance, global), taken.describe()),
+        let (t, actor_id, scope) = (
+            tenant.to_string(),
+            actor.id.clone(),
+            scope_name(instance, global),
         );
-        event.instance_id = (!global).then_some(instance.id);
-        self.record_audit(event).await?;
-        Ok(taken)
+        let instance_id = (!global).then_some(instance.id);
+        blocking(move || {
+            let audit = |taken: &Lock| {
+                let mut event = AuditEvent::new(
+                    &t,
+                    &actor_id,
+                    "lock",
+                    format!("{scope} {}", taken.describe()),
+                );
+                event.instance_id = instance_id;
+                event
+            };
+            store.acquire_lock_audited(&lock, &audit)
+        })
+        .await
     }
 
     /// Releases the lock on an instance (or with `global` its repository's); the lock that
@@ -234,21 +326,20 @@ impl Service {
         actor: &Actor,
     ) -> Result<Option<Lock>, Error> {
         let store = Arc::clone(&self.store);
-        let (tenant_owned, target) = (tenant.to_string(), target(instance, global));
-        let released = blocking(move || store.release_lock(&tenant_owned, &target)).await?;
-        if let Some(lock) = &released {
-            let mut event = AuditEvent::new(
-                tenant,
-                &actor.id,
-                "unlock",
-                format!(
-                    "{} unlocked (it was {})",
-                    scope_name(instance, global),
-                    lock.describe()
-                ),
-            );
-            event.instance_id = (!global).then_some(instance.id);
-            self.record_audit(event).await?;
+        let (t, target) = (tenant.to_string(), target(instance, global));
+        let (actor_id, scope) = (actor.id.clone(), scope_name(instance, global));
+        let instance_id = (!global).then_some(instance.id);
+        let released = blocking(move || {
+            let audit = |lock: &Lock| {
+                let detail = format!("{scope} unlocked (it was {})", lock.describe());
+                let mut event = AuditEvent::new(&t, &actor_id, "unlock", detail);
+                event.instance_id = instance_id;
+                event
+            };
+            store.release_lock_audited(&t, &target, &audit)
+        })
+        .await?;
+        if released.is_some() {
             self.wake.notify_waiters();
         }
         Ok(released)
@@ -295,9 +386,25 @@ impl Service {
         }
         let store = Arc::clone(&self.store);
         let tenant_owned = tenant.to_string();
+        let (t, r) = (tenant.to_string(), repo.to_string());
+        let audit = move |lock: &Lock| {
+            let mut event = AuditEvent::new(
+                &t,
+                "deploybot",
+                "lock.released_on_merge",
+                format!(
+                    "pull request #{pr} of {r} closed: released the lock it took ({})",
+                    lock.describe()
+                ),
+            );
+            if let LockTarget::Instance { instance_id } = &lock.target {
+                event.instance_id = Some(*instance_id);
+            }
+            event
+        };
         let released = if held.iter().all(|l| releases(&l.target)) {
             let repo = repo.to_string();
-            blocking(move || store.release_pull_locks(&tenant_owned, &repo, pr)).await?
+            blocking(move || store.release_pull_locks(&tenant_owned, &repo, pr, &audit)).await?
         } else {
             let targets: Vec<LockTarget> = held
                 .into_iter()
@@ -310,7 +417,11 @@ impl Service {
                     // Only the pull request's own lock: another taken meanwhile stays.
                     match store.get_lock(&tenant_owned, &target)? {
                         Some(lock) if lock.pull_request == Some(pr) => {
-                            released.extend(store.release_lock(&tenant_owned, &target)?);
+                            released.extend(store.release_lock_audited(
+                                &tenant_owned,
+                                &target,
+                                &audit,
+                            )?);
                         }
                         _ => {}
                     }
@@ -319,25 +430,51 @@ impl Service {
             })
             .await?
         };
-        for lock in &released {
-            let mut event = AuditEvent::new(
-                tenant,
-                "deploybot",
-                "lock.released_on_merge",
-                format!(
-                    "pull request #{pr} of {repo} closed: released the lock it took ({})",
-                    lock.describe()
-                ),
-            );
-            if let LockTarget::Instance { instance_id } = &lock.target {
-                event.instance_id = Some(*instance_id);
-            }
-            self.record_audit(event).await?;
-        }
         if !released.is_empty() {
             self.wake.notify_waiters();
         }
         Ok(released)
+    }
+
+    /// Records `actor`'s approval of a deployment that waits for approval; once enough
+    /// deployers approved, it runs. `Error::NotApproved` (recorded in the audit trail) for
+    /// the requester's own approval or a deployment that does not wait for one. Callers
+    /// check first that `actor` may deploy the instance.
+    pub async fn approve(
+        &self,
+        tenant: &str,
+        id: super::DeploymentId,
+        actor: &Actor,
+    ) -> Result<super::Deployment, Error> {
+        let event = AuditEvent::new(
+            tenant,
+            &actor.id,
+            "approve",
+            format!("approved deployment {id}"),
+        );
+        let store = Arc::clone(&self.store);
+        let (t, approver) = (tenant.to_string(), actor.id.clone());
+        match blocking(move || store.approve(&t, id, &approver, &event)).await {
+            Ok(d) => {
+                if d.waiting_for.is_none() {
+                    tracing::info!(deployment = %d.id, "approved: the deployment runs");
+                    self.wake.notify_waiters();
+                }
+                Ok(d)
+            }
+            Err(Error::NotApproved(why)) => {
+                let mut event = AuditEvent::new(
+                    tenant,
+                    &actor.id,
+                    "refused",
+                    format!("approval of deployment {id} refused: {why}"),
+                );
+                event.deployment_id = Some(id);
+                self.record_audit(event).await?;
+                Err(Error::NotApproved(why))
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// Appends one event to the audit trail.
@@ -357,6 +494,32 @@ impl Service {
         let tenant = tenant.to_string();
         blocking(move || store.list_audit(&tenant, instance, &options)).await
     }
+}
+
+/// What the gates know of a deployment of `instance` at commit `sha`.
+fn facts<'a>(instance: &'a Instance, sha: &'a str, d: &'a super::Deployment) -> gates::Facts<'a> {
+    gates::Facts {
+        kind: d.kind,
+        noop: d.noop,
+        commit_sha: sha,
+        requested_by: &d.source.requested_by,
+        environment: &instance.environment,
+    }
+}
+
+/// The refusal of a deploy that breaks the promotion order: where to deploy first.
+pub fn promotion_refusal(instance: &Instance, from: &str, sha: &str) -> String {
+    let short: String = sha.chars().take(7).collect();
+    if short.is_empty() {
+        return format!(
+            "{} ({}) is promoted from {from}: deploy a commit that succeeded on {from}",
+            instance.name, instance.environment
+        );
+    }
+    format!(
+        "{short} has not been deployed to {from} yet, and {} ({}) only takes commits that succeeded there: deploy {short} to {from} first",
+        instance.name, instance.environment
+    )
 }
 
 /// The audit action of an admitted request: `deploy`, `noop` or `rollback`.

@@ -38,9 +38,40 @@ pub struct WaitingFor {
     /// "locked by @alice: incident 42", "end-of-year freeze".
     pub reason: String,
     pub until: Option<DateTime<Utc>>,
+    /// For `approval`: who asked, who approved, and how many approvals it needs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval: Option<ApprovalState>,
+}
+
+/// The approvals of a deployment that waits for them (the two-person rule).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApprovalState {
+    /// `@alice` or `token:ci`: who asked for the deployment; they may not approve it.
+    pub requested_by: String,
+    /// Who approved it so far, in order.
+    pub approved_by: Vec<String>,
+    /// How many approvals it needs in all.
+    pub needed: u32,
+}
+
+impl ApprovalState {
+    /// How many more approvals it needs.
+    pub fn missing(&self) -> u32 {
+        self.needed
+            .saturating_sub(u32::try_from(self.approved_by.len()).unwrap_or(u32::MAX))
+    }
 }
 
 impl WaitingFor {
+    pub fn new(kind: WaitKind, reason: impl Into<String>, until: Option<DateTime<Utc>>) -> Self {
+        WaitingFor {
+            kind,
+            reason: reason.into(),
+            until,
+            approval: None,
+        }
+    }
+
     /// One line for statuses, replies and pages: "waiting for the lock (locked by @alice:
     /// incident 42) until 2026-12-07 10:00 UTC".
     pub fn describe(&self) -> String {
@@ -54,6 +85,15 @@ impl WaitingFor {
         let mut line = format!("waiting for {what}");
         if !self.reason.is_empty() {
             line.push_str(&format!(" ({})", self.reason));
+        }
+        if let Some(approval) = &self.approval {
+            if !approval.approved_by.is_empty() {
+                line.push_str(&format!(
+                    ", approved by {}, {} more needed",
+                    approval.approved_by.join(", "),
+                    approval.missing()
+                ));
+            }
         }
         if let Some(until) = self.until {
             line.push_str(&format!(" until {}", until.format("%Y-%m-%d %H:%M UTC")));
@@ -144,11 +184,7 @@ impl Lock {
         if !self.reason.is_empty() {
             reason.push_str(&format!(": {}", self.reason));
         }
-        WaitingFor {
-            kind: WaitKind::Lock,
-            reason,
-            until: self.expires_at,
-        }
+        WaitingFor::new(WaitKind::Lock, reason, self.expires_at)
     }
 }
 
@@ -163,11 +199,7 @@ pub struct ActiveFreeze {
 impl ActiveFreeze {
     /// The waiting a push gets during this freeze.
     pub fn waiting(&self) -> WaitingFor {
-        WaitingFor {
-            kind: WaitKind::Freeze,
-            reason: self.reason.clone(),
-            until: Some(self.end),
-        }
+        WaitingFor::new(WaitKind::Freeze, self.reason.clone(), Some(self.end))
     }
 }
 

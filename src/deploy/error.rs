@@ -23,6 +23,14 @@ pub enum Error {
     /// A freeze window is in force; the message names it and when it ends.
     #[error("{0}")]
     Frozen(String),
+    /// The commit has not been deployed to the environment it is promoted from; the
+    /// message says where to deploy it first.
+    #[error("{0}")]
+    PromotionOrder(String),
+    /// An approval that does not count: the requester's own, or of a deployment that does
+    /// not wait for approval; the message says who may approve.
+    #[error("{0}")]
+    NotApproved(String),
     /// The caller is known but may not do this here; the message says who may.
     #[error("{0}")]
     Forbidden(String),

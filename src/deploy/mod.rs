@@ -5,6 +5,7 @@ mod admission;
 pub mod control;
 pub mod env;
 mod error;
+pub mod gates;
 pub mod provider;
 pub mod service;
 mod state;
@@ -20,14 +21,15 @@ use serde::{Deserialize, Serialize};
 pub use crate::id::{DeploymentId, InstanceId, ReleaseId};
 pub use admission::{MAX_LOCK_TTL, MAX_PARAM_CHARS, MAX_REASON_CHARS, is_hidden_char};
 pub use control::{
-    ActiveFreeze, Actor, Admission, Ask, AuditEvent, AuditPage, Lock, LockTarget, Origin, WaitKind,
-    WaitingFor,
+    ActiveFreeze, Actor, Admission, ApprovalState, Ask, AuditEvent, AuditPage, Lock, LockTarget,
+    Origin, WaitKind, WaitingFor,
 };
 pub use error::Error;
 pub use service::{Catalog, InstanceSpec, RollbackTarget, Service};
 pub use state::{DeployState, InvalidTransition};
 pub use store::{
-    AuditStore, InstanceStore, LockStore, LogStore, QueueStore, ReleaseStore, ServiceStore, Store,
+    AuditStore, GateStore, InstanceStore, LockStore, LogStore, QueueStore, ReleaseStore,
+    ServiceStore, Store,
 };
 pub use strategy::{CanarySteps, Outcome, Plan, ProgressSink, Strategy};
 
@@ -150,6 +152,10 @@ pub struct Source {
     /// The GitHub App installation that delivered the event.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub installation_id: Option<u64>,
+    /// `@alice` or `token:ci`: who asked for it (a push's pusher, a command's commenter,
+    /// an API token); they may not approve it themselves.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub requested_by: String,
 }
 
 impl Deployment {
@@ -289,6 +295,9 @@ pub struct TriggeredDeployment {
     /// instance (taken after it was admitted). None for pushes, and for a rollback that
     /// passed the lock with `--force`.
     pub lock_holder: Option<String>,
+    /// Audit events written in the same transaction as the deployment (its request, and
+    /// what `--force` passed); not written when it is refused as it is written.
+    pub audit: Vec<AuditEvent>,
 }
 
 /// What a worker learns when it renews the lease of a running deployment.

@@ -53,6 +53,8 @@ pub struct ControlSpec {
     pub freezes: Vec<crate::config::FreezeWindow>,
     /// An automatic rollback locks the instance against pushes.
     pub lock_on_rollback: bool,
+    /// Promotion order, required checks, reviews and approvals.
+    pub gates: crate::config::GateConfig,
 }
 
 /// The configured instances, looked up by tenant and name.
@@ -367,6 +369,7 @@ impl Service {
             new_release: true,
             waits_for_locks: false,
             lock_holder: None,
+            audit: Vec::new(),
         })
     }
 
@@ -554,6 +557,7 @@ impl Service {
             new_release: false,
             waits_for_locks: false,
             lock_holder: None,
+            audit: Vec::new(),
         })
     }
 
@@ -593,24 +597,22 @@ impl Service {
         audit_actor: &str,
     ) -> Result<Deployment, Error> {
         let store = Arc::clone(&self.store);
-        let tenant_owned = tenant.to_string();
-        let by = by.to_string();
-        let deployment = blocking(move || store.request_cancel(&tenant_owned, id, &by)).await?;
-        let what = if deployment.state == DeployState::Running {
+        let (t, by, actor) = (tenant.to_string(), by.to_string(), audit_actor.to_string());
+        let deployment = blocking(move || {
+            let audit = |d: &Deployment| {
+                let what = if d.state == DeployState::Running {
+                    "cancellation requested"
+                } else {
+                    "cancelled"
+                };
+                AuditEvent::new(&t, &actor, "cancel", format!("deployment {} {what}", d.id))
+            };
+            store.request_cancel_audited(&t, id, &by, &audit)
+        })
+        .await?;
+        if deployment.state == DeployState::Running {
             self.running.cancel(id);
-            "cancellation requested"
-        } else {
-            "cancelled"
-        };
-        let mut event = AuditEvent::new(
-            tenant,
-            audit_actor,
-            "cancel",
-            format!("deployment {} {what}", deployment.id),
-        );
-        event.instance_id = Some(deployment.instance_id);
-        event.deployment_id = Some(deployment.id);
-        self.record_audit(event).await?;
+        }
         Ok(deployment)
     }
 

@@ -117,6 +117,16 @@ pub trait ReleaseStore: Store {
         id: DeploymentId,
         by: &str,
     ) -> Result<Deployment, Error>;
+
+    /// [`ReleaseStore::request_cancel`], with the audit event `audit` makes of the
+    /// deployment after the request written in the same transaction.
+    fn request_cancel_audited(
+        &self,
+        tenant_id: &str,
+        id: DeploymentId,
+        by: &str,
+        audit: &(dyn Fn(&Deployment) -> AuditEvent + Sync),
+    ) -> Result<Deployment, Error>;
 }
 
 /// The queue and its leases. These serve workers, which run deployments of every tenant;
@@ -171,6 +181,18 @@ pub trait QueueStore: Send + Sync + 'static {
         tenant_id: &str,
         instance_id: InstanceId,
         kinds: &[WaitKind],
+    ) -> Result<Option<Deployment>, Error> {
+        self.release_waiting_to(tenant_id, instance_id, kinds, &|_| None)
+    }
+
+    /// [`QueueStore::release_waiting`], except that the newest moves on to what `next`
+    /// says it waits for after them (None: it may run now), such as a gate.
+    fn release_waiting_to(
+        &self,
+        tenant_id: &str,
+        instance_id: InstanceId,
+        kinds: &[WaitKind],
+        next: &(dyn Fn(&Deployment) -> Option<WaitingFor> + Sync),
     ) -> Result<Option<Deployment>, Error>;
 }
 
@@ -185,6 +207,23 @@ pub trait LockStore: Send + Sync + 'static {
     /// Removes the lock on `target`; the lock that was held, if any.
     fn release_lock(&self, tenant_id: &str, target: &LockTarget) -> Result<Option<Lock>, Error>;
 
+    /// [`LockStore::acquire_lock`], with the audit event `audit` makes of the lock taken
+    /// written in the same transaction.
+    fn acquire_lock_audited(
+        &self,
+        lock: &Lock,
+        audit: &(dyn Fn(&Lock) -> AuditEvent + Sync),
+    ) -> Result<Lock, Error>;
+
+    /// [`LockStore::release_lock`], with the audit event `audit` makes of the lock
+    /// released (when one was held) written in the same transaction.
+    fn release_lock_audited(
+        &self,
+        tenant_id: &str,
+        target: &LockTarget,
+        audit: &(dyn Fn(&Lock) -> AuditEvent + Sync),
+    ) -> Result<Option<Lock>, Error>;
+
     /// The live lock on `target` itself.
     fn get_lock(&self, tenant_id: &str, target: &LockTarget) -> Result<Option<Lock>, Error>;
 
@@ -198,16 +237,23 @@ pub trait LockStore: Send + Sync + 'static {
     /// The tenant's live locks, oldest first.
     fn list_locks(&self, tenant_id: &str) -> Result<Vec<Lock>, Error>;
 
-    /// Removes every tenant's locks that expired at or before `now`; returns them.
-    fn expire_locks(&self, now: DateTime<Utc>) -> Result<Vec<Lock>, Error>;
+    /// Removes every tenant's locks that expired at or before `now`, each with the audit
+    /// event `audit` makes of it in the same transaction; returns them.
+    fn expire_locks(
+        &self,
+        now: DateTime<Utc>,
+        audit: &(dyn Fn(&Lock) -> AuditEvent + Sync),
+    ) -> Result<Vec<Lock>, Error>;
 
     /// Removes the live locks taken from pull request `pull_request` of `repo`
-    /// (`owner/name`, any case); returns them.
+    /// (`owner/name`, any case), each with the audit event `audit` makes of it in the same
+    /// transaction; returns them.
     fn release_pull_locks(
         &self,
         tenant_id: &str,
         repo: &str,
         pull_request: u64,
+        audit: &(dyn Fn(&Lock) -> AuditEvent + Sync),
     ) -> Result<Vec<Lock>, Error>;
 }
 
@@ -275,9 +321,66 @@ pub trait InstanceStore: Send + Sync + 'static {
 
 /// What the `Service` reads and writes: releases and deployments, instances, logs, locks
 /// and the audit trail.
-pub trait ServiceStore: ReleaseStore + InstanceStore + LogStore + LockStore + AuditStore {}
-
-impl<T: ReleaseStore + InstanceStore + LogStore + LockStore + AuditStore + ?Sized> ServiceStore
-    for T
+pub trait ServiceStore:
+    ReleaseStore + InstanceStore + LogStore + LockStore + AuditStore + GateStore
 {
+}
+
+impl<T: ReleaseStore + InstanceStore + LogStore + LockStore + AuditStore + GateStore + ?Sized>
+    ServiceStore for T
+{
+}
+
+/// The gates a pending deployment waits at (promotion, checks, approval): each change is
+/// one transaction that first checks the deployment still waits at the gate it resolves,
+/// so replicas and people resolving the same gate at once agree.
+pub trait GateStore: Send + Sync + 'static {
+    /// Whether a deployment of commit `sha` succeeded on `environment` of `repo`
+    /// (`owner/name`, any case) in the tenant: a deploy or rollback, not a dry run, that
+    /// ended `succeeded` (or was later replaced by a rollback).
+    fn promoted(
+        &self,
+        tenant_id: &str,
+        repo: &str,
+        environment: &str,
+        sha: &str,
+    ) -> Result<bool, Error>;
+
+    /// Moves a pending deployment waiting at `from` on to `to` (None: it may run now), with
+    /// its reports; None when it no longer waits at `from`.
+    fn advance_waiting(
+        &self,
+        tenant_id: &str,
+        id: DeploymentId,
+        from: WaitKind,
+        to: Option<&WaitingFor>,
+    ) -> Result<Option<Deployment>, Error>;
+
+    /// Ends a pending deployment waiting at `from` as `state` (cancelled or failed) with
+    /// `reason`, its final reports and `audit`, in one transaction; None when it no longer
+    /// waits at `from`.
+    fn end_waiting(
+        &self,
+        tenant_id: &str,
+        id: DeploymentId,
+        from: WaitKind,
+        state: DeployState,
+        reason: &str,
+        audit: &AuditEvent,
+    ) -> Result<Option<Deployment>, Error>;
+
+    /// Pending deployments of every tenant waiting at `gate`, oldest first, among the
+    /// first `limit` that wait for anything.
+    fn waiting_at_gate(&self, gate: WaitKind, limit: u32) -> Result<Vec<Deployment>, Error>;
+
+    /// Records `approver`'s approval of a deployment waiting for approval, with `audit`,
+    /// in one transaction: once enough deployers approved, it may run. `Error::NotApproved`
+    /// when the approver asked for it, or it does not wait for approval.
+    fn approve(
+        &self,
+        tenant_id: &str,
+        id: DeploymentId,
+        approver: &str,
+        audit: &AuditEvent,
+    ) -> Result<Deployment, Error>;
 }

@@ -97,6 +97,7 @@ pub fn spec_of(
             params: instance.params.clone(),
             freezes: instance.freezes.iter().chain(freezes).cloned().collect(),
             lock_on_rollback: instance.lock_on_rollback,
+            gates: instance.gates.clone(),
         },
     })
 }

@@ -65,10 +65,17 @@ pub(super) fn act(
             acted.already = !record.already.is_empty();
             acted.created = record.created.into_iter().next();
         }
-        CommentEffect::Cancel { ids, by } => {
+        CommentEffect::Cancel { ids, by, audit } => {
             for id in ids {
                 match queue::request_cancel(conn, &step.tenant_id, *id, by) {
-                    Ok(d) => acted.cancelled.push(d),
+                    Ok(d) => {
+                        let mut event = audit.clone();
+                        event.detail = format!("{} of deployment {}", audit.detail, d.id);
+                        event.instance_id = Some(d.instance_id);
+                        event.deployment_id = Some(d.id);
+                        super::audit::record(conn, &event)?;
+                        acted.cancelled.push(d);
+                    }
                     Err(Error::InvalidState(_)) => acted.finished.push(*id),
                     Err(e) => return Err(e),
                 }

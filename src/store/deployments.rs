@@ -169,6 +169,12 @@ pub(super) fn insert_triggered_in(
     if t.supersede {
         queue::supersede(conn, &deployment)?;
     }
+    for event in &t.audit {
+        let mut event = event.clone();
+        event.deployment_id = Some(deployment.id);
+        event.instance_id = Some(deployment.instance_id);
+        super::audit::record(conn, &event)?;
+    }
     Ok(deployment)
 }
 
@@ -505,5 +511,22 @@ impl ReleaseStore for DieselStore {
         by: &str,
     ) -> Result<Deployment, Error> {
         self.write(|conn| queue::request_cancel(conn, tenant_id, id, by))
+    }
+
+    fn request_cancel_audited(
+        &self,
+        tenant_id: &str,
+        id: DeploymentId,
+        by: &str,
+        audit: &(dyn Fn(&Deployment) -> deploy::AuditEvent + Sync),
+    ) -> Result<Deployment, Error> {
+        self.write(|conn| {
+            let deployment = queue::request_cancel(conn, tenant_id, id, by)?;
+            let mut event = audit(&deployment);
+            event.instance_id = Some(deployment.instance_id);
+            event.deployment_id = Some(deployment.id);
+            super::audit::record(conn, &event)?;
+            Ok(deployment)
+        })
     }
 }

@@ -9,7 +9,7 @@ use diesel::prelude::*;
 use super::rows::{from_db, to_db};
 use super::schema::{instances, locks};
 use super::{DbConn, DieselStore, db_error};
-use crate::deploy::{self, Error, InstanceId, Lock, LockStore, LockTarget};
+use crate::deploy::{self, AuditEvent, Error, InstanceId, Lock, LockStore, LockTarget};
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = locks, treat_none_as_default_value = false)]
@@ -310,6 +310,41 @@ impl LockStore for DieselStore {
         self.write(|conn| release(conn, tenant_id, target))
     }
 
+    fn acquire_lock_audited(
+        &self,
+        lock: &Lock,
+        audit: &(dyn Fn(&Lock) -> AuditEvent + Sync),
+    ) -> Result<Lock, Error> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let taken = self.write(|conn| {
+                let taken = acquire(conn, lock)?;
+                super::audit::record(conn, &audit(&taken))?;
+                Ok(taken)
+            });
+            match taken {
+                Err(Error::Conflict(_)) if attempt < 3 => continue,
+                other => return other,
+            }
+        }
+    }
+
+    fn release_lock_audited(
+        &self,
+        tenant_id: &str,
+        target: &LockTarget,
+        audit: &(dyn Fn(&Lock) -> AuditEvent + Sync),
+    ) -> Result<Option<Lock>, Error> {
+        self.write(|conn| {
+            let released = release(conn, tenant_id, target)?;
+            if let Some(lock) = &released {
+                super::audit::record(conn, &audit(lock))?;
+            }
+            Ok(released)
+        })
+    }
+
     fn get_lock(&self, tenant_id: &str, target: &LockTarget) -> Result<Option<Lock>, Error> {
         self.read(|conn| {
             live_on(conn, tenant_id, &[target.key()])?
@@ -344,7 +379,11 @@ impl LockStore for DieselStore {
         })
     }
 
-    fn expire_locks(&self, now: DateTime<Utc>) -> Result<Vec<Lock>, Error> {
+    fn expire_locks(
+        &self,
+        now: DateTime<Utc>,
+        audit: &(dyn Fn(&Lock) -> AuditEvent + Sync),
+    ) -> Result<Vec<Lock>, Error> {
         // Asked every second by every worker: the write (SQLite's one writer) only when
         // a lock has expired.
         let due = to_db(now);
@@ -359,7 +398,13 @@ impl LockStore for DieselStore {
         if any.is_none() {
             return Ok(Vec::new());
         }
-        self.write(|conn| expire(conn, now))
+        self.write(|conn| {
+            let expired = expire(conn, now)?;
+            for lock in &expired {
+                super::audit::record(conn, &audit(lock))?;
+            }
+            Ok(expired)
+        })
     }
 
     fn release_pull_locks(
@@ -367,7 +412,14 @@ impl LockStore for DieselStore {
         tenant_id: &str,
         repo: &str,
         pull_request: u64,
+        audit: &(dyn Fn(&Lock) -> AuditEvent + Sync),
     ) -> Result<Vec<Lock>, Error> {
-        self.write(|conn| release_pull(conn, tenant_id, repo, pull_request))
+        self.write(|conn| {
+            let released = release_pull(conn, tenant_id, repo, pull_request)?;
+            for lock in &released {
+                super::audit::record(conn, &audit(lock))?;
+            }
+            Ok(released)
+        })
     }
 }

@@ -8,6 +8,7 @@ mod comments;
 mod cursor;
 mod deliveries;
 mod deployments;
+mod gates;
 mod group;
 mod instances;
 mod keys;

@@ -530,7 +530,7 @@ fn cancel_queued(
 }
 
 /// Pending deployments of every tenant that wait for something, oldest first.
-fn waiting(conn: &mut DbConn, limit: u32) -> Result<Vec<Deployment>, Error> {
+pub(super) fn waiting(conn: &mut DbConn, limit: u32) -> Result<Vec<Deployment>, Error> {
     deployments::table
         .filter(deployments::state.eq(DeployState::Pending.as_str()))
         .filter(deployments::waiting_for.is_not_null())
@@ -555,7 +555,7 @@ fn encode_waiting(waiting: Option<&WaitingFor>) -> Result<Option<String>, Error>
 /// written: gatekeepers of several processes may ask the same at once (on PostgreSQL the
 /// row is locked as it is read, so the second one finds it changed), and it is reported
 /// once.
-fn set_waiting(
+pub(super) fn set_waiting(
     conn: &mut DbConn,
     tenant: &str,
     id: DeploymentId,
@@ -628,6 +628,7 @@ fn release_waiting(
     tenant: &str,
     instance: InstanceId,
     kinds: &[WaitKind],
+    next: &(dyn Fn(&Deployment) -> Option<WaitingFor> + Sync),
 ) -> Result<Option<Deployment>, Error> {
     let instance_key = instance.to_string();
     // PostgreSQL: the instance's row first, as every insert of a deployment takes it
@@ -674,7 +675,8 @@ fn release_waiting(
     let Some(newest) = held.next() else {
         return Ok(None);
     };
-    let released = set_waiting(conn, tenant, newest.id, None)?;
+    let then = next(&newest);
+    let released = set_waiting(conn, tenant, newest.id, then.as_ref())?;
     let older: Vec<String> = held.map(|d| d.id.to_string()).collect();
     let mut superseded = cancel_queued(conn, tenant, &older, &released.id.to_string())?;
     superseded.sort_by_key(|d| (d.created_at, d.id));
@@ -793,12 +795,13 @@ impl QueueStore for DieselStore {
         self.write(|conn| set_waiting(conn, tenant_id, id, waiting))
     }
 
-    fn release_waiting(
+    fn release_waiting_to(
         &self,
         tenant_id: &str,
         instance_id: InstanceId,
         kinds: &[WaitKind],
+        next: &(dyn Fn(&Deployment) -> Option<WaitingFor> + Sync),
     ) -> Result<Option<Deployment>, Error> {
-        self.write(|conn| release_waiting(conn, tenant_id, instance_id, kinds))
+        self.write(|conn| release_waiting(conn, tenant_id, instance_id, kinds, next))
     }
 }

@@ -67,27 +67,12 @@ impl Worker {
         self.release_waiting().await
     }
 
-    /// Removes the locks whose time is up, each recorded in the audit trail (by the one
-    /// replica whose transaction removed it).
+    /// Removes the locks whose time is up, each recorded in the audit trail in the same
+    /// transaction (by the one replica whose transaction removed it).
     async fn expire_locks(&self) -> Result<(), Error> {
         let now = deploy::now();
         let store = Arc::clone(&self.store);
-        let expired = blocking(move || store.expire_locks(now)).await?;
-        for lock in expired {
-            let mut event = AuditEvent::new(
-                &lock.tenant_id,
-                BOT_ACTOR,
-                "lock.expired",
-                format!("the lock expired (it was {})", lock.describe()),
-            );
-            if let LockTarget::Instance { instance_id } = lock.target {
-                event.instance_id = Some(instance_id);
-            }
-            let store = Arc::clone(&self.store);
-            if let Err(e) = blocking(move || store.record_audit(&event)).await {
-                tracing::warn!(error = %e, "cannot record a lock's expiry in the audit trail");
-            }
-        }
+        blocking(move || store.expire_locks(now, &expired_event)).await?;
         Ok(())
     }
 
@@ -97,19 +82,19 @@ impl Worker {
         let store = Arc::clone(&self.store);
         let waiting = blocking(move || store.waiting_deployments(GATE_BATCH)).await?;
         let mut by_instance: BTreeMap<(String, InstanceId), Vec<Deployment>> = BTreeMap::new();
+        let mut at_gates = Vec::new();
         for d in waiting {
-            if d.waiting_for
-                .as_ref()
-                .is_some_and(|w| matches!(w.kind, WaitKind::Lock | WaitKind::Freeze))
-            {
-                by_instance
+            match d.waiting_for.as_ref().map(|w| w.kind) {
+                Some(WaitKind::Lock | WaitKind::Freeze) => by_instance
                     .entry((d.tenant_id.clone(), d.instance_id))
                     .or_default()
-                    .push(d);
+                    .push(d),
+                Some(WaitKind::Promotion | WaitKind::Approval) => at_gates.push(d),
+                // Checks are read from GitHub by the GitHub side.
+                Some(WaitKind::Checks) | None => {}
             }
         }
-        let mut released = 0;
-        let mut changed = false;
+        let (mut released, mut changed) = self.resolve_gates(&at_gates).await;
         for ((tenant, instance_id), deployments) in by_instance {
             match self.gate_instance(&tenant, instance_id, &deployments).await {
                 Ok(Gated::Released) => {
@@ -154,8 +139,20 @@ impl Worker {
             None => {
                 let store = Arc::clone(&self.store);
                 let t = tenant.to_string();
+                let gates = self
+                    .catalog
+                    .spec(tenant, &instance.name)
+                    .map(|spec| spec.control.gates.clone())
+                    .unwrap_or_default();
+                let environment = instance.environment.clone();
                 let released = blocking(move || {
-                    store.release_waiting(&t, instance_id, &[WaitKind::Lock, WaitKind::Freeze])
+                    let next = |d: &Deployment| super::gates::first_gate(&gates, &environment, d);
+                    store.release_waiting_to(
+                        &t,
+                        instance_id,
+                        &[WaitKind::Lock, WaitKind::Freeze],
+                        &next,
+                    )
                 })
                 .await?;
                 Ok(match released {
@@ -236,7 +233,25 @@ impl Worker {
             expires_at: None,
         };
         let store = Arc::clone(&self.store);
-        let taken = match blocking(move || store.acquire_lock(&lock)).await {
+        let (name, environment, id) = (
+            instance.name.clone(),
+            instance.environment.clone(),
+            deployment.id,
+        );
+        let audit = move |taken: &Lock| {
+            let mut event = AuditEvent::new(
+                &taken.tenant_id,
+                BOT_ACTOR,
+                "lock.on_rollback",
+                format!("{name} ({environment}) {}", taken.describe()),
+            );
+            if let LockTarget::Instance { instance_id } = taken.target {
+                event.instance_id = Some(instance_id);
+            }
+            event.deployment_id = Some(id);
+            event
+        };
+        let taken = match blocking(move || store.acquire_lock_audited(&lock, &audit)).await {
             Ok(taken) => taken,
             // Someone locked it meanwhile: their lock holds pushes already.
             Err(Error::Locked(_)) => return,
@@ -245,25 +260,22 @@ impl Worker {
                 return;
             }
         };
-        tracing::info!(deployment = %deployment.id, instance = %instance.name, "rolled back: instance locked against pushes");
-        let mut event = AuditEvent::new(
-            &deployment.tenant_id,
-            BOT_ACTOR,
-            "lock.on_rollback",
-            format!(
-                "{} ({}) {}",
-                instance.name,
-                instance.environment,
-                taken.describe()
-            ),
-        );
-        event.instance_id = Some(instance.id);
-        event.deployment_id = Some(deployment.id);
-        let store = Arc::clone(&self.store);
-        if let Err(e) = blocking(move || store.record_audit(&event)).await {
-            tracing::warn!(deployment = %deployment.id, error = %e, "cannot record the rollback's lock in the audit trail");
-        }
+        tracing::info!(deployment = %deployment.id, instance = %instance.name, holder = %taken.holder, "rolled back: instance locked against pushes");
     }
+}
+
+/// The audit event of a lock that expired, by the bot.
+fn expired_event(lock: &Lock) -> AuditEvent {
+    let mut event = AuditEvent::new(
+        &lock.tenant_id,
+        BOT_ACTOR,
+        "lock.expired",
+        format!("the lock expired (it was {})", lock.describe()),
+    );
+    if let LockTarget::Instance { instance_id } = lock.target {
+        event.instance_id = Some(instance_id);
+    }
+    event
 }
 
 /// How one look of the gatekeeper left an instance's waiting deployments.
