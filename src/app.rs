@@ -449,13 +449,17 @@ fn start_sender(
             pages::log_url(&log_config, &log_keys, d.id)
         }
     });
-    let handler = Dispatch::new(Context {
+    let context = || Context {
         store: Arc::clone(store) as _,
         service: service.clone(),
         config: Arc::clone(config),
-        client,
-        log_url,
-    });
+        client: client.clone(),
+        log_url: Arc::clone(&log_url),
+    };
+    // The checks gate reads GitHub beside the sender, and stops with it.
+    let checks = Arc::new(crate::github::gates::ChecksWatcher::new(context()));
+    tokio::spawn(checks.run(stop.clone()));
+    let handler = Dispatch::new(context());
     let wake = Arc::clone(service.wake());
     let sender = Arc::new(Sender::new(Arc::clone(store) as _, Arc::new(handler), wake));
     tokio::spawn(sender.run(stop.clone()))

@@ -85,6 +85,8 @@ enum Command {
     Rollback(client::RollbackArgs),
     /// Cancel a pending or running deployment.
     Cancel(client::CancelArgs),
+    /// Approve a deployment that waits for approval (not one you asked for).
+    Approve(client::ApproveArgs),
     /// List an instance's deployments, newest first.
     Deployments(client::ListArgs),
     /// List an instance's releases, highest version first.
@@ -150,6 +152,7 @@ fn main() -> ExitCode {
         Command::Deploy(args) => cli::run(client::deploy(args)),
         Command::Rollback(args) => cli::run(client::rollback(args)),
         Command::Cancel(args) => cli::run(client::cancel(args)),
+        Command::Approve(args) => cli::run(client::approve(args)),
         Command::Deployments(args) => cli::run(client::deployments(args)),
         Command::Releases(args) => cli::run(client::releases(args)),
         Command::Instances(args) => cli::run(client::instances(args)),

@@ -45,6 +45,9 @@ fuzz_target!(|data: &[u8]| {
                     assert!(reason.chars().count() <= 500, "{reason:?}");
                 }
             }
+            Ok(Command::Approve { environment }) => {
+                environment.iter().for_each(|name| assert_safe_name(name));
+            }
             Ok(Command::Unlock { environment, global }) => {
                 assert!(!(global && environment.is_some()), "global unlock with {environment:?}");
                 environment.iter().for_each(|name| assert_safe_name(name));

@@ -79,6 +79,7 @@ async fn deploy_tag(
         pull_request: None,
         comment_id: None,
         installation_id: job.installation_id,
+        requested_by: format!("@{}", job.sender.to_ascii_lowercase()),
     };
     let inst = cx.service.resolve_instance(tenant, name).await?;
     let request = DeployRequest {

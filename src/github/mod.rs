@@ -7,6 +7,7 @@ pub mod client;
 pub mod commands;
 pub mod context;
 pub mod dispatch;
+pub mod gates;
 pub mod image;
 mod jobs;
 mod markdown;

@@ -102,6 +102,7 @@ fn route_push(config: &Config, push: &Push) -> Routing {
             pull_request: None,
             comment_id: None,
             installation_id: push.installation.as_ref().map(|i| i.id),
+            requested_by: format!("@{}", push.sender.login.to_ascii_lowercase()),
         },
     };
     let (deploys, refused) = push_deploys(push, &pushed.matching, &planned);

@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 
 use super::outbox::{NewOutboxItem, OutboxStore};
 use crate::deploy::{
-    DeployState, Deployment, DeploymentId, Error, InstanceId, InstanceStore, LogStore,
+    DeployState, Deployment, DeploymentId, Error, GateStore, InstanceId, InstanceStore, LogStore,
     ReleaseStore, TriggeredDeployment,
 };
 
@@ -93,7 +93,13 @@ pub enum CommentEffect {
     /// Queue a deployment (unless its trigger key already deployed).
     Deploy(Box<TriggeredDeployment>),
     /// Cancel these deployments (queued ones at once, a running one is asked to stop).
-    Cancel { ids: Vec<DeploymentId>, by: String },
+    /// Each cancel is in the audit trail as `audit`, its detail followed by the
+    /// deployment, written with it.
+    Cancel {
+        ids: Vec<DeploymentId>,
+        by: String,
+        audit: crate::deploy::AuditEvent,
+    },
 }
 
 /// What a step did when it acted.
@@ -248,11 +254,19 @@ pub trait ReplyStore: Send + Sync + 'static {
 /// What the GitHub sender and its jobs read and write: deployments with their releases,
 /// instances and logs, deliveries and comments, reply comments, and the outbox.
 pub trait GithubStore:
-    ReleaseStore + InstanceStore + LogStore + DeliveryStore + ReplyStore + OutboxStore
+    ReleaseStore + InstanceStore + LogStore + DeliveryStore + ReplyStore + OutboxStore + GateStore
 {
 }
 
-impl<T: ReleaseStore + InstanceStore + LogStore + DeliveryStore + ReplyStore + OutboxStore + ?Sized>
-    GithubStore for T
+impl<
+    T: ReleaseStore
+        + InstanceStore
+        + LogStore
+        + DeliveryStore
+        + ReplyStore
+        + OutboxStore
+        + GateStore
+        + ?Sized,
+> GithubStore for T
 {
 }

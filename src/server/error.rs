@@ -36,6 +36,10 @@ pub enum ErrorCode {
     Locked,
     /// 409: a freeze window is in force.
     Frozen,
+    /// 409: the commit has not reached the environment it is promoted from.
+    PromotionOrder,
+    /// 403: an approval that does not count (the requester's own).
+    NotApproved,
     /// 401: no token, a malformed header or an unknown token.
     Unauthenticated,
     /// 403: the caller is known but may not do this.
@@ -59,11 +63,12 @@ impl ErrorCode {
             ErrorCode::InvalidState
             | ErrorCode::Conflict
             | ErrorCode::Locked
-            | ErrorCode::Frozen => StatusCode::CONFLICT,
+            | ErrorCode::Frozen
+            | ErrorCode::PromotionOrder => StatusCode::CONFLICT,
             ErrorCode::InvalidRequest => StatusCode::BAD_REQUEST,
             ErrorCode::InvalidEnv => StatusCode::UNPROCESSABLE_ENTITY,
             ErrorCode::Unauthenticated => StatusCode::UNAUTHORIZED,
-            ErrorCode::Forbidden => StatusCode::FORBIDDEN,
+            ErrorCode::Forbidden | ErrorCode::NotApproved => StatusCode::FORBIDDEN,
             ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ErrorCode::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ErrorCode::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
@@ -82,6 +87,8 @@ impl ErrorCode {
             ErrorCode::Conflict => "conflict",
             ErrorCode::Locked => "locked",
             ErrorCode::Frozen => "frozen",
+            ErrorCode::PromotionOrder => "promotion_order",
+            ErrorCode::NotApproved => "not_approved",
             ErrorCode::Unauthenticated => "unauthenticated",
             ErrorCode::Forbidden => "forbidden",
             ErrorCode::PayloadTooLarge => "payload_too_large",
@@ -273,6 +280,8 @@ impl From<Error> for ApiError {
             Error::Conflict(message) => Self::new(ErrorCode::Conflict, message),
             Error::Locked(message) => Self::new(ErrorCode::Locked, message),
             Error::Frozen(message) => Self::new(ErrorCode::Frozen, message),
+            Error::PromotionOrder(message) => Self::new(ErrorCode::PromotionOrder, message),
+            Error::NotApproved(message) => Self::new(ErrorCode::NotApproved, message),
             Error::Forbidden(message) => Self::new(ErrorCode::Forbidden, message),
             Error::Unavailable(detail) => Self::unavailable(&detail),
             Error::Internal(detail) => Self::internal(&detail),

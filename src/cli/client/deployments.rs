@@ -100,6 +100,18 @@ pub struct CancelArgs {
     pub connection: Connection,
 }
 
+/// `approve`: a deployment that waits for approval.
+#[derive(Debug, Args)]
+pub struct ApproveArgs {
+    /// The deployment (dep_…).
+    pub deployment: String,
+    /// Print the deployment after the approval as the server's JSON (for scripts).
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub connection: Connection,
+}
+
 /// `KEY=VALUE` of `--env`.
 fn parse_env(text: &str) -> Result<(String, String), String> {
     match text.split_once('=') {
@@ -260,6 +272,28 @@ pub async fn cancel(args: CancelArgs) -> Result<Outcome, CliError> {
             state_name(deployment.state),
             deployment.id
         );
+    }
+    Ok(Outcome::Success)
+}
+
+/// `approve`: approves a deployment that waits for approval, and says whether it runs now
+/// or what it still waits for.
+pub async fn approve(args: ApproveArgs) -> Result<Outcome, CliError> {
+    let api = Api::new(&args.connection)?;
+    let (deployment, raw): (DeploymentJson, _) = api
+        .post(
+            &["deployments", &args.deployment, "approve"],
+            &serde_json::json!({}),
+        )
+        .await
+        .map_err(|e| e.context(format_args!("cannot approve {}", args.deployment)))?;
+    if args.json {
+        print_raw(&raw);
+        return Ok(Outcome::Success);
+    }
+    match &deployment.waiting_for {
+        None => println!("approved {}: it runs now", deployment.id),
+        Some(waiting) => println!("approved {}: still {}", deployment.id, waiting.description),
     }
     Ok(Outcome::Success)
 }

@@ -23,7 +23,8 @@ mod releases;
 mod watch;
 
 pub use deployments::{
-    CancelArgs, DeployArgs, RollbackArgs, cancel, deploy, deployments, rollback,
+    ApproveArgs, CancelArgs, DeployArgs, RollbackArgs, approve, cancel, deploy, deployments,
+    rollback,
 };
 pub use instances::{InstancesArgs, instances};
 pub use locks::{AuditArgs, LockArgs, LocksArgs, UnlockArgs, audit, lock, locks, unlock};

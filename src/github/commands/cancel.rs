@@ -37,9 +37,19 @@ pub(super) async fn handle(
         let text = nothing_to_cancel(environment, queued, waiting, prefix);
         return run.refuse_or_reply(target.step, text, false).await;
     }
+    let audit = AuditEvent::new(
+        &run.item.tenant_id,
+        &format!("@{}", run.job.user.to_ascii_lowercase()),
+        "cancel",
+        format!(
+            "{}cancel on #{} on {environment}",
+            run.cx.config.command_prefix, run.job.pr
+        ),
+    );
     let effect = CommentEffect::Cancel {
         ids,
         by: run.job.user.clone(),
+        audit,
     };
     let items = replies(run.out.clone(), environment.to_string());
     let Some(acted) = run.act(target.step, effect, items).await? else {
@@ -49,20 +59,6 @@ pub(super) async fn handle(
     for d in acted.cancelled {
         if d.state == DeployState::Running {
             service.stop_running(d.id);
-        }
-        let mut event = AuditEvent::new(
-            &run.item.tenant_id,
-            &format!("@{}", run.job.user.to_ascii_lowercase()),
-            "cancel",
-            format!(
-                "{}cancel on #{} of deployment {} on {environment}",
-                run.cx.config.command_prefix, run.job.pr, d.id
-            ),
-        );
-        event.instance_id = Some(d.instance_id);
-        event.deployment_id = Some(d.id);
-        if let Err(e) = service.record_audit(event).await {
-            tracing::warn!(deployment = %d.id, error = %e, "the cancel is not in the audit trail");
         }
     }
     service.wake().notify_waiters();

@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use super::reviews;
 use super::run::{Checks, CommentRun, Forks, Stop, Target};
 use crate::deploy::DeployRequest;
 use crate::deploy::service::blocking;
@@ -87,6 +88,12 @@ pub(super) async fn handle(
     let (job, cfg, pull) = (run.job, target.cfg, target.pull);
     if let Some(refusal) = head_moved(run, pull).await? {
         return run.refuse_or_reply(target.step, refusal, true).await;
+    }
+    if let Some((text, detail)) = reviews::refusal(run, target, verb).await? {
+        return run
+            .refused_audited::<()>(target.step, text, detail, Some(cfg))
+            .await
+            .map(|_| ());
     }
     let git_ref = format!("refs/heads/{}", pull.head_ref);
     let vars = ImageVars {

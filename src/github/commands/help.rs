@@ -27,6 +27,7 @@ pub const HELP: &str = "\
 | `/lock [ENV\\|--global] [--for DURATION] [--reason TEXT…]` | lock ENV (or every environment of the repository) for yourself: others' deploys are refused, pushes wait; `--for` like `30m`, `2h`, `1d` (at most `30d`) |
 | `/unlock [ENV\\|--global]` | release the lock; the newest push that waited deploys |
 | `/locks` | who holds which lock, why, until when, and the freezes |
+| `/approve [ENV]` | approve the deployment to ENV that waits for approval (not your own) |
 | `/help` | show this help |
 
 ENV may be left out when the repository has exactly one environment that accepts commands. \
@@ -65,6 +66,10 @@ pub(super) async fn handle(
         }
         if !cfg.deployers.is_empty() {
             parts.push(format!("deployers {}", quoted(&cfg.deployers)));
+        }
+        let gates = cfg.gates.describe();
+        if !gates.is_empty() {
+            parts.push(format!("gates: {}", gates.join(", ").replace('`', "")));
         }
         let instance = service
             .resolve_instance(tenant, &cfg.name)

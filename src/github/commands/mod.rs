@@ -3,7 +3,7 @@
 //! the job runs them from the outbox: the checks they share in `run` (permission, the
 //! environment's `deployers`, the pull request), each command's own work in its file
 //! (`deploy` with `/noop`, `rollback`, `cancel`, `lock` with `/unlock` and `/locks`,
-//! `help`), dispatched by an exhaustive `match`. Deploys, dry runs and rollbacks pass the
+//! `approve`, `help`), dispatched by an exhaustive `match`. Deploys, dry runs and rollbacks pass the
 //! Service's admission (locks and freezes) before they are queued.
 //!
 //! Adding a command: its [`Command`] variant and parser case, its [`CommentCommand`]
@@ -13,6 +13,7 @@
 //!
 //! [`CommentCommand`]: crate::github::outbox::CommentCommand
 
+mod approve;
 mod cancel;
 mod deploy;
 mod deployers;
@@ -20,6 +21,7 @@ mod help;
 mod lock;
 mod markdown;
 mod parser;
+mod reviews;
 mod rollback;
 mod route;
 mod run;

@@ -66,6 +66,8 @@ pub enum Command {
     },
     /// `/locks`: every lock of the repository and each environment's freezes.
     Locks,
+    /// `/approve [ENV]`: approve the environment's deployment that waits for approval.
+    Approve { environment: Option<String> },
     /// `/help`: reply with [`HELP`](super::HELP). Arguments are ignored.
     Help,
 }
@@ -87,7 +89,7 @@ pub enum ParseError {
     /// Not produced by [`parse`], which ignores unknown `/word` lines so paths like
     /// `/usr/bin` never get a reply; for callers that know the text was meant for deploybot.
     #[error(
-        "{} is not a deploybot command: use `/deploy`, `/noop`, `/rollback`, `/cancel`, `/lock`, `/unlock`, `/locks` or `/help`",
+        "{} is not a deploybot command: use `/deploy`, `/noop`, `/rollback`, `/cancel`, `/lock`, `/unlock`, `/locks`, `/approve` or `/help`",
         code(&format!("/{}", .0))
     )]
     UnknownCommand(String),
@@ -336,6 +338,8 @@ fn parse_line(line: &str, prefix: char) -> Option<Result<Command, ParseError>> {
         Some(parse_unlock(&words(rest)))
     } else if is("locks") {
         Some(Ok(Command::Locks))
+    } else if is("approve") {
+        Some(parse_approve(&words(rest)))
     } else if is("help") {
         Some(Ok(Command::Help))
     } else {
@@ -697,6 +701,26 @@ fn parse_cancel(args: &[&str]) -> Result<Command, ParseError> {
     }
 }
 
+fn parse_approve(args: &[&str]) -> Result<Command, ParseError> {
+    const COMMAND: &str = "approve";
+    if let Some(flag) = args.iter().find(|a| a.starts_with('-')) {
+        return Err(ParseError::UnknownFlag {
+            command: COMMAND,
+            flag: (*flag).to_owned(),
+        });
+    }
+    match args {
+        [] => Ok(Command::Approve { environment: None }),
+        [environment] => Ok(Command::Approve {
+            environment: Some(environment_name(COMMAND, environment)?),
+        }),
+        [_, extra, ..] => Err(ParseError::UnexpectedArgument {
+            command: COMMAND,
+            argument: (*extra).to_owned(),
+        }),
+    }
+}
+
 fn environment_name(command: &'static str, word: &str) -> Result<String, ParseError> {
     if is_name(word) {
         Ok(word.to_owned())
@@ -725,6 +749,7 @@ fn usage(command: &str) -> &'static str {
         "noop" => super::deploy::NOOP_USAGE,
         "lock" => super::lock::LOCK_USAGE,
         "unlock" => super::lock::UNLOCK_USAGE,
+        "approve" => super::approve::USAGE,
         _ => super::help::USAGE,
     }
 }

@@ -621,8 +621,31 @@ fn user_text_in_messages_cannot_escape_its_code_span() {
 fn unknown_command_message_quotes_the_word() {
     assert_eq!(
         ParseError::UnknownCommand("deplyo".into()).to_string(),
-        "`/deplyo` is not a deploybot command: use `/deploy`, `/noop`, `/rollback`, `/cancel`, `/lock`, `/unlock`, `/locks` or `/help`"
+        "`/deplyo` is not a deploybot command: use `/deploy`, `/noop`, `/rollback`, `/cancel`, `/lock`, `/unlock`, `/locks`, `/approve` or `/help`"
     );
+}
+
+#[test]
+fn approve_takes_an_optional_environment_and_nothing_else() {
+    assert_eq!(one("/approve"), Ok(Command::Approve { environment: None }));
+    assert_eq!(
+        one("/approve production"),
+        Ok(Command::Approve {
+            environment: Some("production".into())
+        })
+    );
+    assert!(matches!(
+        one("/approve production now"),
+        Err(ParseError::UnexpectedArgument { .. })
+    ));
+    assert!(matches!(
+        one("/approve --force"),
+        Err(ParseError::UnknownFlag { .. })
+    ));
+    assert!(matches!(
+        one("/approve $(id)"),
+        Err(ParseError::InvalidEnvironment { .. })
+    ));
 }
 
 #[test]

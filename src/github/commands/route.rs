@@ -143,6 +143,7 @@ fn environment<'a>(command: &'a Command, instances: &[&'a InstanceConfig]) -> Op
         | Command::Noop { environment, .. }
         | Command::Rollback { environment, .. }
         | Command::Cancel { environment, .. }
+        | Command::Approve { environment }
         | Command::Lock { environment, .. }
         | Command::Unlock { environment, .. } => environment.as_deref(),
         Command::Help | Command::Locks => None,
@@ -179,6 +180,7 @@ fn resolved(command: Command, instance: String) -> CommentCommand {
             reason,
         },
         Command::Cancel { queued, .. } => CommentCommand::Cancel { instance, queued },
+        Command::Approve { .. } => CommentCommand::Approve { instance },
         Command::Lock {
             global,
             duration,

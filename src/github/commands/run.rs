@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{cancel, deploy, deployers, help, lock, markdown, rollback};
+use super::{approve, cancel, deploy, deployers, help, lock, markdown, rollback};
 use crate::config::InstanceConfig;
 use crate::deploy::service::blocking;
 use crate::deploy::{Actor, AuditEvent, Error, Source, TriggeredDeployment};
@@ -284,6 +284,13 @@ impl CommentRun<'_> {
                 lock::unlock(self, &target, *global).await
             }
             CommentCommand::Locks => lock::locks(self, step, &commenter.instances).await,
+            CommentCommand::Approve { instance } => {
+                let checked = self.target(step, instance, &approve::CHECKS, commenter);
+                let Some(target) = checked.await? else {
+                    return Ok(());
+                };
+                approve::handle(self, &target).await
+            }
             CommentCommand::Cancel { instance, queued } => {
                 let checked = self.target(step, instance, &cancel::CHECKS, commenter);
                 let Some(target) = checked.await? else {
@@ -427,7 +434,7 @@ impl CommentRun<'_> {
 
     /// Records a refusal of `step` (its reply and 😕) and, the first time, puts it in the
     /// audit trail as the commenter's `refused`, on `cfg`'s instance when there is one.
-    async fn refused_audited<T>(
+    pub(super) async fn refused_audited<T>(
         &self,
         step: i32,
         text: String,
@@ -508,6 +515,7 @@ impl CommentRun<'_> {
             pull_request: Some(self.job.pr),
             comment_id: Some(self.job.comment_id),
             installation_id: self.job.installation_id,
+            requested_by: format!("@{}", self.job.user.to_ascii_lowercase()),
         }
     }
 

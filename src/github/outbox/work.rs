@@ -197,6 +197,8 @@ pub enum CommentCommand {
         /// The queued deployments instead of the running one.
         queued: bool,
     },
+    /// `/approve`: the instance's deployment that waits for approval.
+    Approve { instance: String },
     /// `/lock`: the instance, or with `global` every instance of its repository.
     Lock {
         instance: String,

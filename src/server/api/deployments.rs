@@ -179,6 +179,22 @@ pub struct WaitingForJson {
     /// The whole of it in one line, as statuses and replies show it.
     #[schema(example = "waiting for the lock to end (locked by @alice: incident 42)")]
     pub description: String,
+    /// For `approval`: who asked, who approved so far, and how many approvals it needs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval: Option<ApprovalJson>,
+}
+
+/// The approvals of a deployment that waits for them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[schema(as = Approval)]
+pub struct ApprovalJson {
+    /// `@alice` or `token:ci`: who asked for the deployment (they may not approve it).
+    #[schema(example = "@alice")]
+    pub requested_by: String,
+    /// Who approved it so far.
+    pub approved_by: Vec<String>,
+    /// How many approvals it needs in all.
+    pub needed: u32,
 }
 
 impl From<WaitingFor> for WaitingForJson {
@@ -188,6 +204,11 @@ impl From<WaitingFor> for WaitingForJson {
             description: w.describe(),
             reason: w.reason,
             until: w.until,
+            approval: w.approval.map(|a| ApprovalJson {
+                requested_by: a.requested_by,
+                approved_by: a.approved_by,
+                needed: a.needed,
+            }),
         }
     }
 }
@@ -611,4 +632,34 @@ pub(super) async fn cancel(
         .cancel_as(&caller.tenant, id, &actor(&caller))
         .await?;
     Ok(HttpResponse::NoContent().finish())
+}
+
+/// Approve a deployment that waits for approval (the two-person rule): once the instance's
+/// `approvals` deployers other than its requester approved it, it runs.
+#[utoipa::path(
+    tag = "deployments",
+    params(("id" = DeploymentIdSchema, Path, description = "A deployment id (`dep_…`)")),
+    responses(
+        (status = 200, description = "Approved: the deployment, with `waiting_for` null once it may run", body = DeploymentJson),
+        (status = 400, description = "The id is malformed", body = ErrorBody),
+        (status = 401, description = "No valid bearer token", body = ErrorBody),
+        (status = 403, description = "The token's role is weaker than deploy (`forbidden`), or the token asked for the deployment itself or it does not wait for approval (`not_approved`)", body = ErrorBody),
+        (status = 404, description = "No such deployment for the tenant (or outside the token's instances)", body = ErrorBody),
+        (status = 503, description = "The database is unavailable; retry after `Retry-After` seconds", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+#[post("/deployments/{id}/approve")]
+pub(super) async fn approve(
+    caller: Authorized<need::Deploy>,
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id: DeploymentId = parse_id("path parameter `id`", &id)?;
+    visible_deployment(&state, &caller, id).await?;
+    let approved = state
+        .service
+        .approve(&caller.tenant, id, &actor(&caller))
+        .await?;
+    Ok(HttpResponse::Ok().json(DeploymentJson::from(approved)))
 }

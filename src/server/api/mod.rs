@@ -20,8 +20,8 @@ use actix_web::web;
 use utoipa::openapi::OpenApi as OpenApiDocument;
 
 use super::error;
-pub use audit::{AuditEventJson, AuditPageJson};
 pub(crate) use audit::readable_audit;
+pub use audit::{AuditEventJson, AuditPageJson};
 pub use deployments::{
     DeployBody, DeployKindJson, DeployListJson, DeployStateJson, DeploymentJson, ProgressJson,
     RollbackBody, SourceJson, WaitKindJson, WaitingForJson,
@@ -50,6 +50,7 @@ where
         .service(releases::list_releases)
         .service(deployments::get_deployment)
         .service(deployments::cancel)
+        .service(deployments::approve)
         .service(logs::logs)
         .service(releases::get_release)
         .service(locks::list_locks)

@@ -98,6 +98,12 @@ impl Acting {
         match error {
             Error::Locked(_) => self.refuse(StatusCode::CONFLICT, "Refused: locked", &text),
             Error::Frozen(_) => self.refuse(StatusCode::CONFLICT, "Refused: frozen", &text),
+            Error::PromotionOrder(_) => {
+                self.refuse(StatusCode::CONFLICT, "Refused: promotion order", &text)
+            }
+            Error::NotApproved(_) => {
+                self.refuse(StatusCode::FORBIDDEN, "Refused: not approved", &text)
+            }
             Error::Forbidden(_) => {
                 self.refuse(StatusCode::FORBIDDEN, "Refused: not allowed", &text)
             }
