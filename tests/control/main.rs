@@ -10,5 +10,6 @@ mod common;
 
 mod api;
 mod commands;
+mod gates;
 mod holds;
 mod replies;
