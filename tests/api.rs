@@ -14,8 +14,9 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use deploybot::config::{ApiConfig, ApiToken, Config, InstanceConfig, Role};
 use deploybot::deploy::{
-    CanarySteps, DeployState, Deployment, DeploymentId, Instance, InstanceSpec, InstanceStore,
-    LogStore, Release, ReleaseId, ReleaseStore, Service, ServiceStore,
+    ApprovalState, CanarySteps, DeployState, Deployment, DeploymentId, Instance, InstanceSpec,
+    InstanceStore, LogStore, QueueStore, Release, ReleaseId, ReleaseStore, Service, ServiceStore,
+    WaitKind, WaitingFor,
 };
 use deploybot::github::outbox::{CommentReply, NewOutboxItem, OutboxResult, OutboxStore, Work};
 use deploybot::provider::catalog::ConfigCatalog;
@@ -1065,6 +1066,7 @@ const EXPECTED_ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/instances/{instance}/deployments"),
     ("GET", "/v1/deployments/{id}"),
     ("POST", "/v1/deployments/{id}/cancel"),
+    ("POST", "/v1/deployments/{id}/approve"),
     ("GET", "/v1/deployments/{id}/logs"),
     ("POST", "/v1/instances/{instance}/rollback"),
     ("GET", "/v1/instances/{instance}/releases"),
@@ -1099,6 +1101,24 @@ async fn prepare_lock(api: &Api, method: &str) {
             .await;
         assert_eq!(answer.status, 200, "{}", answer.text);
     }
+}
+
+/// Before a request to the approve route: the deployment waits for one approval, asked
+/// for by someone other than the tokens that call it.
+fn prepare_approval(api: &Api, path: &str, d: &Deployment) {
+    if !path.ends_with("/approve") {
+        return;
+    }
+    let mut waiting = WaitingFor::new(WaitKind::Approval, "1 approval", None);
+    waiting.approval = Some(ApprovalState {
+        requested_by: "@someone".into(),
+        approved_by: Vec::new(),
+        needed: 1,
+    });
+    api.db
+        .store
+        .set_waiting("acme", d.id, Some(&waiting))
+        .unwrap();
 }
 
 /// After a request to the lock route: no lock left to refuse the next deploys.
@@ -1222,6 +1242,7 @@ async fn the_openapi_document_lists_every_route_and_each_answers(db: TestDb) {
         if path == LOCK_ROUTE {
             prepare_lock(&api, method).await;
         }
+        prepare_approval(&api, path, &existing);
         let answer = api
             .call(
                 Some(token_allowed(method, path)),
@@ -1325,6 +1346,7 @@ const NEEDED_ROLES: &[(&str, &str, Role)] = &[
     ("GET", "/v1/instances/{instance}/deployments", Role::Read),
     ("GET", "/v1/deployments/{id}", Role::Read),
     ("POST", "/v1/deployments/{id}/cancel", Role::Deploy),
+    ("POST", "/v1/deployments/{id}/approve", Role::Deploy),
     ("GET", "/v1/deployments/{id}/logs", Role::Read),
     ("POST", "/v1/instances/{instance}/rollback", Role::Deploy),
     ("GET", "/v1/instances/{instance}/releases", Role::Read),
@@ -1381,6 +1403,7 @@ async fn each_role_can_call_exactly_the_routes_its_role_allows(db: TestDb) {
             if *path == LOCK_ROUTE {
                 prepare_lock(&api, method).await;
             }
+            prepare_approval(&api, path, &existing);
             let answer = api
                 .call(
                     Some(secret),

@@ -125,7 +125,10 @@ fn client_requests() -> Vec<Request> {
             "POST"
         } else if function.contains("Method::PATCH") {
             "PATCH"
-        } else if function.contains("Method::GET") || function.contains(".get(") {
+        } else if function.contains("Method::GET")
+            || function.contains(".get(")
+            || function.contains(".all_pages(")
+        {
             "GET"
         } else {
             panic!("cannot tell the method of {path}:\n{function}");
@@ -138,7 +141,7 @@ fn client_requests() -> Vec<Request> {
 /// The App permission a request needs, by its path; `None` for the App's own endpoints,
 /// called with the App's JWT rather than an installation token.
 fn permission_for(path: &str) -> Option<&'static str> {
-    let rules: [(&str, Option<&str>); 8] = [
+    let rules: [(&str, Option<&str>); 11] = [
         ("/app/", None),
         ("/repos/{}/installation", None),
         ("/repos/{}/deployments", Some("deployments")),
@@ -146,6 +149,11 @@ fn permission_for(path: &str) -> Option<&'static str> {
         ("/repos/{}/issues/", Some("issues")),
         ("/repos/{}/pulls/", Some("pull_requests")),
         ("/repos/{}/git/", Some("contents")),
+        // Whether a pull request's branch contains its base (`require_up_to_date`).
+        ("/repos/{}/compare/", Some("contents")),
+        // The checks `required_checks` waits for: check runs, and commit statuses.
+        ("/repos/{}/commits/{}/check-runs", Some("checks")),
+        ("/repos/{}/commits/{}/status", Some("statuses")),
         ("/repos/{}/collaborators/", Some("metadata")),
         // Whether a deployer listed as `@org/team` is an active member of that team.
         ("/orgs/{}/teams/", Some("members")),

@@ -19,7 +19,8 @@ use actix_web::{App, HttpServer, web};
 use deploybot::config::{ApiConfig, ApiToken, Config, InstanceConfig, Role};
 use deploybot::deploy::service::ControlSpec;
 use deploybot::deploy::{
-    CanarySteps, InstanceSpec, InstanceStore, LogStore, ReleaseStore, Service, ServiceStore,
+    CanarySteps, InstanceSpec, InstanceStore, LogStore, QueueStore, ReleaseStore, Service,
+    ServiceStore,
 };
 use deploybot::github::outbox::{CommentReply, NewOutboxItem, OutboxResult, OutboxStore, Work};
 use deploybot::provider::catalog::ConfigCatalog;
@@ -211,6 +212,8 @@ struct Fixtures {
     instance_id: String,
     /// A pending deployment with a log.
     deployment_id: String,
+    /// A pending deployment that waits for approvals someone else asked for.
+    approval_id: String,
     /// A release that is not active (version 1; version 2 is active).
     release_id: String,
     deployments_cursor: String,
@@ -222,6 +225,7 @@ impl Fixtures {
         let text = match schema_name {
             "InstanceKey" => "web",
             "InstanceId" => &self.instance_id,
+            "DeploymentId" if path.ends_with("/approve") => &self.approval_id,
             "DeploymentId" => &self.deployment_id,
             "ReleaseId" => &self.release_id,
             "Cursor" if path.ends_with("/deployments") => &self.deployments_cursor,
@@ -235,6 +239,35 @@ impl Fixtures {
 /// Releases 1 and 2 of `web` (2 active, so 1 is the previous one), a pending deployment
 /// with a log, an outbox item GitHub refused for good, and a lock on `web` held by the
 /// admin token.
+/// A deployment waiting for more approvals than the tokens can give, asked for by someone
+/// else: each approval answers 200 and it goes on waiting.
+async fn waiting_for_approval(server: &Server) -> String {
+    let d = server
+        .json(
+            "post",
+            "/v1/instances/web/deploy",
+            "",
+            Some(json!({"image": "ghcr.io/acme/web:4"})),
+        )
+        .await;
+    let id = deploybot::deploy::DeploymentId::parse(d["id"].as_str().unwrap()).unwrap();
+    let mut waiting = deploybot::deploy::WaitingFor::new(
+        deploybot::deploy::WaitKind::Approval,
+        "5 approvals",
+        None,
+    );
+    waiting.approval = Some(deploybot::deploy::ApprovalState {
+        requested_by: "@someone".into(),
+        approved_by: Vec::new(),
+        needed: 5,
+    });
+    server
+        .store
+        .set_waiting("acme", id, Some(&waiting))
+        .unwrap();
+    id.to_string()
+}
+
 async fn create_data(server: &Server) -> Fixtures {
     let deploy = "/v1/instances/web/deploy";
     let mut deployments = Vec::new();
@@ -267,6 +300,7 @@ async fn create_data(server: &Server) -> Fixtures {
         )
         .unwrap();
     store_failed_reply(&server.store);
+    let approval_id = waiting_for_approval(server).await;
     // The admin token holds the lock: its own requests pass it, and the lock routes have
     // a lock to read.
     server
@@ -282,6 +316,7 @@ async fn create_data(server: &Server) -> Fixtures {
     Fixtures {
         instance_id: pending["instance_id"].as_str().unwrap().to_string(),
         deployment_id: pending["id"].as_str().unwrap().to_string(),
+        approval_id,
         release_id: deployments[0]["release_id"].as_str().unwrap().to_string(),
         deployments_cursor: cursor(
             server

@@ -21,8 +21,9 @@ use deploybot::config::{
 use deploybot::deploy::provider::Provider;
 use deploybot::deploy::service::ControlSpec;
 use deploybot::deploy::{
-    Actor, CanarySteps, DeployRequest, DeployState, Deployment, Error, Instance, InstanceSpec,
-    InstanceStore, ListOptions, QueueStore, Service, ServiceStore, Source,
+    Actor, ApprovalState, CanarySteps, DeployRequest, DeployState, Deployment, Error, Instance,
+    InstanceSpec, InstanceStore, ListOptions, QueueStore, Service, ServiceStore, Source, WaitKind,
+    WaitingFor,
 };
 use deploybot::provider::catalog::ConfigCatalog;
 use deploybot::provider::noop::NoopProvider;
@@ -831,6 +832,69 @@ async fn cancel_a_pending_deployment(db: TestDb) {
     site.stop().await;
 }
 
+/// A deployment waiting for approval shows an approve button; its requester's approval is
+/// refused (403, nothing changes), another token's lets it run and is in the audit trail.
+async fn another_token_approves_a_deployment_from_its_page(db: TestDb) {
+    let site = Site::start(db, Vec::new()).await;
+    let pending = site.queue(&site.staging, "ghcr.io/acme/web:v1").await;
+    let mut waiting = WaitingFor::new(WaitKind::Approval, "1 approval", None);
+    waiting.approval = Some(ApprovalState {
+        requested_by: "token:ops".into(),
+        approved_by: Vec::new(),
+        needed: 1,
+    });
+    site.store
+        .set_waiting("acme", pending.id, Some(&waiting))
+        .unwrap();
+    let path = format!("/deployments/{}", pending.id);
+    let ops = site.session(OPS_TOKEN).await;
+    let page = site.get(&path, &ops).await;
+    page.assert_contains(&[
+        &format!("action=\"/deployments/{}/approve\"", pending.id),
+        "Approve this deployment</button>",
+    ]);
+    let own = site
+        .post(
+            &format!("{path}/approve"),
+            &ops,
+            &[("form_token", &page.form_token()), ("back", &path)],
+        )
+        .await;
+    assert_eq!(own.status, 403, "{}", own.body);
+    assert!(own.body.contains("cannot approve"), "{}", own.body);
+    let still = site
+        .service
+        .get_deployment("acme", pending.id)
+        .await
+        .unwrap();
+    assert_eq!(still.waiting_for.map(|w| w.kind), Some(WaitKind::Approval));
+
+    let admin = site.session(ADMIN_TOKEN).await;
+    let answer = site
+        .post(
+            &format!("{path}/approve"),
+            &admin,
+            &[
+                ("form_token", &page_token(&site, &admin).await),
+                ("back", &path),
+            ],
+        )
+        .await;
+    assert_eq!(answer.status, 303, "{}", answer.body);
+    assert_eq!(answer.location, format!("{path}?notice=approved"));
+    let approved = site
+        .service
+        .get_deployment("acme", pending.id)
+        .await
+        .unwrap();
+    assert_eq!(approved.waiting_for, None);
+    assert_eq!(approved.state, DeployState::Pending);
+    let events = site.audit_actions(&site.staging).await;
+    assert!(has(&events, "token:admin", "approve"), "{events:?}");
+    assert!(has(&events, "token:ops", "refused"), "{events:?}");
+    site.stop().await;
+}
+
 async fn page_token(site: &Site, cookie: &str) -> String {
     site.form_token(cookie).await
 }
@@ -1314,6 +1378,7 @@ both_backends_async!(
     a_read_token_sees_no_buttons_and_its_posts_are_refused,
     a_scoped_token_acts_only_within_its_instances,
     cancel_a_pending_deployment,
+    another_token_approves_a_deployment_from_its_page,
     a_rollback_passes_another_lock_only_with_an_admins_force,
     dry_runs_parameters_waiting_and_freezes_show,
     a_repository_lock_is_listed_and_released_from_the_locks_page,

@@ -82,8 +82,16 @@ impl Service {
         triggered: &mut TriggeredDeployment,
     ) {
         triggered.waits_for_locks = true;
+        let requested_by = format!("@{}", triggered.deployment.initiator.to_ascii_lowercase());
+        triggered.deployment.source.requested_by = requested_by.clone();
+        let event = AuditEvent::new(
+            tenant,
+            &requested_by,
+            "deploy",
+            requested_detail(instance, triggered),
+        );
+        triggered.audit.push(event);
         let d = &mut triggered.deployment;
-        d.source.requested_by = format!("@{}", d.initiator.to_ascii_lowercase());
         let now = super::now();
         if let Some(freeze) = self.freeze_now(tenant, &instance.name, now) {
             d.waiting_for = Some(freeze.waiting());
@@ -470,6 +478,12 @@ impl Service {
                     format!("approval of deployment {id} refused: {why}"),
                 );
                 event.deployment_id = Some(id);
+                let store = Arc::clone(&self.store);
+                let t = tenant.to_string();
+                event.instance_id = blocking(move || store.get_deployment(&t, id))
+                    .await
+                    .ok()
+                    .map(|d| d.instance_id);
                 self.record_audit(event).await?;
                 Err(Error::NotApproved(why))
             }

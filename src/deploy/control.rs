@@ -86,14 +86,12 @@ impl WaitingFor {
         if !self.reason.is_empty() {
             line.push_str(&format!(" ({})", self.reason));
         }
-        if let Some(approval) = &self.approval {
-            if !approval.approved_by.is_empty() {
-                line.push_str(&format!(
-                    ", approved by {}, {} more needed",
-                    approval.approved_by.join(", "),
-                    approval.missing()
-                ));
-            }
+        if let Some(approval) = self.approval.as_ref().filter(|a| !a.approved_by.is_empty()) {
+            line.push_str(&format!(
+                ", approved by {}, {} more needed",
+                approval.approved_by.join(", "),
+                approval.missing()
+            ));
         }
         if let Some(until) = self.until {
             line.push_str(&format!(" until {}", until.format("%Y-%m-%d %H:%M UTC")));

@@ -810,12 +810,15 @@ impl GithubClient {
         installation_id: Option<u64>,
         sha: &str,
     ) -> Result<Vec<CommitCheck>, ApiError> {
-        let commit = format!("/repos/{}/commits/{}", repo_path(repo), encode_segment(sha));
-        let runs_path = format!("{commit}/check-runs?filter=latest");
+        let (repo_at, sha_at) = (repo_path(repo), encode_segment(sha));
+        let runs_path = format!(
+            "/repos/{}/commits/{}/check-runs?filter=latest",
+            repo_at, sha_at
+        );
         let runs = self
             .all_pages(repo, installation_id, &runs_path, Some("check_runs"))
             .await?;
-        let status_path = format!("{commit}/status");
+        let status_path = format!("/repos/{}/commits/{}/status", repo_at, sha_at);
         let statuses = self
             .all_pages(repo, installation_id, &status_path, Some("statuses"))
             .await?;

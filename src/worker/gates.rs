@@ -78,6 +78,14 @@ impl Worker {
         };
         let config = &spec.control.gates;
         let now = deploy::now();
+        let requested_by = gates::requested_by(d);
+        let facts = gates::Facts {
+            kind: d.kind,
+            noop: d.noop,
+            commit_sha: &release.commit_sha,
+            requested_by: &requested_by,
+            environment: &instance.environment,
+        };
         if waiting.kind == WaitKind::Promotion {
             let from = config.promote_from.clone().unwrap_or_default();
             let store = Arc::clone(&self.store);
@@ -90,17 +98,15 @@ impl Worker {
             let promoted =
                 !sha.is_empty() && blocking(move || store.promoted(&t, &repo, &f, &sha)).await?;
             if promoted {
-                let requested_by = gates::requested_by(d);
-                let facts = gates::Facts {
-                    kind: d.kind,
-                    noop: d.noop,
-                    commit_sha: &release.commit_sha,
-                    requested_by: &requested_by,
-                    environment: &instance.environment,
-                };
                 let next = gates::next(Some(WaitKind::Promotion), config, &facts, now);
                 tracing::info!(deployment = %d.id, instance = %instance.name, from = %from, "promoted: the commit succeeded where it is promoted from");
                 return self.advance(d, WaitKind::Promotion, next).await;
+            }
+            // Moved here from a lock or a freeze, its reason did not know the commit yet.
+            let mut named = gates::waiting_at(WaitKind::Promotion, config, &facts, now);
+            named.until = waiting.until;
+            if named.reason != waiting.reason && !gates::timed_out(&waiting, now) {
+                return self.advance(d, WaitKind::Promotion, Some(named)).await;
             }
         }
         if !gates::timed_out(&waiting, now) {

@@ -229,6 +229,10 @@ pub struct SourceJson {
     /// The GitHub App installation that delivered the event.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub installation_id: Option<u64>,
+    /// `@alice` or `token:ci`: who asked for it (they may not approve it themselves).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[schema(example = "@octocat")]
+    pub requested_by: String,
 }
 
 impl From<Source> for SourceJson {
@@ -238,6 +242,7 @@ impl From<Source> for SourceJson {
             pull_request: s.pull_request,
             comment_id: s.comment_id,
             installation_id: s.installation_id,
+            requested_by: s.requested_by,
         }
     }
 }

@@ -1,4 +1,4 @@
-//! The actions of the pages: lock, unlock, roll back and cancel, as plain HTML forms that
+//! The actions of the pages: lock, unlock, roll back, cancel and approve, as plain HTML forms that
 //! POST (they work without JavaScript).
 //!
 //! Every action passes, in this order:
@@ -14,7 +14,7 @@
 //!   shown again asking for it.
 //!
 //! Then it goes through the `Service` like the API (`lock`, `unlock`, `rollback_as`,
-//! `cancel_as`), so locks, freezes and the audit trail treat it the same, with the actor
+//! `cancel_as`, `approve`), so locks, freezes and the audit trail treat it the same, with the actor
 //! `token:NAME`. The answer is a 303 to the page with a one-line notice; a refusal is a page
 //! that says why (403, 404, 409 …) and that nothing was changed.
 
@@ -33,7 +33,7 @@ use super::{Viewer, html_page, see_other};
 use crate::config::Role;
 use crate::deploy::service::blocking;
 use crate::deploy::{
-    Actor, DeployState, DeploymentId, Error, Instance, InstanceId, RollbackTarget,
+    Actor, DeployState, Deployment, DeploymentId, Error, Instance, InstanceId, RollbackTarget,
 };
 use crate::server::AppState;
 
@@ -477,35 +477,9 @@ pub(super) async fn cancel(
     path: web::Path<String>,
     sent: Sent,
 ) -> HttpResponse {
-    let raw_id = path.into_inner();
-    let acting = match gate(&req, &state, sent, &format!("/deployments/{raw_id}")) {
-        Ok(acting) => acting,
-        Err(answer) => return *answer,
-    };
-    let not_found = || {
-        acting.refuse(
-            StatusCode::NOT_FOUND,
-            "Not found",
-            &format!("deployment {raw_id} was not found"),
-        )
-    };
-    let Ok(id) = DeploymentId::parse(&raw_id) else {
-        return not_found();
-    };
-    let store = Arc::clone(&state.store);
-    let tenant = acting.session.tenant.clone();
-    let loaded = blocking(move || {
-        let Some(deployment) = optional(store.get_deployment(&tenant, id))? else {
-            return Ok(None);
-        };
-        let instance = optional(store.get_instance(&tenant, deployment.instance_id))?;
-        Ok(Some((deployment, instance)))
-    })
-    .await;
-    let (deployment, instance) = match loaded {
-        Ok(Some((d, Some(instance)))) if acting.session.covers(&instance.name) => (d, instance),
-        Ok(_) => return not_found(),
-        Err(e) => return acting.failed(&e),
+    let (acting, deployment, instance) = match deployment_action(&req, &state, path, sent).await {
+        Ok(loaded) => loaded,
+        Err(answer) => return answer,
     };
     let tenant = acting.session.tenant.clone();
     let confirm = confirmation(&state.config, &tenant, &instance, &[], false);
@@ -519,10 +493,78 @@ pub(super) async fn cancel(
     {
         return answer;
     }
-    match state.service.cancel_as(&tenant, id, &acting.actor()).await {
+    match state
+        .service
+        .cancel_as(&tenant, deployment.id, &acting.actor())
+        .await
+    {
         Ok(d) if d.state == DeployState::Running => acting.done("cancel_requested"),
         Ok(_) => acting.done("cancelled"),
         Err(e) => acting.failed(&e),
+    }
+}
+
+/// `POST /deployments/{id}/approve`: approve a deployment that waits for approval, as the
+/// signed-in token (not the one that asked for it).
+pub(super) async fn approve(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    sent: Sent,
+) -> HttpResponse {
+    let (acting, deployment, _) = match deployment_action(&req, &state, path, sent).await {
+        Ok(loaded) => loaded,
+        Err(answer) => return answer,
+    };
+    let tenant = acting.session.tenant.clone();
+    match state
+        .service
+        .approve(&tenant, deployment.id, &acting.actor())
+        .await
+    {
+        Ok(d) if d.waiting_for.is_none() => acting.done("approved"),
+        Ok(_) => acting.done("approved_more_needed"),
+        Err(e) => acting.failed(&e),
+    }
+}
+
+/// An action on `/deployments/{id}`: its gate, then the deployment of the session's tenant
+/// and its instance, within the token's globs (else 404).
+async fn deployment_action(
+    req: &HttpRequest,
+    state: &AppState,
+    path: web::Path<String>,
+    sent: Sent,
+) -> Result<(Acting, Deployment, Instance), HttpResponse> {
+    let raw_id = path.into_inner();
+    let acting =
+        gate(req, state, sent, &format!("/deployments/{raw_id}")).map_err(|answer| *answer)?;
+    let not_found = |acting: &Acting| {
+        acting.refuse(
+            StatusCode::NOT_FOUND,
+            "Not found",
+            &format!("deployment {raw_id} was not found"),
+        )
+    };
+    let Ok(id) = DeploymentId::parse(&raw_id) else {
+        return Err(not_found(&acting));
+    };
+    let store = Arc::clone(&state.store);
+    let tenant = acting.session.tenant.clone();
+    let loaded = blocking(move || {
+        let Some(deployment) = optional(store.get_deployment(&tenant, id))? else {
+            return Ok(None);
+        };
+        let instance = optional(store.get_instance(&tenant, deployment.instance_id))?;
+        Ok(Some((deployment, instance)))
+    })
+    .await;
+    match loaded {
+        Ok(Some((d, Some(instance)))) if acting.session.covers(&instance.name) => {
+            Ok((acting, d, instance))
+        }
+        Ok(_) => Err(not_found(&acting)),
+        Err(e) => Err(acting.failed(&e)),
     }
 }
 

@@ -161,6 +161,14 @@ pub(super) fn cancel_form(
         .raw("</button></form>\n");
 }
 
+/// Approve a deployment that waits for approval.
+pub(super) fn approve_form(html: &mut Html, session: &Session, d: &Deployment) {
+    let action = format!("/deployments/{}/approve", d.id);
+    let back = format!("/deployments/{}", d.id);
+    form_start(html, "approve", &action, session, &back);
+    html.raw("<button type=\"submit\">Approve this deployment</button></form>\n");
+}
+
 /// The actions on an instance: lock or unlock, and roll back to the previous release.
 fn instance_actions(html: &mut Html, page: &InstancePage, session: &Session) {
     let i = &page.view.instance;

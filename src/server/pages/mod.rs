@@ -10,7 +10,8 @@
 //! - `GET /locks` — the live locks of the tenants the viewer sees;
 //! - `GET /audit` — the signed-in token's audit trail, newest first, a page at a time
 //!   (see `pages/audit.rs`);
-//! - `POST /instances/{id}/lock`, `…/unlock`, `…/rollback`, `POST /deployments/{id}/cancel`
+//! - `POST /instances/{id}/lock`, `…/unlock`, `…/rollback`, `POST /deployments/{id}/cancel`,
+//!   `POST /deployments/{id}/approve`
 //!   — the actions, as plain HTML forms (see `pages/actions.rs`);
 //! - `GET /signin`, `POST /signin`, `POST /signout` — sign-in with an API token.
 //!
@@ -256,6 +257,10 @@ fn notice_text(code: Option<&str>) -> Option<&'static str> {
             "Cancellation requested: its worker stops the deployment and restores the previous release."
         }
         "rollback_queued" => "Rollback queued.",
+        "approved" => "Approved: the deployment runs now.",
+        "approved_more_needed" => {
+            "Approved: the deployment still waits for another deployer's approval."
+        }
         _ => return None,
     })
 }
@@ -302,6 +307,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             web::get().to(deployment::events),
         )
         .route("/deployments/{id}/cancel", web::post().to(actions::cancel))
+        .route(
+            "/deployments/{id}/approve",
+            web::post().to(actions::approve),
+        )
         .route("/instances/{id}", web::get().to(instance::instance_page))
         .route("/instances/{id}/lock", web::post().to(actions::lock))
         .route("/instances/{id}/unlock", web::post().to(actions::unlock))

@@ -450,6 +450,12 @@ pub(super) fn deployment(
             && let Some(session) = viewer.actor(&d.tenant_id, &instance.name)
         {
             controls::cancel_form(html, session, d, instance, view.production);
+            if d.waiting_for
+                .as_ref()
+                .is_some_and(|w| w.kind == crate::deploy::WaitKind::Approval)
+            {
+                controls::approve_form(html, session, d);
+            }
         }
         html.raw("<div class=\"grid\">\n");
         release_card(html, view, place.repo);
