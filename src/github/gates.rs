@@ -54,12 +54,9 @@ pub fn verdict(config: &GateConfig, checks: &[CommitCheck]) -> Verdict {
     let failed: Vec<String> = relevant
         .iter()
         .filter(|c| c.state == CheckState::Failure)
-        .map(|c| {
-            if c.url.is_empty() {
-                c.name.clone()
-            } else {
-                format!("{} ({})", c.name, c.url)
-            }
+        .map(|c| match safe_url(&c.url) {
+            Some(url) => format!("{} ({url})", name_of(&c.name)),
+            None => name_of(&c.name),
         })
         .collect();
     if !failed.is_empty() {
@@ -68,7 +65,7 @@ pub fn verdict(config: &GateConfig, checks: &[CommitCheck]) -> Verdict {
     let mut pending: Vec<String> = relevant
         .iter()
         .filter(|c| c.state == CheckState::Pending)
-        .map(|c| c.name.clone())
+        .map(|c| name_of(&c.name))
         .collect();
     if config.all_checks() {
         if checks.is_empty() {
@@ -77,7 +74,7 @@ pub fn verdict(config: &GateConfig, checks: &[CommitCheck]) -> Verdict {
     } else {
         for name in &config.required_checks {
             if !relevant.iter().any(|c| c.name == *name) {
-                pending.push(format!("{name} (not reported yet)"));
+                pending.push(format!("{} (not reported yet)", name_of(name)));
             }
         }
     }
@@ -86,6 +83,30 @@ pub fn verdict(config: &GateConfig, checks: &[CommitCheck]) -> Verdict {
     } else {
         Verdict::Pending(pending)
     }
+}
+
+/// A check's name as replies, statuses and pages show it: inline code, so a name chosen
+/// by whoever posts the check mentions nobody and renders no Markdown; at most 100
+/// characters, without backticks or control characters.
+fn name_of(name: &str) -> String {
+    let clean: String = name
+        .chars()
+        .filter(|c| !c.is_control())
+        .map(|c| if c == '`' { '\'' } else { c })
+        .take(100)
+        .collect();
+    format!("`{clean}`")
+}
+
+/// A check's link when it is a plain `https://` URL (no spaces, quotes, brackets or
+/// Markdown), else None.
+fn safe_url(url: &str) -> Option<&str> {
+    let plain = url.len() <= 500
+        && url.starts_with("https://")
+        && !url
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || "`<>()[]\"'\\".contains(c));
+    plain.then_some(url)
 }
 
 /// Watches the deployments that wait for checks.
@@ -274,7 +295,7 @@ mod tests {
         ];
         assert_eq!(
             verdict(&config, &missing),
-            Verdict::Pending(vec!["build (not reported yet)".into()]),
+            Verdict::Pending(vec!["`build` (not reported yet)".into()]),
             "an unrequired failure does not count, a missing required one is waited for"
         );
         let failed = [
@@ -283,7 +304,7 @@ mod tests {
         ];
         assert_eq!(
             verdict(&config, &failed),
-            Verdict::Failed(vec!["build (https://ci.example/build)".into()])
+            Verdict::Failed(vec!["`build` (https://ci.example/build)".into()])
         );
     }
 
@@ -297,12 +318,25 @@ mod tests {
         ];
         assert_eq!(
             verdict(&config, &one_pending),
-            Verdict::Pending(vec!["b".into()])
+            Verdict::Pending(vec!["`b`".into()])
         );
         let lint = [
             check("a", CheckState::Success),
             check("lint", CheckState::Failure),
         ];
         assert!(matches!(verdict(&config, &lint), Verdict::Failed(_)));
+    }
+
+    #[test]
+    fn a_checks_name_and_link_cannot_mention_or_render_markdown() {
+        let mut evil = check(
+            "@acme/everyone `x` ![i](https://e/i.png)",
+            CheckState::Failure,
+        );
+        evil.url = "https://e/x) [click](https://phish".into();
+        let Verdict::Failed(failed) = verdict(&required(&["*"]), &[evil]) else {
+            panic!("a failure")
+        };
+        assert_eq!(failed, ["`@acme/everyone 'x' ![i](https://e/i.png)`"]);
     }
 }

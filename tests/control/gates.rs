@@ -465,7 +465,7 @@ fn required_checks_hold_a_deploy_until_green_and_a_failure_ends_it(db: TestDb) {
         "{queued}"
     );
     wait_waiting(&bot, &id, WaitKind::Checks, |d| {
-        d.waiting_for.as_ref().unwrap().reason == "pending: ci/test"
+        d.waiting_for.as_ref().unwrap().reason == "pending: `ci/test`"
     });
     stays_waiting(&bot, &id, WaitKind::Checks, Duration::from_secs(3));
     bot.fake
@@ -485,11 +485,11 @@ fn required_checks_hold_a_deploy_until_green_and_a_failure_ends_it(db: TestDb) {
     assert!(
         failed
             .error
-            .contains(&format!("checks of {} failed: ci/test", short(OTHER_SHA))),
+            .contains(&format!("checks of {} failed: `ci/test`", short(OTHER_SHA))),
         "{}",
         failed.error
     );
-    let event = audited(&bot, "deploybot", "refused", "failed: ci/test");
+    let event = audited(&bot, "deploybot", "refused", "failed: `ci/test`");
     assert_eq!(event["deployment_id"], failing, "{event}");
 
     let unnamed = call(
