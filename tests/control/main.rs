@@ -9,6 +9,7 @@ mod bot;
 mod common;
 
 mod api;
+mod audit;
 mod commands;
 mod gates;
 mod holds;
