@@ -324,8 +324,9 @@ pub struct AuditEvent {
     pub at: DateTime<Utc>,
     /// `@alice`, `token:ci`, or `deploybot` for what the bot does by itself.
     pub actor: String,
-    /// `deploy`, `noop`, `rollback`, `cancel`, `lock`, `unlock`, `lock.expired`,
-    /// `lock.released_on_merge`, `lock.on_rollback`, `force`, `refused`.
+    /// `deploy`, `noop`, `rollback`, `rollback.automatic`, `cancel`, `approve`, `lock`,
+    /// `unlock`, `lock.expired`, `lock.released_on_merge`, `lock.on_rollback`,
+    /// `gate.expired`, `force`, `refused`.
     pub action: String,
     pub instance_id: Option<InstanceId>,
     pub deployment_id: Option<super::DeploymentId>,

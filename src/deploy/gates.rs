@@ -80,11 +80,16 @@ pub fn waiting_at(
             .and_then(|d| now.checked_add_signed(d))
     };
     let short: String = facts.commit_sha.chars().take(7).collect();
+    let commit = if short.is_empty() {
+        "the commit".to_string()
+    } else {
+        short
+    };
     match gate {
         WaitKind::Promotion => WaitingFor::new(
             gate,
             format!(
-                "{short} to succeed on {} first",
+                "{commit} to succeed on {} first",
                 gates.promote_from.as_deref().unwrap_or_default()
             ),
             until(gates.promotion_timeout),

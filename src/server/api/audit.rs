@@ -23,8 +23,9 @@ pub struct AuditEventJson {
     /// `@login`, `token:<name>`, or `deploybot` for what the bot does by itself.
     #[schema(example = "token:ci")]
     pub actor: String,
-    /// `deploy`, `noop`, `rollback`, `cancel`, `lock`, `unlock`, `lock.expired`,
-    /// `lock.released_on_merge`, `lock.on_rollback`, `force` or `refused`.
+    /// `deploy`, `noop`, `rollback`, `rollback.automatic`, `cancel`, `approve`, `lock`,
+    /// `unlock`, `lock.expired`, `lock.released_on_merge`, `lock.on_rollback`,
+    /// `gate.expired`, `force` or `refused`.
     #[schema(example = "lock")]
     pub action: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
