@@ -12,6 +12,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::TestDb;
+use common::cli_run::Run;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
@@ -240,73 +241,6 @@ impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-    }
-}
-
-/// What a command did.
-struct Run {
-    args: String,
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-impl Run {
-    #[track_caller]
-    fn expect(&self, code: i32) -> &Self {
-        assert_eq!(
-            self.code, code,
-            "`deploybot {}` exited {} (expected {code})\nstdout:\n{}\nstderr:\n{}",
-            self.args, self.code, self.stdout, self.stderr
-        );
-        self
-    }
-
-    #[track_caller]
-    fn stdout_has(&self, needles: &[&str]) -> &Self {
-        for needle in needles {
-            assert!(
-                self.stdout.contains(needle),
-                "`deploybot {}` did not print {needle:?}:\n{}\nstderr:\n{}",
-                self.args,
-                self.stdout,
-                self.stderr
-            );
-        }
-        self
-    }
-
-    #[track_caller]
-    fn stderr_has(&self, needles: &[&str]) -> &Self {
-        for needle in needles {
-            assert!(
-                self.stderr.contains(needle),
-                "`deploybot {}` did not print {needle:?} on stderr:\n{}\nstdout:\n{}",
-                self.args,
-                self.stderr,
-                self.stdout
-            );
-        }
-        self
-    }
-
-    #[track_caller]
-    fn json(&self) -> Value {
-        serde_json::from_str(self.stdout.trim()).unwrap_or_else(|e| {
-            panic!(
-                "`deploybot {}` did not print JSON ({e}):\n{}\nstderr:\n{}",
-                self.args, self.stdout, self.stderr
-            )
-        })
-    }
-
-    /// The table row (line) that mentions `needle`.
-    #[track_caller]
-    fn row(&self, needle: &str) -> &str {
-        self.stdout
-            .lines()
-            .find(|line| line.contains(needle))
-            .unwrap_or_else(|| panic!("no line with {needle:?} in:\n{}", self.stdout))
     }
 }
 

@@ -7,6 +7,7 @@
 #![allow(dead_code)]
 
 pub mod chromium;
+pub mod cli_run;
 pub mod fake_github;
 #[cfg(test)]
 pub mod pg_cluster;
