@@ -483,6 +483,8 @@ async fn the_initiator_is_the_tokens_name(db: TestDb) {
     let api = Api::start(db).await;
     let by_ci = api.deploy("web", "ghcr.io/acme/web:1").await;
     assert_eq!(by_ci.initiator, "ci");
+    // It ran: version 1 is a release a rollback may return to.
+    api.activate(&by_ci);
     let answer = api
         .post_as(
             ACME_OPS,
@@ -1212,15 +1214,13 @@ async fn the_openapi_document_lists_every_route_and_each_answers(db: TestDb) {
 
     // Every documented operation answers a valid request with a documented success status
     // and a body that fits its schema; every one but the document itself needs a token.
+    let first = api.deploy("web", "x:0").await;
     api.db
         .store
-        .append_logs(
-            "acme",
-            api.deploy("web", "x:0").await.id,
-            1,
-            &[("stdout".into(), "hi".into())],
-        )
+        .append_logs("acme", first.id, 1, &[("stdout".into(), "hi".into())])
         .unwrap();
+    // Version 1 ran: the rollback route has a release to return to.
+    api.activate(&first);
     let mut by_status: BTreeMap<u16, usize> = BTreeMap::new();
     for (method, path) in &documented {
         let operation = &doc["paths"][path][method.to_ascii_lowercase()];
@@ -1381,8 +1381,9 @@ async fn each_role_can_call_exactly_the_routes_its_role_allows(db: TestDb) {
         "every route the server registers needs a row saying which role it needs"
     );
     let doc = deploybot::server::api::openapi();
-    // Version 1 to roll back to.
-    api.deploy("web", "x:0").await;
+    // Version 1 to roll back to: it ran.
+    let first = api.deploy("web", "x:0").await;
+    api.activate(&first);
 
     for (method, path, needed) in NEEDED_ROLES {
         for (role, name, secret) in ROLE_TOKENS {

@@ -514,6 +514,7 @@ impl Service {
         let (instance, spec) = self.deployable(tenant, instance).await?;
         let store = Arc::clone(&self.store);
         let tenant_owned = tenant.to_string();
+        let name = instance.name.clone();
         let release = blocking(move || match target {
             RollbackTarget::Release(id) => {
                 let release = store.get_release(&tenant_owned, id)?;
@@ -535,6 +536,14 @@ impl Service {
                 }),
         })
         .await?;
+        let store = Arc::clone(&self.store);
+        let (t, id) = (tenant.to_string(), release.id);
+        if !blocking(move || store.release_was_live(&t, id)).await? {
+            return Err(Error::Conflict(format!(
+                "v{} of {name} was never live there (its deploy did not succeed, or it was a dry run): roll back to a release that ran",
+                release.version
+            )));
+        }
         // A release stored under an older rule may hold a name that is refused now.
         for key in release.env.keys() {
             super::env::check_release_name(key).map_err(|e| {

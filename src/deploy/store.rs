@@ -369,6 +369,11 @@ pub trait GateStore: Send + Sync + 'static {
         audit: &AuditEvent,
     ) -> Result<Option<Deployment>, Error>;
 
+    /// Whether release `id` was ever live on its instance (active now, or active before):
+    /// only such a release is a rollback's target, so a rollback never passes the gates
+    /// with a release whose deploy they stopped, or with a dry run's.
+    fn release_was_live(&self, tenant_id: &str, id: ReleaseId) -> Result<bool, Error>;
+
     /// Pending deployments of every tenant waiting at `gate`, oldest first, among the
     /// first `limit` that wait for anything.
     fn waiting_at_gate(&self, gate: WaitKind, limit: u32) -> Result<Vec<Deployment>, Error>;

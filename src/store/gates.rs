@@ -9,7 +9,7 @@ use super::schema::{deployments, instances, releases};
 use super::{DbConn, DieselStore, audit, db_error, outbox, queue};
 use crate::deploy::{
     self, AuditEvent, DeployKind, DeployState, Deployment, DeploymentId, Error, GateStore,
-    WaitKind, WaitingFor,
+    ReleaseId, WaitKind, WaitingFor,
 };
 
 /// The pending deployment `id`, its row locked on PostgreSQL; None when it is not pending.
@@ -180,6 +180,19 @@ fn promoted(
 }
 
 impl GateStore for DieselStore {
+    fn release_was_live(&self, tenant_id: &str, id: ReleaseId) -> Result<bool, Error> {
+        self.read(|conn| {
+            let live: Option<(bool, Option<chrono::NaiveDateTime>)> = releases::table
+                .filter(releases::tenant_id.eq(tenant_id))
+                .filter(releases::id.eq(id.to_string()))
+                .select((releases::active, releases::last_active_at))
+                .first(conn)
+                .optional()
+                .map_err(db_error)?;
+            Ok(live.is_some_and(|(active, last)| active || last.is_some()))
+        })
+    }
+
     fn waiting_at_gate(&self, gate: WaitKind, limit: u32) -> Result<Vec<Deployment>, Error> {
         let waiting = self.read(|conn| queue::waiting(conn, limit))?;
         Ok(waiting

@@ -407,6 +407,11 @@ fn a_comment_deploy_runs_once_another_deployer_approves_it(db: TestDb) {
     let waiting = wait_waiting(&bot, &id, WaitKind::Approval, |_| true);
     let approval = waiting.waiting_for.unwrap().approval.unwrap();
     assert_eq!(approval.requested_by, "@alice");
+    // carol's deploy from another pull request, queued after alice's, waits too.
+    bot.open_pull(43, OTHER_SHA, false, "open");
+    say(&bot, 43, "carol", "/deploy production");
+    let carols = nth_production(&bot, 2).id.to_string();
+    wait_waiting(&bot, &carols, WaitKind::Approval, |_| true);
 
     say(&bot, 42, "alice", "/approve production");
     reply_with(
@@ -417,11 +422,17 @@ fn a_comment_deploy_runs_once_another_deployer_approves_it(db: TestDb) {
     stays_waiting(&bot, &id, WaitKind::Approval, Duration::from_secs(1));
     audited(&bot, "@alice", "refused", "cannot approve it");
 
+    // bob's approval on #42 is for alice's deployment, not the newer one of #43.
     say(&bot, 42, "bob", "/approve production");
-    reply_with(&bot, 42, &["Approved deployment", "@bob", "it runs now"]);
+    reply_with(
+        &bot,
+        42,
+        &["Approved deployment", &id, "@bob", "it runs now"],
+    );
     let done = bot.wait_final(&id);
     assert_eq!(done.state, DeployState::Succeeded, "{done:#?}");
     audited(&bot, "@bob", "approve", &id);
+    stays_waiting(&bot, &carols, WaitKind::Approval, Duration::from_secs(1));
 }
 
 /// Nobody approves within `approval_timeout`: the deployment ends cancelled, never run,
@@ -491,6 +502,23 @@ fn required_checks_hold_a_deploy_until_green_and_a_failure_ends_it(db: TestDb) {
     );
     let event = audited(&bot, "deploybot", "refused", "failed: `ci/test`");
     assert_eq!(event["deployment_id"], failing, "{event}");
+    // Its release never ran: a rollback to it would pass the checks, so it is refused.
+    let back = call(
+        &bot,
+        ALPHA,
+        "POST",
+        "/v1/instances/web-production/rollback",
+        json!({"version": 2}),
+    );
+    let refused = expect(&back, 409);
+    assert!(
+        refused["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("v2 of web-production was never live"),
+        "{refused}"
+    );
+    assert_eq!(bot.deployments("web-production").len(), 2);
 
     let unnamed = call(
         &bot,
@@ -525,6 +553,11 @@ fn a_comment_deploy_needs_an_approving_review_of_the_current_head(db: TestDb) {
     assert!(bot.deployments("web-production").is_empty());
     audited(&bot, "@alice", "refused", "required reviews");
 
+    // The author's approval, one asking for changes, and one by a reader without write
+    // access do not count.
+    bot.fake.set_permission("acme/web", "mallory", "read");
+    bot.fake
+        .add_review("acme/web", 42, "mallory", "APPROVED", PR_SHA);
     bot.fake
         .add_review("acme/web", 42, "octocat", "APPROVED", PR_SHA);
     bot.fake
@@ -599,6 +632,13 @@ fn deployers_named_by_team_are_its_members(db: TestDb) {
     assert_eq!(done.state, DeployState::Succeeded, "{done:#?}");
     assert_eq!(done.initiator, "carol", "{done:#?}");
     audited(&bot, "@carol", "deploy", "web-production");
+
+    // A deployer's deploy from a closed pull request is refused, and that is recorded.
+    bot.open_pull(45, OTHER_SHA, false, "closed");
+    say(&bot, 45, "carol", "/deploy production");
+    reply_with(&bot, 45, &["Pull request #45 is closed"]);
+    audited(&bot, "@carol", "refused", "refused on #45");
+    assert_eq!(bot.deployments("web-production").len(), 1);
 }
 
 both_backends_owned!(

@@ -15,14 +15,19 @@ pub(super) const CHECKS: Checks = Checks {
     open_pull: false,
 };
 
-/// Approves the environment's newest deployment that waits for approval, and says what is
-/// still needed.
+/// Approves the deployment this comment is about (see [`waiting_for_approval`]), and says
+/// what is still needed.
 pub(super) async fn handle(run: &CommentRun<'_>, target: &Target<'_>) -> Result<(), Stop> {
     let environment = target.cfg.environment.as_str();
-    let Some(waiting) = waiting_for_approval(run, target).await? else {
-        let text =
-            format!("Nothing to approve on `{environment}`: no deployment waits for approval.");
-        return run.refuse_or_reply(target.step, text, true).await;
+    let waiting = match waiting_for_approval(run, target).await? {
+        Ok(waiting) => waiting,
+        Err(text) => {
+            let detail = format!("approval on {} refused: {text}", target.cfg.name);
+            return run
+                .refused_audited::<()>(target.step, text, detail, Some(target.cfg))
+                .await
+                .map(|_| ());
+        }
     };
     let tenant = run.item.tenant_id.as_str();
     let actor = run.actor(target);
@@ -42,11 +47,13 @@ pub(super) async fn handle(run: &CommentRun<'_>, target: &Target<'_>) -> Result<
     }
 }
 
-/// The instance's newest pending deployment that waits for approval.
+/// The deployment this `/approve` is about: the newest of this pull request's that waits
+/// for approval on the environment, else the only one waiting there that no pull request
+/// asked for (a push's, a tag's, the API's). Otherwise the reply saying why none is.
 async fn waiting_for_approval(
     run: &CommentRun<'_>,
     target: &Target<'_>,
-) -> Result<Option<Deployment>, Stop> {
+) -> Result<Result<Deployment, String>, Stop> {
     let service = &run.cx.service;
     let tenant = &run.item.tenant_id;
     let inst = service
@@ -61,12 +68,37 @@ async fn waiting_for_approval(
         .list_deployments(tenant, inst.id, options)
         .await
         .map_err(Stop::from_store)?;
-    Ok(page.items.into_iter().find(|d| {
-        d.state == DeployState::Pending
-            && d.waiting_for
-                .as_ref()
-                .is_some_and(|w| w.kind == WaitKind::Approval)
-    }))
+    let waiting: Vec<Deployment> = page
+        .items
+        .into_iter()
+        .filter(|d| {
+            d.state == DeployState::Pending
+                && d.waiting_for
+                    .as_ref()
+                    .is_some_and(|w| w.kind == WaitKind::Approval)
+        })
+        .collect();
+    let environment = &target.cfg.environment;
+    if let Some(ours) = waiting
+        .iter()
+        .find(|d| d.source.pull_request == Some(run.job.pr))
+    {
+        return Ok(Ok(ours.clone()));
+    }
+    let unasked: Vec<&Deployment> = waiting
+        .iter()
+        .filter(|d| d.source.pull_request.is_none())
+        .collect();
+    Ok(match (unasked.as_slice(), waiting.len()) {
+        (_, 0) => Err(format!(
+            "Nothing to approve on `{environment}`: no deployment waits for approval."
+        )),
+        ([only], 1) => Ok((*only).clone()),
+        _ => Err(format!(
+            "No deployment of this pull request waits for approval on `{environment}`, and {} others do: approve each on its own pull request, or by its id on its page or with `deploybot approve`.",
+            waiting.len()
+        )),
+    })
 }
 
 /// "Approved deployment dep_… to `production` (as @bob): it runs now." or what is still

@@ -87,7 +87,11 @@ pub(super) async fn handle(
     };
     let (job, cfg, pull) = (run.job, target.cfg, target.pull);
     if let Some(refusal) = head_moved(run, pull).await? {
-        return run.refuse_or_reply(target.step, refusal, true).await;
+        let detail = format!("{verb} of {} refused: {refusal}", cfg.name);
+        return run
+            .refused_audited::<()>(target.step, refusal, detail, Some(cfg))
+            .await
+            .map(|_| ());
     }
     if let Some((text, detail)) = reviews::refusal(run, target, verb).await? {
         return run

@@ -3,6 +3,7 @@
 //! its base branch's head). Read from GitHub when the command runs.
 
 use super::run::{CommentRun, Stop, Target};
+use crate::github::client::{GithubClient, PullRequest};
 use crate::github::image::short;
 
 /// Why the pull request may not be deployed to the target yet, in words for the reply
@@ -22,20 +23,11 @@ pub(super) async fn refusal(
     };
     let head = short(&pull.head_sha);
     if gates.required_reviews > 0 {
-        let approvers = client
-            .approving_reviewers(
-                &job.repo,
-                job.installation_id,
-                job.pr,
-                &pull.head_sha,
-                &pull.author,
-            )
-            .await
-            .map_err(Stop::from_api)?;
+        let approvers = counted_reviewers(run, client, pull).await?;
         let have = u32::try_from(approvers.len()).unwrap_or(u32::MAX);
         if have < gates.required_reviews {
             let by = if approvers.is_empty() {
-                "none yet".to_string()
+                "none with write access yet".to_string()
             } else {
                 approvers
                     .iter()
@@ -44,7 +36,7 @@ pub(super) async fn refusal(
                     .join(", ")
             };
             let text = format!(
-                "@{} cannot {verb} `{}`: it needs {} of {head} by someone other than @{} (approved by {by}). Approvals of an earlier head do not count.",
+                "@{} cannot {verb} `{}`: it needs {} of {head} by someone with write access other than @{} (approved by {by}). Approvals of an earlier head do not count.",
                 job.user,
                 cfg.environment,
                 crate::config::plural(gates.required_reviews, "approving review"),
@@ -82,4 +74,39 @@ pub(super) async fn refusal(
         return Ok(Some((text, detail)));
     }
     Ok(None)
+}
+
+/// The roles whose approving reviews count, as GitHub counts them for required reviews:
+/// those with write access to the repository.
+const REVIEWER_ROLES: [&str; 3] = ["admin", "maintain", "write"];
+
+/// The approvers of the pull request's head (not its author) who have write access to the
+/// repository; a review by anyone else does not count.
+async fn counted_reviewers(
+    run: &CommentRun<'_>,
+    client: &GithubClient,
+    pull: &PullRequest,
+) -> Result<Vec<String>, Stop> {
+    let job = run.job;
+    let approvers = client
+        .approving_reviewers(
+            &job.repo,
+            job.installation_id,
+            job.pr,
+            &pull.head_sha,
+            &pull.author,
+        )
+        .await
+        .map_err(Stop::from_api)?;
+    let mut counted = Vec::with_capacity(approvers.len());
+    for login in approvers {
+        let role = client
+            .permission(&job.repo, job.installation_id, &login)
+            .await
+            .map_err(Stop::from_api)?;
+        if REVIEWER_ROLES.iter().any(|r| role.eq_ignore_ascii_case(r)) {
+            counted.push(login);
+        }
+    }
+    Ok(counted)
 }

@@ -330,7 +330,8 @@ impl CommentRun<'_> {
         let verb = checks.verb;
         let Some(cfg) = self.cx.instance_config(&self.item.tenant_id, instance) else {
             let text = format!("`{instance}` is no longer configured in deploybot.");
-            return self.refused(step, text).await;
+            let detail = format!("{verb} of {instance} refused: no longer configured");
+            return self.refused_audited(step, text, detail, None).await;
         };
         if !commenter.allows(cfg) {
             let text = format!(
@@ -356,7 +357,8 @@ impl CommentRun<'_> {
         }
         let pull = self.pull(commenter).await?;
         if let Some(text) = pull_refusal(job, cfg, checks, pull) {
-            return self.refused(step, text).await;
+            let detail = format!("{verb} of {} refused on #{}: {text}", cfg.name, job.pr);
+            return self.refused_audited(step, text, detail, Some(cfg)).await;
         }
         Ok(Some(Target {
             step,
@@ -500,11 +502,6 @@ impl CommentRun<'_> {
         Ok(&*commenter.pull.insert(pull))
     }
 
-    /// Records a refusal of `step`: no target.
-    async fn refused<T>(&self, step: i32, text: String) -> Result<Option<T>, Stop> {
-        self.refuse_or_reply(step, text, true).await.map(|()| None)
-    }
-
     /// Where a deployment from this comment comes from, for its record.
     pub(super) fn source(&self, action: &str) -> Source {
         Source {
@@ -577,7 +574,11 @@ impl CommentRun<'_> {
             }
             Err(e) => {
                 let text = format!("Could not {verb} `{}`: {e}", cfg.environment);
-                return self.refuse_or_reply(target.step, text, true).await;
+                let detail = format!("{verb} of {} refused: {e}", cfg.name);
+                return self
+                    .refused_audited::<()>(target.step, text, detail, Some(cfg))
+                    .await
+                    .map(|_| ());
             }
         };
         triggered.trigger_key = Some(format!("comment:{}:{}", self.job.comment_id, cfg.name));

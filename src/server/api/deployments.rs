@@ -525,7 +525,7 @@ pub(super) async fn deploy(
         (status = 401, description = "No valid bearer token", body = ErrorBody),
         (status = 403, description = "The token's role is weaker than deploy", body = ErrorBody),
         (status = 404, description = "No such instance, release or version for the tenant (or outside the token's instances)", body = ErrorBody),
-        (status = 409, description = "`locked`: another holds a lock on the instance and the rollback is not forced by an admin token; `frozen`: a freeze is in force and the rollback is not forced by an admin token", body = ErrorBody),
+        (status = 409, description = "`locked`: another holds a lock on the instance and the rollback is not forced by an admin token; `frozen`: a freeze is in force and the rollback is not forced by an admin token; `conflict`: the release was never live on the instance (its deploy did not succeed, or it was a dry run)", body = ErrorBody),
         (status = 413, description = "The body is too large", body = ErrorBody),
         (status = 415, description = "The body is not JSON", body = ErrorBody),
         (status = 503, description = "The database is unavailable; retry after `Retry-After` seconds", body = ErrorBody),
