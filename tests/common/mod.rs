@@ -176,7 +176,15 @@ pub enum Sql {
 impl Sql {
     pub fn open(url: &str) -> Sql {
         match url.strip_prefix("sqlite://") {
-            Some(path) => Sql::Sqlite(SqliteConnection::establish(path).unwrap()),
+            Some(path) => {
+                let mut c = SqliteConnection::establish(path).unwrap();
+                // The server writes beside this connection: wait for its write to end
+                // instead of failing with "database is locked".
+                diesel::sql_query("PRAGMA busy_timeout = 10000")
+                    .execute(&mut c)
+                    .unwrap();
+                Sql::Sqlite(c)
+            }
             None => Sql::Pg(PgConnection::establish(url).unwrap()),
         }
     }
