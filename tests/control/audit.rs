@@ -7,13 +7,14 @@
 
 use std::time::Duration;
 
-use deploybot::deploy::{DeployState, Deployment, WaitKind};
+use deploybot::deploy::{DeployState, WaitKind};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use crate::bot::{Bot, PR_SHA, push, wait_until};
 use crate::both_backends_owned;
 use crate::common::{TestDb, http};
+use crate::gates::wait_waiting;
 
 /// acme's admin token, named "ops".
 const OPS: &str = "audit-ops-token-61d0b2";
@@ -136,37 +137,6 @@ fn push_tag(bot: &Bot, tag: &str, commit: &str, login: &str) -> String {
         .as_str()
         .unwrap_or_else(|| panic!("no deployment queued: {answer}"))
         .to_string()
-}
-
-/// Waits until the deployment waits at `kind` (and `check` holds of it); returns it.
-fn wait_waiting(
-    bot: &Bot,
-    id: &str,
-    kind: WaitKind,
-    mut check: impl FnMut(&Deployment) -> bool,
-) -> Deployment {
-    let mut last = None;
-    let waited = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        wait_until(
-            &format!("{id} to wait for {}", kind.as_str()),
-            Duration::from_secs(30),
-            || {
-                let d = bot.deployment(id);
-                let done = d.state == DeployState::Pending
-                    && d.waiting_for.as_ref().is_some_and(|w| w.kind == kind)
-                    && check(&d);
-                last = Some(d);
-                done
-            },
-        )
-    }));
-    if waited.is_err() {
-        panic!(
-            "{id} never waited for {} as expected: {last:#?}",
-            kind.as_str()
-        );
-    }
-    last.unwrap()
 }
 
 /// A tag pushed while a lock holds web-production is a `deploy` by `@` its pusher, of that

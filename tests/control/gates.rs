@@ -133,7 +133,7 @@ fn audited(bot: &Bot, actor: &str, action: &str, needle: &str) -> Value {
 }
 
 /// Waits until the deployment waits at `kind` (and `check` holds of it); returns it.
-fn wait_waiting(
+pub(crate) fn wait_waiting(
     bot: &Bot,
     id: &str,
     kind: WaitKind,
