@@ -58,6 +58,8 @@ fn engine(db: &TestDb) -> (Service, Vec<Instance>) {
                 supersede: false,
                 provider: Arc::new(NoopProvider),
                 health: None,
+                gates: Vec::new(),
+                watch: None,
                 canary: CanarySteps {
                     steps: vec![10, 50, 100],
                     pause: Duration::ZERO,

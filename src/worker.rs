@@ -465,7 +465,7 @@ impl Worker {
                 });
             }
             tokio::select! {
-                _ = cancel.cancelled() => return Some(Outcome::Cancelled),
+                _ = cancel.cancelled() => return Some(Outcome::cancelled()),
                 _ = tokio::time::sleep(Duration::from_millis(200)) => {}
             }
         }
@@ -506,6 +506,9 @@ impl Worker {
         finished.cancel();
         if let Ok(last) = progress.last.lock() {
             deployment.progress = last.clone();
+        }
+        if let Ok(readings) = progress.readings.lock() {
+            deployment.gates = readings.clone();
         }
         // The last report is stored before the outcome (which repeats it): a later one
         // would find the deployment no longer running.
@@ -584,9 +587,14 @@ impl Worker {
         {
             return Ok(refused);
         }
-        let strategy = strategies::by_name(&deployment.strategy).ok_or_else(|| {
-            Error::InvalidRequest(format!("unknown strategy {:?}", deployment.strategy))
-        })?;
+        // A rollback takes the fast path whatever the instance's strategy.
+        let strategy: &dyn deploy::Strategy = if deployment.kind == DeployKind::Rollback {
+            &strategies::FastRollback
+        } else {
+            strategies::by_name(&deployment.strategy).ok_or_else(|| {
+                Error::InvalidRequest(format!("unknown strategy {:?}", deployment.strategy))
+            })?
+        };
         let run = RunContext {
             deployment_id: deployment.id,
             tenant_id: deployment.tenant_id.clone(),
@@ -617,6 +625,7 @@ impl Worker {
         let plan = Plan {
             provider: spec.provider.as_ref(),
             health: spec.health.as_deref(),
+            gates: &spec.gates,
             run: &run,
             previous,
             previous_ref: stored.last.map(|d| d.provider_ref),
@@ -802,7 +811,9 @@ async fn dry_run(
                 provider_ref: live_ref,
             }
         }
-        Err(e) if e == ProviderError::Cancelled || run.cancel.is_cancelled() => Outcome::Cancelled,
+        Err(e) if e == ProviderError::Cancelled || run.cancel.is_cancelled() => {
+            Outcome::cancelled()
+        }
         Err(e) => {
             run.log
                 .system(format!("the plan failed: {e}; nothing was changed"));
@@ -825,7 +836,12 @@ fn settle(
         }
         Ok(Outcome::RolledBack { reason }) => (DeployState::RolledBack, reason, None),
         Ok(Outcome::Failed { reason }) => (DeployState::Failed, reason, None),
-        Ok(Outcome::Cancelled) => (DeployState::Cancelled, "cancelled".to_string(), None),
+        Ok(Outcome::Cancelled { reason }) if reason.is_empty() => {
+            (DeployState::Cancelled, "cancelled".to_string(), None)
+        }
+        Ok(Outcome::Cancelled { reason }) => {
+            (DeployState::Cancelled, format!("cancelled; {reason}"), None)
+        }
         Err(e) => (DeployState::Failed, e.to_string(), None),
     };
     deployment.transition(state)?;
@@ -864,6 +880,8 @@ struct StoredProgress {
     /// The latest report, written again with the final state.
     last: std::sync::Mutex<Progress>,
     latest: tokio::sync::watch::Sender<Option<Progress>>,
+    /// Each metric gate's last measurement, stored with the outcome.
+    readings: std::sync::Mutex<Vec<deploy::provider::GateReading>>,
 }
 
 impl StoredProgress {
@@ -878,6 +896,7 @@ impl StoredProgress {
         let sink = Self {
             last: std::sync::Mutex::new(Progress::default()),
             latest,
+            readings: std::sync::Mutex::default(),
         };
         (sink, writer)
     }
@@ -890,6 +909,13 @@ impl ProgressSink for StoredProgress {
             *last = progress.clone();
         }
         self.latest.send_replace(Some(progress));
+    }
+
+    fn reading(&self, reading: deploy::provider::GateReading) {
+        if let Ok(mut readings) = self.readings.lock() {
+            readings.retain(|r| r.gate != reading.gate);
+            readings.push(reading);
+        }
     }
 }
 

@@ -74,6 +74,8 @@ fn spec(name: &str) -> InstanceSpec {
         supersede: false,
         provider: Arc::new(NoopProvider),
         health: None,
+        gates: Vec::new(),
+        watch: None,
         canary: CanarySteps {
             steps: vec![10, 50, 100],
             pause: Duration::from_millis(10),

@@ -73,6 +73,8 @@ fn spec(
         supersede: false,
         provider,
         health: None,
+        gates: Vec::new(),
+        watch: None,
         canary: CanarySteps {
             steps: vec![10, 50, 100],
             pause: Duration::from_millis(100),

@@ -63,6 +63,8 @@ fn spec(name: &str, environment: &str, control: ControlSpec) -> InstanceSpec {
         supersede: false,
         provider: Arc::new(NoopProvider) as Arc<dyn Provider>,
         health: None,
+        gates: Vec::new(),
+        watch: None,
         canary: CanarySteps {
             steps: vec![100],
             pause: Duration::from_millis(10),

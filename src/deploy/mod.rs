@@ -135,6 +135,13 @@ pub struct Deployment {
     /// What a pending deployment waits for before a worker may claim it (None: nothing).
     #[serde(default)]
     pub waiting_for: Option<WaitingFor>,
+    /// Each metric gate's last measurement.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub gates: Vec<provider::GateReading>,
+    /// A succeeded deployment's metric gates keep running until then (`watch`); a failure
+    /// before it rolls back to the previous release.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub watch_until: Option<DateTime<Utc>>,
 }
 
 /// Where a deployment came from: the trigger in words, and the GitHub objects to report to.
@@ -185,6 +192,8 @@ impl Deployment {
             noop: false,
             params: Env::new(),
             waiting_for: None,
+            gates: Vec::new(),
+            watch_until: None,
         }
     }
 

@@ -244,6 +244,63 @@ pub trait Provider: Send + Sync {
     }
 }
 
+/// Where a gate is asked: after which phase, of which slot, at what share of traffic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GatePoint {
+    /// The phase just done: `start`, `canary`, `switch`, `batch`, `promote`, `rollback`,
+    /// `restore` or `watch`; health commands get it as `DEPLOY_PHASE`.
+    pub phase: String,
+    /// The slot the checked release runs in (`DEPLOY_SLOT`).
+    pub slot: String,
+    /// The share of traffic the checked release takes, 0–100 (`DEPLOY_TRAFFIC_PERCENT`).
+    pub traffic_percent: u8,
+    /// Where, in words, for reasons and logs: "canary 50%", "the switch", "watch".
+    pub label: String,
+}
+
+impl GatePoint {
+    pub fn new(phase: &str, slot: &str, traffic_percent: u8, label: impl Into<String>) -> Self {
+        Self {
+            phase: phase.to_string(),
+            slot: slot.to_string(),
+            traffic_percent,
+            label: label.into(),
+        }
+    }
+}
+
+/// A metric gate's last measurement, kept on the deployment and shown on its page.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct GateReading {
+    /// The gate's configured name ("error rate").
+    pub gate: String,
+    /// The value measured, as shown ("0.042"); "no data" when the query returned none.
+    pub value: String,
+    /// The bound it is judged by ("≤ 0.01", "≥ 0.99").
+    pub bound: String,
+    pub passed: bool,
+    /// Where it was measured ("canary 50%").
+    pub at: String,
+}
+
+/// A health gate that measures a metric: run after each phase that shifts traffic.
+#[async_trait]
+pub trait MetricGate: Send + Sync {
+    /// The configured name ("error rate").
+    fn name(&self) -> &str;
+
+    /// Takes the gate's measurements at `at` (its `count`, `interval` apart), judged by its
+    /// bound, `failure_limit` and `no_data`. Each measurement is handed to `reading`.
+    /// The error of a failed gate is one sentence naming the gate, the value, the bound and
+    /// `at.label` ("error rate 0.042 > 0.01 at canary 50%"); `Cancelled` when `run.cancel` fires.
+    async fn evaluate(
+        &self,
+        run: &RunContext,
+        at: &GatePoint,
+        reading: &(dyn Fn(GateReading) + Send + Sync),
+    ) -> Result<(), ProviderError>;
+}
+
 /// Checks that what runs is healthy: one probe, retried by the health gate.
 #[async_trait]
 pub trait HealthCheck: Send + Sync {
@@ -251,7 +308,9 @@ pub trait HealthCheck: Send + Sync {
     fn describe(&self) -> String;
 
     /// Probes until healthy or until the deadline passes; the error is the last reason.
-    async fn wait_healthy(&self, run: &RunContext) -> Result<(), ProviderError>;
+    /// `at` says which slot, phase and traffic share is checked (a health command gets
+    /// them as `DEPLOY_SLOT`, `DEPLOY_PHASE` and `DEPLOY_TRAFFIC_PERCENT`).
+    async fn wait_healthy(&self, run: &RunContext, at: &GatePoint) -> Result<(), ProviderError>;
 }
 
 #[cfg(test)]

@@ -32,6 +32,10 @@ pub struct InstanceSpec {
     pub supersede: bool,
     pub provider: Arc<dyn Provider>,
     pub health: Option<Arc<dyn HealthCheck>>,
+    /// Metric gates, asked after each phase that shifts traffic (and during `watch`).
+    pub gates: Vec<Arc<dyn crate::deploy::provider::MetricGate>>,
+    /// After success the metric gates keep running this long; a failure rolls back.
+    pub watch: Option<std::time::Duration>,
     pub canary: CanarySteps,
     /// The instance has `required_contexts`: a deployment mirrored on GitHub runs only
     /// once GitHub has accepted its Deployment (the contexts passed), and fails with

@@ -5,13 +5,21 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
+use tokio_util::sync::CancellationToken;
+
 use super::Progress;
-use super::provider::{HealthCheck, Provider, ProviderError, ReleaseSpec, RunContext};
+use super::provider::{
+    GatePoint, GateReading, HealthCheck, MetricGate, Provider, ProviderError, ReleaseSpec,
+    RunContext,
+};
 
 /// Where a deployment's progress goes as it happens (stored, shown, reported).
 #[async_trait]
 pub trait ProgressSink: Send + Sync {
     async fn report(&self, progress: Progress);
+
+    /// A metric gate's measurement; the last one of each gate is kept on the deployment.
+    fn reading(&self, _reading: GateReading) {}
 }
 
 /// Canary settings of an instance.
@@ -36,6 +44,8 @@ impl Default for CanarySteps {
 pub struct Plan<'a> {
     pub provider: &'a dyn Provider,
     pub health: Option<&'a dyn HealthCheck>,
+    /// The instance's metric gates, asked after each phase that shifts traffic.
+    pub gates: &'a [std::sync::Arc<dyn MetricGate>],
     pub run: &'a RunContext,
     /// The active release before this deployment, restored when a phase fails.
     pub previous: Option<ReleaseSpec>,
@@ -56,8 +66,18 @@ pub enum Outcome {
     RolledBack { reason: String },
     /// A phase failed and there was nothing to restore (or the restore failed too).
     Failed { reason: String },
-    /// The deployment was cancelled; its work was stopped.
-    Cancelled,
+    /// The deployment was cancelled; its work was stopped. `reason` says what was put
+    /// back ("restored v12"), empty when nothing had changed.
+    Cancelled { reason: String },
+}
+
+impl Outcome {
+    /// Cancelled before anything changed.
+    pub fn cancelled() -> Self {
+        Outcome::Cancelled {
+            reason: String::new(),
+        }
+    }
 }
 
 /// A way of driving a provider from one release to the next.
@@ -85,8 +105,40 @@ impl Plan<'_> {
             .await;
     }
 
-    /// The health gate: passes at once when no health check is configured.
-    pub(crate) async fn gate(&self, percent: i32, context: &str) -> Result<(), ProviderError> {
+    /// The health gate at `at`: the health check, then every metric gate (the metric
+    /// gates only where traffic reaches the checked release). Passes at once when neither
+    /// is configured.
+    pub(crate) async fn gate(&self, percent: i32, at: GatePoint) -> Result<(), ProviderError> {
+        self.health_check(percent, &at).await?;
+        if at.traffic_percent == 0 {
+            return Ok(());
+        }
+        for gate in self.gates {
+            self.progress(
+                "gate",
+                percent,
+                format!("{}: measuring {}", at.label, gate.name()),
+            )
+            .await;
+            let sink = self.progress;
+            gate.evaluate(self.run, &at, &|r| sink.reading(r)).await?;
+            self.progress(
+                "gate",
+                percent,
+                format!("{}: {} passed", at.label, gate.name()),
+            )
+            .await;
+        }
+        Ok(())
+    }
+
+    /// The health check alone (one probe sequence), at `at`.
+    pub(crate) async fn health_check(
+        &self,
+        percent: i32,
+        at: &GatePoint,
+    ) -> Result<(), ProviderError> {
+        let context = &at.label;
         match self.health {
             None => {
                 self.progress(
@@ -104,11 +156,23 @@ impl Plan<'_> {
                     format!("{context}: checking {}", check.describe()),
                 )
                 .await;
-                check.wait_healthy(self.run).await?;
+                check.wait_healthy(self.run, at).await?;
                 self.progress("health", percent, format!("{context}: healthy"))
                     .await;
                 Ok(())
             }
+        }
+    }
+
+    /// The health check of a restore, under the restore's own run context.
+    pub(crate) async fn restored_health(
+        &self,
+        run: &RunContext,
+        at: &GatePoint,
+    ) -> Result<(), ProviderError> {
+        match self.health {
+            Some(check) => check.wait_healthy(run, at).await,
+            None => Ok(()),
         }
     }
 
@@ -120,22 +184,39 @@ impl Plan<'_> {
         }
     }
 
-    /// Turns a failed phase into the outcome: cancelled stays cancelled; with a previous
-    /// release the `restore` steps run and the deployment is rolled back; otherwise failed.
-    pub(crate) async fn after_failure<F, Fut>(&self, error: ProviderError, restore: F) -> Outcome
+    /// Turns a failed phase into the outcome. With a previous release, the `restore` steps
+    /// run (with a run context of their own, which a cancel of the deployment does not
+    /// stop): a failure ends `rolled_back`, a cancel `cancelled` with "restored vN".
+    /// A cancel before `changed` (nothing running was touched yet) just ends; a failure
+    /// with nothing to restore ends `failed`.
+    pub(crate) async fn after_failure<F, Fut>(
+        &self,
+        error: ProviderError,
+        changed: bool,
+        restore: F,
+    ) -> Outcome
     where
-        F: FnOnce(ReleaseSpec) -> Fut,
+        F: FnOnce(ReleaseSpec, RunContext) -> Fut,
         Fut: std::future::Future<Output = Result<(), ProviderError>>,
     {
-        if error == ProviderError::Cancelled || self.run.cancel.is_cancelled() {
-            return Outcome::Cancelled;
+        let cancelled = error == ProviderError::Cancelled || self.run.cancel.is_cancelled();
+        if cancelled && !changed {
+            return Outcome::cancelled();
         }
-        let reason = error.to_string();
+        let reason = if cancelled {
+            "cancelled".to_string()
+        } else {
+            error.to_string()
+        };
         let Some(previous) = &self.previous else {
             self.run
                 .log
-                .system(format!("failed: {reason}; no previous release to restore"));
-            return Outcome::Failed { reason };
+                .system(format!("{reason}; no previous release to restore"));
+            return if cancelled {
+                Outcome::cancelled()
+            } else {
+                Outcome::Failed { reason }
+            };
         };
         self.progress(
             "rollback",
@@ -143,13 +224,23 @@ impl Plan<'_> {
             format!("{reason}; restoring v{}", previous.version),
         )
         .await;
-        match restore(previous.clone()).await {
+        let restoring = RunContext {
+            release: previous.clone(),
+            cancel: CancellationToken::new(),
+            ..self.run.clone()
+        };
+        match restore(previous.clone(), restoring).await {
             Ok(()) => {
                 self.run
                     .log
                     .system(format!("restored v{}", previous.version));
-                Outcome::RolledBack {
-                    reason: format!("{reason}; restored v{}", previous.version),
+                let restored = format!("restored v{}", previous.version);
+                if cancelled {
+                    Outcome::Cancelled { reason: restored }
+                } else {
+                    Outcome::RolledBack {
+                        reason: format!("{reason}; {restored}"),
+                    }
                 }
             }
             Err(restore_error) => Outcome::Failed {

@@ -87,6 +87,8 @@ pub fn spec_of(
         supersede: instance.supersede,
         provider,
         health,
+        gates: Vec::new(),
+        watch: None,
         canary: CanarySteps {
             steps: instance.canary.steps.clone(),
             pause: instance.canary.pause,

@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use tokio::time::{Instant, sleep};
 
 use super::process::{self, RunOutcome, RunSpec};
-use crate::deploy::provider::{HealthCheck, LogStream, ProviderError, RunContext};
+use crate::deploy::provider::{GatePoint, HealthCheck, LogStream, ProviderError, RunContext};
 
 /// How often and how long to probe.
 #[derive(Debug, Clone, Copy)]
@@ -95,7 +95,7 @@ impl HealthCheck for HttpHealth {
         format!("GET {}", self.url)
     }
 
-    async fn wait_healthy(&self, run: &RunContext) -> Result<(), ProviderError> {
+    async fn wait_healthy(&self, run: &RunContext, _at: &GatePoint) -> Result<(), ProviderError> {
         let what = self.describe();
         until_healthy(run, self.probe, &what, || async {
             match self.client.get(&self.url).send().await {
@@ -110,6 +110,27 @@ impl HealthCheck for HttpHealth {
         })
         .await
     }
+}
+
+/// What a health command (or a command gate) is told about the release it checks, after
+/// the release's env and the `pass_env` values, so neither can pretend to be another.
+pub(crate) fn gate_env(run: &RunContext, at: &GatePoint) -> Vec<(String, String)> {
+    [
+        ("DEPLOY_ID", run.deployment_id.to_string()),
+        ("DEPLOY_INSTANCE", run.instance.clone()),
+        ("DEPLOY_ENVIRONMENT", run.environment.clone()),
+        ("DEPLOY_RELEASE_ID", run.release.id.to_string()),
+        ("DEPLOY_RELEASE_VERSION", run.release.version.to_string()),
+        ("DEPLOY_IMAGE", run.release.image.clone()),
+        ("DEPLOY_COMMIT_SHA", run.release.commit_sha.clone()),
+        ("DEPLOY_STRATEGY", run.strategy.clone()),
+        ("DEPLOY_PHASE", at.phase.clone()),
+        ("DEPLOY_SLOT", at.slot.clone()),
+        ("DEPLOY_TRAFFIC_PERCENT", at.traffic_percent.to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect()
 }
 
 /// Runs `argv` (no shell), expecting exit status 0 within the probe timeout. It sees the
@@ -137,15 +158,11 @@ impl HealthCheck for CommandHealth {
         format!("command {}", self.argv.join(" "))
     }
 
-    async fn wait_healthy(&self, run: &RunContext) -> Result<(), ProviderError> {
+    async fn wait_healthy(&self, run: &RunContext, at: &GatePoint) -> Result<(), ProviderError> {
         let what = self.describe();
         let mut env = super::command::release_env(&run.release)?;
         env.extend(self.pass_env.iter().cloned());
-        env.extend([
-            ("DEPLOY_ID".to_string(), run.deployment_id.to_string()),
-            ("DEPLOY_INSTANCE".to_string(), run.instance.clone()),
-            ("DEPLOY_ENVIRONMENT".to_string(), run.environment.clone()),
-        ]);
+        env.extend(gate_env(run, at));
         until_healthy(run, self.probe, &what, || async {
             let log = run.log.clone();
             let outcome = process::run(

@@ -253,6 +253,8 @@ pub(super) fn finish(conn: &mut DbConn, d: &Deployment, owner: &str) -> Result<(
         deployments::progress_message.eq(&d.progress.message),
         deployments::finished_at.eq(d.finished_at.map(to_db).unwrap_or(at)),
         deployments::updated_at.eq(at),
+        deployments::gate_readings.eq(super::rows::readings_to_db(&d.gates)?),
+        deployments::watch_until.eq(d.watch_until.map(to_db)),
         deployments::lease_owner.eq(None::<String>),
         deployments::lease_expires_at.eq(None::<chrono::NaiveDateTime>),
     ));

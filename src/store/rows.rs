@@ -143,6 +143,10 @@ pub(crate) struct DeploymentRow {
     pub waiting_for: Option<String>,
     pub noop: bool,
     pub params: String,
+    pub gate_readings: String,
+    pub watch_until: Option<NaiveDateTime>,
+    pub watch_owner: Option<String>,
+    pub watch_lease_until: Option<NaiveDateTime>,
 }
 
 impl DeploymentRow {
@@ -182,6 +186,10 @@ impl DeploymentRow {
                 .map_err(|e| Error::Internal(format!("waiting_for cannot be encoded: {e}")))?,
             noop: d.noop,
             params: env_to_db(&d.params)?,
+            gate_readings: readings_to_db(&d.gates)?,
+            watch_until: d.watch_until.map(to_db),
+            watch_owner: None,
+            watch_lease_until: None,
         })
     }
 
@@ -231,8 +239,19 @@ impl DeploymentRow {
                 .map(serde_json::from_str)
                 .transpose()
                 .map_err(|e| corrupt("waiting_for", e))?,
+            gates: serde_json::from_str(&self.gate_readings)
+                .map_err(|e| corrupt("gate_readings", e))?,
+            watch_until: self.watch_until.map(from_db),
         })
     }
+}
+
+/// A deployment's gate readings as stored: a JSON list.
+pub(crate) fn readings_to_db(
+    readings: &[crate::deploy::provider::GateReading],
+) -> Result<String, Error> {
+    serde_json::to_string(readings)
+        .map_err(|e| Error::Internal(format!("gate readings cannot be encoded: {e}")))
 }
 
 #[derive(Queryable, Selectable, Insertable)]

@@ -61,6 +61,10 @@ diesel::table! {
         waiting_for -> Nullable<Text>,
         noop -> Bool,
         params -> Text,
+        gate_readings -> Text,
+        watch_until -> Nullable<Timestamp>,
+        watch_owner -> Nullable<Text>,
+        watch_lease_until -> Nullable<Timestamp>,
     }
 }
 

@@ -107,6 +107,8 @@ fn build(def: &SpecDef, pool: &str) -> InstanceSpec {
         supersede: def.supersede,
         provider,
         health: def.health.clone(),
+        gates: Vec::new(),
+        watch: None,
         canary: CanarySteps {
             steps: vec![10, 50, 100],
             pause: Duration::from_millis(100),

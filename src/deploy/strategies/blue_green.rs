@@ -4,6 +4,7 @@
 use async_trait::async_trait;
 
 use super::slots::Slots;
+use crate::deploy::provider::GatePoint;
 use crate::deploy::strategy::{Outcome, Plan, Strategy};
 
 pub struct BlueGreen;
@@ -27,7 +28,11 @@ impl Strategy for BlueGreen {
             plan.provider
                 .start(plan.run, idle, &plan.run.release)
                 .await?;
-            plan.gate(40, &format!("{idle} slot")).await?;
+            plan.gate(
+                40,
+                GatePoint::new("start", idle, 0, format!("the {idle} slot")),
+            )
+            .await?;
             plan.progress(
                 "switch",
                 60,
@@ -36,7 +41,8 @@ impl Strategy for BlueGreen {
             .await;
             switched = true;
             plan.provider.shift_traffic(plan.run, idle, 100).await?;
-            plan.gate(75, "after the switch").await?;
+            plan.gate(75, GatePoint::new("switch", idle, 100, "the switch"))
+                .await?;
             if plan.previous.is_some() {
                 plan.progress("retire", 90, format!("retiring {live}"))
                     .await;
@@ -53,11 +59,11 @@ impl Strategy for BlueGreen {
                 }
             }
             Err(error) => {
-                plan.after_failure(error, |_| async {
+                plan.after_failure(error, switched, |_, run| async move {
                     if switched {
-                        plan.provider.shift_traffic(plan.run, live, 100).await?;
+                        plan.provider.shift_traffic(&run, live, 100).await?;
                     }
-                    plan.provider.retire(plan.run, idle).await
+                    plan.provider.retire(&run, idle).await
                 })
                 .await
             }
@@ -152,6 +158,7 @@ mod tests {
         let plan = Plan {
             provider: &provider,
             health: None,
+            gates: &[],
             run: &run,
             previous: previous_ref.map(|_| release(1)),
             previous_ref: previous_ref.map(str::to_string),

@@ -5,7 +5,7 @@
 use async_trait::async_trait;
 
 use super::slots::Slots;
-use crate::deploy::provider::ProviderError;
+use crate::deploy::provider::{GatePoint, ProviderError};
 use crate::deploy::strategy::{Outcome, Plan, Strategy};
 
 pub struct Canary;
@@ -43,15 +43,16 @@ impl Strategy for Canary {
                 }
             }
             Err(error) => {
-                plan.after_failure(error, |previous| async move {
+                let changed = reached.shifted || reached.promoting;
+                plan.after_failure(error, changed, |previous, run| async move {
                     // A promotion that began has overwritten the live slot: put the old release back.
                     if reached.promoting {
-                        plan.provider.start(plan.run, live, &previous).await?;
+                        plan.provider.start(&run, live, &previous).await?;
                     }
                     if reached.shifted {
-                        plan.provider.shift_traffic(plan.run, live, 100).await?;
+                        plan.provider.shift_traffic(&run, live, 100).await?;
                     }
-                    plan.provider.retire(plan.run, CANARY_SLOT).await
+                    plan.provider.retire(&run, CANARY_SLOT).await
                 })
                 .await
             }
@@ -79,7 +80,11 @@ async fn run_phases(
     plan.provider
         .start(plan.run, CANARY_SLOT, &plan.run.release)
         .await?;
-    plan.gate(at(1), "canary").await?;
+    plan.gate(
+        at(1),
+        GatePoint::new("start", CANARY_SLOT, 0, "the canary's start"),
+    )
+    .await?;
     for (i, step) in steps.iter().enumerate() {
         let phase = i as i32 + 1;
         plan.progress("canary", at(phase), format!("canary {step}%"))
@@ -89,7 +94,11 @@ async fn run_phases(
             .shift_traffic(plan.run, CANARY_SLOT, *step)
             .await?;
         plan.pause(plan.canary.pause).await?;
-        plan.gate(at(phase), &format!("canary {step}%")).await?;
+        plan.gate(
+            at(phase),
+            GatePoint::new("canary", CANARY_SLOT, *step, format!("canary {step}%")),
+        )
+        .await?;
         plan.progress("canary", at(phase), format!("canary {step}% — healthy"))
             .await;
     }
@@ -105,7 +114,11 @@ async fn run_phases(
         .start(plan.run, live, &plan.run.release)
         .await?;
     plan.provider.shift_traffic(plan.run, live, 100).await?;
-    plan.gate(at(phase + 1), "promoted release").await?;
+    plan.gate(
+        at(phase + 1),
+        GatePoint::new("promote", live, 100, "promotion"),
+    )
+    .await?;
     plan.progress("retire", at(phase + 1), "retiring the canary")
         .await;
     plan.provider.retire(plan.run, CANARY_SLOT).await

@@ -4,12 +4,14 @@
 mod blue_green;
 mod canary;
 mod recreate;
+mod rollback;
 mod rolling;
 mod slots;
 
 pub use blue_green::BlueGreen;
 pub use canary::Canary;
 pub use recreate::Recreate;
+pub use rollback::FastRollback;
 pub use rolling::Rolling;
 
 use super::strategy::Strategy;

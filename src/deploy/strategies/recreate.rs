@@ -2,6 +2,7 @@
 
 use async_trait::async_trait;
 
+use crate::deploy::provider::GatePoint;
 use crate::deploy::strategy::{Outcome, Plan, Strategy};
 
 pub struct Recreate;
@@ -15,7 +16,9 @@ impl Strategy for Recreate {
     }
 
     async fn execute(&self, plan: &Plan<'_>) -> Outcome {
+        let mut changed = false;
         let result = async {
+            changed = true;
             if plan.previous.is_some() {
                 plan.progress("stop", 10, "stopping the running release")
                     .await;
@@ -30,7 +33,8 @@ impl Strategy for Recreate {
             plan.provider
                 .start(plan.run, SLOT, &plan.run.release)
                 .await?;
-            plan.gate(80, "new release").await
+            plan.gate(80, GatePoint::new("start", SLOT, 100, "the new release"))
+                .await
         }
         .await;
         match result {
@@ -41,9 +45,10 @@ impl Strategy for Recreate {
                 }
             }
             Err(error) => {
-                plan.after_failure(error, |previous| async move {
-                    plan.provider.start(plan.run, SLOT, &previous).await?;
-                    plan.gate(100, "restored release").await
+                plan.after_failure(error, changed, |previous, run| async move {
+                    plan.provider.start(&run, SLOT, &previous).await?;
+                    let at = GatePoint::new("restore", SLOT, 100, "the restored release");
+                    plan.restored_health(&run, &at).await
                 })
                 .await
             }

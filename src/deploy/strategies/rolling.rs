@@ -3,6 +3,7 @@
 use async_trait::async_trait;
 
 use super::slots::Slots;
+use crate::deploy::provider::GatePoint;
 use crate::deploy::strategy::{Outcome, Plan, Strategy};
 
 pub struct Rolling;
@@ -31,7 +32,11 @@ impl Strategy for Rolling {
             plan.provider
                 .start(plan.run, new_slot, &plan.run.release)
                 .await?;
-            plan.gate(50, "new release").await?;
+            plan.gate(
+                50,
+                GatePoint::new("batch", new_slot, 50, "the rolling batch"),
+            )
+            .await?;
             if plan.previous.is_some() {
                 plan.progress("retire", 80, format!("retiring {old_slot}"))
                     .await;
@@ -53,9 +58,12 @@ impl Strategy for Rolling {
                 }
             }
             // The old release never stopped: retiring the new one is the whole restore.
+            // A cancel before the old release was retired changed nothing that serves.
             Err(error) => {
-                plan.after_failure(error, |_| plan.provider.retire(plan.run, new_slot))
-                    .await
+                plan.after_failure(error, false, |_, run| async move {
+                    plan.provider.retire(&run, new_slot).await
+                })
+                .await
             }
         }
     }
