@@ -54,6 +54,10 @@ pub struct Plan<'a> {
     pub previous_ref: Option<String>,
     pub canary: CanarySteps,
     pub progress: &'a dyn ProgressSink,
+    /// Stops even a restore: the worker lost the deployment's lease, so another server may
+    /// be settling it and running the instance's next deployment. A person's cancel (on
+    /// `run.cancel`) does not stop a restore.
+    pub halt: CancellationToken,
 }
 
 /// How a strategy ended.
@@ -224,9 +228,15 @@ impl Plan<'_> {
             format!("{reason}; restoring v{}", previous.version),
         )
         .await;
+        if self.halt.is_cancelled() {
+            self.run.log.system(
+                "the lease was lost: the previous release is left to the server that takes over",
+            );
+            return Outcome::Failed { reason };
+        }
         let restoring = RunContext {
             release: previous.clone(),
-            cancel: CancellationToken::new(),
+            cancel: self.halt.child_token(),
             ..self.run.clone()
         };
         match restore(previous.clone(), restoring).await {

@@ -164,6 +164,7 @@ mod tests {
             previous_ref: previous_ref.map(str::to_string),
             canary: CanarySteps::default(),
             progress: &Ignored,
+            halt: CancellationToken::new(),
         };
         let outcome = BlueGreen.execute(&plan).await;
         (provider.0.into_inner().unwrap(), outcome)
