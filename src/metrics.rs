@@ -3,6 +3,25 @@
 //! deployments, outbox results), and what lives in the database (deployments by state,
 //! queue depth, outbox backlog) is set by the `/metrics` route at scrape time, so every
 //! replica reports the same, current values.
+//!
+//! Every family is named under the `deploybot_` prefix:
+//!
+//! | name | type | labels | what |
+//! | --- | --- | --- | --- |
+//! | `deploybot_webhooks_total` | counter | `event`, `outcome` | webhook deliveries and how they were answered |
+//! | `deploybot_deployments_total` | counter | `state` | deployments that ended in this process, by final state |
+//! | `deploybot_deployments` | gauge | `state` | deployments in the database by state |
+//! | `deploybot_deployment_duration_seconds` | histogram | `strategy`, `outcome` | start to end of the deployments run here; a rollback's `strategy` is `rollback` |
+//! | `deploybot_rollbacks_total` | counter | `cause` | returns to the previous release: `gate` (a health or metric gate failed during the strategy), `failure` (a provider step failed), `watch` (a metric gate failed during the watch after success), `manual` (a person's or the API's rollback) |
+//! | `deploybot_restore_seconds` | histogram | `cause` | from a failure's detection to the previous release serving again |
+//! | `deploybot_webhook_commit_batch` | histogram | — | deliveries committed per transaction |
+//! | `deploybot_queue_depth` | gauge | — | pending deployments |
+//! | `deploybot_outbox_pending`, `deploybot_outbox_failed` | gauge | — | reports to GitHub not sent yet, and given up on |
+//! | `deploybot_outbox_sent_total` | counter | `kind`, `result` | attempts to send an outbox item |
+//! | `deploybot_github_rate_limit_remaining` | gauge | — | GitHub's last `x-ratelimit-remaining` |
+//! | `deploybot_database_up` | gauge | — | whether the scrape-time database reads succeeded |
+//! | `deploybot_webhook_redeliveries_total` | counter | — | missed deliveries asked of GitHub again |
+//! | `deploybot_webhook_unverified`, `deploybot_webhook_unverified_bytes` | gauge | — | webhook bodies whose signature is not checked yet |
 
 use std::sync::{OnceLock, RwLock};
 
@@ -13,7 +32,11 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Metric, Registry, Unit};
 
-use crate::deploy::{DeployState, Deployment};
+use crate::deploy::{DeployState, Deployment, DeploymentId};
+
+mod outcome;
+
+pub use outcome::RollbackCause;
 
 /// Upper bounds of the deployment duration buckets, in seconds: 1 s to 1 h.
 pub const DURATION_BUCKETS: [f64; 12] = [
@@ -88,7 +111,12 @@ struct StateLabels {
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct DurationLabels {
     strategy: String,
-    state: &'static str,
+    outcome: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CauseLabels {
+    cause: &'static str,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -120,6 +148,10 @@ pub struct Metrics {
     deployments_finished: Family<StateLabels, Counter>,
     deployments: Family<StateLabels, Gauge>,
     duration: Family<DurationLabels, Histogram, fn() -> Histogram>,
+    rollbacks: Family<CauseLabels, Counter>,
+    restore: Family<CauseLabels, Histogram, fn() -> Histogram>,
+    /// When each running deployment's failure was detected, until it finishes.
+    restoring: outcome::Marks,
     commit_batch: Histogram,
     queue_depth: Gauge,
     outbox_pending: Gauge,
@@ -189,7 +221,15 @@ mod doc {
     );
     pub(super) const DURATION: Doc = (
         "deployment_duration",
-        "Time from start to end of the deployments run in this process, by strategy and final state",
+        "Time from start to end of the deployments run in this process, by strategy (`rollback` for a rollback) and outcome (final state)",
+    );
+    pub(super) const ROLLBACKS: Doc = (
+        "rollbacks",
+        "Returns to the previous release finished in this process, by cause: gate (a health or metric gate failed during the strategy), failure (a provider step failed), watch (a metric gate failed during the watch), manual (a person's or the API's rollback)",
+    );
+    pub(super) const RESTORE: Doc = (
+        "restore",
+        "Time from a failure's detection to the previous release serving again, by cause (a rollback: from its request to its success)",
     );
     pub(super) const COMMIT_BATCH: Doc = (
         "webhook_commit_batch",
@@ -280,6 +320,14 @@ impl Metrics {
                 Unit::Seconds,
                 Family::new_with_constructor(duration_histogram),
             ),
+            rollbacks: registered(&mut r, doc::ROLLBACKS, outcome::causes_at_zero()),
+            restore: registered_in(
+                &mut r,
+                doc::RESTORE,
+                Unit::Seconds,
+                Family::new_with_constructor(duration_histogram),
+            ),
+            restoring: outcome::Marks::default(),
             commit_batch: registered(&mut r, doc::COMMIT_BATCH, Histogram::new(COMMIT_BATCHES)),
             queue_depth: registered(&mut r, doc::QUEUE_DEPTH, Gauge::default()),
             outbox_pending: registered(&mut r, doc::OUTBOX_PENDING, Gauge::default()),
@@ -332,20 +380,38 @@ impl Metrics {
         self.commit_batch.observe(batch as f64);
     }
 
-    /// Counts a deployment that reached a final state, and observes its duration.
+    /// Counts a deployment that reached a final state and observes its duration; a return
+    /// to the previous release is counted by cause, with its time to restore.
     pub fn deployment_finished(&self, deployment: &Deployment) {
         let state = deployment.state.as_str();
         self.deployments_finished
             .get_or_create(&StateLabels { state })
             .inc();
+        let detected = self.restoring.take(deployment.id);
         if let (Some(started), Some(finished)) = (deployment.started_at, deployment.finished_at) {
-            let seconds = (finished - started).num_milliseconds().max(0) as f64 / 1000.0;
             let labels = DurationLabels {
-                strategy: deployment.strategy.clone(),
-                state,
+                strategy: outcome::strategy_label(deployment),
+                outcome: state,
             };
-            self.duration.get_or_create(&labels).observe(seconds);
+            self.duration
+                .get_or_create(&labels)
+                .observe(outcome::seconds(started, finished));
         }
+        if let Some(cause) = RollbackCause::of(deployment) {
+            let labels = CauseLabels {
+                cause: cause.as_str(),
+            };
+            self.rollbacks.get_or_create(&labels).inc();
+            if let Some(seconds) = outcome::restore_seconds(deployment, detected) {
+                self.restore.get_or_create(&labels).observe(seconds);
+            }
+        }
+    }
+
+    /// Marks the moment a running deployment's failure was detected (its restore of the
+    /// previous release begins): its time to restore is measured from here.
+    pub fn restore_started(&self, id: DeploymentId) {
+        self.restoring.mark(id);
     }
 
     /// Counts one attempt to send an outbox item.
@@ -448,6 +514,12 @@ mod tests {
             "deploybot_outbox_failed 1",
             "deploybot_github_rate_limit_remaining -1",
             r#"deploybot_deployments_total{state="rolled_back"} 0"#,
+            "# TYPE deploybot_rollbacks_total counter",
+            r#"deploybot_rollbacks_total{cause="gate"} 0"#,
+            r#"deploybot_rollbacks_total{cause="failure"} 0"#,
+            r#"deploybot_rollbacks_total{cause="watch"} 0"#,
+            r#"deploybot_rollbacks_total{cause="manual"} 0"#,
+            "# TYPE deploybot_restore_seconds histogram",
         ] {
             assert!(
                 text.lines().any(|l| l == line),

@@ -19,14 +19,40 @@ use crate::deploy::{
     DeployKind, DeployState, Deployment, DeploymentId, Error, Instance, Release, WORKER_LOST,
 };
 
-/// GitHub caps descriptions at 140 characters.
+/// GitHub caps descriptions at 140 characters (it answers 422 to a longer one).
+pub const DESCRIPTION_CHARS: usize = 140;
+
+/// `text` in at most `max` characters: cut at a character boundary, keeping its start,
+/// with "…" in place of what did not fit.
 pub fn clip(text: &str, max: usize) -> String {
     if text.chars().count() <= max {
         return text.to_string();
     }
-    let mut out: String = text.chars().take(max - 1).collect();
+    let kept: String = text.chars().take(max.saturating_sub(1)).collect();
+    let mut out = kept.trim_end().to_string();
     out.push('…');
     out
+}
+
+/// The reason a person gave for a rollback (`/rollback --reason`, the API's and the CLI's
+/// `reason`), which its trigger carries after ": " ("rollback by alice: bad migration").
+pub fn rollback_reason(d: &Deployment) -> Option<&str> {
+    if d.kind != DeployKind::Rollback {
+        return None;
+    }
+    let (_, reason) = d.source.trigger.split_once(": ")?;
+    Some(reason.trim()).filter(|r| !r.is_empty())
+}
+
+/// What a cancel's error adds to "cancelled": "restored v12" of "cancelled; restored
+/// v12"; nothing of a bare "cancelled".
+fn cancel_reason(error: &str) -> &str {
+    let error = error.trim();
+    match error.strip_prefix("cancelled") {
+        Some("") => "",
+        Some(rest) if rest.starts_with(';') => rest.trim_start_matches(';').trim(),
+        _ => error,
+    }
 }
 
 /// Why sending a report failed.
@@ -374,6 +400,9 @@ async fn reply_text(
             }
         }
     };
+    if let Some(reason) = rollback_reason(d) {
+        text.push_str(&format!("\n\nReason: {}", code_span(reason)));
+    }
     if !d.params.is_empty() {
         let listed: Vec<String> = d
             .params
@@ -552,7 +581,7 @@ fn deployment_body(cx: &Report<'_>) -> Value {
         "auto_merge": false,
         "required_contexts": cfg.map(|c| c.required_contexts.clone()).unwrap_or_default(),
         "transient_environment": cfg.is_some_and(|c| c.transient_environment),
-        "description": clip(&description, 140),
+        "description": clip(&description, DESCRIPTION_CHARS),
         "payload": {"deploybot": {
             "deployment_id": d.id.to_string(),
             "release_id": release.id.to_string(),
@@ -574,10 +603,10 @@ fn deployment_body(cx: &Report<'_>) -> Value {
 
 /// A deployment status as GitHub wants it.
 fn status_body(cx: &Report<'_>, state: DeployState, message: &str) -> Value {
-    let (github_state, description) = status_line(&cx.d, &cx.release, state, message);
+    let (github_state, description) = status_text(&cx.d, &cx.release, state, message);
     let mut body = json!({
         "state": github_state,
-        "description": clip(&description, 140),
+        "description": description,
         "log_url": cx.log_url,
         "environment": cx.instance.environment,
     });
@@ -592,6 +621,18 @@ fn status_body(cx: &Report<'_>, state: DeployState, message: &str) -> Value {
         body["auto_inactive"] = json!(true);
     }
     body
+}
+
+/// GitHub's state for a deployment state, and the status's description as sent: within
+/// GitHub's 140 characters, the start of a reason kept.
+fn status_text(
+    d: &Deployment,
+    release: &Release,
+    state: DeployState,
+    message: &str,
+) -> (&'static str, String) {
+    let (github_state, description) = status_line(d, release, state, message);
+    (github_state, clip(&description, DESCRIPTION_CHARS))
 }
 
 /// GitHub's state for a deployment state, and the status's description.
@@ -612,9 +653,10 @@ fn status_line(
             ("in_progress", format!("v{v} {} started", d.strategy))
         }
         DeployState::Running => ("in_progress", format!("v{v} {message}")),
-        DeployState::Succeeded if d.kind == DeployKind::Rollback => {
-            ("success", format!("restored v{v}"))
-        }
+        DeployState::Succeeded if d.kind == DeployKind::Rollback => match rollback_reason(d) {
+            Some(reason) => ("success", format!("restored v{v}: {reason}")),
+            None => ("success", format!("restored v{v}")),
+        },
         DeployState::Succeeded => ("success", format!("v{v} deployed ({})", d.strategy)),
         DeployState::Failed if message == WORKER_LOST => ("error", format!("v{v}: {message}")),
         DeployState::Failed => ("failure", format!("v{v} failed: {message}")),
@@ -713,18 +755,32 @@ fn outcome_reply(d: &Deployment, release: &Release, instance: &Instance, log_url
             format!("🚀 {what} succeeded ({}, `{}`).", d.strategy, release.image)
         }
         DeployState::RolledBack => format!(
-            "⚠️ {what} failed and the previous release was restored: {}",
-            d.error
+            "⚠️ {what} failed and the previous release was restored.{}",
+            reason_line("Rolled back", &d.error)
         ),
-        DeployState::Cancelled => format!("🛑 {what} was cancelled: {}", d.error),
+        DeployState::Cancelled => format!(
+            "🛑 {what} was cancelled.{}",
+            reason_line("Cancelled", cancel_reason(&d.error))
+        ),
         DeployState::Pending | DeployState::Running | DeployState::Failed => {
-            format!("❌ {what} failed: {}", d.error)
+            format!("❌ {what} failed.{}", reason_line("Failed", &d.error))
         }
     };
     format!(
         "{line}\n\nCommit `{short}` · [deployment {}]({log_url})",
         d.id
     )
+}
+
+/// "\n\n**Rolled back:** `error rate 0.042 > 0.01 at canary 50%; restored v12`": the
+/// reason on a line of its own, as code (it may hold a command's output or a person's
+/// text); nothing when there is none.
+fn reason_line(label: &str, reason: &str) -> String {
+    let reason = reason.trim();
+    if reason.is_empty() {
+        return String::new();
+    }
+    format!("\n\n**{label}:** {}", code_span(reason))
 }
 
 #[cfg(test)]
@@ -867,6 +923,106 @@ mod tests {
         assert!(!running_shown_recently(&d, None, now));
     }
 
+    fn release() -> Release {
+        let request = crate::deploy::DeployRequest {
+            instance_id: crate::deploy::InstanceId::new(),
+            image: "ghcr.io/acme/web:13".into(),
+            env: Default::default(),
+            strategy: String::new(),
+            notes: String::new(),
+            commit_sha: "a10867b14bb761a232cd80139fbd4c0d33264240".into(),
+            params: Default::default(),
+            noop: false,
+        };
+        Release::from_request("acme", &request)
+    }
+
+    #[test]
+    fn a_rolled_back_status_keeps_the_reasons_start_within_githubs_limit() {
+        let release = release();
+        let mut d = Deployment::pending(&release, "canary", "octocat");
+        let reason = format!(
+            "p99 latency of the checkout service in eu-west-1 ({}) 0.842 > 0.5 at canary 50%; restored v12",
+            "é≤".repeat(60)
+        );
+        d.state = DeployState::RolledBack;
+        d.error = reason.clone();
+        let (state, text) = status_text(&d, &release, DeployState::RolledBack, &reason);
+        assert_eq!(state, "failure");
+        assert!(
+            text.chars().count() <= 140,
+            "{} chars: {text}",
+            text.chars().count()
+        );
+        let prefix = format!("v{} rolled back: ", release.version);
+        let shown = text.strip_prefix(&prefix).expect(&text);
+        let start = shown.trim_end_matches('…');
+        assert!(reason.starts_with(start), "{text}");
+        assert!(start.starts_with("p99 latency of the checkout service in eu-west-1"));
+        assert!(text.ends_with('…'), "{text}");
+        let short = "error rate 0.042 > 0.01 at canary 50%; restored v12";
+        let (_, text) = status_text(&d, &release, DeployState::RolledBack, short);
+        assert_eq!(text, format!("v{} rolled back: {short}", release.version));
+    }
+
+    #[test]
+    fn a_reply_says_why_it_rolled_back_failed_or_was_cancelled() {
+        let release = release();
+        let instance = Instance {
+            id: release.instance_id,
+            tenant_id: "acme".into(),
+            name: "web-production".into(),
+            repo: "acme/web".into(),
+            environment: "production".into(),
+            created_at: chrono::Utc::now(),
+            updated_at: chrono::Utc::now(),
+        };
+        let mut d = Deployment::pending(&release, "canary", "octocat");
+        let reply = |d: &Deployment| outcome_reply(d, &release, &instance, "http://x/d");
+        d.state = DeployState::RolledBack;
+        d.error = "error rate 0.042 > 0.01 at canary 50%; restored v12 @acme/sre".into();
+        let text = reply(&d);
+        assert!(
+            text.contains(
+                "**Rolled back:** `error rate 0.042 > 0.01 at canary 50%; restored v12 @acme/sre`"
+            ),
+            "{text}"
+        );
+        d.state = DeployState::Cancelled;
+        d.error = "cancelled; restored v12".into();
+        assert!(
+            reply(&d).contains("**Cancelled:** `restored v12`"),
+            "{}",
+            reply(&d)
+        );
+        d.error = "cancelled".into();
+        assert!(!reply(&d).contains("**Cancelled:**"), "{}", reply(&d));
+        d.state = DeployState::Failed;
+        d.error = "exited with status 3".into();
+        assert!(reply(&d).contains("**Failed:** `exited with status 3`"));
+    }
+
+    #[test]
+    fn a_rollbacks_reason_is_on_its_status() {
+        let release = release();
+        let mut d = Deployment::pending(&release, "canary", "octocat");
+        d.kind = DeployKind::Rollback;
+        d.source.trigger = "/rollback on #42 by @octocat: the v13 migration locks orders".into();
+        assert_eq!(rollback_reason(&d), Some("the v13 migration locks orders"));
+        let (_, text) = status_text(&d, &release, DeployState::Succeeded, "");
+        assert_eq!(
+            text,
+            format!(
+                "restored v{}: the v13 migration locks orders",
+                release.version
+            )
+        );
+        d.source.trigger = "rollback by token:ci".into();
+        assert_eq!(rollback_reason(&d), None);
+        let (_, text) = status_text(&d, &release, DeployState::Succeeded, "");
+        assert_eq!(text, format!("restored v{}", release.version));
+    }
+
     #[test]
     fn descriptions_fit_githubs_limit() {
         let long = "x".repeat(500);
@@ -874,5 +1030,7 @@ mod tests {
         assert_eq!(clipped.chars().count(), 140);
         assert!(clipped.ends_with('…'));
         assert_eq!(clip("short", 140), "short");
+        let wide = "é".repeat(200);
+        assert_eq!(clip(&wide, 140).chars().count(), 140);
     }
 }

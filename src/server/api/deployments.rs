@@ -16,6 +16,7 @@ use super::schema::{
     ReleaseIdSchema, RequestedStrategySchema, RollbackBodySchema, StrategySchema,
 };
 use crate::config::Role;
+use crate::deploy::provider::GateReading;
 use crate::deploy::{
     Actor, DeployKind, DeployListResult, DeployRequest, DeployState, Deployment, DeploymentId,
     Error, Instance, Progress, ReleaseId, RollbackTarget, Source, WaitKind, WaitingFor,
@@ -117,7 +118,8 @@ pub struct DeploymentJson {
     pub started_at: Option<DateTime<Utc>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub finished_at: Option<DateTime<Utc>>,
-    /// Why it failed; absent when empty.
+    /// Why it failed, rolled back or was cancelled, in one sentence ("error rate 0.042 >
+    /// 0.01 at canary 50%; restored v12"); absent when empty.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub error: String,
     /// Who started it: an API token's name, or a GitHub login.
@@ -140,6 +142,46 @@ pub struct DeploymentJson {
     /// What a pending deployment waits for before it may run; null when nothing.
     #[serde(default)]
     pub waiting_for: Option<WaitingForJson>,
+    /// Each metric gate's last measurement (empty when the instance has no metric gates
+    /// or none has measured yet).
+    #[serde(default)]
+    pub gates: Vec<GateReadingJson>,
+    /// While the metric gates keep watching a succeeded deployment: until when (a failure
+    /// before then rolls back to the previous release); absent when it is not watched.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub watch_until: Option<DateTime<Utc>>,
+}
+
+/// A metric gate's last measurement.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[schema(as = GateReading)]
+pub struct GateReadingJson {
+    /// The gate's configured name.
+    #[schema(example = "error rate")]
+    pub gate: String,
+    /// The value measured, as shown; "no data" when the query returned none.
+    #[schema(example = "0.042")]
+    pub value: String,
+    /// The bound it is judged by.
+    #[schema(example = "≤ 0.01")]
+    pub bound: String,
+    /// Whether the measurement kept within the bound.
+    pub passed: bool,
+    /// Where it was measured.
+    #[schema(example = "canary 50%")]
+    pub at: String,
+}
+
+impl From<GateReading> for GateReadingJson {
+    fn from(r: GateReading) -> Self {
+        Self {
+            gate: r.gate,
+            value: r.value,
+            bound: r.bound,
+            passed: r.passed,
+            at: r.at,
+        }
+    }
 }
 
 /// What a pending deployment waits for.
@@ -272,6 +314,8 @@ impl From<Deployment> for DeploymentJson {
             noop: d.noop,
             params: d.params,
             waiting_for: d.waiting_for.map(Into::into),
+            gates: d.gates.into_iter().map(Into::into).collect(),
+            watch_until: d.watch_until,
         }
     }
 }

@@ -23,8 +23,8 @@ use super::error;
 pub(crate) use audit::readable_audit;
 pub use audit::{AuditEventJson, AuditPageJson};
 pub use deployments::{
-    DeployBody, DeployKindJson, DeployListJson, DeployStateJson, DeploymentJson, ProgressJson,
-    RollbackBody, SourceJson, WaitKindJson, WaitingForJson,
+    DeployBody, DeployKindJson, DeployListJson, DeployStateJson, DeploymentJson, GateReadingJson,
+    ProgressJson, RollbackBody, SourceJson, WaitKindJson, WaitingForJson,
 };
 pub use document::methods_of;
 use document::{ApiDocument, document, unknown_route};

@@ -200,6 +200,7 @@ fn events_json(events: Events, after: i64) -> HttpResponse {
             "title": views::headline(&name, release.map(|r| r.version), &d),
             "progress": d.progress,
             "error": html::clean_line(&d.error),
+            "error_label": super::gates::reason_label(&d),
             "started": d.started_at.map(views::timestamp).unwrap_or_else(not_yet),
             "finished": d.finished_at.map(views::timestamp).unwrap_or_else(not_yet),
             "took": views::run_time(&d, now).unwrap_or_else(|| "—".to_string()),

@@ -77,6 +77,7 @@
       phase.textContent = ev.state === "pending" ? "Waiting for a worker…" : "";
     }
     var error = byId("error");
+    byId("error-label").textContent = ev.error_label;
     byId("error-text").textContent = ev.error;
     error.hidden = !ev.error;
     byId("started").textContent = ev.started;

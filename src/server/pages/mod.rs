@@ -34,6 +34,7 @@ mod actions;
 mod audit;
 mod controls;
 mod deployment;
+mod gates;
 mod html;
 mod instance;
 mod load;

@@ -462,6 +462,7 @@ pub(super) fn deployment(
         deployment_card(html, view, place.repo, now);
         html.raw("</div>\n");
         timeline(html, view);
+        super::gates::gates_section(html, d, now);
         log(html, view);
     })
 }
@@ -531,7 +532,9 @@ fn progress(html: &mut Html, d: &Deployment) {
     if d.error.is_empty() {
         html.raw(" hidden");
     }
-    html.raw("><strong>Error</strong><pre id=\"error-text\">")
+    html.raw("><strong id=\"error-label\">")
+        .text(super::gates::reason_label(d))
+        .raw("</strong><pre id=\"error-text\">")
         .text(clean_line(&d.error))
         .raw("</pre></div>\n");
 }
@@ -651,6 +654,7 @@ fn timeline(html: &mut Html, view: &DeploymentView) {
                 .raw("</time></li>");
         }
     }
+    super::gates::timeline_outcome(html, &view.deployment);
     html.raw("</ol></section>\n");
 }
 
