@@ -17,7 +17,7 @@ use crate::deploy::service::{Running, blocking};
 use crate::deploy::{
     self as deploy, AuditStore, Catalog, DeployKind, DeployState, Deployment, DeploymentId, Error,
     ExpiredLease, GateStore, Instance, InstanceSpec, InstanceStore, LockStore, LogStore, Outcome,
-    Plan, Progress, ProgressSink, QueueStore, Release, ReleaseStore, strategies,
+    Plan, Progress, ProgressSink, QueueStore, Release, ReleaseStore, WatchStore, strategies,
 };
 use crate::github::outbox::{GithubAcceptance, OutboxStore};
 use crate::provider::SecretMask;
@@ -26,6 +26,7 @@ mod gatekeeper;
 mod gates;
 mod logs;
 mod prune;
+mod watch;
 
 use logs::close_log;
 
@@ -203,6 +204,7 @@ pub trait WorkerStore:
     + LockStore
     + AuditStore
     + GateStore
+    + WatchStore
 {
 }
 
@@ -215,6 +217,7 @@ impl<
         + LockStore
         + AuditStore
         + GateStore
+        + WatchStore
         + ?Sized,
 > WorkerStore for T
 {
@@ -294,6 +297,7 @@ impl Worker {
         let recovery = tokio::spawn(Arc::clone(&self).recover_loop(shutdown.clone()));
         let gatekeeper = tokio::spawn(Arc::clone(&self).gate_loop(shutdown.clone()));
         tokio::spawn(Arc::clone(&self).prune_loop(shutdown.clone()));
+        let watches = tokio::spawn(Arc::clone(&self).watch_loop(shutdown.clone()));
         tracing::info!(owner = %self.owner, concurrency = self.settings.concurrency, "worker started");
         loop {
             // `biased`: once shutdown has begun, nothing new is claimed, even when a slot
@@ -359,6 +363,8 @@ impl Worker {
         }
         recovery.abort();
         gatekeeper.abort();
+        // The watches let their leases go as shutdown begins, for another replica.
+        let _ = watches.await;
     }
 
     async fn recover_loop(self: Arc<Self>, shutdown: CancellationToken) {
@@ -525,6 +531,7 @@ impl Worker {
             tracing::error!(deployment = %id, error = %e, "impossible final state");
             return;
         }
+        deployment.watch_until = self.watch_until(&deployment).await;
         // Locked before the outcome is visible, so that whoever sees the rollback also
         // finds the instance locked.
         self.lock_on_rollback(&deployment).await;

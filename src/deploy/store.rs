@@ -389,3 +389,74 @@ pub trait GateStore: Send + Sync + 'static {
         audit: &AuditEvent,
     ) -> Result<Deployment, Error>;
 }
+
+/// What a watch that caught a failing gate asks of [`WatchStore::watch_failed`].
+pub struct WatchFailure<'a> {
+    /// The gate's sentence ("error rate 0.042 > 0.01 at watch").
+    pub reason: &'a str,
+    /// With `lock_on_rollback`: the lock the automatic rollback takes, made from the
+    /// rolled-back deployment, unless a lock covers its instance already.
+    pub lock: Option<&'a (dyn Fn(&Deployment) -> Lock + Sync)>,
+    /// The audit event of that lock, once taken.
+    pub lock_audit: &'a (dyn Fn(&Lock) -> AuditEvent + Sync),
+}
+
+/// What a failed watch changed.
+#[derive(Debug, Clone)]
+pub struct WatchRollback {
+    /// The watched deployment, now `rolled_back` with the gate's reason.
+    pub watched: Deployment,
+    /// The automatic rollback to the previous release, queued.
+    pub rollback: Deployment,
+    /// The lock taken against pushes (`lock_on_rollback`), if one was.
+    pub lock: Option<Lock>,
+}
+
+/// The watch after a successful deployment (`watch`): one replica at a time holds a
+/// deployment's watch under a lease and runs its metric gates until `watch_until`. A watch
+/// lasts while its deployment is succeeded and current: no newer deployment of its
+/// instance (other than a dry run) has started since. Claiming serves every tenant, as the
+/// queue does; the other methods act within `tenant_id`.
+pub trait WatchStore: Send + Sync + 'static {
+    /// Claims for `owner` until `lease` from now at most `limit` watches: succeeded,
+    /// current deployments whose window is open and whose watch lease is free, expired or
+    /// `owner`'s. A watch found superseded by a newer deployment ends here.
+    fn claim_watches(
+        &self,
+        owner: &str,
+        lease: Duration,
+        limit: u32,
+    ) -> Result<Vec<Deployment>, Error>;
+
+    /// Extends `owner`'s lease on a watch; false when the watch is over for `owner`: the
+    /// window passed, another holds it, the deployment is no longer succeeded, or a newer
+    /// deployment superseded it (its watch then ends).
+    fn renew_watch(
+        &self,
+        tenant_id: &str,
+        id: DeploymentId,
+        owner: &str,
+        lease: Duration,
+    ) -> Result<bool, Error>;
+
+    /// Lets `owner`'s lease on a watch go, its window unchanged: another replica may take
+    /// it over at once.
+    fn release_watch(&self, tenant_id: &str, id: DeploymentId, owner: &str) -> Result<(), Error>;
+
+    /// Ends `owner`'s watch now (its window closes): no replica claims it again.
+    fn end_watch(&self, tenant_id: &str, id: DeploymentId, owner: &str) -> Result<(), Error>;
+
+    /// A gate failed during `owner`'s watch. In one transaction, only while the deployment
+    /// is succeeded, watched by `owner` and current: it becomes `rolled_back` with the
+    /// gate's reason and "; rolling back to vN", its watch ends, an automatic rollback to
+    /// the previous release is queued (held by no lock or freeze), `rollback.automatic` is
+    /// recorded, its final state is reported to GitHub, and `failure.lock` is taken. None
+    /// when it is not (nothing changes); a conflict when there is no previous release.
+    fn watch_failed(
+        &self,
+        tenant_id: &str,
+        id: DeploymentId,
+        owner: &str,
+        failure: &WatchFailure<'_>,
+    ) -> Result<Option<WatchRollback>, Error>;
+}

@@ -129,7 +129,7 @@ fn held_across(
     found.optional().map_err(db_error)
 }
 
-fn acquire(conn: &mut DbConn, lock: &Lock) -> Result<Lock, Error> {
+pub(super) fn acquire(conn: &mut DbConn, lock: &Lock) -> Result<Lock, Error> {
     let mut row = LockRow::from_domain(lock)?;
     let now = to_db(deploy::now());
     serialise_repo(conn, &row.tenant_id, &row.repo)?;

@@ -20,6 +20,7 @@ mod recording;
 mod replies;
 mod rows;
 pub mod schema;
+mod watch;
 
 pub use keys::KeyStore;
 pub use queue::WORKER_LOST;

@@ -297,7 +297,7 @@ fn hold(lock: Option<&Lock>, freeze: Option<&ActiveFreeze>) -> Option<WaitingFor
 
 /// The reason of the lock an automatic rollback takes: "v3 (abc1234) failed and was rolled
 /// back: …", within the longest reason a lock holds.
-fn rollback_lock_reason(release: &Release, error: &str) -> String {
+pub(super) fn rollback_lock_reason(release: &Release, error: &str) -> String {
     let what = if release.commit_sha.is_empty() {
         release.image.clone()
     } else {
