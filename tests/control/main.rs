@@ -14,3 +14,4 @@ mod commands;
 mod gates;
 mod holds;
 mod replies;
+mod rollback;

@@ -17,7 +17,7 @@ use deploybot::deploy::{
 };
 use deploybot::provider::catalog::ConfigCatalog;
 use deploybot::provider::command::CommandProvider;
-use deploybot::provider::health::{HttpHealth, Probe};
+use deploybot::provider::health::{CommandHealth, HttpHealth, Probe};
 use deploybot::provider::noop::NoopProvider;
 use deploybot::worker::{Worker, WorkerSettings};
 use tokio_util::sync::CancellationToken;
@@ -40,6 +40,8 @@ pub struct SpecDef {
     pub provider: ProviderDef,
     pub health: Option<Arc<dyn HealthCheck>>,
     pub supersede: bool,
+    /// How long each canary step is watched before its health gate.
+    pub pause: Duration,
 }
 
 pub fn noop_spec(name: &str, strategy: &str) -> SpecDef {
@@ -49,6 +51,7 @@ pub fn noop_spec(name: &str, strategy: &str) -> SpecDef {
         provider: ProviderDef::Noop,
         health: None,
         supersede: false,
+        pause: Duration::from_millis(100),
     }
 }
 
@@ -111,7 +114,7 @@ fn build(def: &SpecDef, pool: &str) -> InstanceSpec {
         watch: None,
         canary: CanarySteps {
             steps: vec![10, 50, 100],
-            pause: Duration::from_millis(100),
+            pause: def.pause,
         },
         wait_for_github: false,
         env: Default::default(),
@@ -219,6 +222,12 @@ impl Engine {
 
     pub fn second_pool(&self) -> Pool {
         Pool(pool(&self.db, &self.defs, "pool2").1)
+    }
+
+    /// Another worker pool on the same database whose instances are `defs` (the same
+    /// names, other settings), e.g. to run later deployments after `stop_pool`.
+    pub fn pool_with(&self, defs: &[SpecDef]) -> Pool {
+        Pool(pool(&self.db, defs, "pool3").1)
     }
 
     pub fn instance(&self, name: &str) -> &Instance {
@@ -332,6 +341,21 @@ echo "to stderr" >&2"#,
   wait
 fi"#,
         )
+    }
+
+    /// Records like `recording`; the start of `image` also writes its process group id
+    /// and then waits on a `sleep 600` child.
+    pub fn recording_and_sleeping_on(image: &str) -> Script {
+        let body = r#"n=$(ls "$DIR/phases" | wc -l)
+env -0 > "$DIR/phases/$(printf %06d "$n")"
+if [ "$DEPLOY_PHASE" = start ] && [ "$DEPLOY_IMAGE" = "$SLEEP_ON" ]; then
+  echo $$ > "$DIR/pgid.tmp" && mv "$DIR/pgid.tmp" "$DIR/pgid"
+  sleep 600 &
+  wait
+fi"#;
+        // A test's constant, written into the script as one single-quoted word.
+        let quoted = image.replace('\'', "");
+        Script::write(&format!("SLEEP_ON='{quoted}'\n{body}"))
     }
 
     /// Writes its process group id, then waits until `finish` is called, and succeeds.
@@ -560,5 +584,55 @@ impl HealthServer {
             )
             .unwrap(),
         )
+    }
+}
+
+/// A health command that appends what it was told (phase, slot, traffic, image) to a file
+/// on every run, and passes unless the image is `x:bad`.
+pub struct HealthLog {
+    file: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl HealthLog {
+    pub fn new() -> HealthLog {
+        let dir = tempfile::tempdir().unwrap();
+        HealthLog {
+            file: dir.path().join("checks"),
+            _dir: dir,
+        }
+    }
+
+    pub fn check(&self) -> Arc<dyn HealthCheck> {
+        let script = r#"echo "$DEPLOY_PHASE $DEPLOY_SLOT $DEPLOY_TRAFFIC_PERCENT $DEPLOY_IMAGE v$DEPLOY_RELEASE_VERSION" >> "$1"
+test "$DEPLOY_IMAGE" != x:bad"#;
+        Arc::new(CommandHealth::new(
+            vec![
+                "/bin/sh".into(),
+                "-c".into(),
+                script.into(),
+                "sh".into(),
+                self.file.display().to_string(),
+            ],
+            Probe {
+                timeout: Duration::from_secs(10),
+                interval: Duration::from_millis(100),
+                deadline: Duration::from_millis(500),
+            },
+            Vec::new(),
+        ))
+    }
+
+    /// One line per run of the health command: "PHASE SLOT TRAFFIC IMAGE vVERSION".
+    pub fn runs(&self) -> Vec<String> {
+        std::fs::read_to_string(&self.file)
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+
+    pub fn clear(&self) {
+        let _ = std::fs::remove_file(&self.file);
     }
 }

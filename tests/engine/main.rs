@@ -3,6 +3,7 @@
 
 #[path = "../common/mod.rs"]
 mod common;
+mod fast_rollback;
 mod harness;
 
 use std::collections::BTreeMap;

@@ -59,3 +59,184 @@ impl Strategy for FastRollback {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use tokio_util::sync::CancellationToken;
+
+    use super::*;
+    use crate::deploy::provider::{
+        HealthCheck, LogSink, Provider, ProviderError, ReleaseSpec, RunContext,
+    };
+    use crate::deploy::strategy::{CanarySteps, ProgressSink};
+    use crate::deploy::{DeploymentId, Progress, ReleaseId};
+
+    /// Writes down every step and health check it is asked for; `fail` makes health fail.
+    #[derive(Default)]
+    struct Recorder {
+        steps: Mutex<Vec<String>>,
+        fail: bool,
+    }
+
+    impl Recorder {
+        fn note(&self, step: String) -> Result<(), ProviderError> {
+            self.steps.lock().unwrap().push(step);
+            Ok(())
+        }
+    }
+
+    #[async_trait]
+    impl Provider for Recorder {
+        fn kind(&self) -> &'static str {
+            "recorder"
+        }
+        fn supports(&self, _: &str) -> bool {
+            true
+        }
+        async fn start(
+            &self,
+            _: &RunContext,
+            slot: &str,
+            release: &ReleaseSpec,
+        ) -> Result<(), ProviderError> {
+            self.note(format!("start {slot} v{}", release.version))
+        }
+        async fn shift_traffic(
+            &self,
+            _: &RunContext,
+            slot: &str,
+            percent: u8,
+        ) -> Result<(), ProviderError> {
+            self.note(format!("traffic {slot} {percent}"))
+        }
+        async fn retire(&self, _: &RunContext, slot: &str) -> Result<(), ProviderError> {
+            self.note(format!("retire {slot}"))
+        }
+    }
+
+    #[async_trait]
+    impl HealthCheck for Recorder {
+        fn describe(&self) -> String {
+            "recorder".into()
+        }
+        async fn wait_healthy(
+            &self,
+            run: &RunContext,
+            at: &GatePoint,
+        ) -> Result<(), ProviderError> {
+            self.note(format!(
+                "health {} {} {} v{}",
+                at.phase, at.slot, at.traffic_percent, run.release.version
+            ))?;
+            if self.fail {
+                return Err(ProviderError::Failed("answered 503".into()));
+            }
+            Ok(())
+        }
+    }
+
+    struct Ignored;
+
+    #[async_trait]
+    impl ProgressSink for Ignored {
+        async fn report(&self, _: Progress) {}
+    }
+
+    fn release(version: i64) -> ReleaseSpec {
+        ReleaseSpec {
+            id: ReleaseId::new(),
+            version,
+            image: format!("img:{version}"),
+            commit_sha: String::new(),
+            env: Default::default(),
+        }
+    }
+
+    /// Rolls back to v1 of a canary instance (v2 active) whose last deployment returned
+    /// `previous_ref`: the steps asked of the provider and the health check, and the outcome.
+    async fn roll_back(
+        previous_ref: Option<&str>,
+        recorder: Recorder,
+        cancelled: bool,
+    ) -> (Vec<String>, Outcome) {
+        let cancel = CancellationToken::new();
+        if cancelled {
+            cancel.cancel();
+        }
+        let run = RunContext {
+            deployment_id: DeploymentId::new(),
+            tenant_id: "acme".into(),
+            instance: "web".into(),
+            environment: "production".into(),
+            strategy: "canary".into(),
+            release: release(1),
+            cancel,
+            log: LogSink::discard(),
+            params: Default::default(),
+            noop: false,
+        };
+        let plan = Plan {
+            provider: &recorder,
+            health: Some(&recorder),
+            gates: &[],
+            run: &run,
+            previous: Some(release(2)),
+            previous_ref: previous_ref.map(str::to_string),
+            canary: CanarySteps::default(),
+            progress: &Ignored,
+        };
+        let outcome = FastRollback.execute(&plan).await;
+        (recorder.steps.into_inner().unwrap(), outcome)
+    }
+
+    /// One start in the live slot and one health check of it with all traffic; no canary
+    /// steps and no pause (the default canary pauses 30 s per step).
+    #[tokio::test]
+    async fn a_rollback_is_one_start_in_the_live_slot_and_one_health_check() {
+        let (steps, outcome) = roll_back(Some("green"), Recorder::default(), false).await;
+        assert_eq!(steps, ["start green v1", "health rollback green 100 v1"]);
+        assert_eq!(
+            outcome,
+            Outcome::Succeeded {
+                provider_ref: "green".into()
+            }
+        );
+
+        // Nothing live recorded: blue, as for the slot strategies.
+        let (steps, _) = roll_back(None, Recorder::default(), false).await;
+        assert_eq!(steps, ["start blue v1", "health rollback blue 100 v1"]);
+        // A recreate instance's slot is kept.
+        let (steps, outcome) = roll_back(Some("primary"), Recorder::default(), false).await;
+        assert_eq!(steps[0], "start primary v1");
+        assert_eq!(
+            outcome,
+            Outcome::Succeeded {
+                provider_ref: "primary".into()
+            }
+        );
+    }
+
+    /// An unhealthy rollback fails, naming the release; a cancelled one ends cancelled.
+    #[tokio::test]
+    async fn a_failed_or_cancelled_rollback_says_so() {
+        let failing = Recorder {
+            fail: true,
+            ..Recorder::default()
+        };
+        let (_, outcome) = roll_back(Some("blue"), failing, false).await;
+        let Outcome::Failed { reason } = outcome else {
+            panic!("{outcome:?}");
+        };
+        assert!(reason.contains("the rollback to v1 failed"), "{reason}");
+        assert!(reason.contains("503"), "{reason}");
+
+        let failing = Recorder {
+            fail: true,
+            ..Recorder::default()
+        };
+        let (_, outcome) = roll_back(Some("blue"), failing, true).await;
+        assert_eq!(outcome, Outcome::cancelled());
+    }
+}
