@@ -14,6 +14,7 @@
 //! | `deploybot_deployment_duration_seconds` | histogram | `strategy`, `outcome` | start to end of the deployments run here; a rollback's `strategy` is `rollback` |
 //! | `deploybot_rollbacks_total` | counter | `cause` | returns to the previous release: `gate` (a health or metric gate failed during the strategy), `failure` (a provider step failed), `watch` (a metric gate failed during the watch after success), `manual` (a person's or the API's rollback) |
 //! | `deploybot_restore_seconds` | histogram | `cause` | from a failure's detection to the previous release serving again |
+//! | `deploybot_gate_evaluations_total` | counter | `gate`, `result` | metric gate measurements by gate and result |
 //! | `deploybot_webhook_commit_batch` | histogram | — | deliveries committed per transaction |
 //! | `deploybot_queue_depth` | gauge | — | pending deployments |
 //! | `deploybot_outbox_pending`, `deploybot_outbox_failed` | gauge | — | reports to GitHub not sent yet, and given up on |
@@ -125,6 +126,34 @@ struct OutboxLabels {
     result: &'static str,
 }
 
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct GateLabels {
+    gate: String,
+    result: &'static str,
+}
+
+/// How one measurement of a metric gate came out, as a metric label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GateResult {
+    Passed,
+    Failed,
+    NoData,
+    /// The query could not be answered (unreachable server, bad query, wrong result type).
+    Error,
+}
+
+impl GateResult {
+    /// The `result` label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GateResult::Passed => "passed",
+            GateResult::Failed => "failed",
+            GateResult::NoData => "no_data",
+            GateResult::Error => "error",
+        }
+    }
+}
+
 fn duration_histogram() -> Histogram {
     Histogram::new(DURATION_BUCKETS)
 }
@@ -163,6 +192,7 @@ pub struct Metrics {
     unverified: Gauge,
     unverified_bytes: Gauge,
     rate_limit_source: RwLock<Option<RateLimitSource>>,
+    gate_evaluations: Family<GateLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -267,6 +297,10 @@ mod doc {
         "webhook_unverified",
         "Webhook bodies being received whose signature is not checked yet (bounded by webhook_max_pending)",
     );
+    pub(super) const GATE_EVALUATIONS: Doc = (
+        "gate_evaluations",
+        "Metric gate measurements taken by this process, by gate name and result (passed, failed, no_data, error)",
+    );
     pub(super) const UNVERIFIED_BYTES: Doc = (
         "webhook_unverified",
         "Bytes held by webhook bodies whose signature is not checked yet (bounded by webhook_pending_bytes)",
@@ -343,6 +377,7 @@ impl Metrics {
                 Unit::Bytes,
                 Gauge::default(),
             ),
+            gate_evaluations: registered(&mut r, doc::GATE_EVALUATIONS, Family::default()),
             registry: r,
             rate_limit_source: RwLock::new(None),
         }
@@ -429,6 +464,15 @@ impl Metrics {
         self.outbox_results.get_or_create(&labels).inc();
     }
 
+    /// Counts one measurement of the metric gate `gate`.
+    pub fn gate_evaluated(&self, gate: &str, result: GateResult) {
+        let labels = GateLabels {
+            gate: gate.to_string(),
+            result: result.as_str(),
+        };
+        self.gate_evaluations.get_or_create(&labels).inc();
+    }
+
     /// Counts one redelivery asked of GitHub.
     pub fn webhook_redelivered(&self) {
         self.redeliveries.inc();
@@ -498,6 +542,7 @@ mod tests {
         let metrics = Metrics::new();
         metrics.webhook(Some("push"), WebhookOutcome::Accepted);
         metrics.outbox_result("deployment_status", SendResult::Sent);
+        metrics.gate_evaluated("error rate", GateResult::NoData);
         metrics.set_database(
             &[(DeployState::Pending, 2), (DeployState::Succeeded, 5)],
             (3, 1),
@@ -507,6 +552,8 @@ mod tests {
             "# TYPE deploybot_webhooks_total counter",
             r#"deploybot_webhooks_total{event="push",outcome="accepted"} 1"#,
             r#"deploybot_outbox_sent_total{kind="deployment_status",result="sent"} 1"#,
+            "# TYPE deploybot_gate_evaluations_total counter",
+            r#"deploybot_gate_evaluations_total{gate="error rate",result="no_data"} 1"#,
             r#"deploybot_deployments{state="succeeded"} 5"#,
             r#"deploybot_deployments{state="failed"} 0"#,
             "deploybot_queue_depth 2",

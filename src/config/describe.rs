@@ -69,6 +69,13 @@ fn control(i: &InstanceConfig, global: &[FreezeWindow], now: DateTime<Utc>) -> O
     if !gates.is_empty() {
         settings.push(format!("gates: {}", gates.join(", ")));
     }
+    let metric_gates: Vec<String> = i.metric_gates.iter().map(|g| g.describe()).collect();
+    if !metric_gates.is_empty() {
+        settings.push(format!("metric gates: {}", metric_gates.join(", ")));
+    }
+    if let Some(watch) = i.watch {
+        settings.push(format!("watch {}", humantime::format_duration(watch)));
+    }
     if !i.lock_on_rollback {
         settings.push("no lock on rollback".to_string());
     }
@@ -213,6 +220,20 @@ mod tests {
                 "web-production: params REGION",
                 "  frozen now: \"end of year\" from 2026-12-20T00:00:00Z until 2027-01-04T08:00:00Z\n  next freeze: \"weekend\" from 2027-01-01T14:00:00Z",
                 "web-staging:\n  freezes: \"end of year\" 2026-12-20T00:00:00Z until 2027-01-04T08:00:00Z\n  frozen now: \"end of year\"",
+            ],
+        );
+    }
+
+    #[test]
+    fn config_check_lists_metric_gates_and_watch() {
+        let config = parse_ok(&instance(
+            "watch = \"10m\"\n[[instances.gates]]\nname = \"error rate\"\nprometheus = \"http://prometheus:9090\"\nquery = 'sum(rate(errors{instance=\"{{instance}}\"}[1m]))'\nmax = 0.01\ncount = 4\nfailure_limit = 1\n",
+        ));
+        let text = config.describe_at(at("2026-12-09T12:00:00Z"));
+        assert_mentions(
+            &text,
+            &[
+                "web-production: metric gates: \"error rate\" ≤ 0.01 (4 × 30s, tolerates 1, no data: fail); watch 10m\n",
             ],
         );
     }

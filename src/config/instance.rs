@@ -8,6 +8,7 @@ use super::child_env::{build_child_env_names, release_env};
 use super::freeze::{FreezeWindow, build_freezes};
 use super::gates::{GateConfig, build_gates, check_promotion};
 use super::globs::{check_globs, matches_any};
+use super::metric_gates::{MetricGateConfig, build_metric_gates, build_watch};
 use super::placeholders;
 use super::provider::{HealthConfig, ProviderConfig, build_health, build_provider};
 use super::shape::RawInstance;
@@ -70,6 +71,10 @@ pub struct InstanceConfig {
     pub freezes: Vec<FreezeWindow>,
     /// Promotion order, required checks, reviews and approvals.
     pub gates: GateConfig,
+    /// `[[instances.gates]]`: metric health gates asked after each phase that shifts traffic.
+    pub metric_gates: Vec<MetricGateConfig>,
+    /// `watch`: how long the metric gates keep being asked after a deployment succeeded.
+    pub watch: Option<std::time::Duration>,
 }
 
 impl InstanceConfig {
@@ -109,6 +114,8 @@ impl InstanceConfig {
             unlock_on_merge: false,
             freezes: Vec::new(),
             gates: GateConfig::default(),
+            metric_gates: Vec::new(),
+            watch: None,
         }
     }
 
@@ -199,6 +206,8 @@ fn build_instance(index: usize, raw: RawInstance, check: &mut Checker) -> Instan
     let params = params(check, &p, raw.params);
     let deployers = deployers(check, &p, raw.deployers);
     let freezes = build_freezes(&key("freeze"), raw.freeze, check);
+    let metric_gates = build_metric_gates(&p, raw.gates, check);
+    let watch = build_watch(check, &key("watch"), raw.watch, metric_gates.len());
 
     InstanceConfig {
         name,
@@ -229,6 +238,8 @@ fn build_instance(index: usize, raw: RawInstance, check: &mut Checker) -> Instan
         unlock_on_merge: raw.unlock_on_merge.unwrap_or(false),
         freezes,
         gates,
+        metric_gates,
+        watch,
     }
 }
 

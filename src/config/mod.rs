@@ -12,6 +12,7 @@
 //! - `server`, `tenants`, `tokens`, `github`, `worker`, `retention`: the top-level keys and
 //!   sections;
 //! - `instance`, `provider`, `strategy`, `placeholders`, `child_env`, `globs`: `[[instances]]`;
+//! - `metric_gates`: `[[instances.gates]]` and `watch`;
 //! - `secrets`: redaction, the session key and the values stored logs mask;
 //! - `describe`: the table `config check` prints.
 
@@ -24,6 +25,7 @@ mod gates;
 mod github;
 mod globs;
 mod instance;
+mod metric_gates;
 mod parse_error;
 mod placeholders;
 mod provider;
@@ -43,6 +45,10 @@ pub use github::{
 };
 pub use globs::globs_cover;
 pub use instance::{InstanceConfig, PERMISSIONS};
+pub use metric_gates::{
+    DEFAULT_GATE_INTERVAL, GATE_PLACEHOLDERS, GateBound, MAX_GATE_COUNT, MetricGateConfig, NoData,
+    QueryPart, parse_query,
+};
 pub use placeholders::IMAGE_PLACEHOLDERS;
 pub use provider::{HealthConfig, ProviderConfig, ProviderKind};
 pub use retention::{DEFAULT_AUDIT_RETENTION, MIN_AUDIT_RETENTION, RetentionConfig};

@@ -153,6 +153,24 @@ pub(super) struct RawInstance {
     pub(super) promotion_timeout: Option<String>,
     #[serde(default)]
     pub(super) freeze: Vec<RawFreeze>,
+    /// `[[instances.gates]]`: metric health gates.
+    #[serde(default)]
+    pub(super) gates: Vec<RawMetricGate>,
+    pub(super) watch: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawMetricGate {
+    pub(super) name: Option<String>,
+    pub(super) prometheus: Option<String>,
+    pub(super) query: Option<String>,
+    pub(super) max: Option<f64>,
+    pub(super) min: Option<f64>,
+    pub(super) interval: Option<String>,
+    pub(super) count: Option<i64>,
+    pub(super) failure_limit: Option<i64>,
+    pub(super) no_data: Option<String>,
 }
 
 #[derive(Deserialize, Default)]

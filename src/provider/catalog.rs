@@ -1,5 +1,5 @@
 //! The configured instances as the domain sees them: each with its provider, health
-//! check and canary steps, built once from the configuration.
+//! check, metric gates and canary steps, built once from the configuration.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -8,8 +8,9 @@ use super::child_env::{self, SecretMask};
 use super::command::CommandProvider;
 use super::health::{CommandHealth, HttpHealth, Probe};
 use super::noop::NoopProvider;
+use super::prometheus::PrometheusGate;
 use crate::config::{Config, FreezeWindow, InstanceConfig, ProviderKind};
-use crate::deploy::provider::{HealthCheck, Provider, ProviderError};
+use crate::deploy::provider::{HealthCheck, MetricGate, Provider, ProviderError};
 use crate::deploy::service::ControlSpec;
 use crate::deploy::{CanarySteps, Catalog, InstanceSpec};
 
@@ -87,8 +88,8 @@ pub fn spec_of(
         supersede: instance.supersede,
         provider,
         health,
-        gates: Vec::new(),
-        watch: None,
+        gates: metric_gates(instance)?,
+        watch: instance.watch,
         canary: CanarySteps {
             steps: instance.canary.steps.clone(),
             pause: instance.canary.pause,
@@ -102,6 +103,15 @@ pub fn spec_of(
             gates: instance.gates.clone(),
         },
     })
+}
+
+/// The instance's `[[instances.gates]]`, each asking its Prometheus server.
+fn metric_gates(instance: &InstanceConfig) -> Result<Vec<Arc<dyn MetricGate>>, ProviderError> {
+    instance
+        .metric_gates
+        .iter()
+        .map(|gate| Ok(Arc::new(PrometheusGate::new(gate)?) as Arc<dyn MetricGate>))
+        .collect()
 }
 
 /// What stored logs mask: every secret value of the configuration

@@ -13,6 +13,7 @@ pub mod fake_github;
 pub mod pg_cluster;
 #[cfg(test)]
 pub mod pg_shared;
+pub mod prometheus;
 
 use std::sync::Arc;
 
