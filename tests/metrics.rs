@@ -20,10 +20,17 @@ const SECRET: &str = "metrics-secret";
 const TOKEN: &str = "ghs_metricstoken";
 const SHA_1: &str = "a10867b14bb761a232cd80139fbd4c0d33264240";
 const SHA_2: &str = "2f3d6a7b9c0e1f2a3b4c5d6e7f8091a2b3c4d5e6";
+/// Commits whose deploy command fails on `web-edge`.
+const BAD_1: &str = "bad1a7b9c0e1f2a3b4c5d6e7f8091a2b3c4d5e61";
+const BAD_2: &str = "bad2a7b9c0e1f2a3b4c5d6e7f8091a2b3c4d5e62";
+/// A commit whose health check fails on `web-edge`.
+const SICK: &str = "0dd3a7b9c0e1f2a3b4c5d6e7f8091a2b3c4d5e63";
 
 /// A `deploybot serve` child with a fake GitHub. Instance `web-staging` (noop provider,
 /// recreate) deploys pushes to `main`; `web-production` (a script that waits until the
-/// file `go` exists, rolling) deploys pushes to `release`.
+/// file `go` exists, rolling) deploys pushes to `release`; `web-edge` (recreate) deploys
+/// pushes to `edge`: its deploy command fails for commits starting `bad`, its health
+/// command for commits starting `0dd`, and its automatic rollbacks take no lock.
 struct Bot {
     port: u16,
     dir: tempfile::TempDir,
@@ -47,6 +54,16 @@ impl Bot {
         let mut perms = std::fs::metadata(&script).unwrap().permissions();
         std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
         std::fs::set_permissions(&script, perms).unwrap();
+        let edge = executable(
+            dir.path(),
+            "edge.sh",
+            "case \"$DEPLOY_IMAGE\" in *:bad*) echo boom >&2; exit 3;; esac\n",
+        );
+        let edge_health = executable(
+            dir.path(),
+            "edge-health.sh",
+            "case \"$DEPLOY_IMAGE\" in *:0dd*) exit 1;; esac\n",
+        );
 
         let fake = FakeGithub::start();
         fake.add_repo("acme/web");
@@ -94,10 +111,31 @@ on_push = ["release"]
 kind = "command"
 run = ["{script}"]
 timeout = "1m"
+
+[[instances]]
+name = "web-edge"
+repo = "acme/web"
+environment = "edge"
+image = "ghcr.io/acme/web:{{short_sha}}"
+strategy = "recreate"
+on_push = ["edge"]
+lock_on_rollback = false
+
+[instances.provider]
+kind = "command"
+run = ["{edge}"]
+timeout = "1m"
+
+[instances.health]
+command = ["{edge_health}"]
+interval = "100ms"
+deadline = "1s"
 "#,
                 db = db.url,
                 api = fake.url,
                 script = script.display(),
+                edge = edge.display(),
+                edge_health = edge_health.display(),
             ),
         )
         .unwrap();
@@ -195,6 +233,16 @@ timeout = "1m"
     fn log_path(&self) -> PathBuf {
         self.dir.path().join("deploybot.log")
     }
+}
+
+/// Writes an executable bash script `name` into `dir`; its path.
+fn executable(dir: &Path, name: &str, body: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, format!("#!/bin/bash\n{body}")).unwrap();
+    let mut perms = std::fs::metadata(&path).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
+    std::fs::set_permissions(&path, perms).unwrap();
+    path
 }
 
 impl Drop for Bot {
@@ -386,7 +434,7 @@ fn webhooks_deployments_and_reports_are_counted(db: TestDb) {
         "{text}"
     );
     assert_eq!(after.get("deploybot_queue_depth", &[]), Some(0.0), "{text}");
-    let duration = [("strategy", "recreate"), ("state", "succeeded")];
+    let duration = [("strategy", "recreate"), ("outcome", "succeeded")];
     assert_eq!(
         after.get("deploybot_deployment_duration_seconds_count", &duration),
         Some(1.0),
@@ -492,14 +540,92 @@ fn gauges_show_the_queue_at_scrape_time(db: TestDb) {
     assert_eq!(
         done.get(
             "deploybot_deployment_duration_seconds_count",
-            &[("strategy", "rolling"), ("state", "succeeded")]
+            &[("strategy", "rolling"), ("outcome", "succeeded")]
         ),
         Some(2.0),
         "{text}"
     );
 }
 
+/// A failed deployment, one rolled back after its deploy command failed and one rolled
+/// back after its health check failed: counted by outcome and by cause, with their time
+/// to restore.
+fn failures_and_rollbacks_are_counted_by_cause(db: TestDb) {
+    let bot = Bot::start(db, &[]);
+    let before = bot.scrape();
+    for cause in ["gate", "failure", "watch", "manual"] {
+        assert_eq!(
+            before.get("deploybot_rollbacks_total", &[("cause", cause)]),
+            Some(0.0),
+            "every cause shows from the start:\n{}",
+            before.text
+        );
+    }
+    let pushes = [
+        (BAD_1, "failed"),
+        (SHA_1, "succeeded"),
+        (BAD_2, "rolled_back"),
+        (SICK, "rolled_back"),
+    ];
+    for (n, (sha, state)) in pushes.into_iter().enumerate() {
+        let (status, answer) = bot.webhook("push", &format!("e-{n}"), &push("edge", sha), SECRET);
+        assert_eq!(status, 202, "{answer}");
+        let ended = pushes[..=n].iter().filter(|(_, s)| *s == state).count() as f64;
+        bot.scrape_until(&format!("{sha} to end {state}"), |s| {
+            s.value("deploybot_deployments_total", &[("state", state)]) == ended
+        });
+    }
+    let after = bot.scrape();
+    let text = &after.text;
+    for (outcome, count) in [("failed", 1.0), ("rolled_back", 2.0), ("succeeded", 1.0)] {
+        assert_eq!(
+            after.get(
+                "deploybot_deployment_duration_seconds_count",
+                &[("strategy", "recreate"), ("outcome", outcome)]
+            ),
+            Some(count),
+            "{outcome}:\n{text}"
+        );
+    }
+    for (cause, count) in [
+        ("failure", 1.0),
+        ("gate", 1.0),
+        ("watch", 0.0),
+        ("manual", 0.0),
+    ] {
+        assert_eq!(
+            after.get("deploybot_rollbacks_total", &[("cause", cause)]),
+            Some(count),
+            "{cause}:\n{text}"
+        );
+    }
+    for cause in ["failure", "gate"] {
+        assert_eq!(
+            after.get("deploybot_restore_seconds_count", &[("cause", cause)]),
+            Some(1.0),
+            "{cause}:\n{text}"
+        );
+        assert_eq!(
+            after.get(
+                "deploybot_restore_seconds_bucket",
+                &[("cause", cause), ("le", "+Inf")]
+            ),
+            Some(1.0),
+            "{cause}:\n{text}"
+        );
+    }
+    assert!(
+        text.contains("# TYPE deploybot_restore_seconds histogram"),
+        "{text}"
+    );
+}
+
 mod sqlite {
+    #[test]
+    fn failures_and_rollbacks_are_counted_by_cause() {
+        super::failures_and_rollbacks_are_counted_by_cause(super::TestDb::sqlite());
+    }
+
     #[test]
     fn webhooks_deployments_and_reports_are_counted() {
         super::webhooks_deployments_and_reports_are_counted(super::TestDb::sqlite());
@@ -512,6 +638,11 @@ mod sqlite {
 }
 
 mod postgres {
+    #[test]
+    fn failures_and_rollbacks_are_counted_by_cause() {
+        super::failures_and_rollbacks_are_counted_by_cause(super::TestDb::postgres());
+    }
+
     #[test]
     fn webhooks_deployments_and_reports_are_counted() {
         super::webhooks_deployments_and_reports_are_counted(super::TestDb::postgres());
