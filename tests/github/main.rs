@@ -7,6 +7,7 @@ mod bot;
 mod commands;
 #[path = "../common/mod.rs"]
 mod common;
+mod reasons;
 mod upgrade;
 
 use std::time::Duration;
