@@ -503,9 +503,12 @@ impl Worker {
             deployment.clone(),
             self.owner.clone(),
         );
-        let outcome = self
-            .execute(&deployment, token.clone(), log.clone(), &progress)
-            .await;
+        let run = RunHandles {
+            cancel: token.clone(),
+            halt: lost.clone(),
+            log: log.clone(),
+        };
+        let outcome = self.execute(&deployment, run, &progress).await;
         // The command is over: from now on the lease is kept (renewed while the database
         // answers) until the outcome is written, and an expired lease no longer stops
         // anything.
@@ -575,10 +578,10 @@ impl Worker {
     async fn execute(
         &self,
         deployment: &Deployment,
-        cancel: CancellationToken,
-        log: LogSink,
+        running: RunHandles,
         progress: &StoredProgress,
     ) -> Result<Outcome, Error> {
+        let RunHandles { cancel, halt, log } = running;
         let stored = self.load(deployment).await?;
         let spec = self
             .catalog
@@ -638,6 +641,7 @@ impl Worker {
             previous_ref: stored.last.map(|d| d.provider_ref),
             canary: spec.canary.clone(),
             progress,
+            halt,
         };
         Ok(strategy.execute(&plan).await)
     }
@@ -728,6 +732,15 @@ impl Worker {
             }
         }
     }
+}
+
+/// The handles of one running deployment.
+struct RunHandles {
+    /// A person's cancel (and a lost lease).
+    cancel: CancellationToken,
+    /// A lost lease only: stops a restore too.
+    halt: CancellationToken,
+    log: LogSink,
 }
 
 /// What a run reads from the store before it starts.

@@ -186,6 +186,7 @@ mod tests {
             previous_ref: previous_ref.map(str::to_string),
             canary: CanarySteps::default(),
             progress: &Ignored,
+            halt: CancellationToken::new(),
         };
         let outcome = FastRollback.execute(&plan).await;
         (recorder.steps.into_inner().unwrap(), outcome)
