@@ -15,3 +15,4 @@ mod gates;
 mod holds;
 mod replies;
 mod rollback;
+mod watch;
