@@ -268,7 +268,13 @@ fn a_rollback_waits_for_neither_checks_nor_approvals(db: TestDb) {
         bot.fake
             .set_commit_status("acme/web", commit, "ci/test", "success");
         let queued = deploy(&bot, ALPHA, commit, false);
-        assert_eq!(queued["waiting_for"]["kind"], "approval", "{queued}");
+        // Its check passed: it waits for the approval only.
+        let id = id_of(&queued);
+        wait_until(
+            "the deploy to wait for approval",
+            Duration::from_secs(30),
+            || bot.deployment(&id).waiting_for.map(|w| w.kind) == Some(WaitKind::Approval),
+        );
         let path = format!("/v1/deployments/{}/approve", id_of(&queued));
         expect(&call(&bot, BRAVO, "POST", &path, Value::Null), 200);
         succeeded(&bot, &id_of(&queued));
