@@ -62,7 +62,7 @@ async fn wait_for_step(script: &Script, step: &str) {
 /// in the live slot and one run of the health command, and v1 is active again.
 async fn a_canary_rollback_is_one_start_and_one_health_check(db: TestDb) {
     let script = Script::recording();
-    let health = HealthLog::new();
+    let health = HealthLog::in_temp_dir();
     let mut spec = command_spec("web", "canary", &script);
     spec.health = Some(health.check());
     spec.pause = Duration::from_secs(1);
@@ -180,7 +180,7 @@ async fn a_cancel_before_the_switch_restores_nothing(db: TestDb) {
 /// first, which rolls back to `x:good`.
 async fn the_health_command_checks_the_release_being_deployed(db: TestDb) {
     let script = Script::recording();
-    let health = HealthLog::new();
+    let health = HealthLog::in_temp_dir();
     let mut spec = command_spec("web", "canary", &script);
     spec.health = Some(health.check());
     let engine = Engine::start(db, vec![spec]).await;

@@ -595,7 +595,7 @@ pub struct HealthLog {
 }
 
 impl HealthLog {
-    pub fn new() -> HealthLog {
+    pub fn in_temp_dir() -> HealthLog {
         let dir = tempfile::tempdir().unwrap();
         HealthLog {
             file: dir.path().join("checks"),
