@@ -566,7 +566,6 @@ mod tests {
             r#"deploybot_rollbacks_total{cause="failure"} 0"#,
             r#"deploybot_rollbacks_total{cause="watch"} 0"#,
             r#"deploybot_rollbacks_total{cause="manual"} 0"#,
-            "# TYPE deploybot_restore_seconds histogram",
         ] {
             assert!(
                 text.lines().any(|l| l == line),
