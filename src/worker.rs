@@ -902,6 +902,8 @@ struct StoredProgress {
     latest: tokio::sync::watch::Sender<Option<Progress>>,
     /// Each metric gate's last measurement, stored with the outcome.
     readings: std::sync::Mutex<Vec<deploy::provider::GateReading>>,
+    /// The deployment reported on: its restore's start is marked for the time to restore.
+    id: DeploymentId,
 }
 
 impl StoredProgress {
@@ -912,11 +914,13 @@ impl StoredProgress {
         owner: String,
     ) -> (Self, tokio::task::JoinHandle<()>) {
         let (latest, reports) = tokio::sync::watch::channel(None);
+        let id = deployment.id;
         let writer = tokio::spawn(write_progress(store, deployment, owner, reports));
         let sink = Self {
             last: std::sync::Mutex::new(Progress::default()),
             latest,
             readings: std::sync::Mutex::default(),
+            id,
         };
         (sink, writer)
     }
@@ -925,6 +929,10 @@ impl StoredProgress {
 #[async_trait]
 impl ProgressSink for StoredProgress {
     async fn report(&self, progress: Progress) {
+        // A strategy's restore of the previous release begins with its `rollback` phase.
+        if progress.phase == "rollback" {
+            crate::metrics::global().restore_started(self.id);
+        }
         if let Ok(mut last) = self.last.lock() {
             *last = progress.clone();
         }

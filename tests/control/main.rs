@@ -13,6 +13,7 @@ mod audit;
 mod commands;
 mod gates;
 mod holds;
+mod metric_gates;
 mod replies;
 mod rollback;
 mod watch;
