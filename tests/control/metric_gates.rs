@@ -145,25 +145,24 @@ fn a_canary_crossing_the_bound_at_50_percent_is_rolled_back_with_the_reason(db: 
 
     // GitHub: the deployment status says why, within GitHub's 140 characters.
     let id = second.id.to_string();
-    let mut description = String::new();
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while !{
-        let mirrored = bot
-            .fake
+    let description = |bot: &Bot| {
+        bot.fake
             .deployments("acme/web")
             .into_iter()
-            .find(|d| d.payload["deploybot"]["deployment_id"] == id.as_str());
-        description = mirrored
+            .find(|d| d.payload["deploybot"]["deployment_id"] == id.as_str())
             .and_then(|d| d.statuses.last().map(|s| s.description.clone()))
-            .unwrap_or_default();
-        description.contains(reason)
-    } {
+            .unwrap_or_default()
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !description(&bot).contains(reason) {
         assert!(
             std::time::Instant::now() < deadline,
-            "GitHub's status says {description:?}, not {reason:?}"
+            "GitHub's status says {:?}, not {reason:?}",
+            description(&bot)
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+    let description = description(&bot);
     assert!(description.chars().count() <= 140, "{description}");
     wait_until("the reply with the reason", Duration::from_secs(30), || {
         replies(&bot).iter().any(|r| r.contains(reason))
