@@ -136,7 +136,7 @@ pub struct Deployment {
     #[serde(default)]
     pub waiting_for: Option<WaitingFor>,
     /// Each metric gate's last measurement.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(default)]
     pub gates: Vec<provider::GateReading>,
     /// A succeeded deployment's metric gates keep running until then (`watch`); a failure
     /// before it rolls back to the previous release.
