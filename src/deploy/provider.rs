@@ -289,6 +289,10 @@ pub trait MetricGate: Send + Sync {
     /// The configured name ("error rate").
     fn name(&self) -> &str;
 
+    /// The time between two measurements (`interval`); the watch after success waits this
+    /// long between its rounds too.
+    fn interval(&self) -> std::time::Duration;
+
     /// Takes the gate's measurements at `at` (its `count`, `interval` apart), judged by its
     /// bound, `failure_limit` and `no_data`. Each measurement is handed to `reading`.
     /// The error of a failed gate is one sentence naming the gate, the value, the bound and

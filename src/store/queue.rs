@@ -725,19 +725,38 @@ pub(super) fn previous_release(
     tenant: &str,
     instance: InstanceId,
 ) -> Result<Option<Release>, Error> {
-    releases::table
+    let candidates: Vec<ReleaseRow> = releases::table
         .filter(releases::tenant_id.eq(tenant))
         .filter(releases::instance_id.eq(instance.to_string()))
         .filter(releases::active.eq(false))
         .filter(releases::last_active_at.is_not_null())
         .order((releases::last_active_at.desc(), releases::version.desc()))
+        .limit(PREVIOUS_CANDIDATES)
         .select(ReleaseRow::as_select())
-        .first(conn)
-        .optional()
-        .map_err(db_error)?
-        .map(ReleaseRow::into_domain)
-        .transpose()
+        .load(conn)
+        .map_err(db_error)?;
+    // A release a rollback (or a failed watch) replaced is not where `previous` goes back
+    // to: a second `/rollback` would ship the release the first one removed.
+    for candidate in candidates {
+        let last_state: Option<String> = deployments::table
+            .filter(deployments::tenant_id.eq(tenant))
+            .filter(deployments::release_id.eq(&candidate.id))
+            .filter(deployments::noop.eq(false))
+            .filter(deployments::finished_at.is_not_null())
+            .order((deployments::finished_at.desc(), deployments::id.desc()))
+            .select(deployments::state)
+            .first(conn)
+            .optional()
+            .map_err(db_error)?;
+        if last_state.as_deref() != Some(DeployState::RolledBack.as_str()) {
+            return candidate.into_domain().map(Some);
+        }
+    }
+    Ok(None)
 }
+
+/// How many earlier releases `previous_release` looks through.
+const PREVIOUS_CANDIDATES: i64 = 50;
 
 pub(super) fn last_succeeded(
     conn: &mut DbConn,

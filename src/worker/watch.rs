@@ -27,7 +27,7 @@ const WATCH_POLL: Duration = Duration::from_secs(1);
 /// The most watches a replica claims at one look.
 const WATCH_BATCH: u32 = 100;
 
-/// The pause between two rounds of a watched deployment's gates.
+/// The shortest pause between two rounds of a watched deployment's gates.
 const WATCH_PAUSE: Duration = Duration::from_millis(250);
 
 /// How long a stopping replica waits for its watches to let their leases go.
@@ -219,6 +219,13 @@ impl Worker {
         let left = (until - deploy::now()).to_std().unwrap_or_default();
         let window = tokio::time::sleep(left);
         tokio::pin!(window);
+        // Between rounds: the shortest of the gates' intervals, never under WATCH_PAUSE.
+        let pause = gates
+            .iter()
+            .map(|g| g.interval())
+            .min()
+            .unwrap_or(WATCH_PAUSE)
+            .max(WATCH_PAUSE);
         loop {
             let round = async {
                 for gate in gates {
@@ -240,7 +247,7 @@ impl Worker {
                 biased;
                 _ = over.cancelled() => return Watched::Lost,
                 _ = &mut window => return Watched::Passed,
-                _ = tokio::time::sleep(WATCH_PAUSE) => {}
+                _ = tokio::time::sleep(pause) => {}
             }
         }
     }

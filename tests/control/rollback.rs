@@ -374,7 +374,45 @@ fn rollback_approvals_hold_a_rollback_until_approved(db: TestDb) {
     succeeded(&bot, &id);
 }
 
+/// Three releases, then two rollbacks to `previous`: the second goes on back to v1; it
+/// never ships v3 again, the release the first rollback removed.
+fn a_second_rollback_goes_further_back_not_to_the_release_the_first_removed(db: TestDb) {
+    let bot = start(db, "");
+    for commit in ["1111111", "2222222", "3333333"] {
+        succeeded(&bot, &id_of(&deploy(&bot, ALPHA, commit, false)));
+    }
+    let back = |bot: &Bot| {
+        let created = expect(&call(bot, ALPHA, "POST", ROLLBACK, json!({})), 201);
+        succeeded(bot, &id_of(&created))
+    };
+    assert_eq!(back(&bot).image, "ghcr.io/acme/web:2222222");
+    assert_eq!(back(&bot).image, "ghcr.io/acme/web:1111111");
+}
+
+/// A comment's rollback reason with a terminal escape or a bidi override is refused with a
+/// reply, and nothing rolls back.
+fn a_rollback_reason_with_control_characters_is_refused(db: TestDb) {
+    let bot = start(db, "");
+    two_releases_by_comment(&bot, "alice", "");
+    say(&bot, "alice", "/rollback production --reason x\u{1b}[2Jy");
+    say(&bot, "alice", "/rollback production --reason \u{202e}evil");
+    wait_until("two refusals", Duration::from_secs(30), || {
+        let refusals = bot.fake.comments("acme/web", 42).into_iter().filter(|c| {
+            !PEOPLE.contains(&c.user.as_str()) && c.body.contains("control or invisible")
+        });
+        refusals.count() == 2
+    });
+    assert_eq!(bot.deployments("web-production").len(), 2);
+    assert!(
+        bot.deployments("web-production")
+            .iter()
+            .all(|d| d.kind == DeployKind::Deploy)
+    );
+}
+
 both_backends_owned!(
+    a_second_rollback_goes_further_back_not_to_the_release_the_first_removed,
+    a_rollback_reason_with_control_characters_is_refused,
     a_comment_rollback_carries_its_reason,
     a_freeze_refuses_a_rollback_unless_forced,
     a_rollback_waits_for_neither_checks_nor_approvals,

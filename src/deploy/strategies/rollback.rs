@@ -4,7 +4,7 @@
 
 use async_trait::async_trait;
 
-use crate::deploy::provider::GatePoint;
+use crate::deploy::provider::{GatePoint, ProviderError};
 use crate::deploy::strategy::{Outcome, Plan, Strategy};
 
 pub struct FastRollback;
@@ -27,13 +27,18 @@ impl Strategy for FastRollback {
     async fn execute(&self, plan: &Plan<'_>) -> Outcome {
         let slot = live_slot(plan);
         let version = plan.run.release.version;
+        let mut started = false;
         let result = async {
+            if plan.run.cancel.is_cancelled() {
+                return Err(ProviderError::Cancelled);
+            }
             plan.progress(
                 "rollback",
                 10,
                 format!("putting v{version} back in {slot} with all traffic"),
             )
             .await;
+            started = true;
             plan.provider
                 .start(plan.run, slot, &plan.run.release)
                 .await?;
@@ -49,9 +54,15 @@ impl Strategy for FastRollback {
                     provider_ref: slot.to_string(),
                 }
             }
+            // The start was stopped part-way: what serves in the slot is not known.
+            Err(_) if plan.run.cancel.is_cancelled() && !started => Outcome::cancelled(),
             Err(error) if plan.run.cancel.is_cancelled() => {
                 plan.run.log.system(format!("rollback stopped: {error}"));
-                Outcome::cancelled()
+                Outcome::Cancelled {
+                    reason: format!(
+                        "the rollback to v{version} was stopped part-way in {slot}, so what serves there is unknown; roll back or deploy again"
+                    ),
+                }
             }
             Err(error) => Outcome::Failed {
                 reason: format!("the rollback to v{version} failed: {error}"),

@@ -3,8 +3,8 @@
 //! for a deployer of the environment.
 
 use super::run::{Checks, CommentRun, Forks, Stop, Target};
-use crate::deploy::MAX_REASON_CHARS;
 use crate::deploy::RollbackTarget;
+use crate::deploy::{MAX_REASON_CHARS, is_hidden_char};
 
 /// The command's syntax, as help and parse errors show it.
 pub const USAGE: &str = "/rollback [ENV] [VERSION|previous] [--force] [--reason TEXT…]";
@@ -31,6 +31,12 @@ pub(super) async fn handle(
             reason.chars().count()
         );
         return run.refuse_or_reply(target.step, text, true).await;
+    }
+    if reason.is_some_and(|r| r.chars().any(is_hidden_char)) {
+        let text = "The rollback's reason holds control or invisible characters: write it as one line of plain text.";
+        return run
+            .refuse_or_reply(target.step, text.to_string(), true)
+            .await;
     }
     let mut source = run.source("rollback");
     if let Some(reason) = reason {

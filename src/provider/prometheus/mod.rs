@@ -261,6 +261,10 @@ impl MetricGate for PrometheusGate {
         &self.config.name
     }
 
+    fn interval(&self) -> Duration {
+        self.config.interval
+    }
+
     async fn evaluate(
         &self,
         run: &RunContext,
@@ -333,12 +337,44 @@ fn chain(e: &(dyn std::error::Error + 'static)) -> String {
     text
 }
 
-/// At most [`MAX_ERROR_CHARS`] characters of `text`.
+/// At most [`MAX_ERROR_CHARS`] characters of `text`, on one line: what Prometheus says may
+/// quote the application's label values, so control and invisible characters (a NUL
+/// neither database stores alike, a newline, a bidi override) become U+FFFD.
 fn shortened(text: &str) -> String {
+    let plain = text.chars().map(|c| {
+        if crate::deploy::is_hidden_char(c) {
+            '\u{FFFD}'
+        } else {
+            c
+        }
+    });
     if text.chars().count() <= MAX_ERROR_CHARS {
-        return text.to_string();
+        return plain.collect();
     }
-    let mut short: String = text.chars().take(MAX_ERROR_CHARS - 1).collect();
+    let mut short: String = plain.take(MAX_ERROR_CHARS - 1).collect();
     short.push('…');
     short
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Prometheus's error text may quote an application's label values: a NUL (which
+    /// PostgreSQL refuses to store, losing the gate's outcome), a newline or a bidi
+    /// override never reaches a reason.
+    #[test]
+    fn an_error_quoted_in_a_reason_holds_no_control_or_invisible_character() {
+        let quoted = shortened("bad label \"a\0b\"\nnext line \u{202e}desrever \u{1b}[2J");
+        assert!(
+            !quoted.chars().any(crate::deploy::is_hidden_char),
+            "{quoted:?}"
+        );
+        assert!(quoted.starts_with("bad label \"a\u{FFFD}b\""), "{quoted:?}");
+
+        let long = "\0".repeat(MAX_ERROR_CHARS * 2);
+        let quoted = shortened(&long);
+        assert_eq!(quoted.chars().count(), MAX_ERROR_CHARS);
+        assert!(!quoted.contains('\0'));
+    }
 }
