@@ -349,9 +349,17 @@ impl Worker {
                     tokio::time::sleep(wait).await;
                     wait = (wait * 2).min(Duration::from_secs(5));
                 }
-                Err(e) => {
+                // Nothing to roll back to: the window closes.
+                Err(e @ Error::Conflict(_)) => {
                     tracing::error!(instance = %instance.name, error = %e, "cannot roll back after the failed watch");
                     self.let_go(d, true).await;
+                    return;
+                }
+                // The window stays open: the next claim measures again and, still failing,
+                // tries again, rather than leaving a failing release live unwatched.
+                Err(e) => {
+                    tracing::error!(instance = %instance.name, error = %e, "cannot roll back after the failed watch yet; the watch goes on");
+                    self.let_go(d, false).await;
                     return;
                 }
             }
