@@ -84,11 +84,13 @@ mod tests {
     use crate::deploy::strategy::{CanarySteps, ProgressSink};
     use crate::deploy::{DeploymentId, Progress, ReleaseId};
 
-    /// Writes down every step and health check it is asked for; `fail` makes health fail.
+    /// Writes down every step and health check it is asked for; `fail` makes health fail;
+    /// `cancel_in_start` cancels the deployment while its start runs.
     #[derive(Default)]
     struct Recorder {
         steps: Mutex<Vec<String>>,
         fail: bool,
+        cancel_in_start: bool,
     }
 
     impl Recorder {
@@ -108,11 +110,16 @@ mod tests {
         }
         async fn start(
             &self,
-            _: &RunContext,
+            run: &RunContext,
             slot: &str,
             release: &ReleaseSpec,
         ) -> Result<(), ProviderError> {
-            self.note(format!("start {slot} v{}", release.version))
+            self.note(format!("start {slot} v{}", release.version))?;
+            if self.cancel_in_start {
+                run.cancel.cancel();
+                return Err(ProviderError::Cancelled);
+            }
+            Ok(())
         }
         async fn shift_traffic(
             &self,
@@ -250,5 +257,22 @@ mod tests {
         };
         let (_, outcome) = roll_back(Some("blue"), failing, true).await;
         assert_eq!(outcome, Outcome::cancelled());
+    }
+
+    /// A rollback cancelled while its release starts ends cancelled saying that what serves
+    /// in the live slot is unknown, rather than as if nothing had changed.
+    #[tokio::test]
+    async fn a_rollback_cancelled_part_way_says_what_serves_is_unknown() {
+        let cancelling = Recorder {
+            cancel_in_start: true,
+            ..Recorder::default()
+        };
+        let (steps, outcome) = roll_back(Some("blue"), cancelling, false).await;
+        assert_eq!(steps, ["start blue v1"]);
+        let Outcome::Cancelled { reason } = outcome else {
+            panic!("{outcome:?}");
+        };
+        assert!(reason.contains("stopped part-way in blue"), "{reason}");
+        assert!(reason.contains("unknown"), "{reason}");
     }
 }
