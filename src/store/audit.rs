@@ -63,6 +63,17 @@ impl EventRow {
 }
 
 /// Appends `event` in the caller's transaction.
+/// Records `event` about deployment `d` (its instance and id set on the event).
+pub(super) fn record_for(
+    conn: &mut DbConn,
+    mut event: AuditEvent,
+    d: &crate::deploy::Deployment,
+) -> Result<(), Error> {
+    event.instance_id = Some(d.instance_id);
+    event.deployment_id = Some(d.id);
+    record(conn, &event)
+}
+
 pub(super) fn record(conn: &mut DbConn, event: &AuditEvent) -> Result<(), Error> {
     diesel::insert_into(audit_events::table)
         .values(NewEvent {

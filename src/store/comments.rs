@@ -71,9 +71,7 @@ pub(super) fn act(
                     Ok(d) => {
                         let mut event = audit.clone();
                         event.detail = format!("{} of deployment {}", audit.detail, d.id);
-                        event.instance_id = Some(d.instance_id);
-                        event.deployment_id = Some(d.id);
-                        super::audit::record(conn, &event)?;
+                        super::audit::record_for(conn, event, &d)?;
                         acted.cancelled.push(d);
                     }
                     Err(Error::InvalidState(_)) => acted.finished.push(*id),

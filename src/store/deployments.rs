@@ -170,10 +170,7 @@ pub(super) fn insert_triggered_in(
         queue::supersede(conn, &deployment)?;
     }
     for event in &t.audit {
-        let mut event = event.clone();
-        event.deployment_id = Some(deployment.id);
-        event.instance_id = Some(deployment.instance_id);
-        super::audit::record(conn, &event)?;
+        super::audit::record_for(conn, event.clone(), &deployment)?;
     }
     Ok(deployment)
 }
@@ -522,10 +519,7 @@ impl ReleaseStore for DieselStore {
     ) -> Result<Deployment, Error> {
         self.write(|conn| {
             let deployment = queue::request_cancel(conn, tenant_id, id, by)?;
-            let mut event = audit(&deployment);
-            event.instance_id = Some(deployment.instance_id);
-            event.deployment_id = Some(deployment.id);
-            super::audit::record(conn, &event)?;
+            super::audit::record_for(conn, audit(&deployment), &deployment)?;
             Ok(deployment)
         })
     }

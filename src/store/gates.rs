@@ -76,10 +76,7 @@ fn end(
     .map_err(db_error)?;
     let ended = row.into_domain()?;
     outbox::report_final(conn, &ended)?;
-    let mut event = event.clone();
-    event.deployment_id = Some(ended.id);
-    event.instance_id = Some(ended.instance_id);
-    audit::record(conn, &event)?;
+    audit::record_for(conn, event.clone(), &ended)?;
     Ok(ended)
 }
 
@@ -123,10 +120,7 @@ fn approve(
     }
     let next = (state.missing() > 0).then_some(&waiting);
     let updated = queue::set_waiting(conn, tenant, id, next)?;
-    let mut event = event.clone();
-    event.deployment_id = Some(id);
-    event.instance_id = Some(d.instance_id);
-    audit::record(conn, &event)?;
+    audit::record_for(conn, event.clone(), &updated)?;
     Ok(updated)
 }
 

@@ -282,7 +282,7 @@ pub(super) fn finish(conn: &mut DbConn, d: &Deployment, owner: &str) -> Result<(
     report_final(conn, &finished)?;
     if finished.state == DeployState::RolledBack && !finished.noop {
         // The worker restored the previous release by itself: in the audit trail with it.
-        let mut event = deploy::AuditEvent::new(
+        let event = deploy::AuditEvent::new(
             &finished.tenant_id,
             "deploybot",
             "rollback.automatic",
@@ -291,9 +291,7 @@ pub(super) fn finish(conn: &mut DbConn, d: &Deployment, owner: &str) -> Result<(
                 finished.id, finished.error
             ),
         );
-        event.instance_id = Some(finished.instance_id);
-        event.deployment_id = Some(finished.id);
-        super::audit::record(conn, &event)?;
+        super::audit::record_for(conn, event, &finished)?;
     }
     // A dry run changes nothing: its release never becomes active, and it replaces nothing.
     if finished.state != DeployState::Succeeded || finished.noop {

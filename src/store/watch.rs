@@ -301,7 +301,7 @@ fn queue_rollback(
         audit: Vec::new(),
     };
     let rollback = super::deployments::insert_triggered_in(conn, &triggered)?;
-    let mut event = AuditEvent::new(
+    let event = AuditEvent::new(
         &watched.tenant_id,
         BOT,
         "rollback.automatic",
@@ -310,9 +310,7 @@ fn queue_rollback(
             watched.id, previous.version, rollback.id
         ),
     );
-    event.instance_id = Some(watched.instance_id);
-    event.deployment_id = Some(watched.id);
-    audit::record(conn, &event)?;
+    audit::record_for(conn, event, watched)?;
     Ok(rollback)
 }
 
