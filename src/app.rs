@@ -10,18 +10,22 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::{EXIT_FAILED, EXIT_UNREACHABLE, EXIT_USAGE};
-use crate::config::Config;
+use crate::config::{Config, LiveConfig};
 use crate::deploy::{Error, InstanceStore, Service};
 use crate::github::client::GithubClient;
 use crate::github::context::{Context, LogUrl};
 use crate::github::dispatch::Dispatch;
 use crate::github::outbox::Sender;
 use crate::github::webhook::redeliver::{self, Redeliverer};
-use crate::provider::catalog::{ConfigCatalog, secret_mask};
+use crate::provider::catalog::{ConfigCatalog, LiveCatalog, secret_mask};
 use crate::server::pages::{self, PageKeys};
 use crate::server::{self, AppState, webhook};
 use crate::store::DieselStore;
 use crate::worker::{LogCap, Worker, WorkerSettings};
+
+pub mod reload;
+
+use reload::{LoadConfig, ReloadParts, Reloader};
 
 /// Why the server could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -116,10 +120,13 @@ pub fn bind(listen: &str) -> Result<std::net::TcpListener, ServeError> {
 }
 
 /// Options of `deploybot serve` that are not configuration.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct ServeOptions {
     /// Accept unsigned webhooks (local experiments only; logged loudly).
     pub insecure_no_signature: bool,
+    /// Reads the configuration again, as it was read at start, for `SIGHUP` and
+    /// `POST /v1/admin/reload`; without it the server cannot reload.
+    pub reload: Option<LoadConfig>,
 }
 
 /// Opens the database named by the configuration and applies the migrations that have
@@ -202,22 +209,37 @@ async fn serve_on(
             .await
             .map_err(|e| ServeError::Store(Error::Internal(e.to_string())))??
     };
-    let service = build_service(&config, &store)?;
+    let catalog = Arc::new(LiveCatalog::new(build_catalog(&config)?));
+    crate::metrics::global().config_loaded_at(chrono::Utc::now());
+    let service = Service::new(Arc::clone(&store) as _, Arc::clone(&catalog) as _);
     let shutdown = CancellationToken::new();
     let worker = build_worker(&config, &store, &service);
+    let live = LiveConfig::new(Arc::clone(&config));
+    let reloader = options.reload.clone().map(|load| {
+        Arc::new(Reloader::new(ReloadParts {
+            load,
+            config: live.clone(),
+            catalog,
+            mask: worker.mask_slot(),
+            store: Arc::clone(&store),
+            wake: Arc::clone(service.wake()),
+            insecure_no_signature: options.insecure_no_signature,
+        }))
+    });
     let client = github_client(&config)?;
     let redeliverer = start_redeliverer(&config, client.as_ref(), &store, &shutdown);
     let keys = load_keys(&config, &store).await?;
     let stop_sending = CancellationToken::new();
-    let sender = start_sender(&config, &store, &service, client, &keys, &stop_sending);
+    let sender = start_sender(&live, &store, &service, client, &keys, &stop_sending);
     let worker_alive = CancellationToken::new();
     let worker = start_worker(worker, &shutdown, &worker_alive);
     let state = web::Data::new(AppState {
-        config: Arc::clone(&config),
+        config: live,
         store,
         service,
         worker_alive,
         keys,
+        reload: reloader.clone().map(|r| r as Arc<dyn server::Reload>),
     });
     let settings = webhook::WebhookSettings {
         insecure_no_signature: options.insecure_no_signature,
@@ -232,7 +254,7 @@ async fn serve_on(
     let handle = http.handle();
     let http = tokio::spawn(http);
 
-    wait_for_signal().await;
+    wait_for_signal(reloader.as_deref()).await;
     shut_down(Running {
         shutdown,
         http: handle,
@@ -343,13 +365,12 @@ fn check_signatures(config: &Config, options: &ServeOptions) -> Result<(), Serve
     Ok(())
 }
 
-/// The deploy service over the store and the configured instances.
-fn build_service(config: &Config, store: &Arc<DieselStore>) -> Result<Service, ServeError> {
-    let catalog = ConfigCatalog::from_config(config).map_err(|e| ServeError::Instance {
+/// The configured instances as the domain sees them.
+fn build_catalog(config: &Config) -> Result<ConfigCatalog, ServeError> {
+    ConfigCatalog::from_config(config).map_err(|e| ServeError::Instance {
         instance: "(health check)".into(),
         message: e.to_string(),
-    })?;
-    Ok(Service::new(Arc::clone(store) as _, Arc::new(catalog)))
+    })
 }
 
 /// The worker pool, configured but not started.
@@ -432,17 +453,18 @@ async fn load_keys(config: &Arc<Config>, store: &Arc<DieselStore>) -> Result<Pag
 /// Starts the outbox sender. It outlives the worker's grace period, so that the reports
 /// of the deployments finishing in it are sent, and stops at `stop`.
 fn start_sender(
-    config: &Arc<Config>,
+    config: &LiveConfig,
     store: &Arc<DieselStore>,
     service: &Service,
     client: Option<Arc<GithubClient>>,
     keys: &PageKeys,
     stop: &CancellationToken,
 ) -> JoinHandle<()> {
-    let log_config = Arc::clone(config);
+    let live = config.clone();
     let log_keys = keys.clone();
     // Private pages: the link carries a read token for that one deployment.
     let log_url: LogUrl = Arc::new(move |d: &crate::deploy::Deployment| {
+        let log_config = live.get();
         if log_config.pages.public {
             format!("{}/deployments/{}", log_config.public_url, d.id)
         } else {
@@ -452,7 +474,7 @@ fn start_sender(
     let context = || Context {
         store: Arc::clone(store) as _,
         service: service.clone(),
-        config: Arc::clone(config),
+        config: config.clone(),
         client: client.clone(),
         log_url: Arc::clone(&log_url),
     };
@@ -479,18 +501,28 @@ async fn shut_down(running: Running) {
     let _ = running.sender.await;
 }
 
-async fn wait_for_signal() {
+/// Waits for SIGTERM or SIGINT; each SIGHUP meanwhile reloads the configuration.
+async fn wait_for_signal(reloader: Option<&Reloader>) {
     use tokio::signal::unix::{SignalKind, signal};
     match (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
+        signal(SignalKind::hangup()),
     ) {
-        (Ok(mut term), Ok(mut int)) => {
+        (Ok(mut term), Ok(mut int), Ok(mut hup)) => loop {
             tokio::select! {
-                _ = term.recv() => tracing::info!("SIGTERM received"),
-                _ = int.recv() => tracing::info!("SIGINT received"),
+                _ = term.recv() => return tracing::info!("SIGTERM received"),
+                _ = int.recv() => return tracing::info!("SIGINT received"),
+                _ = hup.recv() => match reloader {
+                    Some(reloader) => {
+                        tracing::info!("SIGHUP received: reloading the configuration");
+                        // Refusals are logged and kept for /readyz by the reloader.
+                        let _ = reloader.reload_now().await;
+                    }
+                    None => tracing::warn!("SIGHUP received, but this server cannot reload its configuration (the sandbox): restart it"),
+                },
             }
-        }
+        },
         _ => {
             let _ = tokio::signal::ctrl_c().await;
         }

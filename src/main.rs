@@ -105,6 +105,9 @@ enum Command {
     /// Read the audit trail, newest first: deploys, dry runs, rollbacks, cancels, locks,
     /// forced passes and refusals.
     Audit(client::AuditArgs),
+    /// Make a running server re-read its configuration file (as SIGHUP does; an admin
+    /// token). An invalid file is refused whole (exit 1) and the one in force stays.
+    Reload(client::ReloadArgs),
 }
 
 #[derive(Subcommand)]
@@ -161,6 +164,7 @@ fn main() -> ExitCode {
         Command::Unlock(args) => cli::run(client::unlock(args)),
         Command::Locks(args) => cli::run(client::locks(args)),
         Command::Audit(args) => cli::run(client::audit(args)),
+        Command::Reload(args) => cli::run(client::reload(args)),
     }
 }
 
@@ -179,8 +183,10 @@ fn serve(flags: &ServerFlags, insecure_no_signature: bool) -> u8 {
         Ok(runtime) => runtime,
         Err(e) => return fail(EXIT_FAILED, format!("cannot start the async runtime: {e}")),
     };
+    let reload_flags = flags.clone();
     let options = ServeOptions {
         insecure_no_signature,
+        reload: Some(std::sync::Arc::new(move || reload_flags.load())),
     };
     match runtime.block_on(app::serve(config, options)) {
         Ok(()) => EXIT_SUCCESS,

@@ -116,6 +116,11 @@ struct DurationLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReloadLabels {
+    result: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct CauseLabels {
     cause: &'static str,
 }
@@ -193,6 +198,9 @@ pub struct Metrics {
     unverified_bytes: Gauge,
     rate_limit_source: RwLock<Option<RateLimitSource>>,
     gate_evaluations: Family<GateLabels, Counter>,
+    config_reloads: Family<ReloadLabels, Counter>,
+    config_refused: Gauge,
+    config_loaded: Gauge,
 }
 
 impl Default for Metrics {
@@ -301,6 +309,18 @@ mod doc {
         "gate_evaluations",
         "Metric gate measurements taken by this process, by gate name and result (passed, failed, no_data, error)",
     );
+    pub(super) const CONFIG_RELOADS: Doc = (
+        "config_reloads",
+        "Configuration reloads asked of this process (SIGHUP or POST /v1/admin/reload), by result: applied, or refused (the file was invalid and the configuration in force stayed)",
+    );
+    pub(super) const CONFIG_REFUSED: Doc = (
+        "config_reload_refused",
+        "1 when the last configuration reload was refused and the file on disk differs from the configuration in force; 0 after a reload that applied",
+    );
+    pub(super) const CONFIG_LOADED: Doc = (
+        "config_loaded_timestamp",
+        "When the configuration in force was loaded (Unix time): at start, then at each reload that applied",
+    );
     pub(super) const UNVERIFIED_BYTES: Doc = (
         "webhook_unverified",
         "Bytes held by webhook bodies whose signature is not checked yet (bounded by webhook_pending_bytes)",
@@ -322,6 +342,15 @@ fn registered_in<M: Metric + Clone>(
 ) -> M {
     registry.register_with_unit(name, help, unit, metric.clone());
     metric
+}
+
+/// Reloads by result, both shown from the start (at 0) so an alert on refusals works at once.
+fn reload_results_at_zero() -> Family<ReloadLabels, Counter> {
+    let reloads = Family::<ReloadLabels, Counter>::default();
+    for result in ["applied", "refused"] {
+        drop(reloads.get_or_create(&ReloadLabels { result }));
+    }
+    reloads
 }
 
 /// Deployments ended, by final state: every final state shows from the start (at 0), so
@@ -378,6 +407,14 @@ impl Metrics {
                 Gauge::default(),
             ),
             gate_evaluations: registered(&mut r, doc::GATE_EVALUATIONS, Family::default()),
+            config_reloads: registered(&mut r, doc::CONFIG_RELOADS, reload_results_at_zero()),
+            config_refused: registered(&mut r, doc::CONFIG_REFUSED, Gauge::default()),
+            config_loaded: registered_in(
+                &mut r,
+                doc::CONFIG_LOADED,
+                Unit::Seconds,
+                Gauge::default(),
+            ),
             registry: r,
             rate_limit_source: RwLock::new(None),
         }
@@ -471,6 +508,22 @@ impl Metrics {
             result: result.as_str(),
         };
         self.gate_evaluations.get_or_create(&labels).inc();
+    }
+
+    /// Counts a configuration reload: `applied`, or refused with the configuration loaded
+    /// at `loaded_at` still in force.
+    pub fn config_reloaded(&self, applied: bool, loaded_at: chrono::DateTime<chrono::Utc>) {
+        let result = if applied { "applied" } else { "refused" };
+        self.config_reloads
+            .get_or_create(&ReloadLabels { result })
+            .inc();
+        self.config_refused.set(i64::from(!applied));
+        self.config_loaded_at(loaded_at);
+    }
+
+    /// Sets when the configuration in force was loaded.
+    pub fn config_loaded_at(&self, at: chrono::DateTime<chrono::Utc>) {
+        self.config_loaded.set(at.timestamp());
     }
 
     /// Counts one redelivery asked of GitHub.

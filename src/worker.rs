@@ -223,6 +223,9 @@ impl<
 {
 }
 
+/// The secret values a pool masks in stored log lines, replaceable while it runs.
+pub type MaskSlot = Arc<std::sync::RwLock<Arc<SecretMask>>>;
+
 /// A pool of deployment runners sharing one lease owner name.
 pub struct Worker {
     store: Arc<dyn WorkerStore>,
@@ -233,8 +236,9 @@ pub struct Worker {
     /// This machine's name, the first part of `owner`.
     host: String,
     owner: String,
-    /// Secret values replaced by `***` in every log line before it is stored.
-    mask: Arc<SecretMask>,
+    /// Secret values replaced by `***` in every log line before it is stored; a reload
+    /// of the configuration replaces them.
+    mask: MaskSlot,
     /// The most each deployment's log stores.
     log_cap: LogCap,
 }
@@ -263,7 +267,7 @@ impl Worker {
                 uuid::Uuid::now_v7().simple()
             ),
             host,
-            mask: Arc::new(SecretMask::default()),
+            mask: MaskSlot::default(),
             log_cap: LogCap::default(),
         }
     }
@@ -275,9 +279,14 @@ impl Worker {
     }
 
     /// This pool, masking `mask`'s secret values in every deployment log line it stores.
-    pub fn masking(mut self, mask: SecretMask) -> Self {
-        self.mask = Arc::new(mask);
+    pub fn masking(self, mask: SecretMask) -> Self {
+        *self.mask.write().unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(mask);
         self
+    }
+
+    /// Where this pool reads the secret values it masks, for a reload to replace them.
+    pub fn mask_slot(&self) -> MaskSlot {
+        Arc::clone(&self.mask)
     }
 
     /// The name this pool holds leases under.

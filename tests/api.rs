@@ -184,11 +184,12 @@ impl Api {
             ..Config::default()
         };
         let state = web::Data::new(AppState {
-            config: Arc::new(config),
+            config: Arc::new(config).into(),
             store: db.store.clone(),
             service: service.clone(),
             worker_alive: CancellationToken::new(),
             keys: PageKeys::from_master(b"api-test-session-key-0123456789abcdef"),
+            reload: Some(Arc::new(common::UnchangedReload)),
         });
         let server = HttpServer::new(move || {
             App::new()
@@ -1076,6 +1077,7 @@ const EXPECTED_ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/instances/{instance}/releases"),
     ("GET", "/v1/releases/{id}"),
     ("GET", "/v1/outbox/failed"),
+    ("POST", "/v1/admin/reload"),
     ("GET", "/v1/openapi.json"),
     ("GET", "/v1/instances/{instance}/lock"),
     ("PUT", "/v1/instances/{instance}/lock"),
@@ -1354,6 +1356,7 @@ const NEEDED_ROLES: &[(&str, &str, Role)] = &[
     ("GET", "/v1/instances/{instance}/releases", Role::Read),
     ("GET", "/v1/releases/{id}", Role::Read),
     ("GET", "/v1/outbox/failed", Role::Admin),
+    ("POST", "/v1/admin/reload", Role::Admin),
     ("GET", "/v1/instances/{instance}/lock", Role::Read),
     ("PUT", "/v1/instances/{instance}/lock", Role::Deploy),
     ("DELETE", "/v1/instances/{instance}/lock", Role::Deploy),

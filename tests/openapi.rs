@@ -10,6 +10,8 @@
 //! for its operation and its body must fit the documented schema, checked by the small
 //! JSON-schema checker below. An operation the test could not cover fails it.
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
@@ -114,11 +116,12 @@ async fn start() -> Server {
         ..Config::default()
     };
     let state = web::Data::new(AppState {
-        config: Arc::new(config),
+        config: Arc::new(config).into(),
         store: store.clone(),
         service,
         worker_alive: CancellationToken::new(),
         keys: PageKeys::from_master(b"openapi-test-session-key-0123456789ab"),
+        reload: Some(Arc::new(common::UnchangedReload)),
     });
     let server = HttpServer::new(move || {
         App::new()

@@ -199,11 +199,12 @@ impl Site {
         }
 
         let state = web::Data::new(AppState {
-            config: Arc::clone(&config),
+            config: Arc::clone(&config).into(),
             store: store.clone(),
             service: service.clone(),
             worker_alive: CancellationToken::new(),
             keys: keys.clone(),
+            reload: None,
         });
         let server = HttpServer::new(move || {
             App::new()

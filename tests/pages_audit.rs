@@ -207,11 +207,12 @@ impl Site {
             Arc::new(catalog),
         );
         let state = web::Data::new(AppState {
-            config,
+            config: config.into(),
             store: store.clone(),
             service,
             worker_alive: tokio_util::sync::CancellationToken::new(),
             keys,
+            reload: None,
         });
         let server = HttpServer::new(move || {
             App::new()

@@ -25,6 +25,7 @@ mod gates;
 mod github;
 mod globs;
 mod instance;
+mod live;
 mod metric_gates;
 mod parse_error;
 mod placeholders;
@@ -45,6 +46,7 @@ pub use github::{
 };
 pub use globs::globs_cover;
 pub use instance::{InstanceConfig, PERMISSIONS};
+pub use live::{LiveConfig, ReloadReport, ReloadStatus};
 pub use metric_gates::{
     DEFAULT_GATE_INTERVAL, GATE_PLACEHOLDERS, GateBound, MAX_GATE_COUNT, MetricGateConfig, NoData,
     QueryPart, parse_query,

@@ -141,6 +141,17 @@ pub trait QueueStore: Send + Sync + 'static {
     /// lease was lost (recovered by another worker): stop working on it.
     fn renew_lease(&self, id: DeploymentId, owner: &str, lease: Duration) -> Result<Lease, Error>;
 
+    /// Cancels every queued deployment of the instance (also those waiting for a lock, a
+    /// freeze or a gate), each ending with `reason`, reported to GitHub and audited as
+    /// `actor`'s; returns them, oldest first.
+    fn cancel_instance_queue(
+        &self,
+        tenant_id: &str,
+        instance: InstanceId,
+        actor: &str,
+        reason: &str,
+    ) -> Result<Vec<Deployment>, Error>;
+
     /// Stores progress of a running deployment that `owner` still holds.
     fn record_progress(&self, deployment: &Deployment, owner: &str) -> Result<(), Error>;
 

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use super::client::GithubClient;
 use super::outbox::OutboxItem;
 use super::store::GithubStore;
-use crate::config::{Config, InstanceConfig};
+use crate::config::{Config, InstanceConfig, LiveConfig};
 use crate::deploy::service::blocking;
 use crate::deploy::{Deployment, DeploymentId, Error, Instance, Release, Service};
 
@@ -17,7 +17,8 @@ pub type LogUrl = Arc<dyn Fn(&Deployment) -> String + Send + Sync>;
 pub struct Context {
     pub store: Arc<dyn GithubStore>,
     pub service: Service,
-    pub config: Arc<Config>,
+    /// The configuration in force; a reload replaces it (`config()` takes it).
+    pub config: LiveConfig,
     pub client: Option<Arc<GithubClient>>,
     pub log_url: LogUrl,
 }
@@ -42,8 +43,13 @@ impl Context {
         blocking(move || store.get_deployment_context(&tenant, id)).await
     }
 
+    /// The configuration in force now.
+    pub fn config(&self) -> Arc<Config> {
+        self.config.get()
+    }
+
     /// The configuration of an instance, when it is still configured.
-    pub(crate) fn instance_config(&self, tenant: &str, name: &str) -> Option<&InstanceConfig> {
-        self.config.instance(tenant, name)
+    pub(crate) fn instance_config(&self, tenant: &str, name: &str) -> Option<InstanceConfig> {
+        self.config.get().instance(tenant, name).cloned()
     }
 }

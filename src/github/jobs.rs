@@ -126,8 +126,8 @@ pub(super) async fn pull_closed(
     job: &PullClosedJob,
 ) -> OutboxResult {
     let tenant = item.tenant_id.as_str();
-    let of_repo: Vec<_> = cx
-        .config
+    let config = cx.config();
+    let of_repo: Vec<_> = config
         .instances
         .iter()
         .filter(|i| {

@@ -90,7 +90,7 @@ struct Report<'a> {
     d: Deployment,
     release: Release,
     instance: Instance,
-    cfg: Option<&'a InstanceConfig>,
+    cfg: Option<InstanceConfig>,
     log_url: String,
 }
 
@@ -559,7 +559,7 @@ pub(super) async fn comment_reply(
 
 /// The GitHub Deployment of a deployment, as GitHub wants it.
 fn deployment_body(cx: &Report<'_>) -> Value {
-    let (d, release, instance, cfg) = (&cx.d, &cx.release, &cx.instance, cx.cfg);
+    let (d, release, instance, cfg) = (&cx.d, &cx.release, &cx.instance, cx.cfg.as_ref());
     let trigger = if d.source.trigger.is_empty() {
         &d.initiator
     } else {
@@ -610,7 +610,7 @@ fn status_body(cx: &Report<'_>, state: DeployState, message: &str) -> Value {
         "log_url": cx.log_url,
         "environment": cx.instance.environment,
     });
-    if let Some(url) = cx.cfg.and_then(|c| c.environment_url.clone()) {
+    if let Some(url) = cx.cfg.as_ref().and_then(|c| c.environment_url.clone()) {
         body["environment_url"] = json!(url);
     }
     // A dry run's success must not mark the live deployment inactive (GitHub does when

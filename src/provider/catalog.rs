@@ -2,7 +2,7 @@
 //! check, metric gates and canary steps, built once from the configuration.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError, RwLock};
 
 use super::child_env::{self, SecretMask};
 use super::command::CommandProvider;
@@ -44,6 +44,30 @@ impl Catalog for ConfigCatalog {
         self.specs
             .get(&(tenant.to_string(), name.to_string()))
             .cloned()
+    }
+}
+
+/// The catalog of the configuration in force; a reload replaces it whole. A spec already
+/// handed out stays as it was, so a running deployment finishes under the configuration it
+/// started with.
+#[derive(Default)]
+pub struct LiveCatalog(RwLock<Arc<ConfigCatalog>>);
+
+impl LiveCatalog {
+    pub fn new(catalog: ConfigCatalog) -> Self {
+        LiveCatalog(RwLock::new(Arc::new(catalog)))
+    }
+
+    /// Puts `catalog` in force for every spec asked for from now on.
+    pub fn replace(&self, catalog: ConfigCatalog) {
+        *self.0.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(catalog);
+    }
+}
+
+impl Catalog for LiveCatalog {
+    fn spec(&self, tenant: &str, name: &str) -> Option<Arc<InstanceSpec>> {
+        let catalog = Arc::clone(&self.0.read().unwrap_or_else(PoisonError::into_inner));
+        catalog.spec(tenant, name)
     }
 }
 

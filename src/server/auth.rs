@@ -92,7 +92,7 @@ fn caller_of(req: &HttpRequest) -> Result<Caller, ApiError> {
             "the Authorization header is not a bearer token: {HOW_TO_AUTHENTICATE}"
         ))
     })?;
-    let tokens = &state.config.api.tokens;
+    let tokens = &state.config().api.tokens;
     if tokens.is_empty() {
         return Err(ApiError::unauthenticated(
             "this server has no API tokens: add a [[api.tokens]] entry (name, tenant, sha256 of the token) to its configuration",

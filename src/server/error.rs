@@ -30,6 +30,8 @@ pub enum ErrorCode {
     InvalidRequest,
     /// 422: an env name the instance does not accept; the message names it.
     InvalidEnv,
+    /// 422: the configuration file was refused; the message names its problems.
+    InvalidConfig,
     /// 409: a uniqueness rule would be broken.
     Conflict,
     /// 409: another's lock holds the instance.
@@ -66,7 +68,7 @@ impl ErrorCode {
             | ErrorCode::Frozen
             | ErrorCode::PromotionOrder => StatusCode::CONFLICT,
             ErrorCode::InvalidRequest => StatusCode::BAD_REQUEST,
-            ErrorCode::InvalidEnv => StatusCode::UNPROCESSABLE_ENTITY,
+            ErrorCode::InvalidEnv | ErrorCode::InvalidConfig => StatusCode::UNPROCESSABLE_ENTITY,
             ErrorCode::Unauthenticated => StatusCode::UNAUTHORIZED,
             ErrorCode::Forbidden | ErrorCode::NotApproved => StatusCode::FORBIDDEN,
             ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
@@ -84,6 +86,7 @@ impl ErrorCode {
             ErrorCode::InvalidState => "invalid_state",
             ErrorCode::InvalidRequest => "invalid_request",
             ErrorCode::InvalidEnv => "invalid_env",
+            ErrorCode::InvalidConfig => "invalid_config",
             ErrorCode::Conflict => "conflict",
             ErrorCode::Locked => "locked",
             ErrorCode::Frozen => "frozen",

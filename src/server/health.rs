@@ -1,10 +1,11 @@
 //! `/healthz` (the process answers) and `/readyz` (database reachable and migrated,
-//! worker running).
+//! worker running; and whether the last configuration reload was refused).
 
 use actix_web::{HttpResponse, get, web};
 use serde_json::json;
 
 use super::AppState;
+use crate::config::ReloadStatus;
 use crate::deploy::service::blocking;
 
 #[get("/healthz")]
@@ -29,11 +30,28 @@ async fn readyz(state: web::Data<AppState>) -> HttpResponse {
         "status": if database.is_ok() && worker.is_ok() { "ready" } else { "not ready" },
         "database": database.as_ref().err().map(String::as_str).unwrap_or("ok"),
         "worker": worker.as_ref().err().map(String::as_str).unwrap_or("ok"),
+        "config": config_detail(&state),
     });
     if database.is_ok() && worker.is_ok() {
         HttpResponse::Ok().json(body)
     } else {
         HttpResponse::ServiceUnavailable().json(body)
+    }
+}
+
+/// "ok", or why the last reload was refused: the server still runs, on the configuration
+/// loaded before it, so readiness does not change.
+fn config_detail(state: &AppState) -> String {
+    match state.reload.as_ref().map(|r| r.status()) {
+        Some(ReloadStatus {
+            loaded_at,
+            refused: Some((at, why)),
+        }) => format!(
+            "the reload at {} was refused: {why}; the configuration loaded at {} stays in force",
+            at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            loaded_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        ),
+        _ => "ok".to_string(),
     }
 }
 

@@ -16,7 +16,7 @@ use actix_web::dev::Server;
 use actix_web::{App, HttpServer, web};
 use tokio_util::sync::CancellationToken;
 
-use crate::config::Config;
+use crate::config::{Config, LiveConfig, ReloadReport, ReloadStatus};
 use crate::deploy::{InstanceStore, LogStore, QueueStore, ReleaseStore, Service};
 use crate::github::outbox::OutboxStore;
 use crate::github::store::DeliveryStore;
@@ -52,13 +52,34 @@ impl<T> ServerStore for T where
 
 /// What every handler can reach.
 pub struct AppState {
-    pub config: Arc<Config>,
+    /// The configuration in force; a reload replaces it (`config()` takes it).
+    pub config: LiveConfig,
     pub store: Arc<dyn ServerStore>,
     pub service: Service,
     /// Cancelled when the worker stops (readiness turns false).
     pub worker_alive: CancellationToken,
     /// The keys that sign page sessions and log links.
     pub keys: pages::PageKeys,
+    /// What re-reads the configuration (`POST /v1/admin/reload`); `None` where nothing can.
+    pub reload: Option<Arc<dyn Reload>>,
+}
+
+/// Re-reads a running server's configuration file and puts it in force, or refuses it
+/// whole and keeps the configuration in force.
+#[async_trait::async_trait]
+pub trait Reload: Send + Sync {
+    /// Reads, checks and applies the file; `Err` names why it was refused.
+    async fn reload(&self) -> Result<ReloadReport, String>;
+
+    /// When the configuration in force was loaded, and the last refusal since.
+    fn status(&self) -> ReloadStatus;
+}
+
+impl AppState {
+    /// The configuration in force now: a request takes it once and keeps it.
+    pub fn config(&self) -> Arc<Config> {
+        self.config.get()
+    }
 }
 
 /// Routes whoever runs the server adds to it (`deploybot sandbox`: its pages and comment

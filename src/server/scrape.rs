@@ -29,7 +29,7 @@ fn may_scrape(req: &actix_web::HttpRequest, token: Option<&str>) -> bool {
 
 #[get("/metrics")]
 async fn scrape(req: actix_web::HttpRequest, state: web::Data<AppState>) -> HttpResponse {
-    if !may_scrape(&req, state.config.metrics_token.as_deref()) {
+    if !may_scrape(&req, state.config().metrics_token.as_deref()) {
         return ApiError::unauthenticated(
             "GET /metrics needs Authorization: Bearer <the DEPLOYBOT_METRICS_TOKEN of this server>",
         )

@@ -23,7 +23,8 @@ pub mod schema;
 mod watch;
 
 pub use keys::KeyStore;
-pub use queue::WORKER_LOST;
+pub use outbox::OUTBOX_FORMAT;
+pub use queue::{QUEUE_FORMAT, WORKER_LOST};
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

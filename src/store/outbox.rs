@@ -233,10 +233,16 @@ pub(super) fn report_progress(conn: &mut DbConn, d: &Deployment) -> Result<(), E
     report_reply_refresh(conn, d)
 }
 
+/// The newest format of an outbox item this version reads (the `o.format <= 1` in `LANES`
+/// and `CLAIM`). An item written in a newer format is never claimed here: during a rolling
+/// upgrade the older replica leaves it to the newer one instead of failing it, and the
+/// items after it on its ordering key wait behind it.
+pub const OUTBOX_FORMAT: i32 = 1;
+
 /// The lanes (tenant, repository) with items that may be claimable now, each with its
 /// oldest such item.
 const LANES: &str = "SELECT o.tenant_id, o.lane, MIN(o.id) AS oldest FROM outbox o \
-    WHERE o.state = 'pending' AND o.next_attempt_at <= {NOW} \
+    WHERE o.state = 'pending' AND o.format <= 1 AND o.next_attempt_at <= {NOW} \
     AND (o.locked_until IS NULL OR o.locked_until < {NOW}) \
     GROUP BY o.tenant_id, o.lane";
 
@@ -244,7 +250,7 @@ const LANES: &str = "SELECT o.tenant_id, o.lane, MIN(o.id) AS oldest FROM outbox
 /// ordering key, so a deployment's reports go out in order.
 pub(super) const CLAIM: &str = "SELECT o.id FROM outbox o \
     WHERE o.tenant_id = {TENANT} AND o.lane = {LANE} \
-    AND o.state = 'pending' AND o.next_attempt_at <= {NOW} \
+    AND o.state = 'pending' AND o.format <= 1 AND o.next_attempt_at <= {NOW} \
     AND (o.locked_until IS NULL OR o.locked_until < {NOW}) \
     AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.ordering_key = o.ordering_key \
         AND p.state = 'pending' AND p.id < o.id) \
@@ -681,6 +687,15 @@ impl OutboxStore for DieselStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_claim_reads_only_the_formats_this_version_reads() {
+        let filter = format!("o.format <= {OUTBOX_FORMAT} ");
+        assert!(LANES.contains(&filter), "{LANES}");
+        assert!(CLAIM.contains(&filter), "{CLAIM}");
+        assert!(super::super::queue::CANDIDATE
+            .contains(&format!("d.format <= {} ", super::super::queue::QUEUE_FORMAT)));
+    }
 
     #[test]
     fn groups_take_turns() {

@@ -14,11 +14,17 @@ use super::rows::{DeploymentRow, ReleaseRow, from_db, to_db};
 use super::schema::{deployments, instances, releases};
 use super::{DbConn, DieselStore, db_error};
 use crate::deploy::{
-    self, DeployKind, DeployState, Deployment, DeploymentId, Error, InstanceId, InvalidTransition,
+    self, AuditEvent, DeployKind, DeployState, Deployment, DeploymentId, Error, InstanceId, InvalidTransition,
     Lease, QueueStore, Release, WaitKind, WaitingFor,
 };
 
 pub use crate::deploy::WORKER_LOST;
+
+/// The newest format of a queued deployment this version reads (the `d.format <= 1` in
+/// `CANDIDATE`). An instance whose next deployment was written in a newer format is left to
+/// a newer replica: during a rolling upgrade, the older replica neither runs nor fails it,
+/// and the deployments queued after it wait their turn.
+pub const QUEUE_FORMAT: i32 = 1;
 
 /// The next deployment to run: the oldest among the instances' queue heads (each
 /// instance's oldest pending deployment that waits for nothing), of instances with
@@ -31,7 +37,7 @@ pub(super) const CANDIDATE: &str = "SELECT d.id FROM instances i \
         WHERE h.tenant_id = i.tenant_id AND h.instance_id = i.id AND h.state = 'pending' \
         AND h.waiting_for IS NULL \
         ORDER BY h.created_at, h.id LIMIT 1) \
-    WHERE NOT EXISTS (SELECT 1 FROM deployments r WHERE r.tenant_id = i.tenant_id \
+    WHERE d.format <= 1 AND NOT EXISTS (SELECT 1 FROM deployments r WHERE r.tenant_id = i.tenant_id \
         AND r.instance_id = i.id AND r.state = 'running') \
     ORDER BY d.created_at, d.id LIMIT 1";
 
@@ -494,13 +500,18 @@ pub(super) fn supersede(conn: &mut DbConn, newer: &Deployment) -> Result<Vec<Dep
         .first(conn)
         .optional()
         .map_err(db_error)?;
-    let mut superseded = cancel_queued(conn, &newer.tenant_id, &older, &newer_id)?;
+    let mut superseded = cancel_queued(
+        conn,
+        &newer.tenant_id,
+        &older,
+        &format!("superseded by {newer_id}"),
+    )?;
     if let Some(later) = later {
         superseded.extend(cancel_queued(
             conn,
             &newer.tenant_id,
             std::slice::from_ref(&newer_id),
-            &later,
+            &format!("superseded by {later}"),
         )?);
     }
     // Oldest first, as they were queued.
@@ -511,12 +522,12 @@ pub(super) fn supersede(conn: &mut DbConn, newer: &Deployment) -> Result<Vec<Dep
     Ok(superseded.iter().map(|d| d.id).collect())
 }
 
-/// Cancels those of `ids` still queued, as superseded by `by`; returns them.
+/// Cancels those of `ids` still queued, each ending with `error`; returns them.
 fn cancel_queued(
     conn: &mut DbConn,
     tenant: &str,
     ids: &[String],
-    by: &str,
+    error: &str,
 ) -> Result<Vec<Deployment>, Error> {
     if ids.is_empty() {
         return Ok(Vec::new());
@@ -530,7 +541,7 @@ fn cancel_queued(
     )
     .set((
         deployments::state.eq(DeployState::Cancelled.as_str()),
-        deployments::error.eq(format!("superseded by {by}")),
+        deployments::error.eq(error),
         deployments::finished_at.eq(at),
         deployments::updated_at.eq(at),
     ));
@@ -542,6 +553,32 @@ fn cancel_queued(
     rows.into_iter()
         .map(DeploymentRow::into_domain)
         .collect::<Result<Vec<_>, _>>()
+}
+
+/// Cancels every queued deployment of an instance, each ending with `reason`, reported to
+/// GitHub and recorded in the audit trail as `actor`'s; returns them, oldest first.
+fn cancel_instance_queue(
+    conn: &mut DbConn,
+    tenant: &str,
+    instance: InstanceId,
+    actor: &str,
+    reason: &str,
+) -> Result<Vec<Deployment>, Error> {
+    let ids: Vec<String> = deployments::table
+        .filter(deployments::tenant_id.eq(tenant))
+        .filter(deployments::instance_id.eq(instance.to_string()))
+        .filter(deployments::state.eq(DeployState::Pending.as_str()))
+        .select(deployments::id)
+        .load(conn)
+        .map_err(db_error)?;
+    let mut cancelled = cancel_queued(conn, tenant, &ids, reason)?;
+    cancelled.sort_by_key(|d| (d.created_at, d.id));
+    for d in &cancelled {
+        report_final(conn, d)?;
+        let event = AuditEvent::new(tenant, actor, "cancel", format!("deployment {} cancelled: {reason}", d.id));
+        super::audit::record_for(conn, event, d)?;
+    }
+    Ok(cancelled)
 }
 
 /// Pending deployments of every tenant that wait for something, oldest first.
@@ -781,6 +818,16 @@ impl QueueStore for DieselStore {
             Err(Error::Conflict(_)) => Ok(None),
             other => other,
         }
+    }
+
+    fn cancel_instance_queue(
+        &self,
+        tenant_id: &str,
+        instance: InstanceId,
+        actor: &str,
+        reason: &str,
+    ) -> Result<Vec<Deployment>, Error> {
+        self.write(|conn| cancel_instance_queue(conn, tenant_id, instance, actor, reason))
     }
 
     fn renew_lease(&self, id: DeploymentId, owner: &str, lease: Duration) -> Result<Lease, Error> {

@@ -19,7 +19,13 @@ impl Worker {
         deployment: &Deployment,
     ) -> (LogSink, tokio::task::JoinHandle<()>) {
         let (log, lines) = LogSink::channel(4096);
-        let log = log.masking(Arc::clone(&self.mask) as Arc<dyn LogMask>);
+        let mask = Arc::clone(
+            &self
+                .mask
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        let log = log.masking(mask as Arc<dyn LogMask>);
         let writer = tokio::spawn(write_logs(
             Arc::clone(&self.store),
             deployment.tenant_id.clone(),

@@ -289,3 +289,20 @@ pub fn http(port: u16, method: &str, path: &str, token: Option<&str>, body: &str
         .to_string();
     (status, body)
 }
+
+/// A configuration reload that finds the file as it was (for servers built in a test).
+pub struct UnchangedReload;
+
+#[async_trait::async_trait]
+impl deploybot::server::Reload for UnchangedReload {
+    async fn reload(&self) -> Result<deploybot::config::ReloadReport, String> {
+        Ok(deploybot::config::ReloadReport::default())
+    }
+
+    fn status(&self) -> deploybot::config::ReloadStatus {
+        deploybot::config::ReloadStatus {
+            loaded_at: chrono::Utc::now(),
+            refused: None,
+        }
+    }
+}

@@ -1,5 +1,5 @@
 //! The REST API commands for a person at a terminal: `deploy`, `rollback`, `cancel`,
-//! `deployments`, `releases`, `instances`, `watch`, `lock`, `unlock`, `locks` and `audit`. They find the server with
+//! `deployments`, `releases`, `instances`, `watch`, `lock`, `unlock`, `locks`, `audit` and `reload`. They find the server with
 //! `cli::server_url` (`--url`, `DEPLOYBOT_URL`, then the configuration), send the bearer
 //! token `--token`/`DEPLOYBOT_TOKEN`, print aligned tables (or the server's JSON with
 //! `--json`), and read the answers with the API's own types, so the client cannot drift
@@ -20,6 +20,7 @@ mod instances;
 mod locks;
 mod paging;
 mod releases;
+mod reload;
 mod watch;
 
 pub use deployments::{
@@ -30,6 +31,7 @@ pub use instances::{InstancesArgs, instances};
 pub use locks::{AuditArgs, LockArgs, LocksArgs, UnlockArgs, audit, lock, locks, unlock};
 pub use paging::ListArgs;
 pub use releases::releases;
+pub use reload::{ReloadArgs, reload};
 pub use watch::{WatchArgs, watch};
 
 /// Where the server is and how to talk to it; every API command takes these.

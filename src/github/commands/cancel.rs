@@ -33,7 +33,7 @@ pub(super) async fn handle(
     let environment = target.cfg.environment.as_str();
     let Cancellable { ids, waiting } = cancellable(run, target, queued).await?;
     if ids.is_empty() {
-        let prefix = run.cx.config.command_prefix;
+        let prefix = run.config.command_prefix;
         let text = nothing_to_cancel(environment, queued, waiting, prefix);
         return run.refuse_or_reply(target.step, text, false).await;
     }
@@ -43,7 +43,7 @@ pub(super) async fn handle(
         "cancel",
         format!(
             "{}cancel on #{} on {environment}",
-            run.cx.config.command_prefix, run.job.pr
+            run.config.command_prefix, run.job.pr
         ),
     );
     let effect = CommentEffect::Cancel {

@@ -126,7 +126,7 @@ pub(super) async fn handle(
             strategy: strategy.unwrap_or_default(),
             notes: format!(
                 "{}{command} on #{} by @{} ({})",
-                run.cx.config.command_prefix,
+                run.config.command_prefix,
                 job.pr,
                 job.user,
                 short(&pull.head_sha)

@@ -40,7 +40,7 @@ pub(super) async fn handle(
     step: i32,
     instances: &[&InstanceConfig],
 ) -> Result<(), Stop> {
-    let prefix = run.cx.config.command_prefix;
+    let prefix = run.config.command_prefix;
     let service = &run.cx.service;
     let tenant = run.item.tenant_id.as_str();
     let repo = run.job.repo.as_str();

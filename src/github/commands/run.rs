@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::{approve, cancel, deploy, deployers, help, lock, markdown, rollback};
-use crate::config::InstanceConfig;
+use crate::config::{Config, InstanceConfig};
 use crate::deploy::service::blocking;
 use crate::deploy::{Actor, AuditEvent, Error, Source, TriggeredDeployment};
 use crate::github::client::{GithubClient, PullRequest};
@@ -34,8 +34,10 @@ pub(super) type Stop = OutboxResult;
 /// known. Each step (the acknowledgement, then each command) is recorded in the same
 /// transaction as its effect, so a redelivered comment or a re-run job acts once.
 pub async fn comment(cx: &Context, item: &OutboxItem, job: &CommentJob) -> OutboxResult {
+    let config = cx.config();
     let run = CommentRun {
         cx,
+        config: &config,
         item,
         repo_key: job.repo.to_lowercase(),
         job,
@@ -57,6 +59,9 @@ pub async fn comment(cx: &Context, item: &OutboxItem, job: &CommentJob) -> Outbo
 /// One run of a comment job.
 pub(super) struct CommentRun<'a> {
     pub(super) cx: &'a Context,
+    /// The configuration in force when the job started: one comment's commands all see
+    /// the same one, even if it is reloaded meanwhile.
+    pub(super) config: &'a Config,
     pub(super) item: &'a OutboxItem,
     /// `owner/name`, lower-cased, as the comment's records are kept.
     pub(super) repo_key: String,
@@ -167,7 +172,6 @@ impl CommentRun<'_> {
             .await
             .map_err(Stop::from_api)?;
         let instances: Vec<&InstanceConfig> = self
-            .cx
             .config
             .instances
             .iter()
@@ -328,7 +332,7 @@ impl CommentRun<'_> {
     ) -> Result<Option<Target<'c>>, Stop> {
         let job = self.job;
         let verb = checks.verb;
-        let Some(cfg) = self.cx.instance_config(&self.item.tenant_id, instance) else {
+        let Some(cfg) = self.config.instance(&self.item.tenant_id, instance) else {
             let text = format!("`{instance}` is no longer configured in deploybot.");
             let detail = format!("{verb} of {instance} refused: no longer configured");
             return self.refused_audited(step, text, detail, None).await;
@@ -401,7 +405,7 @@ impl CommentRun<'_> {
         let tenant = self.item.tenant_id.as_str();
         let mut refused = Vec::new();
         let mut names = Vec::new();
-        for cfg in self.cx.config.instances.iter().filter(|i| {
+        for cfg in self.config.instances.iter().filter(|i| {
             i.repo.eq_ignore_ascii_case(&job.repo) && i.tenant().eq_ignore_ascii_case(tenant)
         }) {
             let why = if !commenter.allows(cfg) {
@@ -507,7 +511,7 @@ impl CommentRun<'_> {
         Source {
             trigger: format!(
                 "{}{action} on #{} by @{}",
-                self.cx.config.command_prefix, self.job.pr, self.job.user
+                self.config.command_prefix, self.job.pr, self.job.user
             ),
             pull_request: Some(self.job.pr),
             comment_id: Some(self.job.comment_id),

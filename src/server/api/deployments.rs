@@ -462,8 +462,8 @@ fn check_api_env(
     instance: &Instance,
     env: &BTreeMap<String, String>,
 ) -> Result<(), ApiError> {
-    let allowed = state
-        .config
+    let config = state.config();
+    let allowed = config
         .instance(tenant, &instance.name)
         .map(|i| i.api_env.as_slice())
         .unwrap_or_default();

@@ -4,6 +4,7 @@
 //! it in the OpenAPI document served at `/v1/openapi.json`. This module holds the route
 //! table; each resource's answers, inputs and routes live in its own file.
 
+mod admin;
 mod audit;
 mod deployments;
 mod document;
@@ -20,6 +21,7 @@ use actix_web::web;
 use utoipa::openapi::OpenApi as OpenApiDocument;
 
 use super::error;
+pub use admin::ReloadJson;
 pub(crate) use audit::readable_audit;
 pub use audit::{AuditEventJson, AuditPageJson};
 pub use deployments::{
@@ -59,6 +61,7 @@ where
         .service(locks::delete_lock)
         .service(audit::list_audit)
         .service(outbox::failed_outbox)
+        .service(admin::reload)
         .service(document::openapi_json)
 }
 

@@ -213,7 +213,7 @@ fn gate(
             &viewer,
         )));
     };
-    if !same_origin(req, &state.config) {
+    if !same_origin(req, &state.config()) {
         tracing::info!(token = %session.name, "a page action sent from another site was refused");
         return Err(Box::new(refused(
             StatusCode::FORBIDDEN,
@@ -361,7 +361,7 @@ pub(super) async fn lock(
     } else {
         format!("lock {}", instance.name)
     };
-    let confirm = confirmation(&state.config, &tenant, &instance, &all, global);
+    let confirm = confirmation(&state.config(), &tenant, &instance, &all, global);
     if let Some(answer) = acting.unconfirmed(
         confirm.as_deref(),
         format!("/instances/{}/lock", instance.id),
@@ -409,7 +409,7 @@ pub(super) async fn unlock(
     } else {
         format!("unlock {}", instance.name)
     };
-    let confirm = confirmation(&state.config, &tenant, &instance, &all, global);
+    let confirm = confirmation(&state.config(), &tenant, &instance, &all, global);
     if let Some(answer) = acting.unconfirmed(
         confirm.as_deref(),
         format!("/instances/{}/unlock", instance.id),
@@ -441,7 +441,7 @@ pub(super) async fn rollback(
         Err(answer) => return answer,
     };
     let tenant = acting.session.tenant.clone();
-    let confirm = confirmation(&state.config, &tenant, &instance, &all, false);
+    let confirm = confirmation(&state.config(), &tenant, &instance, &all, false);
     if let Some(answer) = acting.unconfirmed(
         confirm.as_deref(),
         format!("/instances/{}/rollback", instance.id),
@@ -482,7 +482,7 @@ pub(super) async fn cancel(
         Err(answer) => return answer,
     };
     let tenant = acting.session.tenant.clone();
-    let confirm = confirmation(&state.config, &tenant, &instance, &[], false);
+    let confirm = confirmation(&state.config(), &tenant, &instance, &[], false);
     let what = format!("cancel deployment {} of {}", deployment.id, instance.name);
     if !deployment.state.is_final()
         && let Some(answer) = acting.unconfirmed(

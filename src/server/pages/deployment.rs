@@ -61,7 +61,7 @@ pub(super) async fn deployment_page(
         }
         Err(e) => return store_error_page(&e, &viewer),
     };
-    let github = github_web(&state.config);
+    let github = github_web(&state.config());
     let store = Arc::clone(&state.store);
     let tenant_owned = tenant.clone();
     match blocking(move || load_deployment(store.as_ref(), &tenant_owned, deployment, github)).await
@@ -70,7 +70,7 @@ pub(super) async fn deployment_page(
             view.production = view
                 .instance
                 .as_ref()
-                .is_some_and(|i| is_production(&state.config, &tenant, i));
+                .is_some_and(|i| is_production(&state.config(), &tenant, i));
             html_page(
                 StatusCode::OK,
                 views::deployment(

@@ -43,7 +43,7 @@ pub(super) async fn instance_page(
     let Ok(id) = InstanceId::parse(&raw_id) else {
         return instance_not_found(&raw_id, &viewer);
     };
-    let tenants = viewer.tenants(&state.config);
+    let tenants = viewer.tenants(&state.config());
     let store = Arc::clone(&state.store);
     let found = match blocking(move || find_instance(store.as_ref(), &tenants, id)).await {
         Ok(found) => found,

@@ -119,7 +119,7 @@ pub(super) fn control_of(
         lock: covering(locks, instance, now).cloned(),
         freeze: state.service.freeze_now(tenant, &instance.name, now),
         next_freeze: state.service.next_freeze(tenant, &instance.name, now),
-        production: is_production(&state.config, tenant, instance),
+        production: is_production(&state.config(), tenant, instance),
     }
 }
 
@@ -192,7 +192,7 @@ pub(super) async fn load_instance_page(
     })
     .await?;
     let mut view = view;
-    let global_confirm = confirmation(&state.config, &tenant, &view.instance, &siblings, true);
+    let global_confirm = confirmation(&state.config(), &tenant, &view.instance, &siblings, true);
     let siblings = siblings.into_iter().map(|i| i.name).collect();
     let locks = state.service.locks(&tenant).await?;
     view.control = control_of(state, &tenant, &view.instance, &locks, Utc::now());
@@ -215,7 +215,7 @@ pub(super) async fn load_instance_page(
         audit,
         siblings,
         global_confirm,
-        github: super::github_web(&state.config),
+        github: super::github_web(&state.config()),
     })
 }
 
@@ -401,7 +401,7 @@ pub(super) async fn lookup(
     id: DeploymentId,
     token: Option<&str>,
 ) -> Result<Lookup, Error> {
-    let config = &state.config;
+    let config = &state.config();
     let store = Arc::clone(&state.store);
     let tenants = viewer.tenants(config);
     let found = blocking(move || {
@@ -457,7 +457,7 @@ pub(super) async fn lookup(
 pub(super) async fn load_locks(state: &AppState, viewer: &Viewer) -> Result<LocksView, Error> {
     let now = Utc::now();
     let mut tenants = Vec::new();
-    for tenant in viewer.tenants(&state.config) {
+    for tenant in viewer.tenants(&state.config()) {
         let locks = state.service.locks(&tenant).await?;
         let instances = if locks.is_empty() {
             Vec::new()
@@ -487,7 +487,7 @@ pub(super) async fn load_locks(state: &AppState, viewer: &Viewer) -> Result<Lock
                 let global = matches!(lock.target, LockTarget::Repo { .. });
                 let confirm = instance
                     .as_ref()
-                    .and_then(|i| confirmation(&state.config, &tenant, i, &instances, global));
+                    .and_then(|i| confirmation(&state.config(), &tenant, i, &instances, global));
                 rows.push(LockRow {
                     lock,
                     instance,

@@ -75,7 +75,7 @@ enum Viewer {
 
 impl Viewer {
     fn of(req: &HttpRequest, state: &AppState) -> Viewer {
-        let config = &state.config;
+        let config = &state.config();
         let session = req
             .headers()
             .get_all(header::COOKIE)
@@ -276,8 +276,8 @@ async fn index(
     if !viewer.sees_index() {
         return to_signin("/", "signin_required");
     }
-    let tenants = viewer.tenants(&state.config);
-    let github = github_web(&state.config);
+    let tenants = viewer.tenants(&state.config());
+    let github = github_web(&state.config());
     let store = Arc::clone(&state.store);
     let mut view = match blocking(move || load_index(store.as_ref(), &tenants, github)).await {
         Ok(view) => view,

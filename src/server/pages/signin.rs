@@ -41,7 +41,7 @@ pub(super) async fn signin_form(
 ) -> HttpResponse {
     let next = access::local_path(query.next.as_deref());
     let viewer = Viewer::of(&req, &state);
-    if state.config.pages.public && query.reason.is_none() {
+    if state.config().pages.public && query.reason.is_none() {
         return see_other(&next);
     }
     let notice = match (&viewer, query.reason.as_deref().and_then(reason_text)) {
@@ -56,7 +56,7 @@ pub(super) async fn signin_form(
             &next,
             notice.as_deref(),
             None,
-            !state.config.api.tokens.is_empty(),
+            !state.config().api.tokens.is_empty(),
         ),
     )
 }
@@ -108,7 +108,7 @@ pub(super) async fn signin(
     state: web::Data<AppState>,
     form: web::Form<SigninForm>,
 ) -> HttpResponse {
-    let config = &state.config;
+    let config = &state.config();
     let next = access::local_path(form.next.as_deref());
     if !same_origin(&req, config) {
         return html_page(
@@ -157,7 +157,7 @@ pub(super) async fn signout(state: web::Data<AppState>) -> HttpResponse {
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .insert_header((
             header::SET_COOKIE,
-            access::clear_session_cookie(&state.config),
+            access::clear_session_cookie(&state.config()),
         ))
         .finish()
 }

@@ -46,8 +46,8 @@ pub(super) async fn handle(
 ) -> HttpResponse {
     // The database is waited for at most this long: GitHub gives up after 10 s, and a
     // 503 it receives lets the delivery be redelivered.
-    let store_deadline = Instant::now() + state.config.webhook_store_timeout;
-    let routing = rules::route(&state.config, &event);
+    let store_deadline = Instant::now() + state.config().webhook_store_timeout;
+    let routing = rules::route(&state.config(), &event);
     let (repo, action) = repo_and_action(&event);
     let tenant = repo
         .split('/')
@@ -57,7 +57,7 @@ pub(super) async fn handle(
     if let Err(response) = same_account(&repo, &tenant, &claim, delivery_id, event_name) {
         return *response;
     }
-    let seen = pinnable(&state.config, &repo, &claim);
+    let seen = pinnable(&state.config(), &repo, &claim);
     let delivery = Delivery {
         id: delivery_id.to_string(),
         event: event_name.to_string(),

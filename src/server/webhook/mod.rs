@@ -65,7 +65,7 @@ async fn receive(
     settings: Option<web::Data<WebhookSettings>>,
 ) -> HttpResponse {
     let insecure = settings.as_ref().is_some_and(|s| s.insecure_no_signature);
-    let config = &state.config;
+    let config = &state.config();
     let (body, ticket) = match read_unverified(&req, payload, config).await {
         Ok(read) => read,
         Err(response) => return *response,

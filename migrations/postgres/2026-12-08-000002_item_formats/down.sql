@@ -1,0 +1,2 @@
+ALTER TABLE outbox DROP COLUMN format;
+ALTER TABLE deployments DROP COLUMN format;
