@@ -252,6 +252,37 @@ lease = "2s"
         self.request("POST", path, headers, body)
     }
 
+    /// A request with any method and exactly these headers; the status and the JSON answer.
+    pub fn call(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> (u16, Value) {
+        self.request(method, path, headers, body)
+    }
+
+    /// The body of a GET answered in text (`/metrics`).
+    pub fn get_text(&self, path: &str) -> String {
+        let mut stream = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        let head = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
+        stream.write_all(head.as_bytes()).unwrap();
+        let mut answer = Vec::new();
+        let _ = stream.read_to_end(&mut answer);
+        String::from_utf8_lossy(&answer).into_owned()
+    }
+
+    /// Sends `signal` (e.g. `libc::SIGHUP`) to the server.
+    pub fn signal(&self, signal: i32) {
+        let child = self.child.as_ref().expect("the server runs");
+        // SAFETY: kill only sends a signal to our own child.
+        unsafe { libc::kill(child.id() as i32, signal) };
+    }
+
     /// A GET; the status and the JSON answer (`Null` when it is not JSON).
     pub fn get(&self, path: &str) -> (u16, Value) {
         self.request("GET", path, &[], b"")
