@@ -141,3 +141,47 @@ both_backends!(
     a_queued_deployment_of_a_newer_format_is_left_for_a_newer_replica,
     an_outbox_item_of_a_newer_format_is_left_for_a_newer_replica,
 );
+
+/// Statements an older replica cannot live beside: it still reads and writes what they
+/// remove or change.
+const CONTRACTING: [&str; 5] = [
+    "DROP TABLE",
+    "DROP COLUMN",
+    "RENAME",
+    "ALTER COLUMN",
+    "DELETE FROM",
+];
+
+/// Every migration only adds (expands): a replica of the release before it runs on the
+/// migrated database. A removal waits a release and is listed here, with the release
+/// whose replicas no longer read what it removes.
+const CONTRACTIONS: [&str; 0] = [];
+
+#[test]
+fn migrations_only_expand_so_the_previous_release_runs_beside_them() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations");
+    let mut checked = 0;
+    for backend in ["postgres", "sqlite"] {
+        for entry in std::fs::read_dir(root.join(backend)).unwrap() {
+            let dir = entry.unwrap().path();
+            let name = dir.file_name().unwrap().to_string_lossy().into_owned();
+            let up = std::fs::read_to_string(dir.join("up.sql")).unwrap();
+            let code: String = up
+                .lines()
+                .filter(|l| !l.trim_start().starts_with("--"))
+                .collect::<Vec<_>>()
+                .join("\n")
+                .to_uppercase();
+            for statement in CONTRACTING {
+                assert!(
+                    !code.contains(statement) || CONTRACTIONS.contains(&name.as_str()),
+                    "{backend}/{name} contracts the schema ({statement}): an older replica \
+                     still uses what it removes. Add what replaces it now, and remove the \
+                     old part a release later"
+                );
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked >= 20, "{checked} migrations checked");
+}
