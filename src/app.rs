@@ -198,6 +198,9 @@ async fn serve_on(
         tracing::warn!("{warning}");
     }
     check_signatures(&config, &options)?;
+    // Listening from the start: a SIGHUP during the migrations must not end the process
+    // (its default action), and a SIGTERM then still shuts down in order.
+    let signals = Signals::listen();
     let listener = match listener {
         Some(listener) => listener,
         None => bind(&config.listen)?,
@@ -254,7 +257,7 @@ async fn serve_on(
     let handle = http.handle();
     let http = tokio::spawn(http);
 
-    wait_for_signal(reloader.as_deref()).await;
+    signals.wait(reloader.as_deref()).await;
     shut_down(Running {
         shutdown,
         http: handle,
@@ -501,15 +504,29 @@ async fn shut_down(running: Running) {
     let _ = running.sender.await;
 }
 
-/// Waits for SIGTERM or SIGINT; each SIGHUP meanwhile reloads the configuration.
-async fn wait_for_signal(reloader: Option<&Reloader>) {
-    use tokio::signal::unix::{SignalKind, signal};
-    match (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::hangup()),
-    ) {
-        (Ok(mut term), Ok(mut int), Ok(mut hup)) => loop {
+/// The signals `serve` acts on, listened for from its start.
+struct Signals(Option<[tokio::signal::unix::Signal; 3]>);
+
+impl Signals {
+    fn listen() -> Signals {
+        use tokio::signal::unix::{SignalKind, signal};
+        match (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::hangup()),
+        ) {
+            (Ok(term), Ok(int), Ok(hup)) => Signals(Some([term, int, hup])),
+            _ => Signals(None),
+        }
+    }
+
+    /// Waits for SIGTERM or SIGINT; each SIGHUP meanwhile reloads the configuration.
+    async fn wait(self, reloader: Option<&Reloader>) {
+        let Some([mut term, mut int, mut hup]) = self.0 else {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        };
+        loop {
             tokio::select! {
                 _ = term.recv() => return tracing::info!("SIGTERM received"),
                 _ = int.recv() => return tracing::info!("SIGINT received"),
@@ -522,9 +539,6 @@ async fn wait_for_signal(reloader: Option<&Reloader>) {
                     None => tracing::warn!("SIGHUP received, but this server cannot reload its configuration (the sandbox): restart it"),
                 },
             }
-        },
-        _ => {
-            let _ = tokio::signal::ctrl_c().await;
         }
     }
 }

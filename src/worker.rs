@@ -280,7 +280,10 @@ impl Worker {
 
     /// This pool, masking `mask`'s secret values in every deployment log line it stores.
     pub fn masking(self, mask: SecretMask) -> Self {
-        *self.mask.write().unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(mask);
+        *self
+            .mask
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(mask);
         self
     }
 

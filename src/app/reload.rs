@@ -90,7 +90,9 @@ impl Reloader {
                     "configuration reloaded"
                 );
                 for setting in &report.restart_needed {
-                    tracing::warn!("configuration reload: {setting} changed; it takes effect after a restart");
+                    tracing::warn!(
+                        "configuration reload: {setting} changed; it takes effect after a restart"
+                    );
                 }
             }
             Err(reason) => {
@@ -107,7 +109,9 @@ impl Reloader {
         let catalog = ConfigCatalog::from_config(&next).map_err(|e| e.to_string())?;
         let previous = self.config.get();
         let next = Arc::new(next);
-        self.store_instances(&next).await.map_err(|e| e.to_string())?;
+        self.store_instances(&next)
+            .await
+            .map_err(|e| e.to_string())?;
         let mut report = ReloadReport {
             source: next.source.as_ref().map(|p| p.display().to_string()),
             instances: instance_keys(&next).into_iter().collect(),
@@ -125,7 +129,9 @@ impl Reloader {
                 Ok(ids) => report
                     .cancelled
                     .extend(ids.into_iter().map(|id| (tenant.clone(), id))),
-                Err(e) => tracing::warn!(error = %e, instance = %name, tenant = %tenant, "cannot cancel the queued deployments of a removed instance"),
+                Err(e) => {
+                    tracing::warn!(error = %e, instance = %name, tenant = %tenant, "cannot cancel the queued deployments of a removed instance")
+                }
             }
         }
         self.wake.notify_waiters();
@@ -160,11 +166,16 @@ impl Reloader {
 
     /// Cancels the queued deployments of an instance the file no longer has.
     async fn cancel_queue(&self, tenant: &str, name: &str) -> Result<Vec<String>, Error> {
-        let (store, tenant, name) = (Arc::clone(&self.store), tenant.to_string(), name.to_string());
+        let (store, tenant, name) = (
+            Arc::clone(&self.store),
+            tenant.to_string(),
+            name.to_string(),
+        );
         blocking(move || {
             let instance = store.find_instance(&tenant, &name)?;
             let reason = format!("instance {name} was removed from the configuration");
-            let cancelled = store.cancel_instance_queue(&tenant, instance.id, RELOAD_ACTOR, &reason)?;
+            let cancelled =
+                store.cancel_instance_queue(&tenant, instance.id, RELOAD_ACTOR, &reason)?;
             Ok(cancelled.iter().map(|d| d.id.to_string()).collect())
         })
         .await
@@ -178,7 +189,10 @@ impl Reload for Reloader {
     }
 
     fn status(&self) -> ReloadStatus {
-        self.status.read().unwrap_or_else(PoisonError::into_inner).clone()
+        self.status
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 }
 
@@ -203,7 +217,10 @@ fn restart_needed(before: &Config, after: &Config) -> Vec<String> {
     check("listen", before.listen == after.listen);
     check("[github]", before.github == after.github);
     check("[worker]", before.worker == after.worker);
-    check("DEPLOYBOT_SESSION_KEY", before.session_key == after.session_key);
+    check(
+        "DEPLOYBOT_SESSION_KEY",
+        before.session_key == after.session_key,
+    );
     changed
 }
 

@@ -693,8 +693,10 @@ mod tests {
         let filter = format!("o.format <= {OUTBOX_FORMAT} ");
         assert!(LANES.contains(&filter), "{LANES}");
         assert!(CLAIM.contains(&filter), "{CLAIM}");
-        assert!(super::super::queue::CANDIDATE
-            .contains(&format!("d.format <= {} ", super::super::queue::QUEUE_FORMAT)));
+        assert!(super::super::queue::CANDIDATE.contains(&format!(
+            "d.format <= {} ",
+            super::super::queue::QUEUE_FORMAT
+        )));
     }
 
     #[test]

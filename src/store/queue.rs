@@ -14,8 +14,8 @@ use super::rows::{DeploymentRow, ReleaseRow, from_db, to_db};
 use super::schema::{deployments, instances, releases};
 use super::{DbConn, DieselStore, db_error};
 use crate::deploy::{
-    self, AuditEvent, DeployKind, DeployState, Deployment, DeploymentId, Error, InstanceId, InvalidTransition,
-    Lease, QueueStore, Release, WaitKind, WaitingFor,
+    self, AuditEvent, DeployKind, DeployState, Deployment, DeploymentId, Error, InstanceId,
+    InvalidTransition, Lease, QueueStore, Release, WaitKind, WaitingFor,
 };
 
 pub use crate::deploy::WORKER_LOST;
@@ -575,7 +575,12 @@ fn cancel_instance_queue(
     cancelled.sort_by_key(|d| (d.created_at, d.id));
     for d in &cancelled {
         report_final(conn, d)?;
-        let event = AuditEvent::new(tenant, actor, "cancel", format!("deployment {} cancelled: {reason}", d.id));
+        let event = AuditEvent::new(
+            tenant,
+            actor,
+            "cancel",
+            format!("deployment {} cancelled: {reason}", d.id),
+        );
         super::audit::record_for(conn, event, d)?;
     }
     Ok(cancelled)

@@ -35,7 +35,10 @@ pub async fn reload(args: ReloadArgs) -> Result<Outcome, CliError> {
 
 /// What the reload changed, one line per kind of change.
 fn summary(report: &ReloadJson) -> String {
-    let from = report.source.as_deref().unwrap_or("defaults and the environment");
+    let from = report
+        .source
+        .as_deref()
+        .unwrap_or("defaults and the environment");
     let mut lines = vec![format!(
         "reloaded the configuration from {from}: {} instance{}",
         report.instances.len(),
@@ -49,7 +52,10 @@ fn summary(report: &ReloadJson) -> String {
     list("added", &report.added);
     list("removed (history kept)", &report.removed);
     list("cancelled queued deployments", &report.cancelled);
-    list("changed, taking effect after a restart", &report.restart_needed);
+    list(
+        "changed, taking effect after a restart",
+        &report.restart_needed,
+    );
     lines.join("\n")
 }
 

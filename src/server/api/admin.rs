@@ -88,7 +88,9 @@ pub(super) async fn reload(
         Ok(report) => Ok(HttpResponse::Ok().json(ReloadJson::for_tenant(report, &caller.tenant))),
         Err(reason) => Err(ApiError::new(
             ErrorCode::InvalidConfig,
-            format!("the configuration file was refused; the configuration in force stays: {reason}"),
+            format!(
+                "the configuration file was refused; the configuration in force stays: {reason}"
+            ),
         )),
     }
 }
