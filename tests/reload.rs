@@ -46,7 +46,12 @@ fn tokens() -> String {
 fn bearer(bot: &Bot, method: &str, path: &str, secret: &str, body: Option<Value>) -> (u16, Value) {
     let auth = format!("Bearer {secret}");
     let body = body.map(|b| b.to_string()).unwrap_or_default();
-    bot.call(method, path, &[("Authorization", auth.as_str())], body.as_bytes())
+    bot.call(
+        method,
+        path,
+        &[("Authorization", auth.as_str())],
+        body.as_bytes(),
+    )
 }
 
 fn deploy(bot: &Bot, secret: &str, instance: &str, image: &str) -> (u16, Value) {
@@ -143,7 +148,11 @@ fn a_reloaded_file_reaches_new_work_and_spares_the_running_deployment(db: TestDb
     std::fs::write(config_path(&bot), changed_file(&original)).unwrap();
     let (code, stdout, stderr) = reload_cli(&bot, ADMIN);
     assert_eq!(code, 0, "{stdout}{stderr}");
-    for needle in ["added: web-canary", "removed (history kept): web-staging", &queued] {
+    for needle in [
+        "added: web-canary",
+        "removed (history kept): web-staging",
+        &queued,
+    ] {
         assert!(stdout.contains(needle), "{needle} in {stdout}");
     }
 
@@ -175,14 +184,35 @@ fn a_reloaded_file_reaches_new_work_and_spares_the_running_deployment(db: TestDb
         cancelled.error,
         "instance web-staging was removed from the configuration"
     );
-    let (status, answer) = bearer(&bot, "GET", &format!("/v1/deployments/{queued}"), ADMIN, None);
-    assert_eq!((status, &answer["state"]), (200, &json!("cancelled")), "{answer}");
-    let (status, answer) = bearer(&bot, "GET", "/v1/instances/web-staging/deployments", ADMIN, None);
+    let (status, answer) = bearer(
+        &bot,
+        "GET",
+        &format!("/v1/deployments/{queued}"),
+        ADMIN,
+        None,
+    );
+    assert_eq!(
+        (status, &answer["state"]),
+        (200, &json!("cancelled")),
+        "{answer}"
+    );
+    let (status, answer) = bearer(
+        &bot,
+        "GET",
+        "/v1/instances/web-staging/deployments",
+        ADMIN,
+        None,
+    );
     assert_eq!(status, 200, "{answer}");
     assert_eq!(answer["items"].as_array().unwrap().len(), 1, "{answer}");
     let (status, answer) = deploy(&bot, CI2, "web-staging", "ghcr.io/acme/web:old");
     assert_eq!(status, 400, "{answer}");
-    assert!(answer.to_string().contains("no longer in the configuration"), "{answer}");
+    assert!(
+        answer
+            .to_string()
+            .contains("no longer in the configuration"),
+        "{answer}"
+    );
     let audit = bearer(&bot, "GET", "/v1/audit", ADMIN, None).1.to_string();
     assert!(audit.contains("removed from the configuration"), "{audit}");
 }
@@ -194,22 +224,33 @@ fn an_invalid_file_is_refused_whole_and_the_old_one_stays(db: TestDb) {
     let bot = Bot::start(db, SCRIPT, &tokens());
     let original = std::fs::read_to_string(config_path(&bot)).unwrap();
     // Valid TOML up to a typo, and a token added: nothing of it may take effect.
-    let invalid = original.replace(&token("ci", CI, "deploy", ""), &token("ci2", CI2, "deploy", ""))
-        + "\n[[instances]]\nname = \"broken\"\nrepo = \"acme/web\"\nenvironment = \"x\"\nimage = \"i\"\nstrategy = \"sideways\"\n";
+    let invalid = original.replace(
+        &token("ci", CI, "deploy", ""),
+        &token("ci2", CI2, "deploy", ""),
+    ) + "\n[[instances]]\nname = \"broken\"\nrepo = \"acme/web\"\nenvironment = \"x\"\nimage = \"i\"\nstrategy = \"sideways\"\n";
     std::fs::write(config_path(&bot), &invalid).unwrap();
     let (code, stdout, stderr) = reload_cli(&bot, ADMIN);
     assert_eq!(code, 1, "{stdout}{stderr}");
     assert!(stderr.contains("invalid_config"), "{stderr}");
     assert!(stderr.contains("sideways"), "{stderr}");
-    assert!(stderr.contains("the configuration in force stays"), "{stderr}");
+    assert!(
+        stderr.contains("the configuration in force stays"),
+        "{stderr}"
+    );
 
     let (status, ready) = bot.get("/readyz");
     assert_eq!(status, 200, "still serving: {ready}");
     let detail = ready["config"].as_str().unwrap();
-    assert!(detail.contains("refused") && detail.contains("sideways"), "{ready}");
+    assert!(
+        detail.contains("refused") && detail.contains("sideways"),
+        "{ready}"
+    );
     let text = metrics(&bot);
     assert!(text.contains("deploybot_config_reload_refused 1"), "{text}");
-    assert!(text.contains("deploybot_config_reloads_total{result=\"refused\"} 1"), "{text}");
+    assert!(
+        text.contains("deploybot_config_reloads_total{result=\"refused\"} 1"),
+        "{text}"
+    );
 
     // The old file is in force: the old token works, the new one does not.
     assert_eq!(deploy(&bot, CI2, "web-production", "x:1").0, 401);
@@ -224,7 +265,10 @@ fn an_invalid_file_is_refused_whole_and_the_old_one_stays(db: TestDb) {
     assert_eq!(deploy(&bot, CI2, "web-production", "x:1").0, 401);
 
     // Fixed, and SIGHUP: in force, and /readyz clears.
-    let fixed = original.replace(&token("ci", CI, "deploy", ""), &token("ci2", CI2, "deploy", ""));
+    let fixed = original.replace(
+        &token("ci", CI, "deploy", ""),
+        &token("ci2", CI2, "deploy", ""),
+    );
     std::fs::write(config_path(&bot), fixed).unwrap();
     bot.signal(libc::SIGHUP);
     wait_until("the reload to apply", Duration::from_secs(10), || {
@@ -233,7 +277,10 @@ fn an_invalid_file_is_refused_whole_and_the_old_one_stays(db: TestDb) {
     assert_eq!(bot.get("/readyz").1["config"], "ok");
     let text = metrics(&bot);
     assert!(text.contains("deploybot_config_reload_refused 0"), "{text}");
-    assert!(text.contains("deploybot_config_reloads_total{result=\"applied\"} 1"), "{text}");
+    assert!(
+        text.contains("deploybot_config_reloads_total{result=\"applied\"} 1"),
+        "{text}"
+    );
     assert_eq!(deploy(&bot, CI, "web-production", "x:1").0, 401);
 }
 
@@ -249,7 +296,11 @@ fn only_a_full_admin_token_may_reload(db: TestDb) {
         ("not-a-token", 401, "unauthenticated"),
     ] {
         let (got, answer) = bearer(&bot, "POST", "/v1/admin/reload", secret, None);
-        assert_eq!((got, &answer["error"]["code"]), (status, &json!(code)), "{answer}");
+        assert_eq!(
+            (got, &answer["error"]["code"]),
+            (status, &json!(code)),
+            "{answer}"
+        );
     }
     let (status, _) = bot.get("/readyz");
     assert_eq!(status, 200);
