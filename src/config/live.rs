@@ -79,9 +79,10 @@ mod tests {
         let live = LiveConfig::from(Config::default());
         let other = live.clone();
         let taken = live.get();
-        let mut next = Config::default();
-        next.command_prefix = '.';
-        live.replace(Arc::new(next));
+        live.replace(Arc::new(Config {
+            command_prefix: '.',
+            ..Config::default()
+        }));
         assert_eq!(other.get().command_prefix, '.');
         assert_eq!(taken.command_prefix, '/');
     }
