@@ -64,6 +64,10 @@ enum Command {
         #[command(flatten)]
         database: DatabaseFlags,
     },
+    /// Copy the SQLite database to a new file while the server runs (for PostgreSQL it
+    /// shows the pg_dump command). Restore: stop deploybot, put the copy in the database
+    /// file's place (removing its -wal and -shm files), start deploybot.
+    Backup(cli::BackupArgs),
     /// Work with the configuration.
     Config {
         #[command(subcommand)]
@@ -145,6 +149,7 @@ fn main() -> ExitCode {
             database_url,
         } => exit_now(sandbox(&config, listen, database_url)),
         Command::Migrate { database } => exit_now(migrate(&database)),
+        Command::Backup(args) => exit_now(cli::backup(&args)),
         Command::Repos {
             command: ReposCommand::Accept { repo, database },
         } => exit_now(accept_repo(&repo, &database)),

@@ -338,7 +338,13 @@ impl Worker {
                     // sender (it shares this signal) instead of leaving it to its poll.
                     self.wake.notify_waiters();
                     let me = Arc::clone(&self);
-                    let span = tracing::info_span!("deployment", deployment = %deployment.id);
+                    // The instance's name is recorded once it is read (`execute`).
+                    let span = tracing::info_span!(
+                        "deployment",
+                        deployment = %deployment.id,
+                        tenant = %deployment.tenant_id,
+                        instance = tracing::field::Empty
+                    );
                     tasks.spawn(
                         async move {
                             me.run_one(deployment, claiming).await;
@@ -595,6 +601,7 @@ impl Worker {
     ) -> Result<Outcome, Error> {
         let RunHandles { cancel, halt, log } = running;
         let stored = self.load(deployment).await?;
+        tracing::Span::current().record("instance", stored.instance.name.as_str());
         let spec = self
             .catalog
             .spec(&deployment.tenant_id, &stored.instance.name)

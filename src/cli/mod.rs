@@ -1,8 +1,9 @@
 //! The `deploybot` command line, below the argument parsing in `main.rs`: the REST API
 //! commands for a person at a terminal (`client`: `deploy`, `rollback`, `cancel`,
 //! `deployments`, `releases`, `instances`, `watch`, `lock`, `unlock`, `locks`, `audit`), `simulate` (signed GitHub webhooks sent
-//! to a running server), `config check`, the flags the server commands share, where the
-//! server is (`server_url`), the exit codes, and the process's logging.
+//! to a running server), `config check`, `backup` (a copy of the SQLite database), the
+//! flags the server commands share, where the server is (`server_url`), the exit codes,
+//! and the process's logging.
 //!
 //! Every command, client and server alike, ends with one of the exit codes below
 //! (`EXIT_CODES_HELP` is the table `deploybot --help` prints).
@@ -10,6 +11,7 @@
 use std::future::Future;
 use std::process::ExitCode;
 
+mod backup;
 mod check;
 pub mod client;
 mod flags;
@@ -19,6 +21,7 @@ mod server_url;
 pub mod simulate;
 mod table;
 
+pub use backup::{BackupArgs, backup};
 pub use check::check_config;
 pub use flags::{ConfigFlag, DatabaseFlags, SERVER_ENV_HELP, ServerFlags};
 pub use logging::init_logging;
@@ -35,7 +38,8 @@ pub const EXIT_FAILED: u8 = 1;
 /// 2 as well), a configuration file that is missing or invalid, a port already in use.
 pub const EXIT_USAGE: u8 = 2;
 /// Exit code: what the command must talk to cannot be reached. The deploybot server for
-/// the client commands and `simulate`; the database for `serve`, `migrate` and `repos`.
+/// the client commands and `simulate`; the database for `serve`, `migrate`, `repos` and
+/// `backup`.
 pub const EXIT_UNREACHABLE: u8 = 3;
 
 /// The exit codes as `deploybot --help` lists them.
@@ -48,7 +52,7 @@ Exit codes (every command):
   2  usage or configuration error: bad arguments, a missing or invalid configuration
      file, a port already in use
   3  unreachable: no deploybot server answered (client commands, simulate), or the
-     database cannot be reached (serve, migrate, repos)";
+     database cannot be reached (serve, migrate, repos, backup)";
 
 /// How a command that ran to its end turned out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -27,7 +27,7 @@ impl Context {
     /// The client, or the log line of a report that cannot be sent.
     pub fn client_or_log(&self, item: &OutboxItem) -> Option<&GithubClient> {
         if self.client.is_none() {
-            tracing::info!(kind = %item.kind, deployment = ?item.deployment_id, payload = %item.payload, "no GitHub credentials: would report");
+            tracing::info!(kind = %item.kind, payload = %item.payload, "no GitHub credentials: would report");
         }
         self.client.as_deref()
     }

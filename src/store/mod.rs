@@ -4,6 +4,7 @@
 //! `DATABASE_URL` picks the backend: `sqlite://PATH` or `postgres://…`.
 
 mod audit;
+mod backup;
 mod comments;
 mod cursor;
 mod deliveries;

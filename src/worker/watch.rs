@@ -108,7 +108,12 @@ impl Worker {
                             ids: Arc::clone(&ids),
                             id: d.id,
                         };
-                        let span = tracing::info_span!("watch", deployment = %d.id);
+                        let span = tracing::info_span!(
+                            "watch",
+                            deployment = %d.id,
+                            tenant = %d.tenant_id,
+                            instance = tracing::field::Empty
+                        );
                         let me = Arc::clone(&self);
                         let stop = shutdown.clone();
                         tasks.spawn(
@@ -158,6 +163,7 @@ impl Worker {
                 return;
             }
         };
+        tracing::Span::current().record("instance", instance.name.as_str());
         let spec = self.catalog.spec(&d.tenant_id, &instance.name);
         let Some(spec) = spec.filter(|s| !s.gates.is_empty()) else {
             tracing::info!(instance = %instance.name, "the instance has no metric gates any more; the watch ends");

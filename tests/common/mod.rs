@@ -14,6 +14,8 @@ pub mod pg_cluster;
 #[cfg(test)]
 pub mod pg_shared;
 pub mod prometheus;
+#[cfg(test)]
+pub mod serve;
 
 use std::sync::Arc;
 

@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::deploy::service::blocking;
 use crate::metrics::SendResult;
@@ -169,6 +170,18 @@ impl Sender {
     /// Reads one item, sends it and records the outcome. An item this version cannot read
     /// is recorded as failed, with the reason, and nothing else is done with it.
     pub async fn process(&self, item: OutboxItem) {
+        let span = tracing::info_span!(
+            "outbox",
+            tenant = %item.tenant_id,
+            deployment = tracing::field::Empty
+        );
+        if let Some(id) = item.deployment_id {
+            span.record("deployment", tracing::field::display(id));
+        }
+        self.send_and_record(item).instrument(span).await;
+    }
+
+    async fn send_and_record(&self, item: OutboxItem) {
         let result = match item.work() {
             Ok(work) => {
                 let result = give_up_or_back_off(&item, self.handler.handle(&item, &work).await);
@@ -219,13 +232,13 @@ fn log_outcome(item: &OutboxItem, result: &OutboxResult) {
     match result {
         OutboxResult::Sent => tracing::debug!(item = item.id, kind = %item.kind, "sent"),
         OutboxResult::Retry { after, error } => {
-            tracing::warn!(item = item.id, kind = %item.kind, deployment = ?item.deployment_id, %error, ?after, "GitHub report delayed")
+            tracing::warn!(item = item.id, kind = %item.kind, %error, ?after, "GitHub report delayed")
         }
         OutboxResult::Failed { error } => {
-            tracing::error!(item = item.id, kind = %item.kind, deployment = ?item.deployment_id, %error, "GitHub refused a report")
+            tracing::error!(item = item.id, kind = %item.kind, %error, "GitHub refused a report")
         }
         OutboxResult::Skipped { reason } => {
-            tracing::info!(item = item.id, kind = %item.kind, deployment = ?item.deployment_id, %reason, "report not sent")
+            tracing::info!(item = item.id, kind = %item.kind, %reason, "report not sent")
         }
     }
 }

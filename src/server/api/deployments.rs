@@ -7,6 +7,7 @@ use actix_web::http::header;
 use actix_web::{HttpResponse, get, post, web};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use tracing::Instrument;
 use utoipa::ToSchema;
 
 use super::input::{ApiJson, ListQuery, parse_id, present, present_integer};
@@ -552,8 +553,20 @@ pub(super) async fn deploy(
     let deployment = state
         .service
         .deploy_as(&caller.tenant, request, &actor(&caller), body.force, source)
+        .instrument(on_instance(&caller, &instance.name))
         .await?;
     Ok(created(deployment))
+}
+
+/// The span of an API request acting on an instance: its log lines name the instance
+/// and the tenant.
+fn on_instance(caller: &Caller, instance: &str) -> tracing::Span {
+    tracing::info_span!("api", tenant = %caller.tenant, instance = %instance)
+}
+
+/// The span of an API request acting on a deployment.
+fn on_deployment(caller: &Caller, id: DeploymentId) -> tracing::Span {
+    tracing::info_span!("api", tenant = %caller.tenant, deployment = %id)
 }
 
 /// Queue a deployment of an existing release of the instance (no new release).
@@ -596,6 +609,7 @@ pub(super) async fn rollback(
             body.force,
             &body.reason,
         )
+        .instrument(on_instance(&caller, &instance.name))
         .await?;
     Ok(created(deployment))
 }
@@ -679,6 +693,7 @@ pub(super) async fn cancel(
     state
         .service
         .cancel_as(&caller.tenant, id, &actor(&caller))
+        .instrument(on_deployment(&caller, id))
         .await?;
     Ok(HttpResponse::NoContent().finish())
 }
@@ -709,6 +724,7 @@ pub(super) async fn approve(
     let approved = state
         .service
         .approve(&caller.tenant, id, &actor(&caller))
+        .instrument(on_deployment(&caller, id))
         .await?;
     Ok(HttpResponse::Ok().json(DeploymentJson::from(approved)))
 }

@@ -57,6 +57,9 @@ pub(super) async fn handle(
     if let Err(response) = same_account(&repo, &tenant, &claim, delivery_id, event_name) {
         return *response;
     }
+    if !tenant.is_empty() {
+        tracing::Span::current().record("tenant", tenant.as_str());
+    }
     let seen = pinnable(&state.config(), &repo, &claim);
     let delivery = Delivery {
         id: delivery_id.to_string(),

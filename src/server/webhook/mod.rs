@@ -80,7 +80,13 @@ async fn receive(
         Ok(named) => named,
         Err(response) => return *response,
     };
-    let span = tracing::info_span!("webhook", delivery = %delivery_id, event = %event_name);
+    // The tenant is recorded once the event is routed (`handle`).
+    let span = tracing::info_span!(
+        "webhook",
+        delivery = %delivery_id,
+        event = %event_name,
+        tenant = tracing::field::Empty
+    );
     let event = match span.in_scope(|| parse_event(event_name, &body)) {
         Ok(event) => event,
         Err(response) => return *response,
@@ -112,7 +118,7 @@ fn verified_claim(req: &HttpRequest, config: &Config, insecure: bool, body: &[u8
         body,
     ) {
         let message = refusal(config, claim.tenant.as_deref(), &e);
-        tracing::warn!(delivery = header(req, "x-github-delivery").unwrap_or("-"), tenant = claim.tenant.as_deref().unwrap_or("-"), error = %message, "webhook refused");
+        tracing::warn!(delivery = header(req, "x-github-delivery"), tenant = claim.tenant.as_deref(), error = %message, "webhook refused");
         return Err(Box::new(refused(
             event_header,
             WebhookOutcome::BadSignature,

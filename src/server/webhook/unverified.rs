@@ -265,7 +265,7 @@ pub(super) async fn read_unverified(
         Ok(Ok(body)) => Ok((body, ticket)),
         Err(_elapsed) => {
             tracing::warn!(
-                delivery = header(req, "x-github-delivery").unwrap_or("-"),
+                delivery = header(req, "x-github-delivery"),
                 "webhook body too slow"
             );
             Err(Box::new(refused(
