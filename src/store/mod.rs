@@ -18,6 +18,7 @@ mod outbox;
 mod queue;
 mod recording;
 mod replies;
+mod retention;
 mod rows;
 pub mod schema;
 mod watch;
