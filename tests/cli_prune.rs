@@ -67,7 +67,8 @@ fn deployment(db: &TestDb, image: &str) -> Deployment {
 }
 
 /// An old deployment with 1204 log lines from four months ago and 3 from today; outbox
-/// items, deliveries and audit events, old and recent.
+/// items, deliveries and audit events, old and recent. Each deployment also queues two
+/// pending reports to GitHub, which stay.
 fn seed(db: &TestDb) {
     let old = deployment(db, "web:1");
     let new = deployment(db, "web:2");
@@ -93,7 +94,7 @@ fn seed(db: &TestDb) {
         sql.execute(&format!(
             "INSERT INTO outbox (tenant_id, ordering_key, kind, payload, state, attempts, \
              next_attempt_at, last_error, created_at, updated_at, lane) VALUES \
-             ('acme', 'acme/web', 'deployment_status', '{{}}', '{state}', 1, {t}, '', {t}, {t}, 'acme/web')",
+             ('acme', 'acme/web', 'seeded', '{{}}', '{state}', 1, {t}, '', {t}, {t}, 'acme/web')",
             t = sql_time(days_ago(age))
         ));
     }
@@ -120,7 +121,7 @@ fn prune_removes_what_passed_its_retention_and_says_so(db: TestDb) {
         "removed 2 outbox items (sent or failed) older than 30 days (before ",
         "removed 3 webhook deliveries older than 30 days (before ",
         "removed 1 audit events older than 400 days (before ",
-        "rows now: deployments 2, releases 2, deployment_logs 3, deliveries 1, outbox 2, audit_events 1",
+        "rows now: deployments 2, releases 2, deployment_logs 3, deliveries 1, outbox 6, audit_events 1",
     ]);
     let mut sql = Sql::open(&db.url);
     assert_eq!(sql.count("SELECT COUNT(*) AS n FROM deployments"), 2);
@@ -130,7 +131,7 @@ fn prune_removes_what_passed_its_retention_and_says_so(db: TestDb) {
         3
     );
     assert_eq!(
-        sql.count("SELECT COUNT(*) AS n FROM outbox WHERE state = 'pending'"),
+        sql.count("SELECT COUNT(*) AS n FROM outbox WHERE state = 'pending' AND kind = 'seeded'"),
         1
     );
     assert_eq!(
