@@ -382,7 +382,7 @@ fn build_worker(config: &Config, store: &Arc<DieselStore>, service: &Service) ->
         concurrency: config.worker.concurrency,
         lease: config.worker.lease,
         grace: config.worker.grace,
-        audit_retention: config.retention.audit,
+        retention: config.retention,
         ..WorkerSettings::default()
     };
     Arc::new(

@@ -68,6 +68,14 @@ enum Command {
     /// shows the pg_dump command). Restore: stop deploybot, put the copy in the database
     /// file's place (removing its -wal and -shm files), start deploybot.
     Backup(cli::BackupArgs),
+    /// Remove stored records past their `[retention]` period now: deployment log lines,
+    /// sent or failed outbox items, webhook delivery records and audit events (never
+    /// releases or deployments). Waits for no interval, but never runs beside a server's
+    /// pruning: exit 1 when one prunes now.
+    Prune {
+        #[command(flatten)]
+        database: DatabaseFlags,
+    },
     /// Work with the configuration.
     Config {
         #[command(subcommand)]
@@ -150,6 +158,7 @@ fn main() -> ExitCode {
         } => exit_now(sandbox(&config, listen, database_url)),
         Command::Migrate { database } => exit_now(migrate(&database)),
         Command::Backup(args) => exit_now(cli::backup(&args)),
+        Command::Prune { database } => exit_now(prune(&database)),
         Command::Repos {
             command: ReposCommand::Accept { repo, database },
         } => exit_now(accept_repo(&repo, &database)),
@@ -240,6 +249,65 @@ fn migrate(flags: &DatabaseFlags) -> u8 {
         println!("applied {name}");
     }
     EXIT_SUCCESS
+}
+
+/// A retention period in a person's words: whole days as days.
+fn period(kept: std::time::Duration) -> String {
+    match kept.as_secs() {
+        86_400 => "1 day".into(),
+        s if s % 86_400 == 0 => format!("{} days", s / 86_400),
+        _ => humantime::format_duration(kept).to_string(),
+    }
+}
+
+fn prune(flags: &DatabaseFlags) -> u8 {
+    use deploybot::deploy::RetentionStore;
+    use deploybot::worker::{PruneKind, cutoff, prune_now};
+    let config = match flags.load() {
+        Ok(config) => config,
+        Err(e) => return fail(EXIT_USAGE, e),
+    };
+    let store = match app::open_store(&config) {
+        Ok((store, _)) => store,
+        Err(e) => return fail(app::store_exit_code(&e), e),
+    };
+    let retention = config.retention;
+    let owner = format!("deploybot prune (pid {})", std::process::id());
+    let started = chrono::Utc::now();
+    let report = match prune_now(&store, &retention, &owner, true, &|| false) {
+        Ok(Some(report)) => report,
+        Ok(None) => {
+            return fail(
+                EXIT_FAILED,
+                "a server is pruning this database now (it holds the prune lease, for at most 10 minutes); nothing was removed: try again once it has finished",
+            );
+        }
+        Err(e) => return fail(app::store_exit_code(&e), e),
+    };
+    for kind in PruneKind::ALL {
+        let kept = kind.retention(&retention);
+        let before = cutoff(started, kept)
+            .map(|at| format!(" (before {})", at.format("%Y-%m-%dT%H:%M:%SZ")))
+            .unwrap_or_default();
+        println!(
+            "removed {} {} older than {}{before}",
+            report.removed(kind),
+            kind.rows(),
+            period(kept)
+        );
+    }
+    match store.table_rows() {
+        Ok(rows) => {
+            let sizes: Vec<String> = rows
+                .by_table()
+                .iter()
+                .map(|(table, n)| format!("{table} {n}"))
+                .collect();
+            println!("rows now: {}", sizes.join(", "));
+            EXIT_SUCCESS
+        }
+        Err(e) => fail(app::store_exit_code(&e), e),
+    }
 }
 
 fn accept_repo(repo: &str, flags: &DatabaseFlags) -> u8 {

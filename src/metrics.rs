@@ -23,6 +23,8 @@
 //! | `deploybot_database_up` | gauge | — | whether the scrape-time database reads succeeded |
 //! | `deploybot_webhook_redeliveries_total` | counter | — | missed deliveries asked of GitHub again |
 //! | `deploybot_webhook_unverified`, `deploybot_webhook_unverified_bytes` | gauge | — | webhook bodies whose signature is not checked yet |
+//! | `deploybot_pruned_rows_total` | counter | `table` | rows this process removed past their `[retention]` period |
+//! | `deploybot_table_rows` | gauge | `table` | rows in each main table, counted after each pruning run of this process |
 
 use std::sync::{OnceLock, RwLock};
 
@@ -33,7 +35,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Metric, Registry, Unit};
 
-use crate::deploy::{DeployState, Deployment, DeploymentId};
+use crate::deploy::{DeployState, Deployment, DeploymentId, TableRows};
 
 mod outcome;
 
@@ -121,6 +123,11 @@ struct ReloadLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TableLabels {
+    table: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct CauseLabels {
     cause: &'static str,
 }
@@ -201,6 +208,8 @@ pub struct Metrics {
     config_reloads: Family<ReloadLabels, Counter>,
     config_refused: Gauge,
     config_loaded: Gauge,
+    pruned_rows: Family<TableLabels, Counter>,
+    table_rows: Family<TableLabels, Gauge>,
 }
 
 impl Default for Metrics {
@@ -321,6 +330,14 @@ mod doc {
         "config_loaded_timestamp",
         "When the configuration in force was loaded (Unix time): at start, then at each reload that applied",
     );
+    pub(super) const PRUNED_ROWS: Doc = (
+        "pruned_rows",
+        "Rows this process removed because they passed their [retention] period, by table (deployment_logs, outbox, deliveries, audit_events)",
+    );
+    pub(super) const TABLE_ROWS: Doc = (
+        "table_rows",
+        "Rows in each main table (deployments, releases, deployment_logs, deliveries, outbox, audit_events), counted after each pruning run of this process",
+    );
     pub(super) const UNVERIFIED_BYTES: Doc = (
         "webhook_unverified",
         "Bytes held by webhook bodies whose signature is not checked yet (bounded by webhook_pending_bytes)",
@@ -415,6 +432,8 @@ impl Metrics {
                 Unit::Seconds,
                 Gauge::default(),
             ),
+            pruned_rows: registered(&mut r, doc::PRUNED_ROWS, Family::default()),
+            table_rows: registered(&mut r, doc::TABLE_ROWS, Family::default()),
             registry: r,
             rate_limit_source: RwLock::new(None),
         }
@@ -526,6 +545,22 @@ impl Metrics {
         self.config_loaded.set(at.timestamp());
     }
 
+    /// Counts `rows` removed from `table` past their retention (0 shows the table).
+    pub fn pruned(&self, table: &'static str, rows: u64) {
+        self.pruned_rows
+            .get_or_create(&TableLabels { table })
+            .inc_by(rows);
+    }
+
+    /// Sets each main table's row count.
+    pub fn set_table_rows(&self, rows: &TableRows) {
+        for (table, count) in rows.by_table() {
+            self.table_rows
+                .get_or_create(&TableLabels { table })
+                .set(count);
+        }
+    }
+
     /// Counts one redelivery asked of GitHub.
     pub fn webhook_redelivered(&self) {
         self.redeliveries.inc();
@@ -596,6 +631,13 @@ mod tests {
         metrics.webhook(Some("push"), WebhookOutcome::Accepted);
         metrics.outbox_result("deployment_status", SendResult::Sent);
         metrics.gate_evaluated("error rate", GateResult::NoData);
+        metrics.pruned("deployment_logs", 1204);
+        metrics.pruned("outbox", 0);
+        metrics.set_table_rows(&TableRows {
+            deployments: 7,
+            deliveries: 12,
+            ..TableRows::default()
+        });
         metrics.set_database(
             &[(DeployState::Pending, 2), (DeployState::Succeeded, 5)],
             (3, 1),
@@ -619,6 +661,13 @@ mod tests {
             r#"deploybot_rollbacks_total{cause="failure"} 0"#,
             r#"deploybot_rollbacks_total{cause="watch"} 0"#,
             r#"deploybot_rollbacks_total{cause="manual"} 0"#,
+            "# TYPE deploybot_pruned_rows_total counter",
+            r#"deploybot_pruned_rows_total{table="deployment_logs"} 1204"#,
+            r#"deploybot_pruned_rows_total{table="outbox"} 0"#,
+            "# TYPE deploybot_table_rows gauge",
+            r#"deploybot_table_rows{table="deployments"} 7"#,
+            r#"deploybot_table_rows{table="deliveries"} 12"#,
+            r#"deploybot_table_rows{table="audit_events"} 0"#,
         ] {
             assert!(
                 text.lines().any(|l| l == line),

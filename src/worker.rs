@@ -17,7 +17,8 @@ use crate::deploy::service::{Running, blocking};
 use crate::deploy::{
     self as deploy, AuditStore, Catalog, DeployKind, DeployState, Deployment, DeploymentId, Error,
     ExpiredLease, GateStore, Instance, InstanceSpec, InstanceStore, LockStore, LogStore, Outcome,
-    Plan, Progress, ProgressSink, QueueStore, Release, ReleaseStore, WatchStore, strategies,
+    Plan, Progress, ProgressSink, QueueStore, Release, ReleaseStore, RetentionStore, WatchStore,
+    strategies,
 };
 use crate::github::outbox::{GithubAcceptance, OutboxStore};
 use crate::provider::SecretMask;
@@ -27,6 +28,8 @@ mod gates;
 mod logs;
 mod prune;
 mod watch;
+
+pub use prune::{PRUNE_TASK, PruneKind, PruneReport, cutoff, prune_and_measure, prune_now};
 
 use logs::close_log;
 
@@ -158,8 +161,9 @@ pub struct WorkerSettings {
     pub poll: Duration,
     /// On shutdown, how long running deployments may take to finish.
     pub grace: Duration,
-    /// Audit events older than this are removed (`[retention] audit`).
-    pub audit_retention: Duration,
+    /// How long stored records are kept, and how often and in what batches the worker
+    /// removes older ones (`[retention]`).
+    pub retention: crate::config::RetentionConfig,
 }
 
 impl Default for WorkerSettings {
@@ -169,7 +173,7 @@ impl Default for WorkerSettings {
             lease: Duration::from_secs(30),
             poll: Duration::from_millis(500),
             grace: Duration::from_secs(30),
-            audit_retention: crate::config::DEFAULT_AUDIT_RETENTION,
+            retention: crate::config::RetentionConfig::default(),
         }
     }
 }
@@ -205,6 +209,7 @@ pub trait WorkerStore:
     + AuditStore
     + GateStore
     + WatchStore
+    + RetentionStore
 {
 }
 
@@ -218,6 +223,7 @@ impl<
         + AuditStore
         + GateStore
         + WatchStore
+        + RetentionStore
         + ?Sized,
 > WorkerStore for T
 {

@@ -38,8 +38,8 @@ pub const EXIT_FAILED: u8 = 1;
 /// 2 as well), a configuration file that is missing or invalid, a port already in use.
 pub const EXIT_USAGE: u8 = 2;
 /// Exit code: what the command must talk to cannot be reached. The deploybot server for
-/// the client commands and `simulate`; the database for `serve`, `migrate`, `repos` and
-/// `backup`.
+/// the client commands and `simulate`; the database for `serve`, `migrate`, `prune`,
+/// `repos` and `backup`.
 pub const EXIT_UNREACHABLE: u8 = 3;
 
 /// The exit codes as `deploybot --help` lists them.
@@ -52,7 +52,7 @@ Exit codes (every command):
   2  usage or configuration error: bad arguments, a missing or invalid configuration
      file, a port already in use
   3  unreachable: no deploybot server answered (client commands, simulate), or the
-     database cannot be reached (serve, migrate, repos, backup)";
+     database cannot be reached (serve, migrate, prune, repos, backup)";
 
 /// How a command that ran to its end turned out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -53,7 +53,10 @@ pub use metric_gates::{
 };
 pub use placeholders::IMAGE_PLACEHOLDERS;
 pub use provider::{HealthConfig, ProviderConfig, ProviderKind};
-pub use retention::{DEFAULT_AUDIT_RETENTION, MIN_AUDIT_RETENTION, RetentionConfig};
+pub use retention::{
+    DEFAULT_AUDIT_RETENTION, MAX_PRUNE_BATCH, MIN_AUDIT_RETENTION, MIN_PRUNE_INTERVAL,
+    MIN_RETENTION, RetentionConfig,
+};
 pub use secrets::{SESSION_KEY_MIN_BYTES, hide_url_passwords, redact_url};
 pub use server::pg_url_problem;
 pub use strategy::{CanaryConfig, StrategyKind};
@@ -373,7 +376,7 @@ fn build(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>, check: &mut Check
     let tenants = tenants::build_tenants(raw.tenants, env, check);
     let command_prefix = command_prefix(raw.command_prefix.as_deref(), check);
     let freezes = freeze::build_freezes("freeze", raw.freeze, check);
-    let retention = retention::build_retention(raw.retention, check);
+    let retention = retention::build_retention(raw.retention, github.redeliver_lookback, check);
     let config = Config {
         database_url,
         listen,

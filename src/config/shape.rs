@@ -40,7 +40,12 @@ pub(super) struct RawConfig {
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawRetention {
+    pub(super) logs: Option<String>,
+    pub(super) outbox: Option<String>,
+    pub(super) deliveries: Option<String>,
     pub(super) audit: Option<String>,
+    pub(super) interval: Option<String>,
+    pub(super) batch: Option<i64>,
 }
 
 #[derive(Deserialize, Default)]

@@ -29,7 +29,7 @@ pub use service::{Catalog, InstanceSpec, RollbackTarget, Service};
 pub use state::{DeployState, InvalidTransition};
 pub use store::{
     AuditStore, GateStore, InstanceStore, LockStore, LogStore, QueueStore, ReleaseStore,
-    ServiceStore, Store, WatchFailure, WatchRollback, WatchStore,
+    RetentionStore, ServiceStore, Store, TableRows, WatchFailure, WatchRollback, WatchStore,
 };
 pub use strategy::{CanarySteps, Outcome, Plan, ProgressSink, Strategy};
 

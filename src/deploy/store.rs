@@ -287,6 +287,68 @@ pub trait AuditStore: Send + Sync + 'static {
     fn prune_audit(&self, before: DateTime<Utc>, batch: u32) -> Result<u64, Error>;
 }
 
+/// How many rows each table holds, for metrics and `deploybot prune`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TableRows {
+    pub deployments: i64,
+    pub releases: i64,
+    pub deployment_logs: i64,
+    pub deliveries: i64,
+    pub outbox: i64,
+    pub audit_events: i64,
+}
+
+impl TableRows {
+    /// Each table's name and row count.
+    pub fn by_table(&self) -> [(&'static str, i64); 6] {
+        [
+            ("deployments", self.deployments),
+            ("releases", self.releases),
+            ("deployment_logs", self.deployment_logs),
+            ("deliveries", self.deliveries),
+            ("outbox", self.outbox),
+            ("audit_events", self.audit_events),
+        ]
+    }
+}
+
+/// Retention: removing stored records past their time, a batch per transaction, and the
+/// lease that lets one replica at a time do it. Releases and deployments are never
+/// removed. Each prune removes at most `batch` rows of every tenant, oldest first, and
+/// returns how many it removed.
+pub trait RetentionStore: AuditStore {
+    /// Removes deployment log lines stored before `before`.
+    fn prune_logs(&self, before: DateTime<Utc>, batch: u32) -> Result<u64, Error>;
+
+    /// Removes outbox items sent or given up on (`sent`, `failed`) last changed before
+    /// `before`; pending items stay whatever their age.
+    fn prune_outbox(&self, before: DateTime<Utc>, batch: u32) -> Result<u64, Error>;
+
+    /// Removes the records of webhook deliveries received before `before`. A delivery id
+    /// seen again after its record is gone is no longer a duplicate; what it triggered
+    /// still deduplicates on the deployment's trigger key.
+    fn prune_deliveries(&self, before: DateTime<Utc>, batch: u32) -> Result<u64, Error>;
+
+    /// How many rows the main tables hold.
+    fn table_rows(&self) -> Result<TableRows, Error>;
+
+    /// Takes the maintenance task `name` for `owner` until `lease` from now: true when no
+    /// other owner holds an unexpired lease on it and, unless `force`, it last ran at least
+    /// `every` ago (or never). Atomic across replicas.
+    fn claim_maintenance(
+        &self,
+        name: &str,
+        owner: &str,
+        every: Duration,
+        lease: Duration,
+        force: bool,
+    ) -> Result<bool, Error>;
+
+    /// Records that `owner`'s run of `name` ended now and lets its lease go; nothing when
+    /// `owner` does not hold it.
+    fn finish_maintenance(&self, name: &str, owner: &str) -> Result<(), Error>;
+}
+
 /// The deployments' logs.
 pub trait LogStore: Send + Sync + 'static {
     /// Appends lines to a deployment's log, numbered from `first_seq`.

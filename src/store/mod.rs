@@ -19,6 +19,7 @@ mod outbox;
 mod queue;
 mod recording;
 mod replies;
+mod retention;
 mod rows;
 pub mod schema;
 mod watch;

@@ -203,3 +203,12 @@ diesel::table! {
 }
 
 diesel::allow_tables_to_appear_in_same_query!(deployments, releases, instances);
+
+diesel::table! {
+    maintenance (name) {
+        name -> Text,
+        owner -> Nullable<Text>,
+        lease_until -> Nullable<Timestamp>,
+        last_run_at -> Nullable<Timestamp>,
+    }
+}

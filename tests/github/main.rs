@@ -7,6 +7,7 @@ mod bot;
 mod commands;
 #[path = "../common/mod.rs"]
 mod common;
+mod prune;
 mod reasons;
 mod upgrade;
 
