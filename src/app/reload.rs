@@ -7,7 +7,7 @@
 //! secrets, locks' and freezes' settings, gates, pages, the command prefix and the secret
 //! values masked in logs. A running deployment keeps the instance spec it started with.
 //! Read only at start: the database, the listen address, `[github]`,
-//! `[worker]` and the session key; a reload that changes them says so.
+//! `[worker]`, `[retention]` and the session key; a reload that changes them says so.
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, PoisonError, RwLock};
@@ -217,6 +217,7 @@ fn restart_needed(before: &Config, after: &Config) -> Vec<String> {
     check("listen", before.listen == after.listen);
     check("[github]", before.github == after.github);
     check("[worker]", before.worker == after.worker);
+    check("[retention]", before.retention == after.retention);
     check(
         "DEPLOYBOT_SESSION_KEY",
         before.session_key == after.session_key,
