@@ -735,7 +735,12 @@ fn release_waiting(
     let then = next(&newest);
     let released = set_waiting(conn, tenant, newest.id, then.as_ref())?;
     let older: Vec<String> = held.map(|d| d.id.to_string()).collect();
-    let mut superseded = cancel_queued(conn, tenant, &older, &released.id.to_string())?;
+    let mut superseded = cancel_queued(
+        conn,
+        tenant,
+        &older,
+        &format!("superseded by {}", released.id),
+    )?;
     superseded.sort_by_key(|d| (d.created_at, d.id));
     for d in &superseded {
         report_final(conn, d)?;
