@@ -262,6 +262,34 @@ fn an_existing_target_is_refused_and_kept() {
     assert_eq!(std::fs::read_to_string(&target).unwrap(), "precious");
 }
 
+/// A `file:` name is a file of that name, never an SQLite URI that reaches another file:
+/// an empty file named in it is left alone, and the copy is readable by its owner only
+/// (it holds the session key).
+#[test]
+fn a_uri_looking_target_is_a_plain_private_file() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let url = migrated(dir.path());
+    let bystander = dir.path().join("empty.txt");
+    std::fs::write(&bystander, "").unwrap();
+    let args = [
+        "backup",
+        "--to",
+        "file:empty.txt",
+        "--config",
+        "/dev/null",
+        "--database-url",
+    ];
+    let mut args: Vec<&str> = args.to_vec();
+    args.push(&url);
+    run_in(dir.path(), &args, &[]).expect(0);
+    assert_eq!(std::fs::read(&bystander).unwrap(), b"");
+    let copy = dir.path().join("file:empty.txt");
+    assert_eq!(integrity(&copy), "ok");
+    let mode = std::fs::metadata(&copy).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "{mode:o}");
+}
+
 /// A target in a directory that does not exist, or a database file that does not exist,
 /// is refused without creating anything; a file name with a quote is written as named.
 #[test]

@@ -31,22 +31,31 @@ impl DieselStore {
             ));
         }
         check_target(to)?;
-        let target = to.to_str().ok_or_else(|| {
+        // An absolute path: SQLite never reads it as a `file:` URI with options.
+        let absolute = std::path::absolute(to)
+            .map_err(|e| Error::InvalidRequest(format!("the backup file {}: {e}", to.display())))?;
+        let target = absolute.to_str().ok_or_else(|| {
             Error::InvalidRequest(format!(
                 "the backup file name {} is not valid UTF-8: choose a plain name",
                 to.display()
             ))
         })?;
-        self.read(|conn| {
+        create_private(&absolute, to)?;
+        let written = self.read(|conn| {
             let DbConn::Sqlite(c) = conn else {
                 unreachable!("an SQLite store holds SQLite connections")
             };
-            // The file name is bound, never spliced into the SQL.
+            // The file name is bound, never spliced into the SQL. SQLite writes into the
+            // empty file created above, so the copy keeps its owner-only mode.
             diesel::sql_query("VACUUM INTO ?")
                 .bind::<Text, _>(target)
                 .execute(c)
                 .map_err(|e| vacuum_error(e, to))
-        })?;
+        });
+        if let Err(e) = written {
+            let _ = std::fs::remove_file(&absolute);
+            return Err(e);
+        }
         std::fs::metadata(to).map(|m| m.len()).map_err(|e| {
             Error::Internal(format!(
                 "the backup {} was written but cannot be read back: {e}",
@@ -54,6 +63,29 @@ impl DieselStore {
             ))
         })
     }
+}
+
+/// Creates the empty target, readable by its owner only (the copy holds the session key),
+/// failing if anything is there already, a symbolic link included.
+fn create_private(path: &Path, shown: &Path) -> Result<(), Error> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map(drop)
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::AlreadyExists => Error::InvalidRequest(format!(
+                "{} already exists and a backup never overwrites a file: choose another name, \
+                 or remove it first",
+                shown.display()
+            )),
+            _ => Error::InvalidRequest(format!(
+                "cannot create the backup file {} ({e}): check the directory's permissions",
+                shown.display()
+            )),
+        })
 }
 
 /// Refuses a target that exists (never overwritten) or whose directory does not.
