@@ -146,6 +146,18 @@ enum ReposCommand {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     cli::init_logging();
+    if matches!(
+        cli.command,
+        Command::Migrate { .. }
+            | Command::Backup(_)
+            | Command::Prune { .. }
+            | Command::Repos { .. }
+    ) {
+        // Their reports may be piped into `head`: a closed pipe ends the command quietly,
+        // as it ends other tools, after its work is done and committed.
+        // SAFETY: at start, before any thread; the default disposition of SIGPIPE.
+        unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    }
     match cli.command {
         Command::Serve {
             server,
