@@ -310,7 +310,58 @@ fn only_a_full_admin_token_may_reload(db: TestDb) {
     assert_eq!(status, 201, "{answer}");
 }
 
+/// When tenants share the file, a refusal shows one tenant's admin none of the others'
+/// instances, nor does /readyz without the metrics token; the token's holder sees them.
+fn a_refusal_names_no_other_tenants_instances(db: TestDb) {
+    // SAFETY: set before the server starts; this test runs in a process of its own.
+    unsafe { std::env::set_var("DEPLOYBOT_METRICS_TOKEN", "metrics-reader") };
+    let globex = "[[api.tokens]]\nname = \"globex-ops\"\ntenant = \"globex\"\nrole = \"admin\"\nsha256 = \"00\"\n";
+    let globex = globex.replace(
+        "\"00\"",
+        &format!("\"{}\"", hex::encode(Sha256::digest(b"globex-token"))),
+    );
+    let bot = Bot::start(db, SCRIPT, &(tokens() + &globex));
+    let original = std::fs::read_to_string(config_path(&bot)).unwrap();
+    let secret_plan = "\n[[instances]]\nname = \"globex-secret-merger\"\nrepo = \"globex/merger\"\nenvironment = \"x\"\nimage = \"i\"\nstrategy = \"sideways\"\n";
+    std::fs::write(config_path(&bot), original + secret_plan).unwrap();
+    let (status, answer) = bearer(&bot, "POST", "/v1/admin/reload", ADMIN, None);
+    assert_eq!(
+        (status, &answer["error"]["code"]),
+        (422, &json!("invalid_config")),
+        "{answer}"
+    );
+    assert!(
+        answer
+            .to_string()
+            .contains("the configuration in force stays"),
+        "{answer}"
+    );
+    assert!(
+        !answer.to_string().contains("globex-secret-merger"),
+        "{answer}"
+    );
+    let (status, ready) = bot.get("/readyz");
+    assert_eq!(status, 200);
+    let detail = ready["config"].as_str().unwrap();
+    assert!(detail.contains("refused"), "{ready}");
+    assert!(!detail.contains("globex-secret-merger"), "{ready}");
+    let (_, ready) = bot.call(
+        "GET",
+        "/readyz",
+        &[("Authorization", "Bearer metrics-reader")],
+        b"",
+    );
+    assert!(
+        ready["config"]
+            .as_str()
+            .unwrap()
+            .contains("globex-secret-merger"),
+        "{ready}"
+    );
+}
+
 both_backends_owned!(
+    a_refusal_names_no_other_tenants_instances,
     a_reloaded_file_reaches_new_work_and_spares_the_running_deployment,
     an_invalid_file_is_refused_whole_and_the_old_one_stays,
     only_a_full_admin_token_may_reload,

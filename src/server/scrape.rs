@@ -13,7 +13,7 @@ use crate::metrics::global;
 
 /// Whether the request may read `/metrics`: always when no `DEPLOYBOT_METRICS_TOKEN` is
 /// set; otherwise only with that token as a bearer token (compared in constant time).
-fn may_scrape(req: &actix_web::HttpRequest, token: Option<&str>) -> bool {
+pub(super) fn may_scrape(req: &actix_web::HttpRequest, token: Option<&str>) -> bool {
     use subtle::ConstantTimeEq;
     let Some(expected) = token else {
         return true;

@@ -84,13 +84,29 @@ pub(super) async fn reload(
         ));
     };
     tracing::info!(by = %caller.name, tenant = %caller.tenant, "configuration reload requested");
+    let sole_tenant = only_tenant(&state.config(), &caller.tenant);
     match reloader.reload().await {
         Ok(report) => Ok(HttpResponse::Ok().json(ReloadJson::for_tenant(report, &caller.tenant))),
-        Err(reason) => Err(ApiError::new(
+        Err(reason) if sole_tenant => Err(ApiError::new(
             ErrorCode::InvalidConfig,
             format!(
                 "the configuration file was refused; the configuration in force stays: {reason}"
             ),
         )),
+        Err(_) => Err(ApiError::new(
+            ErrorCode::InvalidConfig,
+            "the configuration file was refused; the configuration in force stays. The file \
+             is shared with other tenants, so its problems are not shown here: the server's \
+             log names them, and `deploybot config check` on the server prints them",
+        )),
     }
+}
+
+/// Whether `tenant` is the only tenant the configuration knows: its instances', its
+/// secrets' and its tokens'. Only then may the file's problems be shown to its admin.
+fn only_tenant(config: &crate::config::Config, tenant: &str) -> bool {
+    let is = |t: &str| t.eq_ignore_ascii_case(tenant);
+    config.instances.iter().all(|i| is(&i.tenant()))
+        && config.tenants.iter().all(|t| is(&t.name))
+        && config.api.tokens.iter().all(|t| is(&t.tenant))
 }
