@@ -190,13 +190,7 @@ async fn serve_on(
     extra: Option<server::ExtraRoutes>,
     listener: Option<std::net::TcpListener>,
 ) -> Result<(), ServeError> {
-    match config.source_message() {
-        Ok(read) => tracing::info!("{read}"),
-        Err(none) => tracing::warn!("{none}"),
-    }
-    for warning in config.image_warnings() {
-        tracing::warn!("{warning}");
-    }
+    announce(&config);
     check_signatures(&config, &options)?;
     // Listening from the start: a SIGHUP during the migrations must not end the process
     // (its default action), and a SIGTERM then still shuts down in order.
@@ -218,17 +212,10 @@ async fn serve_on(
     let shutdown = CancellationToken::new();
     let worker = build_worker(&config, &store, &service);
     let live = LiveConfig::new(Arc::clone(&config));
-    let reloader = options.reload.clone().map(|load| {
-        Arc::new(Reloader::new(ReloadParts {
-            load,
-            config: live.clone(),
-            catalog,
-            mask: worker.mask_slot(),
-            store: Arc::clone(&store),
-            wake: Arc::clone(service.wake()),
-            insecure_no_signature: options.insecure_no_signature,
-        }))
-    });
+    let reloader = options
+        .reload
+        .clone()
+        .map(|load| reloader(load, &live, catalog, &worker, &store, &service, &options));
     let client = github_client(&config)?;
     let redeliverer = start_redeliverer(&config, client.as_ref(), &store, &shutdown);
     let keys = load_keys(&config, &store).await?;
@@ -271,6 +258,38 @@ async fn serve_on(
         Ok(Ok(())) => Ok(()),
         Ok(Err(e)) => Err(ServeError::Http(e)),
         Err(e) => Err(ServeError::Http(std::io::Error::other(e))),
+    }
+}
+
+/// What reloads the configuration of the parts it swaps.
+fn reloader(
+    load: LoadConfig,
+    live: &LiveConfig,
+    catalog: Arc<LiveCatalog>,
+    worker: &Worker,
+    store: &Arc<DieselStore>,
+    service: &Service,
+    options: &ServeOptions,
+) -> Arc<Reloader> {
+    Arc::new(Reloader::new(ReloadParts {
+        load,
+        config: live.clone(),
+        catalog,
+        mask: worker.mask_slot(),
+        store: Arc::clone(store),
+        wake: Arc::clone(service.wake()),
+        insecure_no_signature: options.insecure_no_signature,
+    }))
+}
+
+/// Logs which file was read and what in it looks wrong without being an error.
+fn announce(config: &Config) {
+    match config.source_message() {
+        Ok(read) => tracing::info!("{read}"),
+        Err(none) => tracing::warn!("{none}"),
+    }
+    for warning in config.image_warnings() {
+        tracing::warn!("{warning}");
     }
 }
 

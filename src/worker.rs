@@ -312,10 +312,7 @@ impl Worker {
     pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
         let slots = Arc::new(Semaphore::new(self.settings.concurrency.max(1)));
         let mut tasks = JoinSet::new();
-        let recovery = tokio::spawn(Arc::clone(&self).recover_loop(shutdown.clone()));
-        let gatekeeper = tokio::spawn(Arc::clone(&self).gate_loop(shutdown.clone()));
-        tokio::spawn(Arc::clone(&self).prune_loop(shutdown.clone()));
-        let watches = tokio::spawn(Arc::clone(&self).watch_loop(shutdown.clone()));
+        let [recovery, gatekeeper, watches] = Arc::clone(&self).start_loops(&shutdown);
         tracing::info!(owner = %self.owner, concurrency = self.settings.concurrency, "worker started");
         loop {
             // `biased`: once shutdown has begun, nothing new is claimed, even when a slot
@@ -389,6 +386,19 @@ impl Worker {
         gatekeeper.abort();
         // The watches let their leases go as shutdown begins, for another replica.
         let _ = watches.await;
+    }
+
+    /// Starts the loops beside the claims: recovery, the gatekeeper, pruning (detached)
+    /// and the watches.
+    fn start_loops(
+        self: Arc<Self>,
+        shutdown: &CancellationToken,
+    ) -> [tokio::task::JoinHandle<()>; 3] {
+        let recovery = tokio::spawn(Arc::clone(&self).recover_loop(shutdown.clone()));
+        let gatekeeper = tokio::spawn(Arc::clone(&self).gate_loop(shutdown.clone()));
+        tokio::spawn(Arc::clone(&self).prune_loop(shutdown.clone()));
+        let watches = tokio::spawn(self.watch_loop(shutdown.clone()));
+        [recovery, gatekeeper, watches]
     }
 
     async fn recover_loop(self: Arc<Self>, shutdown: CancellationToken) {
