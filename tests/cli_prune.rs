@@ -4,7 +4,6 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
@@ -13,8 +12,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use common::cli_run::Run;
 use common::{Sql, TestDb};
 use deploybot::deploy::{
-    AuditEvent, AuditStore, DeployRequest, Deployment, InstanceStore, LogStore, Release,
-    ReleaseStore, RetentionStore,
+    AuditEvent, AuditStore, Deployment, InstanceStore, LogStore, RetentionStore,
 };
 
 fn days_ago(n: i64) -> DateTime<Utc> {
@@ -48,22 +46,7 @@ fn deployment(db: &TestDb, image: &str) -> Deployment {
         .store
         .upsert_instance("acme", "web-production", "acme/web", "production")
         .unwrap();
-    let request = DeployRequest {
-        instance_id: inst.id,
-        image: image.into(),
-        env: BTreeMap::new(),
-        strategy: "rolling".into(),
-        notes: String::new(),
-        commit_sha: String::new(),
-        params: Default::default(),
-        noop: false,
-    };
-    let release = Release::from_request("acme", &request);
-    let d = Deployment::pending(&release, "rolling", "alice");
-    db.store
-        .insert_release_and_deployment(&release, &d)
-        .unwrap()
-        .1
+    common::queue_deployment(db, &inst, image)
 }
 
 /// An old deployment with 1204 log lines from four months ago and 3 from today; outbox

@@ -5,15 +5,13 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use common::{Sql, TestDb};
 use deploybot::config::RetentionConfig;
 use deploybot::deploy::{
-    AuditEvent, AuditStore, DeployRequest, Deployment, InstanceStore, LogStore, Release,
-    ReleaseStore, RetentionStore, TableRows,
+    AuditEvent, AuditStore, Deployment, InstanceStore, LogStore, RetentionStore, TableRows,
 };
 use deploybot::metrics::Metrics;
 use deploybot::worker::{PRUNE_TASK, prune_and_measure, prune_now};
@@ -36,22 +34,7 @@ fn deployment(db: &TestDb, image: &str) -> Deployment {
         .store
         .upsert_instance("acme", "web-production", "acme/web", "production")
         .unwrap();
-    let request = DeployRequest {
-        instance_id: inst.id,
-        image: image.into(),
-        env: BTreeMap::new(),
-        strategy: "rolling".into(),
-        notes: String::new(),
-        commit_sha: String::new(),
-        params: Default::default(),
-        noop: false,
-    };
-    let release = Release::from_request("acme", &request);
-    let d = Deployment::pending(&release, "rolling", "alice");
-    db.store
-        .insert_release_and_deployment(&release, &d)
-        .unwrap()
-        .1
+    common::queue_deployment(db, &inst, image)
 }
 
 /// `n` log lines of `d`, from `first`, stamped `at`.

@@ -5,14 +5,10 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use common::{Sql, TestDb};
-use deploybot::deploy::{
-    DeployRequest, DeployState, Deployment, Instance, InstanceStore, QueueStore, Release,
-    ReleaseStore, Store,
-};
+use deploybot::deploy::{DeployState, Deployment, Instance, InstanceStore, QueueStore, Store};
 use deploybot::github::outbox::{CommentReply, NewOutboxItem, OutboxStore, Work};
 use deploybot::store::{OUTBOX_FORMAT, QUEUE_FORMAT};
 
@@ -25,22 +21,7 @@ fn instance(db: &TestDb, name: &str) -> Instance {
 }
 
 fn queue(db: &TestDb, inst: &Instance, image: &str) -> Deployment {
-    let request = DeployRequest {
-        instance_id: inst.id,
-        image: image.into(),
-        env: BTreeMap::new(),
-        strategy: "rolling".into(),
-        notes: String::new(),
-        commit_sha: String::new(),
-        params: Default::default(),
-        noop: false,
-    };
-    let release = Release::from_request(&inst.tenant_id, &request);
-    let deployment = Deployment::pending(&release, "rolling", "alice");
-    db.store
-        .insert_release_and_deployment(&release, &deployment)
-        .expect("queue")
-        .1
+    common::queue_deployment(db, inst, image)
 }
 
 /// Marks a stored deployment as written by a newer release.

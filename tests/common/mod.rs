@@ -308,3 +308,28 @@ impl deploybot::server::Reload for UnchangedReload {
         }
     }
 }
+
+/// Queues a new release of `inst` with `image` (rolling, by alice): the pending deployment.
+pub fn queue_deployment(
+    db: &TestDb,
+    inst: &deploybot::deploy::Instance,
+    image: &str,
+) -> deploybot::deploy::Deployment {
+    use deploybot::deploy::{DeployRequest, Deployment, Release, ReleaseStore};
+    let request = DeployRequest {
+        instance_id: inst.id,
+        image: image.into(),
+        env: Default::default(),
+        strategy: "rolling".into(),
+        notes: String::new(),
+        commit_sha: String::new(),
+        params: Default::default(),
+        noop: false,
+    };
+    let release = Release::from_request(&inst.tenant_id, &request);
+    let deployment = Deployment::pending(&release, "rolling", "alice");
+    db.store
+        .insert_release_and_deployment(&release, &deployment)
+        .expect("queue a deployment")
+        .1
+}
