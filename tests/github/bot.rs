@@ -186,8 +186,10 @@ lease = "2s"
         }
         let child = command.spawn().unwrap();
         self.child = Some(child);
-        wait_until("the server to listen", Duration::from_secs(30), || {
-            TcpStream::connect(("127.0.0.1", self.port)).is_ok()
+        // The port is bound before the database is opened: the server has started only
+        // once it answers, not once it accepts a connection.
+        wait_until("the server to answer", Duration::from_secs(30), || {
+            TcpStream::connect(("127.0.0.1", self.port)).is_ok() && self.get("/healthz").0 == 200
         });
     }
 
