@@ -11,9 +11,7 @@ use std::time::Duration;
 use chrono::{DateTime, TimeDelta, Utc};
 use common::cli_run::Run;
 use common::{Sql, TestDb};
-use deploybot::deploy::{
-    AuditEvent, AuditStore, Deployment, InstanceStore, LogStore, RetentionStore,
-};
+use deploybot::deploy::{AuditEvent, AuditStore, Deployment, LogStore, RetentionStore};
 
 fn days_ago(n: i64) -> DateTime<Utc> {
     Utc::now() - TimeDelta::days(n)
@@ -42,11 +40,7 @@ fn deploybot(dir: &Path, args: &[&str]) -> Run {
 }
 
 fn deployment(db: &TestDb, image: &str) -> Deployment {
-    let inst = db
-        .store
-        .upsert_instance("acme", "web-production", "acme/web", "production")
-        .unwrap();
-    common::queue_deployment(db, &inst, image)
+    common::queue_web_production(db, image)
 }
 
 /// An old deployment with 1204 log lines from four months ago and 3 from today; outbox

@@ -10,9 +10,7 @@ use std::time::Duration;
 use chrono::{DateTime, TimeDelta, Utc};
 use common::{Sql, TestDb};
 use deploybot::config::RetentionConfig;
-use deploybot::deploy::{
-    AuditEvent, AuditStore, Deployment, InstanceStore, LogStore, RetentionStore, TableRows,
-};
+use deploybot::deploy::{AuditEvent, AuditStore, Deployment, LogStore, RetentionStore, TableRows};
 use deploybot::metrics::Metrics;
 use deploybot::worker::{PRUNE_TASK, prune_and_measure, prune_now};
 
@@ -28,13 +26,8 @@ fn sql_time(at: DateTime<Utc>) -> String {
     at.format("'%Y-%m-%d %H:%M:%S'").to_string()
 }
 
-/// A deployment of a new release of web-production.
 fn deployment(db: &TestDb, image: &str) -> Deployment {
-    let inst = db
-        .store
-        .upsert_instance("acme", "web-production", "acme/web", "production")
-        .unwrap();
-    common::queue_deployment(db, &inst, image)
+    common::queue_web_production(db, image)
 }
 
 /// `n` log lines of `d`, from `first`, stamped `at`.

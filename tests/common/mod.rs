@@ -333,3 +333,13 @@ pub fn queue_deployment(
         .expect("queue a deployment")
         .1
 }
+
+/// Queues a new release of acme's web-production (recorded first if it is not yet).
+pub fn queue_web_production(db: &TestDb, image: &str) -> deploybot::deploy::Deployment {
+    use deploybot::deploy::InstanceStore;
+    let inst = db
+        .store
+        .upsert_instance("acme", "web-production", "acme/web", "production")
+        .unwrap();
+    queue_deployment(db, &inst, image)
+}

@@ -251,31 +251,12 @@ lease = "2s"
 
     /// A raw POST with exactly these headers.
     pub fn post(&self, path: &str, headers: &[(&str, &str)], body: &[u8]) -> (u16, Value) {
-        self.request("POST", path, headers, body)
+        self.call("POST", path, headers, body)
     }
 
-    /// A request with any method and exactly these headers; the status and the JSON answer.
-    pub fn call(
-        &self,
-        method: &str,
-        path: &str,
-        headers: &[(&str, &str)],
-        body: &[u8],
-    ) -> (u16, Value) {
-        self.request(method, path, headers, body)
-    }
-
-    /// The body of a GET answered in text (`/metrics`).
+    /// The whole answer to a GET, head and body, as text (`/metrics`).
     pub fn get_text(&self, path: &str) -> String {
-        let mut stream = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
-        stream
-            .set_read_timeout(Some(Duration::from_secs(30)))
-            .unwrap();
-        let head = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
-        stream.write_all(head.as_bytes()).unwrap();
-        let mut answer = Vec::new();
-        let _ = stream.read_to_end(&mut answer);
-        String::from_utf8_lossy(&answer).into_owned()
+        self.exchange("GET", path, &[], b"")
     }
 
     /// Sends `signal` (e.g. `libc::SIGHUP`) to the server.
@@ -287,16 +268,36 @@ lease = "2s"
 
     /// A GET; the status and the JSON answer (`Null` when it is not JSON).
     pub fn get(&self, path: &str) -> (u16, Value) {
-        self.request("GET", path, &[], b"")
+        self.call("GET", path, &[], b"")
     }
 
-    fn request(
+    /// A request with any method and exactly these headers; the status and the JSON answer
+    /// (`Null` when it is not JSON).
+    pub fn call(
         &self,
         method: &str,
         path: &str,
         headers: &[(&str, &str)],
         body: &[u8],
     ) -> (u16, Value) {
+        let text = self.exchange(method, path, headers, body);
+        let status: u16 = text
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        let body = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
+        // Chunked bodies: take the JSON object inside.
+        let json = body
+            .find('{')
+            .and_then(|start| body.rfind('}').map(|end| &body[start..=end]))
+            .and_then(|j| serde_json::from_str(j).ok())
+            .unwrap_or(Value::Null);
+        (status, json)
+    }
+
+    /// Sends one request on a connection of its own; the whole answer as text.
+    fn exchange(&self, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> String {
         let mut stream = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
         stream
             .set_read_timeout(Some(Duration::from_secs(30)))
@@ -313,20 +314,7 @@ lease = "2s"
         let _ = stream.write_all(body);
         let mut answer = Vec::new();
         let _ = stream.read_to_end(&mut answer);
-        let text = String::from_utf8_lossy(&answer).to_string();
-        let status: u16 = text
-            .split(' ')
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0);
-        let body = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
-        // Chunked bodies: take the JSON object inside.
-        let json = body
-            .find('{')
-            .and_then(|start| body.rfind('}').map(|end| &body[start..=end]))
-            .and_then(|j| serde_json::from_str(j).ok())
-            .unwrap_or(Value::Null);
-        (status, json)
+        String::from_utf8_lossy(&answer).into_owned()
     }
 
     pub fn instance(&self, name: &str) -> Instance {
